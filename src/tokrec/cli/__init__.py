@@ -1,0 +1,1 @@
+"""The `tokrec` command line."""

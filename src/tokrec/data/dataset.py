@@ -1,0 +1,217 @@
+"""The in-memory dataset every later stage consumes.
+
+External ids are strings everywhere in the public API; row numbers (``*_idx``) stay inside.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from functools import cached_property
+
+import numpy as np
+import pandas as pd
+
+from tokrec.errors import DataError
+
+INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
+
+
+class Vocab:
+    """A bijection between external ids (str) and dense row numbers 0..n-1, in insertion order."""
+
+    def __init__(self, ids: Iterable[object] = ()) -> None:
+        self._ids: list[str] = []
+        self._index: dict[str, int] = {}
+        for i in ids:
+            self.add(str(i))
+
+    def add(self, external_id: str) -> int:
+        """Adds an id if new; returns its row."""
+        row = self._index.get(external_id)
+        if row is None:
+            row = len(self._ids)
+            self._ids.append(external_id)
+            self._index[external_id] = row
+        return row
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def __contains__(self, external_id: object) -> bool:
+        return str(external_id) in self._index
+
+    def __iter__(self):
+        return iter(self._ids)
+
+    def get(self, external_id: str, default: int = -1) -> int:
+        return self._index.get(str(external_id), default)
+
+    def encode(self, external_ids: Iterable[object], *, missing: str = "raise") -> np.ndarray:
+        """Maps ids to rows. ``missing='raise'`` raises KeyError naming the id; ``'mask'`` gives -1."""
+        out = []
+        for e in external_ids:
+            row = self._index.get(str(e), -1)
+            if row < 0 and missing == "raise":
+                raise KeyError(f"unknown id: {e!r}")
+            out.append(row)
+        return np.asarray(out, dtype=np.int64)
+
+    def decode(self, rows: Iterable[int]) -> list[str]:
+        return [self._ids[int(r)] for r in rows]
+
+    @property
+    def ids(self) -> list[str]:
+        return list(self._ids)
+
+    def to_list(self) -> list[str]:
+        return list(self._ids)
+
+    @classmethod
+    def from_list(cls, ids: Sequence[str]) -> Vocab:
+        v = cls(ids)
+        if len(v) != len(ids):
+            raise DataError("vocabulary has duplicate ids")
+        return v
+
+
+@dataclass
+class LoadReport:
+    """What a loader read and what it filtered (nothing is dropped silently)."""
+
+    rows_read: dict[str, int] = field(default_factory=dict)
+    filtered: dict[str, int] = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def count(self, reason: str, n: int = 1) -> None:
+        if n:
+            self.filtered[reason] = self.filtered.get(reason, 0) + int(n)
+
+    def summary(self) -> str:
+        parts = [f"{k}: {v} rows" for k, v in self.rows_read.items()]
+        if self.filtered:
+            parts.append("filtered: " + ", ".join(f"{k}={v}" for k, v in self.filtered.items()))
+        else:
+            parts.append("filtered: none")
+        return "; ".join(parts + self.notes)
+
+
+@dataclass
+class Dataset:
+    """Interactions + item catalog (+ optional users) with id vocabularies.
+
+    Attributes:
+        interactions: columns ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64 seconds,
+            or the row order when the source has none), ``event`` (str, e.g. "rating", "click",
+            "purchase"), ``value`` (float; the rating where there is one, else 1.0).
+        items: ``item_id`` (str) plus any attribute columns, one row per item, in item-vocab order.
+        users: optional ``user_id`` plus attribute columns.
+        name: a short label used in reports.
+    """
+
+    interactions: pd.DataFrame
+    items: pd.DataFrame
+    users: pd.DataFrame | None = None
+    name: str = "dataset"
+    report: LoadReport = field(default_factory=LoadReport)
+    user_vocab: Vocab = field(init=False)
+    item_vocab: Vocab = field(init=False)
+
+    def __post_init__(self) -> None:
+        inter = self.interactions.copy()
+        for col in ("user_id", "item_id"):
+            if col not in inter.columns:
+                raise DataError("missing column", column=col)
+            inter[col] = inter[col].astype(str)
+        if "timestamp" not in inter.columns:
+            inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
+        inter["timestamp"] = inter["timestamp"].astype(np.int64)
+        if "event" not in inter.columns:
+            inter["event"] = np.where(inter["value"].notna(), "rating", "interaction") if "value" in inter.columns else "interaction"
+        inter["event"] = inter["event"].astype(str)
+        if "value" not in inter.columns:
+            inter["value"] = 1.0
+        inter["value"] = inter["value"].astype(np.float64)
+        items = self.items.copy()
+        if "item_id" not in items.columns:
+            raise DataError("missing column", column="item_id")
+        items["item_id"] = items["item_id"].astype(str)
+        items = items.reset_index(drop=True)
+        self.item_vocab = Vocab.from_list(items["item_id"].tolist())
+        unknown = ~inter["item_id"].isin(self.item_vocab._index.keys())
+        if unknown.any():
+            first = int(np.flatnonzero(unknown.to_numpy())[0])
+            raise DataError(
+                f"{int(unknown.sum())} interactions reference items not in the catalog "
+                f"(first: {inter['item_id'].iloc[first]!r})",
+                row=first + 2,
+                column="item_id",
+            )
+        self.user_vocab = Vocab(pd.unique(inter["user_id"]))
+        if self.users is not None:
+            users = self.users.copy()
+            users["user_id"] = users["user_id"].astype(str)
+            for u in users["user_id"]:
+                self.user_vocab.add(u)
+            self.users = users
+        self.interactions = inter[list(INTERACTION_COLUMNS) + [c for c in inter.columns if c not in INTERACTION_COLUMNS]]
+        self.items = items
+
+    # ---- sizes -------------------------------------------------------------------------------
+    @property
+    def n_users(self) -> int:
+        return len(self.user_vocab)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_vocab)
+
+    def __len__(self) -> int:
+        return len(self.interactions)
+
+    # ---- internal index arrays (cached) ----------------------------------------------------
+    @cached_property
+    def user_idx(self) -> np.ndarray:
+        """Row of each interaction's user, aligned with ``interactions``."""
+        return self.user_vocab.encode(self.interactions["user_id"])
+
+    @cached_property
+    def item_idx(self) -> np.ndarray:
+        """Row of each interaction's item, aligned with ``interactions``."""
+        return self.item_vocab.encode(self.interactions["item_id"])
+
+    def sequences(self) -> list[np.ndarray]:
+        """Each user's item rows in time order (ties broken by source order), indexed by user row."""
+        order = np.lexsort((np.arange(len(self.interactions)), self.interactions["timestamp"].to_numpy(), self.user_idx))
+        users = self.user_idx[order]
+        items = self.item_idx[order]
+        bounds = np.searchsorted(users, np.arange(self.n_users + 1))
+        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+
+    def histories(self) -> dict[str, pd.DataFrame]:
+        """Each user's interactions in time order, keyed by external user id."""
+        df = self.interactions.sort_values(["user_id", "timestamp"], kind="stable")
+        return {u: g for u, g in df.groupby("user_id", sort=False)}
+
+    def interaction_matrix(self, *, binary: bool = True):
+        """users x items scipy CSR matrix (1 where the user interacted, or summed values)."""
+        import scipy.sparse as sp
+
+        data = np.ones(len(self.interactions)) if binary else self.interactions["value"].to_numpy()
+        m = sp.csr_matrix((data, (self.user_idx, self.item_idx)), shape=(self.n_users, self.n_items))
+        if binary:
+            m.data[:] = 1.0
+        return m
+
+    def with_interactions(self, interactions: pd.DataFrame, *, name: str | None = None) -> Dataset:
+        """A dataset over the same catalog and users with other interactions (for splits)."""
+        ds = Dataset(interactions, self.items, self.users, name=name or self.name)
+        # keep the full user vocabulary so that rows stay comparable across splits
+        for u in self.user_vocab:
+            ds.user_vocab.add(u)
+        ds.__dict__.pop("user_idx", None)
+        return ds
+
+    def item_text_columns(self) -> list[str]:
+        """Attribute columns of the catalog (every column but the id)."""
+        return [c for c in self.items.columns if c != "item_id"]

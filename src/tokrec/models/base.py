@@ -1,0 +1,308 @@
+"""The recommender interface: fit / score / recommend / save / load (no pickle).
+
+A subclass implements ``_fit``, ``_score_users`` (a score for every catalog item, per known user) and,
+where it can, ``_score_history`` (the same for an anonymous history of item rows, used for visitors and
+for the online service). Everything with external ids, candidate sets and seen-item exclusion lives
+here once.
+
+Saved form: a directory with ``config.json`` (model name, its typed config, vocabularies) and
+``arrays.safetensors`` (every learned array). Loading never unpickles anything.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any, ClassVar
+
+import numpy as np
+import pandas as pd
+from pydantic import BaseModel, ConfigDict
+
+from tokrec.data.dataset import Dataset, Vocab
+from tokrec.errors import ConfigError
+
+
+class ModelConfig(BaseModel):
+    """Base for typed model configs: unknown keys are rejected, loudly."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class Recommender(ABC):
+    """Base class for every recommender.
+
+    Learned state ends in ``_``; ``__init__`` stores the config only.
+    """
+
+    name: ClassVar[str] = "base"
+    Config: ClassVar[type[ModelConfig]] = ModelConfig
+    #: True when the model can score items it never saw in training (from their text vectors).
+    scores_new_items: ClassVar[bool] = False
+    #: True when the model needs item vectors (``item_vectors`` passed to fit).
+    needs_item_vectors: ClassVar[bool] = False
+
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        if config is None:
+            config = {}
+        if isinstance(config, dict):
+            try:
+                config = self.Config(**{**config, **kwargs})
+            except Exception as e:  # pydantic.ValidationError
+                raise ConfigError(f"{self.name}: invalid config: {e}") from e
+        elif kwargs:
+            config = config.model_copy(update=kwargs)
+        self.config = config
+        self.item_vocab_: Vocab | None = None
+        self.user_vocab_: Vocab | None = None
+        self.seen_: dict[int, np.ndarray] = {}
+
+    # ---- to implement --------------------------------------------------------------------------
+    @abstractmethod
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        """Learns from ``dataset``; ``item_vectors`` is ``(n_items, d)`` aligned with the item vocab."""
+
+    @abstractmethod
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        """Scores of every item for each user row: ``(len(user_rows), n_items)`` float32."""
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        """Scores of every item for an anonymous history (item rows, oldest first): ``(n_items,)``."""
+        raise NotImplementedError(f"{self.name} cannot score an anonymous history")
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        """Learned arrays to save."""
+        return {}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        """Restores learned arrays from ``_arrays``."""
+
+    def _extra_state(self) -> dict[str, Any]:
+        """JSON-serialisable learned state other than arrays."""
+        return {}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        pass
+
+    # ---- public API ----------------------------------------------------------------------------
+    def fit(self, dataset: Dataset, item_vectors: np.ndarray | None = None) -> Recommender:
+        if self.needs_item_vectors and item_vectors is None:
+            raise ConfigError(f"{self.name} needs item vectors: pass item_vectors (n_items, d)")
+        if item_vectors is not None and len(item_vectors) != dataset.n_items:
+            raise ConfigError(f"item_vectors has {len(item_vectors)} rows, the catalog has {dataset.n_items}")
+        self.item_vocab_ = dataset.item_vocab
+        self.user_vocab_ = dataset.user_vocab
+        self.seen_ = {u: s for u, s in enumerate(dataset.sequences()) if len(s)}
+        self._fit(dataset, item_vectors)
+        return self
+
+    @property
+    def n_items(self) -> int:
+        self._check_fitted()
+        assert self.item_vocab_ is not None
+        return len(self.item_vocab_)
+
+    def _check_fitted(self) -> None:
+        if self.item_vocab_ is None:
+            raise ConfigError(f"{self.name} is not fitted")
+
+    def score(self, user_ids: Sequence[str], item_ids: Sequence[str] | None = None) -> np.ndarray:
+        """Scores ``(len(user_ids), len(item_ids))`` (all catalog items when ``item_ids`` is None).
+
+        Unknown users get the score of an empty history where the model allows it, else NaN rows.
+        """
+        self._check_fitted()
+        assert self.user_vocab_ is not None and self.item_vocab_ is not None
+        rows = self.user_vocab_.encode(user_ids, missing="mask")
+        out = np.full((len(rows), self.n_items), np.nan, dtype=np.float32)
+        known = rows >= 0
+        if known.any():
+            out[known] = self._score_users(rows[known])
+        if item_ids is not None:
+            out = out[:, self.item_vocab_.encode(item_ids)]
+        return out
+
+    def recommend(
+        self,
+        user_id: str | None = None,
+        *,
+        history: Sequence[str] | None = None,
+        k: int = 10,
+        candidates: Sequence[str] | None = None,
+        exclude: Sequence[str] | None = None,
+        exclude_seen: bool = True,
+    ) -> list[tuple[str, float]]:
+        """Top-``k`` ``(item_id, score)`` for a known user or an anonymous ``history`` of item ids."""
+        self._check_fitted()
+        assert self.user_vocab_ is not None and self.item_vocab_ is not None
+        if (user_id is None) == (history is None):
+            raise ConfigError("give exactly one of user_id or history")
+        seen: np.ndarray
+        if user_id is not None:
+            row = self.user_vocab_.get(user_id)
+            if row < 0:
+                raise KeyError(f"unknown user: {user_id!r}")
+            scores = self._score_users(np.array([row]))[0]
+            seen = self.seen_.get(row, np.empty(0, dtype=np.int64))
+        else:
+            assert history is not None
+            rows = self.item_vocab_.encode(history, missing="mask")
+            rows = rows[rows >= 0]
+            scores = self._score_history(rows)
+            seen = rows
+        return self._top_k(scores, seen if exclude_seen else None, k, candidates, exclude)
+
+    def recommend_batch(
+        self,
+        user_ids: Sequence[str] | None = None,
+        *,
+        k: int = 10,
+        candidates: Sequence[str] | None = None,
+        exclude_seen: bool = True,
+        batch_size: int = 256,
+    ) -> pd.DataFrame:
+        """Top-``k`` for many users: a frame ``user_id, item_id, score, rank`` (rank 1 = best)."""
+        self._check_fitted()
+        assert self.user_vocab_ is not None and self.item_vocab_ is not None
+        if user_ids is None:
+            user_ids = [u for r, u in enumerate(self.user_vocab_) if r in self.seen_]
+        rows = self.user_vocab_.encode(user_ids, missing="mask")
+        allowed = self._candidate_mask(candidates)
+        out_u: list[str] = []
+        out_i: list[int] = []
+        out_s: list[float] = []
+        out_r: list[int] = []
+        ids = np.asarray(self.item_vocab_.ids, dtype=object)
+        for start in range(0, len(rows), batch_size):
+            chunk = rows[start : start + batch_size]
+            uids = list(user_ids[start : start + batch_size])
+            known = chunk >= 0
+            if not known.any():
+                continue
+            scores = np.full((len(chunk), self.n_items), -np.inf, dtype=np.float32)
+            scores[known] = self._score_users(chunk[known])
+            if allowed is not None:
+                scores[:, ~allowed] = -np.inf
+            for j, r in enumerate(chunk):
+                if r < 0:
+                    continue
+                s = scores[j]
+                if exclude_seen and r in self.seen_:
+                    s[self.seen_[r]] = -np.inf
+                top = _top_indices(s, k)
+                for rank, i in enumerate(top, 1):
+                    out_u.append(uids[j])
+                    out_i.append(int(i))
+                    out_s.append(float(s[i]))
+                    out_r.append(rank)
+        return pd.DataFrame(
+            {"user_id": out_u, "item_id": ids[np.asarray(out_i, dtype=np.int64)] if out_i else [], "score": out_s, "rank": out_r}
+        )
+
+    def _candidate_mask(self, candidates: Sequence[str] | None) -> np.ndarray | None:
+        if candidates is None:
+            return None
+        assert self.item_vocab_ is not None
+        rows = self.item_vocab_.encode(candidates, missing="mask")
+        mask = np.zeros(self.n_items, dtype=bool)
+        mask[rows[rows >= 0]] = True
+        return mask
+
+    def _top_k(
+        self,
+        scores: np.ndarray,
+        seen: np.ndarray | None,
+        k: int,
+        candidates: Sequence[str] | None,
+        exclude: Sequence[str] | None,
+    ) -> list[tuple[str, float]]:
+        assert self.item_vocab_ is not None
+        s = np.array(scores, dtype=np.float32, copy=True)
+        allowed = self._candidate_mask(candidates)
+        if allowed is not None:
+            s[~allowed] = -np.inf
+        if seen is not None and len(seen):
+            s[seen] = -np.inf
+        if exclude:
+            ex = self.item_vocab_.encode(exclude, missing="mask")
+            s[ex[ex >= 0]] = -np.inf
+        top = _top_indices(s, k)
+        ids = self.item_vocab_.decode(top)
+        return [(i, float(s[t])) for i, t in zip(ids, top, strict=True)]
+
+    # ---- persistence -------------------------------------------------------------------------
+    def save(self, path: str | os.PathLike[str]) -> Path:
+        """Writes the model directory atomically (a temporary directory renamed into place)."""
+        from safetensors.numpy import save_file
+
+        self._check_fitted()
+        assert self.user_vocab_ is not None and self.item_vocab_ is not None
+        path = Path(path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+        arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
+        seen_users = np.array(sorted(self.seen_), dtype=np.int64)
+        lengths = np.array([len(self.seen_[u]) for u in seen_users], dtype=np.int64)
+        arrays["__seen_users"] = seen_users
+        arrays["__seen_lengths"] = lengths
+        arrays["__seen_items"] = (
+            np.concatenate([self.seen_[u] for u in seen_users]).astype(np.int64) if len(seen_users) else np.empty(0, np.int64)
+        )
+        save_file(arrays, str(tmp / "arrays.safetensors"))
+        meta = {
+            "format": "tokrec-model/1",
+            "model": self.name,
+            "config": self.config.model_dump(mode="json"),
+            "items": self.item_vocab_.to_list(),
+            "users": self.user_vocab_.to_list(),
+            "state": self._extra_state(),
+        }
+        (tmp / "config.json").write_text(json.dumps(meta))
+        if path.exists():
+            old = path.with_name(f".{path.name}.old")
+            if old.exists():
+                import shutil
+
+                shutil.rmtree(old)
+            path.rename(old)
+            tmp.rename(path)
+            import shutil
+
+            shutil.rmtree(old)
+        else:
+            tmp.rename(path)
+        return path
+
+    @classmethod
+    def _from_saved(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Recommender:
+        model = cls(meta["config"])
+        model.item_vocab_ = Vocab.from_list(meta["items"])
+        model.user_vocab_ = Vocab.from_list(meta["users"])
+        users = arrays.pop("__seen_users")
+        lengths = arrays.pop("__seen_lengths")
+        items = arrays.pop("__seen_items")
+        bounds = np.concatenate([[0], np.cumsum(lengths)])
+        model.seen_ = {int(u): items[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
+        model._set_extra_state(meta.get("state", {}))
+        model._set_arrays(arrays)
+        return model
+
+
+def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` best finite scores, best first (ties: lower index first)."""
+    finite = np.isfinite(scores)
+    n = int(finite.sum())
+    k = min(k, n)
+    if k <= 0:
+        return np.empty(0, dtype=np.int64)
+    if k < len(scores):
+        part = np.argpartition(-scores, k - 1)[:k]
+    else:
+        part = np.arange(len(scores))
+    part = part[np.isfinite(scores[part])]
+    order = np.lexsort((part, -scores[part]))
+    return part[order][:k]

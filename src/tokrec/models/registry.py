@@ -1,0 +1,59 @@
+"""Model names -> classes, imported lazily so that `tokrec --help` stays fast."""
+
+from __future__ import annotations
+
+import importlib
+import json
+from pathlib import Path
+from typing import Any
+
+from tokrec.errors import ConfigError
+
+# name -> "module:Class". Each model module defines one Recommender subclass with this ``name``.
+_MODELS: dict[str, str] = {
+    "popularity": "tokrec.models.popularity:Popularity",
+    "itemknn": "tokrec.models.itemknn:ItemKNN",
+    "ease": "tokrec.models.ease:EASE",
+    "als": "tokrec.models.implicit_mf:ALS",
+    "bpr": "tokrec.models.implicit_mf:BPR",
+    "text-profile": "tokrec.models.text_profile:TextProfile",
+    "hybrid-map": "tokrec.models.hybrid:HybridMap",
+    "fij-scorer": "tokrec.models.fij_scorer:FijScorer",
+    "tokrec": "tokrec.models.recommended:TokrecHybrid",
+    "text-sasrec": "tokrec.models.sequential:TextSASRec",
+}
+
+#: the model `tokrec recommend` uses when none is named
+DEFAULT_MODEL = "tokrec"
+
+
+def available_models() -> list[str]:
+    return sorted(_MODELS)
+
+
+def model_class(name: str) -> type:
+    try:
+        target = _MODELS[name]
+    except KeyError:
+        raise ConfigError(f"unknown model {name!r}; available: {', '.join(available_models())}") from None
+    module, cls = target.split(":")
+    return getattr(importlib.import_module(module), cls)
+
+
+def create_model(name: str, config: dict[str, Any] | None = None) -> Any:
+    return model_class(name)(config or {})
+
+
+def load_model(path: str | Path) -> Any:
+    """Loads a model directory written by ``Recommender.save`` (no pickle)."""
+    from safetensors.numpy import load_file
+
+    path = Path(path)
+    cfg = path / "config.json"
+    if not cfg.exists():
+        raise ConfigError(f"{path}: not a tokrec model directory (no config.json)")
+    meta = json.loads(cfg.read_text())
+    if meta.get("format") != "tokrec-model/1":
+        raise ConfigError(f"{cfg}: unknown format {meta.get('format')!r}")
+    arrays = dict(load_file(str(path / "arrays.safetensors")))
+    return model_class(meta["model"])._from_saved(meta, arrays)
