@@ -1,0 +1,698 @@
+"""Generic loaders: item catalogs and interaction logs from CSV, Parquet or JSON Lines.
+
+Every value is validated with vectorised pandas operations; only when something is wrong does a
+slower pass find the first bad row, so that the :class:`~tokrec.errors.DataError` names the file,
+the row and the column. Rows are numbered as a person sees them in the file: for CSV the 1-based
+line number (the header is line 1), for JSON Lines the 1-based line number, for Parquet the 1-based
+record number.
+
+Ids are always strings exactly as written in the file (``"007"`` stays ``"007"``, ``1`` is ``"1"``,
+never ``"1.0"``). Empty cells in attribute columns become missing values (NaN).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import os
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Literal
+
+import numpy as np
+import pandas as pd
+
+from tokrec.data.dataset import Dataset, LoadReport
+from tokrec.errors import ConfigError, DataError
+
+Format = Literal["csv", "tsv", "parquet", "jsonl"]
+PathLike = str | os.PathLike
+
+#: canonical interaction column -> names accepted as keys of ``columns=`` (and, except "value",
+#: recognised automatically in a file's header)
+_CANONICAL = {
+    "user_id": ("user_id", "user"),
+    "item_id": ("item_id", "item"),
+    "timestamp": ("timestamp", "time", "ts"),
+    "event": ("event", "event_type"),
+    "value": ("value", "rating"),
+}
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".tsv": "tsv",
+    ".tab": "tsv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "jsonl",
+    ".ndjson": "jsonl",
+    ".json": "jsonl",
+}
+
+__all__ = [
+    "detect_format",
+    "load_dataset",
+    "load_interactions",
+    "load_items",
+    "load_users",
+    "read_table",
+]
+
+
+# ---------------------------------------------------------------------------------------------
+# reading a table
+# ---------------------------------------------------------------------------------------------
+def detect_format(path: PathLike, format: str | None = None) -> str:
+    """Returns ``"csv"``, ``"tsv"``, ``"parquet"`` or ``"jsonl"`` from ``format`` or the extension.
+
+    A trailing ``.gz`` / ``.bz2`` / ``.zst`` / ``.xz`` compression suffix is looked through.
+    """
+    if format is not None:
+        fmt = format.lower().lstrip(".")
+        fmt = {"ndjson": "jsonl", "json": "jsonl", "pq": "parquet", "tab": "tsv"}.get(fmt, fmt)
+        if fmt not in ("csv", "tsv", "parquet", "jsonl"):
+            raise ConfigError(f"unknown format {format!r}; use csv, tsv, parquet or jsonl")
+        return fmt
+    p = Path(path)
+    suffixes = [s.lower() for s in p.suffixes]
+    if suffixes and suffixes[-1] in (".gz", ".bz2", ".zst", ".xz", ".zip"):
+        suffixes = suffixes[:-1]
+    ext = suffixes[-1] if suffixes else ""
+    if ext not in _EXTENSIONS:
+        raise DataError(
+            f"cannot tell the format from the extension {ext or '(none)'!r}; "
+            "use .csv, .tsv, .parquet or .jsonl, or pass format=",
+            file=str(path),
+        )
+    return _EXTENSIONS[ext]
+
+
+def read_table(
+    path: PathLike,
+    *,
+    format: str | None = None,
+    encoding: str = "utf-8",
+    sep: str | None = None,
+) -> tuple[pd.DataFrame, np.ndarray]:
+    """Reads a table with every cell as text (CSV) or as stored (Parquet, JSON Lines).
+
+    Args:
+        path: the file.
+        format: ``csv``, ``tsv``, ``parquet`` or ``jsonl``; by default from the extension.
+        encoding: text encoding for CSV / JSON Lines.
+        sep: CSV field separator (default ``,``; ``\\t`` for tsv).
+
+    Returns:
+        ``(frame, rows)``: the frame (fresh RangeIndex) and, aligned with it, each record's row
+        number as a person sees it in the file (int64, shape ``(n,)``).
+
+    Raises:
+        DataError: the file is missing, empty, undecodable or malformed (naming the row).
+    """
+    p = Path(path)
+    fmt = detect_format(p, format)
+    if not p.is_file():
+        raise DataError("file not found", file=str(p))
+    if p.stat().st_size == 0:
+        raise DataError("file is empty (0 bytes)", file=str(p))
+    if fmt == "parquet":
+        try:
+            df = pd.read_parquet(p)
+        except Exception as e:  # pyarrow raises many types for corrupt files
+            raise DataError(f"cannot read Parquet: {e}", file=str(p)) from e
+        rows = np.arange(1, len(df) + 1, dtype=np.int64)
+    elif fmt == "jsonl":
+        df, rows = _read_jsonl(p, encoding)
+    else:
+        df, rows = _read_csv(p, encoding, sep if sep is not None else ("\t" if fmt == "tsv" else ","))
+    if len(df) == 0:
+        raise DataError("file has a header but no rows", file=str(p))
+    return df.reset_index(drop=True), rows
+
+
+def _read_csv(p: Path, encoding: str, sep: str) -> tuple[pd.DataFrame, np.ndarray]:
+    try:
+        df = pd.read_csv(
+            p,
+            sep=sep,
+            dtype=str,
+            keep_default_na=False,
+            na_values=[""],
+            encoding=encoding,
+            skip_blank_lines=True,
+        )
+    except UnicodeDecodeError as e:
+        raise _decode_error(p, encoding, sep, e) from e
+    except pd.errors.EmptyDataError as e:
+        raise DataError("file is empty (no header)", file=str(p)) from e
+    except pd.errors.ParserError as e:
+        raise DataError(f"malformed CSV: {e}", file=str(p), row=_parser_error_line(e)) from e
+    except LookupError as e:
+        raise ConfigError(f"unknown encoding {encoding!r}") from e
+    df.columns = [str(c).strip() for c in df.columns]
+    rows = _csv_record_lines(p, encoding, sep, len(df))
+    return df, rows
+
+
+def _parser_error_line(e: Exception) -> int | None:
+    import re
+
+    m = re.search(r"line (\d+)", str(e))
+    return int(m.group(1)) if m else None
+
+
+def _csv_record_lines(p: Path, encoding: str, sep: str, n: int) -> np.ndarray:
+    """1-based line number at which each data record starts.
+
+    The fast path assumes one record per line (no quoted newlines, no blank lines); this is
+    checked by counting newlines, and the exact numbering comes from a ``csv`` scan otherwise.
+    """
+    with open(p, "rb") as f:
+        data = f.read()
+    n_lines = data.count(b"\n") + (0 if data.endswith(b"\n") else 1)
+    if n_lines == n + 1:
+        return np.arange(2, n + 2, dtype=np.int64)
+    starts: list[int] = []
+    with open(p, encoding=encoding, newline="") as f:
+        reader = csv.reader(f, delimiter=sep)
+        line = 1
+        for i, rec in enumerate(reader):
+            if i > 0 and rec:
+                starts.append(line)
+            line = reader.line_num + 1
+    if len(starts) != n:  # a dialect corner csv and pandas disagree on: fall back to record order
+        return np.arange(2, n + 2, dtype=np.int64)
+    return np.asarray(starts, dtype=np.int64)
+
+
+def _decode_error(p: Path, encoding: str, sep: str | None, e: UnicodeDecodeError) -> DataError:
+    """Names the line (and, for CSV, the column) holding the first undecodable byte."""
+    data = p.read_bytes()
+    try:
+        data.decode(encoding)
+        start = e.start
+    except UnicodeDecodeError as full:
+        start = full.start
+    line_no = data.count(b"\n", 0, start) + 1
+    column = None
+    if sep is not None:
+        line_start = data.rfind(b"\n", 0, start) + 1
+        header = data.split(b"\n", 1)[0].decode(encoding, errors="replace").rstrip("\r").split(sep)
+        field_idx = data.count(sep.encode(), line_start, start)
+        if field_idx < len(header):
+            column = header[field_idx].strip()
+    return DataError(
+        f"cannot decode byte 0x{data[start]:02x} as {encoding}; pass encoding= (e.g. 'latin-1')",
+        file=str(p),
+        row=line_no,
+        column=column,
+    )
+
+
+def _read_jsonl(p: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray]:
+    try:
+        with open(p, encoding=encoding) as f:
+            text = f.read()
+    except UnicodeDecodeError as e:
+        raise _decode_error(p, encoding, None, e) from e
+    except LookupError as e:
+        raise ConfigError(f"unknown encoding {encoding!r}") from e
+    lines = text.splitlines()
+    nonblank = np.asarray([i + 1 for i, ln in enumerate(lines) if ln.strip()], dtype=np.int64)
+    if len(nonblank) == 0:
+        raise DataError("file has no records", file=str(p))
+    try:
+        df = pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
+    except ValueError as e:
+        for ln in nonblank:
+            try:
+                obj = json.loads(lines[ln - 1])
+            except json.JSONDecodeError as je:
+                raise DataError(f"invalid JSON: {je.msg}", file=str(p), row=int(ln)) from e
+            if not isinstance(obj, dict):
+                raise DataError("a JSON Lines record must be an object", file=str(p), row=int(ln)) from e
+        raise DataError(f"cannot read JSON Lines: {e}", file=str(p)) from e
+    return df, nonblank
+
+
+# ---------------------------------------------------------------------------------------------
+# column helpers
+# ---------------------------------------------------------------------------------------------
+def _id_strings(s: pd.Series) -> pd.Series:
+    """Ids as strings; integral floats (from Parquet/JSON with gaps) lose their ``.0``."""
+    if pd.api.types.is_bool_dtype(s):
+        return s.astype(str)
+    if pd.api.types.is_integer_dtype(s):
+        return s.astype("Int64").astype(str).where(s.notna())
+    if pd.api.types.is_float_dtype(s):
+        vals = s.to_numpy(dtype=np.float64, na_value=np.nan)
+        integral = np.isnan(vals) | (vals == np.round(vals))
+        if integral.all():
+            return s.astype("Int64").astype(str).where(s.notna())
+        return s.astype(str).where(s.notna())
+    out = s.map(_one_id, na_action="ignore")
+    return out
+
+
+def _one_id(v: object) -> str:
+    if isinstance(v, float) and v.is_integer():
+        return str(int(v))
+    return str(v)
+
+
+def _missing(s: pd.Series) -> np.ndarray:
+    """Cells that are NaN/None or only whitespace."""
+    miss = s.isna().to_numpy()
+    if s.dtype == object or pd.api.types.is_string_dtype(s):
+        blank = s.astype(str).str.strip().eq("").to_numpy()
+        miss = miss | blank
+    return miss
+
+
+def _first(mask: np.ndarray) -> int:
+    return int(np.flatnonzero(mask)[0])
+
+
+def _require_columns(df: pd.DataFrame, required: Mapping[str, str], file: str) -> None:
+    for canonical, source in required.items():
+        if source not in df.columns:
+            hint = f" (mapped to {canonical!r})" if source != canonical else ""
+            raise DataError(
+                f"missing required column{hint}; found columns: {', '.join(map(str, df.columns))}",
+                file=file,
+                row=1,
+                column=source,
+            )
+
+
+def _check_ids(
+    ids: pd.Series, rows: np.ndarray, column: str, file: str, *, empty: str, report: LoadReport, what: str
+) -> np.ndarray:
+    """Validates an id column; returns the mask of rows to keep."""
+    miss = _missing(ids)
+    if miss.any():
+        if empty == "drop":
+            report.count(f"{what} rows with empty {column}", int(miss.sum()))
+            return ~miss
+        i = _first(miss)
+        raise DataError(
+            f"missing id ({int(miss.sum())} rows have none); pass empty_ids='drop' to drop them",
+            file=file,
+            row=int(rows[i]),
+            column=column,
+        )
+    return np.ones(len(ids), dtype=bool)
+
+
+def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str, column: str) -> np.ndarray:
+    """Epoch seconds (int64) from integer epoch seconds or ISO-8601 / date strings.
+
+    Naive date-times are taken as UTC. Fractional epoch seconds are floored.
+
+    Raises:
+        DataError: naming the first row whose timestamp is missing or cannot be parsed.
+    """
+    if pd.api.types.is_datetime64_any_dtype(s):
+        dt = pd.to_datetime(s, utc=True)
+        if dt.isna().any():
+            i = _first(dt.isna().to_numpy())
+            raise DataError("missing timestamp", file=file, row=int(rows[i]), column=column)
+        return _epoch_seconds(dt)
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        num = s.astype(np.float64)
+    else:
+        num = pd.to_numeric(s, errors="coerce")
+    out = np.floor(num.to_numpy(dtype=np.float64, na_value=np.nan))
+    todo = np.isnan(out)
+    if todo.any():
+        text = s[todo].astype(str).str.strip()
+        dt = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
+        rest = dt.isna().to_numpy()
+        if rest.any():
+            dt2 = pd.to_datetime(text[rest], errors="coerce", utc=True, format="mixed")
+            dt = dt.where(~rest, dt2) if len(dt2) else dt
+        bad = dt.isna().to_numpy()
+        if bad.any():
+            i = np.flatnonzero(todo)[_first(bad)]
+            raw = s.iloc[i]
+            why = "missing timestamp" if _missing(s.iloc[[i]])[0] else f"cannot parse timestamp {raw!r}"
+            raise DataError(
+                f"{why} (expected epoch seconds or an ISO-8601 date/time)",
+                file=file,
+                row=int(rows[i]),
+                column=column,
+            )
+        out[todo] = _epoch_seconds(dt)
+    return out.astype(np.int64)
+
+
+def _epoch_seconds(dt: pd.Series) -> np.ndarray:
+    epoch = pd.Timestamp("1970-01-01", tz="UTC")
+    return ((dt - epoch) // pd.Timedelta(seconds=1)).to_numpy(dtype=np.int64)
+
+
+def _parse_values(
+    s: pd.Series, rows: np.ndarray, *, file: str, column: str, events: pd.Series | None
+) -> np.ndarray:
+    """Float ratings/values. Empty cells are allowed only on rows whose event is not "rating"."""
+    if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
+        num = s.astype(np.float64).to_numpy()
+    else:
+        num = pd.to_numeric(s.astype(str).str.strip().where(~_missing(s)), errors="coerce").to_numpy(
+            dtype=np.float64, na_value=np.nan
+        )
+    miss = _missing(s)
+    bad = np.isnan(num) & ~miss
+    if bad.any():
+        i = _first(bad)
+        raise DataError(f"not a number: {s.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
+    if miss.any():
+        allowed = np.zeros(len(s), dtype=bool) if events is None else (events.to_numpy() != "rating")
+        need = miss & ~allowed
+        if need.any():
+            i = _first(need)
+            raise DataError("missing rating/value", file=file, row=int(rows[i]), column=column)
+        num = np.where(miss, 1.0, num)
+    if not np.isfinite(num).all():
+        i = _first(~np.isfinite(num))
+        raise DataError(f"not a finite number: {s.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
+    return num
+
+
+# ---------------------------------------------------------------------------------------------
+# public loaders
+# ---------------------------------------------------------------------------------------------
+def load_items(
+    path: PathLike,
+    *,
+    id_column: str = "item_id",
+    format: str | None = None,
+    encoding: str = "utf-8",
+    sep: str | None = None,
+    empty_ids: Literal["error", "drop"] = "error",
+    report: LoadReport | None = None,
+) -> pd.DataFrame:
+    """Loads an item catalog: an id column plus any attribute columns.
+
+    Args:
+        path: CSV / TSV / Parquet / JSON Lines file.
+        id_column: the file's id column; it is renamed to ``item_id``.
+        format: override the extension-based format detection.
+        encoding: text encoding (CSV / JSON Lines).
+        sep: CSV separator.
+        empty_ids: ``"error"`` (default) or ``"drop"`` rows without an id (counted in ``report``).
+        report: a :class:`LoadReport` to record rows read and filtered.
+
+    Returns:
+        Frame with ``item_id`` (str) first, then the attribute columns in file order; one row per
+        item in file order. Empty attribute cells are NaN.
+
+    Raises:
+        DataError: missing id column, missing or duplicate ids, unreadable file.
+    """
+    file = str(path)
+    report = report if report is not None else LoadReport()
+    df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    _require_columns(df, {"item_id": id_column}, file)
+    if id_column != "item_id" and "item_id" in df.columns:
+        raise DataError("both the id column and another 'item_id' column exist", file=file, column="item_id")
+    ids = _id_strings(df[id_column])
+    keep = _check_ids(ids, rows, id_column, file, empty=empty_ids, report=report, what="item")
+    ids = ids.str.strip()
+    dup = ids.duplicated(keep="first").to_numpy() & keep
+    if dup.any():
+        i = _first(dup)
+        first_i = _first((ids == ids.iloc[i]).to_numpy() & keep)
+        raise DataError(
+            f"duplicate item id {ids.iloc[i]!r} (first at row {int(rows[first_i])}; "
+            f"{int(dup.sum())} duplicate rows in all)",
+            file=file,
+            row=int(rows[i]),
+            column=id_column,
+        )
+    out = df.drop(columns=[id_column])
+    out.insert(0, "item_id", ids)
+    out = out[keep].reset_index(drop=True)
+    report.rows_read["items"] = report.rows_read.get("items", 0) + len(df)
+    return out
+
+
+def load_users(
+    path: PathLike,
+    *,
+    id_column: str = "user_id",
+    format: str | None = None,
+    encoding: str = "utf-8",
+    sep: str | None = None,
+    report: LoadReport | None = None,
+) -> pd.DataFrame:
+    """Loads a user table (``user_id`` plus attributes); same rules as :func:`load_items`."""
+    file = str(path)
+    df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    _require_columns(df, {"user_id": id_column}, file)
+    ids = _id_strings(df[id_column])
+    _check_ids(ids, rows, id_column, file, empty="error", report=LoadReport(), what="user")
+    ids = ids.str.strip()
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        i = _first(dup)
+        raise DataError(f"duplicate user id {ids.iloc[i]!r}", file=file, row=int(rows[i]), column=id_column)
+    out = df.drop(columns=[id_column])
+    out.insert(0, "user_id", ids)
+    if report is not None:
+        report.rows_read["users"] = report.rows_read.get("users", 0) + len(out)
+    return out
+
+
+def _resolve_columns(columns: Mapping[str, str] | None, header: list[str], file: str) -> dict[str, str]:
+    """canonical name -> source column, from ``columns=`` and the header's standard names."""
+    mapping: dict[str, str] = {}
+    for key, source in (columns or {}).items():
+        canon = next((c for c, names in _CANONICAL.items() if key in names), None)
+        if canon is None:
+            raise ConfigError(
+                f"unknown key {key!r} in columns=; use user_id, item_id, timestamp, event, value (or rating)"
+            )
+        if canon in mapping:
+            raise ConfigError(f"columns= maps {canon!r} twice")
+        mapping[canon] = str(source)
+    for canon in ("user_id", "item_id", "timestamp", "event"):
+        if canon not in mapping and canon in header:
+            mapping[canon] = canon
+    if "value" not in mapping:
+        for name in ("value", "rating"):
+            if name in header:
+                mapping["value"] = name
+                break
+    for canon, source in mapping.items():
+        if canon not in ("user_id", "item_id") and source not in header:
+            raise DataError(
+                f"column named in columns= ({canon!r} -> {source!r}) is not in the file; "
+                f"found columns: {', '.join(header)}",
+                file=file,
+                row=1,
+                column=source,
+            )
+    return mapping
+
+
+def load_interactions(
+    path: PathLike,
+    *,
+    columns: Mapping[str, str] | None = None,
+    format: str | None = None,
+    encoding: str = "utf-8",
+    sep: str | None = None,
+    empty_ids: Literal["error", "drop"] = "error",
+    duplicates: Literal["keep", "drop"] = "keep",
+    report: LoadReport | None = None,
+) -> pd.DataFrame:
+    """Loads an interaction log.
+
+    The file needs a user and an item column; ``timestamp``, ``event`` and ``rating`` / ``value``
+    are optional. ``columns`` maps canonical names to the file's names, e.g.
+    ``{"user": "uid", "item": "movie", "timestamp": "ts", "event": "action", "value": "stars"}``
+    (keys: ``user``/``user_id``, ``item``/``item_id``, ``timestamp``/``time``, ``event``,
+    ``value``/``rating``). Other columns are kept, after the standard ones.
+
+    Args:
+        path: CSV / TSV / Parquet / JSON Lines file.
+        columns: canonical name -> column in the file.
+        format: override the extension-based format detection.
+        encoding: text encoding (CSV / JSON Lines).
+        sep: CSV separator.
+        empty_ids: ``"error"`` or ``"drop"`` rows with an empty user/item id (counted).
+        duplicates: ``"keep"`` or ``"drop"`` exact duplicate rows after parsing (counted).
+        report: a :class:`LoadReport` to record rows read and filtered.
+
+    Returns:
+        Frame with ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64 epoch seconds; the
+        row order where the file has none), ``event`` (str: the file's, else ``"rating"`` where a
+        value column exists, else ``"interaction"``), ``value`` (float64; 1.0 where none), then
+        the file's other columns; row ``i`` of the file's records is row ``i`` here (minus drops).
+        ``frame.attrs["rows"]`` holds each row's line number in the file (int64 array).
+
+    Raises:
+        DataError: missing columns or ids, unparsable timestamps, non-numeric ratings, bad file.
+        ConfigError: an unknown key in ``columns``.
+    """
+    file = str(path)
+    report = report if report is not None else LoadReport()
+    df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    header = [str(c) for c in df.columns]
+    m = _resolve_columns(columns, header, file)
+    _require_columns(
+        df, {"user_id": m.get("user_id", "user_id"), "item_id": m.get("item_id", "item_id")}, file
+    )
+    m.setdefault("user_id", "user_id")
+    m.setdefault("item_id", "item_id")
+    n_read = len(df)
+    keep = np.ones(n_read, dtype=bool)
+    out = pd.DataFrame(index=df.index)
+    for canon in ("user_id", "item_id"):
+        ids = _id_strings(df[m[canon]])
+        keep &= _check_ids(ids, rows, m[canon], file, empty=empty_ids, report=report, what="interaction")
+        out[canon] = ids.str.strip()
+    if "timestamp" in m:
+        ts = np.zeros(n_read, dtype=np.int64)
+        ts[keep] = parse_timestamps(df[m["timestamp"]][keep], rows[keep], file=file, column=m["timestamp"])
+        out["timestamp"] = ts
+    else:
+        out["timestamp"] = np.arange(n_read, dtype=np.int64)
+    events = None
+    if "event" in m:
+        ev = df[m["event"]]
+        miss = _missing(ev) & keep
+        if miss.any():
+            i = _first(miss)
+            raise DataError("missing event", file=file, row=int(rows[i]), column=m["event"])
+        events = ev.astype(str).str.strip()
+        out["event"] = events
+    if "value" in m:
+        vals = np.ones(n_read, dtype=np.float64)
+        vals[keep] = _parse_values(
+            df[m["value"]][keep],
+            rows[keep],
+            file=file,
+            column=m["value"],
+            events=None if events is None else events[keep],
+        )
+        out["value"] = vals
+        if events is None:
+            out["event"] = "rating"
+    else:
+        out["value"] = 1.0
+        if events is None:
+            out["event"] = "interaction"
+    used = set(m.values())
+    for c in header:
+        if c not in used and c not in out.columns:
+            out[c] = df[c]
+    out = out[keep].reset_index(drop=True)
+    rows = rows[keep]
+    if duplicates == "drop":
+        dup = out.duplicated().to_numpy()
+        report.count("duplicate interaction rows", int(dup.sum()))
+        out = out[~dup].reset_index(drop=True)
+        rows = rows[~dup]
+    elif duplicates != "keep":
+        raise ConfigError(f"duplicates must be 'keep' or 'drop', not {duplicates!r}")
+    out["timestamp"] = out["timestamp"].astype(np.int64)
+    out["value"] = out["value"].astype(np.float64)
+    out.attrs["rows"] = rows
+    out.attrs["file"] = file
+    report.rows_read["interactions"] = report.rows_read.get("interactions", 0) + n_read
+    return out
+
+
+def check_known_items(
+    interactions: pd.DataFrame,
+    items: pd.DataFrame,
+    *,
+    unknown_items: Literal["error", "drop"] = "error",
+    report: LoadReport | None = None,
+    file: str | None = None,
+) -> pd.DataFrame:
+    """Handles interactions whose item is not in the catalog: raise (naming the row) or drop + count."""
+    unknown = ~interactions["item_id"].isin(items["item_id"]).to_numpy()
+    if not unknown.any():
+        return interactions
+    rows = interactions.attrs.get("rows")
+    file = file or interactions.attrs.get("file")
+    n = int(unknown.sum())
+    if unknown_items == "drop":
+        if report is not None:
+            report.count("interactions with unknown items", n)
+        out = interactions[~unknown].reset_index(drop=True)
+        out.attrs.update(interactions.attrs)
+        if rows is not None:
+            out.attrs["rows"] = np.asarray(rows)[~unknown]
+        return out
+    if unknown_items != "error":
+        raise ConfigError(f"unknown_items must be 'error' or 'drop', not {unknown_items!r}")
+    i = _first(unknown)
+    row = int(rows[i]) if rows is not None else i + 2
+    raise DataError(
+        f"item {interactions['item_id'].iloc[i]!r} is not in the item catalog ({n} interactions reference "
+        "unknown items); pass unknown_items='drop' to drop and count them",
+        file=file,
+        row=row,
+        column="item_id",
+    )
+
+
+def load_dataset(
+    items: PathLike,
+    interactions: PathLike,
+    users: PathLike | None = None,
+    name: str | None = None,
+    *,
+    columns: Mapping[str, str] | None = None,
+    item_id_column: str = "item_id",
+    user_id_column: str = "user_id",
+    unknown_items: Literal["error", "drop"] = "error",
+    empty_ids: Literal["error", "drop"] = "error",
+    duplicates: Literal["keep", "drop"] = "keep",
+    encoding: str = "utf-8",
+    format: str | None = None,
+) -> Dataset:
+    """Loads an item catalog and an interaction log (and optionally users) into a :class:`Dataset`.
+
+    Args:
+        items: item catalog file (see :func:`load_items`).
+        interactions: interaction log file (see :func:`load_interactions`).
+        users: optional user table file.
+        name: dataset label (default: the interactions file's stem).
+        columns: interaction column mapping (see :func:`load_interactions`).
+        item_id_column: the catalog's id column.
+        user_id_column: the user table's id column.
+        unknown_items: interactions with items not in the catalog: ``"error"`` or ``"drop"`` (counted).
+        empty_ids: rows with empty ids: ``"error"`` or ``"drop"`` (counted).
+        duplicates: exact duplicate interaction rows: ``"keep"`` or ``"drop"`` (counted).
+        encoding: text encoding of every file.
+        format: force one format for every file (default: by extension).
+
+    Returns:
+        The dataset; ``dataset.report`` says what was read and filtered (``report.summary()``).
+    """
+    report = LoadReport()
+    items_df = load_items(
+        items, id_column=item_id_column, format=format, encoding=encoding, empty_ids=empty_ids, report=report
+    )
+    inter = load_interactions(
+        interactions,
+        columns=columns,
+        format=format,
+        encoding=encoding,
+        empty_ids=empty_ids,
+        duplicates=duplicates,
+        report=report,
+    )
+    inter = check_known_items(inter, items_df, unknown_items=unknown_items, report=report)
+    users_df = None
+    if users is not None:
+        users_df = load_users(
+            users, id_column=user_id_column, format=format, encoding=encoding, report=report
+        )
+    inter.attrs.clear()
+    return Dataset(inter, items_df, users_df, name=name or Path(interactions).stem, report=report)
