@@ -1,0 +1,265 @@
+"""Top-K ranking metrics over a recommendations frame, vectorised with numpy.
+
+The accuracy metrics follow ``score_recs.py`` of the benchmark exactly:
+
+* a recommendations frame has columns ``user_id, item_id`` and optionally ``score`` and ``rank``; a user's
+  rows are read in ``(rank, item_id)`` order when there is a ``rank`` column, else in row order;
+* items the user had in training, items outside ``candidates`` and repeated items are dropped (and counted)
+  *before* the list is cut at K;
+* every user in the test frame counts; a test user with no recommendations is a miss (all zeros).
+
+With ``rel_u`` the user's distinct test items and ``hit_r`` = 1 when the item at 0-based position ``r`` of
+the cleaned list is in ``rel_u``:
+
+* ``NDCG@K = sum_{r<K} hit_r / log2(r + 2) / IDCG``, ``IDCG = sum_{r < min(|rel_u|, K)} 1 / log2(r + 2)``
+* ``Recall@K = sum_{r<K} hit_r / min(|rel_u|, K)``
+* ``HR@K = 1`` when any ``hit_r`` is 1
+* ``MRR@K = 1 / (r + 1)`` for the first hit
+* ``MAP@K = sum_{r<K} hit_r * P@(r+1) / min(|rel_u|, K)``
+
+Beyond accuracy, over the cleaned top-K of every test user (popularity counted on the training frame as
+the number of distinct users who interacted with an item, ``U`` = number of training users):
+
+* ``coverage@K``: distinct recommended items / number of ``candidates`` when given, else of ``catalog``
+* ``novelty@K``: mean self-information ``-log2(max(count_i, 1) / U)`` of the recommended items (bits)
+* ``arp@K``: average recommendation popularity, the mean ``count_i / U`` of the recommended items
+* ``long_tail@K``: share of recommended items outside the short head, the short head being the
+  ``ceil(20%)`` most popular items of the whole ``catalog`` (ties broken by item id; never an item with
+  no training event, so new items are always long tail)
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable, Sequence
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.errors import DataError
+
+#: share of the catalog (most popular first) that forms the "short head"
+SHORT_HEAD_SHARE = 0.2
+#: accuracy metrics, in the order reports list them
+ACCURACY_METRICS = ("ndcg", "recall", "hr", "mrr", "map")
+#: beyond-accuracy metrics, in the order reports list them
+BEYOND_METRICS = ("coverage", "novelty", "arp", "long_tail")
+
+_SEP = "\x1f"
+
+
+def _keys(users: pd.Series, items: pd.Series) -> pd.Series:
+    return users.astype(str) + _SEP + items.astype(str)
+
+
+def _need(df: pd.DataFrame, name: str, columns: Iterable[str]) -> None:
+    for c in columns:
+        if c not in df.columns:
+            raise DataError(f"{name} frame has no column {c!r}", column=c)
+
+
+def _as_ks(k: int | Sequence[int]) -> list[int]:
+    ks = [int(k)] if isinstance(k, int | np.integer) else sorted({int(x) for x in k})
+    if not ks or min(ks) < 1:
+        raise DataError(f"k must be positive integers, got {k!r}")
+    return ks
+
+
+def clean_recommendations(
+    recs: pd.DataFrame,
+    train: pd.DataFrame,
+    *,
+    users: Sequence[str] | None = None,
+    candidates: Iterable[object] | None = None,
+) -> tuple[pd.DataFrame, dict[str, int]]:
+    """Applies the scorer's filters to a recommendations frame.
+
+    Args:
+        recs: ``user_id, item_id[, score][, rank]``.
+        train: ``user_id, item_id`` of what each user had already seen.
+        users: keep only these users (the test users); all users when None.
+        candidates: allowed item ids; all items when None.
+
+    Returns:
+        The cleaned frame ``user_id, item_id, pos`` (0-based position in the user's cleaned list, rows
+        grouped by user in list order) and the counts ``seen_items_filtered``,
+        ``outside_candidates_filtered``, ``duplicates_filtered``.
+    """
+    _need(recs, "recommendations", ("user_id", "item_id"))
+    _need(train, "train", ("user_id", "item_id"))
+    r = pd.DataFrame({"user_id": recs["user_id"].astype(str), "item_id": recs["item_id"].astype(str)})
+    if users is not None:
+        r = r[r["user_id"].isin(set(map(str, users)))]
+    if "rank" in recs.columns:
+        r["rank"] = pd.to_numeric(recs.loc[r.index, "rank"], errors="raise").astype(float)
+        r = r.sort_values(["user_id", "rank", "item_id"], kind="mergesort")
+    else:
+        r = r.sort_values("user_id", kind="mergesort")
+    key = _keys(r["user_id"], r["item_id"])
+    seen = key.isin(set(_keys(train["user_id"], train["item_id"]))).to_numpy()
+    if candidates is not None:
+        outside = ~r["item_id"].isin({str(c) for c in candidates}).to_numpy() & ~seen
+    else:
+        outside = np.zeros(len(r), dtype=bool)
+    rest = ~seen & ~outside
+    dup = np.zeros(len(r), dtype=bool)
+    dup[rest] = key[rest].duplicated().to_numpy()
+    keep = rest & ~dup
+    clean = r.loc[keep, ["user_id", "item_id"]].reset_index(drop=True)
+    clean["pos"] = clean.groupby("user_id", sort=False).cumcount().to_numpy()
+    counts = {
+        "seen_items_filtered": int(seen.sum()),
+        "outside_candidates_filtered": int(outside.sum()),
+        "duplicates_filtered": int(dup.sum()),
+    }
+    return clean, counts
+
+
+def item_popularity(train: pd.DataFrame) -> tuple[pd.Series, int]:
+    """Number of distinct training users per item id, and the number of training users."""
+    pairs = train[["user_id", "item_id"]].astype(str).drop_duplicates()
+    return pairs.groupby("item_id").size(), int(pairs["user_id"].nunique())
+
+
+def short_head(counts: pd.Series, catalog: Sequence[str]) -> set[str]:
+    """The ``ceil(SHORT_HEAD_SHARE * len(catalog))`` most popular catalog items (ties: smaller id first).
+
+    Items with no training event are never in the short head.
+    """
+    cat = counts.reindex(list(catalog)).fillna(0)
+    order = sorted((i for i in cat.index if cat[i] > 0), key=lambda i: (-cat[i], i))
+    return set(order[: math.ceil(SHORT_HEAD_SHARE * len(cat))])
+
+
+def _accuracy(
+    codes: np.ndarray, pos: np.ndarray, hit: np.ndarray, n_rel: np.ndarray, k: int
+) -> dict[str, float]:
+    """Mean accuracy metrics at ``k`` over ``len(n_rel)`` users.
+
+    ``codes``, ``pos``, ``hit`` have one entry per cleaned recommendation (user index, 0-based position,
+    1.0 when relevant), grouped by user in list order; ``n_rel`` is ``(n_users,)`` relevant counts.
+    """
+    n_users = len(n_rel)
+    m = pos < k
+    c, p, h = codes[m], pos[m], hit[m]
+    denom = np.minimum(n_rel, k).astype(float)
+    disc = 1.0 / np.log2(np.arange(k) + 2.0)
+    idcg = np.cumsum(disc)[np.maximum(denom.astype(int), 1) - 1]
+    dcg = np.bincount(c, weights=h * disc[p], minlength=n_users)
+    hits = np.bincount(c, weights=h, minlength=n_users)
+    first = np.full(n_users, np.inf)
+    np.minimum.at(first, c[h > 0], p[h > 0].astype(float))
+    # hits so far within each user's list (rows are grouped by user in list order)
+    cum = pd.Series(h).groupby(c).cumsum().to_numpy() if len(h) else h
+    ap = np.bincount(c, weights=h * cum / (p + 1.0), minlength=n_users)
+    return {
+        "ndcg": float(np.mean(dcg / idcg)),
+        "recall": float(np.mean(hits / denom)),
+        "hr": float(np.mean(hits > 0)),
+        "mrr": float(np.mean(np.where(np.isfinite(first), 1.0 / (first + 1.0), 0.0))),
+        "map": float(np.mean(ap / denom)),
+    }
+
+
+def _beyond(
+    items: np.ndarray,
+    counts: pd.Series,
+    n_train_users: int,
+    catalog: Sequence[str],
+    head: set[str],
+) -> dict[str, float]:
+    """Coverage, novelty, ARP and long-tail share of the recommended ``items`` (one per cleaned rec)."""
+    if len(items) == 0:
+        return {"coverage": 0.0, "novelty": 0.0, "arp": 0.0, "long_tail": 0.0}
+    c = counts.reindex(items).fillna(0).to_numpy(dtype=float)
+    u = max(n_train_users, 1)
+    return {
+        "coverage": len(set(items)) / max(len(catalog), 1),
+        "novelty": float(np.mean(-np.log2(np.maximum(c, 1.0) / u))),
+        "arp": float(np.mean(c / u)),
+        "long_tail": float(np.mean([i not in head for i in items])),
+    }
+
+
+def popularity_deciles(
+    recs: pd.DataFrame, train: pd.DataFrame, catalog: Sequence[str], *, k: int = 10
+) -> list[float]:
+    """Share of the (cleaned, top-``k``) recommendations in each popularity decile of the catalog.
+
+    Decile 0 holds the 10% most popular catalog items. ``recs`` must already be cleaned (``pos`` column,
+    see :func:`clean_recommendations`). Returns 10 shares summing to 1 (all zeros when there are no recs).
+    """
+    counts, _ = item_popularity(train)
+    cat = list(map(str, catalog))
+    pop = counts.reindex(cat).fillna(0).to_numpy()
+    order = np.lexsort((np.asarray(cat), -pop))
+    decile = np.empty(len(cat), dtype=np.int64)
+    decile[order] = np.arange(len(cat)) * 10 // max(len(cat), 1)
+    index = dict(zip(cat, decile, strict=True))
+    top = recs.loc[recs["pos"] < k, "item_id"].astype(str)
+    d = np.array([index[i] for i in top if i in index], dtype=np.int64)
+    if len(d) == 0:
+        return [0.0] * 10
+    return (np.bincount(d, minlength=10) / len(d)).tolist()
+
+
+def score_recommendations(
+    recs: pd.DataFrame,
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    *,
+    k: int | Sequence[int] = 10,
+    candidates: Iterable[object] | None = None,
+    catalog: Iterable[object] | None = None,
+) -> dict[str, Any]:
+    """Scores a recommendations frame against held-out test events (full ranking).
+
+    Args:
+        recs: ``user_id, item_id[, score][, rank]``, one row per recommended item.
+        test: ``user_id, item_id, ...`` held-out events; every user in it is scored.
+        train: ``user_id, item_id, ...`` what each user had already seen.
+        k: one cut-off or several.
+        candidates: allowed item ids (cold-start protocol); recommendations outside are dropped.
+        catalog: the item ids coverage is measured against when ``candidates`` is None (default: every
+            item in ``train`` or ``test``).
+
+    Returns:
+        ``users``, then for each K ``ndcg@K``, ``recall@K``, ``hr@K``, ``mrr@K``, ``map@K``,
+        ``coverage@K``, ``novelty@K``, ``arp@K``, ``long_tail@K`` (unrounded floats), then
+        ``users_without_recs`` and the filter counts of :func:`clean_recommendations`. The accuracy keys and
+        counts are those of ``score_recs.py``.
+    """
+    ks = _as_ks(k)
+    _need(test, "test", ("user_id", "item_id"))
+    rel = pd.DataFrame({"user_id": test["user_id"].astype(str), "item_id": test["item_id"].astype(str)})
+    rel = rel.drop_duplicates()
+    users = pd.unique(rel["user_id"])
+    if len(users) == 0:
+        raise DataError("the test frame has no events")
+    cand = None if candidates is None else [str(c) for c in candidates]
+    clean, filtered = clean_recommendations(recs, train, users=users, candidates=cand)
+    user_index = pd.Index(users)
+    codes = user_index.get_indexer(clean["user_id"])
+    n_rel = rel.groupby("user_id").size().reindex(users).to_numpy()
+    hit = _keys(clean["user_id"], clean["item_id"]).isin(set(_keys(rel["user_id"], rel["item_id"])))
+    hit_f = hit.to_numpy().astype(float)
+    pos = clean["pos"].to_numpy()
+    if catalog is not None:
+        cat = [str(c) for c in catalog]
+    else:
+        cat = sorted(set(train["item_id"].astype(str)) | set(rel["item_id"]) | set(cand or ()))
+    counts, n_train_users = item_popularity(train)
+    head = short_head(counts, cat)
+    out: dict[str, Any] = {"users": len(users)}
+    items = clean["item_id"].to_numpy()
+    for kk in ks:
+        acc = _accuracy(codes, pos, hit_f, n_rel, kk)
+        beyond = _beyond(items[pos < kk], counts, n_train_users, cand or cat, head)
+        for name in ACCURACY_METRICS:
+            out[f"{name}@{kk}"] = acc[name]
+        for name in BEYOND_METRICS:
+            out[f"{name}@{kk}"] = beyond[name]
+    out["users_without_recs"] = int((~pd.Series(users).isin(set(recs["user_id"].astype(str)))).sum())
+    out.update(filtered)
+    return out
