@@ -222,7 +222,7 @@ def _read_jsonl(p: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray]:
     if len(nonblank) == 0:
         raise DataError("file has no records", file=str(p))
     try:
-        df = pd.read_json(io.StringIO(text), lines=True, dtype=False, convert_dates=False)
+        df = pd.read_json(io.StringIO(text), lines=True, dtype=False)
     except ValueError as e:
         for ln in nonblank:
             try:
@@ -548,48 +548,16 @@ def load_interactions(
     m.setdefault("item_id", "item_id")
     n_read = len(df)
     keep = np.ones(n_read, dtype=bool)
-    out = pd.DataFrame(index=df.index)
+    ids = {}
     for canon in ("user_id", "item_id"):
-        ids = _id_strings(df[m[canon]])
-        keep &= _check_ids(ids, rows, m[canon], file, empty=empty_ids, report=report, what="interaction")
-        out[canon] = ids.str.strip()
-    if "timestamp" in m:
-        ts = np.zeros(n_read, dtype=np.int64)
-        ts[keep] = parse_timestamps(df[m["timestamp"]][keep], rows[keep], file=file, column=m["timestamp"])
-        out["timestamp"] = ts
-    else:
-        out["timestamp"] = np.arange(n_read, dtype=np.int64)
-    events = None
-    if "event" in m:
-        ev = df[m["event"]]
-        miss = _missing(ev) & keep
-        if miss.any():
-            i = _first(miss)
-            raise DataError("missing event", file=file, row=int(rows[i]), column=m["event"])
-        events = ev.astype(str).str.strip()
-        out["event"] = events
-    if "value" in m:
-        vals = np.ones(n_read, dtype=np.float64)
-        vals[keep] = _parse_values(
-            df[m["value"]][keep],
-            rows[keep],
-            file=file,
-            column=m["value"],
-            events=None if events is None else events[keep],
+        ids[canon] = _id_strings(df[m[canon]])
+        keep &= _check_ids(
+            ids[canon], rows, m[canon], file, empty=empty_ids, report=report, what="interaction"
         )
-        out["value"] = vals
-        if events is None:
-            out["event"] = "rating"
-    else:
-        out["value"] = 1.0
-        if events is None:
-            out["event"] = "interaction"
-    used = set(m.values())
-    for c in header:
-        if c not in used and c not in out.columns:
-            out[c] = df[c]
-    out = out[keep].reset_index(drop=True)
-    rows = rows[keep]
+    if not keep.all():
+        df, rows = df[keep].reset_index(drop=True), rows[keep]
+        ids = {k: v[keep].reset_index(drop=True) for k, v in ids.items()}
+    out = _standard_columns(df, rows, m, ids, file)
     if duplicates == "drop":
         dup = out.duplicated().to_numpy()
         report.count("duplicate interaction rows", int(dup.sum()))
@@ -597,11 +565,42 @@ def load_interactions(
         rows = rows[~dup]
     elif duplicates != "keep":
         raise ConfigError(f"duplicates must be 'keep' or 'drop', not {duplicates!r}")
-    out["timestamp"] = out["timestamp"].astype(np.int64)
-    out["value"] = out["value"].astype(np.float64)
     out.attrs["rows"] = rows
     out.attrs["file"] = file
     report.rows_read["interactions"] = report.rows_read.get("interactions", 0) + n_read
+    return out
+
+
+def _standard_columns(
+    df: pd.DataFrame, rows: np.ndarray, m: Mapping[str, str], ids: Mapping[str, pd.Series], file: str
+) -> pd.DataFrame:
+    """Builds user_id, item_id, timestamp, event, value (+ the file's other columns) from ``df``."""
+    out = pd.DataFrame({"user_id": ids["user_id"].str.strip(), "item_id": ids["item_id"].str.strip()})
+    if "timestamp" in m:
+        out["timestamp"] = parse_timestamps(df[m["timestamp"]], rows, file=file, column=m["timestamp"])
+    else:
+        out["timestamp"] = np.arange(len(df), dtype=np.int64)
+    events = None
+    if "event" in m:
+        ev = df[m["event"]]
+        miss = _missing(ev)
+        if miss.any():
+            i = _first(miss)
+            raise DataError("missing event", file=file, row=int(rows[i]), column=m["event"])
+        events = ev.astype(str).str.strip()
+    if "value" in m:
+        values = _parse_values(df[m["value"]], rows, file=file, column=m["value"], events=events)
+    else:
+        values = np.ones(len(df), dtype=np.float64)
+    if events is None:
+        events = pd.Series("rating" if "value" in m else "interaction", index=out.index, dtype=str)
+    out["event"] = events
+    out["value"] = values.astype(np.float64)
+    out["timestamp"] = out["timestamp"].astype(np.int64)
+    used = set(m.values())
+    for c in df.columns:
+        if c not in used and c not in out.columns:
+            out[c] = df[c]
     return out
 
 
