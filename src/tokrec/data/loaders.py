@@ -54,7 +54,10 @@ __all__ = [
     "load_dataset",
     "load_interactions",
     "load_items",
+    "interactions_from_frame",
+    "items_from_frame",
     "load_users",
+    "parse_timestamps",
     "read_table",
 ]
 
@@ -273,7 +276,7 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def _require_columns(df: pd.DataFrame, required: Mapping[str, str], file: str) -> None:
+def _require_columns(df: pd.DataFrame, required: Mapping[str, str], file: str | None) -> None:
     for canonical, source in required.items():
         if source not in df.columns:
             hint = f" (mapped to {canonical!r})" if source != canonical else ""
@@ -286,7 +289,14 @@ def _require_columns(df: pd.DataFrame, required: Mapping[str, str], file: str) -
 
 
 def _check_ids(
-    ids: pd.Series, rows: np.ndarray, column: str, file: str, *, empty: str, report: LoadReport, what: str
+    ids: pd.Series,
+    rows: np.ndarray,
+    column: str,
+    file: str | None,
+    *,
+    empty: str,
+    report: LoadReport,
+    what: str,
 ) -> np.ndarray:
     """Validates an id column; returns the mask of rows to keep."""
     miss = _missing(ids)
@@ -304,7 +314,7 @@ def _check_ids(
     return np.ones(len(ids), dtype=bool)
 
 
-def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str, column: str) -> np.ndarray:
+def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str | None, column: str) -> np.ndarray:
     """Epoch seconds (int64) from integer epoch seconds or ISO-8601 / date strings.
 
     Naive date-times are taken as UTC. Fractional epoch seconds are floored.
@@ -352,7 +362,7 @@ def _epoch_seconds(dt: pd.Series) -> np.ndarray:
 
 
 def _parse_values(
-    s: pd.Series, rows: np.ndarray, *, file: str, column: str, events: pd.Series | None
+    s: pd.Series, rows: np.ndarray, *, file: str | None, column: str, events: pd.Series | None
 ) -> np.ndarray:
     """Float ratings/values. Empty cells are allowed only on rows whose event is not "rating"."""
     if pd.api.types.is_numeric_dtype(s) and not pd.api.types.is_bool_dtype(s):
@@ -410,9 +420,32 @@ def load_items(
     Raises:
         DataError: missing id column, missing or duplicate ids, unreadable file.
     """
-    file = str(path)
-    report = report if report is not None else LoadReport()
     df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    return items_from_frame(df, rows, file=str(path), id_column=id_column, empty_ids=empty_ids, report=report)
+
+
+def items_from_frame(
+    df: pd.DataFrame,
+    rows: np.ndarray | None = None,
+    *,
+    file: str | None = None,
+    id_column: str = "item_id",
+    empty_ids: Literal["error", "drop"] = "error",
+    report: LoadReport | None = None,
+) -> pd.DataFrame:
+    """Validates an in-memory item table exactly as :func:`load_items` validates a file.
+
+    Args:
+        df: the raw table.
+        rows: each record's row number for error messages (default: ``index + 2``, as in a CSV).
+        file: the name used in error messages.
+        id_column: see :func:`load_items`.
+        empty_ids: see :func:`load_items`.
+        report: see :func:`load_items`.
+    """
+    df = df.reset_index(drop=True)
+    rows = np.arange(2, len(df) + 2, dtype=np.int64) if rows is None else np.asarray(rows)
+    report = report if report is not None else LoadReport()
     _require_columns(df, {"item_id": id_column}, file)
     if id_column != "item_id" and "item_id" in df.columns:
         raise DataError("both the id column and another 'item_id' column exist", file=file, column="item_id")
@@ -464,7 +497,9 @@ def load_users(
     return out
 
 
-def _resolve_columns(columns: Mapping[str, str] | None, header: list[str], file: str) -> dict[str, str]:
+def _resolve_columns(
+    columns: Mapping[str, str] | None, header: list[str], file: str | None
+) -> dict[str, str]:
     """canonical name -> source column, from ``columns=`` and the header's standard names."""
     mapping: dict[str, str] = {}
     for key, source in (columns or {}).items():
@@ -536,9 +571,36 @@ def load_interactions(
         DataError: missing columns or ids, unparsable timestamps, non-numeric ratings, bad file.
         ConfigError: an unknown key in ``columns``.
     """
-    file = str(path)
-    report = report if report is not None else LoadReport()
     df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    return interactions_from_frame(
+        df, rows, file=str(path), columns=columns, empty_ids=empty_ids, duplicates=duplicates, report=report
+    )
+
+
+def interactions_from_frame(
+    df: pd.DataFrame,
+    rows: np.ndarray | None = None,
+    *,
+    file: str | None = None,
+    columns: Mapping[str, str] | None = None,
+    empty_ids: Literal["error", "drop"] = "error",
+    duplicates: Literal["keep", "drop"] = "keep",
+    report: LoadReport | None = None,
+) -> pd.DataFrame:
+    """Validates an in-memory interaction table exactly as :func:`load_interactions` validates a file.
+
+    Args:
+        df: the raw table.
+        rows: each record's row number for error messages (default: ``index + 2``, as in a CSV).
+        file: the name used in error messages.
+        columns: see :func:`load_interactions`.
+        empty_ids: see :func:`load_interactions`.
+        duplicates: see :func:`load_interactions`.
+        report: see :func:`load_interactions`.
+    """
+    df = df.reset_index(drop=True)
+    rows = np.arange(2, len(df) + 2, dtype=np.int64) if rows is None else np.asarray(rows)
+    report = report if report is not None else LoadReport()
     header = [str(c) for c in df.columns]
     m = _resolve_columns(columns, header, file)
     _require_columns(
@@ -572,7 +634,7 @@ def load_interactions(
 
 
 def _standard_columns(
-    df: pd.DataFrame, rows: np.ndarray, m: Mapping[str, str], ids: Mapping[str, pd.Series], file: str
+    df: pd.DataFrame, rows: np.ndarray, m: Mapping[str, str], ids: Mapping[str, pd.Series], file: str | None
 ) -> pd.DataFrame:
     """Builds user_id, item_id, timestamp, event, value (+ the file's other columns) from ``df``."""
     out = pd.DataFrame({"user_id": ids["user_id"].str.strip(), "item_id": ids["item_id"].str.strip()})
