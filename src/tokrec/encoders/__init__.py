@@ -1,5 +1,59 @@
 """Language-model encoders: text -> float32 vectors, with a fingerprint naming everything that changes them."""
 
-from tokrec.encoders.base import Encoder
+from __future__ import annotations
 
-__all__ = ["Encoder"]
+from typing import Any
+
+from tokrec.encoders.base import Encoder
+from tokrec.encoders.hf import HFEncoder, cpu_has_bf16, default_model_path, pool
+
+
+def load_encoder(
+    model: str | None = None,
+    *,
+    pooling: str = "auto",
+    normalize: bool = True,
+    max_length: int | None = None,
+    batch_size: int = 64,
+    dtype: str = "auto",
+    device: str = "auto",
+    revision: str | None = None,
+    prompt: str = "",
+) -> HFEncoder:
+    """Loads a text encoder.
+
+    Args:
+        model: a Hugging Face model id or a local folder; ``None`` is the bundled all-MiniLM-L6-v2
+            (dim 384, works offline).
+        pooling: ``"auto"`` (a sentence-transformers folder's own setting, else last-token for
+            decoder-only models and mean otherwise), ``"mean"``, ``"cls"`` or ``"last"``.
+        normalize: L2-normalise the vectors.
+        max_length: tokens per text including special tokens (default: the sentence-transformers
+            ``max_seq_length`` where there is one, else 256; capped at the model's positions).
+        batch_size: texts per forward pass (texts are sorted by length first).
+        dtype: ``"auto"`` (bf16 autocast on CPUs with AVX512-BF16/AMX, fp32 on other CPUs, bf16/fp16
+            on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: ``"auto"``, ``"cpu"`` or ``"cuda"``.
+        revision: a hub revision (branch, tag or commit).
+        prompt: text put before every input (e.g. ``"query: "``); part of the fingerprint.
+
+    Returns:
+        An :class:`HFEncoder` (the model weights load on the first ``encode``).
+
+    Raises:
+        ConfigError: the model cannot be found or an option is invalid.
+    """
+    opts: dict[str, Any] = dict(
+        pooling=pooling,
+        normalize=normalize,
+        max_length=max_length,
+        batch_size=batch_size,
+        dtype=dtype,
+        device=device,
+        revision=revision,
+        prompt=prompt,
+    )
+    return HFEncoder(model or default_model_path(), **opts)
+
+
+__all__ = ["Encoder", "HFEncoder", "cpu_has_bf16", "default_model_path", "load_encoder", "pool"]

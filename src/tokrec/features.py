@@ -1,0 +1,285 @@
+"""Language-model features: item vectors Z_I, user vectors Z_U, pair features F_ij = (R_ij, Z_U, Z_I).
+
+Parquet layout (written by :func:`write_vectors`): the id column first (``item_id`` / ``user_id``,
+string), then each vector as a ``fixed_size_list<float32>[d]`` column (``vector`` by default), so a
+file holds one row per entity and ``pyarrow``/``pandas``/Spark/DuckDB read the vectors without
+unpacking wide columns. :func:`read_vectors` turns a column back into a ``(n, d)`` float32 array.
+"""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.cache import CachedEncoder, EmbeddingCache
+from tokrec.data.dataset import Dataset, Vocab
+from tokrec.errors import DataError
+from tokrec.text import ItemTemplate, UserTemplate
+
+CacheArg = EmbeddingCache | str | os.PathLike[str] | None
+
+
+def resolve_encoder(encoder: Any = None, cache: CacheArg = "default") -> Any:
+    """The encoder to use, wrapped in a :class:`CachedEncoder` unless ``cache`` is ``None``.
+
+    Args:
+        encoder: an Encoder, or ``None`` for :func:`tokrec.encoders.load_encoder` defaults.
+        cache: ``"default"`` (``$TOKREC_CACHE_DIR`` or ``~/.cache/tokrec``), a folder/file path, an
+            :class:`EmbeddingCache`, or ``None`` for no caching.
+    """
+    if encoder is None:
+        from tokrec.encoders import load_encoder
+
+        encoder = load_encoder()
+    if cache is None or isinstance(encoder, CachedEncoder):
+        return encoder
+    return CachedEncoder(encoder, None if cache == "default" else cache)
+
+
+def item_texts(items: Dataset | pd.DataFrame, template: ItemTemplate | str | Path | None = None) -> list[str]:
+    """T_I: the text of every item, in item-vocab / frame row order."""
+    frame = items.items if isinstance(items, Dataset) else items
+    return ItemTemplate.from_spec(template).render_many(frame)
+
+
+def item_vectors(
+    dataset_or_items: Dataset | pd.DataFrame,
+    *,
+    encoder: Any = None,
+    cache: CacheArg = "default",
+    template: ItemTemplate | str | Path | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Z_I: one vector per item.
+
+    Args:
+        dataset_or_items: a Dataset (its catalog, in item-vocab order) or an items frame (row order).
+        encoder: an Encoder (default: the bundled MiniLM).
+        cache: see :func:`resolve_encoder`.
+        template: an :class:`ItemTemplate`, a format string, or a .json/.txt template file.
+        progress: show a progress bar on stderr.
+
+    Returns:
+        float32 ``(n_items, d)``, row ``i`` for item row ``i``.
+    """
+    enc = resolve_encoder(encoder, cache)
+    return np.asarray(enc.encode(item_texts(dataset_or_items, template), progress=progress), dtype=np.float32)
+
+
+def user_texts(
+    dataset: Dataset, *, encoder: Any = None, template: UserTemplate | None = None, budget: int | None = None
+) -> list[str]:
+    """T_U: each user's history as text within the token budget, in user-vocab order.
+
+    Args:
+        dataset: interactions + catalog.
+        encoder: its tokenizer measures the budget (default budget: its ``max_length``).
+        template: a :class:`UserTemplate` (default: ``UserTemplate()``).
+        budget: overrides the template's budget.
+    """
+    tpl = template or UserTemplate()
+    if budget is None and template is None and encoder is not None:
+        budget = int(getattr(encoder, "max_length", 0) or 0) or None
+    if budget is not None:
+        tpl = UserTemplate(tpl.item_template, budget=budget, event_labels=tpl.event_labels, prefix=tpl.prefix)
+    counter = getattr(encoder, "count_tokens", None)
+    return tpl.render_many(dataset, count_tokens=counter)
+
+
+def user_text_vectors(
+    dataset: Dataset,
+    *,
+    encoder: Any = None,
+    cache: CacheArg = "default",
+    template: UserTemplate | None = None,
+    budget: int | None = None,
+    progress: bool = False,
+) -> np.ndarray:
+    """Z_U from text: the encoded history of each user (most recent events within the budget).
+
+    Returns:
+        float32 ``(n_users, d)`` in user-vocab order; all-zero rows for users without events.
+    """
+    enc = resolve_encoder(encoder, cache)
+    texts = user_texts(dataset, encoder=enc, template=template, budget=budget)
+    has = np.array([bool(t) for t in texts])
+    out = np.zeros((len(texts), enc.dim), dtype=np.float32)
+    if has.any():
+        out[has] = enc.encode([t for t in texts if t], progress=progress)
+    return out
+
+
+def user_aggregate_vectors(
+    dataset: Dataset, item_vecs: np.ndarray, *, half_life: float | None = None
+) -> np.ndarray:
+    """Z_U from items: the recency-weighted mean of each user's item vectors, L2-normalised.
+
+    Args:
+        dataset: interactions (their time order decides the weights).
+        item_vecs: ``(n_items, d)`` in item-vocab order.
+        half_life: in events: the event ``a`` steps before the user's latest weighs ``0.5 ** (a /
+            half_life)``; ``None`` weighs all events equally.
+
+    Returns:
+        float32 ``(n_users, d)`` in user-vocab order; all-zero rows for users without events.
+    """
+    if item_vecs.shape[0] != dataset.n_items:
+        raise DataError(f"item_vecs has {item_vecs.shape[0]} rows for {dataset.n_items} items")
+    if half_life is not None and half_life <= 0:
+        raise DataError(f"half_life must be > 0, got {half_life}")
+    out = np.zeros((dataset.n_users, item_vecs.shape[1]), dtype=np.float64)
+    for u, seq in enumerate(dataset.sequences()):
+        if not len(seq):
+            continue
+        if half_life is None:
+            w = np.ones(len(seq))
+        else:
+            age = np.arange(len(seq) - 1, -1, -1, dtype=np.float64)
+            w = 0.5 ** (age / half_life)
+        out[u] = w @ item_vecs[seq].astype(np.float64)
+    norms = np.linalg.norm(out, axis=1, keepdims=True)
+    return np.ascontiguousarray(np.where(norms > 0, out / np.maximum(norms, 1e-12), 0.0), dtype=np.float32)
+
+
+@dataclass
+class PairFeatures:
+    """F_ij for ``n`` (user, item) pairs.
+
+    Attributes:
+        user_id: ``n`` external user ids.
+        item_id: ``n`` external item ids.
+        score: R_ij, the cosine of Z_U and Z_I, ``(n,)`` float32.
+        user_vectors: Z_U rows, ``(n, d_u)``.
+        item_vectors: Z_I rows, ``(n, d_i)``.
+    """
+
+    user_id: list[str]
+    item_id: list[str]
+    score: np.ndarray
+    user_vectors: np.ndarray
+    item_vectors: np.ndarray
+
+    def matrix(self) -> np.ndarray:
+        """``[R_ij, Z_U, Z_I]`` as one float32 array ``(n, 1 + d_u + d_i)`` for a downstream model."""
+        return np.hstack([self.score[:, None], self.user_vectors, self.item_vectors]).astype(np.float32)
+
+
+def _rows(ids: Sequence[object], index: Vocab | Sequence[str] | None, what: str) -> np.ndarray:
+    if index is None:
+        return np.asarray(ids, dtype=np.int64)
+    vocab = index if isinstance(index, Vocab) else Vocab(index)
+    rows = vocab.encode(ids, missing="mask")
+    if (rows < 0).any():
+        bad = [ids[i] for i in np.flatnonzero(rows < 0)[:3]]
+        raise DataError(f"{int((rows < 0).sum())} unknown {what} ids (first: {bad})", column=f"{what}_id")
+    return rows
+
+
+def pair_features(
+    user_ids: Sequence[object],
+    item_ids: Sequence[object],
+    Z_U: np.ndarray,
+    Z_I: np.ndarray,
+    *,
+    user_index: Vocab | Sequence[str] | None = None,
+    item_index: Vocab | Sequence[str] | None = None,
+) -> PairFeatures:
+    """F_ij = (R_ij, Z_U, Z_I) for pairs.
+
+    Args:
+        user_ids, item_ids: ``n`` ids each (external ids when an index is given, else row numbers).
+        Z_U: ``(n_users, d)``; Z_I: ``(n_items, d)`` (same d for the cosine).
+        user_index, item_index: the vocabularies (or id lists) that give the rows of Z_U / Z_I.
+
+    Returns:
+        A :class:`PairFeatures`; R_ij is 0 where either vector is zero.
+    """
+    if len(user_ids) != len(item_ids):
+        raise DataError(f"{len(user_ids)} user ids but {len(item_ids)} item ids")
+    u = _rows(user_ids, user_index, "user")
+    i = _rows(item_ids, item_index, "item")
+    zu = np.asarray(Z_U, dtype=np.float32)[u]
+    zi = np.asarray(Z_I, dtype=np.float32)[i]
+    if zu.shape[1] != zi.shape[1]:
+        raise DataError(f"Z_U has dim {zu.shape[1]} but Z_I has dim {zi.shape[1]}: no cosine")
+    nu = np.linalg.norm(zu, axis=1)
+    ni = np.linalg.norm(zi, axis=1)
+    denom = nu * ni
+    score = np.where(denom > 0, (zu * zi).sum(1) / np.maximum(denom, 1e-12), 0.0).astype(np.float32)
+    return PairFeatures([str(x) for x in user_ids], [str(x) for x in item_ids], score, zu, zi)
+
+
+# ---- Parquet -------------------------------------------------------------------------------------
+def vector_array(vectors: np.ndarray) -> Any:
+    """A ``fixed_size_list<float32>[d]`` pyarrow array from ``(n, d)``."""
+    import pyarrow as pa
+
+    v = np.ascontiguousarray(vectors, dtype=np.float32)
+    return pa.FixedSizeListArray.from_arrays(pa.array(v.reshape(-1)), int(v.shape[1]))
+
+
+def write_vectors(
+    path: str | os.PathLike[str],
+    ids: Sequence[object],
+    vectors: np.ndarray | Mapping[str, np.ndarray],
+    *,
+    id_column: str = "item_id",
+    extra: Mapping[str, Sequence[object] | np.ndarray] | None = None,
+) -> Path:
+    """Writes ids + vectors to Parquet atomically (temp file in the same folder, then rename).
+
+    Args:
+        path: the output file.
+        ids: ``n`` ids (written as strings, first column).
+        vectors: ``(n, d)`` (column ``vector``) or a mapping column name -> ``(n, d_k)``.
+        id_column: the id column's name.
+        extra: more plain columns, each of length ``n``.
+    """
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    cols: dict[str, Any] = {id_column: pa.array([str(x) for x in ids], type=pa.string())}
+    named = {"vector": vectors} if isinstance(vectors, np.ndarray) else dict(vectors)
+    for name, arr in (extra or {}).items():
+        cols[name] = pa.array(np.asarray(arr).tolist() if isinstance(arr, np.ndarray) else list(arr))
+    for name, mat in named.items():
+        if len(mat) != len(ids):
+            raise DataError(f"column {name!r} has {len(mat)} rows for {len(ids)} ids")
+        cols[name] = vector_array(mat)
+    table = pa.table(cols)
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+    return out
+
+
+def read_vectors(path: str | os.PathLike[str], *, column: str = "vector") -> tuple[list[str], np.ndarray]:
+    """Reads a file written by :func:`write_vectors`.
+
+    Returns:
+        (ids from the first column, float32 ``(n, d)`` from ``column``).
+    """
+    import pyarrow.parquet as pq
+
+    table = pq.read_table(path)
+    if column not in table.column_names:
+        raise DataError(f"no column {column!r} (columns: {table.column_names})", file=str(path))
+    ids = [str(x) for x in table.column(0).to_pylist()]
+    col = table.column(column).combine_chunks()
+    d = col.type.list_size
+    flat = col.values.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
+    return ids, np.ascontiguousarray(flat.reshape(len(ids), d))

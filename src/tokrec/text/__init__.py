@@ -1,0 +1,13 @@
+"""Text ("LLM tokens"): item and user templates, normalisation, token budgets."""
+
+from tokrec.text.normalize import normalize_series, normalize_text
+from tokrec.text.templates import DEFAULT_EVENT_LABELS, ItemTemplate, TemplateSpec, UserTemplate
+
+__all__ = [
+    "DEFAULT_EVENT_LABELS",
+    "ItemTemplate",
+    "TemplateSpec",
+    "UserTemplate",
+    "normalize_series",
+    "normalize_text",
+]
