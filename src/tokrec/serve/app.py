@@ -1,0 +1,551 @@
+"""The HTTP service: ``create_app(model_dir, settings=...)`` builds a FastAPI app around a model bundle.
+
+Nothing is built at import time. Endpoints (OpenAPI docs at ``/docs``):
+
+- ``POST /recommend`` ``{"user_id": ..., "k": 10}`` or ``{"history": [item ids, oldest first], "k": 10}``,
+  optional ``candidates``, ``exclude``, ``exclude_seen``, ``explain``: top-``k`` items with a score and
+  ``because`` (similar history items, shared attribute values). Unknown item ids are ignored and
+  listed in ``ignored``; see :mod:`tokrec.serve.engine` for how scores are made.
+- ``POST /events`` ``{"events": [{"user_id", "item_id", "event", "timestamp", "value"}]}``: logged to
+  SQLite, then visible to the next ``/recommend`` at once. Events on unknown items are ignored and
+  reported (``ignored``: index, item_id, reason).
+- ``POST /items`` ``{"items": [{"item_id": ..., <attributes>}]}``: rendered with the bundle's item
+  template, encoded through the embedding cache, logged, and searchable at once. An existing id is
+  updated (attributes merged, vector replaced).
+- ``GET /items?q=...`` title search, ``GET /items/{id}``, ``GET /items/{id}/similar?k=10``,
+  ``GET /health``, ``GET /metrics`` (Prometheus text; ``?format=json``), ``GET /`` the web page.
+
+Safety: with an API key set, the write endpoints need the ``X-API-Key`` header (constant-time
+compare); bodies over ``max_body_bytes`` get 413, non-JSON bodies 415, invalid ones 422 with the
+field and reason; lists and ``k`` are capped by the settings. Any unexpected error is logged and
+answered as a JSON 500 (a bug: the fuzz test checks none occurs).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import logging
+import time
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+from fastapi import FastAPI, HTTPException, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from tokrec.errors import ConfigError, TokrecError
+from tokrec.serve import schemas as S
+from tokrec.serve.bundle import Bundle, load_bundle
+from tokrec.serve.engine import Engine, EngineOptions
+from tokrec.serve.index import ANN_FILE, HNSW_EF_SEARCH, VectorIndex
+from tokrec.serve.metrics import Metrics
+from tokrec.serve.state import StateLog
+from tokrec.serve.store import Event, ItemRecord, make_store
+
+log = logging.getLogger(__name__)
+STATIC = Path(__file__).parent / "static"
+
+
+class ServeSettings(BaseModel):
+    """Server settings (unknown keys are rejected).
+
+    Attributes:
+        api_key: when set, ``POST /events`` and ``POST /items`` need this ``X-API-Key``.
+        redis_url: share online state through Redis (``redis://host:port/db``); default in memory.
+        redis_prefix: key prefix in Redis (one per deployment).
+        state_path: the SQLite state log (default ``MODEL_DIR/state.sqlite``).
+        persist: keep the state log at all (False: online state is lost on restart).
+        ann: force (True) or forbid (False) the HNSW index; None: by catalog size.
+    """
+
+    model_config = ConfigDict(extra="forbid")
+
+    api_key: str | None = None
+    redis_url: str | None = None
+    redis_prefix: str = "tokrec"
+    state_path: Path | None = None
+    persist: bool = True
+    max_body_bytes: int = Field(1_000_000, ge=1024)
+    max_k: int = Field(1000, ge=1)
+    max_history: int = Field(1000, ge=1)
+    max_candidates: int = Field(100_000, ge=1)
+    max_events: int = Field(10_000, ge=1)
+    max_items: int = Field(1000, ge=1)
+    model_weight: float = Field(0.7, ge=0.0, le=1.0)
+    recency_half_life: float = Field(10.0, gt=0)
+    user_history_window: int = Field(200, ge=1)
+    ann: bool | None = None
+    ann_candidates: int = Field(256, ge=1)
+    ef_search: int = Field(HNSW_EF_SEARCH, ge=1)
+    negative_events: list[str] = ["dislike", "skip", "hide"]
+    facets: list[str] | None = None
+    blocked: list[str] = []
+    cache: str | None = "default"
+
+
+class Service:
+    """Everything a request handler needs; one per app."""
+
+    def __init__(
+        self, bundle: Bundle, settings: ServeSettings, *, encoder: Any = None, template: Any = None
+    ) -> None:
+        self.bundle = bundle
+        self.settings = settings
+        self.metrics = Metrics()
+        self.store = make_store(settings.redis_url, prefix=settings.redis_prefix)
+        if not self.store.ping():
+            raise ConfigError(f"cannot reach Redis at {settings.redis_url}")
+        index = VectorIndex(
+            bundle.item_vectors,
+            ann=settings.ann,
+            ann_path=bundle.path / ANN_FILE,
+            ef_search=settings.ef_search,
+        )
+        opts = EngineOptions(
+            model_weight=settings.model_weight,
+            recency_half_life=settings.recency_half_life,
+            user_history_window=settings.user_history_window,
+            ann_candidates=settings.ann_candidates,
+            negative_events=tuple(settings.negative_events),
+            facets=tuple(settings.facets) if settings.facets is not None else None,
+            blocked=tuple(settings.blocked),
+        )
+        self.engine = Engine(bundle.model, bundle.items, bundle.item_vectors, self.store, opts, index=index)
+        self.log: StateLog | None = None
+        if settings.persist:
+            path = settings.state_path or bundle.path / "state.sqlite"
+            self.log = StateLog(path, fingerprint=bundle.encoder.fingerprint, dim=int(bundle.meta["dim"]))
+            if self.store.claim_replay():
+                self.engine.replay(list(self.log.iter_items()), self.log.iter_events())
+        self.engine.sync()
+        self._encoder = encoder
+        self._template = template
+        self._encoder_lock = asyncio.Lock()
+        self.started = time.time()
+
+    # ---- encoding new items ----------------------------------------------------------------------
+    def encoder(self) -> Any:
+        if self._encoder is None:
+            self._encoder = _CountingEncoder(self.bundle.make_encoder(), self.metrics)
+        return self._encoder
+
+    def template(self) -> Any:
+        if self._template is None:
+            self._template = self.bundle.make_template()
+        return self._template
+
+    def encode_items(self, frame: pd.DataFrame) -> np.ndarray:
+        """Vectors ``(n, d)`` of new items, through the embedding cache when ``tokrec.features`` is there."""
+        encoder, template = self.encoder(), self.template()
+        self.metrics.inc("embedding_texts_total", len(frame))
+        try:
+            from tokrec.features import item_vectors  # type: ignore[attr-defined]
+        except ImportError:
+            return np.asarray(encoder.encode(template.render_many(frame)), dtype=np.float32)
+        return np.asarray(
+            item_vectors(frame, encoder=encoder, cache=self.settings.cache, template=template),
+            dtype=np.float32,
+        )
+
+    def close(self) -> None:
+        if self.log is not None:
+            self.log.close()
+        self.store.close()
+
+
+class _CountingEncoder:
+    """Forwards to an encoder and counts the texts that reached it (cache misses)."""
+
+    def __init__(self, inner: Any, metrics: Metrics) -> None:
+        self.inner = inner
+        self.metrics = metrics
+
+    @property
+    def dim(self) -> int:
+        return int(self.inner.dim)
+
+    @property
+    def fingerprint(self) -> str:
+        return str(self.inner.fingerprint)
+
+    def encode(self, texts, *, progress: bool = False) -> np.ndarray:
+        self.metrics.inc("embedding_encoded_total", len(texts))
+        return self.inner.encode(texts, progress=progress)
+
+    def count_tokens(self, texts) -> list[int]:
+        return self.inner.count_tokens(texts)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def create_app(
+    model_dir: str | Path,
+    *,
+    settings: ServeSettings | dict[str, Any] | None = None,
+    encoder: Any = None,
+    template: Any = None,
+) -> FastAPI:
+    """Builds the app around the bundle in ``model_dir``.
+
+    Args:
+        model_dir: a directory written by ``tokrec fit``.
+        settings: :class:`ServeSettings` or a dict of them.
+        encoder: an encoder for new items (default: rebuilt from the bundle's spec on first use).
+        template: an item template (default: the bundle's).
+
+    Raises:
+        ConfigError: the bundle, settings, state log or Redis are unusable.
+    """
+    if not isinstance(settings, ServeSettings):
+        try:
+            settings = ServeSettings(**(settings or {}))
+        except Exception as e:
+            raise ConfigError(f"invalid serve settings: {e}") from e
+    service = Service(load_bundle(model_dir), settings, encoder=encoder, template=template)
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI):
+        yield
+        service.close()
+
+    app = FastAPI(
+        title="tokrec",
+        summary="Recommendations from language-model item vectors, with online events and items.",
+        version=_version(),
+        lifespan=lifespan,
+    )
+    app.state.service = service
+    _add_handlers(app)
+    _add_routes(app, service)
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    app.add_middleware(_Guard, service=service)
+    return app
+
+
+def _version() -> str:
+    from tokrec import __version__
+
+    return __version__
+
+
+# ---- middleware, errors ------------------------------------------------------------------------
+class _Guard:
+    """Body-size and content-type limits on writes, and per-route metrics (pure ASGI, cheap)."""
+
+    def __init__(self, app, service: Service) -> None:
+        self.app = app
+        self.service = service
+
+    async def __call__(self, scope, receive, send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        t0 = time.perf_counter()
+        status = [500]
+        method = scope["method"]
+
+        async def send_status(message) -> None:
+            if message["type"] == "http.response.start":
+                status[0] = message["status"]
+            await send(message)
+
+        try:
+            early = self._check(scope, method)
+            if early is not None:
+                await early(scope, receive, send_status)
+            else:
+                if method in ("POST", "PUT", "PATCH"):
+                    receive = _limited(receive, self.service.settings.max_body_bytes)
+                await self.app(scope, receive, send_status)
+        finally:
+            route = scope.get("route")
+            path = getattr(route, "path", None) or (
+                "/static" if scope["path"].startswith("/static/") else "unmatched"
+            )
+            self.service.metrics.observe(method, path, status[0], time.perf_counter() - t0)
+
+    def _check(self, scope, method: str) -> Response | None:
+        if method not in ("POST", "PUT", "PATCH"):
+            return None
+        headers = dict(scope["headers"])
+        cl = headers.get(b"content-length")
+        if cl is not None:
+            try:
+                n = int(cl)
+            except ValueError:
+                return _error(400, "invalid Content-Length header")
+            if n > self.service.settings.max_body_bytes:
+                return _error(
+                    413,
+                    f"request body of {n} bytes is over the limit of {self.service.settings.max_body_bytes}",
+                )
+        ctype = headers.get(b"content-type", b"").split(b";")[0].strip().lower()
+        if ctype != b"application/json":
+            shown = ctype.decode("latin-1")[:100] or "none"
+            return _error(415, f"Content-Type must be application/json (got {shown})")
+        return None
+
+
+def _limited(receive, limit: int):
+    total = [0]
+
+    async def wrapped():
+        message = await receive()
+        if message["type"] == "http.request":
+            total[0] += len(message.get("body", b""))
+            if total[0] > limit:
+                raise HTTPException(413, f"request body is over the limit of {limit} bytes")
+        return message
+
+    return wrapped
+
+
+def _error(status: int, message: str, detail: Any = None) -> JSONResponse:
+    body: dict[str, Any] = {"error": message}
+    if detail is not None:
+        body["detail"] = detail
+    return JSONResponse(body, status_code=status)
+
+
+def _add_handlers(app: FastAPI) -> None:
+    @app.exception_handler(RequestValidationError)
+    async def _invalid(request: Request, exc: RequestValidationError) -> JSONResponse:
+        detail = []
+        for e in exc.errors()[:20]:
+            loc = [x if isinstance(x, int | str) else str(x) for x in e.get("loc", ())]
+            item = {"loc": loc, "msg": str(e.get("msg", ""))[:300], "type": str(e.get("type", ""))}
+            if e.get("type") == "json_invalid" and isinstance(e.get("ctx"), dict):
+                at = loc[1] if len(loc) > 1 else "?"
+                return _error(422, f"invalid JSON at character {at}: {str(e['ctx'].get('error', ''))[:200]}")
+            detail.append(item)
+        first = detail[0] if detail else {"loc": [], "msg": "invalid request"}
+        where = ".".join(str(x) for x in first["loc"][1:]) or "body"
+        return _error(422, f"invalid request: {where}: {first['msg']}", detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        return JSONResponse(
+            {"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
+        )
+
+    @app.exception_handler(TokrecError)
+    async def _tokrec(request: Request, exc: TokrecError) -> JSONResponse:
+        return _error(400, str(exc))
+
+    @app.exception_handler(Exception)
+    async def _bug(request: Request, exc: Exception) -> JSONResponse:
+        log.exception("unexpected error on %s %s", request.method, request.url.path)
+        return _error(500, "internal error (logged)")
+
+
+def _require_key(service: Service, request: Request) -> None:
+    key = service.settings.api_key
+    if not key:
+        return
+    given = request.headers.get("x-api-key", "")
+    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key.encode("utf-8")):
+        raise HTTPException(401, "missing or wrong X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
+
+
+def _cap(name: str, n: int, limit: int) -> None:
+    if n > limit:
+        raise HTTPException(422, f"{name}: {n} is over the limit of {limit}")
+
+
+# ---- routes ------------------------------------------------------------------------------------
+def _add_routes(app: FastAPI, service: Service) -> None:
+    engine = service.engine
+    st = service.settings
+
+    @app.post(
+        "/recommend", response_model=S.RecommendResponse, response_model_exclude_none=True, tags=["recommend"]
+    )
+    async def recommend(req: S.RecommendRequest) -> dict[str, Any]:
+        """Top-k items for a known user or a visitor's history, with explanations."""
+        _cap("k", req.k, st.max_k)
+        _cap("history length", len(req.history or ()), st.max_history)
+        _cap("candidates", len(req.candidates or ()), st.max_candidates)
+        _cap("exclude", len(req.exclude or ()), st.max_candidates)
+        res = engine.recommend(
+            user_id=req.user_id,
+            history=req.history,
+            k=req.k,
+            candidates=req.candidates,
+            exclude=req.exclude,
+            exclude_seen=req.exclude_seen,
+            explain=req.explain,
+        )
+        items = [
+            {"item_id": r.item_id, "score": r.score, "label": r.label, "because": r.because}
+            for r in res.items
+        ]
+        return {
+            "items": items,
+            "ignored": res.ignored[:1000],
+            "mode": res.mode,
+            "history_length": res.history_length,
+        }
+
+    @app.post("/events", response_model=S.EventsResponse, tags=["write"])
+    async def events(req: S.EventsRequest, request: Request) -> dict[str, Any]:
+        """Adds behaviour events; the next /recommend for the user reflects them."""
+        _require_key(service, request)
+        _cap("events", len(req.events), st.max_events)
+        engine.sync()
+        now = int(time.time())
+        accepted: list[Event] = []
+        ignored = []
+        for j, e in enumerate(req.events):
+            if e.item_id not in engine.row_of:
+                ignored.append({"index": j, "item_id": e.item_id, "reason": "unknown item"})
+                continue
+            ts = e.timestamp if e.timestamp is not None else now
+            accepted.append(Event(e.user_id, e.item_id, e.event, int(ts), float(e.value)))
+        if accepted:
+            if service.log is not None:
+                await run_in_threadpool(service.log.append_events, accepted)
+            engine.add_events(accepted)
+            service.metrics.inc("events_total", len(accepted))
+        return {"accepted": len(accepted), "ignored": ignored[:1000]}
+
+    @app.post("/items", response_model=S.ItemsResponse, tags=["write"])
+    async def items(req: S.ItemsRequest, request: Request) -> dict[str, Any]:
+        """Adds or updates items; they are searchable at once."""
+        _require_key(service, request)
+        _cap("items", len(req.items), st.max_items)
+        engine.sync()
+        latest = {it.item_id: it for it in req.items}  # a repeated id: the last one wins
+        attrs = []
+        for item_id, it in latest.items():
+            row = engine.row_of.get(item_id)
+            base = engine.attributes[row] if row is not None else {}
+            attrs.append({**base, **it.attributes()})
+        frame = _frame(list(latest), attrs, engine.columns)
+        async with service._encoder_lock:
+            try:
+                vectors = await run_in_threadpool(service.encode_items, frame)
+            except TokrecError as e:
+                raise HTTPException(503, f"cannot encode new items: {e}") from e
+        records = [ItemRecord(i, a, v) for i, a, v in zip(latest, attrs, vectors, strict=True)]
+        added = [i for i in latest if i not in engine.row_of]
+        if service.log is not None:
+            await run_in_threadpool(service.log.add_items, records)
+        engine.add_items(records)
+        service.metrics.inc("items_added_total", len(added))
+        return {"added": added, "updated": [i for i in latest if i not in added], "n_items": engine.n_items}
+
+    @app.get("/items", response_model=S.SearchResponse, tags=["items"])
+    async def search(
+        q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=100)
+    ) -> dict[str, Any]:
+        """Items whose title contains ``q`` (case-insensitive)."""
+        return {"items": [{"item_id": i, "label": lab} for i, lab in engine.search_titles(q, limit)]}
+
+    @app.get("/items/{item_id}", response_model=S.ItemDetail, tags=["items"])
+    async def item(item_id: str) -> dict[str, Any]:
+        engine.sync()
+        row = engine.row_of.get(item_id)
+        if row is None:
+            raise HTTPException(404, f"unknown item {item_id[:100]!r}")
+        return {
+            "item_id": item_id,
+            "label": engine.labels[row],
+            "attributes": _jsonable(engine.attributes[row]),
+        }
+
+    @app.get(
+        "/items/{item_id}/similar",
+        response_model=S.SimilarResponse,
+        response_model_exclude_none=True,
+        tags=["items"],
+    )
+    async def similar(item_id: str, k: int = Query(10, ge=1, le=10_000)) -> dict[str, Any]:
+        """Items with the closest vectors to ``item_id``."""
+        _cap("k", k, st.max_k)
+        engine.sync()
+        if item_id not in engine.row_of:
+            raise HTTPException(404, f"unknown item {item_id[:100]!r}")
+        recs = engine.similar(item_id, k)
+        return {
+            "item_id": item_id,
+            "items": [
+                {"item_id": r.item_id, "score": r.score, "label": r.label, "because": r.because} for r in recs
+            ],
+        }
+
+    @app.get("/health", response_model=S.Health, tags=["ops"])
+    async def health() -> dict[str, Any]:
+        ok = service.store.ping()
+        model = service.bundle.model
+        return {
+            "status": "ok" if ok else "degraded",
+            "model": model.name,
+            "n_items": engine.n_items,
+            "n_model_items": engine.n_model_items,
+            "n_users": len(model.user_vocab_),
+            "dim": engine.index.dim,
+            "retrieval": "ann" if engine.index.uses_ann else "exact",
+            "store": service.store.kind,
+            "store_ok": ok,
+            "events": service.store.n_events() if ok else -1,
+            "auth": bool(st.api_key),
+        }
+
+    @app.get("/metrics", tags=["ops"])
+    async def metrics(format: str = Query("prometheus", pattern="^(prometheus|json)$")) -> Response:
+        """Request counts, latency percentiles, cache hits (Prometheus text, or ``?format=json``)."""
+        m = service.metrics
+        m.gauges.update(
+            {
+                "catalog_items": engine.n_items,
+                "online_items": engine.n_items - engine.n_model_items,
+                "user_vector_cache_hits": engine.stats["user_vector_cache_hits"],
+                "user_vector_cache_misses": engine.stats["user_vector_cache_misses"],
+            }
+        )
+        texts, encoded = (
+            m.counters.get("embedding_texts_total", 0.0),
+            m.counters.get("embedding_encoded_total", 0.0),
+        )
+        m.gauges["embedding_cache_hits"] = max(0.0, texts - encoded)
+        if format == "json":
+            return JSONResponse(m.snapshot())
+        return PlainTextResponse(m.prometheus(), media_type="text/plain; version=0.0.4")
+
+    @app.get("/", include_in_schema=False)
+    async def page() -> FileResponse:
+        return FileResponse(STATIC / "index.html", media_type="text/html")
+
+
+def _frame(ids: list[str], attrs: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
+    """New items as a catalog frame: every catalog column present, lists joined with ``|``."""
+    rows = []
+    for i, a in zip(ids, attrs, strict=True):
+        row = {c: a.get(c) for c in columns}
+        row.update({c: v for c, v in a.items() if c not in row})
+        row = {c: ("|".join(v) if isinstance(v, list) else v) for c, v in row.items()}
+        rows.append({"item_id": i, **row})
+    return pd.DataFrame(
+        rows, columns=["item_id", *columns, *[c for c in rows[0] if c not in columns and c != "item_id"]]
+    )
+
+
+def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
+    out = {}
+    for k, v in attrs.items():
+        try:
+            json.dumps(v, allow_nan=False)
+            out[k] = v
+        except (TypeError, ValueError):
+            out[k] = str(v)
+    return out

@@ -1,0 +1,380 @@
+"""The model bundle: one directory holding everything ``tokrec serve`` needs, loadable without pickle.
+
+Layout (``tokrec fit ... --output MODEL_DIR`` writes it, atomically: a temporary directory renamed
+into place)::
+
+    MODEL_DIR/
+      bundle.json                  format "tokrec-bundle/1", model name, encoder spec, item template,
+                                   sizes, the catalog's attribute columns, creation time
+      model/                       the recommender, as ``Recommender.save`` writes it
+                                   (config.json + arrays.safetensors)
+      item_vectors.safetensors     "vectors": float32 (n_items, d), row i = item-vocab row i
+      items.parquet                the catalog (item_id + attribute columns), item-vocab order
+      vocab.json                   {"items": [...], "users": [...]} external ids in row order
+      ann.faiss                    optional HNSW index over the vectors (faiss's own format, no pickle)
+      state.sqlite                 created by ``tokrec serve``: events and items added online
+
+The encoder spec records what :func:`tokrec.encoders.load_encoder` needs to rebuild the encoder
+(``model`` and ``options``) plus its ``fingerprint``, ``dim`` and whatever the encoder reports about
+itself (pooling, max length); the server refuses to encode new items with an encoder whose fingerprint
+differs, because its vectors would not be comparable with the stored ones.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import shutil
+import tempfile
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.data.dataset import Dataset, Vocab
+from tokrec.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+BUNDLE_FORMAT = "tokrec-bundle/1"
+
+
+@dataclass
+class EncoderSpec:
+    """How to rebuild the encoder that made the bundle's item vectors.
+
+    Attributes:
+        model: the ``model`` argument of ``load_encoder`` (None: the default encoder).
+        options: keyword options of ``load_encoder`` (pooling, max_length, ...).
+        fingerprint: the encoder's fingerprint when the bundle was made.
+        dim: vector dimension ``d``.
+        info: anything else the encoder reported (pooling, max length, model path), for people.
+    """
+
+    model: str | None
+    options: dict[str, Any]
+    fingerprint: str
+    dim: int
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "model": self.model,
+            "options": self.options,
+            "fingerprint": self.fingerprint,
+            "dim": self.dim,
+            "info": self.info,
+        }
+
+    @classmethod
+    def from_json(cls, d: dict[str, Any]) -> EncoderSpec:
+        return cls(
+            d.get("model"),
+            dict(d.get("options") or {}),
+            str(d["fingerprint"]),
+            int(d["dim"]),
+            dict(d.get("info") or {}),
+        )
+
+    @classmethod
+    def of(
+        cls, encoder: Any, *, model: str | None = None, options: dict[str, Any] | None = None
+    ) -> EncoderSpec:
+        """Describes a live encoder (``model``/``options``: how it was loaded).
+
+        For a :class:`tokrec.encoders.HFEncoder` given without ``options``, the options are read off the
+        encoder (pooling, normalize, max_length, resolved dtype, prompt, revision) and the bundled
+        default model is recorded as ``None``, so that the server rebuilds exactly the same encoder.
+        """
+        info: dict[str, Any] = {"class": f"{type(encoder).__module__}:{type(encoder).__qualname__}"}
+        if options is None and hasattr(encoder, "model_id") and hasattr(encoder, "pooling"):
+            options = {
+                k: getattr(encoder, k)
+                for k in ("pooling", "normalize", "max_length", "dtype", "prompt", "revision")
+            }
+            if model is None:
+                from tokrec.encoders import default_model_path
+
+                model = None if str(encoder.model_id) == str(default_model_path()) else str(encoder.model_id)
+        for attr in ("model_id", "pooling", "max_length", "normalize", "dtype", "device"):
+            v = getattr(encoder, attr, None)
+            if isinstance(v, str | int | float | bool) or v is None:
+                if v is not None:
+                    info[attr] = v
+            else:
+                info[attr] = str(v)
+        return cls(model, dict(options or {}), str(encoder.fingerprint), int(encoder.dim), info)
+
+
+@dataclass
+class Bundle:
+    """A loaded model bundle.
+
+    Attributes:
+        path: the bundle directory.
+        model: the fitted recommender (its item vocab = the first ``n_items`` catalog rows).
+        item_vectors: float32 ``(n_items, d)``, item-vocab order.
+        items: the catalog frame, ``item_id`` + attributes, item-vocab order.
+        encoder: the encoder spec.
+        template: the item template's JSON spec (``TemplateSpec`` fields).
+        meta: the whole of bundle.json.
+    """
+
+    path: Path
+    model: Any
+    item_vectors: np.ndarray
+    items: pd.DataFrame
+    encoder: EncoderSpec
+    template: dict[str, Any]
+    meta: dict[str, Any]
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
+
+    def make_template(self) -> Any:
+        """The item template the vectors were made with (a ``tokrec.text.ItemTemplate``)."""
+        from tokrec.text import ItemTemplate, TemplateSpec
+
+        return ItemTemplate.from_spec(TemplateSpec.model_validate(self.template))
+
+    def make_encoder(self) -> Any:
+        """Rebuilds the encoder; raises ConfigError if its fingerprint differs from the bundle's."""
+        from tokrec.encoders import load_encoder  # type: ignore[attr-defined]
+
+        enc = load_encoder(self.encoder.model, **self.encoder.options)
+        if str(enc.fingerprint) != self.encoder.fingerprint:
+            raise ConfigError(
+                f"{self.path}: the encoder rebuilt from the bundle has fingerprint {enc.fingerprint!r}, "
+                f"the bundle's vectors were made with {self.encoder.fingerprint!r}"
+            )
+        return enc
+
+
+def template_spec(template: Any, items: pd.DataFrame) -> dict[str, Any]:
+    """The JSON spec of ``template`` with its field list pinned to the catalog's columns.
+
+    A default template lists "every column"; pinning the list keeps items added later (which may
+    carry fewer or more attributes) rendered exactly like the catalog was.
+    """
+    spec = template.to_spec().model_dump(mode="json")
+    if spec.get("format") is None and spec.get("fields") is None:
+        id_col = spec.get("id_column", "item_id")
+        spec["fields"] = [str(c) for c in items.columns if c != id_col]
+    return spec
+
+
+def save_bundle(
+    path: str | Path,
+    *,
+    model: Any,
+    item_vectors: np.ndarray,
+    items: pd.DataFrame,
+    encoder: EncoderSpec,
+    template: dict[str, Any],
+    ann_index: Callable[[Path], None] | None = None,
+    extra: dict[str, Any] | None = None,
+) -> Path:
+    """Writes a bundle directory atomically (temporary directory, then rename).
+
+    Args:
+        path: the bundle directory to create or replace.
+        model: a fitted ``Recommender``; its item vocab must equal ``items.item_id`` in order.
+        item_vectors: float32 ``(n_items, d)`` aligned with ``items``.
+        items: the catalog frame.
+        encoder: the encoder spec.
+        template: the template's JSON spec (see :func:`template_spec`).
+        ann_index: optional callback writing ``ann.faiss`` into the directory it is given.
+        extra: more JSON to record in bundle.json under ``"extra"``.
+
+    Raises:
+        ConfigError: the pieces do not line up.
+    """
+    from safetensors.numpy import save_file
+
+    path = Path(path)
+    items = items.reset_index(drop=True)
+    ids = items["item_id"].astype(str).tolist()
+    if model.item_vocab_ is None or model.item_vocab_.to_list() != ids:
+        raise ConfigError("the model's item vocabulary differs from the catalog's item order")
+    vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
+    if vectors.ndim != 2 or len(vectors) != len(items) or vectors.shape[1] != encoder.dim:
+        raise ConfigError(f"item vectors have shape {vectors.shape}, expected ({len(items)}, {encoder.dim})")
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save(tmp / "model")
+        save_file({"vectors": vectors}, str(tmp / "item_vectors.safetensors"))
+        _catalog_for_parquet(items).to_parquet(tmp / "items.parquet", index=False)
+        vocab = {"items": ids, "users": model.user_vocab_.to_list()}
+        (tmp / "vocab.json").write_text(json.dumps(vocab))
+        if ann_index is not None:
+            ann_index(tmp)
+        meta = {
+            "format": BUNDLE_FORMAT,
+            "model": model.name,
+            "n_items": len(items),
+            "n_users": len(model.user_vocab_),
+            "dim": encoder.dim,
+            "encoder": encoder.to_json(),
+            "template": template,
+            "columns": [str(c) for c in items.columns],
+            "created": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()),
+            "extra": extra or {},
+        }
+        (tmp / "bundle.json").write_text(json.dumps(meta, indent=1))
+        _swap_into_place(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return path
+
+
+def _catalog_for_parquet(items: pd.DataFrame) -> pd.DataFrame:
+    """Object columns with mixed types become strings so that Parquet accepts them."""
+    out = items.copy()
+    out["item_id"] = out["item_id"].astype(str)
+    for c in out.columns:
+        if out[c].dtype == object:
+            out[c] = out[c].map(lambda v: v if v is None or isinstance(v, str) or pd.isna(v) else str(v))
+    return out
+
+
+def _swap_into_place(tmp: Path, path: Path) -> None:
+    if not path.exists():
+        tmp.rename(path)
+        return
+    if not (path / "bundle.json").exists() and any(path.iterdir()):
+        raise ConfigError(f"{path} exists and is not a tokrec bundle; refusing to replace it")
+    old = path.with_name(f".{path.name}.old")
+    if old.exists():
+        shutil.rmtree(old)
+    path.rename(old)
+    tmp.rename(path)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_bundle(path: str | Path) -> Bundle:
+    """Loads a bundle directory (no pickle anywhere).
+
+    Raises:
+        ConfigError: not a bundle, an unknown format, or pieces that do not line up.
+    """
+    from safetensors.numpy import load_file
+
+    from tokrec.models.registry import load_model
+
+    path = Path(path)
+    meta_file = path / "bundle.json"
+    if not meta_file.is_file():
+        raise ConfigError(
+            f"{path}: not a tokrec model directory (no bundle.json); make one with `tokrec fit`"
+        )
+    try:
+        meta = json.loads(meta_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{meta_file}: invalid JSON: {e}") from e
+    if meta.get("format") != BUNDLE_FORMAT:
+        raise ConfigError(f"{meta_file}: unknown format {meta.get('format')!r} (expected {BUNDLE_FORMAT})")
+    model = load_model(path / "model")
+    vectors = load_file(str(path / "item_vectors.safetensors"))["vectors"].astype(np.float32, copy=False)
+    items = pd.read_parquet(path / "items.parquet")
+    items["item_id"] = items["item_id"].astype(str)
+    vocab = json.loads((path / "vocab.json").read_text())
+    if vocab["items"] != items["item_id"].tolist() or model.item_vocab_.to_list() != vocab["items"]:
+        raise ConfigError(f"{path}: items.parquet, vocab.json and the model disagree on the item order")
+    if vectors.shape != (len(items), int(meta["dim"])):
+        raise ConfigError(
+            f"{path}: item vectors have shape {vectors.shape}, expected ({len(items)}, {meta['dim']})"
+        )
+    return Bundle(
+        path,
+        model,
+        np.ascontiguousarray(vectors),
+        items,
+        EncoderSpec.from_json(meta["encoder"]),
+        meta["template"],
+        meta,
+    )
+
+
+def fit_bundle(
+    dataset: Dataset,
+    output: str | Path,
+    *,
+    model: str | Any | None = None,
+    encoder: Any | None = None,
+    encoder_model: str | None = None,
+    encoder_options: dict[str, Any] | None = None,
+    template: Any | None = None,
+    cache: Any = "default",
+    ann: bool | None = None,
+    progress: bool = False,
+) -> Path:
+    """Computes item vectors, fits a model and writes the bundle.
+
+    Args:
+        dataset: the training data.
+        output: the bundle directory.
+        model: a registry name (default ``registry.DEFAULT_MODEL``) or an unfitted ``Recommender``.
+        encoder: an encoder to use (default: ``load_encoder(encoder_model, **encoder_options)``).
+        encoder_model: how to load the encoder (recorded in the bundle so the server can rebuild it).
+        encoder_options: keyword options for ``load_encoder`` (recorded too).
+        template: an ``ItemTemplate`` (default template when None).
+        cache: the embedding cache (``"default"``, None, or an ``EmbeddingCache``).
+        ann: build the HNSW index now (default: when the catalog is large, see ``index.ANN_THRESHOLD``).
+        progress: show encoding progress.
+
+    Returns:
+        The bundle directory.
+    """
+    from tokrec.features import item_vectors as compute_item_vectors  # type: ignore[attr-defined]
+    from tokrec.models import registry
+    from tokrec.serve.index import ANN_THRESHOLD, build_hnsw, write_hnsw
+    from tokrec.text import ItemTemplate
+
+    if encoder is None:
+        from tokrec.encoders import load_encoder  # type: ignore[attr-defined]
+
+        encoder = load_encoder(encoder_model, **(encoder_options or {}))
+    tmpl = ItemTemplate.from_spec(template)
+    spec = template_spec(tmpl, dataset.items)
+    tmpl = ItemTemplate.from_spec(_template_spec_model(spec))
+    t0 = time.perf_counter()
+    vectors = compute_item_vectors(dataset, encoder=encoder, cache=cache, template=tmpl, progress=progress)
+    log.info("item vectors %s in %.1fs", vectors.shape, time.perf_counter() - t0)
+    rec = (
+        registry.create_model(model or registry.DEFAULT_MODEL)
+        if model is None or isinstance(model, str)
+        else model
+    )
+    t0 = time.perf_counter()
+    rec.fit(dataset, vectors)
+    log.info("fitted %s in %.1fs", rec.name, time.perf_counter() - t0)
+    build = len(vectors) >= ANN_THRESHOLD if ann is None else ann
+    writer = (lambda d: write_hnsw(build_hnsw(vectors), d)) if build else None
+    enc_spec = EncoderSpec.of(encoder, model=encoder_model, options=encoder_options)
+    return save_bundle(
+        output,
+        model=rec,
+        item_vectors=vectors,
+        items=dataset.items,
+        encoder=enc_spec,
+        template=spec,
+        ann_index=writer,
+    )
+
+
+def _template_spec_model(spec: dict[str, Any]) -> Any:
+    from tokrec.text import TemplateSpec
+
+    return TemplateSpec.model_validate(spec)
+
+
+def vocab_of(bundle: Bundle) -> Vocab:
+    """The bundle's item vocabulary (catalog order)."""
+    return Vocab.from_list(bundle.items["item_id"].tolist())

@@ -1,0 +1,164 @@
+"""Vector retrieval over the serving catalog: exact (numpy) or approximate (faiss HNSW, inner product).
+
+:class:`VectorIndex` keeps a growable float32 matrix of item vectors (row = catalog row) and, for
+large catalogs, a faiss ``IndexHNSWFlat`` over them. HNSW cannot replace a vector in place, so a
+changed item is appended as a new index entry and the old entry goes stale: the index maps each entry
+to its catalog row, and every candidate is re-scored exactly against the *current* matrix, so a stale
+entry only costs one candidate slot. Search results are catalog rows with exact inner-product scores.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+
+#: catalogs at least this large get an HNSW index (smaller ones are searched exactly)
+ANN_THRESHOLD = 20_000
+HNSW_M = 32
+HNSW_EF_CONSTRUCTION = 80
+HNSW_EF_SEARCH = 128
+ANN_FILE = "ann.faiss"
+
+
+def build_hnsw(vectors: np.ndarray, *, m: int = HNSW_M, ef_construction: int = HNSW_EF_CONSTRUCTION):
+    """An inner-product HNSW index over ``vectors`` ``(n, d)`` float32 (entry i = row i)."""
+    import faiss
+
+    index = faiss.IndexHNSWFlat(vectors.shape[1], m, faiss.METRIC_INNER_PRODUCT)
+    index.hnsw.efConstruction = ef_construction
+    index.add(np.ascontiguousarray(vectors, dtype=np.float32))
+    return index
+
+
+def write_hnsw(index, directory: Path) -> None:
+    """Writes ``index`` as ``directory/ann.faiss`` (faiss's binary format, not pickle)."""
+    import faiss
+
+    tmp = Path(directory) / f".{ANN_FILE}.tmp"
+    faiss.write_index(index, str(tmp))
+    tmp.replace(Path(directory) / ANN_FILE)
+
+
+class VectorIndex:
+    """Item vectors with exact and (optionally) HNSW search.
+
+    Args:
+        vectors: float32 ``(n, d)``; copied into a growable buffer.
+        ann: build or use an HNSW index (default: when ``n >= ANN_THRESHOLD``).
+        ann_path: a saved index (``ann.faiss``) to load instead of building one, used when its size
+            matches ``n``.
+        ef_search: HNSW search breadth.
+    """
+
+    def __init__(
+        self,
+        vectors: np.ndarray,
+        *,
+        ann: bool | None = None,
+        ann_path: Path | None = None,
+        ef_search: int = HNSW_EF_SEARCH,
+    ) -> None:
+        n, d = vectors.shape
+        self.dim = d
+        self._buf = np.zeros((max(16, int(n * 1.25) + 16), d), dtype=np.float32)
+        self._buf[:n] = vectors
+        self._n = n
+        self._lock = threading.Lock()
+        self.ef_search = ef_search
+        self.hnsw_ = None
+        self.entry_rows_ = np.arange(n, dtype=np.int64)  # HNSW entry -> catalog row
+        use_ann = n >= ANN_THRESHOLD if ann is None else ann
+        if use_ann and n > 0:
+            self.hnsw_ = self._load_or_build(ann_path)
+
+    def _load_or_build(self, ann_path: Path | None):
+        import faiss
+
+        if ann_path is not None and Path(ann_path).is_file():
+            index = faiss.read_index(str(ann_path))
+            if index.ntotal == self._n and index.d == self.dim:
+                index.hnsw.efSearch = self.ef_search
+                return index
+        index = build_hnsw(self._buf[: self._n])
+        index.hnsw.efSearch = self.ef_search
+        return index
+
+    # ---- contents ------------------------------------------------------------------------------
+    def __len__(self) -> int:
+        return self._n
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """A view of the current vectors ``(n, d)`` (valid until the next append)."""
+        return self._buf[: self._n]
+
+    @property
+    def uses_ann(self) -> bool:
+        return self.hnsw_ is not None
+
+    def set(self, row: int, vector: np.ndarray) -> None:
+        """Sets the vector of catalog row ``row``; ``row == len(self)`` appends a new row."""
+        v = np.asarray(vector, dtype=np.float32).reshape(-1)
+        if v.shape[0] != self.dim:
+            raise ValueError(f"vector has dimension {v.shape[0]}, the index {self.dim}")
+        with self._lock:
+            if row > self._n or row < 0:
+                raise IndexError(f"row {row} out of range (n = {self._n})")
+            if row == self._n:
+                if self._n == len(self._buf):
+                    grown = np.zeros((len(self._buf) * 2, self.dim), dtype=np.float32)
+                    grown[: self._n] = self._buf[: self._n]
+                    self._buf = grown
+                self._buf[row] = v
+                self._n += 1
+            else:
+                self._buf[row] = v
+            if self.hnsw_ is not None:
+                self.hnsw_.add(v.reshape(1, -1))
+                self.entry_rows_ = np.append(self.entry_rows_, row)
+
+    # ---- search --------------------------------------------------------------------------------
+    def exact_scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Inner products of ``query`` ``(d,)`` with every row (or with ``rows``): float32 ``(n,)``."""
+        q = np.asarray(query, dtype=np.float32)
+        if rows is None:
+            return self.vectors @ q
+        return self._buf[rows] @ q
+
+    def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """The ``n`` rows with the highest inner product with ``query`` (distinct rows, best first).
+
+        Uses HNSW when built (candidates re-scored exactly), else exact search.
+
+        Returns:
+            ``(rows, scores)``: int64 ``(m,)`` and float32 ``(m,)``, ``m <= n``.
+        """
+        q = np.ascontiguousarray(np.asarray(query, dtype=np.float32).reshape(1, -1))
+        if self.hnsw_ is None or n >= self._n:
+            scores = self.exact_scores(q[0])
+            top = _top(scores, n)
+            return top, scores[top]
+        with self._lock:
+            entries = self.hnsw_.search(q, n)[1][0]
+            entry_rows = self.entry_rows_
+        entries = entries[entries >= 0]
+        rows = np.unique(entry_rows[entries])
+        scores = self.exact_scores(q[0], rows)
+        order = _top(scores, n)
+        return rows[order], scores[order]
+
+
+def _top(scores: np.ndarray, n: int) -> np.ndarray:
+    """Indices of the ``n`` largest finite values, best first (ties: lower index first)."""
+    finite = np.flatnonzero(np.isfinite(scores))
+    if len(finite) == 0 or n <= 0:
+        return np.empty(0, dtype=np.int64)
+    s = scores[finite]
+    if n < len(s):
+        part = np.argpartition(-s, n - 1)[:n]
+    else:
+        part = np.arange(len(s))
+    order = np.lexsort((finite[part], -s[part]))
+    return finite[part[order]]

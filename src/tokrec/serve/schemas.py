@@ -1,0 +1,188 @@
+"""Typed request and response bodies of the HTTP API (pydantic; unknown keys are rejected).
+
+The hard caps here bound what the parser accepts at all; the server's settings (``max_k``,
+``max_history`` ...) are checked on top by the endpoints and usually lower.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    StrictBool,
+    StrictFloat,
+    StrictInt,
+    StrictStr,
+    field_validator,
+    model_validator,
+)
+
+ItemId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+UserId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+HARD_LIST_CAP = 100_000
+AttrScalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
+
+
+class _Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class RecommendRequest(_Strict):
+    """Give exactly one of ``user_id`` or ``history`` (item ids, oldest first)."""
+
+    user_id: UserId | None = None
+    history: list[ItemId] | None = Field(None, max_length=HARD_LIST_CAP)
+    k: StrictInt = Field(10, ge=1, le=10_000)
+    candidates: list[ItemId] | None = Field(None, max_length=HARD_LIST_CAP)
+    exclude: list[ItemId] | None = Field(None, max_length=HARD_LIST_CAP)
+    exclude_seen: StrictBool = True
+    explain: StrictBool = True
+
+    @model_validator(mode="after")
+    def _one_of(self) -> RecommendRequest:
+        if (self.user_id is None) == (self.history is None):
+            raise ValueError("give exactly one of 'user_id' or 'history'")
+        return self
+
+
+class Reason(BaseModel):
+    """One reason for a recommendation."""
+
+    kind: Literal["similar_item", "attribute"]
+    item_id: str | None = None
+    label: str | None = None
+    similarity: float | None = None
+    attribute: str | None = None
+    value: str | None = None
+    count: int | None = None
+
+
+class RecommendedItem(BaseModel):
+    item_id: str
+    score: float
+    label: str
+    because: list[Reason] = []
+
+
+class RecommendResponse(BaseModel):
+    items: list[RecommendedItem]
+    ignored: list[str] = Field([], description="unknown item ids in history/candidates/exclude (ignored)")
+    mode: str = Field(description="exact, ann or candidates: how the ranked set was chosen")
+    history_length: int
+
+
+class EventIn(_Strict):
+    user_id: UserId
+    item_id: ItemId
+    event: Annotated[StrictStr, Field(min_length=1, max_length=64)] = "interaction"
+    timestamp: StrictInt | None = Field(None, ge=0, le=2**62, description="seconds; default: now")
+    value: StrictFloat | StrictInt = Field(1.0, allow_inf_nan=False)
+
+    @field_validator("value")
+    @classmethod
+    def _finite(cls, v: float) -> float:
+        if v != v or v in (float("inf"), float("-inf")):
+            raise ValueError("value must be finite")
+        return float(v)
+
+
+class EventsRequest(_Strict):
+    events: list[EventIn] = Field(min_length=1, max_length=HARD_LIST_CAP)
+
+
+class IgnoredEvent(BaseModel):
+    index: int
+    item_id: str
+    reason: str
+
+
+class EventsResponse(BaseModel):
+    accepted: int
+    ignored: list[IgnoredEvent] = []
+
+
+class ItemIn(BaseModel):
+    """An item: ``item_id`` plus any attributes (strings, numbers, booleans, lists of strings)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    item_id: ItemId
+
+    @model_validator(mode="after")
+    def _attributes(self) -> ItemIn:
+        extra = self.model_extra or {}
+        for name, v in extra.items():
+            if not (1 <= len(name) <= 64):
+                raise ValueError(f"attribute name {name[:70]!r} must have 1 to 64 characters")
+            if isinstance(v, list):
+                if len(v) > 100 or not all(isinstance(x, str) and len(x) <= 1000 for x in v):
+                    raise ValueError(
+                        f"attribute {name!r}: a list must hold at most 100 strings of at most 1000 characters"
+                    )
+            elif isinstance(v, str):
+                if len(v) > 10_000:
+                    raise ValueError(f"attribute {name!r}: at most 10000 characters")
+            elif not (v is None or isinstance(v, bool | int | float)):
+                raise ValueError(
+                    f"attribute {name!r}: must be a string, number, boolean, null or list of strings"
+                )
+            elif isinstance(v, float) and (v != v or v in (float("inf"), float("-inf"))):
+                raise ValueError(f"attribute {name!r}: must be finite")
+        if len(extra) > 100:
+            raise ValueError("at most 100 attributes per item")
+        return self
+
+    def attributes(self) -> dict[str, Any]:
+        return dict(self.model_extra or {})
+
+
+class ItemsRequest(_Strict):
+    items: list[ItemIn] = Field(min_length=1, max_length=HARD_LIST_CAP)
+
+
+class ItemsResponse(BaseModel):
+    added: list[str]
+    updated: list[str]
+    n_items: int
+
+
+class SimilarResponse(BaseModel):
+    item_id: str
+    items: list[RecommendedItem]
+
+
+class ItemSummary(BaseModel):
+    item_id: str
+    label: str
+
+
+class SearchResponse(BaseModel):
+    items: list[ItemSummary]
+
+
+class ItemDetail(BaseModel):
+    item_id: str
+    label: str
+    attributes: dict[str, Any]
+
+
+class Health(BaseModel):
+    status: Literal["ok", "degraded"]
+    model: str
+    n_items: int
+    n_model_items: int
+    n_users: int
+    dim: int
+    retrieval: Literal["exact", "ann"]
+    store: str
+    store_ok: bool
+    events: int
+    auth: bool
+
+
+class ErrorBody(BaseModel):
+    error: str
+    detail: list[dict[str, Any]] | str | None = None

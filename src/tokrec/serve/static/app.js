@@ -1,0 +1,75 @@
+// tokrec web page: search titles, pick items, POST /recommend {history}, show recommendations + reasons.
+"use strict";
+const $ = (id) => document.getElementById(id);
+const liked = new Map(); // item_id -> label, in pick order
+
+function el(tag, attrs, ...children) {
+  const e = document.createElement(tag);
+  for (const [k, v] of Object.entries(attrs || {})) {
+    if (k === "class") e.className = v; else if (k.startsWith("on")) e.addEventListener(k.slice(2), v); else e.setAttribute(k, v);
+  }
+  for (const c of children) e.append(c instanceof Node ? c : document.createTextNode(String(c)));
+  return e;
+}
+
+async function api(path, body) {
+  const opts = body === undefined ? {} : { method: "POST", headers: { "Content-Type": "application/json" }, body: JSON.stringify(body) };
+  const r = await fetch(path, opts);
+  const data = await r.json().catch(() => ({}));
+  if (!r.ok) throw new Error(data.error || ("HTTP " + r.status));
+  return data;
+}
+
+let searchSeq = 0;
+async function search() {
+  const q = $("search").value.trim();
+  const seq = ++searchSeq;
+  const ul = $("results");
+  if (!q) { ul.replaceChildren(); return; }
+  try {
+    const data = await api("/items?limit=15&q=" + encodeURIComponent(q));
+    if (seq !== searchSeq) return; // a newer search is on its way
+    ul.replaceChildren(...data.items.map((it) => el("li", { "data-item-id": it.item_id },
+      el("span", {}, it.label),
+      el("button", { type: "button", class: "add", onclick: () => pick(it.item_id, it.label) }, liked.has(it.item_id) ? "added" : "add"))));
+    if (!data.items.length) ul.replaceChildren(el("li", { class: "muted" }, "no title contains “" + q + "”"));
+  } catch (err) { showError(err); }
+}
+
+function pick(id, label) { liked.set(id, label); renderLiked(); search(); }
+function unpick(id) { liked.delete(id); renderLiked(); search(); }
+
+function renderLiked() {
+  $("liked").replaceChildren(...[...liked].map(([id, label]) => el("li", { "data-item-id": id },
+    el("span", {}, label), el("button", { type: "button", class: "remove", onclick: () => unpick(id) }, "remove"))));
+  $("count").textContent = "(" + liked.size + ")";
+  $("go").disabled = liked.size === 0;
+}
+
+function reasonText(b) {
+  if (b.kind === "similar_item") return "like " + b.label + " (" + b.similarity.toFixed(2) + ")";
+  if (b.kind === "attribute") return b.attribute + ": " + b.value + " (" + b.count + " of your picks)";
+  return b.kind;
+}
+
+async function recommend() {
+  const k = Math.max(1, Math.min(100, parseInt($("k").value, 10) || 10));
+  $("message").className = "muted";
+  $("message").textContent = "…";
+  try {
+    const data = await api("/recommend", { history: [...liked.keys()], k: k });
+    $("recs").replaceChildren(...data.items.map((it) => el("li", { class: "rec", "data-item-id": it.item_id },
+      el("span", { class: "title" }, it.label), el("span", { class: "score" }, "score " + it.score.toFixed(3)),
+      el("div", { class: "because" }, "because: ", ...(it.because.length ? it.because.map((b) => el("span", { class: "tag" }, reasonText(b))) : ["popular"])))));
+    $("message").textContent = data.items.length ? data.items.length + " recommendations (" + data.mode + " retrieval)" : "nothing to recommend";
+  } catch (err) { showError(err); }
+}
+
+function showError(err) { $("message").className = "error"; $("message").textContent = "error: " + err.message; }
+
+let timer = null;
+$("search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 150); });
+$("go").addEventListener("click", recommend);
+$("clear").addEventListener("click", () => { liked.clear(); renderLiked(); $("recs").replaceChildren(); $("message").textContent = "Pick at least one item."; search(); });
+api("/health").then((h) => { $("status").textContent = h.model + " · " + h.n_items + " items · " + h.retrieval + " retrieval"; })
+  .catch((err) => { $("status").textContent = "server unreachable: " + err.message; });
