@@ -1,0 +1,260 @@
+"""Runs several models on one split and scores them under one protocol.
+
+Full ranking is the default: each model ranks the whole catalog (or the split's ``candidates``) minus the
+user's training items, and :func:`~tokrec.evaluation.metrics.score_recommendations` scores the top
+``n_recs``. Sampled-negative evaluation (each test user's relevant items ranked against
+``sampled_negatives`` random unseen items) runs only when asked, and its figures are kept apart and
+labelled ``sampled-N`` everywhere.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.evaluation.metrics import clean_recommendations, popularity_deciles, score_recommendations
+from tokrec.evaluation.splits import Split
+from tokrec.models.registry import create_model
+
+log = logging.getLogger(__name__)
+
+#: an array ``(n_items, d)`` aligned with the catalog, or a callable computing it (called at most once)
+VectorSource = np.ndarray | Callable[[], np.ndarray | None] | None
+
+
+@dataclass
+class ModelRun:
+    """One model's results on one split.
+
+    Attributes:
+        model: registry name.
+        config: the config it was built with (JSON-serialisable).
+        metrics: full-ranking figures of :func:`score_recommendations`.
+        fit_seconds: wall time of ``fit``.
+        recommend_seconds: wall time of ``recommend_batch`` for every test user.
+        recs: ``user_id, item_id, score, rank`` (top ``n_recs`` per test user).
+        popularity_deciles: share of top-K recommendations per catalog popularity decile (0 = most popular).
+        sampled_metrics: the same figures under sampled-negative evaluation, when asked.
+        error: the failure, when the model could not be fitted or run (other fields then empty).
+    """
+
+    model: str
+    config: dict[str, Any] = field(default_factory=dict)
+    metrics: dict[str, Any] = field(default_factory=dict)
+    fit_seconds: float = float("nan")
+    recommend_seconds: float = float("nan")
+    recs: pd.DataFrame | None = None
+    popularity_deciles: list[float] = field(default_factory=list)
+    sampled_metrics: dict[str, Any] | None = None
+    error: str | None = None
+
+
+@dataclass
+class ProtocolResult:
+    """Every model's run on one split."""
+
+    split: Split
+    runs: list[ModelRun]
+    ks: list[int]
+    sampled_negatives: int | None = None
+
+    @property
+    def name(self) -> str:
+        return self.split.protocol
+
+
+def main_k(ks: Sequence[int]) -> int:
+    """The cut-off reports lead with: 10 when evaluated, else the largest."""
+    return 10 if 10 in ks else max(ks)
+
+
+def sampling_label(n: int | None) -> str:
+    """The label every output carries: ``full`` or ``sampled-N``."""
+    return "full" if not n else f"sampled-{n}"
+
+
+class _Vectors:
+    """Resolves a :data:`VectorSource` lazily, once."""
+
+    def __init__(self, source: VectorSource) -> None:
+        self._source = source
+        self._value: np.ndarray | None = source if isinstance(source, np.ndarray) else None
+
+    def get(self) -> np.ndarray | None:
+        if self._value is None and callable(self._source):
+            value = self._source()
+            self._value = None if value is None else np.asarray(value, dtype=np.float32)
+            self._source = None
+        return self._value
+
+
+def sampled_recommendations(
+    model: Any, split: Split, *, n_negatives: int, k: int, seed: int = 0, batch_size: int = 256
+) -> pd.DataFrame:
+    """Top-``k`` of each test user's relevant items plus ``n_negatives`` sampled unseen items.
+
+    Negatives are drawn without replacement from the catalog (or the split's candidates) minus the
+    user's training and test items, with ``numpy.random.default_rng(seed)`` in test-user order.
+    Users the model cannot score get no rows (a miss).
+
+    Returns:
+        ``user_id, item_id, score, rank`` like ``recommend_batch``.
+    """
+    items = split.train.item_vocab
+    allowed = np.ones(len(items), dtype=bool)
+    if split.candidates is not None:
+        allowed[:] = False
+        allowed[items.encode(split.candidates)] = True
+    rng = np.random.default_rng(seed)
+    seen = split.train.interactions.groupby("user_id")["item_id"].agg(list).to_dict()
+    rel = split.test.interactions.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
+    users = split.test_users
+    ids = np.asarray(items.ids, dtype=object)
+    frames = []
+    for start in range(0, len(users), batch_size):
+        chunk = users[start : start + batch_size]
+        scores = model.score(chunk)
+        for j, u in enumerate(chunk):
+            if not np.isfinite(scores[j]).any():
+                continue
+            r = items.encode(rel[u])
+            r = np.unique(r[allowed[r]])
+            pool = allowed.copy()
+            pool[items.encode(seen.get(u, []))] = False
+            pool[r] = False
+            pool_rows = np.flatnonzero(pool)
+            neg = rng.choice(pool_rows, size=min(n_negatives, len(pool_rows)), replace=False)
+            rows = np.concatenate([r, neg])
+            s = scores[j, rows]
+            order = np.lexsort((rows, -np.nan_to_num(s, nan=-np.inf)))[:k]
+            frames.append(
+                pd.DataFrame(
+                    {
+                        "user_id": u,
+                        "item_id": ids[rows[order]],
+                        "score": s[order],
+                        "rank": np.arange(1, len(order) + 1),
+                    }
+                )
+            )
+    if not frames:
+        return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def run_model(
+    name: str,
+    split: Split,
+    *,
+    ks: Sequence[int] = (10,),
+    config: Mapping[str, Any] | None = None,
+    item_vectors: VectorSource = None,
+    n_recs: int | None = None,
+    sampled_negatives: int | None = None,
+    seed: int = 0,
+) -> ModelRun:
+    """Fits the registry model ``name`` on ``split.train`` and scores it on ``split.test``.
+
+    Args:
+        name: a registry name (``tokrec.models.registry.available_models()``).
+        split: the split.
+        ks: cut-offs.
+        config: the model's config (its defaults when None).
+        item_vectors: catalog item vectors, given to models with ``needs_item_vectors`` (and to models that
+            score new items).
+        n_recs: recommendations kept per user (default ``max(100, max(ks))``).
+        sampled_negatives: also evaluate against this many sampled negatives per user.
+        seed: seed of the negative sampling.
+    """
+    ks = sorted(set(ks))
+    n_recs = n_recs or max(100, max(ks))
+    model = create_model(name, dict(config or {}))
+    vectors = _Vectors(item_vectors) if not isinstance(item_vectors, _Vectors) else item_vectors
+    wants = bool(getattr(model, "needs_item_vectors", False) or getattr(model, "scores_new_items", False))
+    vecs = vectors.get() if wants else None
+    t0 = time.perf_counter()
+    model.fit(split.train, vecs)
+    fit_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    recs = model.recommend_batch(split.test_users, k=n_recs, candidates=split.candidates)
+    rec_s = time.perf_counter() - t0
+    train = split.train.interactions
+    test = split.test.interactions
+    catalog = split.train.item_vocab.ids
+    metrics = score_recommendations(recs, test, train, k=ks, candidates=split.candidates, catalog=catalog)
+    clean, _ = clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
+    deciles = popularity_deciles(clean, train, catalog, k=main_k(ks))
+    sampled = None
+    if sampled_negatives:
+        srecs = sampled_recommendations(model, split, n_negatives=sampled_negatives, k=max(ks), seed=seed)
+        sampled = score_recommendations(
+            srecs, test, train, k=ks, candidates=split.candidates, catalog=catalog
+        )
+        sampled["ranking"] = sampling_label(sampled_negatives)
+    return ModelRun(
+        model=name,
+        config=model.config.model_dump(mode="json"),
+        metrics=metrics,
+        fit_seconds=fit_s,
+        recommend_seconds=rec_s,
+        recs=recs,
+        popularity_deciles=deciles,
+        sampled_metrics=sampled,
+    )
+
+
+def evaluate_split(
+    split: Split,
+    models: Sequence[str],
+    *,
+    ks: Sequence[int] = (10,),
+    configs: Mapping[str, Mapping[str, Any]] | None = None,
+    item_vectors: VectorSource = None,
+    n_recs: int | None = None,
+    sampled_negatives: int | None = None,
+    seed: int = 0,
+    on_error: str = "raise",
+) -> ProtocolResult:
+    """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
+
+    Args:
+        on_error: ``"raise"`` stops at the first failing model; ``"record"`` keeps its error in the
+            result (``ModelRun.error``) and goes on.
+    """
+    vectors = _Vectors(item_vectors)
+    runs = []
+    for name in models:
+        log.info("%s: fitting %s", split.protocol, name)
+        try:
+            wants = _needs_vectors(name)
+            run = run_model(
+                name,
+                split,
+                ks=ks,
+                config=(configs or {}).get(name),
+                item_vectors=vectors.get if wants else None,
+                n_recs=n_recs,
+                sampled_negatives=sampled_negatives,
+                seed=seed,
+            )
+        except Exception as e:
+            if on_error != "record":
+                raise
+            log.warning("%s on %s failed: %s", name, split.protocol, e)
+            run = ModelRun(model=name, error=f"{type(e).__name__}: {e}")
+        runs.append(run)
+    return ProtocolResult(split, runs, sorted(set(ks)), sampled_negatives)
+
+
+def _needs_vectors(name: str) -> bool:
+    """Whether the registry model ``name`` uses item vectors (without building it)."""
+    from tokrec.models.registry import model_class
+
+    cls = model_class(name)
+    return bool(getattr(cls, "needs_item_vectors", False) or getattr(cls, "scores_new_items", False))

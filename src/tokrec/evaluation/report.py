@@ -1,0 +1,401 @@
+"""Evaluation reports: ``metrics.json``, ``report.md`` / ``report.html``, PNG plots and recommendation CSVs.
+
+Every file is written atomically (a temporary file in the same folder renamed into place). Plots use
+matplotlib's object API with the Agg canvas (no display, no global pyplot state).
+"""
+
+from __future__ import annotations
+
+import html
+import json
+import math
+import os
+import platform
+import tempfile
+from collections.abc import Callable, Sequence
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+from tokrec.errors import ConfigError
+from tokrec.evaluation.metrics import ACCURACY_METRICS
+from tokrec.evaluation.protocol import ProtocolResult, main_k, sampling_label
+
+LABELS = {
+    "ndcg": "NDCG",
+    "recall": "Recall",
+    "hr": "HR",
+    "mrr": "MRR",
+    "map": "MAP",
+    "coverage": "Coverage",
+    "novelty": "Novelty (bits)",
+    "arp": "ARP",
+    "long_tail": "Long-tail share",
+}
+#: a figure cell: 4 decimals for metrics, 2 for seconds
+METRIC_FMT = "{:.4f}"
+SECONDS_FMT = "{:.2f}"
+
+
+def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+    """Calls ``write(tmp)`` on a temporary path next to ``path``, then renames it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
+    os.close(fd)
+    tmp = Path(name)
+    try:
+        write(tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+    return path
+
+
+def machine_description() -> str:
+    """CPU model, core count, Python and platform, for reports."""
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    return f"{cpu}, {os.cpu_count()} cores, Python {platform.python_version()}, {platform.system()}"
+
+
+def fmt_metric(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else METRIC_FMT.format(v)
+
+
+def fmt_seconds(v: Any) -> str:
+    return "—" if v is None or (isinstance(v, float) and math.isnan(v)) else SECONDS_FMT.format(v)
+
+
+# ---- JSON ------------------------------------------------------------------------------------------
+def _nan_to_none(v: Any) -> Any:
+    return None if isinstance(v, float) and math.isnan(v) else v
+
+
+def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra: Any) -> dict[str, Any]:
+    """Every figure of ``results`` as one JSON-serialisable dict (the content of ``metrics.json``)."""
+    from tokrec import __version__
+
+    ks = sorted({k for r in results for k in r.ks})
+    out: dict[str, Any] = {
+        "tokrec_version": __version__,
+        "created": datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "machine": machine_description(),
+        "dataset": dataset,
+        "k": ks,
+        "main_k": main_k(ks),
+        "protocols": {},
+        **extra,
+    }
+    for r in results:
+        models = {}
+        for run in r.runs:
+            models[run.model] = {
+                "config": run.config,
+                "ranking": "full",
+                "metrics": {k: _nan_to_none(v) for k, v in run.metrics.items()},
+                "sampled_metrics": run.sampled_metrics,
+                "fit_seconds": _nan_to_none(run.fit_seconds),
+                "recommend_seconds": _nan_to_none(run.recommend_seconds),
+                "popularity_deciles": run.popularity_deciles,
+                "recs_file": None if run.recs is None else f"recs/{r.name}/{run.model}.csv",
+                "error": run.error,
+            }
+        out["protocols"][r.name] = {
+            "split": r.split.summary(),
+            "ranking": ["full"] + ([sampling_label(r.sampled_negatives)] if r.sampled_negatives else []),
+            "models": models,
+        }
+    return out
+
+
+# ---- tables ----------------------------------------------------------------------------------------
+Table = tuple[list[str], list[list[str]]]
+
+
+def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Table:
+    """One row per model at cut-off ``k``: accuracy, beyond-accuracy and timings."""
+    head = ["model"] + [f"{LABELS[m]}@{k}" for m in ACCURACY_METRICS]
+    head += [f"Coverage@{k}", f"Novelty@{k}", f"ARP@{k}", f"Long-tail@{k}", "fit s", "recommend s"]
+    rows = []
+    for run in result.runs:
+        if run.error:
+            continue
+        m = run.sampled_metrics if sampled else run.metrics
+        assert m is not None
+        keys = [f"{x}@{k}" for x in (*ACCURACY_METRICS, "coverage", "novelty", "arp", "long_tail")]
+        rows.append(
+            [run.model]
+            + [fmt_metric(m.get(key)) for key in keys]
+            + [fmt_seconds(run.fit_seconds), fmt_seconds(run.recommend_seconds)]
+        )
+    return head, rows
+
+
+def by_k_table(result: ProtocolResult, *, sampled: bool = False) -> Table:
+    """NDCG@K and Recall@K of every model at every K."""
+    ks = result.ks
+    head = ["model"] + [f"NDCG@{k}" for k in ks] + [f"Recall@{k}" for k in ks]
+    rows = []
+    for run in result.runs:
+        if run.error:
+            continue
+        m = run.sampled_metrics if sampled else run.metrics
+        assert m is not None
+        rows.append(
+            [run.model]
+            + [fmt_metric(m[f"ndcg@{k}"]) for k in ks]
+            + [fmt_metric(m[f"recall@{k}"]) for k in ks]
+        )
+    return head, rows
+
+
+# ---- plots -----------------------------------------------------------------------------------------
+def _figure(n_panels: int, width: float = 6.0, height: float = 4.2) -> Any:
+    from matplotlib.figure import Figure
+
+    fig = Figure(figsize=(width * n_panels, height), layout="constrained")
+    axes = fig.subplots(1, n_panels, squeeze=False)[0]
+    return fig, axes
+
+
+def _save(fig: Any, path: Path) -> Path:
+    return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
+
+
+def plot_ndcg_curves(results: Sequence[ProtocolResult], path: Path) -> Path:
+    """NDCG@K against K, one line per model, one panel per protocol."""
+    fig, axes = _figure(len(results))
+    for ax, r in zip(axes, results, strict=True):
+        for run in r.runs:
+            if run.error:
+                continue
+            ax.plot(r.ks, [run.metrics[f"ndcg@{k}"] for k in r.ks], marker="o", label=run.model)
+        ax.set_xscale("log")
+        ax.set_xticks(r.ks, [str(k) for k in r.ks])
+        ax.minorticks_off()
+        ax.set_xlabel("K (cut-off)")
+        ax.set_ylabel("NDCG@K")
+        ax.set_title(f"{r.name}: NDCG@K (full ranking)")
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def plot_protocols(results: Sequence[ProtocolResult], k: int, path: Path) -> Path:
+    """Grouped bars: NDCG@k of each model under each protocol (e.g. warm vs cold)."""
+    import numpy as np
+
+    models: list[str] = []
+    for r in results:
+        models += [run.model for run in r.runs if not run.error and run.model not in models]
+    fig, axes = _figure(1, width=max(6.0, 1.1 * len(models) + 2))
+    ax = axes[0]
+    width = 0.8 / len(results)
+    x = np.arange(len(models))
+    for j, r in enumerate(results):
+        vals = {run.model: run.metrics[f"ndcg@{k}"] for run in r.runs if not run.error}
+        heights = [vals.get(m, np.nan) for m in models]
+        bars = ax.bar(x + (j - (len(results) - 1) / 2) * width, heights, width, label=r.name)
+        ax.bar_label(bars, fmt="%.3f", fontsize=7, padding=2)
+    ax.set_xticks(x, models, rotation=20, ha="right")
+    ax.set_ylabel(f"NDCG@{k}")
+    ax.set_title(f"NDCG@{k} by protocol (full ranking)")
+    ax.legend(title="protocol")
+    ax.grid(axis="y", alpha=0.3)
+    return _save(fig, path)
+
+
+def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) -> Path:
+    """Left: share of top-k recommendations per catalog popularity decile (first protocol).
+    Right: NDCG@k against average recommendation popularity, every model and protocol."""
+    fig, axes = _figure(2)
+    first = results[0]
+    deciles = list(range(1, 11))
+    for run in first.runs:
+        if run.error or not run.popularity_deciles:
+            continue
+        axes[0].plot(deciles, run.popularity_deciles, marker="o", label=run.model)
+    axes[0].axhline(0.1, color="grey", linestyle="--", linewidth=1, label="uniform (10%)")
+    axes[0].set_xticks(deciles, ["1\n(most\npopular)"] + [str(d) for d in deciles[1:-1]] + ["10\n(least)"])
+    axes[0].set_xlabel("catalog popularity decile (training events)")
+    axes[0].set_ylabel(f"share of top-{k} recommendations")
+    axes[0].set_title(f"{first.name}: where recommendations fall")
+    axes[0].legend(fontsize=8)
+    axes[0].grid(alpha=0.3)
+    markers = "osD^v<>"
+    for j, r in enumerate(results):
+        for run in r.runs:
+            if run.error:
+                continue
+            x, y = run.metrics[f"arp@{k}"], run.metrics[f"ndcg@{k}"]
+            axes[1].scatter([x], [y], marker=markers[j % len(markers)], s=45)
+            axes[1].annotate(
+                f"{run.model} ({r.name})", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points"
+            )
+    axes[1].set_xlabel(f"ARP@{k}: mean share of training users who had the recommended item")
+    axes[1].set_ylabel(f"NDCG@{k}")
+    axes[1].set_title("accuracy against popularity of what is recommended")
+    axes[1].grid(alpha=0.3)
+    return _save(fig, path)
+
+
+# ---- documents -------------------------------------------------------------------------------------
+Block = tuple[str, Any]  # ("h1"|"h2"|"h3"|"p"|"table"|"img", content)
+
+
+def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, str]) -> list[Block]:
+    ks = sorted({k for r in results for k in r.ks})
+    k = main_k(ks)
+    now = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    out: list[Block] = [
+        ("h1", f"Evaluation: {dataset}"),
+        ("p", f"{now}; {machine_description()}. Every figure is also in `metrics.json`."),
+        (
+            "p",
+            "Ranking: **full** — each model ranks the whole catalog (or the protocol's candidate items) minus "
+            "the user's training items; a test user without recommendations counts as a miss. "
+            "Coverage: distinct recommended items / catalog (or candidates); novelty: mean -log2 share of "
+            "training users who had the item; ARP: mean share of training users who had it; long-tail: "
+            "share of recommendations outside the 20% most popular items.",
+        ),
+    ]
+    for r in results:
+        s = r.split.summary()
+        out.append(("h2", f"{r.name} (full ranking)"))
+        cand = f", {s['candidates']} candidate items" if s["candidates"] is not None else ""
+        out.append(
+            (
+                "p",
+                f"{s['train_events']} training events, {s['test_events']} test events, "
+                f"{s['test_users']} test users, {s['catalog_items']} catalog items{cand}; parameters {s['params']}.",
+            )
+        )
+        out.append(("table", main_table(r, k)))
+        out.append(("h3", f"{r.name}: NDCG and Recall at every K (full ranking)"))
+        out.append(("table", by_k_table(r)))
+        failed = [f"{run.model}: {run.error}" for run in r.runs if run.error]
+        if failed:
+            out.append(("p", "Failed: " + "; ".join(failed)))
+        if r.sampled_negatives:
+            label = sampling_label(r.sampled_negatives)
+            out.append(("h2", f"{r.name} — SAMPLED ({label}): not comparable with full ranking"))
+            out.append(
+                (
+                    "p",
+                    f"Each test user's relevant items ranked against {r.sampled_negatives} sampled items "
+                    "the user never had. Sampled metrics overstate quality and can reorder models.",
+                )
+            )
+            head, rows = main_table(r, k, sampled=True)
+            out.append(("table", ([f"{h} [{label}]" if "@" in h else h for h in head], rows)))
+    out.append(("h2", "Plots"))
+    for title, file in plots.items():
+        out.append(("img", (title, file)))
+    return out
+
+
+def _markdown(blocks: list[Block]) -> str:
+    lines: list[str] = []
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            lines += ["#" * int(kind[1]) + " " + content, ""]
+        elif kind == "p":
+            lines += [content, ""]
+        elif kind == "table":
+            head, rows = content
+            lines.append("| " + " | ".join(head) + " |")
+            lines.append("| --- |" + " ---: |" * (len(head) - 1))
+            lines += ["| " + " | ".join(row) + " |" for row in rows]
+            lines.append("")
+        elif kind == "img":
+            lines += [f"![{content[0]}]({content[1]})", ""]
+    return "\n".join(lines)
+
+
+def _html(blocks: list[Block], title: str) -> str:
+    e = html.escape
+    parts = [
+        "<!doctype html>",
+        f"<html><head><meta charset='utf-8'><title>{e(title)}</title>",
+        "<style>body{font-family:sans-serif;max-width:1200px;margin:2em auto}"
+        "table{border-collapse:collapse}td,th{border:1px solid #ccc;padding:3px 8px}"
+        "td{text-align:right}td:first-child{text-align:left}img{max-width:100%}</style></head><body>",
+    ]
+    for kind, content in blocks:
+        if kind in ("h1", "h2", "h3"):
+            parts.append(f"<{kind}>{e(content)}</{kind}>")
+        elif kind == "p":
+            parts.append(f"<p>{e(content).replace('**', '')}</p>")
+        elif kind == "table":
+            head, rows = content
+            parts.append("<table><tr>" + "".join(f"<th>{e(h)}</th>" for h in head) + "</tr>")
+            parts += ["<tr>" + "".join(f"<td>{e(c)}</td>" for c in row) + "</tr>" for row in rows]
+            parts.append("</table>")
+        elif kind == "img":
+            parts.append(
+                f"<figure><img src='{e(content[1])}' alt='{e(content[0])}'><figcaption>{e(content[0])}</figcaption></figure>"
+            )
+    parts.append("</body></html>")
+    return "\n".join(parts)
+
+
+def write_report(
+    results: Sequence[ProtocolResult],
+    out_dir: str | os.PathLike[str],
+    *,
+    dataset: str = "dataset",
+    fmt: str = "md",
+    **extra: Any,
+) -> dict[str, Path]:
+    """Writes the report, ``metrics.json``, the plots and every model's recommendations.
+
+    Args:
+        results: one :class:`ProtocolResult` per protocol.
+        out_dir: the folder (created).
+        dataset: the dataset's label.
+        fmt: ``md`` or ``html``.
+        **extra: more top-level keys for ``metrics.json``.
+
+    Returns:
+        Written files by role: ``report``, ``metrics``, ``plot:<name>``, ``recs:<protocol>/<model>``.
+    """
+    if fmt not in ("md", "html"):
+        raise ConfigError(f"report format must be 'md' or 'html', not {fmt!r}")
+    if not results:
+        raise ConfigError("nothing to report: no protocol was run")
+    out = Path(out_dir)
+    written: dict[str, Path] = {}
+    for r in results:
+        for run in r.runs:
+            if run.recs is not None:
+                recs = run.recs
+                p = out / "recs" / r.name / f"{run.model}.csv"
+                written[f"recs:{r.name}/{run.model}"] = atomic_write(
+                    p, lambda t, df=recs: df.to_csv(t, index=False)
+                )
+    data = results_to_json(results, dataset=dataset, **extra)
+    written["metrics"] = atomic_write(
+        out / "metrics.json", lambda t: t.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
+    )
+    k = data["main_k"]
+    ok = [r for r in results if any(not run.error for run in r.runs)]
+    plots: dict[str, str] = {}
+    if ok:
+        written["plot:ndcg_at_k"] = plot_ndcg_curves(ok, out / "ndcg_at_k.png")
+        plots["NDCG@K per model"] = "ndcg_at_k.png"
+        if len(ok) > 1:
+            written["plot:protocols"] = plot_protocols(ok, k, out / "protocols.png")
+            plots[f"NDCG@{k} by protocol"] = "protocols.png"
+        written["plot:popularity_bias"] = plot_popularity_bias(ok, k, out / "popularity_bias.png")
+        plots["Popularity bias"] = "popularity_bias.png"
+    blocks = _blocks(results, dataset, plots)
+    text = _markdown(blocks) if fmt == "md" else _html(blocks, f"Evaluation: {dataset}")
+    written["report"] = atomic_write(out / f"report.{fmt}", lambda t: t.write_text(text))
+    return written

@@ -1,0 +1,184 @@
+"""Metrics: known values computed by hand, and agreement with the benchmark's score_recs.py."""
+
+from __future__ import annotations
+
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokrec.errors import DataError
+from tokrec.evaluation.metrics import clean_recommendations, popularity_deciles, score_recommendations
+
+L2, L3, L4 = math.log2(2), math.log2(3), math.log2(4)
+
+
+def _frames() -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """u1 saw a,b; u2 saw c; u4 saw a (not tested). Test: u1 -> c,d; u2 -> a; u3 -> b (no recs)."""
+    train = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u4"], "item_id": ["a", "b", "c", "a"]})
+    test = pd.DataFrame({"user_id": ["u1", "u1", "u2", "u3"], "item_id": ["c", "d", "a", "b"]})
+    # u1: a is seen, the second c is a duplicate -> clean list c, e, d
+    # u2: c is seen -> clean list b, a ; rows deliberately out of rank order
+    recs = pd.DataFrame(
+        {
+            "user_id": ["u1"] * 5 + ["u2"] * 3,
+            "item_id": ["a", "c", "e", "d", "c", "c", "a", "b"],
+            "score": [9, 8, 7, 6, 5, 3, 2, 1],
+            "rank": [1, 2, 3, 4, 5, 3, 2, 1],
+        }
+    )
+    return recs, test, train
+
+
+def test_known_values_at_2_and_3() -> None:
+    recs, test, train = _frames()
+    m = score_recommendations(recs, test, train, k=[2, 3], catalog=list("abcde"))
+    # u1@2: c hit at rank 1, e miss; 2 relevant. u2@2: b miss, a hit at rank 2; 1 relevant. u3: no recs.
+    ndcg_u1 = (1 / L2) / (1 / L2 + 1 / L3)
+    ndcg_u2 = (1 / L3) / (1 / L2)
+    assert m["users"] == 3
+    assert m["ndcg@2"] == pytest.approx((ndcg_u1 + ndcg_u2) / 3)
+    assert m["recall@2"] == pytest.approx((1 / 2 + 1) / 3)
+    assert m["hr@2"] == pytest.approx(2 / 3)
+    assert m["mrr@2"] == pytest.approx((1 + 1 / 2) / 3)
+    assert m["map@2"] == pytest.approx((1 / 2 + 1 / 2) / 3)
+    # @3: u1 c, e, d -> hits at ranks 1 and 3; u2 unchanged (2 clean recs only)
+    ndcg3_u1 = (1 / L2 + 1 / L4) / (1 / L2 + 1 / L3)
+    assert m["ndcg@3"] == pytest.approx((ndcg3_u1 + ndcg_u2) / 3)
+    assert m["recall@3"] == pytest.approx((1 + 1) / 3)
+    assert m["map@3"] == pytest.approx(((1 + 2 / 3) / 2 + 1 / 2) / 3)
+    assert m["users_without_recs"] == 1
+    assert m["seen_items_filtered"] == 2
+    assert m["duplicates_filtered"] == 1
+    assert m["outside_candidates_filtered"] == 0
+
+
+def test_beyond_accuracy_known_values() -> None:
+    recs, test, train = _frames()
+    m = score_recommendations(recs, test, train, k=2, catalog=list("abcde"))
+    # top-2 recommended: u1 c, e ; u2 b, a. Train popularity (distinct users): a 2, b 1, c 1, d 0, e 0; 3 users.
+    assert m["coverage@2"] == pytest.approx(4 / 5)
+    assert m["novelty@2"] == pytest.approx((3 * -math.log2(1 / 3) - math.log2(2 / 3)) / 4)
+    assert m["arp@2"] == pytest.approx((1 / 3 + 0 + 1 / 3 + 2 / 3) / 4)
+    # short head = ceil(20% of 5) = 1 item: a. Long tail: c, e, b
+    assert m["long_tail@2"] == pytest.approx(3 / 4)
+
+
+def test_candidates_drop_and_count_outside_items() -> None:
+    recs, test, train = _frames()
+    m = score_recommendations(recs, test, train, k=2, candidates=["b", "c", "d", "e"])
+    # u2's a is now outside the candidates: u2's clean list is b only (miss); u1 unchanged.
+    ndcg_u1 = (1 / L2) / (1 / L2 + 1 / L3)
+    assert m["outside_candidates_filtered"] == 1  # u2's a; u1's a is counted as seen first
+    assert m["ndcg@2"] == pytest.approx(ndcg_u1 / 3)
+    assert m["coverage@2"] == pytest.approx(3 / 4)  # c, e, b of 4 candidates
+
+
+def test_row_order_without_rank_column() -> None:
+    recs, test, train = _frames()
+    no_rank = recs.drop(columns=["rank", "score"])
+    m = score_recommendations(no_rank, test, train, k=1)
+    # u1: first clean row is c (hit); u2 rows read in file order: c (seen), a (hit)
+    assert m["hr@1"] == pytest.approx(2 / 3)
+    clean, counts = clean_recommendations(no_rank, train)
+    assert clean[clean.user_id == "u2"]["item_id"].tolist() == ["a", "b"]
+    assert counts == {"seen_items_filtered": 2, "outside_candidates_filtered": 0, "duplicates_filtered": 1}
+
+
+def test_equal_ranks_are_broken_by_item_id() -> None:
+    train = pd.DataFrame({"user_id": ["u"], "item_id": ["z"]})
+    test = pd.DataFrame({"user_id": ["u"], "item_id": ["b"]})
+    recs = pd.DataFrame({"user_id": ["u", "u"], "item_id": ["b", "a"], "rank": [1, 1]})
+    assert score_recommendations(recs, test, train, k=1)["hr@1"] == 0.0
+    assert score_recommendations(recs, test, train, k=2)["mrr@2"] == pytest.approx(0.5)
+
+
+def test_popularity_deciles_known_values() -> None:
+    # item i<j> was had by j + 1 users: i9 is the most popular (decile 0), i0 the least (decile 9)
+    train = pd.DataFrame(
+        [(f"u{u}", f"i{j}") for j in range(10) for u in range(j + 1)], columns=["user_id", "item_id"]
+    )
+    recs = pd.DataFrame({"user_id": ["u0"] * 4, "item_id": ["i9", "i8", "i0", "i5"], "pos": [0, 1, 2, 3]})
+    shares = popularity_deciles(recs, train, [f"i{j}" for j in range(10)], k=3)
+    assert shares == pytest.approx([1 / 3, 1 / 3, 0, 0, 0, 0, 0, 0, 0, 1 / 3])
+
+
+def test_bad_input_is_a_clear_error() -> None:
+    recs, test, train = _frames()
+    with pytest.raises(DataError, match="item_id"):
+        score_recommendations(recs.drop(columns=["item_id"]), test, train)
+    with pytest.raises(DataError, match="k must be"):
+        score_recommendations(recs, test, train, k=0)
+    with pytest.raises(DataError, match="no events"):
+        score_recommendations(recs, test.iloc[:0], train)
+
+
+def _run_score_recs(script: Path, recs: Path, test: Path, train: Path, k: int, cands: Path | None) -> dict:
+    cmd = [sys.executable, str(script), str(recs), str(test), str(train), "--k", str(k)]
+    if cands is not None:
+        cmd += ["--candidates", str(cands)]
+    out = subprocess.run(cmd, capture_output=True, text=True, check=True).stdout
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def _assert_agree(ours: dict, ref: dict) -> None:
+    for key, value in ref.items():
+        if isinstance(value, float):
+            assert round(ours[key], 5) == pytest.approx(value, abs=1e-12), key
+        else:
+            assert ours[key] == value, key
+
+
+@pytest.mark.parametrize("k", [1, 2, 3, 10])
+@pytest.mark.parametrize("with_candidates", [False, True])
+def test_agrees_with_score_recs_on_hand_made_files(
+    shared: Path, tmp_path: Path, k: int, with_candidates: bool
+) -> None:
+    script = shared / "bench" / "score_recs.py"
+    if not script.exists():
+        pytest.skip(f"{script} is absent")
+    recs, test, train = _frames()
+    paths = {}
+    for name, df in (("recs", recs), ("test", test), ("train", train)):
+        paths[name] = tmp_path / f"{name}.csv"
+        df.to_csv(paths[name], index=False)
+    cands = None
+    if with_candidates:
+        cands = tmp_path / "cands.csv"
+        pd.DataFrame({"item_id": ["b", "c", "d", "e"]}).to_csv(cands, index=False)
+    ref = _run_score_recs(script, paths["recs"], paths["test"], paths["train"], k, cands)
+    ours = score_recommendations(
+        recs, test, train, k=k, candidates=None if cands is None else ["b", "c", "d", "e"]
+    )
+    _assert_agree(ours, ref)
+
+
+@pytest.mark.realdata
+@pytest.mark.slow
+@pytest.mark.parametrize("protocol", ["warm", "cold"])
+def test_agrees_with_score_recs_on_benchmark_split(
+    ml100k_splits: Path, shared: Path, tmp_path: Path, protocol: str
+) -> None:
+    """Random top-100 lists (with seen items, outside-candidate items and duplicates) on the real split."""
+    script = shared / "bench" / "score_recs.py"
+    train_p, test_p = ml100k_splits / protocol / "train.csv", ml100k_splits / protocol / "test.csv"
+    train, test = pd.read_csv(train_p), pd.read_csv(test_p)
+    cand_p = ml100k_splits / "cold" / "candidates.csv" if protocol == "cold" else None
+    cands = pd.read_csv(cand_p)["item_id"].tolist() if cand_p else None
+    rng = np.random.default_rng(0)
+    pool = train["item_id"].value_counts().index.to_numpy()[:150]
+    if cands is not None:
+        pool = np.concatenate([rng.permutation(cands)[:60], pool[:60]])
+    users = test["user_id"].unique()[:-5]  # the last 5 test users get no recommendations
+    rows = [(u, i, r) for u in users for r, i in enumerate(rng.choice(pool, 100), 1)]
+    recs = pd.DataFrame(rows, columns=["user_id", "item_id", "rank"])
+    recs.to_csv(tmp_path / "recs.csv", index=False)
+    for k in (10, 20):
+        ref = _run_score_recs(script, tmp_path / "recs.csv", test_p, train_p, k, cand_p)
+        _assert_agree(score_recommendations(recs, test, train, k=k, candidates=cands), ref)
+        assert ref["users_without_recs"] == 5 and ref["duplicates_filtered"] > 0
