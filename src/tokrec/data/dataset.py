@@ -23,6 +23,11 @@ class Vocab:
     def __init__(self, ids: Iterable[object] = ()) -> None:
         self._ids: list[str] = []
         self._index: dict[str, int] = {}
+        if isinstance(ids, (list, tuple, np.ndarray, pd.Series, pd.Index)):  # bulk fast path
+            unique = list(dict.fromkeys(str(i) for i in ids))
+            self._ids = unique
+            self._index = dict(zip(unique, range(len(unique)), strict=True))
+            return
         for i in ids:
             self.add(str(i))
 
@@ -138,9 +143,10 @@ class Dataset:
         items["item_id"] = items["item_id"].astype(str)
         items = items.reset_index(drop=True)
         self.item_vocab = Vocab.from_list(items["item_id"].tolist())
-        unknown = ~inter["item_id"].isin(self.item_vocab._index.keys())
+        # hash lookup against the (unique) catalog ids: vectorised, unlike isin(dict keys)
+        unknown = pd.Index(items["item_id"]).get_indexer(inter["item_id"]) < 0
         if unknown.any():
-            first = int(np.flatnonzero(unknown.to_numpy())[0])
+            first = int(np.flatnonzero(unknown)[0])
             raise DataError(
                 f"{int(unknown.sum())} interactions reference items not in the catalog "
                 f"(first: {inter['item_id'].iloc[first]!r})",

@@ -675,7 +675,7 @@ def check_known_items(
     file: str | None = None,
 ) -> pd.DataFrame:
     """Handles interactions whose item is not in the catalog: raise (naming the row) or drop + count."""
-    unknown = ~interactions["item_id"].isin(items["item_id"]).to_numpy()
+    unknown = pd.Index(items["item_id"]).get_indexer(interactions["item_id"]) < 0  # ids are unique
     if not unknown.any():
         return interactions
     rows = interactions.attrs.get("rows")
