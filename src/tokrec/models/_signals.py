@@ -1,0 +1,255 @@
+"""Numerical building blocks shared by the recommenders (numpy / scipy only, no state).
+
+Shapes: ``n_users`` x ``n_items`` for score matrices, ``n_items`` x ``n_items`` for item-item
+weights, item rows in item-vocab order. Sequences are each user's item rows, oldest first.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+
+import numpy as np
+import pandas as pd
+import scipy.sparse as sp
+
+
+def recency_weights(n: int, half_life: float | None) -> np.ndarray:
+    """Weights ``0.5 ** (age / half_life)`` of ``n`` events, oldest first; age 0 = the latest event.
+
+    Args:
+        n: number of events.
+        half_life: age (in events) at which an event counts half; ``None`` weighs every event 1.
+
+    Returns:
+        ``(n,)`` float64.
+    """
+    if half_life is None or not math.isfinite(half_life):
+        return np.ones(n)
+    age = np.arange(n - 1, -1, -1, dtype=np.float64)
+    return np.power(0.5, age / float(half_life))
+
+
+def user_rows(seqs: Sequence[np.ndarray], n_items: int, half_life: float | None = None) -> sp.csr_matrix:
+    """Recency-weighted user rows: ``(len(seqs), n_items)`` CSR; a repeated item keeps its largest weight."""
+    rows, cols, vals = [], [], []
+    for r, s in enumerate(seqs):
+        if len(s) == 0:
+            continue
+        rows.append(np.full(len(s), r, dtype=np.int64))
+        cols.append(np.asarray(s, dtype=np.int64))
+        vals.append(recency_weights(len(s), half_life))
+    if not rows:
+        return sp.csr_matrix((len(seqs), n_items))
+    m = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(seqs), n_items)
+    )
+    # max over duplicates: sort so that the largest weight comes last, then keep the last per cell
+    r_, c_, v_ = m.row, m.col, m.data
+    order = np.lexsort((v_, c_, r_))
+    r_, c_, v_ = r_[order], c_[order], v_[order]
+    last = np.ones(len(r_), dtype=bool)
+    last[:-1] = (r_[1:] != r_[:-1]) | (c_[1:] != c_[:-1])
+    return sp.csr_matrix((v_[last], (r_[last], c_[last])), shape=(len(seqs), n_items))
+
+
+def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
+    """EASE item-item weights (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lam I)^-1``, zero diagonal.
+
+    Args:
+        x: ``(n_users, n_items)`` binary interactions.
+        lam: L2 regularisation.
+
+    Returns:
+        ``(n_items, n_items)`` float32.
+    """
+    g = (x.T @ x).toarray().astype(np.float64)
+    g[np.diag_indices_from(g)] += lam
+    p = np.linalg.inv(g)
+    b = -p / np.diag(p)[None, :]
+    np.fill_diagonal(b, 0.0)
+    return b.astype(np.float32)
+
+
+def transition_matrix(
+    seqs: Sequence[np.ndarray], n_items: int, window: int, gap_decay: float
+) -> sp.csr_matrix:
+    """Items that FOLLOW each item: ``T[i, j]`` = sum of ``gap_decay ** (gap - 1)`` over pairs where ``j``
+    comes ``gap <= window`` events after ``i``, divided by (row sum + 1).
+
+    Returns:
+        ``(n_items, n_items)`` float32 CSR.
+    """
+    rows, cols, vals = [], [], []
+    for s in seqs:
+        for gap in range(1, window + 1):
+            if len(s) <= gap:
+                break
+            rows.append(s[:-gap])
+            cols.append(s[gap:])
+            vals.append(np.full(len(s) - gap, gap_decay ** (gap - 1)))
+    if not rows:
+        return sp.csr_matrix((n_items, n_items), dtype=np.float32)
+    t = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items)
+    )
+    t.setdiag(0)
+    t.eliminate_zeros()
+    norm = np.asarray(t.sum(axis=1)).ravel() + 1.0
+    return sp.csr_matrix(sp.diags(1.0 / norm) @ t, dtype=np.float32)
+
+
+def next_item_scores(t: sp.csr_matrix, seqs: Sequence[np.ndarray], n_last: int, decay: float) -> np.ndarray:
+    """Scores ``(len(seqs), n_items)`` from the transitions out of each user's last ``n_last`` items."""
+    rows, cols, vals = [], [], []
+    for r, s in enumerate(seqs):
+        last = np.asarray(s[::-1][:n_last], dtype=np.int64)
+        rows.append(np.full(len(last), r, dtype=np.int64))
+        cols.append(last)
+        vals.append(decay ** np.arange(len(last), dtype=np.float64))
+    w = sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))) if rows else ([], ([], [])),
+        shape=(len(seqs), t.shape[0]),
+    )
+    return np.asarray((w @ t).todense(), dtype=np.float32)
+
+
+def time_kernel_scores(counts: np.ndarray, user_bins: np.ndarray, bandwidth: float) -> np.ndarray:
+    """Time-aware popularity: ``sum_b counts[i, b] * exp(-|b - user_bin| / bandwidth)``.
+
+    Args:
+        counts: ``(n_items, n_bins)`` events per item and time bin.
+        user_bins: ``(n_users,)`` each user's time bin (e.g. of their last event).
+        bandwidth: kernel width in bins.
+
+    Returns:
+        ``(n_users, n_items)`` float32, ``log1p`` of the kernel-weighted counts.
+    """
+    bins = np.arange(counts.shape[1], dtype=np.float64)
+    k = np.exp(-np.abs(bins[:, None] - user_bins[None, :].astype(np.float64)) / max(bandwidth, 1e-6))
+    return np.log1p(counts @ k).T.astype(np.float32)
+
+
+def ridge(f: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
+    """Ridge solution ``(F'F + lam I)^-1 F'Y``: ``f`` ``(n, p)``, ``y`` ``(n, q)`` -> ``(p, q)``."""
+    a = f.T @ f
+    a[np.diag_indices_from(a)] += lam
+    return np.linalg.solve(a, f.T @ y)
+
+
+def ridge_operator(f: np.ndarray, rows: np.ndarray, lam: float) -> np.ndarray:
+    """``(F_r'F_r + lam I)^-1 F_r'`` spread over all items (zero columns outside ``rows``): ``(p, n_items)``."""
+    fr = f[rows].astype(np.float64)
+    a = fr.T @ fr
+    a[np.diag_indices_from(a)] += lam
+    op = np.zeros((f.shape[1], f.shape[0]), dtype=np.float64)
+    op[:, rows] = np.linalg.solve(a, fr.T)
+    return op.astype(np.float32)
+
+
+def top_k_neighbours(sim: np.ndarray, k: int, allowed: np.ndarray | None = None) -> sp.csr_matrix:
+    """Keeps each row's ``k`` largest positive entries (columns in ``allowed`` only, never the diagonal)."""
+    s = np.array(sim, dtype=np.float32, copy=True)
+    np.fill_diagonal(s, -np.inf)
+    if allowed is not None:
+        s[:, ~allowed] = -np.inf
+    k = max(1, min(k, s.shape[1] - 1))
+    idx = np.argpartition(-s, k - 1, axis=1)[:, :k]
+    vals = np.take_along_axis(s, idx, axis=1)
+    vals = np.where(np.isfinite(vals) & (vals > 0), vals, 0.0)
+    rows = np.repeat(np.arange(s.shape[0]), k)
+    out = sp.csr_matrix((vals.ravel(), (rows, idx.ravel())), shape=s.shape, dtype=np.float32)
+    out.eliminate_zeros()
+    return out
+
+
+def znorm_rows(s: np.ndarray) -> np.ndarray:
+    """Each row minus its mean over finite entries, divided by its standard deviation (0 where constant)."""
+    s = np.asarray(s, dtype=np.float32)
+    mu = s.mean(axis=1, keepdims=True)
+    sd = s.std(axis=1, keepdims=True)
+    return np.where(sd > 1e-12, (s - mu) / np.maximum(sd, 1e-12), 0.0).astype(np.float32)
+
+
+def l2_rows(x: np.ndarray) -> np.ndarray:
+    """Rows scaled to unit length (zero rows stay zero)."""
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
+
+
+def _date_column(s: pd.Series) -> pd.Series | None:
+    """Parses a column as dates when most non-empty values parse; else None."""
+    if s.dtype.kind in "iufb":
+        return None
+    txt = s.astype(str).str.strip()
+    nonempty = txt[(txt != "") & (txt.str.lower() != "nan")]
+    if len(nonempty) == 0 or nonempty.str.len().median() > 30:
+        return None
+    parsed = pd.to_datetime(txt, errors="coerce", format="mixed", dayfirst=True)
+    if parsed.notna().sum() < 0.8 * len(nonempty):
+        return None
+    return parsed
+
+
+def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """Generic item-attribute features from the catalog columns.
+
+    Date columns become one-hot years plus a scaled year; ``|``- or ``,``-separated categorical columns
+    with at most ``max_tokens`` distinct tokens become multi-hot; numeric columns are standardised.
+    Free text (titles, descriptions) is left to the language model.
+
+    Returns:
+        ``(features (n_items, p) float32, release_time (n_items,) float64 epoch seconds, NaN where unknown)``.
+    """
+    blocks: list[np.ndarray] = []
+    release = np.full(len(items), np.nan)
+    for col in items.columns:
+        if col == "item_id":
+            continue
+        s = items[col]
+        if s.dtype.kind in "iuf":
+            v = s.to_numpy(dtype=np.float64)
+            ok = np.isfinite(v)
+            if ok.sum() > 1 and np.nanstd(v) > 0:
+                z = np.where(ok, (v - np.nanmean(v)) / np.nanstd(v), 0.0)
+                blocks.append(z[:, None])
+            continue
+        dates = _date_column(s)
+        if dates is not None:
+            sec = (dates - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=np.float64)
+            if np.isnan(release).all():
+                release = sec
+            years = dates.dt.year.to_numpy(dtype=np.float64)
+            ok = np.isfinite(years)
+            if ok.any():
+                lo, hi = int(np.nanmin(years)), int(np.nanmax(years))
+                onehot = np.zeros((len(items), hi - lo + 1))
+                onehot[np.flatnonzero(ok), (years[ok] - lo).astype(int)] = 1.0
+                scaled = np.where(ok, (years - np.nanmean(years)) / max(np.nanstd(years), 1.0), 0.0)
+                blocks.extend([onehot, scaled[:, None]])
+            continue
+        txt = s.fillna("").astype(str)
+        sep = "|" if txt.str.contains("|", regex=False).any() else ","
+        tokens = txt.str.get_dummies(sep)
+        if 0 < tokens.shape[1] <= max_tokens:
+            blocks.append(tokens.to_numpy(dtype=np.float64))
+    if not blocks:
+        return np.zeros((len(items), 0), dtype=np.float32), release
+    return np.hstack(blocks).astype(np.float32), release
+
+
+def csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
+    """A CSR matrix as three named arrays (for safetensors)."""
+    m = sp.csr_matrix(m)
+    return {
+        f"{prefix}.data": np.asarray(m.data, dtype=np.float32),
+        f"{prefix}.indices": np.asarray(m.indices, dtype=np.int64),
+        f"{prefix}.indptr": np.asarray(m.indptr, dtype=np.int64),
+    }
+
+
+def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray], shape: tuple[int, int]) -> sp.csr_matrix:
+    """Inverse of :func:`csr_to_arrays`."""
+    return sp.csr_matrix(
+        (arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]), shape=shape
+    )

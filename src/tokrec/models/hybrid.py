@@ -1,0 +1,76 @@
+"""``hybrid-map``: ALS plus a ridge map from LM item vectors to ALS item factors, so new items get scores.
+
+Items with training events keep their ALS factors ``V_i``; every item without events gets
+``V_j = Z_j W`` where ``W = argmin ||Z_warm W - V_warm||^2 + map_l2 ||W||^2`` (``Z`` the LM vectors,
+unit length, plus a constant column). ``score(u, i) = U_u . V_i``.
+"""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from tokrec.data.dataset import Dataset
+from tokrec.models import _signals as sig
+from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.implicit_mf import ALS
+
+
+class HybridMapConfig(ModelConfig):
+    """ALS hyperparameters (see ``als``) plus ``map_l2``, the ridge penalty of the text->factor map."""
+
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(1.0, ge=0)
+    alpha: float = Field(20.0, gt=0)
+    iterations: int = Field(20, ge=1)
+    map_l2: float = Field(1.0, gt=0)
+    seed: int = 0
+    threads: int = Field(2, ge=0)
+
+
+class HybridMap(Recommender):
+    """ALS whose item factors for items without events are predicted from their text."""
+
+    name: ClassVar[str] = "hybrid-map"
+    Config: ClassVar[type[ModelConfig]] = HybridMapConfig
+    needs_item_vectors: ClassVar[bool] = True
+    scores_new_items: ClassVar[bool] = True
+    config: HybridMapConfig
+
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        assert item_vectors is not None
+        c = self.config
+        als = ALS({k: v for k, v in c.model_dump().items() if k != "map_l2"}).fit(dataset)
+        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+        z = np.hstack([z, np.ones((len(z), 1), dtype=np.float32)])
+        counts = np.asarray(dataset.interaction_matrix().sum(axis=0)).ravel()
+        warm = np.flatnonzero(counts > 0)
+        v = als.item_factors_.copy()
+        if len(warm):
+            w = sig.ridge(z[warm].astype(np.float64), v[warm].astype(np.float64), c.map_l2)
+            new = np.flatnonzero(counts == 0)
+            v[new] = (z[new] @ w).astype(np.float32)
+        self.user_factors_ = als.user_factors_
+        self.item_factors_ = v
+
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        return (self.user_factors_[user_rows] @ self.item_factors_.T).astype(np.float32)
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        if len(item_rows) == 0:
+            return np.zeros(self.n_items, dtype=np.float32)
+        c = self.config
+        v = self.item_factors_.astype(np.float64)
+        vi = v[np.unique(item_rows)]
+        a = v.T @ v + c.alpha * (vi.T @ vi) + c.regularization * np.eye(v.shape[1])
+        u = np.linalg.solve(a, (1.0 + c.alpha) * vi.sum(axis=0))
+        return (self.item_factors_ @ u.astype(np.float32)).astype(np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]

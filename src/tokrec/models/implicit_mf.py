@@ -1,0 +1,133 @@
+"""``als`` and ``bpr``: matrix factorisation through the ``implicit`` package (CPU, fixed seed).
+
+Both learn ``U (n_users, f)`` and ``V (n_items, f)``; ``score(u, i) = U_u . V_i``. Anonymous histories
+are folded in: ALS solves its closed-form user step for the history; BPR uses the mean factor of the
+history's items (an approximation: BPR has no closed-form user step).
+"""
+
+from __future__ import annotations
+
+import os
+import warnings
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from tokrec.data.dataset import Dataset
+from tokrec.models.base import ModelConfig, Recommender
+
+
+class ALSConfig(ModelConfig):
+    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``) plus runtime options."""
+
+    factors: int = Field(64, ge=1)
+    regularization: float = Field(1.0, ge=0)
+    alpha: float = Field(20.0, gt=0)
+    iterations: int = Field(20, ge=1)
+    seed: int = 0
+    threads: int = Field(2, ge=0)
+
+
+class BPRConfig(ModelConfig):
+    """Hyperparameters of implicit's BPR plus runtime options."""
+
+    factors: int = Field(32, ge=1)
+    learning_rate: float = Field(0.01, gt=0)
+    regularization: float = Field(0.01, ge=0)
+    iterations: int = Field(200, ge=1)
+    seed: int = 0
+    threads: int = Field(2, ge=0)
+
+
+def _quiet_implicit() -> None:
+    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+    warnings.filterwarnings("ignore", module="implicit")
+
+
+class _ImplicitMF(Recommender):
+    """Shared scoring and persistence of the factor models."""
+
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        return (self.user_factors_[user_rows] @ self.item_factors_.T).astype(np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.user_factors_ = arrays["user_factors"]
+        self.item_factors_ = arrays["item_factors"]
+
+
+def _to_numpy(a: object) -> np.ndarray:
+    return np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=np.float32)
+
+
+class ALS(_ImplicitMF):
+    """Alternating least squares for implicit feedback (Hu, Koren & Volinsky 2008)."""
+
+    name: ClassVar[str] = "als"
+    Config: ClassVar[type[ModelConfig]] = ALSConfig
+    config: ALSConfig
+
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        from implicit.cpu.als import AlternatingLeastSquares
+
+        _quiet_implicit()
+        c = self.config
+        mf = AlternatingLeastSquares(
+            factors=c.factors,
+            regularization=c.regularization,
+            alpha=c.alpha,
+            iterations=c.iterations,
+            random_state=c.seed,
+            num_threads=c.threads,
+        )
+        mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
+        self.user_factors_ = _to_numpy(mf.user_factors)
+        self.item_factors_ = _to_numpy(mf.item_factors)
+
+    def fold_in(self, item_rows: np.ndarray) -> np.ndarray:
+        """The ALS user step for one history: ``(f,)``."""
+        c = self.config
+        v = self.item_factors_.astype(np.float64)
+        vi = v[np.unique(item_rows)]
+        a = v.T @ v + c.alpha * (vi.T @ vi) + c.regularization * np.eye(v.shape[1])
+        return np.linalg.solve(a, (1.0 + c.alpha) * vi.sum(axis=0)).astype(np.float32)
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        if len(item_rows) == 0:
+            return np.zeros(self.n_items, dtype=np.float32)
+        return (self.item_factors_ @ self.fold_in(item_rows)).astype(np.float32)
+
+
+class BPR(_ImplicitMF):
+    """Bayesian personalised ranking (Rendle et al. 2009); item factors carry a bias column."""
+
+    name: ClassVar[str] = "bpr"
+    Config: ClassVar[type[ModelConfig]] = BPRConfig
+    config: BPRConfig
+
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        from implicit.cpu.bpr import BayesianPersonalizedRanking
+
+        _quiet_implicit()
+        c = self.config
+        mf = BayesianPersonalizedRanking(
+            factors=c.factors,
+            learning_rate=c.learning_rate,
+            regularization=c.regularization,
+            iterations=c.iterations,
+            random_state=c.seed,
+            num_threads=c.threads,
+        )
+        mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
+        self.user_factors_ = _to_numpy(mf.user_factors)
+        self.item_factors_ = _to_numpy(mf.item_factors)
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        u = np.zeros(self.item_factors_.shape[1], dtype=np.float32)
+        if len(item_rows):
+            u = self.item_factors_[np.unique(item_rows)].mean(axis=0)
+        u[-1] = 1.0  # the bias column
+        return (self.item_factors_ @ u).astype(np.float32)

@@ -1,0 +1,206 @@
+"""``tokrec``: the project's recommended model, collaborative + sequential + language-model signals.
+
+Seven signals, each a score for every (user, catalog item), z-normalised per user and summed with
+weights that were chosen on validation splits cut from training data (``benchmarks/ml100k_recs.py
+--tune``; never on test events):
+
+========== ======================================================================= ==============
+signal     what                                                                    new items
+========== ======================================================================= ==============
+``ease``   EASE item weights (Steck 2019) applied to a recency-weighted user row:  0 (no events)
+           each past item weighs ``0.5 ** (age in events / ease_half_life)``
+``trans``  items that tend to FOLLOW the user's last few items (transition counts) 0
+``time``   time-aware popularity: events near the user's last timestamp (kernel)   0
+``map``    text->collaborative map: ridge regression from item features            yes
+           ``F_i = [Z_I, attributes]`` to the user's interaction vector
+``prop``   the user's EASE scores carried to each item's nearest LM neighbours     yes
+           among items with events (``Z_I`` cosine, top ``prop_neighbours``)
+``prior``  predicted popularity: ridge from ``F_i`` to log-popularity              yes
+``profile`` cosine of ``Z_I`` to the recency-weighted mean vector of the user's    yes
+           items (the zero-shot text profile)
+========== ======================================================================= ==============
+
+Because every signal is z-normalised over the whole catalog per user, a new item's score sits on the
+same scale as a warm item's: the signals that exist for it (map, prop, prior, profile) carry it, and
+the ones that do not (ease, trans, time) add their catalog-wide mean of zero. One default model serves
+warm ranking (the whole catalog) and cold ranking (candidates with no training events).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from tokrec.data.dataset import Dataset
+from tokrec.models import _signals as sig
+from tokrec.models.base import ModelConfig, Recommender
+
+SIGNALS = ("ease", "trans", "time", "map", "prop", "prior", "profile")
+DAY = 86400.0
+
+
+class TokrecConfig(ModelConfig):
+    """Hyperparameters of :class:`TokrecHybrid` (defaults: chosen on validation, see the module doc)."""
+
+    ease_lambda: float = 300.0
+    ease_half_life: float = 2.0
+    trans_window: int = 5
+    trans_gap_decay: float = 0.7
+    trans_last: int = 3
+    trans_decay: float = 0.5
+    time_bin_days: float = 1.0
+    time_bandwidth_bins: float = 3.0
+    map_lambda: float = 3.0
+    attr_weight: float = 0.3
+    prop_neighbours: int = 20
+    profile_half_life: float = 2.0
+    w_ease: float = 1.0
+    w_trans: float = 1.0
+    w_time: float = 0.2
+    w_map: float = 1.0
+    w_prop: float = 1.0
+    w_prior: float = 0.5
+    w_profile: float = 0.2
+
+
+class TokrecHybrid(Recommender):
+    """The recommended model: a validated blend of collaborative, sequential and LM signals."""
+
+    name: ClassVar[str] = "tokrec"
+    Config: ClassVar[type[ModelConfig]] = TokrecConfig
+    needs_item_vectors: ClassVar[bool] = True
+    scores_new_items: ClassVar[bool] = True
+    config: TokrecConfig
+
+    # ---- fitting -----------------------------------------------------------------------------
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        assert item_vectors is not None
+        c = self.config
+        seqs = dataset.sequences()
+        n = dataset.n_items
+        x = dataset.interaction_matrix()
+        pop = np.asarray(x.sum(axis=0)).ravel()
+        warm = pop > 0
+        self.ease_ = sig.ease_weights(x, c.ease_lambda)
+        self.trans_ = sig.transition_matrix(seqs, n, c.trans_window, c.trans_gap_decay)
+        ts = dataset.interactions["timestamp"].to_numpy(dtype=np.int64)
+        self.t0_ = int(ts.min()) if len(ts) else 0
+        width = max(c.time_bin_days * DAY, 1.0)
+        self.bin_seconds_ = float(width)
+        bins = ((ts - self.t0_) // width).astype(np.int64)
+        n_bins = int(bins.max()) + 1 if len(bins) else 1
+        self.time_counts_ = np.zeros((n, n_bins), dtype=np.float32)
+        np.add.at(self.time_counts_, (dataset.item_idx, bins), 1.0)
+        self.user_bin_ = np.full(dataset.n_users, n_bins - 1, dtype=np.int64)
+        if len(bins):
+            last = np.full(dataset.n_users, -1, dtype=np.int64)
+            np.maximum.at(last, dataset.user_idx, bins)
+            self.user_bin_ = np.where(last >= 0, last, n_bins - 1)
+        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+        attrs, _ = sig.attribute_features(dataset.items)
+        f = np.hstack([z, c.attr_weight * attrs, np.ones((n, 1), dtype=np.float32)]).astype(np.float32)
+        rows = np.flatnonzero(warm)
+        self.features_ = f
+        self.map_op_ = sig.ridge_operator(f, rows, c.map_lambda)
+        prior = np.zeros(n, dtype=np.float32)
+        if len(rows):
+            w = sig.ridge(f[rows].astype(np.float64), np.log1p(pop[rows])[:, None], c.map_lambda)
+            prior = (f @ w).ravel().astype(np.float32)
+        self.prior_ = prior
+        self.vectors_ = z
+        self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=warm)
+
+    # ---- scoring -------------------------------------------------------------------------------
+    def _weights(self) -> dict[str, float]:
+        c = self.config
+        return {s: float(getattr(c, f"w_{s}")) for s in SIGNALS}
+
+    def signals(
+        self, seqs: list[np.ndarray], user_bins: np.ndarray, which: tuple[str, ...] = SIGNALS
+    ) -> dict[str, np.ndarray]:
+        """Raw (not normalised) signal matrices ``(len(seqs), n_items)`` for histories and time bins."""
+        c = self.config
+        n = self.n_items
+        out: dict[str, np.ndarray] = {}
+        plain = sig.user_rows(seqs, n, None)
+        if "ease" in which:
+            out["ease"] = np.asarray(sig.user_rows(seqs, n, c.ease_half_life) @ self.ease_)
+        if "trans" in which:
+            out["trans"] = sig.next_item_scores(self.trans_, seqs, c.trans_last, c.trans_decay)
+        if "time" in which:
+            out["time"] = sig.time_kernel_scores(self.time_counts_, user_bins, c.time_bandwidth_bins)
+        if "map" in which:
+            out["map"] = np.asarray(plain @ self.map_op_.T) @ self.features_.T
+        if "prop" in which:
+            full = np.asarray(plain @ self.ease_)
+            out["prop"] = np.asarray((self.neighbours_ @ full.T).T)
+        if "prior" in which:
+            out["prior"] = np.tile(self.prior_, (len(seqs), 1))
+        if "profile" in which:
+            prof = np.asarray(sig.user_rows(seqs, n, c.profile_half_life) @ self.vectors_)
+            out["profile"] = sig.l2_rows(prof) @ self.vectors_.T
+        return {k: v.astype(np.float32) for k, v in out.items()}
+
+    def blend(self, signals: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
+        """Weighted sum of per-user z-normalised signals: ``(n_users, n_items)`` float32."""
+        weights = weights or self._weights()
+        first = next(iter(signals.values()))
+        total = np.zeros(first.shape, dtype=np.float32)
+        for name, w in weights.items():
+            if w and name in signals:
+                total += np.float32(w) * sig.znorm_rows(signals[name])
+        return total
+
+    def _active(self) -> tuple[str, ...]:
+        return tuple(s for s, w in self._weights().items() if w)
+
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        empty = np.empty(0, dtype=np.int64)
+        seqs = [self.seen_.get(int(r), empty) for r in user_rows]
+        return self.blend(self.signals(seqs, self.user_bin_[user_rows], self._active()))
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        n_bins = self.time_counts_.shape[1]
+        b = n_bins - 1
+        if timestamps is not None and len(timestamps):
+            b = int(np.clip((int(timestamps[-1]) - self.t0_) // self.bin_seconds_, 0, n_bins - 1))
+        seq = np.asarray(item_rows, dtype=np.int64)
+        return self.blend(self.signals([seq], np.array([b]), self._active()))[0]
+
+    # ---- persistence ---------------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        out = {
+            "ease": self.ease_,
+            "time_counts": self.time_counts_,
+            "user_bin": self.user_bin_,
+            "features": self.features_,
+            "map_op": self.map_op_,
+            "prior": self.prior_,
+            "vectors": self.vectors_,
+        }
+        out.update(sig.csr_to_arrays("trans", self.trans_))
+        out.update(sig.csr_to_arrays("neighbours", self.neighbours_))
+        return out
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.ease_ = arrays["ease"]
+        self.time_counts_ = arrays["time_counts"]
+        self.user_bin_ = arrays["user_bin"]
+        self.features_ = arrays["features"]
+        self.map_op_ = arrays["map_op"]
+        self.prior_ = arrays["prior"]
+        self.vectors_ = arrays["vectors"]
+        n = len(self.prior_)
+        self.trans_ = sig.csr_from_arrays("trans", arrays, (n, n))
+        self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, n))
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"t0": self.t0_, "bin_seconds": self.bin_seconds_}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        self.t0_ = int(state["t0"])
+        self.bin_seconds_ = float(state["bin_seconds"])
+
+
+__all__ = ["SIGNALS", "TokrecConfig", "TokrecHybrid"]

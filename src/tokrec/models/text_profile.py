@@ -1,0 +1,55 @@
+"""``text-profile``: zero-shot LM recommender. The user vector is the mean LM vector of their last
+``n_last`` items; items are ranked by cosine to it. No training events needed for any item."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+import numpy as np
+from pydantic import Field
+
+from tokrec.data.dataset import Dataset
+from tokrec.models import _signals as sig
+from tokrec.models.base import ModelConfig, Recommender
+
+
+class TextProfileConfig(ModelConfig):
+    """``n_last``: the user's most recent items averaged; ``half_life``: optional recency weighting."""
+
+    n_last: int = Field(5, ge=1)
+    half_life: float | None = Field(None, gt=0)
+
+
+class TextProfile(Recommender):
+    """Cosine between each item's LM vector ``Z_I`` and the user's profile ``Z_U`` (mean of recent ``Z_I``)."""
+
+    name: ClassVar[str] = "text-profile"
+    Config: ClassVar[type[ModelConfig]] = TextProfileConfig
+    needs_item_vectors: ClassVar[bool] = True
+    scores_new_items: ClassVar[bool] = True
+    config: TextProfileConfig
+
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        assert item_vectors is not None
+        self.vectors_ = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+
+    def user_vectors(self, seqs: list[np.ndarray]) -> np.ndarray:
+        """``Z_U``: ``(len(seqs), d)`` unit-length profiles (zero rows for empty histories)."""
+        recent = [np.asarray(s[-self.config.n_last :], dtype=np.int64) for s in seqs]
+        rows = sig.user_rows(recent, self.n_items, self.config.half_life)
+        return sig.l2_rows(np.asarray(rows @ self.vectors_))
+
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        empty = np.empty(0, dtype=np.int64)
+        prof = self.user_vectors([self.seen_.get(int(r), empty) for r in user_rows])
+        return (prof @ self.vectors_.T).astype(np.float32)
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        prof = self.user_vectors([np.asarray(item_rows, dtype=np.int64)])
+        return (prof @ self.vectors_.T)[0].astype(np.float32)
+
+    def _arrays(self) -> dict[str, np.ndarray]:
+        return {"vectors": self.vectors_}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        self.vectors_ = arrays["vectors"]
