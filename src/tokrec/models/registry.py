@@ -21,6 +21,7 @@ _MODELS: dict[str, str] = {
     "fij-scorer": "tokrec.models.fij_scorer:FijScorer",
     "tokrec": "tokrec.models.recommended:TokrecHybrid",
     "text-sasrec": "tokrec.models.sequential:TextSASRec",
+    "gbdt-ranker": "tokrec.models.gbdt_ranker:GBDTRanker",
 }
 
 #: the model `tokrec recommend` uses when none is named

@@ -1,0 +1,255 @@
+"""PyTorch pieces of the text-aware SASRec: the item table (text adaptor + optional ID embeddings),
+the causal transformer, and the training / validation loops.
+
+Shapes: ``B`` batch, ``L`` max sequence length, ``N`` catalog items, ``D`` text-vector dimension,
+``H`` hidden size, ``E`` adaptor experts. Item rows are shifted by one inside the network so that
+index 0 is padding.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+from collections.abc import Iterator, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+
+class ItemTable(nn.Module):
+    """Item representations from text vectors (mixture-of-experts adaptor) plus optional ID embeddings.
+
+    Each expert is a parametric whitening layer ``(z - b_e) @ W_e`` as in UniSRec; a softmax gate over
+    the text vector mixes them. Items without an ID row (``id_index == 0``: never seen in training,
+    or added later) are represented by their text alone.
+    """
+
+    def __init__(self, d_text: int, hidden: int, n_ids: int, n_experts: int, text_dropout: float) -> None:
+        super().__init__()
+        self.bias = nn.Parameter(torch.zeros(n_experts, d_text))
+        self.weight = nn.Parameter(torch.empty(n_experts, d_text, hidden))
+        nn.init.xavier_uniform_(self.weight.view(-1, hidden))
+        self.gate = nn.Linear(d_text, n_experts) if n_experts > 1 else None
+        self.text_dropout = nn.Dropout(text_dropout)
+        self.id_emb = nn.Embedding(n_ids + 1, hidden, padding_idx=0) if n_ids > 0 else None
+        if self.id_emb is not None:
+            nn.init.normal_(self.id_emb.weight, std=0.02)
+            with torch.no_grad():
+                self.id_emb.weight[0].zero_()
+        self.norm = nn.LayerNorm(hidden)
+
+    def forward(
+        self, z: torch.Tensor, id_index: torch.Tensor, id_keep: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Item table ``(N, H)`` from text vectors ``z`` ``(N, D)`` and ID rows ``id_index`` ``(N,)``.
+
+        Args:
+            z: normalised (centred / whitened) text vectors.
+            id_index: 1-based ID-embedding row per item, 0 for "no ID" (text only).
+            id_keep: optional ``(N,)`` 0/1 mask; 0 drops that item's ID part (ID dropout in training).
+        """
+        x = self.text_dropout(z)
+        proj = torch.einsum("ned,edh->neh", x.unsqueeze(1) - self.bias.unsqueeze(0), self.weight)
+        if self.gate is not None:
+            w = torch.softmax(self.gate(x), dim=-1)
+            out = (proj * w.unsqueeze(-1)).sum(1)
+        else:
+            out = proj[:, 0]
+        if self.id_emb is not None:
+            ids = self.id_emb(id_index)
+            if id_keep is not None:
+                ids = ids * id_keep.unsqueeze(-1)
+            out = out + ids
+        return self.norm(out)
+
+
+class Block(nn.Module):
+    """Pre-LayerNorm transformer block. Dropout sits on the residual branches only (no dropout on
+    attention probabilities or inside the feed-forward): on CPU, drawing dropout masks dominated the
+    step time, and these two add little on sequences this short."""
+
+    def __init__(self, hidden: int, n_heads: int, inner: int, dropout: float) -> None:
+        super().__init__()
+        self.n_heads = n_heads
+        self.ln1 = nn.LayerNorm(hidden)
+        self.qkv = nn.Linear(hidden, 3 * hidden)
+        self.proj = nn.Linear(hidden, hidden)
+        self.ln2 = nn.LayerNorm(hidden)
+        self.ff = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden))
+        self.drop = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
+        """``x`` ``(B, L, H)``; ``mask`` ``(B, 1, L, L)`` bool, True where attention is allowed."""
+        b, length, h = x.shape
+        q, k, v = (
+            self.qkv(self.ln1(x)).view(b, length, 3, self.n_heads, h // self.n_heads).permute(2, 0, 3, 1, 4)
+        )
+        att = nn.functional.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        x = x + self.drop(self.proj(att.transpose(1, 2).reshape(b, length, h)))
+        return x + self.drop(self.ff(self.ln2(x)))
+
+
+class SASRecNet(nn.Module):
+    """Causal self-attention over item sequences, scored against the item table (tied weights)."""
+
+    def __init__(
+        self,
+        table: ItemTable,
+        hidden: int,
+        n_blocks: int,
+        n_heads: int,
+        inner: int,
+        max_len: int,
+        dropout: float,
+    ) -> None:
+        super().__init__()
+        self.table = table
+        self.max_len = max_len
+        self.pos = nn.Embedding(max_len, hidden)
+        nn.init.normal_(self.pos.weight, std=0.02)
+        self.drop = nn.Dropout(dropout)
+        self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout) for _ in range(n_blocks))
+        self.out_norm = nn.LayerNorm(hidden)
+        #: logits = scale * <hidden state, item row>; both sides are layer-normalised (norm ~ sqrt(H))
+        self.logit_scale = 1.0 / math.sqrt(hidden)
+
+    def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
+        """Hidden states ``(B, L, H)`` for left-padded item-row sequences ``seq`` ``(B, L)`` (-1 = pad)."""
+        b, length = seq.shape
+        padded = torch.cat([torch.zeros_like(table[:1]), table], 0)
+        x = padded[seq + 1]  # the table is layer-normalised already: no sqrt(H) scaling
+        x = self.drop(x + self.pos.weight[self.max_len - length :].unsqueeze(0))
+        causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=seq.device))
+        allowed = causal.unsqueeze(0) & (seq >= 0).unsqueeze(1)  # (B, L, L)
+        eye = torch.eye(length, dtype=torch.bool, device=seq.device).unsqueeze(0)
+        allowed = (allowed | eye).unsqueeze(1)  # a padded query attends to itself only: no empty row
+        for block in self.blocks:
+            x = block(x, allowed)
+        return self.out_norm(x)
+
+
+# ---- data -----------------------------------------------------------------------------------------
+
+
+def left_pad(seqs: Sequence[np.ndarray], length: int, fill: int) -> np.ndarray:
+    """Right-aligned ``(len(seqs), length)`` int64 array of each sequence's last ``length`` entries."""
+    out = np.full((len(seqs), length), fill, dtype=np.int64)
+    for j, s in enumerate(seqs):
+        s = s[-length:]
+        if len(s):
+            out[j, length - len(s) :] = s
+    return out
+
+
+def training_windows(seqs: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
+    """Next-item training pairs: inputs ``(W, L)`` (-1 pad) and targets ``(W, L)`` (-100 = ignore).
+
+    Each sequence of length n gives inputs ``s[:-1]`` and targets ``s[1:]``, cut from the end into
+    non-overlapping windows of ``max_len`` so every event of a long history is a target once.
+    """
+    ins: list[np.ndarray] = []
+    outs: list[np.ndarray] = []
+    for s in seqs:
+        if len(s) < 2:
+            continue
+        inp, tgt = s[:-1], s[1:]
+        for end in range(len(inp), 0, -max_len):
+            start = max(0, end - max_len)
+            ins.append(inp[start:end])
+            outs.append(tgt[start:end])
+    if not ins:
+        return np.empty((0, max_len), np.int64), np.empty((0, max_len), np.int64)
+    return left_pad(ins, max_len, -1), left_pad(outs, max_len, -100)
+
+
+def batches(n: int, size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
+    order = rng.permutation(n) if rng is not None else np.arange(n)
+    for start in range(0, n, size):
+        yield order[start : start + size]
+
+
+def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[object]:
+    """Mixed precision context: bf16/fp16 autocast where asked, a no-op for float32."""
+    if dtype == "float32":
+        return contextlib.nullcontext()
+    torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
+    return torch.autocast(device_type=device.type, dtype=torch_dtype)
+
+
+def train_epoch(
+    net: SASRecNet,
+    opt: torch.optim.Optimizer,
+    z: torch.Tensor,
+    id_index: torch.Tensor,
+    inputs: np.ndarray,
+    targets: np.ndarray,
+    *,
+    batch_size: int,
+    id_dropout: float,
+    rng: np.random.Generator,
+    device: torch.device,
+    dtype: str,
+    scaler: torch.amp.GradScaler | None = None,
+) -> float:
+    """One pass of full-softmax next-item cross-entropy; returns the mean loss."""
+    net.train()
+    total, count = 0.0, 0
+    for idx in batches(len(inputs), batch_size, rng):
+        inp = torch.from_numpy(inputs[idx]).to(device)
+        tgt = torch.from_numpy(targets[idx]).to(device)
+        keep = None
+        if id_dropout > 0 and net.table.id_emb is not None:
+            keep = (torch.rand(len(id_index), device=device) >= id_dropout).float()
+        with autocast(device, dtype):
+            table = net.table(z, id_index, keep)
+            hid = net.encode(inp, table)
+            logits = (hid @ table.T) * net.logit_scale
+        loss = nn.functional.cross_entropy(
+            logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100
+        )
+        opt.zero_grad(set_to_none=True)
+        if scaler is not None:
+            scaler.scale(loss).backward()
+            scaler.step(opt)
+            scaler.update()
+        else:
+            loss.backward()
+            opt.step()
+        total += float(loss.detach()) * len(idx)
+        count += len(idx)
+    return total / max(count, 1)
+
+
+@torch.no_grad()
+def score_histories(
+    net: SASRecNet,
+    table: torch.Tensor,
+    histories: Sequence[np.ndarray],
+    *,
+    batch_size: int,
+    device: torch.device,
+    dtype: str,
+) -> np.ndarray:
+    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first)."""
+    net.eval()
+    out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
+    for start in range(0, len(histories), batch_size):
+        chunk = histories[start : start + batch_size]
+        seq = torch.from_numpy(left_pad(chunk, net.max_len, -1)).to(device)
+        with autocast(device, dtype):
+            hid = net.encode(seq, table)[:, -1]
+            scores = (hid @ table.T) * net.logit_scale
+        out[start : start + len(chunk)] = scores.float().cpu().numpy()
+    return out
+
+
+def ndcg_at_k(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.ndarray, k: int = 10) -> float:
+    """Mean NDCG@k of one target per row, the row's history excluded (full ranking)."""
+    s = scores.copy()
+    for j, h in enumerate(histories):
+        s[j, h] = -np.inf
+    target_scores = s[np.arange(len(s)), targets]
+    rank = (s > target_scores[:, None]).sum(1)
+    gains = np.where((rank < k) & np.isfinite(target_scores), 1.0 / np.log2(rank + 2.0), 0.0)
+    return float(gains.mean()) if len(gains) else 0.0

@@ -1,0 +1,311 @@
+"""``gbdt-ranker``: a LightGBM LambdaRank second stage over ``F_ij = (R_ij, Z_U, Z_I)``.
+
+A first-stage model (any registry model, recency-weighted EASE by default) proposes each user's top
+``n_candidates`` items; LightGBM re-orders them from features of each (user, candidate) pair:
+
+* ``R_ij``: the score, the per-user standardised score and the rank of every *source* model (the
+  first stage plus ``sources``: by default EASE, EASE with two recency half-lives, popularity), the
+  user's history length and, with item vectors, the cosine between the candidate's LM vector and the
+  user's profile (mean vector of the last ``profile_len`` items) and to the user's last item;
+* ``Z_U``, ``Z_I``: the first ``vector_dims`` principal components of the user profile and item vectors.
+
+Training data is a validation cut from train: each user's last training event is the positive of a
+LambdaRank group made of the first stage's candidates fitted on the rest; 20% of those users stop the
+boosting early (NDCG@10). Sources are then refitted on all of train for scoring. The booster is saved
+in LightGBM's text format (``model_to_string``), the sources through their own safetensors arrays.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, ClassVar
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field
+
+from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError
+from tokrec.models.base import ModelConfig, Recommender
+
+log = logging.getLogger(__name__)
+
+
+class SourceSpec(BaseModel):
+    """A registry model used as a first stage or a feature source."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+    model: str
+    config: dict[str, Any] = Field(default_factory=dict)
+
+
+def _default_sources() -> list[SourceSpec]:
+    return [
+        SourceSpec(model="ease"),
+        SourceSpec(model="ease", config={"half_life": 8.0}),
+        SourceSpec(model="popularity"),
+    ]
+
+
+class GBDTRankerConfig(ModelConfig):
+    """Hyperparameters of :class:`GBDTRanker` (LightGBM's names where they are LightGBM's)."""
+
+    first_stage: SourceSpec = SourceSpec(model="ease", config={"half_life": 2.0})
+    sources: list[SourceSpec] = Field(default_factory=_default_sources)
+    n_candidates: int = Field(50, ge=2)
+    profile_len: int = Field(5, ge=1)
+    vector_dims: int = Field(8, ge=0, description="principal components of Z_U and Z_I used as features")
+    n_estimators: int = Field(300, ge=1)
+    learning_rate: float = Field(0.05, gt=0)
+    num_leaves: int = Field(31, ge=2)
+    min_child_samples: int = Field(20, ge=1)
+    early_stopping_rounds: int = Field(30, ge=1)
+    valid_fraction: float = Field(0.2, ge=0, lt=1)
+    seed: int = 42
+    threads: int = Field(2, ge=1)
+
+
+class GBDTRanker(Recommender):
+    """LightGBM LambdaRank re-ranker over a first stage's candidates (see module docstring)."""
+
+    name: ClassVar[str] = "gbdt-ranker"
+    Config: ClassVar[type[ModelConfig]] = GBDTRankerConfig
+    config: GBDTRankerConfig
+
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.sources_: list[Recommender] = []
+        self.booster_: Any = None
+        self.item_vectors_: np.ndarray | None = None
+        self.pca_: np.ndarray | None = None
+        self.feature_names_: list[str] = []
+        self.fit_seconds_: float = 0.0
+        self.best_iteration_: int = 0
+
+    # ---- sources ---------------------------------------------------------------------------
+    def _specs(self) -> list[SourceSpec]:
+        return [self.config.first_stage, *self.config.sources]
+
+    def _fit_sources(self, dataset: Dataset, item_vectors: np.ndarray | None) -> list[Recommender]:
+        from tokrec.models.registry import create_model
+
+        out = []
+        for spec in self._specs():
+            model = create_model(spec.model, spec.config)
+            model.fit(dataset, item_vectors if model.needs_item_vectors or item_vectors is not None else None)
+            out.append(model)
+        return out
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        import lightgbm as lgb
+
+        start = time.perf_counter()
+        c = self.config
+        self.item_vectors_ = None if item_vectors is None else np.asarray(item_vectors, dtype=np.float32)
+        self._fit_pca()
+        ds_val, val_users, val_targets = validation_cut(dataset)
+        if len(val_users) < 2:
+            raise ConfigError("gbdt-ranker: needs at least 2 users with 3 or more events")
+        sources = self._fit_sources(ds_val, item_vectors)
+        seen_val = {u: s for u, s in enumerate(ds_val.sequences()) if len(s)}
+        feats, cands = self._features(sources, val_users, seen_val)
+        labels = (cands == val_targets[:, None]).astype(np.float32)
+        hit = labels.sum(1) > 0
+        log.info("gbdt-ranker: first stage recall@%d on validation %.4f", c.n_candidates, hit.mean())
+        rng = np.random.default_rng(c.seed)
+        is_valid = rng.random(len(val_users)) < c.valid_fraction
+        params = {
+            "objective": "lambdarank",
+            "metric": "ndcg",
+            "eval_at": [10],
+            "learning_rate": c.learning_rate,
+            "num_leaves": c.num_leaves,
+            "min_child_samples": c.min_child_samples,
+            "seed": c.seed,
+            "num_threads": c.threads,
+            "verbose": -1,
+            "deterministic": True,
+        }
+        n_c = cands.shape[1]
+        tr = hit & ~is_valid
+        train_set = lgb.Dataset(
+            feats[tr].reshape(-1, feats.shape[-1]),
+            labels[tr].ravel(),
+            group=[n_c] * int(tr.sum()),
+            feature_name=self.feature_names_,
+        )
+        valid = hit & is_valid
+        callbacks = []
+        valid_sets = []
+        if valid.any():
+            valid_sets = [
+                lgb.Dataset(
+                    feats[valid].reshape(-1, feats.shape[-1]),
+                    labels[valid].ravel(),
+                    group=[n_c] * int(valid.sum()),
+                    reference=train_set,
+                )
+            ]
+            callbacks = [lgb.early_stopping(c.early_stopping_rounds, verbose=False)]
+        booster = lgb.train(
+            params, train_set, num_boost_round=c.n_estimators, valid_sets=valid_sets, callbacks=callbacks
+        )
+        self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
+        self.booster_ = lgb.Booster(model_str=booster.model_to_string(num_iteration=self.best_iteration_))
+        self.sources_ = self._fit_sources(dataset, item_vectors)
+        self.fit_seconds_ = time.perf_counter() - start
+
+    def _fit_pca(self) -> None:
+        k = self.config.vector_dims
+        if self.item_vectors_ is None or k == 0:
+            self.pca_ = None
+            return
+        x = self.item_vectors_ - self.item_vectors_.mean(0)
+        _, _, vt = np.linalg.svd(x, full_matrices=False)
+        self.pca_ = vt[: min(k, vt.shape[0])].T.astype(np.float32)  # (D, k)
+
+    # ---- features --------------------------------------------------------------------------
+    def _features(
+        self, sources: list[Recommender], user_rows: np.ndarray, seen: dict[int, np.ndarray]
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``(U, C, F)`` float32 and candidate item rows ``(U, C)`` for users ``user_rows``."""
+        c = self.config
+        empty = np.empty(0, dtype=np.int64)
+        hists = [seen.get(int(u), empty) for u in user_rows]
+        scores = [np.asarray(s._score_users(user_rows), dtype=np.float32) for s in sources]
+        first = scores[0].copy()
+        for j, h in enumerate(hists):
+            first[j, h] = -np.inf
+        n_c = min(c.n_candidates, first.shape[1])
+        cands = np.argsort(-first, axis=1, kind="stable")[:, :n_c]
+        cols: list[np.ndarray] = []
+        names: list[str] = []
+        rows = np.arange(len(user_rows))[:, None]
+        for k, (spec, s) in enumerate(zip(self._specs(), scores, strict=True)):
+            v = s[rows, cands]
+            mu, sd = v.mean(1, keepdims=True), v.std(1, keepdims=True) + 1e-9
+            rank = np.argsort(np.argsort(-v, axis=1, kind="stable"), axis=1).astype(np.float32)
+            cols += [v, (v - mu) / sd, rank]
+            names += [f"{k}_{spec.model}_score", f"{k}_{spec.model}_z", f"{k}_{spec.model}_rank"]
+        cols.append(np.repeat(np.array([len(h) for h in hists], np.float32)[:, None], n_c, 1))
+        names.append("history_len")
+        if self.item_vectors_ is not None:
+            cols_v, names_v = self._vector_features(hists, cands)
+            cols += cols_v
+            names += names_v
+        self.feature_names_ = names
+        return np.stack(cols, axis=-1).astype(np.float32), cands
+
+    def _vector_features(
+        self, hists: list[np.ndarray], cands: np.ndarray
+    ) -> tuple[list[np.ndarray], list[str]]:
+        assert self.item_vectors_ is not None
+        v = self.item_vectors_
+        prof = np.stack(
+            [
+                v[h[-self.config.profile_len :]].mean(0) if len(h) else np.zeros(v.shape[1], np.float32)
+                for h in hists
+            ]
+        )
+        prof_n = prof / (np.linalg.norm(prof, axis=1, keepdims=True) + 1e-9)
+        vn = v / (np.linalg.norm(v, axis=1, keepdims=True) + 1e-9)
+        cos = np.einsum("ud,ucd->uc", prof_n, vn[cands])
+        last = np.stack([vn[h[-1]] if len(h) else np.zeros(v.shape[1], np.float32) for h in hists])
+        cos_last = np.einsum("ud,ucd->uc", last, vn[cands])
+        cols, names = [cos, cos_last], ["text_cosine", "text_cosine_last"]
+        if self.pca_ is not None:
+            zu = prof @ self.pca_
+            zi = v @ self.pca_
+            n_c = cands.shape[1]
+            for d in range(self.pca_.shape[1]):
+                cols.append(np.repeat(zu[:, d : d + 1], n_c, 1))
+                names.append(f"zu_{d}")
+            for d in range(self.pca_.shape[1]):
+                cols.append(zi[cands, d])
+                names.append(f"zi_{d}")
+        return cols, names
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        user_rows = np.asarray(user_rows, dtype=np.int64)
+        feats, cands = self._features(self.sources_, user_rows, self.seen_)
+        flat = feats.reshape(-1, feats.shape[-1])
+        pred = self.booster_.predict(flat, num_threads=self.config.threads).reshape(cands.shape)
+        return _place(pred, cands, self.n_items)
+
+    # ---- persistence -----------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        out: dict[str, np.ndarray] = {}
+        for j, s in enumerate(self.sources_):
+            out.update({f"src{j}.{k}": v for k, v in s._arrays().items()})
+        if self.item_vectors_ is not None:
+            out["item_vectors"] = self.item_vectors_
+        if self.pca_ is not None:
+            out["pca"] = self.pca_
+        return out
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        from tokrec.models.registry import create_model
+
+        self.item_vectors_ = arrays.get("item_vectors")
+        self.pca_ = arrays.get("pca")
+        self.sources_ = []
+        for j, spec in enumerate(self._specs()):
+            model = create_model(spec.model, spec.config)
+            model.item_vocab_, model.user_vocab_, model.seen_ = self.item_vocab_, self.user_vocab_, self.seen_
+            model._set_extra_state(self._source_states[j])
+            model._set_arrays(
+                {k[len(f"src{j}.") :]: v for k, v in arrays.items() if k.startswith(f"src{j}.")}
+            )
+            self.sources_.append(model)
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {
+            "booster": self.booster_.model_to_string(),
+            "sources": [s._extra_state() for s in self.sources_],
+            "feature_names": self.feature_names_,
+            "best_iteration": self.best_iteration_,
+            "fit_seconds": self.fit_seconds_,
+        }
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        import lightgbm as lgb
+
+        self.booster_ = lgb.Booster(model_str=state["booster"])
+        self._source_states = state.get("sources", [{}] * len(self._specs()))
+        self.feature_names_ = list(state.get("feature_names", []))
+        self.best_iteration_ = int(state.get("best_iteration", 0))
+        self.fit_seconds_ = float(state.get("fit_seconds", 0.0))
+
+
+def _place(pred: np.ndarray, cands: np.ndarray, n_items: int) -> np.ndarray:
+    """Full score rows ``(U, n_items)``: candidates get the booster's score, every other item one
+    constant score below all of them."""
+    n_u, n_c = cands.shape
+    floor = pred.min(1, keepdims=True) - 1.0
+    out = np.empty((n_u, n_items), dtype=np.float32)
+    out[:] = floor - 1.0  # items the first stage did not propose (or the user has seen)
+    rows = np.arange(n_u)[:, None]
+    out[rows, cands] = pred
+    return out
+
+
+def validation_cut(dataset: Dataset) -> tuple[Dataset, np.ndarray, np.ndarray]:
+    """Holds out each user's last event (users with 3+ events).
+
+    Returns:
+        ``(dataset without those events, user rows (V,), held-out item rows (V,))``.
+    """
+    inter = dataset.interactions
+    order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), dataset.user_idx))
+    users = dataset.user_idx[order]
+    last = np.ones(len(order), dtype=bool)
+    last[:-1] = users[1:] != users[:-1]
+    counts = np.bincount(users, minlength=dataset.n_users)
+    held = order[last & (counts[users] >= 3)]
+    keep = np.ones(len(inter), dtype=bool)
+    keep[held] = False
+    ds_val = dataset.with_interactions(inter[keep].reset_index(drop=True))
+    users_val = ds_val.user_vocab.encode(dataset.user_vocab.decode(dataset.user_idx[held]))
+    return ds_val, users_val, ds_val.item_vocab.encode(dataset.item_vocab.decode(dataset.item_idx[held]))

@@ -1,0 +1,355 @@
+"""``text-sasrec``: a SASRec-style causal transformer whose items are represented by their LM text vectors.
+
+An item's representation is ``LayerNorm(MoE-adaptor(normalised text vector) + ID embedding)``; items
+that had no training events (or were added later with :meth:`TextSASRec.add_items`) have no ID
+embedding and enter from their text alone, without retraining. ID dropout during training teaches the
+model to rank text-only items. Training is full-softmax next-item cross-entropy over the catalog, with
+the epoch count chosen on a validation event (each user's last training event), then optionally
+retrained on the full training sequences for that many epochs.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from typing import Any, ClassVar, Literal
+
+import numpy as np
+from pydantic import Field
+
+from tokrec.data.dataset import Dataset, Vocab
+from tokrec.errors import ConfigError
+from tokrec.models.base import ModelConfig, Recommender
+
+log = logging.getLogger(__name__)
+
+
+class TextSASRecConfig(ModelConfig):
+    """Hyperparameters and runtime options of :class:`TextSASRec`."""
+
+    hidden: int = Field(64, ge=4)
+    n_blocks: int = Field(2, ge=1)
+    n_heads: int = Field(2, ge=1)
+    inner: int = Field(256, ge=4, description="feed-forward width inside each block")
+    max_len: int = Field(50, ge=2)
+    dropout: float = Field(0.2, ge=0, lt=1)
+    text_dropout: float = Field(0.2, ge=0, lt=1, description="dropout on the text vector before the adaptor")
+    n_experts: int = Field(4, ge=1, description="adaptor experts (1 = one linear projection)")
+    text_norm: Literal["none", "center", "whiten"] = "center"
+    id_embeddings: bool = True
+    id_dropout: float = Field(
+        0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
+    )
+    lr: float = Field(1e-3, gt=0)
+    weight_decay: float = Field(0.0, ge=0)
+    batch_size: int = Field(128, ge=1)
+    epochs: int = Field(200, ge=1, description="maximum epochs")
+    patience: int = Field(10, ge=1, description="epochs without validation gain before stopping")
+    refit_full: bool = Field(True, description="retrain on full sequences for the chosen epoch count")
+    seed: int = 42
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    threads: int | None = Field(
+        2, ge=1, description="torch CPU threads while fitting/scoring (None: leave as is)"
+    )
+    progress: bool = False
+
+
+class TextSASRec(Recommender):
+    """Text-aware SASRec (see module docstring). Scores new items from their text vectors."""
+
+    name: ClassVar[str] = "text-sasrec"
+    Config: ClassVar[type[ModelConfig]] = TextSASRecConfig
+    scores_new_items: ClassVar[bool] = True
+    needs_item_vectors: ClassVar[bool] = True
+    config: TextSASRecConfig
+
+    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
+        super().__init__(config, **kwargs)
+        self.item_vectors_: np.ndarray | None = None
+        self.text_mean_: np.ndarray | None = None
+        self.text_proj_: np.ndarray | None = None
+        self.id_index_: np.ndarray | None = None
+        self.net_: Any = None
+        self.best_epoch_: int = 0
+        self.history_: list[dict[str, float]] = []
+        self.fit_seconds_: float = 0.0
+        self._table_cache: Any = None
+
+    # ---- runtime helpers -------------------------------------------------------------------
+    def _device(self) -> Any:
+        import torch
+
+        want = self.config.device
+        if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+            if not torch.cuda.is_available():
+                raise ConfigError("text-sasrec: device 'cuda' asked for but CUDA is not available")
+            return torch.device("cuda")
+        return torch.device("cpu")
+
+    def _dtype(self, device: Any) -> str:
+        if self.config.dtype == "float16" and device.type == "cpu":
+            return "bfloat16"  # fp16 autocast is a GPU feature
+        return self.config.dtype
+
+    @contextlib.contextmanager
+    def _threads(self) -> Iterator[None]:
+        import torch
+
+        old = torch.get_num_threads()
+        if self.config.threads:
+            torch.set_num_threads(self.config.threads)
+        try:
+            yield
+        finally:
+            torch.set_num_threads(old)
+
+    def _normalise(self, vectors: np.ndarray) -> np.ndarray:
+        assert self.text_mean_ is not None and self.text_proj_ is not None
+        return ((vectors - self.text_mean_) @ self.text_proj_).astype(np.float32)
+
+    def _fit_text_norm(self, vectors: np.ndarray) -> None:
+        d = vectors.shape[1]
+        mode = self.config.text_norm
+        self.text_mean_ = vectors.mean(0).astype(np.float32) if mode != "none" else np.zeros(d, np.float32)
+        if mode == "whiten":
+            xc = vectors - self.text_mean_
+            cov = xc.T @ xc / max(len(xc) - 1, 1)
+            vals, vecs = np.linalg.eigh(cov.astype(np.float64))
+            vals = np.maximum(vals, 0) + 1e-3 * vals.max()
+            self.text_proj_ = (vecs @ np.diag(vals**-0.5) @ vecs.T).astype(np.float32) / np.sqrt(d)
+        else:
+            self.text_proj_ = np.eye(d, dtype=np.float32)
+
+    def _build_net(self, d_text: int, n_ids: int) -> Any:
+        from tokrec.models._sasrec_impl import ItemTable, SASRecNet
+
+        c = self.config
+        table = ItemTable(d_text, c.hidden, n_ids if c.id_embeddings else 0, c.n_experts, c.text_dropout)
+        return SASRecNet(table, c.hidden, c.n_blocks, c.n_heads, c.inner, c.max_len, c.dropout)
+
+    # ---- fitting ---------------------------------------------------------------------------
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        assert item_vectors is not None
+        c = self.config
+        if c.hidden % c.n_heads:
+            raise ConfigError(f"text-sasrec: hidden ({c.hidden}) must be divisible by n_heads ({c.n_heads})")
+        vectors = np.asarray(item_vectors, dtype=np.float32)
+        if not np.isfinite(vectors).all():
+            raise ConfigError("text-sasrec: item_vectors contain NaN or inf")
+        self.item_vectors_ = vectors.copy()
+        self._fit_text_norm(vectors)
+        seqs = [s for s in dataset.sequences() if len(s)]
+        counts = np.bincount(
+            np.concatenate(seqs) if seqs else np.empty(0, np.int64), minlength=dataset.n_items
+        )
+        self.id_index_ = np.zeros(dataset.n_items, dtype=np.int64)
+        trained = np.flatnonzero(counts > 0)
+        self.id_index_[trained] = np.arange(1, len(trained) + 1)
+        start = time.perf_counter()
+        with self._threads():
+            self._fit_torch(seqs, len(trained))
+        self.fit_seconds_ = time.perf_counter() - start
+        self._table_cache = None
+
+    def _fit_torch(self, seqs: list[np.ndarray], n_ids: int) -> None:
+        import torch
+
+        from tokrec.models._sasrec_impl import (
+            ndcg_at_k,
+            score_histories,
+            train_epoch,
+            training_windows,
+        )
+
+        c = self.config
+        device = self._device()
+        dtype = self._dtype(device)
+        assert self.item_vectors_ is not None and self.id_index_ is not None
+        z = torch.from_numpy(self._normalise(self.item_vectors_)).to(device)
+        id_index = torch.from_numpy(self.id_index_).to(device)
+        val_users = [s for s in seqs if len(s) >= 3]
+        val_hist = [s[:-1] for s in val_users]
+        val_tgt = np.array([s[-1] for s in val_users], dtype=np.int64)
+        inputs, targets = training_windows(val_hist, c.max_len)
+        net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+        best, best_state, bad = -1.0, None, 0
+        self.history_ = []
+        epochs = range(1, c.epochs + 1)
+        bar = _progress(epochs, c.progress, "text-sasrec (validation)")
+        for epoch in bar:
+            loss = train_epoch(
+                net,
+                opt,
+                z,
+                id_index,
+                inputs,
+                targets,
+                batch_size=c.batch_size,
+                id_dropout=c.id_dropout,
+                rng=rng,
+                device=device,
+                dtype=dtype,
+                scaler=scaler,
+            )
+            with torch.no_grad():
+                net.eval()
+                table = net.table(z, id_index)
+            scores = score_histories(net, table, val_hist, batch_size=512, device=device, dtype=dtype)
+            ndcg = ndcg_at_k(scores, val_hist, val_tgt)
+            self.history_.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
+            log.info("text-sasrec epoch %d loss %.4f val NDCG@10 %.4f", epoch, loss, ndcg)
+            if ndcg > best:
+                best, bad, self.best_epoch_ = ndcg, 0, epoch
+                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+            else:
+                bad += 1
+                if bad >= c.patience:
+                    break
+        if c.refit_full and self.best_epoch_ > 0:
+            inputs, targets = training_windows(seqs, c.max_len)
+            net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+            for _ in _progress(range(self.best_epoch_), c.progress, "text-sasrec (full refit)"):
+                train_epoch(
+                    net,
+                    opt,
+                    z,
+                    id_index,
+                    inputs,
+                    targets,
+                    batch_size=c.batch_size,
+                    id_dropout=c.id_dropout,
+                    rng=rng,
+                    device=device,
+                    dtype=dtype,
+                    scaler=scaler,
+                )
+        elif best_state is not None:
+            net.load_state_dict(best_state)
+        self.net_ = net.to("cpu").eval()
+
+    def _init_training(
+        self, d_text: int, n_ids: int, device: Any, dtype: str
+    ) -> tuple[Any, Any, Any, np.random.Generator]:
+        import torch
+
+        c = self.config
+        torch.manual_seed(c.seed)
+        net = self._build_net(d_text, n_ids).to(device)
+        opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        scaler = torch.amp.GradScaler("cuda") if dtype == "float16" and device.type == "cuda" else None
+        return net, opt, scaler, np.random.default_rng(c.seed)
+
+    # ---- scoring ---------------------------------------------------------------------------
+    def _table(self) -> Any:
+        import torch
+
+        if self._table_cache is None:
+            assert self.item_vectors_ is not None and self.id_index_ is not None
+            with torch.no_grad():
+                self.net_.eval()
+                z = torch.from_numpy(self._normalise(self.item_vectors_))
+                self._table_cache = self.net_.table(z, torch.from_numpy(self.id_index_))
+        return self._table_cache
+
+    def _score_seqs(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        import torch
+
+        from tokrec.models._sasrec_impl import score_histories
+
+        with self._threads():
+            return score_histories(
+                self.net_,
+                self._table(),
+                histories,
+                batch_size=512,
+                device=torch.device("cpu"),
+                dtype="float32",
+            )
+
+    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+        empty = np.empty(0, dtype=np.int64)
+        return self._score_seqs([self.seen_.get(int(u), empty) for u in user_rows])
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        return self._score_seqs([np.asarray(item_rows, dtype=np.int64)])[0]
+
+    # ---- new items -------------------------------------------------------------------------
+    def add_items(self, item_ids: Sequence[str], item_vectors: np.ndarray) -> None:
+        """Adds items (or replaces the text vectors of known ones) from their text vectors alone.
+
+        Args:
+            item_ids: external ids, one per row of ``item_vectors``.
+            item_vectors: ``(len(item_ids), D)`` vectors from the same encoder used in ``fit``.
+
+        New items get no ID embedding, so they are scored from text; no retraining happens.
+        """
+        self._check_fitted()
+        assert self.item_vocab_ is not None and self.item_vectors_ is not None and self.id_index_ is not None
+        vectors = np.asarray(item_vectors, dtype=np.float32)
+        if vectors.ndim != 2 or vectors.shape != (len(item_ids), self.item_vectors_.shape[1]):
+            raise ConfigError(
+                f"add_items: expected item_vectors of shape ({len(item_ids)}, {self.item_vectors_.shape[1]}), got {vectors.shape}"
+            )
+        if not np.isfinite(vectors).all():
+            raise ConfigError("add_items: item_vectors contain NaN or inf")
+        vocab = Vocab.from_list(self.item_vocab_.to_list())  # never mutate the dataset's vocabulary
+        rows = np.array([vocab.add(str(i)) for i in item_ids], dtype=np.int64)
+        n_new = len(vocab) - len(self.item_vocab_)
+        table = np.concatenate([self.item_vectors_, np.zeros((n_new, vectors.shape[1]), np.float32)])
+        table[rows] = vectors
+        self.id_index_ = np.concatenate([self.id_index_, np.zeros(n_new, np.int64)])
+        self.item_vectors_ = table
+        self.item_vocab_ = vocab
+        self._table_cache = None
+
+    # ---- persistence -----------------------------------------------------------------------
+    def _arrays(self) -> dict[str, np.ndarray]:
+        assert self.item_vectors_ is not None
+        out = {
+            "item_vectors": self.item_vectors_,
+            "text_mean": self.text_mean_,
+            "text_proj": self.text_proj_,
+            "id_index": self.id_index_,
+        }
+        for k, v in self.net_.state_dict().items():
+            out[f"net.{k}"] = v.detach().cpu().float().numpy()
+        return {k: np.asarray(v) for k, v in out.items()}
+
+    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+        import torch
+
+        self.item_vectors_ = arrays["item_vectors"].astype(np.float32)
+        self.text_mean_ = arrays["text_mean"]
+        self.text_proj_ = arrays["text_proj"]
+        self.id_index_ = arrays["id_index"].astype(np.int64)
+        n_ids = (
+            int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
+        )
+        net = self._build_net(self.item_vectors_.shape[1], n_ids)
+        state = {
+            k[4:]: torch.from_numpy(np.ascontiguousarray(v))
+            for k, v in arrays.items()
+            if k.startswith("net.")
+        }
+        net.load_state_dict(state)
+        self.net_ = net.eval()
+        self._table_cache = None
+
+    def _extra_state(self) -> dict[str, Any]:
+        return {"best_epoch": self.best_epoch_, "history": self.history_, "fit_seconds": self.fit_seconds_}
+
+    def _set_extra_state(self, state: dict[str, Any]) -> None:
+        self.best_epoch_ = int(state.get("best_epoch", 0))
+        self.history_ = list(state.get("history", []))
+        self.fit_seconds_ = float(state.get("fit_seconds", 0.0))
+
+
+def _progress(it: Any, enabled: bool, desc: str) -> Any:
+    if not enabled:
+        return it
+    from tqdm.auto import tqdm
+
+    return tqdm(it, desc=desc)
