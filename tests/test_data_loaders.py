@@ -319,6 +319,46 @@ def test_jsonl_numeric_ids_are_strings(tmp_path):
     assert df["item_id"].tolist() == ["10", "3"]
 
 
+def test_non_finite_values_are_errors(tmp_path):
+    p = write(tmp_path, "i.csv", "user_id,item_id,rating,timestamp\na,x,4,10\na,y,nan,11\n")
+    with pytest.raises(DataError, match="not a number: 'nan'") as e:
+        load_interactions(p)
+    assert_where(e.value, p, 3, "rating")
+    p = write(tmp_path, "j.csv", "user_id,item_id,rating,timestamp\na,x,4,10\na,y,inf,11\n")
+    with pytest.raises(DataError, match="not a finite number") as e:
+        load_interactions(p)
+    assert_where(e.value, p, 3, "rating")
+    p = write(tmp_path, "k.csv", "user_id,item_id,timestamp\na,x,10\na,y,inf\n")
+    with pytest.raises(DataError, match="cannot parse timestamp 'inf'") as e:
+        load_interactions(p)
+    assert_where(e.value, p, 3, "timestamp")
+
+
+def test_parquet_datetime_and_jsonl_iso_timestamps(tmp_path):
+    ts = pd.to_datetime(["2020-01-01 00:00:00", "2020-01-02 00:00:00"])
+    pd.DataFrame({"user_id": ["a", "b"], "item_id": ["x", "y"], "timestamp": ts}).to_parquet(
+        tmp_path / "i.parquet"
+    )
+    assert load_interactions(tmp_path / "i.parquet")["timestamp"].tolist() == [1577836800, 1577923200]
+    p = tmp_path / "i.jsonl"
+    p.write_text('{"user_id": "a", "item_id": "x", "timestamp": "2020-01-01T00:00:00Z"}\n')
+    assert load_interactions(p)["timestamp"].tolist() == [1577836800]
+
+
+def test_users_table(tmp_path):
+    users = write(tmp_path, "users.csv", "user_id,age\n10,30\n11,40\n12,50\n")
+    ds = load_dataset(
+        items=write(tmp_path, "items.csv", ITEMS), interactions=write(tmp_path, "i.csv", INTER), users=users
+    )
+    assert ds.users["user_id"].tolist() == ["10", "11", "12"]
+    assert ds.n_users == 3  # a user with no interactions still gets a row
+    assert ds.report.rows_read["users"] == 3
+    dup = write(tmp_path, "dup.csv", "user_id,age\n10,30\n10,40\n")
+    with pytest.raises(DataError, match="duplicate user id '10'") as e:
+        load_dataset(items=tmp_path / "items.csv", interactions=tmp_path / "i.csv", users=dup)
+    assert_where(e.value, dup, 3, "user_id")
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         load_items(tmp_path / "nope.csv")
