@@ -359,6 +359,19 @@ def test_users_table(tmp_path):
     assert_where(e.value, dup, 3, "user_id")
 
 
+def test_compressed_files(tmp_path):
+    import gzip
+
+    (tmp_path / "i.csv.gz").write_bytes(gzip.compress(INTER.encode()))
+    assert load_interactions(tmp_path / "i.csv.gz")["item_id"].tolist() == ["007", "1", "2"]
+    (tmp_path / "bad.csv.gz").write_bytes(gzip.compress((INTER + "\n12,1,4,soon\n").encode()))
+    with pytest.raises(DataError) as e:
+        load_interactions(tmp_path / "bad.csv.gz")
+    assert_where(e.value, tmp_path / "bad.csv.gz", 6, "timestamp")  # the blank line 5 is counted
+    (tmp_path / "i.jsonl.gz").write_bytes(gzip.compress(b'{"user_id": 1, "item_id": 2}\n'))
+    assert load_interactions(tmp_path / "i.jsonl.gz")["item_id"].tolist() == ["2"]
+
+
 def test_missing_file(tmp_path):
     with pytest.raises(DataError, match="file not found"):
         load_items(tmp_path / "nope.csv")
