@@ -353,6 +353,9 @@ def test_users_table(tmp_path):
     assert ds.users["user_id"].tolist() == ["10", "11", "12"]
     assert ds.n_users == 3  # a user with no interactions still gets a row
     assert ds.report.rows_read["users"] == 3
+    few = write(tmp_path, "few.csv", "user_id,age\n10,30\n")
+    ds = load_dataset(items=tmp_path / "items.csv", interactions=tmp_path / "i.csv", users=few)
+    assert ds.report.summary().endswith("filtered: none; 1 interaction users are not in the user table")
     dup = write(tmp_path, "dup.csv", "user_id,age\n10,30\n10,40\n")
     with pytest.raises(DataError, match="duplicate user id '10'") as e:
         load_dataset(items=tmp_path / "items.csv", interactions=tmp_path / "i.csv", users=dup)

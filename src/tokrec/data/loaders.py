@@ -783,5 +783,8 @@ def load_dataset(
         users_df = load_users(
             users, id_column=user_id_column, format=format, encoding=encoding, report=report
         )
+        absent = pd.Index(users_df["user_id"]).get_indexer(inter["user_id"].unique()) < 0
+        if absent.any():  # kept (they get vocabulary rows), but said
+            report.notes.append(f"{int(absent.sum())} interaction users are not in the user table")
     inter.attrs.clear()
     return Dataset(inter, items_df, users_df, name=name or Path(interactions).stem, report=report)
