@@ -56,7 +56,7 @@ class ToyPopularity(Recommender):
 class HashingEncoder:
     """Bag of words hashed into ``dim`` signed buckets, L2-normalised: texts sharing words are close."""
 
-    def __init__(self, dim: int = 64) -> None:
+    def __init__(self, dim: int = 256) -> None:
         self._dim = dim
         self.calls = 0
 

@@ -58,7 +58,7 @@ def settings_from_args(args: argparse.Namespace):
     if args.max_k is not None:
         opts["max_k"] = args.max_k
     try:
-        return ServeSettings(**opts)
+        return ServeSettings.model_validate(opts)
     except Exception as e:
         from tokrec.errors import ConfigError
 

@@ -77,8 +77,8 @@ class VectorIndex:
         import faiss
 
         if ann_path is not None and Path(ann_path).is_file():
-            index = faiss.read_index(str(ann_path))
-            if index.ntotal == self._n and index.d == self.dim:
+            index = faiss.downcast_index(faiss.read_index(str(ann_path)))
+            if isinstance(index, faiss.IndexHNSWFlat) and index.ntotal == self._n and index.d == self.dim:
                 index.hnsw.efSearch = self.ef_search
                 return index
         index = build_hnsw(self._buf[: self._n])
@@ -156,9 +156,6 @@ def _top(scores: np.ndarray, n: int) -> np.ndarray:
     if len(finite) == 0 or n <= 0:
         return np.empty(0, dtype=np.int64)
     s = scores[finite]
-    if n < len(s):
-        part = np.argpartition(-s, n - 1)[:n]
-    else:
-        part = np.arange(len(s))
+    part = np.argpartition(-s, n - 1)[:n] if n < len(s) else np.arange(len(s))
     order = np.lexsort((finite[part], -s[part]))
     return finite[part[order]]
