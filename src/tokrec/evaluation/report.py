@@ -14,6 +14,7 @@ import platform
 import tempfile
 from collections.abc import Callable, Sequence
 from datetime import datetime, timezone
+from functools import partial
 from pathlib import Path
 from typing import Any
 
@@ -37,7 +38,7 @@ METRIC_FMT = "{:.4f}"
 SECONDS_FMT = "{:.2f}"
 
 
-def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
+def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
     """Calls ``write(tmp)`` on a temporary path next to ``path``, then renames it into place."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
@@ -50,6 +51,10 @@ def atomic_write(path: Path, write: Callable[[Path], None]) -> Path:
         if tmp.exists():
             tmp.unlink()
     return path
+
+
+def _to_csv(df: Any, path: Path) -> None:
+    df.to_csv(path, index=False)
 
 
 def machine_description() -> str:
@@ -375,11 +380,8 @@ def write_report(
     for r in results:
         for run in r.runs:
             if run.recs is not None:
-                recs = run.recs
                 p = out / "recs" / r.name / f"{run.model}.csv"
-                written[f"recs:{r.name}/{run.model}"] = atomic_write(
-                    p, lambda t, df=recs: df.to_csv(t, index=False)
-                )
+                written[f"recs:{r.name}/{run.model}"] = atomic_write(p, partial(_to_csv, run.recs))
     data = results_to_json(results, dataset=dataset, **extra)
     written["metrics"] = atomic_write(
         out / "metrics.json", lambda t: t.write_text(json.dumps(data, indent=2, allow_nan=False) + "\n")
