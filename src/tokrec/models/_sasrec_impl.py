@@ -191,8 +191,12 @@ def train_epoch(
     device: torch.device,
     dtype: str,
     scaler: torch.amp.GradScaler | None = None,
+    out_items: torch.Tensor | None = None,
 ) -> float:
-    """One pass of full-softmax next-item cross-entropy; returns the mean loss."""
+    """One pass of full-softmax next-item cross-entropy; returns the mean loss.
+
+    ``out_items`` restricts the softmax to these item rows (then ``targets`` hold positions in it).
+    """
     net.train()
     total, count = 0.0, 0
     for idx in batches(len(inputs), batch_size, rng):
@@ -204,7 +208,8 @@ def train_epoch(
         with autocast(device, dtype):
             table = net.table(z, id_index, keep)
             hid = net.encode(inp, table)
-            logits = (hid @ table.T) * net.logit_scale
+            out = table if out_items is None else table[out_items]
+            logits = (hid @ out.T) * net.logit_scale
         loss = nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100
         )

@@ -11,6 +11,7 @@ retrained on the full training sequences for that many epochs.
 from __future__ import annotations
 
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import Iterator, Sequence
@@ -38,6 +39,9 @@ class TextSASRecConfig(ModelConfig):
     text_dropout: float = Field(0.2, ge=0, lt=1, description="dropout on the text vector before the adaptor")
     n_experts: int = Field(4, ge=1, description="adaptor experts (1 = one linear projection)")
     text_norm: Literal["none", "center", "whiten"] = "center"
+    softmax_items: Literal["trained", "all"] = Field(
+        "trained", description="softmax over items with training events only, or the whole catalog"
+    )
     id_embeddings: bool = True
     id_dropout: float = Field(
         0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
@@ -173,27 +177,24 @@ class TextSASRec(Recommender):
         val_users = [s for s in seqs if len(s) >= 3]
         val_hist = [s[:-1] for s in val_users]
         val_tgt = np.array([s[-1] for s in val_users], dtype=np.int64)
+        out_items, remap = self._softmax_items()
+        step = functools.partial(
+            train_epoch,
+            z=z,
+            id_index=id_index,
+            batch_size=c.batch_size,
+            id_dropout=c.id_dropout,
+            device=device,
+            dtype=dtype,
+            out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
+        )
         inputs, targets = training_windows(val_hist, c.max_len)
+        targets = remap(targets)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
         best, best_state, bad = -1.0, None, 0
         self.history_ = []
-        epochs = range(1, c.epochs + 1)
-        bar = _progress(epochs, c.progress, "text-sasrec (validation)")
-        for epoch in bar:
-            loss = train_epoch(
-                net,
-                opt,
-                z,
-                id_index,
-                inputs,
-                targets,
-                batch_size=c.batch_size,
-                id_dropout=c.id_dropout,
-                rng=rng,
-                device=device,
-                dtype=dtype,
-                scaler=scaler,
-            )
+        for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
+            loss = step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
             with torch.no_grad():
                 net.eval()
                 table = net.table(z, id_index)
@@ -210,25 +211,27 @@ class TextSASRec(Recommender):
                     break
         if c.refit_full and self.best_epoch_ > 0:
             inputs, targets = training_windows(seqs, c.max_len)
+            targets = remap(targets)
             net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
             for _ in _progress(range(self.best_epoch_), c.progress, "text-sasrec (full refit)"):
-                train_epoch(
-                    net,
-                    opt,
-                    z,
-                    id_index,
-                    inputs,
-                    targets,
-                    batch_size=c.batch_size,
-                    id_dropout=c.id_dropout,
-                    rng=rng,
-                    device=device,
-                    dtype=dtype,
-                    scaler=scaler,
-                )
+                step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
         elif best_state is not None:
             net.load_state_dict(best_state)
         self.net_ = net.to("cpu").eval()
+
+    def _softmax_items(self) -> tuple[np.ndarray | None, Any]:
+        """Rows the softmax runs over (None = all) and a function mapping target rows to positions."""
+        assert self.id_index_ is not None
+        if self.config.softmax_items == "all":
+            return None, lambda t: t
+        out = np.flatnonzero(self.id_index_ > 0)
+        pos = np.full(len(self.id_index_), -100, dtype=np.int64)
+        pos[out] = np.arange(len(out))
+
+        def remap(t: np.ndarray) -> np.ndarray:
+            return np.where(t >= 0, pos[np.maximum(t, 0)], -100)
+
+        return out, remap
 
     def _init_training(
         self, d_text: int, n_ids: int, device: Any, dtype: str
