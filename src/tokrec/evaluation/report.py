@@ -174,14 +174,28 @@ def _save(fig: Any, path: Path) -> Path:
     return atomic_write(path, lambda tmp: fig.savefig(tmp, dpi=110, format="png"))
 
 
+def _colors(results: Sequence[ProtocolResult]) -> dict[str, Any]:
+    """One colour per model, the same in every plot."""
+    from matplotlib import colormaps
+
+    names: list[str] = []
+    for r in results:
+        names += [run.model for run in r.runs if run.model not in names]
+    cmap = colormaps["tab10"] if len(names) <= 10 else colormaps["tab20"]
+    return {n: cmap(i % cmap.N) for i, n in enumerate(names)}
+
+
 def plot_ndcg_curves(results: Sequence[ProtocolResult], path: Path) -> Path:
     """NDCG@K against K, one line per model, one panel per protocol."""
     fig, axes = _figure(len(results))
+    colors = _colors(results)
     for ax, r in zip(axes, results, strict=True):
         for run in r.runs:
             if run.error:
                 continue
-            ax.plot(r.ks, [run.metrics[f"ndcg@{k}"] for k in r.ks], marker="o", label=run.model)
+            ys = [run.metrics[f"ndcg@{k}"] for k in r.ks]
+            ax.plot(r.ks, ys, marker="o", label=run.model, color=colors[run.model])
+        ax.set_ylim(bottom=0)
         ax.set_xscale("log")
         ax.set_xticks(r.ks, [str(k) for k in r.ks])
         ax.minorticks_off()
@@ -220,13 +234,16 @@ def plot_protocols(results: Sequence[ProtocolResult], k: int, path: Path) -> Pat
 def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) -> Path:
     """Left: share of top-k recommendations per catalog popularity decile (first protocol).
     Right: NDCG@k against average recommendation popularity, every model and protocol."""
+    from matplotlib.lines import Line2D
+
     fig, axes = _figure(2)
+    colors = _colors(results)
     first = results[0]
     deciles = list(range(1, 11))
     for run in first.runs:
         if run.error or not run.popularity_deciles:
             continue
-        axes[0].plot(deciles, run.popularity_deciles, marker="o", label=run.model)
+        axes[0].plot(deciles, run.popularity_deciles, marker="o", label=run.model, color=colors[run.model])
     axes[0].axhline(0.1, color="grey", linestyle="--", linewidth=1, label="uniform (10%)")
     axes[0].set_xticks(deciles, ["1\n(most\npopular)"] + [str(d) for d in deciles[1:-1]] + ["10\n(least)"])
     axes[0].set_xlabel("catalog popularity decile (training events)")
@@ -240,10 +257,14 @@ def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) 
             if run.error:
                 continue
             x, y = run.metrics[f"arp@{k}"], run.metrics[f"ndcg@{k}"]
-            axes[1].scatter([x], [y], marker=markers[j % len(markers)], s=45)
-            axes[1].annotate(
-                f"{run.model} ({r.name})", (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points"
-            )
+            axes[1].scatter([x], [y], marker=markers[j % len(markers)], s=45, color=colors[run.model])
+            axes[1].annotate(run.model, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+    handles = [
+        Line2D([], [], linestyle="", marker=markers[j % len(markers)], color="grey", label=r.name)
+        for j, r in enumerate(results)
+    ]
+    axes[1].legend(handles=handles, title="protocol", fontsize=8)
+    axes[1].set_ylim(bottom=0)
     axes[1].set_xlabel(f"ARP@{k}: mean share of training users who had the recommended item")
     axes[1].set_ylabel(f"NDCG@{k}")
     axes[1].set_title("accuracy against popularity of what is recommended")
