@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from fastapi.testclient import TestClient
-from test_serve_support import HashingEncoder, make_bundle, toy_registry  # noqa: F401
 
+from test_serve_support import HashingEncoder, make_bundle, toy_registry  # noqa: F401
 from tokrec.errors import ConfigError
 from tokrec.serve.app import create_app
 from tokrec.serve.bundle import load_bundle
@@ -241,3 +241,15 @@ def test_bad_settings_and_bundle_are_config_errors(bundle_dir, tmp_path):
         create_app(tmp_path)
     with pytest.raises(ConfigError, match="Redis"):
         create_app(bundle_dir, settings={"redis_url": "redis://127.0.0.1:1/0"})
+
+
+def test_empty_history_gets_model_cold_scores(bundle_dir):
+    with _client(bundle_dir) as c:
+        r = c.post("/recommend", json={"history": [], "k": 4})
+        assert r.status_code == 200 and len(_ids(r)) == 4
+        scores = [it["score"] for it in r.json()["items"]]
+        assert scores == sorted(scores, reverse=True) and scores[0] > scores[-1]
+        r = c.post("/recommend", json={"history": ["ghost-1", "ghost-2"]})
+        assert r.status_code == 422 and "none of the 2 item ids" in r.json()["error"]
+        r = c.post("/events", json={"events": [{"user_id": "u", "item_id": "ghost"}]}, headers=KEY)
+        assert r.status_code == 422 and "ghost" in r.json()["error"]

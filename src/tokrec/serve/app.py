@@ -5,10 +5,11 @@ Nothing is built at import time. Endpoints (OpenAPI docs at ``/docs``):
 - ``POST /recommend`` ``{"user_id": ..., "k": 10}`` or ``{"history": [item ids, oldest first], "k": 10}``,
   optional ``candidates``, ``exclude``, ``exclude_seen``, ``explain``: top-``k`` items with a score and
   ``because`` (similar history items, shared attribute values). Unknown item ids are ignored and
-  listed in ``ignored``; see :mod:`tokrec.serve.engine` for how scores are made.
+  listed in ``ignored``; a history or candidate list in which NO id is known gets 422. See
+  :mod:`tokrec.serve.engine` for how scores are made.
 - ``POST /events`` ``{"events": [{"user_id", "item_id", "event", "timestamp", "value"}]}``: logged to
   SQLite, then visible to the next ``/recommend`` at once. Events on unknown items are ignored and
-  reported (``ignored``: index, item_id, reason).
+  reported (``ignored``: index, item_id, reason); a batch with no event on a known item gets 422.
 - ``POST /items`` ``{"items": [{"item_id": ..., <attributes>}]}``: rendered with the bundle's item
   template, encoded through the embedding cache, logged, and searchable at once. An existing id is
   updated (attributes merged, vector replaced).
@@ -376,6 +377,13 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         _cap("history length", len(req.history or ()), st.max_history)
         _cap("candidates", len(req.candidates or ()), st.max_candidates)
         _cap("exclude", len(req.exclude or ()), st.max_candidates)
+        engine.sync()
+        for name, ids in (("history", req.history), ("candidates", req.candidates)):
+            if ids and not any(i in engine.row_of for i in ids):
+                raise HTTPException(
+                    422,
+                    f"{name}: none of the {len(ids)} item ids is in the catalog (first: {ids[0][:100]!r})",
+                )
         res = engine.recommend(
             user_id=req.user_id,
             history=req.history,
@@ -411,6 +419,11 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                 continue
             ts = e.timestamp if e.timestamp is not None else now
             accepted.append(Event(e.user_id, e.item_id, e.event, int(ts), float(e.value)))
+        if not accepted:
+            raise HTTPException(
+                422,
+                f"events: none of the {len(ignored)} events is on an item in the catalog (first: {ignored[0]['item_id'][:100]!r})",
+            )
         if accepted:
             if service.log is not None:
                 await run_in_threadpool(service.log.append_events, accepted)

@@ -12,6 +12,8 @@ mark items as seen.
    ``model._score_users`` (the model's own path); otherwise ``model._score_history`` over the history
    rows the model knows, when the model implements it; else a known user falls back to
    ``_score_users`` (the vector part below still reflects the online events) and a visitor gets none.
+   An empty history gets the model's scores for an empty history where it defines them (popularity),
+   else the answer is an empty list rather than arbitrary items.
 2. **Vector scores** ``v``: the user vector ``u`` is the recency-weighted mean of the history's item
    vectors (weight ``0.5 ** (age / recency_half_life)``, age in events counted from the newest; the
    newest ``user_history_window`` events), normalised; ``v_i = u . z_i``.
@@ -130,6 +132,7 @@ class Engine:
         self._items_applied = 0
         self._write_lock = threading.RLock()
         self._can_history = _implements_history(model)
+        self._cold: np.ndarray | None = None
         self._uvec_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self.stats = {"user_vector_cache_hits": 0, "user_vector_cache_misses": 0}
 
@@ -292,6 +295,8 @@ class Engine:
         model_scores = self._model_scores(user_id, positive, n_online)
         u = self.user_vector(positive, ukey)
         cand_rows, mode = self._candidate_rows(u, model_scores, candidates, ignored, k + len(seen))
+        if u is None and model_scores is None:  # nothing to go on: an empty answer, not arbitrary items
+            return Result([], ignored, mode, 0)
         scores = self._blend(cand_rows, u, model_scores)
         scores[~np.isfinite(scores)] = -np.inf
         drop = set(self.blocked_rows)
@@ -320,7 +325,7 @@ class Engine:
             elif self._can_history:
                 known = positive[positive < self.n_model_items]
                 if len(known) == 0 and mrow < 0:
-                    return None
+                    return self._cold_scores()
                 out = m._score_history(known)
             else:
                 return None
@@ -336,6 +341,23 @@ class Engine:
             )
             return None
         return out
+
+    def _cold_scores(self) -> np.ndarray | None:
+        """The model's scores for an empty history (popularity-like models have them), else None."""
+        if self._cold is None:
+            try:
+                out = np.asarray(
+                    self.model._score_history(np.empty(0, dtype=np.int64)), dtype=np.float32
+                ).reshape(-1)
+                ok = (
+                    out.shape[0] == self.n_model_items
+                    and bool(np.isfinite(out).any())
+                    and float(np.nanstd(out)) > 0
+                )
+            except Exception:  # a model may not define scores for an empty history
+                ok, out = False, np.empty(0, np.float32)
+            self._cold = out if ok else np.empty(0, np.float32)
+        return self._cold if len(self._cold) else None
 
     def _candidate_rows(
         self,
