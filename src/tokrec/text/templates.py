@@ -150,10 +150,7 @@ class ItemTemplate:
         Raises:
             ConfigError: the template names a column the frame lacks.
         """
-        if self._parsed is not None:
-            out = self._render_format(items)
-        else:
-            out = self._render_listing(items)
+        out = self._render_format(items) if self._parsed is not None else self._render_listing(items)
         return normalize_series(out).tolist()
 
     def _columns(self, items: pd.DataFrame) -> list[str]:
@@ -350,7 +347,7 @@ class UserTemplate:
             return [self._join(groups.get(u, ())) for u in users]
         return self._fit_budget(users, groups, pieces, count_tokens)
 
-    def _join(self, pieces: Sequence[str]) -> str:
+    def _join(self, pieces: Sequence[str] | np.ndarray) -> str:
         body = " ".join(pieces)
         return f"{self.prefix} {body}" if self.prefix and body else body
 

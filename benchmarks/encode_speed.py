@@ -1,0 +1,152 @@
+"""Encoder speed: sentence-transformers ``encode()`` defaults vs tokrec's encoder, in ONE run, same texts.
+
+Prints texts/s for each, the speed ratio and the mean/min cosine between tokrec's vectors and
+sentence-transformers' (fp32) vectors. The embedding cache is off: this measures encoding only.
+
+    .venv/bin/python benchmarks/encode_speed.py                       # ml-100k item texts if present
+    .venv/bin/python benchmarks/encode_speed.py --synthetic 2000      # 2000 synthetic ~43-token texts
+    .venv/bin/python benchmarks/encode_speed.py --dtype fp32 --repeat 2
+
+Timings on a shared 2-core machine are noisy; compare the ratio, and run it more than once.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import time
+from pathlib import Path
+
+import numpy as np
+
+ITEMS = Path(__file__).resolve().parents[2] / "shared" / "data" / "ml-100k-splits" / "items.csv"
+WORDS = [
+    "drama",
+    "comedy",
+    "thriller",
+    "action",
+    "romance",
+    "documentary",
+    "animation",
+    "family",
+    "crime",
+    "mystery",
+    "war",
+    "western",
+    "musical",
+    "horror",
+    "fantasy",
+    "adventure",
+    "science",
+    "fiction",
+    "space",
+    "detective",
+    "love",
+    "city",
+    "night",
+    "river",
+    "summer",
+    "winter",
+    "story",
+    "young",
+    "old",
+    "man",
+    "woman",
+    "child",
+    "king",
+    "queen",
+    "island",
+    "journey",
+    "secret",
+    "return",
+    "last",
+    "first",
+    "great",
+    "little",
+    "dark",
+    "light",
+]
+
+
+def synthetic_texts(n: int, seed: int = 0) -> list[str]:
+    """``n`` distinct catalog-like texts of about 43 MiniLM tokens each."""
+    rng = np.random.default_rng(seed)
+    out = []
+    for i in range(n):
+        title = " ".join(rng.choice(WORDS, size=rng.integers(2, 6))).title()
+        genres = "|".join(rng.choice(WORDS[:16], size=rng.integers(1, 4), replace=False)).title()
+        out.append(
+            f"title: {title} ({1950 + i % 70}). release_date: 0{1 + i % 9}-Jan-{1950 + i % 70}. genres: {genres}. item {i}."
+        )
+    return out
+
+
+def item_texts(path: Path) -> list[str]:
+    import pandas as pd
+
+    from tokrec.text import ItemTemplate
+
+    return ItemTemplate().render_many(pd.read_csv(path, dtype=str, keep_default_na=False))
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--items", type=Path, default=ITEMS, help="items CSV (default: ml-100k splits)")
+    ap.add_argument("--synthetic", type=int, default=0, help="use N synthetic texts instead")
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--dtype", default="auto", help="tokrec dtype (auto, fp32, bf16)")
+    ap.add_argument("--batch-size", type=int, default=64)
+    ap.add_argument("--repeat", type=int, default=1, help="timed repetitions of each (alternating)")
+    args = ap.parse_args()
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    import torch
+
+    torch.set_num_threads(args.threads)
+    from sentence_transformers import SentenceTransformer
+
+    from tokrec.encoders import default_model_path, load_encoder
+
+    texts = (
+        synthetic_texts(args.synthetic)
+        if args.synthetic or not args.items.is_file()
+        else item_texts(args.items)
+    )
+    path = default_model_path()
+    st = SentenceTransformer(path, device="cpu")
+    enc = load_encoder(path, dtype=args.dtype, batch_size=args.batch_size, device="cpu")
+    tokens = enc.count_tokens(texts)
+    print(
+        f"{len(texts)} texts, mean {np.mean(tokens):.1f} tokens; threads {args.threads}; tokrec: {enc.describe()}"
+    )
+    warm = texts[:64]
+    st.encode(warm)
+    enc.encode(warm)
+
+    st_times, tk_times = [], []
+    ref = mine = None
+    for _ in range(args.repeat):
+        t0 = time.perf_counter()
+        ref = st.encode(texts)
+        st_times.append(time.perf_counter() - t0)
+        t0 = time.perf_counter()
+        mine = enc.encode(texts)
+        tk_times.append(time.perf_counter() - t0)
+    assert ref is not None and mine is not None
+    ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)
+    cos = (ref * mine).sum(1)
+    st_rate = len(texts) / min(st_times)
+    tk_rate = len(texts) / min(tk_times)
+    print(
+        f"sentence-transformers encode() defaults: {st_rate:7.1f} texts/s  (runs: {', '.join(f'{t:.2f}s' for t in st_times)})"
+    )
+    print(
+        f"tokrec HFEncoder ({enc.dtype}, sorted batches): {tk_rate:7.1f} texts/s  (runs: {', '.join(f'{t:.2f}s' for t in tk_times)})"
+    )
+    print(f"speed ratio tokrec / sentence-transformers: {tk_rate / st_rate:.2f}x")
+    print(f"cosine to sentence-transformers: mean {cos.mean():.6f}, min {cos.min():.6f}")
+
+
+if __name__ == "__main__":
+    main()

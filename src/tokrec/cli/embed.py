@@ -1,0 +1,179 @@
+"""`tokrec embed`: item catalog -> Parquet of item vectors (``item_id``, ``vector``), through the cache.
+
+Also home of the encoder options shared by `tokrec features` and `tokrec tokens`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from tokrec.errors import ConfigError
+
+
+def add_encoder_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
+    """Adds --model, --template, --batch-size, --dtype, --device, --max-length (and --cache/--no-cache)."""
+    g = p.add_argument_group("encoder")
+    g.add_argument(
+        "--model", default=None, help="HF model id or local folder (default: bundled all-MiniLM-L6-v2)"
+    )
+    g.add_argument(
+        "--template",
+        default=None,
+        help="item template: a format string like '{title} ({genres})' or a .json/.txt file",
+    )
+    g.add_argument(
+        "--pooling",
+        default="auto",
+        choices=["auto", "mean", "cls", "last"],
+        help="pooling (default: the model's own)",
+    )
+    g.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    g.add_argument(
+        "--dtype",
+        default="auto",
+        choices=["auto", "fp32", "bf16", "fp16"],
+        help="compute dtype (default auto: bf16 where the CPU has it)",
+    )
+    g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    g.add_argument(
+        "--max-length", type=int, default=None, help="tokens per text (default: the model's, else 256)"
+    )
+    g.add_argument("--prompt", default="", help="text put before every input (part of the cache key)")
+    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    if cache:
+        g.add_argument(
+            "--cache",
+            default=None,
+            help="embedding-cache folder (default: $TOKREC_CACHE_DIR or ~/.cache/tokrec)",
+        )
+        g.add_argument("--no-cache", action="store_true", help="do not read or write the embedding cache")
+
+
+def encoder_from_args(args: argparse.Namespace) -> Any:
+    """The encoder the options describe, wrapped in the cache unless --no-cache."""
+    from tokrec.encoders import load_encoder
+
+    if args.batch_size < 1:
+        raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
+    if args.max_length is not None and args.max_length < 2:
+        raise ConfigError(f"--max-length must be >= 2, got {args.max_length}")
+    if getattr(args, "threads", None):
+        import torch
+
+        torch.set_num_threads(int(args.threads))
+    enc = load_encoder(
+        args.model,
+        pooling=args.pooling,
+        batch_size=args.batch_size,
+        dtype=args.dtype,
+        device=args.device,
+        max_length=args.max_length,
+        prompt=args.prompt,
+    )
+    if getattr(args, "no_cache", False):
+        return enc
+    from tokrec.cache import CachedEncoder
+
+    return CachedEncoder(enc, args.cache)
+
+
+def summary_line(
+    what: str, *, rows: int, texts: list[str], enc: Any, encode_s: float, elapsed: float, out: Path | str
+) -> str:
+    """The closing line: rows, tokens, texts/s, cache hits/misses, encoding-stage and total time."""
+    tokens = (
+        sum(min(n, int(getattr(enc, "max_length", n) or n)) for n in enc.count_tokens(texts)) if texts else 0
+    )
+    stats = getattr(enc, "stats", {})
+    cache = (
+        f"cache hits {int(stats['hits'])} misses {int(stats['misses'])}" if "hits" in stats else "cache off"
+    )
+    rate = len(texts) / encode_s if encode_s > 0 else float("inf")
+    return (
+        f"{what}: {rows} rows -> {out}; {tokens} tokens; encoding stage {encode_s:.3f}s "
+        f"({rate:.1f} texts/s); {cache}; elapsed {elapsed:.1f}s"
+    )
+
+
+def load_items_frame(path: str) -> Any:
+    """The catalog via tokrec.data.loaders (CSV / Parquet / JSONL, validated)."""
+    from tokrec.data.loaders import load_items
+
+    if not Path(path).exists():
+        raise ConfigError(f"items file not found: {path}")
+    return load_items(path)
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "embed",
+        help="embed an item catalog into a Parquet file of item vectors",
+        description=(
+            "Renders every item with the template, encodes it with the language model (through the "
+            "embedding cache) and writes OUTPUT.parquet with columns item_id (string) and vector "
+            "(fixed_size_list<float32>), one row per item in catalog order. The file is written atomically."
+        ),
+    )
+    p.add_argument(
+        "--items", required=True, help="item catalog (CSV / Parquet / JSONL) with an item_id column"
+    )
+    p.add_argument("--output", required=True, help="output Parquet file")
+    add_encoder_args(p)
+    p.add_argument(
+        "--engine", default="local", choices=["local", "ray"], help="local (default) or a Ray cluster"
+    )
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
+    p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
+    p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    p.set_defaults(func=run)
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    try:
+        from tokrec.distributed.ray_embed import embed_items_ray
+    except ImportError as e:
+        raise ConfigError(f"--engine ray needs tokrec.distributed.ray_embed and ray[data] ({e})") from e
+    t0 = time.perf_counter()
+    result = embed_items_ray(
+        args.items,
+        args.output,
+        model=args.model,
+        cache_dir=None if args.no_cache else args.cache,
+        template=args.template,
+        batch_size=args.batch_size,
+        ray_address=args.ray_address,
+        num_workers=args.num_workers,
+    )
+    extra = "; ".join(f"{k} {v}" for k, v in (result or {}).items())
+    print(f"embed (ray): -> {args.output}; {extra}; elapsed {time.perf_counter() - t0:.1f}s", file=sys.stderr)
+    return 0
+
+
+def run(args: argparse.Namespace) -> int:
+    if args.engine == "ray":
+        return _run_ray(args)
+    from tokrec.features import item_texts, write_vectors
+
+    t0 = time.perf_counter()
+    items = load_items_frame(args.items)
+    texts = item_texts(items, args.template)
+    enc = encoder_from_args(args)
+    t1 = time.perf_counter()
+    vectors = enc.encode(texts, progress=not args.no_progress)
+    encode_s = time.perf_counter() - t1
+    out = write_vectors(args.output, items["item_id"].tolist(), vectors, id_column="item_id")
+    line = summary_line(
+        "embed",
+        rows=len(items),
+        texts=texts,
+        enc=enc,
+        encode_s=encode_s,
+        elapsed=time.perf_counter() - t0,
+        out=out,
+    )
+    print(f"{line}; dim {vectors.shape[1]}; model {enc.describe()}", file=sys.stderr)
+    return 0

@@ -1,0 +1,150 @@
+"""`tokrec features`: items.parquet (Z_I), users.parquet (Z_U from text and from items), pairs.parquet (F_ij)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from tokrec.cli.embed import add_encoder_args, encoder_from_args
+from tokrec.errors import ConfigError, DataError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    p = subparsers.add_parser(
+        "features",
+        help="write item, user and pair language-model features as Parquet",
+        description=(
+            "Writes DIR/items.parquet (item_id, vector = Z_I), DIR/users.parquet (user_id, text_vector = "
+            "Z_U from the history text within the token budget, agg_vector = recency-weighted mean of the "
+            "user's item vectors, n_events), and with --pairs DIR/pairs.parquet (user_id, item_id, score = "
+            "cosine R_ij of text_vector and vector, user_vector, item_vector, plus the pairs file's other columns)."
+        ),
+    )
+    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
+    p.add_argument("--interactions", required=True, help="interaction log")
+    p.add_argument("--output-dir", required=True, help="folder for the Parquet files")
+    p.add_argument(
+        "--pairs", default=None, help="CSV/Parquet of user_id,item_id pairs (other columns are kept)"
+    )
+    p.add_argument(
+        "--half-life",
+        type=float,
+        default=None,
+        help="recency half-life in events for agg_vector (default: plain mean)",
+    )
+    p.add_argument(
+        "--budget",
+        type=int,
+        default=None,
+        help="user-history token budget (default: the encoder's max length)",
+    )
+    p.add_argument(
+        "--user-template",
+        default=None,
+        help="how an item appears in a user history (format string or file; default '{title}')",
+    )
+    p.add_argument(
+        "--pair-user-vector",
+        default="text",
+        choices=["text", "agg"],
+        help="which Z_U the pairs use (default text)",
+    )
+    p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_encoder_args(p)
+    p.set_defaults(func=run)
+
+
+def _load_pairs(path: str):
+    from tokrec.data.loaders import read_table
+
+    if not Path(path).exists():
+        raise ConfigError(f"pairs file not found: {path}")
+    df, _ = read_table(path)
+    for col in ("user_id", "item_id"):
+        if col not in df.columns:
+            raise DataError("missing column", file=path, column=col)
+    df["user_id"] = df["user_id"].astype(str)
+    df["item_id"] = df["item_id"].astype(str)
+    for col in df.columns:
+        if col not in ("user_id", "item_id"):
+            try:
+                df[col] = pd.to_numeric(df[col])
+            except (ValueError, TypeError):
+                df[col] = df[col].astype(str)
+    return df
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokrec.data.loaders import load_dataset
+    from tokrec.features import item_texts, pair_features, user_aggregate_vectors, user_texts, write_vectors
+    from tokrec.text import UserTemplate
+
+    t0 = time.perf_counter()
+    ds = load_dataset(args.items, args.interactions)
+    pairs = _load_pairs(args.pairs) if args.pairs else None
+    enc = encoder_from_args(args)
+    out = Path(args.output_dir)
+    progress = not args.no_progress
+    i_texts = item_texts(ds, args.template)
+    tpl = UserTemplate(args.user_template, budget=args.budget or enc.max_length)
+    u_texts = user_texts(ds, encoder=enc, template=tpl)
+    t1 = time.perf_counter()
+    z_i = enc.encode(i_texts, progress=progress)
+    has = np.array([bool(t) for t in u_texts], dtype=bool)
+    z_u = np.zeros((ds.n_users, enc.dim), dtype=np.float32)
+    if has.any():
+        z_u[has] = enc.encode([t for t in u_texts if t], progress=progress)
+    encode_s = time.perf_counter() - t1
+    z_agg = user_aggregate_vectors(ds, z_i, half_life=args.half_life)
+    n_events = np.bincount(ds.user_idx, minlength=ds.n_users)
+    write_vectors(out / "items.parquet", ds.item_vocab.ids, z_i, id_column="item_id")
+    write_vectors(
+        out / "users.parquet",
+        ds.user_vocab.ids,
+        {"text_vector": z_u, "agg_vector": z_agg},
+        id_column="user_id",
+        extra={"n_events": n_events.astype(np.int64)},
+    )
+    rows = ds.n_items + ds.n_users
+    if pairs is not None:
+        zu = z_u if args.pair_user_vector == "text" else z_agg
+        f = pair_features(
+            pairs["user_id"].tolist(),
+            pairs["item_id"].tolist(),
+            zu,
+            z_i,
+            user_index=ds.user_vocab,
+            item_index=ds.item_vocab,
+        )
+        extra = {c: pairs[c].to_numpy() for c in pairs.columns if c not in ("user_id", "item_id")}
+        extra = {"item_id": f.item_id, "score": f.score, **extra}
+        write_vectors(
+            out / "pairs.parquet",
+            f.user_id,
+            {"user_vector": f.user_vectors, "item_vector": f.item_vectors},
+            id_column="user_id",
+            extra=extra,
+        )
+        rows += len(pairs)
+    from tokrec.cli.embed import summary_line
+
+    line = summary_line(
+        "features",
+        rows=rows,
+        texts=i_texts + [t for t in u_texts if t],
+        enc=enc,
+        encode_s=encode_s,
+        elapsed=time.perf_counter() - t0,
+        out=out,
+    )
+    print(
+        f"{line}; {ds.n_items} items, {ds.n_users} users"
+        + (f", {len(pairs)} pairs" if pairs is not None else ""),
+        file=sys.stderr,
+    )
+    return 0
