@@ -1,0 +1,181 @@
+"""Ray as an optional dependency: import checks, cluster connection, input reading."""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import io
+import logging
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from tokrec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+INSTALL_HINT = "pip install 'tokrec[ray]'  (or: pip install 'ray[data]>=2.30')"
+_FORMATS = {
+    ".csv": "csv",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".jsonl": "json",
+    ".ndjson": "json",
+    ".json": "json",
+}
+#: local clusters get this much object store unless the caller says otherwise (bytes)
+LOCAL_OBJECT_STORE = 512 * 1024**2
+#: inputs smaller than this are hashed by content; larger ones by (path, size, mtime) listing
+_CONTENT_HASH_LIMIT = 1024**3
+
+
+def ray_available() -> bool:
+    """True when ``ray[data]`` can be imported."""
+    try:
+        import ray  # noqa: F401
+        import ray.data  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+def require_ray() -> Any:
+    """Imports ray, or raises :class:`ConfigError` telling how to install it."""
+    try:
+        import ray
+        import ray.data  # noqa: F401
+    except ImportError as e:
+        raise ConfigError(f"the Ray engine needs ray[data], which is not installed: {INSTALL_HINT}") from e
+    return ray
+
+
+@contextmanager
+def ray_session(ray_address: str | None, *, num_cpus: int | None = None) -> Iterator[Any]:
+    """Connects to a cluster (``ray_address``), reuses an initialised one, or starts a local one.
+
+    A cluster this function started is shut down on exit; one it found running is left alone.
+
+    Args:
+        ray_address: ``"auto"``, ``"ray://host:10001"``, ``"host:6379"``, or None for a local cluster
+            (or the one already initialised in this process).
+        num_cpus: logical CPUs of a local cluster.
+
+    Yields:
+        The ``ray`` module.
+    """
+    ray = require_ray()
+    started = False
+    if not ray.is_initialized():
+        kwargs: dict[str, Any] = {
+            "include_dashboard": False,
+            "log_to_driver": False,
+            "logging_level": logging.WARNING,
+        }
+        if ray_address:
+            kwargs["address"] = ray_address
+        else:
+            kwargs.update(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE)
+        try:
+            ray.init(**kwargs)
+        except ConnectionError as e:
+            raise ConfigError(f"cannot connect to the Ray cluster at {ray_address!r}: {e}") from e
+        started = True
+    ctx = ray.data.DataContext.get_current()
+    ctx.enable_progress_bars = False
+    ctx.print_on_execution_start = False
+    logging.getLogger("ray.data").setLevel(logging.WARNING)
+    try:
+        yield ray
+    finally:
+        if started:
+            ray.shutdown()
+
+
+# ---- input files --------------------------------------------------------------------------------
+def _filesystem(path: str) -> tuple[Any, str]:
+    import pyarrow.fs as pafs
+
+    if "://" in path:
+        return pafs.FileSystem.from_uri(path)
+    return pafs.LocalFileSystem(), os.path.abspath(os.path.expanduser(path))
+
+
+def input_files(path: str) -> tuple[list[Any], str]:
+    """The files under ``path`` (a file or a folder, on any pyarrow filesystem) and their format.
+
+    Returns:
+        ``(file infos sorted by path, format)`` with format ``csv``, ``parquet`` or ``json`` (lines).
+
+    Raises:
+        DataError: nothing there, or an unknown or mixed extension.
+    """
+    import pyarrow.fs as pafs
+
+    fs, p = _filesystem(path)
+    info = fs.get_file_info(p)
+    if info.type == pafs.FileType.NotFound:
+        raise DataError("file not found", file=path)
+    if info.type == pafs.FileType.Directory:
+        infos = [
+            i
+            for i in fs.get_file_info(pafs.FileSelector(p, recursive=True))
+            if i.is_file and not i.base_name.startswith((".", "_"))
+        ]
+    else:
+        infos = [info]
+    formats = {_FORMATS.get(os.path.splitext(i.path)[1].lower()) for i in infos}
+    if not infos:
+        raise DataError("folder holds no files", file=path)
+    if None in formats or len(formats) != 1:
+        raise DataError("input must be .csv, .parquet or .jsonl files (one format)", file=path)
+    fmt = formats.pop()
+    assert fmt is not None
+    return sorted(infos, key=lambda i: i.path), fmt
+
+
+def input_hash(path: str) -> str:
+    """sha256 over the input's bytes (or, past 1 GiB, over its (path, size, mtime) listing)."""
+    fs, _ = _filesystem(path)
+    infos, _fmt = input_files(path)
+    h = hashlib.sha256()
+    by_content = sum(i.size or 0 for i in infos) <= _CONTENT_HASH_LIMIT
+    for i in infos:
+        h.update(f"{os.path.basename(i.path)}\0{i.size}\0".encode())
+        if not by_content:
+            h.update(str(i.mtime_ns).encode())
+            continue
+        with fs.open_input_stream(i.path) as f:
+            while chunk := f.read(1 << 22):
+                h.update(chunk)
+    return f"{'sha256' if by_content else 'listing'}:{h.hexdigest()}"
+
+
+def _csv_header(path: str, fs: Any) -> list[str]:
+    with fs.open_input_stream(path) as f:
+        head = f.read(1 << 16).decode("utf-8-sig", errors="replace")
+    line = head.splitlines()[0] if head else ""
+    return list(next(csv.reader(io.StringIO(line)), []))
+
+
+def read_dataset(path: str) -> tuple[Any, str]:
+    """A Ray Dataset over the item file(s), CSV cells kept as text like the single-machine loader.
+
+    Returns:
+        ``(dataset, format)``.
+    """
+    import pyarrow as pa
+    import pyarrow.csv as pacsv
+    import ray.data
+
+    infos, fmt = input_files(path)
+    if fmt == "parquet":
+        return ray.data.read_parquet(path), fmt
+    if fmt == "json":
+        return ray.data.read_json(path, lines=True), fmt
+    fs, _ = _filesystem(path)
+    header = _csv_header(infos[0].path, fs)
+    if not header or not any(c.strip() for c in header):
+        raise DataError("file is empty (no header)", file=path)
+    convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=True)
+    return ray.data.read_csv(path, convert_options=convert), fmt

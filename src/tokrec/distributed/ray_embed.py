@@ -1,0 +1,462 @@
+"""Item embedding on a Ray cluster: Ray Data reads and renders the catalog, an actor pool encodes it.
+
+The pipeline (one Ray Data plan, streaming)::
+
+    read_csv / read_parquet / read_json(lines)      any filesystem Ray reads
+      -> render (tasks)                             ItemTemplate, the single-machine path's text
+      -> streaming repartition into shards          ~shard_rows rows each
+      -> encode + write (actor pool)                model loaded once per actor; num_gpus=1 on GPU clusters
+                                                    cache lookups/fills; texts length-sorted per shard
+      -> one small row per shard back to the driver -> manifest.json
+
+Fault tolerance: the actors run with ``max_restarts`` / ``max_task_retries``, so a worker that dies is
+restarted and its shard re-done. A shard's file name is a hash of the ids it holds, and it is written
+to a temporary name and renamed, so a re-done shard replaces itself: rows are neither lost nor
+duplicated. A re-run after a crash keeps every finished shard (found by the run's job key in the
+shard's Parquet metadata) and encodes only the rest; the embedding cache makes even half-finished
+shards cheap.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import math
+import os
+import shutil
+import sys
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.distributed import shards as sh
+from tokrec.distributed._ray import input_hash, ray_session, read_dataset, require_ray
+from tokrec.errors import ConfigError, DataError, TokrecError
+
+log = logging.getLogger(__name__)
+
+#: shard size bounds (rows); the size aims at ~4 shards per worker
+MIN_SHARD_ROWS = 64
+MAX_SHARD_ROWS = 8192
+_ENV_FOR_WORKERS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
+
+ModelSpec = str | Callable[[], Any] | None
+
+
+def embed_items_ray(
+    items_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    model: ModelSpec = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    template: Any = None,
+    batch_size: int = 64,
+    ray_address: str | None = None,
+    num_workers: int | None = None,
+) -> dict[str, Any]:
+    """Embeds an item catalog on a Ray cluster into Parquet.
+
+    Args:
+        items_path: CSV / Parquet / JSON Lines file or folder of them, local or any URI Ray reads
+            (``s3://...``); an ``item_id`` column plus attribute columns (as ``load_items`` reads).
+        output: a folder (Parquet shards + ``manifest.json``) or a ``.parquet`` file (one table in
+            input order). Columns ``item_id`` (string) and ``vector`` (fixed_size_list<float32>[d]).
+            Must be visible to every worker (a shared filesystem on a multi-node cluster).
+        model: a model id or folder for :func:`tokrec.encoders.load_encoder` (None: the bundled
+            all-MiniLM-L6-v2), or a zero-argument callable returning an Encoder (built in each worker).
+        cache_dir: the embedding cache (a folder or ``.sqlite`` file; None: ``$TOKREC_CACHE_DIR`` or
+            ``~/.cache/tokrec``; ``False``: no cache). On a multi-node cluster give a node-local path.
+        template: an :class:`~tokrec.text.ItemTemplate`, a format string or a template file
+            (None: the default ``name: value.`` listing).
+        batch_size: texts per forward pass.
+        ray_address: a cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local one
+            (or uses the one already initialised in this process).
+        num_workers: encoder actors (default: one per GPU on a GPU cluster; on CPUs, one per 2 CPUs).
+
+    Returns:
+        Summary: ``rows``, ``shards``, ``texts_per_s`` (rows embedded by this run per second of the
+        encode stage), ``cache_hits``, ``cache_misses``, ``rows_reused`` and ``shards_reused`` (from an
+        earlier interrupted run), ``seconds``, ``workers``, ``fingerprint``, ``dim``, ``output``.
+
+    Raises:
+        ConfigError: ray is not installed, the cluster is unreachable or an option is invalid.
+        DataError: the input is missing, malformed, or has blank or duplicate ids.
+    """
+    from tokrec.text import ItemTemplate
+
+    require_ray()
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+    if num_workers is not None and num_workers < 1:
+        raise ConfigError(f"num_workers must be >= 1, not {num_workers}")
+    tmpl = ItemTemplate.from_spec(template)
+    src = str(items_path)
+    out = Path(output).expanduser().absolute()
+    single = out.suffix.lower() == ".parquet"
+    parts = out.with_name(f".{out.name}.parts") if single else out
+    cache_path = _cache_path(cache_dir)
+    t_start = time.perf_counter()
+    local_cpus = None if ray_address else (num_workers or _default_local_workers()) + 1
+    with ray_session(ray_address, num_cpus=local_cpus) as ray:
+        ids = _input_ids(src, tmpl)
+        job = _job_key(src, tmpl, model)
+        workers, gpus = _worker_count(ray, num_workers)
+        shard_rows = int(min(MAX_SHARD_ROWS, max(MIN_SHARD_ROWS, math.ceil(len(ids) / (4 * workers)))))
+        reused = _resume(parts, job, ids)
+        done = set(sh.shard_ids(parts, reused))
+        plan = _Plan(src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, shard_rows)
+        t_enc = time.perf_counter()
+        new = _run_encode(ray, plan, done) if len(done) < len(ids) else []
+        enc_s = time.perf_counter() - t_enc
+    results = _check_complete(parts, reused, new, ids)
+    fingerprint = _one_fingerprint(parts, results, new)
+    rows_new = sum(int(r["rows"]) for r in new)
+    summary: dict[str, Any] = {
+        "rows": len(ids),
+        "shards": len(results),
+        "texts_per_s": rows_new / enc_s if rows_new and enc_s > 0 else 0.0,
+        "cache_hits": sum(int(r["hits"]) for r in new),
+        "cache_misses": sum(int(r["misses"]) for r in new),
+        "rows_reused": sum(s.rows for s in reused),
+        "shards_reused": len(reused),
+        "seconds": time.perf_counter() - t_start,
+        "encode_seconds": enc_s,
+        "workers": workers,
+        "gpus_per_worker": gpus,
+        "fingerprint": fingerprint,
+        "dim": int(new[0]["dim"]) if new else _dim_of(parts, results),
+        "output": str(out),
+    }
+    _finish(out, parts, single, results, ids, job, src, tmpl, model, summary)
+    return summary
+
+
+# ---- planning --------------------------------------------------------------------------------
+class _Plan:
+    def __init__(
+        self, src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, shard_rows
+    ) -> None:  # type: ignore[no-untyped-def]
+        self.src, self.tmpl, self.model, self.cache_path = src, tmpl, model, cache_path
+        self.batch_size, self.job, self.parts = batch_size, job, parts
+        self.workers, self.gpus, self.shard_rows = workers, gpus, shard_rows
+
+
+def _default_local_workers() -> int:
+    return max(1, (os.cpu_count() or 1) // 2)
+
+
+def _worker_count(ray: Any, num_workers: int | None) -> tuple[int, float]:
+    """(actors, GPUs per actor): one actor per GPU where the cluster has GPUs."""
+    res = ray.cluster_resources()
+    n_gpu = int(res.get("GPU", 0))
+    if n_gpu >= 1:
+        return (num_workers or n_gpu), 1.0
+    cpus = int(res.get("CPU", 1))
+    return (num_workers or max(1, min(cpus - 1, _default_local_workers()) if cpus > 1 else 1)), 0.0
+
+
+def _cache_path(cache_dir: Any) -> str | None:
+    if cache_dir is False:
+        return None
+    from tokrec.cache import EmbeddingCache, default_cache_dir
+
+    path = Path(cache_dir).expanduser() if cache_dir is not None else default_cache_dir()
+    with EmbeddingCache(path) as c:  # creates it (WAL) once here, not racing in every actor
+        return str(c.path)
+
+
+def _model_spec(model: ModelSpec) -> str:
+    if model is None or isinstance(model, str):
+        return str(model)
+    return f"{type(model).__module__}.{model!r}"
+
+
+def _job_key(src: str, tmpl: Any, model: ModelSpec) -> str:
+    payload = {
+        "format": sh.FORMAT,
+        "input": input_hash(src),
+        "template": tmpl.to_spec().model_dump(mode="json"),
+        "model": _model_spec(model),
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _input_ids(src: str, tmpl: Any) -> list[str]:
+    """The catalog's ids in input order, checked like ``load_items`` (blank or duplicate: DataError).
+
+    Also checks that the template's fields are columns of the input (ConfigError) before any work.
+    """
+    from tokrec.data.loaders import _id_strings
+
+    id_column = tmpl.id_column
+    ds, fmt = read_dataset(src)
+    cols = {c.strip(): c for c in ds.schema().names}
+    if id_column not in cols:
+        raise DataError("missing column", file=src, column=id_column)
+    tmpl.render_many(pd.DataFrame(columns=list(cols)))  # raises naming a missing template field
+    df = ds.select_columns([cols[id_column]]).to_pandas()
+    ids = _id_strings(df.iloc[:, 0])
+    first_row = 2 if fmt == "csv" else 1
+    blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
+    if blank.any():
+        i = int(np.flatnonzero(blank)[0])
+        raise DataError(f"{int(blank.sum())} rows have no id", file=src, row=i + first_row, column=id_column)
+    ids = ids.str.strip()
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        i = int(np.flatnonzero(dup)[0])
+        raise DataError(f"duplicate item id {ids.iloc[i]!r}", file=src, row=i + first_row, column=id_column)
+    if not len(ids):
+        raise DataError("the catalog has no rows", file=src)
+    return ids.tolist()
+
+
+def _resume(parts: Path, job: str, ids: Sequence[str]) -> list[sh.ShardInfo]:
+    """Finished shards of this job (overlaps and foreign ids dropped); removes everything else."""
+    found = sh.scan_shards(parts, job)
+    wanted = set(ids)
+    seen: set[str] = set()
+    keep: list[sh.ShardInfo] = []
+    for s in found:
+        got = sh.shard_ids(parts, [s])
+        if seen.isdisjoint(got) and wanted.issuperset(got):
+            keep.append(s)
+            seen.update(got)
+    sh.remove_stale(parts, {s.file for s in keep})
+    stale = sh.read_manifest(parts)
+    if stale is not None and stale.get("job_key") != job:
+        (parts / sh.MANIFEST).unlink(missing_ok=True)
+    if keep:
+        log.info("resuming: %d finished shards (%d rows) kept", len(keep), len(seen))
+    return keep
+
+
+# ---- the Ray Data plan -----------------------------------------------------------------------
+def _render(batch: pd.DataFrame, *, template: Any, done: frozenset[str]) -> pd.DataFrame:
+    """Ray Data task: rows -> (item_id, text), skipping ids already in finished shards."""
+    from tokrec.data.loaders import _id_strings
+
+    df = batch.rename(columns={c: str(c).strip() for c in batch.columns})
+    idc = template.id_column
+    ids = _id_strings(df[idc]).str.strip()
+    keep = ~ids.isin(done).to_numpy() if done else np.ones(len(df), dtype=bool)
+    df = df.loc[keep].reset_index(drop=True)
+    df[idc] = ids[keep].to_numpy()
+    texts = template.render_many(df) if len(df) else []
+    return pd.DataFrame(
+        {"item_id": df[idc].astype(str).to_numpy(dtype=object), "text": np.asarray(texts, dtype=object)}
+    )
+
+
+class _EncodeShards:
+    """Ray Data actor: one encoder per actor; each call gets one shard and writes it."""
+
+    def __init__(
+        self,
+        *,
+        model: ModelSpec,
+        cache_path: str | None,
+        batch_size: int,
+        job: str,
+        parts: str,
+        threads: int,
+        env: dict[str, str],
+    ) -> None:
+        os.environ.update(env)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        self.encoder = _build_encoder(model, batch_size)
+        _limit_threads(threads)
+        self.fingerprint = str(self.encoder.fingerprint)
+        self.dim = int(self.encoder.dim)
+        self.chunk = max(batch_size * 8, 256)
+        self.cache_path = cache_path
+        self.job = job
+        self.parts = Path(parts)
+
+    def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+        ids = batch["item_id"].astype(str).tolist()
+        texts = batch["text"].astype(str).tolist()
+        t0 = time.perf_counter()
+        vectors, hits, misses = self._vectors(texts)
+        info = sh.write_shard(self.parts, ids, vectors, job_key=self.job, fingerprint=self.fingerprint)
+        row = {"file": info.file, "rows": info.rows, "hits": hits, "misses": misses, "dim": self.dim}
+        row.update(fingerprint=self.fingerprint, seconds=time.perf_counter() - t0, pid=os.getpid())
+        return pd.DataFrame([row])
+
+    def _vectors(self, texts: list[str]) -> tuple[np.ndarray, int, int]:
+        """Encodes texts longest first (so padded batches are tight), through the cache."""
+        order = np.argsort([-len(t) for t in texts], kind="stable")
+        sorted_texts = [texts[i] for i in order]
+        out = np.empty((len(texts), self.dim), dtype=np.float32)
+        if self.cache_path is None:
+            vecs = np.concatenate(
+                [
+                    self.encoder.encode(sorted_texts[i : i + self.chunk])
+                    for i in range(0, len(texts), self.chunk)
+                ]
+            )
+            out[order] = vecs
+            return out, 0, len(set(texts))
+        from tokrec.cache import CachedEncoder, EmbeddingCache
+
+        cache = EmbeddingCache(self.cache_path)
+        try:
+            enc = CachedEncoder(self.encoder, cache, chunk_size=self.chunk)
+            out[order] = enc.encode(sorted_texts)
+        finally:
+            cache.close()
+        return out, int(enc.stats["hits"]), int(enc.stats["misses"])
+
+
+def _limit_threads(threads: int) -> None:
+    torch = sys.modules.get("torch")  # only where the encoder uses it: importing it costs seconds
+    if torch is not None:
+        torch.set_num_threads(threads)
+
+
+def _build_encoder(model: ModelSpec, batch_size: int) -> Any:
+    if model is None or isinstance(model, str):
+        from tokrec.encoders import load_encoder
+
+        return load_encoder(model, batch_size=batch_size)
+    if callable(model):
+        return model()
+    raise ConfigError(
+        f"model must be a name, a folder or a callable returning an Encoder, not {type(model).__name__}"
+    )
+
+
+def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
+    """Executes the Ray Data plan; returns one row per shard written."""
+    ds, _fmt = read_dataset(plan.src)
+    ds = ds.map_batches(
+        _render, batch_format="pandas", fn_kwargs={"template": plan.tmpl, "done": frozenset(done)}
+    )
+    ds = ds.repartition(target_num_rows_per_block=plan.shard_rows, strict=True)
+    cpus = ray.cluster_resources().get("CPU", 1)
+    threads = max(1, int((os.cpu_count() or 1) // plan.workers)) if plan.gpus == 0 else 2
+    env = {k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ}
+    ctor = dict(
+        model=plan.model,
+        cache_path=plan.cache_path,
+        batch_size=plan.batch_size,
+        job=plan.job,
+        parts=str(plan.parts),
+        threads=threads,
+        env=env,
+    )
+    plan.parts.mkdir(parents=True, exist_ok=True)
+    # Ray Data gives its actors max_restarts=-1 and max_task_retries=-1: a dead actor is restarted and
+    # the shard it held is handed out again (same rows, same file name).
+    results = ds.map_batches(
+        _EncodeShards,
+        batch_size=None,
+        batch_format="pandas",
+        fn_constructor_kwargs=ctor,
+        compute=ray.data.ActorPoolStrategy(size=plan.workers),
+        num_cpus=1 if cpus > plan.workers else cpus / (plan.workers + 1),
+        num_gpus=plan.gpus or None,
+    )
+    try:
+        rows = list(results.iter_rows())
+    except TokrecError:
+        raise
+    except Exception as e:  # a worker error surfaces as a Ray exception chain
+        cause = _tokrec_cause(e)
+        if cause is not None:
+            raise cause from e
+        raise
+    return [dict(r) for r in rows if int(r["rows"]) > 0]
+
+
+def _tokrec_cause(e: BaseException) -> TokrecError | None:
+    seen = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TokrecError):
+            return cur
+        inner = getattr(cur, "cause", None)
+        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or cur.__context__)
+    return None
+
+
+# ---- completion ------------------------------------------------------------------------------
+def _check_complete(
+    parts: Path, reused: list[sh.ShardInfo], new: list[dict[str, Any]], ids: Sequence[str]
+) -> list[sh.ShardInfo]:
+    """Every id exactly once across the shards, or an error (the re-run repairs it)."""
+    shards = list(reused)
+    names = {s.file for s in shards}
+    for r in new:
+        if r["file"] not in names:  # a retried shard reports the same file twice
+            shards.append(sh.ShardInfo(str(r["file"]), int(r["rows"]), str(r["fingerprint"])))
+            names.add(str(r["file"]))
+    got = sh.shard_ids(parts, shards)
+    if len(got) != len(set(got)) or set(got) != set(ids):
+        missing = len(set(ids) - set(got))
+        raise TokrecError(
+            f"embedding output in {parts} is inconsistent ({len(got)} rows written, {len(set(got))} distinct, "
+            f"{missing} missing); run the same command again to repair it"
+        )
+    return shards
+
+
+def _one_fingerprint(parts: Path, shards: list[sh.ShardInfo], new: list[dict[str, Any]]) -> str:
+    fps = {s.fingerprint for s in shards}
+    if len(fps) != 1:
+        # the model changed under the same name since an interrupted run: drop the old shards
+        current = str(new[0]["fingerprint"]) if new else sorted(fps)[0]
+        stale = [s for s in shards if s.fingerprint != current]
+        for s in stale:
+            (parts / s.file).unlink(missing_ok=True)
+        raise TokrecError(
+            f"{len(stale)} shards in {parts} were made by another encoder version and were removed; "
+            "run the same command again to re-encode them"
+        )
+    return fps.pop()
+
+
+def _dim_of(parts: Path, shards: list[sh.ShardInfo]) -> int:
+    _, vecs = sh.read_shards(parts, shards[:1])
+    return int(vecs.shape[1])
+
+
+def _finish(
+    out: Path,
+    parts: Path,
+    single: bool,
+    shards: list[sh.ShardInfo],
+    ids: Sequence[str],
+    job: str,
+    src: str,
+    tmpl: Any,
+    model: ModelSpec,
+    summary: dict[str, Any],
+) -> None:
+    manifest = {
+        "format": sh.FORMAT,
+        "complete": True,
+        "job_key": job,
+        "input": {"path": src, "hash": input_hash(src), "rows": len(ids)},
+        "model": _model_spec(model),
+        "template": tmpl.to_spec().model_dump(mode="json"),
+        "fingerprint": summary["fingerprint"],
+        "dim": summary["dim"],
+        "shards": [s.to_json() for s in sorted(shards, key=lambda s: s.file)],
+        "order": "shard rows are in no particular order; a .parquet output is in input order",
+    }
+    if not single:
+        sh.write_manifest(parts, manifest)
+        return
+    got_ids, vecs = sh.read_shards(parts, shards)
+    pos = {i: k for k, i in enumerate(got_ids)}
+    order = np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))
+    meta = {b"tokrec.manifest": json.dumps({k: v for k, v in manifest.items() if k != "shards"}).encode()}
+    sh.write_parquet_atomic(sh.vectors_table(list(ids), vecs[order], meta), out)
+    shutil.rmtree(parts, ignore_errors=True)

@@ -1,0 +1,200 @@
+"""Parquet vector shards and their manifest: the on-disk form of a (distributed) embedding run.
+
+Nothing here needs Ray, so the layout can be read, checked and assembled anywhere.
+
+Layout of an output directory::
+
+    OUT/
+      manifest.json          # written last, atomically: shards, row counts, fingerprint, input hash
+      part-<hash>.parquet    # item_id (string) + vector (fixed_size_list<float32>[d]), one per shard
+
+A shard's name is a hash of the ids it holds, so a shard that is written twice (a retried task
+after a worker died) lands on the same file, replaced atomically: a retry can never duplicate rows.
+Every shard also carries the run's ``job key`` in its Parquet metadata, so a re-run finds the shards
+an interrupted run finished even when the manifest was never updated for them.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+
+from tokrec.errors import DataError
+
+FORMAT = "tokrec-embeddings/1"
+MANIFEST = "manifest.json"
+_META_JOB = b"tokrec.job_key"
+_META_FP = b"tokrec.fingerprint"
+
+
+@dataclass(frozen=True)
+class ShardInfo:
+    """One finished shard: file name (relative to the shard folder), rows, encoder fingerprint."""
+
+    file: str
+    rows: int
+    fingerprint: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {"file": self.file, "rows": self.rows, "fingerprint": self.fingerprint}
+
+
+def shard_name(ids: Sequence[str]) -> str:
+    """Deterministic file name for a shard holding ``ids`` (order-insensitive)."""
+    h = hashlib.sha256()
+    for i in sorted(ids):
+        h.update(i.encode("utf-8"))
+        h.update(b"\0")
+    return f"part-{h.hexdigest()[:20]}.parquet"
+
+
+def vectors_table(
+    ids: Sequence[str], vectors: np.ndarray, metadata: dict[bytes, bytes] | None = None
+) -> pa.Table:
+    """The single-machine layout: ``item_id`` + ``vector``.
+
+    Args:
+        ids: ``n`` external item ids.
+        vectors: ``(n, d)`` float32.
+        metadata: optional Parquet schema metadata.
+
+    Returns:
+        A table with columns ``item_id`` (string) and ``vector`` (fixed_size_list<float32>[d]).
+    """
+    vecs = np.ascontiguousarray(vectors, dtype=np.float32)
+    if vecs.ndim != 2 or len(vecs) != len(ids):
+        raise ValueError(f"vectors must be (n={len(ids)}, d); got {vecs.shape}")
+    flat = pa.array(vecs.reshape(-1), type=pa.float32())
+    col = pa.FixedSizeListArray.from_arrays(flat, vecs.shape[1])
+    table = pa.table({"item_id": pa.array(list(ids), type=pa.string()), "vector": col})
+    return table.replace_schema_metadata(metadata) if metadata else table
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Writes ``table`` to a temporary name beside ``path``, then renames it into place."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    finally:
+        if tmp.exists():
+            tmp.unlink()
+
+
+def write_shard(
+    folder: Path, ids: Sequence[str], vectors: np.ndarray, *, job_key: str, fingerprint: str
+) -> ShardInfo:
+    """Writes one shard atomically under its content name and describes it."""
+    name = shard_name(ids)
+    meta = {_META_JOB: job_key.encode(), _META_FP: fingerprint.encode()}
+    write_parquet_atomic(vectors_table(ids, vectors, meta), folder / name)
+    return ShardInfo(name, len(ids), fingerprint)
+
+
+def scan_shards(folder: Path, job_key: str) -> list[ShardInfo]:
+    """Finished shards of the run ``job_key`` found in ``folder`` (others are ignored)."""
+    found: list[ShardInfo] = []
+    if not folder.is_dir():
+        return found
+    for p in sorted(folder.glob("part-*.parquet")):
+        try:
+            meta = pq.read_schema(p).metadata or {}
+            rows = pq.read_metadata(p).num_rows
+        except (OSError, pa.ArrowInvalid):
+            continue  # unreadable leftovers are re-encoded
+        if meta.get(_META_JOB) == job_key.encode():
+            found.append(ShardInfo(p.name, rows, meta.get(_META_FP, b"").decode()))
+    return found
+
+
+def remove_stale(folder: Path, keep: set[str]) -> int:
+    """Deletes ``part-*.parquet`` and temporary files in ``folder`` not named in ``keep``."""
+    n = 0
+    if folder.is_dir():
+        for p in list(folder.glob("part-*.parquet")) + list(folder.glob(".part-*.tmp")):
+            if p.name not in keep:
+                p.unlink(missing_ok=True)
+                n += 1
+    return n
+
+
+def shard_ids(folder: Path, shards: Sequence[ShardInfo]) -> list[str]:
+    """All item ids held by ``shards``, shard after shard."""
+    out: list[str] = []
+    for s in shards:
+        out.extend(pq.read_table(folder / s.file, columns=["item_id"]).column(0).to_pylist())
+    return out
+
+
+def read_shards(folder: Path, shards: Sequence[ShardInfo]) -> tuple[list[str], np.ndarray]:
+    """Concatenates shards: ``(ids, vectors (n, d) float32)``."""
+    tables = [pq.read_table(folder / s.file) for s in shards]
+    if not tables:
+        return [], np.zeros((0, 0), dtype=np.float32)
+    table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
+    return table.column("item_id").to_pylist(), _vectors(table)
+
+
+def _vectors(table: pa.Table) -> np.ndarray:
+    col = table.column("vector").combine_chunks()
+    d = col.type.list_size
+    return np.asarray(col.values.to_numpy(zero_copy_only=False), dtype=np.float32).reshape(-1, d)
+
+
+def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
+    """Writes ``manifest.json`` atomically."""
+    path = folder / MANIFEST
+    tmp = path.with_name(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
+    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
+    os.replace(tmp, path)
+    return path
+
+
+def read_manifest(folder: Path) -> dict[str, Any] | None:
+    """The manifest in ``folder``, or None where there is none or it is not ours."""
+    path = folder / MANIFEST
+    if not path.is_file():
+        return None
+    try:
+        data = json.loads(path.read_text())
+    except (OSError, json.JSONDecodeError):
+        return None
+    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+
+
+def read_vectors(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
+    """Reads an embedding output: a single ``.parquet`` file or a shard directory with a manifest.
+
+    Returns:
+        ``(ids, vectors)`` with vectors ``(n, d)`` float32, in file order (for a directory: the
+        manifest's shard order).
+    """
+    p = Path(path)
+    if p.is_dir():
+        manifest = read_manifest(p)
+        if manifest is None:
+            raise DataError("no tokrec manifest.json in this directory", file=str(p))
+        if not manifest.get("complete"):
+            raise DataError(
+                "the embedding run that wrote this directory did not finish", file=str(p / MANIFEST)
+            )
+        shards = [ShardInfo(s["file"], s["rows"], s.get("fingerprint", "")) for s in manifest["shards"]]
+        return read_shards(p, shards)
+    if not p.is_file():
+        raise DataError("no such file or directory", file=str(p))
+    table = pq.read_table(p)
+    for col in ("item_id", "vector"):
+        if col not in table.column_names:
+            raise DataError("missing column", file=str(p), column=col)
+    return table.column("item_id").to_pylist(), _vectors(table)

@@ -1,0 +1,104 @@
+"""The shard/manifest layout and the optional-Ray guard (no Ray needed)."""
+
+from __future__ import annotations
+
+import sys
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+from tokrec.distributed import shards as sh
+from tokrec.distributed._testing import DieOnceFactory, HashEncoder
+from tokrec.errors import ConfigError, DataError
+
+
+def test_shard_name_depends_on_ids_not_order():
+    assert sh.shard_name(["a", "b", "c"]) == sh.shard_name(["c", "a", "b"])
+    assert sh.shard_name(["a", "b"]) != sh.shard_name(["a", "b", "c"])
+    # no ambiguity from concatenation
+    assert sh.shard_name(["ab", "c"]) != sh.shard_name(["a", "bc"])
+
+
+def test_write_scan_read_shards(tmp_path):
+    enc = HashEncoder(8)
+    ids1, ids2 = ["x1", "x2", "x3"], ["y1", "y2"]
+    s1 = sh.write_shard(tmp_path, ids1, enc.encode(ids1), job_key="job-A", fingerprint=enc.fingerprint)
+    s2 = sh.write_shard(tmp_path, ids2, enc.encode(ids2), job_key="job-A", fingerprint=enc.fingerprint)
+    sh.write_shard(tmp_path, ["z"], enc.encode(["z"]), job_key="job-B", fingerprint=enc.fingerprint)
+    (tmp_path / ".part-junk.parquet.123.tmp").write_bytes(b"half a file")
+    found = sh.scan_shards(tmp_path, "job-A")
+    assert sorted(f.file for f in found) == sorted([s1.file, s2.file])
+    assert {f.rows for f in found} == {3, 2}
+    # the single-machine layout: item_id string + fixed-size float32 list
+    schema = pq.read_schema(tmp_path / s1.file)
+    assert str(schema.field("item_id").type) == "string"
+    vtype = schema.field("vector").type
+    assert pa.types.is_fixed_size_list(vtype) and vtype.list_size == 8 and vtype.value_type == pa.float32()
+    ids, vecs = sh.read_shards(tmp_path, [s1, s2])
+    assert ids == ids1 + ids2
+    np.testing.assert_array_equal(vecs, enc.encode(ids1 + ids2))
+    removed = sh.remove_stale(tmp_path, {s1.file, s2.file})
+    assert removed == 2  # job-B's shard and the temporary file
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted([s1.file, s2.file])
+
+
+def test_rewriting_a_shard_replaces_it(tmp_path):
+    enc = HashEncoder(4)
+    ids = ["a", "b"]
+    first = sh.write_shard(tmp_path, ids, enc.encode(ids), job_key="j", fingerprint="f")
+    again = sh.write_shard(
+        tmp_path, list(reversed(ids)), enc.encode(list(reversed(ids))), job_key="j", fingerprint="f"
+    )
+    assert first.file == again.file
+    assert len(list(tmp_path.glob("part-*.parquet"))) == 1
+
+
+def test_read_vectors_needs_a_complete_manifest(tmp_path):
+    enc = HashEncoder(4)
+    s = sh.write_shard(tmp_path, ["a"], enc.encode(["a"]), job_key="j", fingerprint="f")
+    with pytest.raises(DataError, match="no tokrec manifest"):
+        sh.read_vectors(tmp_path)
+    manifest = {"format": sh.FORMAT, "complete": False, "shards": [s.to_json()]}
+    sh.write_manifest(tmp_path, manifest)
+    with pytest.raises(DataError, match="did not finish"):
+        sh.read_vectors(tmp_path)
+    sh.write_manifest(tmp_path, {**manifest, "complete": True})
+    ids, vecs = sh.read_vectors(tmp_path)
+    assert ids == ["a"] and vecs.shape == (1, 4)
+    with pytest.raises(DataError, match="no such file"):
+        sh.read_vectors(tmp_path / "nope.parquet")
+
+
+def test_hash_encoder_is_deterministic_and_unit_norm():
+    a = HashEncoder(16).encode(["t1", "t2", "t1"])
+    assert a.dtype == np.float32 and a.shape == (3, 16)
+    np.testing.assert_allclose(np.linalg.norm(a, axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(a[0], a[2])
+    assert not np.allclose(a[0], a[1])
+    assert not np.allclose(HashEncoder(16, salt="s").encode(["t1"])[0], a[0])
+
+
+def test_die_once_factory_fails_exactly_once(tmp_path):
+    marker = tmp_path / "died"
+    enc = DieOnceFactory(str(marker), after_calls=1, how="raise")()
+    enc.encode(["ok"])
+    with pytest.raises(RuntimeError, match="injected"):
+        enc.encode(["boom"])
+    assert marker.exists()
+    np.testing.assert_array_equal(enc.encode(["boom"]), HashEncoder(16).encode(["boom"]))
+
+
+def test_without_ray_the_error_says_how_to_install(monkeypatch):
+    from tokrec.distributed import _ray
+
+    monkeypatch.setitem(sys.modules, "ray", None)
+    monkeypatch.setitem(sys.modules, "ray.data", None)
+    assert _ray.ray_available() is False
+    with pytest.raises(ConfigError, match=r"pip install 'tokrec\[ray\]'"):
+        _ray.require_ray()
+    from tokrec.distributed.ray_embed import embed_items_ray
+
+    with pytest.raises(ConfigError, match="ray"):
+        embed_items_ray("items.csv", "out")
