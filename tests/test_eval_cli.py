@@ -260,3 +260,27 @@ def test_validation_flag_never_scores_test_events(toys: None, tmp_path: Path) ->
     assert (
         split["train_events"] + split["test_events"] == len(pd.read_csv(ep)) - 30
     )  # 30 test events held back
+
+
+def test_evaluate_registry_models_on_make_synthetic(tmp_path: Path) -> None:
+    """Integration with engineer "data"'s generator and engineer "recs"'s models (no language model)."""
+    pytest.importorskip("tokrec.data.synthetic")
+    from tokrec.data.synthetic import write_synthetic
+
+    paths = write_synthetic(tmp_path / "data", n_items=80, n_users=50, seed=1)
+    out = tmp_path / "o"
+    args = ["evaluate", "--items", str(paths["items"]), "--interactions", str(paths["interactions"])]
+    args += ["--models", "popularity,ease", "--protocol", "leave-last-out,cold-user", "--k", "10"]
+    assert main(args + ["--history", "2", "--output-dir", str(out)]) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    llo = data["protocols"]["leave-last-out"]
+    assert llo["split"]["test_users"] == 50
+    for protocol, p in data["protocols"].items():
+        for model, m in p["models"].items():
+            assert m["error"] is None, (protocol, model)
+            assert m["metrics"]["users"] == p["split"]["test_users"]
+            assert m["metrics"]["seen_items_filtered"] == 0  # recommend_batch excludes training items
+            assert 0.0 <= m["metrics"]["ndcg@10"] <= m["metrics"]["hr@10"] <= 1.0
+    # popularity recommends each user's most popular unseen items, which maximises the mean popularity (ARP)
+    # of a top-10 (the generator drops repeat events, so event counts are distinct-user counts)
+    assert llo["models"]["popularity"]["metrics"]["arp@10"] >= llo["models"]["ease"]["metrics"]["arp@10"]
