@@ -70,6 +70,18 @@ def test_100k_bad_genre_flag_and_bad_timestamp(tmp_path):
     assert (e.value.file, e.value.row, e.value.column) == (str(folder / "u.data"), 2, "timestamp")
 
 
+def test_short_and_long_lines(tmp_path):
+    folder = make_100k(tmp_path / "a")
+    (folder / "u.data").write_text("1\t10\t5\t881250949\n1\t11\t4\n")
+    with pytest.raises(DataError, match="expected 4 fields, found 3") as e:
+        load_movielens(folder)
+    assert (e.value.file, e.value.row) == (str(folder / "u.data"), 2)
+    (folder / "u.data").write_text("1\t10\t5\t881250949\n1\t11\t4\t881250949\t7\n")
+    with pytest.raises(DataError, match="expected 4 fields") as e:
+        load_movielens(folder)
+    assert (e.value.file, e.value.row) == (str(folder / "u.data"), 2)
+
+
 def test_100k_unknown_item_in_ratings(tmp_path):
     folder = make_100k(tmp_path / "ml-100k")
     (folder / "u.data").write_text("1\t10\t5\t881250949\n1\t99\t4\t881250950\n")

@@ -110,6 +110,11 @@ def _read_delimited(path: Path, names: list[str], sep: str, encoding: str) -> tu
         ) from e
     rows = np.arange(1, len(df) + 1, dtype=np.int64)
     blank = df.isna().all(axis=1).to_numpy()
+    short = df[names[-1]].isna().to_numpy() & ~blank
+    if short.any():
+        i = int(np.flatnonzero(short)[0])
+        found = text.splitlines()[i].count(sep) + 1
+        raise DataError(f"expected {len(names)} fields, found {found}", file=str(path), row=int(rows[i]))
     if blank.any():  # trailing blank lines are harmless; keep the line numbers of the others
         df, rows = df[~blank].reset_index(drop=True), rows[~blank]
     return df, rows
