@@ -10,8 +10,8 @@ import os
 import shutil
 
 import pytest
-from test_serve_support import HashingEncoder, ThreadServer, make_bundle, toy_registry  # noqa: F401
 
+from test_serve_support import HashingEncoder, ThreadServer, make_bundle, toy_registry  # noqa: F401
 from tokrec.serve.app import create_app
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
@@ -65,11 +65,17 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
             assert all("saxophone" in li.text.lower() for li in results)
             picked = []
             for _ in range(2):
-                li = [x for x in driver.find_elements(By.CSS_SELECTOR, "#results li[data-item-id]") if x.get_attribute("data-item-id") not in picked][0]
+                li = [
+                    x
+                    for x in driver.find_elements(By.CSS_SELECTOR, "#results li[data-item-id]")
+                    if x.get_attribute("data-item-id") not in picked
+                ][0]
                 picked.append(li.get_attribute("data-item-id"))
                 li.find_element(By.CSS_SELECTOR, "button.add").click()
                 wait.until(EC.text_to_be_present_in_element((By.ID, "count"), f"({len(picked)})"))
-            liked = [li.get_attribute("data-item-id") for li in driver.find_elements(By.CSS_SELECTOR, "#liked li")]
+            liked = [
+                li.get_attribute("data-item-id") for li in driver.find_elements(By.CSS_SELECTOR, "#liked li")
+            ]
             assert liked == picked and all(p.startswith("jazz-") for p in picked)
             k = driver.find_element(By.ID, "k")
             k.clear()
@@ -80,8 +86,14 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
             rec_ids = [r.get_attribute("data-item-id") for r in recs]
             assert all(r.startswith("jazz-") for r in rec_ids) and not set(picked) & set(rec_ids)
             first = recs[0].find_element(By.CSS_SELECTOR, ".because").text
-            picked_labels = [li.text.split("\n")[0] for li in driver.find_elements(By.CSS_SELECTOR, "#liked li span")]
-            assert "because:" in first and any(lbl in first for lbl in picked_labels) and "genres: Music (2 of your picks)" in first
+            picked_labels = [
+                li.text.split("\n")[0] for li in driver.find_elements(By.CSS_SELECTOR, "#liked li span")
+            ]
+            assert (
+                "because:" in first
+                and any(lbl in first for lbl in picked_labels)
+                and "genres: Music (2 of your picks)" in first
+            )
             assert "5 recommendations" in driver.find_element(By.ID, "message").text
             shot = tmp_path / "page.png"
             driver.save_screenshot(str(shot))

@@ -8,8 +8,8 @@ import time
 
 import pytest
 from fastapi.testclient import TestClient
-from test_serve_support import HashingEncoder, free_port, make_bundle, toy_registry  # noqa: F401
 
+from test_serve_support import HashingEncoder, free_port, make_bundle, toy_registry  # noqa: F401
 from tokrec.serve.app import create_app
 
 pytestmark = pytest.mark.redis
@@ -23,7 +23,19 @@ def redis_url(tmp_path):
         pytest.skip("redis-server is not installed (apt-get install redis-server)")
     port = free_port()
     proc = subprocess.Popen(
-        [exe, "--port", str(port), "--bind", "127.0.0.1", "--save", "", "--appendonly", "no", "--dir", str(tmp_path)],
+        [
+            exe,
+            "--port",
+            str(port),
+            "--bind",
+            "127.0.0.1",
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -67,7 +79,11 @@ def test_two_instances_share_events_and_items(tmp_path, redis_url, toy_registry)
         assert all(i.startswith("jazz-") for i in got) and not {"jazz-0", "jazz-1", "jazz-2"} & set(got)
         assert b.get("/health").json()["events"] == 3
         # an item added through B is searchable through A without a restart
-        item = {"item_id": "shared-new", "title": "Bebop saxophone trumpet swing quartet jazz", "genres": "Music|Misc0"}
+        item = {
+            "item_id": "shared-new",
+            "title": "Bebop saxophone trumpet swing quartet jazz",
+            "genres": "Music|Misc0",
+        }
         assert b.post("/items", json={"items": [item]}, headers=KEY).json()["added"] == ["shared-new"]
         assert a.get("/items/shared-new").json()["label"] == item["title"]
         assert "shared-new" in _ids(a.post("/recommend", json={"user_id": "walker", "k": 4}))
