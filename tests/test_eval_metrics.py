@@ -13,7 +13,12 @@ import pandas as pd
 import pytest
 
 from tokrec.errors import DataError
-from tokrec.evaluation.metrics import clean_recommendations, popularity_deciles, score_recommendations
+from tokrec.evaluation.metrics import (
+    clean_recommendations,
+    popularity_deciles,
+    score_recommendations,
+    tied_share,
+)
 
 L2, L3, L4 = math.log2(2), math.log2(3), math.log2(4)
 
@@ -106,6 +111,22 @@ def test_popularity_deciles_known_values() -> None:
     recs = pd.DataFrame({"user_id": ["u0"] * 4, "item_id": ["i9", "i8", "i0", "i5"], "pos": [0, 1, 2, 3]})
     shares = popularity_deciles(recs, train, [f"i{j}" for j in range(10)], k=3)
     assert shares == pytest.approx([1 / 3, 1 / 3, 0, 0, 0, 0, 0, 0, 0, 1 / 3])
+
+
+def test_tied_share_flags_top_k_decided_by_tie_break() -> None:
+    recs = pd.DataFrame(
+        {
+            "user_id": ["a"] * 3 + ["b"] * 3 + ["c"],
+            "item_id": ["1", "2", "3"] * 2 + ["1"],
+            "score": [3.0, 1.0, 1.0, 3.0, 2.0, 1.0, 5.0],
+            "rank": [1, 2, 3, 1, 2, 3, 1],
+        }
+    )
+    clean, _ = clean_recommendations(recs, pd.DataFrame({"user_id": [], "item_id": []}))
+    # k=2: a's 2nd and 3rd scores tie (1 == 1), b's do not, c has too few recs
+    assert tied_share(clean, 2) == pytest.approx(1 / 3)
+    assert tied_share(clean, 1) == 0.0
+    assert math.isnan(tied_share(clean.drop(columns=["score"]), 2))
 
 
 def test_bad_input_is_a_clear_error() -> None:

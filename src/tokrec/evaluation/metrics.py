@@ -82,8 +82,8 @@ def clean_recommendations(
         candidates: allowed item ids; all items when None.
 
     Returns:
-        The cleaned frame ``user_id, item_id, pos`` (0-based position in the user's cleaned list, rows
-        grouped by user in list order) and the counts ``seen_items_filtered``,
+        The cleaned frame ``user_id, item_id[, score], pos`` (0-based position in the user's cleaned list,
+        rows grouped by user in list order) and the counts ``seen_items_filtered``,
         ``outside_candidates_filtered``, ``duplicates_filtered``.
     """
     _need(recs, "recommendations", ("user_id", "item_id"))
@@ -106,7 +106,9 @@ def clean_recommendations(
     dup = np.zeros(len(r), dtype=bool)
     dup[rest] = key[rest].duplicated().to_numpy()
     keep = rest & ~dup
-    clean = r.loc[keep, ["user_id", "item_id"]].reset_index(drop=True)
+    if "score" in recs.columns:
+        r["score"] = pd.to_numeric(recs.loc[r.index, "score"], errors="coerce").astype(float)
+    clean = r.loc[keep, [c for c in ("user_id", "item_id", "score") if c in r.columns]].reset_index(drop=True)
     clean["pos"] = clean.groupby("user_id", sort=False).cumcount().to_numpy()
     counts = {
         "seen_items_filtered": int(seen.sum()),
@@ -202,6 +204,24 @@ def popularity_deciles(
     if len(d) == 0:
         return [0.0] * 10
     return (np.bincount(d, minlength=10) / len(d)).tolist()
+
+
+def tied_share(clean: pd.DataFrame, k: int) -> float:
+    """Share of users whose top-``k`` was decided by a tie: the ``k``-th and ``k+1``-th scores are equal.
+
+    A model that cannot tell items apart (e.g. one that gives every new item the same score) leaves its
+    order to the tie-break (the catalog order in ``recommend_batch``), which can correlate with
+    popularity. ``clean`` is a frame of :func:`clean_recommendations` with a ``score`` column; users with
+    ``k`` or fewer recommendations count as not tied. NaN when there is no score column or no user.
+    """
+    if "score" not in clean.columns or clean.empty:
+        return float("nan")
+    at = clean[clean["pos"].isin((k - 1, k))]
+    pairs = at.pivot_table(index="user_id", columns="pos", values="score", aggfunc="first")
+    n_users = clean["user_id"].nunique()
+    if k not in pairs.columns or k - 1 not in pairs.columns:
+        return 0.0
+    return float((pairs[k - 1] == pairs[k]).sum() / n_users)
 
 
 def score_recommendations(

@@ -18,7 +18,12 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokrec.evaluation.metrics import clean_recommendations, popularity_deciles, score_recommendations
+from tokrec.evaluation.metrics import (
+    clean_recommendations,
+    popularity_deciles,
+    score_recommendations,
+    tied_share,
+)
 from tokrec.evaluation.splits import Split
 from tokrec.models.registry import create_model
 
@@ -189,6 +194,8 @@ def run_model(
     catalog = split.train.item_vocab.ids
     metrics = score_recommendations(recs, test, train, k=ks, candidates=split.candidates, catalog=catalog)
     clean, _ = clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
+    for kk in ks:
+        metrics[f"tied@{kk}"] = tied_share(clean, kk)
     deciles = popularity_deciles(clean, train, catalog, k=main_k(ks))
     sampled = None
     if sampled_negatives:

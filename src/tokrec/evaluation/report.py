@@ -127,14 +127,22 @@ Table = tuple[list[str], list[list[str]]]
 def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Table:
     """One row per model at cut-off ``k``: accuracy, beyond-accuracy and timings."""
     head = ["model"] + [f"{LABELS[m]}@{k}" for m in ACCURACY_METRICS]
-    head += [f"Coverage@{k}", f"Novelty@{k}", f"ARP@{k}", f"Long-tail@{k}", "fit s", "recommend s"]
+    head += [
+        f"Coverage@{k}",
+        f"Novelty@{k}",
+        f"ARP@{k}",
+        f"Long-tail@{k}",
+        f"Tied@{k}",
+        "fit s",
+        "recommend s",
+    ]
     rows = []
     for run in result.runs:
         if run.error:
             continue
         m = run.sampled_metrics if sampled else run.metrics
         assert m is not None
-        keys = [f"{x}@{k}" for x in (*ACCURACY_METRICS, "coverage", "novelty", "arp", "long_tail")]
+        keys = [f"{x}@{k}" for x in (*ACCURACY_METRICS, "coverage", "novelty", "arp", "long_tail", "tied")]
         rows.append(
             [run.model]
             + [fmt_metric(m.get(key)) for key in keys]
@@ -289,7 +297,9 @@ def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, st
             "the user's training items; a test user without recommendations counts as a miss. "
             "Coverage: distinct recommended items / catalog (or candidates); novelty: mean -log2 share of "
             "training users who had the item; ARP: mean share of training users who had it; long-tail: "
-            "share of recommendations outside the 20% most popular items.",
+            "share of recommendations outside the 20% most popular items; tied: share of users whose "
+            "top-K was decided by a tie-break (K-th and K+1-th scores equal), i.e. the model could not tell "
+            "the items apart and the catalog order decided.",
         ),
     ]
     for r in results:
