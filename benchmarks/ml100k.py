@@ -84,7 +84,7 @@ def _rows(result, official: dict[str, dict], cold: bool) -> list[str]:
     lines = []
     for run in result.runs:
         if run.error:
-            lines.append(f"| {run.model} | failed: {run.error.splitlines()[0][:120]} |" + " |" * 11)
+            lines.append(f"| {run.model} | failed: {run.error.splitlines()[0][:120]} |" + " |" * 12)
             continue
         m, o = run.metrics, official[run.model]
         agree = all(round(m[key], 5) == o[key] for key in OFFICIAL_KEYS)
@@ -92,7 +92,7 @@ def _rows(result, official: dict[str, dict], cold: bool) -> list[str]:
         lines.append(
             f"| {run.model} | {o['ndcg@10']:.4f} | {first} | {o['mrr@10']:.4f} | {m['map@10']:.4f} "
             f"| {m['ndcg@50']:.4f} | {m['recall@50']:.4f} | {m['coverage@10']:.3f} | {m['novelty@10']:.2f} "
-            f"| {m['long_tail@10']:.3f} | {run.fit_seconds:.1f} | {run.recommend_seconds:.1f} "
+            f"| {m['long_tail@10']:.3f} | {m['tied@10']:.2f} | {run.fit_seconds:.1f} | {run.recommend_seconds:.1f} "
             f"| {'yes' if agree else 'NO'} |"
         )
     return lines
@@ -103,10 +103,26 @@ def _table(result, official: dict[str, dict]) -> str:
     second = "Recall@10" if cold else "HR@10"
     head = (
         f"| model | NDCG@10 | {second} | MRR@10 | MAP@10 | NDCG@50 | Recall@50 | coverage@10 | novelty@10 (bits) "
-        "| long-tail@10 | fit s | recommend s | scorer agrees |"
+        "| long-tail@10 | tied@10 | fit s | recommend s | scorer agrees |"
     )
-    sep = "| --- |" + " ---: |" * 11 + " :---: |"
+    sep = "| --- |" + " ---: |" * 12 + " :---: |"
     return "\n".join([head, sep, *_rows(result, official, cold)])
+
+
+def _tie_note(result) -> list[str]:
+    tied = [
+        (r.model, r.metrics["tied@10"]) for r in result.runs if not r.error and r.metrics["tied@10"] > 0.5
+    ]
+    if not tied:
+        return []
+    names = ", ".join(f"{m} (tied@10 {t:.2f})" for m, t in tied)
+    return [
+        f"**Read with care:** {names} cannot tell most of these items apart (equal scores), so "
+        "`recommend_batch`'s tie-break — catalog order, i.e. item id — decides their top 10. In MovieLens "
+        "low item ids are older, more popular films, so these figures measure the catalog order, not the "
+        "model (the benchmark's popularity row with random ties: cold NDCG@10 0.0607).",
+        "",
+    ]
 
 
 def _document(results, official, *, command: str, started: str, elapsed: float) -> str:
@@ -135,13 +151,15 @@ def _document(results, official, *, command: str, started: str, elapsed: float) 
         "columns come from `tokrec.evaluation.metrics`, whose NDCG/HR/Recall/MRR must equal the scorer's to 5 "
         "decimals (*scorer agrees*). Coverage: distinct recommended items / catalog (or candidates); "
         "novelty: mean -log2 share of training users who had the recommended item; long-tail: share of "
-        "recommendations outside the 20% most popular catalog items (a new item is always long tail).",
+        "recommendations outside the 20% most popular catalog items (a new item is always long tail); "
+        "tied@10: share of users whose top 10 was decided by the tie-break (10th and 11th scores equal).",
         "",
     ]
     titles = {"warm": "Warm (leave-last-out, whole catalog)", "cold": "Cold items (336 candidates)"}
     for name in ("warm", "cold"):
         if name in by:
             parts += [f"## {titles[name]}", "", _table(by[name], official[name]), ""]
+            parts += _tie_note(by[name])
     parts += [
         "Reference numbers from `../shared/BENCHMARK.md` (same splits, same scorer): popularity warm NDCG@10 "
         "0.0250 / cold 0.0607; ALS 0.0489 / 0.0358; EASE (λ 300) 0.0416 warm; SASRec (IDs) 0.1132 warm; "

@@ -1,0 +1,30 @@
+"""benchmarks/ml100k.py: rewriting BENCHMARKS.md keeps the "## Deep models" section of engineer "deep"."""
+
+from __future__ import annotations
+
+import importlib.util
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _script():
+    spec = importlib.util.spec_from_file_location("bench_ml100k", REPO / "benchmarks" / "ml100k.py")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_rewrite_keeps_the_deep_models_section(tmp_path: Path) -> None:
+    bench = _script()
+    path = tmp_path / "BENCHMARKS.md"
+    path.write_text("# Benchmarks\n\nold table\n\n## Deep models\n\n| sasrec | 0.11 |\n\n### more\ntext\n")
+    bench._write(path, "# Benchmarks\n\nnew table\n")
+    assert (
+        path.read_text()
+        == "# Benchmarks\n\nnew table\n\n## Deep models\n\n| sasrec | 0.11 |\n\n### more\ntext\n"
+    )
+    fresh = tmp_path / "NEW.md"
+    bench._write(fresh, "# Benchmarks\n\nonly\n")
+    assert fresh.read_text() == "# Benchmarks\n\nonly\n"
