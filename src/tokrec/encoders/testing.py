@@ -8,6 +8,7 @@ enc = load_encoder(str(path), dtype="fp32")
 from __future__ import annotations
 
 import inspect
+import json
 from collections.abc import Iterable
 from pathlib import Path
 
@@ -115,10 +116,8 @@ def make_tiny_bert(
     BertModel(cfg).eval().save_pretrained(out)
     if sentence_transformers:
         (out / "1_Pooling").mkdir(exist_ok=True)
-        (out / "1_Pooling" / "config.json").write_text(
-            '{"word_embedding_dimension": %d, "pooling_mode_cls_token": true, "pooling_mode_mean_tokens": false}'
-            % hidden
-        )
+        pooling = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+        (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
         (out / "sentence_bert_config.json").write_text('{"max_seq_length": 16, "do_lower_case": false}')
     return out
 
