@@ -237,7 +237,7 @@ def test_zero_byte_and_header_only_files(tmp_path):
         load_interactions(p)
     assert_where(e.value, p, None, None)
     p2 = write(tmp_path, "items.csv", "item_id,title\n")
-    with pytest.raises(DataError, match="no rows") as e2:
+    with pytest.raises(DataError, match="no data rows \\(only a header\\)") as e2:
         load_items(p2)
     assert e2.value.file == str(p2)
     p3 = write(tmp_path, "i.jsonl", "\n\n")
@@ -268,6 +268,8 @@ def test_missing_ids_error_or_drop_counted(tmp_path):
     with pytest.raises(DataError, match="missing id") as e:
         load_dataset(items=items, interactions=inter)
     assert_where(e.value, inter, 5, "user_id")
+    with pytest.raises(ConfigError, match="empty_ids"):
+        load_dataset(items=items, interactions=inter, empty_ids="skip")  # type: ignore[arg-type]
     ds = load_dataset(items=items, interactions=inter, empty_ids="drop")
     assert len(ds) == 3
     assert ds.report.filtered == {

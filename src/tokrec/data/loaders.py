@@ -129,7 +129,9 @@ def read_table(
     else:
         df, rows = _read_csv(p, encoding, sep if sep is not None else ("\t" if fmt == "tsv" else ","))
     if len(df) == 0:
-        raise DataError("file has a header but no rows", file=str(p))
+        raise DataError(
+            "file has no data rows" + (" (only a header)" if fmt in ("csv", "tsv") else ""), file=str(p)
+        )
     return df.reset_index(drop=True), rows
 
 
@@ -323,6 +325,8 @@ def _check_ids(
     what: str,
 ) -> np.ndarray:
     """Validates an id column; returns the mask of rows to keep."""
+    if empty not in ("error", "drop"):
+        raise ConfigError(f"empty_ids must be 'error' or 'drop', not {empty!r}")
     miss = _missing(ids)
     if miss.any():
         if empty == "drop":
