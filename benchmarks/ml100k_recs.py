@@ -119,19 +119,19 @@ def cold_validation(ds, fraction: float = 0.2, seed: int = 0) -> ValSet:
 # ---- tuning ------------------------------------------------------------------------------------
 GRID: dict[str, tuple[str, str, list]] = {
     # param: (signal it drives, validation set, values)
-    "ease_lambda": ("ease", "warm", [100.0, 300.0, 1000.0]),
+    "ease_lambda": ("ease", "warm", [100.0, 300.0, 1000.0, 3000.0]),
     "ease_half_life": ("ease", "warm", [1.0, 2.0, 4.0, 8.0]),
-    "trans_window": ("trans", "warm", [1, 3, 5, 8]),
+    "trans_window": ("trans", "warm", [1, 3, 5, 8, 12]),
     "trans_gap_decay": ("trans", "warm", [0.5, 0.7, 1.0]),
-    "trans_last": ("trans", "warm", [1, 3, 5, 10]),
+    "trans_last": ("trans", "warm", [1, 3, 5, 10, 20]),
     "trans_decay": ("trans", "warm", [0.3, 0.5, 0.7]),
     "time_bandwidth_bins": ("time", "warm", [1.0, 3.0, 10.0, 30.0]),
     "map_lambda": ("map", "cold", [1.0, 3.0, 10.0, 30.0]),
     "attr_weight": ("map", "cold", [0.0, 0.3, 1.0, 3.0]),
-    "prop_neighbours": ("prop", "cold", [5, 10, 20, 50]),
+    "prop_neighbours": ("prop", "cold", [10, 20, 50, 100, 200]),
     "profile_half_life": ("profile", "cold", [2.0, 10.0, 1000.0]),
 }
-WEIGHT_STEPS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 4.0]
+WEIGHT_STEPS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]
 
 
 def _signals(cfg: dict, vs: ValSet, vecs: np.ndarray, which: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -256,7 +256,7 @@ def main() -> None:
     out_dir = Path(args.out) if args.out else Path(tempfile.mkdtemp(prefix="tokrec-ml100k-"))
     out_dir.mkdir(parents=True, exist_ok=True)
     print(
-        f"| model | split | NDCG@10 | HR@10 | Recall@10 | fit s | recommend s |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
+        "| model | split | NDCG@10 | HR@10 | Recall@10 | fit s | recommend s |\n| --- | --- | ---: | ---: | ---: | ---: | ---: |"
     )
     for name in args.models:
         for split in args.splits:

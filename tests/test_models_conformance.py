@@ -5,7 +5,6 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from conformance import RecommenderConformance
-
 from tokrec.models.registry import create_model
 
 

@@ -37,8 +37,8 @@ def item_vectors_for(
     try:
         from tokrec.features import item_vectors
     except ImportError:
-        item_vectors = None
-    if item_vectors is not None:
+        pass
+    else:
         encoder = None
         if model is not None:
             from tokrec.encoders import load_encoder

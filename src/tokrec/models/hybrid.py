@@ -42,7 +42,8 @@ class HybridMap(Recommender):
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
         c = self.config
-        als = ALS({k: v for k, v in c.model_dump().items() if k != "map_l2"}).fit(dataset)
+        als = ALS({k: v for k, v in c.model_dump().items() if k != "map_l2"})
+        als.fit(dataset)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         z = np.hstack([z, np.ones((len(z), 1), dtype=np.float32)])
         counts = np.asarray(dataset.interaction_matrix().sum(axis=0)).ravel()

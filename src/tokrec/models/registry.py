@@ -32,7 +32,7 @@ def available_models() -> list[str]:
     return sorted(_MODELS)
 
 
-def model_class(name: str) -> type:
+def model_class(name: str) -> type[Any]:
     try:
         target = _MODELS[name]
     except KeyError:

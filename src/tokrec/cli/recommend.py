@@ -1,0 +1,182 @@
+"""`tokrec recommend`: fit a model on an interaction log and write each user's top-k as CSV.
+
+    tokrec recommend --items ITEMS.csv --interactions TRAIN.csv [--model NAME] \\
+        [--candidates CANDIDATES.csv] --k 100 --output RECS.csv
+
+The output is ``user_id,item_id,score,rank`` (rank 1 = best), items the user already has are left out.
+Without ``--model`` the recommended model (``registry.DEFAULT_MODEL``) is used.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import pandas as pd
+
+from tokrec.errors import ConfigError, DataError
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    from tokrec.models.registry import DEFAULT_MODEL
+
+    p = subparsers.add_parser(
+        "recommend",
+        help="fit a model and write every user's top-k recommendations (CSV)",
+        description=(
+            "Fits a recommender on --interactions (columns user_id,item_id and optionally "
+            "rating,timestamp,event) over the --items catalog (item_id + attributes) and writes "
+            "user_id,item_id,score,rank for every user (rank 1 = best; items the user already has are "
+            "excluded). A summary (users, rows, stage times) goes to stderr."
+        ),
+    )
+    p.add_argument(
+        "--items", required=True, help="item catalog: item_id + attribute columns (CSV/Parquet/JSONL)"
+    )
+    p.add_argument(
+        "--interactions", required=True, help="interaction log: user_id,item_id[,rating,timestamp,event]"
+    )
+    p.add_argument(
+        "--model",
+        default=DEFAULT_MODEL,
+        help=f"registry name (default: {DEFAULT_MODEL}, the recommended model)",
+    )
+    p.add_argument("--candidates", help="rank only these items: a one-column CSV with header item_id")
+    p.add_argument("--users", help="only these users: a CSV with a user_id column, or comma-separated ids")
+    p.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
+    p.add_argument("--output", required=True, help="the recommendations CSV to write (atomically)")
+    p.add_argument("--config", help="model hyperparameters: a JSON object, or a path to a JSON file")
+    p.add_argument(
+        "--cache", help="embedding cache folder (default $TOKREC_CACHE_DIR or ~/.cache/tokrec; 'none' = off)"
+    )
+    p.add_argument(
+        "--model-path",
+        help="encoder for item vectors: model folder or id (default: bundled all-MiniLM-L6-v2)",
+    )
+    p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    p.set_defaults(func=run)
+
+
+def parse_config(text: str | None) -> dict[str, Any]:
+    """A JSON object given inline or as a file path; anything else is a ConfigError."""
+    if not text:
+        return {}
+    source = "--config"
+    if not text.lstrip().startswith("{"):
+        path = Path(text)
+        if not path.is_file():
+            raise ConfigError(f"--config: {text!r} is neither a JSON object nor an existing file")
+        source, text = str(path), path.read_text()
+    try:
+        cfg = json.loads(text)
+    except json.JSONDecodeError as e:
+        raise ConfigError(f"{source}: invalid JSON: {e}") from e
+    if not isinstance(cfg, dict):
+        raise ConfigError(f"{source}: expected a JSON object of model hyperparameters")
+    return cfg
+
+
+def read_id_column(path: str, column: str) -> list[str]:
+    """The ``column`` of a CSV file as strings, with clear errors naming the file."""
+    p = Path(path)
+    if not p.is_file():
+        raise DataError("file not found", file=path)
+    try:
+        df = pd.read_csv(p, dtype=str, keep_default_na=False)
+    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
+        raise DataError(f"cannot read CSV: {e}", file=path) from e
+    if column not in df.columns:
+        raise DataError(
+            f"missing column (found: {', '.join(map(str, df.columns))})", file=path, column=column
+        )
+    ids = df[column].str.strip()
+    empty = ids == ""
+    if empty.any():
+        raise DataError("empty id", file=path, row=int(empty.to_numpy().argmax()) + 2, column=column)
+    return list(dict.fromkeys(ids.tolist()))
+
+
+def _users(arg: str | None) -> list[str] | None:
+    if arg is None:
+        return None
+    if Path(arg).is_file():
+        return read_id_column(arg, "user_id")
+    users = [u.strip() for u in arg.split(",") if u.strip()]
+    if not users:
+        raise ConfigError("--users: no user ids given")
+    return users
+
+
+def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
+    """Writes ``df`` to a temporary file next to ``path`` and renames it into place."""
+    out = Path(path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
+    try:
+        with os.fdopen(fd, "w", newline="") as f:
+            df.to_csv(f, index=False)
+        os.replace(tmp, out)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def run(args: argparse.Namespace) -> int:
+    from tokrec.data.loaders import load_dataset
+    from tokrec.models._vectors import item_vectors_for
+    from tokrec.models.registry import create_model
+
+    if args.k < 1:
+        raise ConfigError("--k must be at least 1")
+    if args.threads:
+        import torch
+
+        torch.set_num_threads(args.threads)
+    model = create_model(args.model, parse_config(args.config))
+    times: dict[str, float] = {}
+    t = time.perf_counter()
+    ds = load_dataset(args.items, args.interactions)
+    candidates = read_id_column(args.candidates, "item_id") if args.candidates else None
+    users = _users(args.users)
+    times["load"] = time.perf_counter() - t
+    notes = []
+    if candidates is not None:
+        unknown = [c for c in candidates if c not in ds.item_vocab]
+        if len(unknown) == len(candidates):
+            raise DataError("no candidate item is in the catalog", file=args.candidates, column="item_id")
+        if unknown:
+            notes.append(f"{len(unknown)} candidate ids not in the catalog ignored")
+    vectors = None
+    if model.needs_item_vectors:
+        t = time.perf_counter()
+        cache: Any = (
+            "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
+        )
+        vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
+        times["embed"] = time.perf_counter() - t
+    t = time.perf_counter()
+    model.fit(ds, vectors)
+    times["fit"] = time.perf_counter() - t
+    t = time.perf_counter()
+    if users is not None:
+        missing = sum(u not in ds.user_vocab for u in users)
+        if missing:
+            notes.append(f"{missing} requested users unknown (no rows)")
+    recs = model.recommend_batch(users, k=args.k, candidates=candidates, exclude_seen=not args.include_seen)
+    times["recommend"] = time.perf_counter() - t
+    write_csv_atomic(recs, args.output)
+    stages = ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
+    print(
+        f"tokrec recommend: model {args.model}; {ds.n_users} users, {ds.n_items} items, {len(ds)} events; "
+        f"{recs['user_id'].nunique()} users x top {args.k} = {len(recs)} rows -> {args.output}; {stages}"
+        + ("; " + "; ".join(notes) if notes else ""),
+        file=sys.stderr,
+    )
+    return 0
