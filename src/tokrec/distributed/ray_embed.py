@@ -28,6 +28,7 @@ import shutil
 import sys
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -46,6 +47,33 @@ MAX_SHARD_ROWS = 8192
 _ENV_FOR_WORKERS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
 
 ModelSpec = str | Callable[[], Any] | None
+
+
+@dataclass(frozen=True)
+class EncoderSpec:
+    """:func:`tokrec.encoders.load_encoder` arguments, built into an encoder inside each worker.
+
+    Pass one as ``model=`` to use encoder options (dtype, pooling, device, max length, prompt) on Ray:
+    ``embed_items_ray(..., model=EncoderSpec("BAAI/bge-small-en-v1.5", {"dtype": "fp32"}))``.
+    Its ``repr`` is stable, so an interrupted run with the same spec resumes.
+
+    Args:
+        model: model id or folder (None: the bundled all-MiniLM-L6-v2).
+        options: keyword options of ``load_encoder`` (``batch_size`` is taken from the run).
+    """
+
+    model: str | None = None
+    options: tuple[tuple[str, Any], ...] | dict[str, Any] = ()
+
+    def __post_init__(self) -> None:
+        opts = dict(self.options)
+        opts.pop("batch_size", None)
+        object.__setattr__(self, "options", tuple(sorted(opts.items())))
+
+    def __call__(self, batch_size: int = 64) -> Any:
+        from tokrec.encoders import load_encoder
+
+        return load_encoder(self.model, batch_size=batch_size, **dict(self.options))
 
 
 def embed_items_ray(
@@ -104,46 +132,39 @@ def embed_items_ray(
     local_cpus = None if ray_address else (num_workers or _default_local_workers()) + 1
     with ray_session(ray_address, num_cpus=local_cpus) as ray:
         ids = _input_ids(src, tmpl)
-        job = _job_key(src, tmpl, model)
+        job, ihash = _job_key(src, tmpl, model)
         workers, gpus = _worker_count(ray, num_workers)
         shard_rows = int(min(MAX_SHARD_ROWS, max(MIN_SHARD_ROWS, math.ceil(len(ids) / (4 * workers)))))
+        plan = _Plan(src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, shard_rows)
         reused = _resume(parts, job, ids)
         done = set(sh.shard_ids(parts, reused))
-        plan = _Plan(src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, shard_rows)
         t_enc = time.perf_counter()
         new = _run_encode(ray, plan, done) if len(done) < len(ids) else []
         enc_s = time.perf_counter() - t_enc
-    results = _check_complete(parts, reused, new, ids)
-    fingerprint = _one_fingerprint(parts, results, new)
-    rows_new = sum(int(r["rows"]) for r in new)
-    summary: dict[str, Any] = {
-        "rows": len(ids),
-        "shards": len(results),
-        "texts_per_s": rows_new / enc_s if rows_new and enc_s > 0 else 0.0,
-        "cache_hits": sum(int(r["hits"]) for r in new),
-        "cache_misses": sum(int(r["misses"]) for r in new),
-        "rows_reused": sum(s.rows for s in reused),
-        "shards_reused": len(reused),
-        "seconds": time.perf_counter() - t_start,
-        "encode_seconds": enc_s,
-        "workers": workers,
-        "gpus_per_worker": gpus,
-        "fingerprint": fingerprint,
-        "dim": int(new[0]["dim"]) if new else _dim_of(parts, results),
-        "output": str(out),
-    }
-    _finish(out, parts, single, results, ids, job, src, tmpl, model, summary)
+    shards = _check_complete(parts, reused, new, ids)
+    summary = _summary(plan, shards, reused, new, enc_s, n_rows=len(ids))
+    summary.update(seconds=time.perf_counter() - t_start, output=str(out))
+    manifest = _manifest(plan, ihash, len(ids), shards, summary)
+    if single:
+        _write_single(out, parts, shards, ids, manifest)
+    else:
+        sh.write_manifest(parts, manifest)
     return summary
 
 
 # ---- planning --------------------------------------------------------------------------------
+@dataclass(frozen=True)
 class _Plan:
-    def __init__(
-        self, src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, shard_rows
-    ) -> None:  # type: ignore[no-untyped-def]
-        self.src, self.tmpl, self.model, self.cache_path = src, tmpl, model, cache_path
-        self.batch_size, self.job, self.parts = batch_size, job, parts
-        self.workers, self.gpus, self.shard_rows = workers, gpus, shard_rows
+    src: str
+    tmpl: Any
+    model: ModelSpec
+    cache_path: str | None
+    batch_size: int
+    job: str
+    parts: Path
+    workers: int
+    gpus: float
+    shard_rows: int
 
 
 def _default_local_workers() -> int:
@@ -171,19 +192,28 @@ def _cache_path(cache_dir: Any) -> str | None:
 
 
 def _model_spec(model: ModelSpec) -> str:
+    """A stable description of the model argument (part of the job key)."""
     if model is None or isinstance(model, str):
-        return str(model)
-    return f"{type(model).__module__}.{model!r}"
+        model = EncoderSpec(model)
+    text = f"{type(model).__module__}.{model!r}"
+    if " at 0x" in text:
+        raise ConfigError(
+            f"model {text} has no stable repr (a lambda or partial?): pass a model name, an EncoderSpec or a "
+            "dataclass factory, so that an interrupted run can be resumed"
+        )
+    return text
 
 
-def _job_key(src: str, tmpl: Any, model: ModelSpec) -> str:
+def _job_key(src: str, tmpl: Any, model: ModelSpec) -> tuple[str, str]:
+    """(job key, input hash): the job key names the input bytes, the template and the model argument."""
+    ihash = input_hash(src)
     payload = {
         "format": sh.FORMAT,
-        "input": input_hash(src),
+        "input": ihash,
         "template": tmpl.to_spec().model_dump(mode="json"),
         "model": _model_spec(model),
     }
-    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32], ihash
 
 
 def _input_ids(src: str, tmpl: Any) -> list[str]:
@@ -321,9 +351,9 @@ def _limit_threads(threads: int) -> None:
 
 def _build_encoder(model: ModelSpec, batch_size: int) -> Any:
     if model is None or isinstance(model, str):
-        from tokrec.encoders import load_encoder
-
-        return load_encoder(model, batch_size=batch_size)
+        model = EncoderSpec(model)
+    if isinstance(model, EncoderSpec):
+        return model(batch_size)
     if callable(model):
         return model()
     raise ConfigError(
@@ -427,33 +457,53 @@ def _dim_of(parts: Path, shards: list[sh.ShardInfo]) -> int:
     return int(vecs.shape[1])
 
 
-def _finish(
-    out: Path,
-    parts: Path,
-    single: bool,
+def _summary(
+    plan: _Plan,
     shards: list[sh.ShardInfo],
-    ids: Sequence[str],
-    job: str,
-    src: str,
-    tmpl: Any,
-    model: ModelSpec,
-    summary: dict[str, Any],
-) -> None:
-    manifest = {
+    reused: list[sh.ShardInfo],
+    new: list[dict[str, Any]],
+    enc_s: float,
+    *,
+    n_rows: int,
+) -> dict[str, Any]:
+    rows_new = sum(int(r["rows"]) for r in new)
+    return {
+        "rows": n_rows,
+        "shards": len(shards),
+        "texts_per_s": rows_new / enc_s if rows_new and enc_s > 0 else 0.0,
+        "cache_hits": sum(int(r["hits"]) for r in new),
+        "cache_misses": sum(int(r["misses"]) for r in new),
+        "rows_reused": sum(s.rows for s in reused),
+        "shards_reused": len(reused),
+        "encode_seconds": enc_s,
+        "workers": plan.workers,
+        "gpus_per_worker": plan.gpus,
+        "fingerprint": _one_fingerprint(plan.parts, shards, new),
+        "dim": int(new[0]["dim"]) if new else _dim_of(plan.parts, shards),
+    }
+
+
+def _manifest(
+    plan: _Plan, ihash: str, n_rows: int, shards: list[sh.ShardInfo], summary: dict[str, Any]
+) -> dict[str, Any]:
+    return {
         "format": sh.FORMAT,
         "complete": True,
-        "job_key": job,
-        "input": {"path": src, "hash": input_hash(src), "rows": len(ids)},
-        "model": _model_spec(model),
-        "template": tmpl.to_spec().model_dump(mode="json"),
+        "job_key": plan.job,
+        "input": {"path": plan.src, "hash": ihash, "rows": n_rows},
+        "model": _model_spec(plan.model),
+        "template": plan.tmpl.to_spec().model_dump(mode="json"),
         "fingerprint": summary["fingerprint"],
         "dim": summary["dim"],
         "shards": [s.to_json() for s in sorted(shards, key=lambda s: s.file)],
         "order": "shard rows are in no particular order; a .parquet output is in input order",
     }
-    if not single:
-        sh.write_manifest(parts, manifest)
-        return
+
+
+def _write_single(
+    out: Path, parts: Path, shards: list[sh.ShardInfo], ids: Sequence[str], manifest: dict[str, Any]
+) -> None:
+    """One Parquet file in input order (the shard folder beside it is removed once it is written)."""
     got_ids, vecs = sh.read_shards(parts, shards)
     pos = {i: k for k, i in enumerate(got_ids)}
     order = np.fromiter((pos[i] for i in ids), dtype=np.int64, count=len(ids))
