@@ -21,7 +21,8 @@ mark items as seen.
    small (exact numpy matmul); else, for a large catalog with an HNSW index, the union of the
    ``ann_candidates`` nearest items to ``u`` (faiss HNSW, inner product) and the model's top
    ``ann_candidates`` items, re-scored exactly.
-4. **Blend**: both parts are standardised over the ranked set (z-scores), then
+4. **Blend**: both parts are standardised (z-scores over the ranked set; in ANN mode over the whole
+   catalog for ``m`` and a fixed sample of 4096 catalog rows for ``v``, so both modes agree), then
    ``s = model_weight * z(m) + (1 - model_weight) * z(v)``. An item the model cannot score (added
    online) takes ``z(v)`` in place of ``z(m)``, so new items compete on text similarity, on the same
    scale, at once. With no model scores ``s = z(v)``; with no history vector ``s = z(m)``.
@@ -55,6 +56,8 @@ from tokrec.serve.store import Event, ItemRecord, Store
 log = logging.getLogger(__name__)
 
 _LABEL_COLUMNS = ("title", "name", "label")
+_REFERENCE_SAMPLE = 4096
+_EMPTY: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -133,6 +136,7 @@ class Engine:
         self._write_lock = threading.RLock()
         self._can_history = _implements_history(model)
         self._cold: np.ndarray | None = None
+        self._ref_rows: np.ndarray | None = None
         self._uvec_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self.stats = {"user_vector_cache_hits": 0, "user_vector_cache_misses": 0}
 
@@ -297,7 +301,7 @@ class Engine:
         cand_rows, mode = self._candidate_rows(u, model_scores, candidates, ignored, k + len(seen))
         if u is None and model_scores is None:  # nothing to go on: an empty answer, not arbitrary items
             return Result([], ignored, mode, 0)
-        scores = self._blend(cand_rows, u, model_scores)
+        scores = self._blend(cand_rows, u, model_scores, mode)
         scores[~np.isfinite(scores)] = -np.inf
         drop = set(self.blocked_rows)
         if exclude_seen:
@@ -307,13 +311,18 @@ class Engine:
             ignored += ex_unknown
             drop.update(int(r) for r in ex_rows)
         if drop:
-            scores[np.isin(cand_rows, np.fromiter(drop, dtype=np.int64, count=len(drop)))] = -np.inf
+            drop_rows = np.fromiter(drop, dtype=np.int64, count=len(drop))
+            if mode == "exact":  # the ranked set is the catalog: position = row
+                scores[drop_rows[drop_rows < len(scores)]] = -np.inf
+            else:
+                scores[np.isin(cand_rows, drop_rows)] = -np.inf
         top = _top(scores, k)
-        recs = []
-        for j in top:
-            r = int(cand_rows[j])
-            because = self.explain(r, positive) if explain else []
-            recs.append(Recommendation(self.ids[r], round(float(scores[j]), 6), self.labels[r], because))
+        rows = cand_rows[top]
+        reasons = self.explain_many(rows, positive) if explain else [[] for _ in rows]
+        recs = [
+            Recommendation(self.ids[int(r)], round(float(scores[j]), 6), self.labels[int(r)], because)
+            for r, j, because in zip(rows, top, reasons, strict=True)
+        ]
         return Result(recs, ignored, mode, len(positive))
 
     def _model_scores(self, user_id: str | None, positive: np.ndarray, n_online: int) -> np.ndarray | None:
@@ -384,14 +393,24 @@ class Engine:
             return np.arange(n, dtype=np.int64), "exact"
         return np.unique(np.concatenate(parts)), "ann"
 
-    def _blend(self, rows: np.ndarray, u: np.ndarray | None, m: np.ndarray | None) -> np.ndarray:
-        zv = _zscore(self.index.exact_scores(u, rows)) if u is not None else None
+    def _blend(self, rows: np.ndarray, u: np.ndarray | None, m: np.ndarray | None, mode: str) -> np.ndarray:
+        """``model_weight * z(m) + (1 - model_weight) * z(v)`` over ``rows`` (see the module docstring).
+
+        The z-scores use the mean and deviation over the ranked set, except in ANN mode, where the
+        ranked set is a biased few hundred items: there they come from the whole catalog for ``m`` and
+        from a fixed random sample of catalog rows for ``v``, so that ANN and exact mode blend alike.
+        """
+        ref = self._reference_rows() if mode == "ann" else None
+        zv = None
+        if u is not None:
+            v = self.index.exact_scores(u, None if mode == "exact" else rows)
+            zv = _zscore(v, self.index.exact_scores(u, ref) if ref is not None else None)
         if m is None:
             return zv if zv is not None else np.zeros(len(rows), dtype=np.float32)
         known = rows < self.n_model_items
         mm = np.full(len(rows), np.nan, dtype=np.float32)
         mm[known] = m[rows[known]]
-        zm = _zscore(mm)
+        zm = _zscore(mm, m if ref is not None else None)
         if zv is None:
             zm[~known] = -np.inf  # nothing to say about new items without a history
             return zm
@@ -399,35 +418,57 @@ class Engine:
         w = float(self.options.model_weight)
         return (w * zm + (1.0 - w) * zv).astype(np.float32)
 
+    def _reference_rows(self) -> np.ndarray:
+        n = self.n_items
+        if self._ref_rows is None or len(self._ref_rows) < min(n, _REFERENCE_SAMPLE) // 2:
+            rng = np.random.default_rng(0)
+            self._ref_rows = np.sort(rng.choice(n, size=min(n, _REFERENCE_SAMPLE), replace=False))
+        return self._ref_rows
+
     # ---- explanations ----------------------------------------------------------------------------
     def explain(self, row: int, history: np.ndarray) -> list[dict[str, Any]]:
         """Why ``row`` was recommended: similar history items and shared attribute values."""
+        return self.explain_many(np.array([row]), history)[0]
+
+    def explain_many(self, rows: np.ndarray, history: np.ndarray) -> list[list[dict[str, Any]]]:
+        """:meth:`explain` for several recommended rows at once (one matmul, facets counted once)."""
         recent = _unique_recent(history, self.options.explain_window)
         if len(recent) == 0:
-            return []
-        out: list[dict[str, Any]] = []
-        sims = self.index.vectors[recent] @ self.index.vectors[row]
-        for j in np.argsort(-sims, kind="stable")[: self.options.explain_items]:
-            if sims[j] <= 0:
-                break
-            h = int(recent[j])
-            out.append(
-                {
-                    "kind": "similar_item",
-                    "item_id": self.ids[h],
-                    "label": self.labels[h],
-                    "similarity": round(float(sims[j]), 4),
-                }
-            )
-        mine = self.item_facets[row]
-        if mine:
-            counts: dict[tuple[str, str], int] = {}
-            for h in recent:
-                for col, vals in self.item_facets[int(h)].items():
-                    for v in mine.get(col, frozenset()) & vals:
-                        counts[(col, v)] = counts.get((col, v), 0) + 1
-            best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[: self.options.explain_attributes]
-            out += [{"kind": "attribute", "attribute": c, "value": v, "count": n} for (c, v), n in best]
+            return [[] for _ in rows]
+        vecs = self.index.vectors
+        sims = vecs[recent] @ vecs[rows].T  # (len(recent), len(rows))
+        n_top = self.options.explain_items
+        order = np.argsort(-sims, axis=0, kind="stable")[:n_top]
+        hist_facets = [self.item_facets[int(h)] for h in recent]
+        out = []
+        for j, row in enumerate(rows):
+            reasons: list[dict[str, Any]] = []
+            for i in order[:, j]:
+                if sims[i, j] <= 0:
+                    break
+                h = int(recent[i])
+                reasons.append(
+                    {
+                        "kind": "similar_item",
+                        "item_id": self.ids[h],
+                        "label": self.labels[h],
+                        "similarity": round(float(sims[i, j]), 4),
+                    }
+                )
+            mine = self.item_facets[int(row)]
+            if mine:
+                counts: dict[tuple[str, str], int] = {}
+                for facets in hist_facets:
+                    for col, vals in facets.items():
+                        for v in mine.get(col, _EMPTY) & vals:
+                            counts[(col, v)] = counts.get((col, v), 0) + 1
+                best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[
+                    : self.options.explain_attributes
+                ]
+                reasons += [
+                    {"kind": "attribute", "attribute": c, "value": v, "count": n} for (c, v), n in best
+                ]
+            out.append(reasons)
         return out
 
     def similar(self, item_id: str, k: int) -> list[Recommendation]:
@@ -527,15 +568,20 @@ def _unique_recent(rows: np.ndarray, window: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _zscore(x: np.ndarray) -> np.ndarray:
+def _zscore(x: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
+    """``(x - mean) / std`` with the statistics of the finite values of ``reference`` (default ``x``).
+
+    NaN stays NaN (no score), -inf stays -inf.
+    """
     x = np.asarray(x, dtype=np.float32)
-    ok = np.isfinite(x)
+    ref = x if reference is None else np.asarray(reference, dtype=np.float32)
+    ok = np.isfinite(ref)
     if not ok.any():
         return np.full_like(x, np.nan)
-    mu = float(x[ok].mean())
-    sd = float(x[ok].std())
+    mu = float(ref[ok].mean())
+    sd = float(ref[ok].std())
     out = (x - mu) / (sd if sd > 1e-12 else 1.0)
-    out[~ok & ~np.isnan(x)] = -np.inf
+    out[np.isneginf(x)] = -np.inf
     return out.astype(np.float32)
 
 

@@ -1,0 +1,305 @@
+"""Load test of `tokrec serve`: p50/p99 latency and requests/s of POST /recommend, and ANN recall.
+
+Builds (or reuses) a bundle over a synthetic catalog (``tokrec.data.synthetic.make_synthetic``; item
+vectors from the default MiniLM through the embedding cache, so a second run encodes nothing), starts
+``tokrec serve`` on 127.0.0.1 in a subprocess, and drives ``POST /recommend`` with a bounded
+concurrent load generator (asyncio + httpx, at most ``--concurrency`` requests in flight, at most
+``--requests`` requests and ``--duration`` seconds). Requests are visitor histories (5-20 items of a
+synthetic user's events) and known user ids, 4:1.
+
+Also reports the top-10 recall of the HNSW retrieval against exact search, at two levels: the index
+(HNSW candidates re-scored exactly vs exact inner-product top-10 over the whole catalog) and the
+whole engine (the served ranking in ANN mode vs the same engine in exact mode).
+
+Examples::
+
+    python benchmarks/serve_load.py --items 100000            # the target setting (encodes 100k texts once)
+    python benchmarks/serve_load.py --items 20000 --requests 2000
+    python benchmarks/serve_load.py --items 100000 --encoder hashing   # no LM: a quick stand-in encoder
+
+Everything runs on this machine; the load generator shares the CPU with the server, and timings on a
+busy machine are noisy: the script prints the machine's load average next to the figures.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import re
+import subprocess
+import sys
+import time
+import zlib
+from pathlib import Path
+
+import numpy as np
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+class HashingEncoder:
+    """A stand-in encoder without a language model (``--encoder hashing``): signed hashed bag of words."""
+
+    def __init__(self, dim: int = 384) -> None:
+        self._dim = dim
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def fingerprint(self) -> str:
+        return f"bench-hashing-{self._dim}"
+
+    def encode(self, texts, *, progress: bool = False) -> np.ndarray:
+        out = np.zeros((len(texts), self._dim), dtype=np.float32)
+        for j, t in enumerate(texts):
+            for w in re.findall(r"[a-z]+", t.lower()):
+                h = zlib.crc32(w.encode())
+                out[j, h % self._dim] += 1.0 if (h >> 16) & 1 else -1.0
+        n = np.linalg.norm(out, axis=1, keepdims=True)
+        return out / np.where(n == 0, 1.0, n)
+
+    def count_tokens(self, texts) -> list[int]:
+        return [len(t.split()) for t in texts]
+
+
+def build_bundle(args: argparse.Namespace, path: Path):
+    from tokrec.data.synthetic import make_synthetic
+    from tokrec.serve.bundle import fit_bundle
+
+    ds = make_synthetic(n_items=args.items, n_users=args.users, seed=args.seed)
+    if path.exists() and not args.rebuild:
+        print(f"reusing {path}", flush=True)
+        return ds
+    t0 = time.perf_counter()
+    encoder = HashingEncoder() if args.encoder == "hashing" else None
+    fit_bundle(ds, path, model=args.model, encoder=encoder, progress=True)
+    print(f"built {path} in {time.perf_counter() - t0:.0f}s", flush=True)
+    return ds
+
+
+def make_requests(ds, n: int, k: int, seed: int) -> list[bytes]:
+    rng = np.random.default_rng(seed)
+    seqs = [s for s in ds.sequences() if len(s) >= 5]
+    users = [u for u, s in zip(ds.user_vocab, ds.sequences(), strict=True) if len(s)]
+    ids = np.asarray(ds.item_vocab.ids, dtype=object)
+    out = []
+    for _ in range(n):
+        if rng.random() < 0.8:
+            s = seqs[rng.integers(len(seqs))]
+            length = int(rng.integers(5, 21))
+            body = {"history": ids[s[-length:]].tolist(), "k": k}
+        else:
+            body = {"user_id": users[rng.integers(len(users))], "k": k}
+        out.append(json.dumps(body).encode())
+    return out
+
+
+async def drive(
+    url: str, bodies: list[bytes], concurrency: int, duration: float
+) -> tuple[list[float], int, float]:
+    import httpx
+
+    latencies: list[float] = []
+    errors = 0
+    queue = iter(bodies)
+    deadline = time.perf_counter() + duration
+    limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+    async with httpx.AsyncClient(base_url=url, limits=limits, timeout=30) as client:
+
+        async def worker() -> None:
+            nonlocal errors
+            for body in queue:
+                if time.perf_counter() > deadline:
+                    return
+                t0 = time.perf_counter()
+                r = await client.post(
+                    "/recommend", content=body, headers={"content-type": "application/json"}
+                )
+                latencies.append(time.perf_counter() - t0)
+                if r.status_code != 200:
+                    errors += 1
+
+        t0 = time.perf_counter()
+        await asyncio.gather(*(worker() for _ in range(concurrency)))
+        elapsed = time.perf_counter() - t0
+    return latencies, errors, elapsed
+
+
+def start_server(bundle: Path, port: int, args: argparse.Namespace) -> subprocess.Popen:
+    cmd = [
+        sys.executable,
+        "-m",
+        "tokrec.cli.main",
+        "serve",
+        "--model",
+        str(bundle),
+        "--host",
+        "127.0.0.1",
+        "--port",
+        str(port),
+        "--no-persist",
+    ]
+    env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "OPENBLAS_NUM_THREADS": "1"}
+    return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+
+
+def _cpu_seconds(pid: int) -> float:
+    """User + system CPU seconds of a process (Linux /proc; NaN elsewhere)."""
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return float("nan")
+
+
+def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> dict:
+    import httpx
+
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            return httpx.get(url + "/health", timeout=2).json()
+        except httpx.HTTPError:
+            if proc.poll() is not None:
+                raise SystemExit(f"server exited: {proc.stderr.read() if proc.stderr else ''}") from None
+            if time.monotonic() > deadline:
+                raise SystemExit("server did not start in time") from None
+            time.sleep(0.5)
+
+
+def recall(bundle_path: Path, ds, n_queries: int, seed: int) -> dict[str, float]:
+    """Top-10 recall of ANN vs exact: the index alone, and the whole engine."""
+    from tokrec.serve.bundle import load_bundle
+    from tokrec.serve.engine import Engine
+    from tokrec.serve.index import ANN_FILE, VectorIndex
+    from tokrec.serve.store import MemoryStore
+
+    b = load_bundle(bundle_path)
+    exact_idx = VectorIndex(b.item_vectors, ann=False)
+    ann_idx = VectorIndex(b.item_vectors, ann=True, ann_path=bundle_path / ANN_FILE)
+    rng = np.random.default_rng(seed + 1)
+    seqs = [s for s in ds.sequences() if len(s) >= 5]
+    ids = ds.item_vocab.ids
+    exact_engine = Engine(b.model, b.items, b.item_vectors, MemoryStore(), index=exact_idx)
+    ann_engine = Engine(b.model, b.items, b.item_vectors, MemoryStore(), index=ann_idx)
+    hits_index = hits_engine = total = 0
+    for _ in range(n_queries):
+        s = seqs[rng.integers(len(seqs))][-int(rng.integers(5, 21)) :]
+        u = exact_engine.user_vector(np.asarray(s))
+        if u is None:
+            continue
+        top_exact = set(exact_idx.search(u, 10)[0].tolist())
+        top_ann = set(ann_idx.search(u, 10)[0].tolist())
+        hist = [ids[i] for i in s]
+        e1 = {r.item_id for r in exact_engine.recommend(history=hist, k=10, explain=False).items}
+        e2 = {r.item_id for r in ann_engine.recommend(history=hist, k=10, explain=False).items}
+        hits_index += len(top_exact & top_ann)
+        hits_engine += len(e1 & e2)
+        total += 10
+    return {
+        "index_recall@10": hits_index / total,
+        "engine_recall@10": hits_engine / total,
+        "queries": total // 10,
+    }
+
+
+def main() -> None:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--items", type=int, default=100_000)
+    p.add_argument("--users", type=int, default=2000)
+    p.add_argument(
+        "--model", default="popularity", help="registry model (default popularity: cheap at any catalog size)"
+    )
+    p.add_argument("--encoder", choices=("minilm", "hashing"), default="minilm")
+    p.add_argument("--requests", type=int, default=3000, help="measured requests (after --warmup)")
+    p.add_argument("--warmup", type=int, default=200)
+    p.add_argument("--concurrency", type=int, default=8)
+    p.add_argument("--duration", type=float, default=90.0, help="seconds at most for the measured phase")
+    p.add_argument("--k", type=int, default=10)
+    p.add_argument("--recall-queries", type=int, default=300)
+    p.add_argument(
+        "--workdir",
+        default=None,
+        help="where bundles are kept (default $TOKREC_CACHE_DIR or ~/.cache/tokrec)/serve_load",
+    )
+    p.add_argument("--rebuild", action="store_true")
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--port", type=int, default=0, help="0: a free port")
+    args = p.parse_args()
+
+    from tokrec.cache import default_cache_dir
+
+    work = Path(args.workdir) if args.workdir else default_cache_dir() / "serve_load"
+    bundle = work / f"bundle-{args.items}-{args.users}-{args.encoder}-{args.model}-s{args.seed}"
+    ds = build_bundle(args, bundle)
+
+    port = args.port
+    if port == 0:
+        import socket
+
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+    url = f"http://127.0.0.1:{port}"
+    t0 = time.perf_counter()
+    proc = start_server(bundle, port, args)
+    try:
+        health = wait_ready(url, proc)
+        print(
+            f"server ready in {time.perf_counter() - t0:.1f}s: {health['n_items']} items, {health['retrieval']} retrieval, model {health['model']}"
+        )
+        bodies = make_requests(ds, args.warmup + args.requests, args.k, args.seed)
+        asyncio.run(drive(url, bodies[: args.warmup], args.concurrency, args.duration))
+        load0 = os.getloadavg()[0]
+        cpu_server0, cpu_client0 = _cpu_seconds(proc.pid), time.process_time()
+        lat, errors, elapsed = asyncio.run(drive(url, bodies[args.warmup :], args.concurrency, args.duration))
+        cpu_server, cpu_client = _cpu_seconds(proc.pid) - cpu_server0, time.process_time() - cpu_client0
+        load1 = os.getloadavg()[0]
+        import httpx
+
+        server = (
+            httpx.get(url + "/metrics?format=json", timeout=10)
+            .json()["latency_seconds"]
+            .get("/recommend", {})
+        )
+    finally:
+        proc.terminate()
+        proc.wait(timeout=30)
+    lat_ms = np.asarray(lat) * 1000
+    rps = len(lat) / elapsed
+    p50, p90, p99 = (float(np.percentile(lat_ms, q)) for q in (50, 90, 99))
+    print(
+        f"\nPOST /recommend, {args.items} items, k={args.k}, concurrency {args.concurrency}, {len(lat)} requests in {elapsed:.1f}s, {errors} errors"
+    )
+    print(f"  client latency  p50 {p50:.1f} ms   p90 {p90:.1f} ms   p99 {p99:.1f} ms")
+    print(
+        f"  server latency  p50 {server.get('p50', float('nan')) * 1000:.1f} ms   p99 {server.get('p99', float('nan')) * 1000:.1f} ms (in-app, over the last 10k requests incl. warm-up)"
+    )
+    print(f"  throughput      {rps:.0f} req/s")
+    print(
+        f"  load average    {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs (other processes share the machine)"
+    )
+    srv_ms, cli_ms = cpu_server / len(lat) * 1000, cpu_client / len(lat) * 1000
+    print(
+        f"  CPU time        server {srv_ms:.2f} ms/request, load generator {cli_ms:.2f} ms/request -> capacity of one "
+        f"server process on one free core {1000 / srv_ms:.0f} req/s; both on two free cores about {2000 / (srv_ms + cli_ms):.0f} req/s"
+    )
+    print(
+        f"  targets         p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'}; >= 300 req/s: {'met' if rps >= 300 else 'NOT met'}"
+    )
+    if args.recall_queries:
+        t0 = time.perf_counter()
+        r = recall(bundle, ds, args.recall_queries, args.seed)
+        print(
+            f"\nANN (HNSW M=32, efSearch=128, exact re-scoring) vs exact search, {r['queries']} user vectors, {time.perf_counter() - t0:.0f}s:\n"
+            f"  index  top-10 recall {r['index_recall@10']:.4f}\n  engine top-10 recall {r['engine_recall@10']:.4f} (served ranking, ANN vs exact mode)\n"
+            f"  target >= 0.95: {'met' if r['index_recall@10'] >= 0.95 else 'NOT met'}"
+        )
+
+
+if __name__ == "__main__":
+    main()
