@@ -1,0 +1,136 @@
+"""Cross-encoder buy/not-buy classifier on a tiny BERT built from a config (no downloads)."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError
+from tokrec.models.cross_encoder import CrossEncoderClassifier, heldout_pairs, sample_pairs, split_users
+
+transformers = pytest.importorskip("transformers")
+pytest.importorskip("peft")
+
+N_PER_GROUP = 10
+
+
+def two_taste_data(n_users: int = 60, seed: int = 0, tastes: int = 1) -> Dataset:
+    """Two genres; each user consumed every item of one genre (``tastes=1``: always Alpha), in a
+    random order. Sampled negatives (items the user never had) are then always of the other genre:
+    separable from the texts."""
+    rng = np.random.default_rng(seed)
+    ids = [f"a{i}" for i in range(N_PER_GROUP)] + [f"b{i}" for i in range(N_PER_GROUP)]
+    items = pd.DataFrame(
+        {
+            "item_id": ids,
+            "title": [f"{'Alpha' if i[0] == 'a' else 'Beta'} film {i[1:]}" for i in ids],
+            "genres": ["Alpha" if i[0] == "a" else "Beta" for i in ids],
+        }
+    )
+    rows = []
+    for u in range(n_users):
+        prefix = "a" if u % tastes == 0 else "b"
+        for t, k in enumerate(rng.permutation(N_PER_GROUP)):
+            rows.append((f"u{u}", f"{prefix}{k}", t))
+    return Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
+
+
+@pytest.fixture(scope="module")
+def tiny_bert(tmp_path_factory) -> Path:
+    """A 2-layer, 32-wide BERT with a word-level vocabulary of the synthetic texts."""
+    from transformers import BertConfig, BertForSequenceClassification, BertTokenizerFast
+
+    d = tmp_path_factory.mktemp("tiny-bert")
+    words: set[str] = set()
+    for t in CrossEncoderClassifier.item_texts(two_taste_data(n_users=2)):
+        words.update(re.findall(r"\w+|[^\w\s]", t.lower()))
+    vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
+    (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
+    BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}).save_pretrained(str(d))
+    cfg = BertConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        num_hidden_layers=2,
+        num_attention_heads=2,
+        intermediate_size=64,
+        max_position_embeddings=256,
+        num_labels=2,
+    )
+    import torch
+
+    torch.manual_seed(0)
+    BertForSequenceClassification(cfg).save_pretrained(str(d), safe_serialization=True)
+    return d
+
+
+def test_pairs_sampling() -> None:
+    ds = two_taste_data()
+    train_u, held_u = split_users(ds, 0.25, seed=0)
+    assert len(set(train_u) & set(held_u)) == 0 and len(train_u) + len(held_u) == 60
+    p = sample_pairs(ds, train_u, n_pairs=90, negatives=2, how="uniform", history_items=3, seed=0)
+    assert len(p) == 90 and p.labels.sum() == 30
+    seqs = ds.sequences()
+    for u, h, i, y in zip(p.users, p.histories, p.items, p.labels, strict=True):
+        assert set(p.users) <= set(train_u.tolist())
+        assert 1 <= len(h) <= 3
+        assert (i in seqs[u]) == bool(y)  # positives are the user's events, negatives never are
+    e = heldout_pairs(ds, held_u, negatives=1, how="popularity", history_items=3, seed=0)
+    assert set(e.users) <= set(held_u.tolist()) and e.labels.sum() == len(held_u)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("lora", [False, True])
+def test_learns_a_separable_task_and_reranks(tiny_bert: Path, tmp_path: Path, lora: bool) -> None:
+    ds = two_taste_data()
+    train_u, held_u = split_users(ds, 0.3, seed=0)
+    cfg = {
+        "model": str(tiny_bert),
+        "lora": lora,
+        "target_modules": ["query", "value"],
+        "epochs": 4,
+        "batch_size": 16,
+        "lr": 3e-3,
+        "max_length": 64,
+        "history_items": 3,
+        "threads": 1,
+        "progress": False,
+        "device": "cpu",
+    }
+    train = sample_pairs(ds, train_u, n_pairs=400, negatives=1, how="uniform", history_items=3, seed=0)
+    clf = CrossEncoderClassifier(cfg).fit(ds, train)
+    ev = clf.evaluate(ds, heldout_pairs(ds, held_u, negatives=3, how="uniform", history_items=3, seed=0))
+    assert ev["roc_auc"] > 0.9, ev
+    assert "buy" in ev["report"] and "precision" in ev["report"]
+    # re-rank a list where the other genre comes first: the user's genre must move to the top
+    u = ds.user_vocab.decode([held_u[0]])[0]
+    mine = "a"
+    other = "b" if mine == "a" else "a"
+    recs = pd.DataFrame(
+        {
+            "user_id": u,
+            "item_id": [f"{other}0", f"{other}1", f"{mine}0", f"{mine}1", f"{other}2"],
+            "rank": [1, 2, 3, 4, 5],
+        }
+    )
+    out = clf.rerank(ds, recs, top_n=4)
+    assert set(out["item_id"][:2]) == {f"{mine}0", f"{mine}1"} and out["item_id"].iloc[4] == f"{other}2"
+    assert out["rank"].tolist() == [1, 2, 3, 4, 5]
+    path = clf.save(tmp_path / "clf")
+    assert list(path.rglob("*.safetensors")) and not list(path.rglob("*.bin"))
+    again = CrossEncoderClassifier.load(path)
+    pairs = heldout_pairs(ds, held_u[:3], negatives=1, how="uniform", history_items=3, seed=1)
+    np.testing.assert_allclose(
+        again.predict_proba(ds, pairs), clf.predict_proba(ds, pairs), rtol=1e-4, atol=1e-5
+    )
+
+
+def test_config_rejects_unknown_keys() -> None:
+    with pytest.raises(ConfigError):
+        CrossEncoderClassifier({"no_such_option": 1})
+    with pytest.raises(ConfigError):
+        CrossEncoderClassifier(negative_sampling="hard")
