@@ -11,11 +11,18 @@ from typing import Any
 from tokrec.distributed._ray import INSTALL_HINT, ray_available, require_ray
 from tokrec.distributed.shards import read_vectors
 
-__all__ = ["INSTALL_HINT", "embed_items_ray", "ray_available", "read_vectors", "require_ray"]
+__all__ = ["INSTALL_HINT", "embed_items_ray", "ray_available", "read_vectors", "recommend_ray", "require_ray"]
 
 
 def embed_items_ray(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """See :func:`tokrec.distributed.ray_embed.embed_items_ray`."""
     from tokrec.distributed.ray_embed import embed_items_ray as impl
+
+    return impl(*args, **kwargs)
+
+
+def recommend_ray(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See :func:`tokrec.distributed.ray_recommend.recommend_ray`."""
+    from tokrec.distributed.ray_recommend import recommend_ray as impl
 
     return impl(*args, **kwargs)

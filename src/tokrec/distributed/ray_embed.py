@@ -246,21 +246,28 @@ def _input_ids(src: str, tmpl: Any) -> list[str]:
     return ids.tolist()
 
 
-def _resume(parts: Path, job: str, ids: Sequence[str]) -> list[sh.ShardInfo]:
+def _resume(parts: Path, job: str, ids: Sequence[str], column: str = "item_id") -> list[sh.ShardInfo]:
     """Finished shards of this job (overlaps and foreign ids dropped); removes everything else."""
     found = sh.scan_shards(parts, job)
     wanted = set(ids)
     seen: set[str] = set()
     keep: list[sh.ShardInfo] = []
     for s in found:
-        got = sh.shard_ids(parts, [s])
+        got = sh.shard_ids(parts, [s], column)
         if seen.isdisjoint(got) and wanted.issuperset(got):
             keep.append(s)
             seen.update(got)
     sh.remove_stale(parts, {s.file for s in keep})
-    stale = sh.read_manifest(parts)
-    if stale is not None and stale.get("job_key") != job:
-        (parts / sh.MANIFEST).unlink(missing_ok=True)
+    try:
+        stale = json.loads((parts / sh.MANIFEST).read_text())
+    except (OSError, ValueError):
+        stale = None
+    if (
+        isinstance(stale, dict)
+        and str(stale.get("format", "")).startswith("tokrec-")
+        and stale.get("job_key") != job
+    ):
+        (parts / sh.MANIFEST).unlink()  # it describes another run's shards, just removed
     if keep:
         log.info("resuming: %d finished shards (%d rows) kept", len(keep), len(seen))
     return keep
@@ -418,7 +425,11 @@ def _tokrec_cause(e: BaseException) -> TokrecError | None:
 
 # ---- completion ------------------------------------------------------------------------------
 def _check_complete(
-    parts: Path, reused: list[sh.ShardInfo], new: list[dict[str, Any]], ids: Sequence[str]
+    parts: Path,
+    reused: list[sh.ShardInfo],
+    new: list[dict[str, Any]],
+    ids: Sequence[str],
+    column: str = "item_id",
 ) -> list[sh.ShardInfo]:
     """Every id exactly once across the shards, or an error (the re-run repairs it)."""
     shards = list(reused)
@@ -427,7 +438,7 @@ def _check_complete(
         if r["file"] not in names:  # a retried shard reports the same file twice
             shards.append(sh.ShardInfo(str(r["file"]), int(r["rows"]), str(r["fingerprint"])))
             names.add(str(r["file"]))
-    got = sh.shard_ids(parts, shards)
+    got = sh.shard_ids(parts, shards, column)
     if len(got) != len(set(got)) or set(got) != set(ids):
         missing = len(set(ids) - set(got))
         raise TokrecError(

@@ -129,12 +129,25 @@ def remove_stale(folder: Path, keep: set[str]) -> int:
     return n
 
 
-def shard_ids(folder: Path, shards: Sequence[ShardInfo]) -> list[str]:
-    """All item ids held by ``shards``, shard after shard."""
+def shard_ids(folder: Path, shards: Sequence[ShardInfo], column: str = "item_id") -> list[str]:
+    """The keys held by ``shards`` (each shard's distinct values of ``column``), shard after shard."""
+    import pyarrow.compute as pc
+
     out: list[str] = []
     for s in shards:
-        out.extend(pq.read_table(folder / s.file, columns=["item_id"]).column(0).to_pylist())
+        col = pq.read_table(folder / s.file, columns=[column]).column(0)
+        out.extend(pc.unique(col).to_pylist())
     return out
+
+
+def write_table_shard(
+    folder: Path, keys: Sequence[str], table: pa.Table, *, job_key: str, fingerprint: str
+) -> ShardInfo:
+    """Writes any table as a shard named after its distinct ``keys`` (e.g. the users it covers)."""
+    name = shard_name(keys)
+    meta = {_META_JOB: job_key.encode(), _META_FP: fingerprint.encode()}
+    write_parquet_atomic(table.replace_schema_metadata(meta), folder / name)
+    return ShardInfo(name, len(keys), fingerprint)
 
 
 def read_shards(folder: Path, shards: Sequence[ShardInfo]) -> tuple[list[str], np.ndarray]:
