@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import re
 from pathlib import Path
 
@@ -134,3 +135,55 @@ def test_config_rejects_unknown_keys() -> None:
         CrossEncoderClassifier({"no_such_option": 1})
     with pytest.raises(ConfigError):
         CrossEncoderClassifier(negative_sampling="hard")
+
+
+@pytest.mark.slow
+def test_cli_classify_end_to_end(tiny_bert: Path, tmp_path: Path, capsys) -> None:
+    from tokrec.cli.main import main
+
+    ds = two_taste_data()
+    ds.items.to_csv(tmp_path / "items.csv", index=False)
+    ds.interactions[["user_id", "item_id", "timestamp"]].to_csv(tmp_path / "train.csv", index=False)
+    recs = pd.DataFrame({"user_id": ["u0"] * 3, "item_id": ["b0", "b1", "a0"], "rank": [1, 2, 3]})
+    recs.to_csv(tmp_path / "recs.csv", index=False)
+    argv = [
+        "classify",
+        "--items",
+        str(tmp_path / "items.csv"),
+        "--interactions",
+        str(tmp_path / "train.csv"),
+        "--model",
+        str(tiny_bert),
+    ]
+    argv += [
+        "--full",
+        "--max-pairs",
+        "400",
+        "--epochs",
+        "4",
+        "--lr",
+        "3e-3",
+        "--max-length",
+        "64",
+        "--threads",
+        "1",
+        "--no-progress",
+        "--device",
+        "cpu",
+    ]
+    argv += [
+        "--negative-sampling",
+        "uniform",
+        "--rerank",
+        str(tmp_path / "recs.csv"),
+        "--output",
+        str(tmp_path / "out.csv"),
+        "--top-n",
+        "3",
+    ]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "ROC-AUC" in out and "precision" in out
+    assert json.loads(out.strip().splitlines()[-1])["roc_auc"] > 0.9
+    assert pd.read_csv(tmp_path / "out.csv")["item_id"].iloc[0] == "a0"
+    assert main(argv[:-6] + ["--rerank", str(tmp_path / "recs.csv")]) == 2  # --rerank needs --output
