@@ -412,7 +412,7 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         engine.sync()
         now = int(time.time())
         accepted: list[Event] = []
-        ignored = []
+        ignored: list[dict[str, Any]] = []
         for j, e in enumerate(req.events):
             if e.item_id not in engine.row_of:
                 ignored.append({"index": j, "item_id": e.item_id, "reason": "unknown item"})
@@ -422,13 +422,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         if not accepted:
             raise HTTPException(
                 422,
-                f"events: none of the {len(ignored)} events is on an item in the catalog (first: {ignored[0]['item_id'][:100]!r})",
+                f"events: none of the {len(ignored)} events is on an item in the catalog (first: {str(ignored[0]['item_id'])[:100]!r})",
             )
-        if accepted:
-            if service.log is not None:
-                await run_in_threadpool(service.log.append_events, accepted)
-            engine.add_events(accepted)
-            service.metrics.inc("events_total", len(accepted))
+        if service.log is not None:
+            await run_in_threadpool(service.log.append_events, accepted)
+        engine.add_events(accepted)
+        service.metrics.inc("events_total", len(accepted))
         return {"accepted": len(accepted), "ignored": ignored[:1000]}
 
     @app.post("/items", response_model=S.ItemsResponse, tags=["write"])
@@ -541,16 +540,15 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
 
 def _frame(ids: list[str], attrs: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:
-    """New items as a catalog frame: every catalog column present, lists joined with ``|``."""
+    """New items as a catalog frame: every catalog column present (None where missing), lists joined with ``|``."""
     rows = []
     for i, a in zip(ids, attrs, strict=True):
-        row = {c: a.get(c) for c in columns}
-        row.update({c: v for c, v in a.items() if c not in row})
-        row = {c: ("|".join(v) if isinstance(v, list) else v) for c, v in row.items()}
-        rows.append({"item_id": i, **row})
-    return pd.DataFrame(
-        rows, columns=["item_id", *columns, *[c for c in rows[0] if c not in columns and c != "item_id"]]
-    )
+        row: dict[str, Any] = {"item_id": i, **{c: None for c in columns}}
+        row.update({c: ("|".join(v) if isinstance(v, list) else v) for c, v in a.items() if c != "item_id"})
+        rows.append(row)
+    frame = pd.DataFrame(rows)
+    extra = [c for c in frame.columns if c != "item_id" and c not in columns]
+    return frame[["item_id", *columns, *extra]]
 
 
 def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
