@@ -181,6 +181,8 @@ def test_bad_input_is_reported_with_file_row_and_column(ray_cluster, tmp_path):
     with pytest.raises(ConfigError, match=r"template field\(s\) \['nope'\]"):
         embed_items_ray(good, tmp_path / "o7", model=HashEncoderFactory(), template="{nope}")
     assert not (tmp_path / "o7").exists()
+    with pytest.raises(ConfigError, match="is a file"):
+        embed_items_ray(good, good, model=HashEncoderFactory())
 
 
 @pytest.mark.slow

@@ -127,15 +127,20 @@ def embed_items_ray(
     out = Path(output).expanduser().absolute()
     single = out.suffix.lower() == ".parquet"
     parts = out.with_name(f".{out.name}.parts") if single else out
+    if not single and out.exists() and not out.is_dir():
+        raise ConfigError(f"output {out} is a file: give a folder, or a path ending in .parquet")
     cache_path = _cache_path(cache_dir)
     t_start = time.perf_counter()
-    local_cpus = None if ray_address else (num_workers or _default_local_workers()) + 1
+    cores = os.cpu_count() or 1
+    local_cpus = None if ray_address else max(cores, num_workers or 1) + 1  # +1: Ray Data's read/render tasks
     with ray_session(ray_address, num_cpus=local_cpus) as ray:
         ids = _input_ids(src, tmpl)
         job, ihash = _job_key(src, tmpl, model)
-        workers, gpus = _worker_count(ray, num_workers)
+        workers, gpus, cpus_per = _worker_count(ray, num_workers)
         shard_rows = int(min(MAX_SHARD_ROWS, max(MIN_SHARD_ROWS, math.ceil(len(ids) / (4 * workers)))))
-        plan = _Plan(src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, shard_rows)
+        plan = _Plan(
+            src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, cpus_per, shard_rows
+        )
         reused = _resume(parts, job, ids)
         done = set(sh.shard_ids(parts, reused))
         t_enc = time.perf_counter()
@@ -164,21 +169,25 @@ class _Plan:
     parts: Path
     workers: int
     gpus: float
+    cpus: float
     shard_rows: int
 
 
-def _default_local_workers() -> int:
-    return max(1, (os.cpu_count() or 1) // 2)
+def _worker_count(ray: Any, num_workers: int | None) -> tuple[int, float, float]:
+    """(actors, GPUs per actor, CPUs per actor = its torch threads).
 
-
-def _worker_count(ray: Any, num_workers: int | None) -> tuple[int, float]:
-    """(actors, GPUs per actor): one actor per GPU where the cluster has GPUs."""
+    With GPUs: one actor per GPU (1 CPU each). On CPUs: one CPU is left to Ray Data's read/render
+    tasks and the rest is shared out, 2 per actor by default (two threads already keep a
+    MiniLM-size model busy; more actors are better than more threads past that).
+    """
     res = ray.cluster_resources()
     n_gpu = int(res.get("GPU", 0))
     if n_gpu >= 1:
-        return (num_workers or n_gpu), 1.0
-    cpus = int(res.get("CPU", 1))
-    return (num_workers or max(1, min(cpus - 1, _default_local_workers()) if cpus > 1 else 1)), 0.0
+        return (num_workers or n_gpu), 1.0, 1.0
+    avail = max(1.0, float(res.get("CPU", 1)) - 1)
+    workers = num_workers or max(1, int(avail // 2))
+    per = float(int(avail // workers)) if avail >= workers else avail / workers
+    return workers, 0.0, per
 
 
 def _cache_path(cache_dir: Any) -> str | None:
@@ -375,8 +384,7 @@ def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
         _render, batch_format="pandas", fn_kwargs={"template": plan.tmpl, "done": frozenset(done)}
     )
     ds = ds.repartition(target_num_rows_per_block=plan.shard_rows, strict=True)
-    cpus = ray.cluster_resources().get("CPU", 1)
-    threads = max(1, int((os.cpu_count() or 1) // plan.workers)) if plan.gpus == 0 else 2
+    threads = max(1, int(plan.cpus))
     env = {k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ}
     ctor = dict(
         model=plan.model,
@@ -396,7 +404,7 @@ def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
         batch_format="pandas",
         fn_constructor_kwargs=ctor,
         compute=ray.data.ActorPoolStrategy(size=plan.workers),
-        num_cpus=1 if cpus > plan.workers else cpus / (plan.workers + 1),
+        num_cpus=plan.cpus,
         num_gpus=plan.gpus or None,
     )
     try:
@@ -489,6 +497,7 @@ def _summary(
         "encode_seconds": enc_s,
         "workers": plan.workers,
         "gpus_per_worker": plan.gpus,
+        "cpus_per_worker": plan.cpus,
         "fingerprint": _one_fingerprint(plan.parts, shards, new),
         "dim": int(new[0]["dim"]) if new else _dim_of(plan.parts, shards),
     }
