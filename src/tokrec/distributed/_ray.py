@@ -85,6 +85,7 @@ def ray_session(ray_address: str | None, *, num_cpus: int | None = None) -> Iter
     ctx.enable_progress_bars = False
     ctx.print_on_execution_start = False
     logging.getLogger("ray.data").setLevel(logging.WARNING)
+    logging.getLogger("ray.data._internal.progress").setLevel(logging.ERROR)  # "progress bars disabled"
     try:
         yield ray
     finally:
