@@ -249,3 +249,19 @@ class ThreadServer:
     def __exit__(self, *exc) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=10)
+
+
+def test_index_loads_a_saved_hnsw(tmp_path):
+    import gc
+
+    from tokrec.serve.index import ANN_FILE, build_hnsw, write_hnsw
+
+    rng = np.random.default_rng(1)
+    v = rng.normal(size=(500, 8)).astype(np.float32)
+    write_hnsw(build_hnsw(v), tmp_path)
+    idx = VectorIndex(v, ann=True, ann_path=tmp_path / ANN_FILE)
+    gc.collect()  # the loaded index must be owned by the VectorIndex, not freed with a temporary
+    rows, scores = idx.search(v[42], 3)
+    assert rows[0] == 42 and np.isclose(scores[0], float(v[42] @ v[42]), rtol=1e-5)
+    other = VectorIndex(v[:400], ann=True, ann_path=tmp_path / ANN_FILE)  # size differs: rebuilt, not loaded
+    assert other.hnsw_.ntotal == 400

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,9 @@ class VectorIndex:
         import faiss
 
         if ann_path is not None and Path(ann_path).is_file():
-            index = faiss.downcast_index(faiss.read_index(str(ann_path)))
+            # read_index already returns the concrete class; faiss.downcast_index would make a wrapper
+            # that does not own the index, which is freed under it when the original goes away.
+            index: Any = faiss.read_index(str(ann_path))
             if isinstance(index, faiss.IndexHNSWFlat) and index.ntotal == self._n and index.d == self.dim:
                 index.hnsw.efSearch = self.ef_search
                 return index
