@@ -93,7 +93,7 @@ def make_tiny_bert(
         The folder.
     """
     import torch
-    from transformers import BertConfig, BertModel, BertTokenizerFast
+    from transformers import BertConfig, BertModel, BertTokenizerFast  # type: ignore[attr-defined]
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
