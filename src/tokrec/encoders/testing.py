@@ -116,7 +116,11 @@ def make_tiny_bert(
     BertModel(cfg).eval().save_pretrained(out)
     if sentence_transformers:
         (out / "1_Pooling").mkdir(exist_ok=True)
-        pooling = {"word_embedding_dimension": hidden, "pooling_mode_cls_token": True, "pooling_mode_mean_tokens": False}
+        pooling = {
+            "word_embedding_dimension": hidden,
+            "pooling_mode_cls_token": True,
+            "pooling_mode_mean_tokens": False,
+        }
         (out / "1_Pooling" / "config.json").write_text(json.dumps(pooling))
         (out / "sentence_bert_config.json").write_text('{"max_seq_length": 16, "do_lower_case": false}')
     return out
