@@ -131,6 +131,21 @@ GRID: dict[str, tuple[str, str, list]] = {
     "prop_neighbours": ("prop", "cold", [10, 20, 50, 100, 200]),
     "profile_half_life": ("profile", "cold", [2.0, 10.0, 1000.0]),
 }
+#: where the search starts (fixed here, so that --tune reproduces the shipped defaults)
+START = {
+    "ease_lambda": 300.0,
+    "ease_half_life": 2.0,
+    "trans_window": 5,
+    "trans_gap_decay": 0.7,
+    "trans_last": 3,
+    "trans_decay": 0.5,
+    "time_bin_days": 1.0,
+    "time_bandwidth_bins": 3.0,
+    "map_lambda": 3.0,
+    "attr_weight": 0.3,
+    "prop_neighbours": 20,
+    "profile_half_life": 2.0,
+}
 WEIGHT_STEPS = [0.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.0, 3.0, 4.0, 6.0, 8.0]
 
 
@@ -139,17 +154,17 @@ def _signals(cfg: dict, vs: ValSet, vecs: np.ndarray, which: tuple[str, ...]) ->
 
     m = TokrecHybrid(cfg).fit(vs.train, vecs)
     seqs = [m.seen_.get(u, np.empty(0, dtype=np.int64)) for u in range(vs.train.n_users)]
-    return m.signals(seqs, m.user_bin_, which)
+    return m.signals(seqs, m.user_time_, which)
 
 
 def tune(shared: Path, vecs: np.ndarray) -> dict:
     from tokrec.models import _signals as sig
-    from tokrec.models.recommended import SIGNALS, TokrecConfig
+    from tokrec.models.recommended import SIGNALS
 
     warm_ds, _ = load_split(shared, "warm")
     cold_ds, _ = load_split(shared, "cold")
     sets = {"warm": warm_validation(warm_ds), "cold": cold_validation(cold_ds)}
-    cfg = {k: v for k, v in TokrecConfig().model_dump().items() if not k.startswith("w_")}
+    cfg = dict(START)
     for param, (signal, which, values) in GRID.items():
         results = []
         for v in values:

@@ -49,7 +49,7 @@ class TestHybridMap(RecommenderConformance):
 
 
 class TestFijScorer(RecommenderConformance):
-    make_model = _factory("fij-scorer", epochs=40, rank=4, batch_size=64)
+    make_model = _factory("fij-scorer", epochs=20, rank=4, batch_size=128, lr=0.02)
 
 
 class TestTokrec(RecommenderConformance):

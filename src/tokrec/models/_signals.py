@@ -195,8 +195,8 @@ def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.nd
     """Generic item-attribute features from the catalog columns.
 
     Date columns become one-hot years plus a scaled year; ``|``- or ``,``-separated categorical columns
-    with at most ``max_tokens`` distinct tokens become multi-hot; numeric columns are standardised.
-    Free text (titles, descriptions) is left to the language model.
+    with at most ``max_tokens`` distinct tokens, most of which occur more than once, become multi-hot;
+    numeric columns are standardised. Free text (titles, descriptions) is left to the language model.
 
     Returns:
         ``(features (n_items, p) float32, release_time (n_items,) float64 epoch seconds, NaN where unknown)``.
@@ -231,7 +231,8 @@ def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.nd
         txt = s.fillna("").astype(str)
         sep = "|" if txt.str.contains("|", regex=False).any() else ","
         tokens = txt.str.get_dummies(sep)
-        if 0 < tokens.shape[1] <= max_tokens:
+        singletons = float((tokens.sum(axis=0) == 1).mean()) if tokens.shape[1] else 1.0
+        if 0 < tokens.shape[1] <= max_tokens and singletons <= 0.8:  # not free text / ids
             blocks.append(tokens.to_numpy(dtype=np.float64))
     if not blocks:
         return np.zeros((len(items), 0), dtype=np.float32), release
@@ -253,3 +254,43 @@ def csr_from_arrays(prefix: str, arrays: dict[str, np.ndarray], shape: tuple[int
     return sp.csr_matrix(
         (arrays[f"{prefix}.data"], arrays[f"{prefix}.indices"], arrays[f"{prefix}.indptr"]), shape=shape
     )
+
+
+#: item-age bin edges in days (age = the user's time minus the item's release date)
+AGE_EDGES_DAYS = np.array(
+    [-180, -90, -30, 0, 30, 60, 90, 120, 180, 270, 365, 545, 730, 1095, 1825, 3650, 7300], dtype=np.float64
+)
+
+
+def age_bins(user_time: np.ndarray, release: np.ndarray) -> np.ndarray:
+    """Age bin of every (user, item): ``(len(user_time), len(release))`` int64, -1 where the release is unknown."""
+    age = (user_time[:, None].astype(np.float64) - release[None, :]) / 86400.0
+    out = np.digitize(age, AGE_EDGES_DAYS)
+    out[:, ~np.isfinite(release)] = -1
+    return out
+
+
+def age_log_rates(
+    x: sp.csr_matrix, user_time: np.ndarray, release: np.ndarray, items: np.ndarray, smoothing: float = 50.0
+) -> np.ndarray:
+    """Log interaction rate by item age: for each age bin, (user, item) pairs with an event divided by all
+    (user, item) pairs in that bin, over ``items`` (rows with events and a known release), smoothed toward
+    the overall rate with ``smoothing`` pseudo-pairs.
+
+    Returns:
+        ``(len(AGE_EDGES_DAYS) + 2,)`` float32: one log-rate per bin, the last entry the overall log-rate
+        (used for unknown releases).
+    """
+    n_bins = len(AGE_EDGES_DAYS) + 1
+    items = items[np.isfinite(release[items])]
+    events = np.zeros(n_bins)
+    pairs = np.zeros(n_bins)
+    sub = x[:, items].tocsr()
+    for start in range(0, x.shape[0], 2048):
+        b = age_bins(user_time[start : start + 2048], release[items])
+        pairs += np.bincount(b.ravel(), minlength=n_bins)
+        r, c = sub[start : start + 2048].nonzero()
+        events += np.bincount(b[r, c], minlength=n_bins)
+    overall = (events.sum() + 1.0) / (pairs.sum() + 1.0)
+    rate = (events + smoothing * overall) / (pairs + smoothing)
+    return np.log(np.append(rate, overall)).astype(np.float32)

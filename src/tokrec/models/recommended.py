@@ -1,6 +1,6 @@
 """``tokrec``: the project's recommended model, collaborative + sequential + language-model signals.
 
-Seven signals, each a score for every (user, catalog item), z-normalised per user and summed with
+Eight signals, each a score for every (user, catalog item), z-normalised per user and summed with
 weights that were chosen on validation splits cut from training data (``benchmarks/ml100k_recs.py
 --tune``; never on test events):
 
@@ -11,6 +11,8 @@ signal     what                                                                 
            each past item weighs ``0.5 ** (age in events / ease_half_life)``
 ``trans``  items that tend to FOLLOW the user's last few items (transition counts) 0
 ``time``   time-aware popularity: events near the user's last timestamp (kernel)   0
+``age``    log interaction rate by item age at the user's last timestamp (age =    yes (release
+           that time minus the item's release date; rates from items with events)  date known)
 ``map``    text->collaborative map: ridge regression from item features            yes
            ``F_i = [Z_I, attributes]`` to the user's interaction vector
 ``prop``   the user's EASE scores carried to each item's nearest LM neighbours     yes
@@ -21,8 +23,9 @@ signal     what                                                                 
 ========== ======================================================================= ==============
 
 Because every signal is z-normalised over the whole catalog per user, a new item's score sits on the
-same scale as a warm item's: the signals that exist for it (map, prop, prior, profile) carry it, and
-the ones that do not (ease, trans, time) add their catalog-wide mean of zero. One default model serves
+same scale as a warm item's: the signals that exist for it (age, map, prop, prior, profile) carry it, and
+the ones that do not (ease, trans, time) give it the z-score of a raw 0, that of a warm item with no
+collaborative evidence for this user. One default model serves
 warm ranking (the whole catalog) and cold ranking (candidates with no training events).
 """
 
@@ -36,32 +39,33 @@ from tokrec.data.dataset import Dataset
 from tokrec.models import _signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
-SIGNALS = ("ease", "trans", "time", "map", "prop", "prior", "profile")
+SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
 DAY = 86400.0
 
 
 class TokrecConfig(ModelConfig):
     """Hyperparameters of :class:`TokrecHybrid` (defaults: chosen on validation, see the module doc)."""
 
-    ease_lambda: float = 300.0
-    ease_half_life: float = 2.0
-    trans_window: int = 5
+    ease_lambda: float = 1000.0
+    ease_half_life: float = 4.0
+    trans_window: int = 8
     trans_gap_decay: float = 0.7
-    trans_last: int = 3
+    trans_last: int = 20
     trans_decay: float = 0.5
     time_bin_days: float = 1.0
-    time_bandwidth_bins: float = 3.0
-    map_lambda: float = 3.0
+    time_bandwidth_bins: float = 10.0
+    map_lambda: float = 10.0
     attr_weight: float = 0.3
-    prop_neighbours: int = 20
+    prop_neighbours: int = 50
     profile_half_life: float = 2.0
-    w_ease: float = 1.0
-    w_trans: float = 1.0
-    w_time: float = 0.2
+    w_ease: float = 6.0
+    w_trans: float = 4.0
+    w_time: float = 0.5
+    w_age: float = 1.0
     w_map: float = 1.0
-    w_prop: float = 1.0
-    w_prior: float = 0.5
-    w_profile: float = 0.2
+    w_prop: float = 0.5
+    w_prior: float = 1.0
+    w_profile: float = 0.5
 
 
 class TokrecHybrid(Recommender):
@@ -78,38 +82,42 @@ class TokrecHybrid(Recommender):
         assert item_vectors is not None
         c = self.config
         seqs = dataset.sequences()
-        n = dataset.n_items
         x = dataset.interaction_matrix()
         pop = np.asarray(x.sum(axis=0)).ravel()
-        warm = pop > 0
+        warm = np.flatnonzero(pop > 0)
         self.ease_ = sig.ease_weights(x, c.ease_lambda)
-        self.trans_ = sig.transition_matrix(seqs, n, c.trans_window, c.trans_gap_decay)
-        ts = dataset.interactions["timestamp"].to_numpy(dtype=np.int64)
-        self.t0_ = int(ts.min()) if len(ts) else 0
-        width = max(c.time_bin_days * DAY, 1.0)
-        self.bin_seconds_ = float(width)
-        bins = ((ts - self.t0_) // width).astype(np.int64)
-        n_bins = int(bins.max()) + 1 if len(bins) else 1
-        self.time_counts_ = np.zeros((n, n_bins), dtype=np.float32)
-        np.add.at(self.time_counts_, (dataset.item_idx, bins), 1.0)
-        self.user_bin_ = np.full(dataset.n_users, n_bins - 1, dtype=np.int64)
-        if len(bins):
-            last = np.full(dataset.n_users, -1, dtype=np.int64)
-            np.maximum.at(last, dataset.user_idx, bins)
-            self.user_bin_ = np.where(last >= 0, last, n_bins - 1)
+        self.trans_ = sig.transition_matrix(seqs, dataset.n_items, c.trans_window, c.trans_gap_decay)
+        self._fit_time(dataset)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
-        attrs, _ = sig.attribute_features(dataset.items)
-        f = np.hstack([z, c.attr_weight * attrs, np.ones((n, 1), dtype=np.float32)]).astype(np.float32)
-        rows = np.flatnonzero(warm)
+        attrs, release = sig.attribute_features(dataset.items)
+        self.release_ = release
+        self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
+        f = np.hstack([z, c.attr_weight * attrs, np.ones((len(z), 1), dtype=np.float32)]).astype(np.float32)
         self.features_ = f
-        self.map_op_ = sig.ridge_operator(f, rows, c.map_lambda)
-        prior = np.zeros(n, dtype=np.float32)
-        if len(rows):
-            w = sig.ridge(f[rows].astype(np.float64), np.log1p(pop[rows])[:, None], c.map_lambda)
+        self.map_op_ = sig.ridge_operator(f, warm, c.map_lambda)
+        prior = np.zeros(len(z), dtype=np.float32)
+        if len(warm):
+            w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
             prior = (f @ w).ravel().astype(np.float32)
         self.prior_ = prior
         self.vectors_ = z
-        self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=warm)
+        self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=pop > 0)
+
+    def _fit_time(self, dataset: Dataset) -> None:
+        """Events per item and time bin, and each user's last timestamp."""
+        ts = dataset.interactions["timestamp"].to_numpy(dtype=np.int64)
+        self.t0_ = int(ts.min()) if len(ts) else 0
+        self.bin_seconds_ = float(max(self.config.time_bin_days * DAY, 1.0))
+        bins = ((ts - self.t0_) // self.bin_seconds_).astype(np.int64)
+        n_bins = int(bins.max()) + 1 if len(bins) else 1
+        self.time_counts_ = np.zeros((dataset.n_items, n_bins), dtype=np.float32)
+        np.add.at(self.time_counts_, (dataset.item_idx, bins), 1.0)
+        last = np.full(dataset.n_users, int(ts.max()) if len(ts) else 0, dtype=np.int64)
+        if len(ts):
+            seen_last = np.full(dataset.n_users, np.iinfo(np.int64).min, dtype=np.int64)
+            np.maximum.at(seen_last, dataset.user_idx, ts)
+            last = np.where(seen_last > np.iinfo(np.int64).min, seen_last, last)
+        self.user_time_ = last
 
     # ---- scoring -------------------------------------------------------------------------------
     def _weights(self) -> dict[str, float]:
@@ -117,9 +125,10 @@ class TokrecHybrid(Recommender):
         return {s: float(getattr(c, f"w_{s}")) for s in SIGNALS}
 
     def signals(
-        self, seqs: list[np.ndarray], user_bins: np.ndarray, which: tuple[str, ...] = SIGNALS
+        self, seqs: list[np.ndarray], user_times: np.ndarray, which: tuple[str, ...] = SIGNALS
     ) -> dict[str, np.ndarray]:
-        """Raw (not normalised) signal matrices ``(len(seqs), n_items)`` for histories and time bins."""
+        """Raw (not normalised) signals ``(len(seqs), n_items)`` for histories (item rows, oldest first)
+        and the time of each history's last event (epoch seconds)."""
         c = self.config
         n = self.n_items
         out: dict[str, np.ndarray] = {}
@@ -129,7 +138,11 @@ class TokrecHybrid(Recommender):
         if "trans" in which:
             out["trans"] = sig.next_item_scores(self.trans_, seqs, c.trans_last, c.trans_decay)
         if "time" in which:
-            out["time"] = sig.time_kernel_scores(self.time_counts_, user_bins, c.time_bandwidth_bins)
+            bins = np.clip((user_times - self.t0_) // self.bin_seconds_, 0, self.time_counts_.shape[1] - 1)
+            out["time"] = sig.time_kernel_scores(self.time_counts_, bins, c.time_bandwidth_bins)
+        if "age" in which:
+            b = sig.age_bins(user_times, self.release_)
+            out["age"] = self.age_rates_[np.where(b >= 0, b, len(self.age_rates_) - 1)]
         if "map" in which:
             out["map"] = np.asarray(plain @ self.map_op_.T) @ self.features_.T
         if "prop" in which:
@@ -158,22 +171,25 @@ class TokrecHybrid(Recommender):
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
-        return self.blend(self.signals(seqs, self.user_bin_[user_rows], self._active()))
+        return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active()))
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
-        n_bins = self.time_counts_.shape[1]
-        b = n_bins - 1
+        """Scores for an anonymous history; without timestamps the history is taken to end at the
+        training data's last event."""
+        t = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
         if timestamps is not None and len(timestamps):
-            b = int(np.clip((int(timestamps[-1]) - self.t0_) // self.bin_seconds_, 0, n_bins - 1))
+            t = int(timestamps[-1])
         seq = np.asarray(item_rows, dtype=np.int64)
-        return self.blend(self.signals([seq], np.array([b]), self._active()))[0]
+        return self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active()))[0]
 
     # ---- persistence ---------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
         out = {
             "ease": self.ease_,
             "time_counts": self.time_counts_,
-            "user_bin": self.user_bin_,
+            "user_time": self.user_time_,
+            "release": self.release_,
+            "age_rates": self.age_rates_,
             "features": self.features_,
             "map_op": self.map_op_,
             "prior": self.prior_,
@@ -186,7 +202,9 @@ class TokrecHybrid(Recommender):
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.ease_ = arrays["ease"]
         self.time_counts_ = arrays["time_counts"]
-        self.user_bin_ = arrays["user_bin"]
+        self.user_time_ = arrays["user_time"]
+        self.release_ = arrays["release"]
+        self.age_rates_ = arrays["age_rates"]
         self.features_ = arrays["features"]
         self.map_op_ = arrays["map_op"]
         self.prior_ = arrays["prior"]
