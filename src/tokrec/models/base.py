@@ -11,6 +11,7 @@ Saved form: a directory with ``config.json`` (model name, its typed config, voca
 
 from __future__ import annotations
 
+import functools
 import json
 import os
 import tempfile
@@ -79,14 +80,16 @@ class Recommender(ABC):
         return {}
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restores learned arrays from ``_arrays``."""
+        """Restores learned arrays from ``_arrays`` (models without arrays need nothing)."""
+        return None
 
     def _extra_state(self) -> dict[str, Any]:
         """JSON-serialisable learned state other than arrays."""
         return {}
 
     def _set_extra_state(self, state: dict[str, Any]) -> None:
-        pass
+        """Restores ``_extra_state`` (models without extra state need nothing)."""
+        return None
 
     # ---- public API ----------------------------------------------------------------------------
     def fit(self, dataset: Dataset, item_vectors: np.ndarray | None = None) -> Recommender:
@@ -200,7 +203,12 @@ class Recommender(ABC):
                     out_s.append(float(s[i]))
                     out_r.append(rank)
         return pd.DataFrame(
-            {"user_id": out_u, "item_id": ids[np.asarray(out_i, dtype=np.int64)] if out_i else [], "score": out_s, "rank": out_r}
+            {
+                "user_id": out_u,
+                "item_id": ids[np.asarray(out_i, dtype=np.int64)] if out_i else [],
+                "score": out_s,
+                "rank": out_r,
+            }
         )
 
     def _candidate_mask(self, candidates: Sequence[str] | None) -> np.ndarray | None:
@@ -250,7 +258,9 @@ class Recommender(ABC):
         arrays["__seen_users"] = seen_users
         arrays["__seen_lengths"] = lengths
         arrays["__seen_items"] = (
-            np.concatenate([self.seen_[u] for u in seen_users]).astype(np.int64) if len(seen_users) else np.empty(0, np.int64)
+            np.concatenate([self.seen_[u] for u in seen_users]).astype(np.int64)
+            if len(seen_users)
+            else np.empty(0, np.int64)
         )
         save_file(arrays, str(tmp / "arrays.safetensors"))
         meta = {
@@ -292,17 +302,30 @@ class Recommender(ABC):
         return model
 
 
+@functools.lru_cache(maxsize=8)
+def _tie_order(n: int) -> np.ndarray:
+    """A fixed pseudo-random rank per item row, used only to break exact score ties.
+
+    Catalog order often correlates with popularity (older, lower ids are the famous items), so breaking
+    ties by row would quietly hand a model that cannot tell items apart a popularity ranking.
+    """
+    order = np.empty(n, dtype=np.int64)
+    order[np.random.default_rng(20261129).permutation(n)] = np.arange(n)
+    return order
+
+
 def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
-    """Indices of the ``k`` best finite scores, best first (ties: lower index first)."""
+    """Indices of the ``k`` best finite scores, best first (exact ties: a fixed pseudo-random order)."""
     finite = np.isfinite(scores)
     n = int(finite.sum())
     k = min(k, n)
     if k <= 0:
         return np.empty(0, dtype=np.int64)
     if k < len(scores):
-        part = np.argpartition(-scores, k - 1)[:k]
+        kth = np.partition(-scores, k - 1)[k - 1]
+        part = np.flatnonzero(-scores <= kth)  # everything tied with the k-th score takes part
     else:
         part = np.arange(len(scores))
     part = part[np.isfinite(scores[part])]
-    order = np.lexsort((part, -scores[part]))
+    order = np.lexsort((_tie_order(len(scores))[part], -scores[part]))
     return part[order][:k]
