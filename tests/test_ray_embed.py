@@ -107,6 +107,26 @@ def test_single_parquet_output_is_in_input_order_and_uses_the_cache(ray_cluster,
     np.testing.assert_array_equal(read_vectors(tmp_path / "again.parquet")[1], vec_ref)
 
 
+def test_a_folder_of_files_keeps_file_order(ray_cluster, tmp_path):
+    folder = tmp_path / "catalog"
+    folder.mkdir()
+    big = write_catalog(folder / "a.csv", n=400)  # read first, finishes last
+    pd.DataFrame({"item_id": ["z1", "z2"], "title": ["Zed", "Zee"], "genres": ["", "Drama"]}).to_csv(
+        folder / "b.csv", index=False
+    )
+    pd.DataFrame({"item_id": ["y1"], "title": ["Why"], "genres": ["Comedy"]}).to_csv(
+        folder / "c.csv", index=False
+    )
+    out = tmp_path / "v.parquet"
+    embed_items_ray(folder, out, model=HashEncoderFactory(), cache_dir=False, num_workers=1)
+    ids, vecs = read_vectors(out)
+    assert ids == load_items(big)["item_id"].tolist() + ["z1", "z2", "y1"]
+    texts = ItemTemplate().render_many(
+        pd.concat([load_items(folder / f) for f in ("a.csv", "b.csv", "c.csv")])
+    )
+    np.testing.assert_array_equal(vecs, HashEncoder().encode(texts))
+
+
 def test_a_worker_killed_midway_loses_and_duplicates_nothing(ray_cluster, tmp_path):
     src = write_catalog(tmp_path / "items.parquet", n=300)
     marker = tmp_path / "killed"

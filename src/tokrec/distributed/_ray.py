@@ -180,3 +180,28 @@ def read_dataset(path: str) -> tuple[Any, str]:
         raise DataError("file is empty (no header)", file=path)
     convert = pacsv.ConvertOptions(column_types={c: pa.string() for c in header}, strings_can_be_null=True)
     return ray.data.read_csv(path, convert_options=convert), fmt
+
+
+def read_column(path: str, column: str) -> tuple[Any, str, list[str]]:
+    """One column of the input, in file order, as a pandas Series.
+
+    Returns:
+        ``(series, format, column names)``.
+
+    Raises:
+        DataError: the column is missing (naming the file).
+    """
+    import ray.data
+
+    ds, fmt = read_dataset(path)
+    cols = {c.strip(): c for c in ds.schema().names}
+    if column not in cols:
+        raise DataError("missing column", file=path, column=column)
+    opts = ray.data.DataContext.get_current().execution_options
+    before = opts.preserve_order
+    opts.preserve_order = True  # blocks otherwise come back in completion order
+    try:
+        series = ds.select_columns([cols[column]]).to_pandas().iloc[:, 0]
+    finally:
+        opts.preserve_order = before
+    return series, fmt, list(cols)

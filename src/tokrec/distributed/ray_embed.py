@@ -36,7 +36,7 @@ import numpy as np
 import pandas as pd
 
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import input_hash, ray_session, read_dataset, require_ray
+from tokrec.distributed._ray import input_hash, ray_session, read_column, read_dataset, require_ray
 from tokrec.errors import ConfigError, DataError, TokrecError
 
 log = logging.getLogger(__name__)
@@ -233,13 +233,9 @@ def _input_ids(src: str, tmpl: Any) -> list[str]:
     from tokrec.data.loaders import _id_strings
 
     id_column = tmpl.id_column
-    ds, fmt = read_dataset(src)
-    cols = {c.strip(): c for c in ds.schema().names}
-    if id_column not in cols:
-        raise DataError("missing column", file=src, column=id_column)
-    tmpl.render_many(pd.DataFrame(columns=list(cols)))  # raises naming a missing template field
-    df = ds.select_columns([cols[id_column]]).to_pandas()
-    ids = _id_strings(df.iloc[:, 0])
+    raw, fmt, cols = read_column(src, id_column)
+    tmpl.render_many(pd.DataFrame(columns=cols))  # raises naming a missing template field
+    ids = _id_strings(raw)
     first_row = 2 if fmt == "csv" else 1
     blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
     if blank.any():

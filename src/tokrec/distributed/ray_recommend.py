@@ -23,7 +23,7 @@ import pandas as pd
 import pyarrow as pa
 
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import input_hash, ray_session, read_dataset, require_ray
+from tokrec.distributed._ray import input_hash, ray_session, read_column, read_dataset, require_ray
 from tokrec.distributed.ray_embed import _check_complete, _resume, _tokrec_cause
 from tokrec.errors import ConfigError, DataError, TokrecError
 
@@ -125,11 +125,8 @@ def _user_ids(src: str) -> tuple[list[str], int]:
     """Distinct user ids in input order, and how many repeated rows were folded."""
     from tokrec.data.loaders import _id_strings
 
-    ds, fmt = read_dataset(src)
-    cols = {c.strip(): c for c in ds.schema().names}
-    if "user_id" not in cols:
-        raise DataError("missing column", file=src, column="user_id")
-    ids = _id_strings(ds.select_columns([cols["user_id"]]).to_pandas().iloc[:, 0])
+    raw, fmt, _cols = read_column(src, "user_id")
+    ids = _id_strings(raw)
     blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
     if blank.any():
         row = int(np.flatnonzero(blank)[0]) + (2 if fmt == "csv" else 1)
