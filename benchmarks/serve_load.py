@@ -171,8 +171,14 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> dict:
             time.sleep(0.5)
 
 
-def recall(bundle_path: Path, ds, n_queries: int, seed: int) -> dict[str, float]:
-    """Top-10 recall of ANN vs exact: the index alone, and the whole engine."""
+def recall(bundle_path: Path, ds, n_queries: int, seed: int, candidates: int = 256) -> dict[str, float]:
+    """Top-10 recall of ANN vs exact: the index alone, and the whole engine.
+
+    Index: HNSW's ``candidates`` nearest entries re-scored exactly (what the server ranks), top 10, vs
+    the exact top 10 over the whole catalog. "Strict" counts ids; "tie-aware" counts an ANN item as
+    right when its exact score reaches the exact 10th score (synthetic text has many exact ties).
+    Engine: the served ranking (model blend, seen items removed) in ANN mode vs exact mode.
+    """
     from tokrec.serve.bundle import load_bundle
     from tokrec.serve.engine import Engine
     from tokrec.serve.index import ANN_FILE, VectorIndex
@@ -186,23 +192,25 @@ def recall(bundle_path: Path, ds, n_queries: int, seed: int) -> dict[str, float]
     ids = ds.item_vocab.ids
     exact_engine = Engine(b.model, b.items, b.item_vectors, MemoryStore(), index=exact_idx)
     ann_engine = Engine(b.model, b.items, b.item_vectors, MemoryStore(), index=ann_idx)
-    hits_index = hits_engine = total = 0
+    strict = tie = engine = total = 0
     for _ in range(n_queries):
         s = seqs[rng.integers(len(seqs))][-int(rng.integers(5, 21)) :]
         u = exact_engine.user_vector(np.asarray(s))
         if u is None:
             continue
-        top_exact = set(exact_idx.search(u, 10)[0].tolist())
-        top_ann = set(ann_idx.search(u, 10)[0].tolist())
+        ex_rows, ex_scores = exact_idx.search(u, 10)
+        ann_rows = ann_idx.search(u, candidates)[0][:10]
+        strict += len(set(ex_rows.tolist()) & set(ann_rows.tolist()))
+        tie += int((exact_idx.exact_scores(u, ann_rows) >= ex_scores[-1] - 1e-6).sum())
         hist = [ids[i] for i in s]
         e1 = {r.item_id for r in exact_engine.recommend(history=hist, k=10, explain=False).items}
         e2 = {r.item_id for r in ann_engine.recommend(history=hist, k=10, explain=False).items}
-        hits_index += len(top_exact & top_ann)
-        hits_engine += len(e1 & e2)
+        engine += len(e1 & e2)
         total += 10
     return {
-        "index_recall@10": hits_index / total,
-        "engine_recall@10": hits_engine / total,
+        "strict": strict / total,
+        "tie_aware": tie / total,
+        "engine": engine / total,
         "queries": total // 10,
     }
 
@@ -268,7 +276,11 @@ def main() -> None:
         )
     finally:
         proc.terminate()
-        proc.wait(timeout=30)
+        try:
+            proc.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait(timeout=30)
     lat_ms = np.asarray(lat) * 1000
     rps = len(lat) / elapsed
     p50, p90, p99 = (float(np.percentile(lat_ms, q)) for q in (50, 90, 99))
@@ -295,9 +307,11 @@ def main() -> None:
         t0 = time.perf_counter()
         r = recall(bundle, ds, args.recall_queries, args.seed)
         print(
-            f"\nANN (HNSW M=32, efSearch=128, exact re-scoring) vs exact search, {r['queries']} user vectors, {time.perf_counter() - t0:.0f}s:\n"
-            f"  index  top-10 recall {r['index_recall@10']:.4f}\n  engine top-10 recall {r['engine_recall@10']:.4f} (served ranking, ANN vs exact mode)\n"
-            f"  target >= 0.95: {'met' if r['index_recall@10'] >= 0.95 else 'NOT met'}"
+            f"\nANN (HNSW M=32, efSearch=128, 256 candidates re-scored exactly) vs exact search, {r['queries']} user vectors, "
+            f"{time.perf_counter() - t0:.0f}s:\n"
+            f"  index  top-10 recall {r['tie_aware']:.4f} tie-aware, {r['strict']:.4f} strict (ids)\n"
+            f"  engine top-10 recall {r['engine']:.4f} (served ranking, ANN vs exact mode)\n"
+            f"  target >= 0.95: {'met' if r['tie_aware'] >= 0.95 else 'NOT met'}"
         )
 
 

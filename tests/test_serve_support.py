@@ -265,3 +265,15 @@ def test_index_loads_a_saved_hnsw(tmp_path):
     assert rows[0] == 42 and np.isclose(scores[0], float(v[42] @ v[42]), rtol=1e-5)
     other = VectorIndex(v[:400], ann=True, ann_path=tmp_path / ANN_FILE)  # size differs: rebuilt, not loaded
     assert other.hnsw_.ntotal == 400
+
+
+def test_index_score_stats_track_the_catalog():
+    rng = np.random.default_rng(2)
+    v = rng.normal(size=(300, 6)).astype(np.float32)
+    idx = VectorIndex(v, ann=False)
+    idx.set(300, rng.normal(size=6))  # append
+    idx.set(5, rng.normal(size=6))  # replace
+    q = rng.normal(size=6).astype(np.float32)
+    direct = idx.vectors @ q
+    mean, sd = idx.score_stats(q)
+    assert np.isclose(mean, direct.mean(), atol=1e-4) and np.isclose(sd, direct.std(), rtol=1e-4)

@@ -21,8 +21,9 @@ mark items as seen.
    small (exact numpy matmul); else, for a large catalog with an HNSW index, the union of the
    ``ann_candidates`` nearest items to ``u`` (faiss HNSW, inner product) and the model's top
    ``ann_candidates`` items, re-scored exactly.
-4. **Blend**: both parts are standardised (z-scores over the ranked set; in ANN mode over the whole
-   catalog for ``m`` and a fixed sample of 4096 catalog rows for ``v``, so both modes agree), then
+4. **Blend**: both parts are standardised (z-scores over the ranked set; in ANN mode with the whole
+   catalog's mean and deviation, for ``v`` computed from a running sum and Gram matrix of the item
+   vectors in O(d^2), so that ANN and exact mode blend alike), then
    ``s = model_weight * z(m) + (1 - model_weight) * z(v)``. An item the model cannot score (added
    online) takes ``z(v)`` in place of ``z(m)``, so new items compete on text similarity, on the same
    scale, at once. With no model scores ``s = z(v)``; with no history vector ``s = z(m)``.
@@ -56,7 +57,6 @@ from tokrec.serve.store import Event, ItemRecord, Store
 log = logging.getLogger(__name__)
 
 _LABEL_COLUMNS = ("title", "name", "label")
-_REFERENCE_SAMPLE = 4096
 _EMPTY: frozenset[str] = frozenset()
 
 
@@ -136,7 +136,6 @@ class Engine:
         self._write_lock = threading.RLock()
         self._can_history = _implements_history(model)
         self._cold: np.ndarray | None = None
-        self._ref_rows: np.ndarray | None = None
         self._uvec_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
         self.stats = {"user_vector_cache_hits": 0, "user_vector_cache_misses": 0}
 
@@ -314,8 +313,11 @@ class Engine:
             drop_rows = np.fromiter(drop, dtype=np.int64, count=len(drop))
             if mode == "exact":  # the ranked set is the catalog: position = row
                 scores[drop_rows[drop_rows < len(scores)]] = -np.inf
-            else:
-                scores[np.isin(cand_rows, drop_rows)] = -np.inf
+            else:  # cand_rows is sorted (np.unique)
+                pos = np.searchsorted(cand_rows, drop_rows)
+                hit = pos < len(cand_rows)
+                hit[hit] = cand_rows[pos[hit]] == drop_rows[hit]
+                scores[pos[hit]] = -np.inf
         top = _top(scores, k)
         rows = cand_rows[top]
         reasons = self.explain_many(rows, positive) if explain else [[] for _ in rows]
@@ -397,33 +399,25 @@ class Engine:
         """``model_weight * z(m) + (1 - model_weight) * z(v)`` over ``rows`` (see the module docstring).
 
         The z-scores use the mean and deviation over the ranked set, except in ANN mode, where the
-        ranked set is a biased few hundred items: there they come from the whole catalog for ``m`` and
-        from a fixed random sample of catalog rows for ``v``, so that ANN and exact mode blend alike.
+        ranked set is a biased few hundred items: there they are the whole catalog's (for ``v`` from the
+        index's running sum and Gram matrix, without a scan), so that ANN and exact mode blend alike.
         """
-        ref = self._reference_rows() if mode == "ann" else None
         zv = None
         if u is not None:
             v = self.index.exact_scores(u, None if mode == "exact" else rows)
-            zv = _zscore(v, self.index.exact_scores(u, ref) if ref is not None else None)
+            zv = _standardise(v, self.index.score_stats(u)) if mode == "ann" else _zscore(v)
         if m is None:
             return zv if zv is not None else np.zeros(len(rows), dtype=np.float32)
         known = rows < self.n_model_items
         mm = np.full(len(rows), np.nan, dtype=np.float32)
         mm[known] = m[rows[known]]
-        zm = _zscore(mm, m if ref is not None else None)
+        zm = _standardise(mm, _stats(m)) if mode == "ann" else _zscore(mm)
         if zv is None:
             zm[~known] = -np.inf  # nothing to say about new items without a history
             return zm
         zm = np.where(np.isnan(mm), zv, zm)
         w = float(self.options.model_weight)
         return (w * zm + (1.0 - w) * zv).astype(np.float32)
-
-    def _reference_rows(self) -> np.ndarray:
-        n = self.n_items
-        if self._ref_rows is None or len(self._ref_rows) < min(n, _REFERENCE_SAMPLE) // 2:
-            rng = np.random.default_rng(0)
-            self._ref_rows = np.sort(rng.choice(n, size=min(n, _REFERENCE_SAMPLE), replace=False))
-        return self._ref_rows
 
     # ---- explanations ----------------------------------------------------------------------------
     def explain(self, row: int, history: np.ndarray) -> list[dict[str, Any]]:
@@ -568,21 +562,32 @@ def _unique_recent(rows: np.ndarray, window: int) -> np.ndarray:
     return np.asarray(out, dtype=np.int64)
 
 
-def _zscore(x: np.ndarray, reference: np.ndarray | None = None) -> np.ndarray:
-    """``(x - mean) / std`` with the statistics of the finite values of ``reference`` (default ``x``).
-
-    NaN stays NaN (no score), -inf stays -inf.
-    """
+def _stats(x: np.ndarray) -> tuple[float, float]:
+    """Mean and standard deviation of the finite values of ``x`` (two BLAS passes when all are finite)."""
     x = np.asarray(x, dtype=np.float32)
-    ref = x if reference is None else np.asarray(reference, dtype=np.float32)
-    ok = np.isfinite(ref)
-    if not ok.any():
-        return np.full_like(x, np.nan)
-    mu = float(ref[ok].mean())
-    sd = float(ref[ok].std())
-    out = (x - mu) / (sd if sd > 1e-12 else 1.0)
-    out[np.isneginf(x)] = -np.inf
-    return out.astype(np.float32)
+    if len(x) == 0:
+        return 0.0, 1.0
+    s1 = float(x.sum(dtype=np.float64))
+    s2 = float(np.dot(x, x))
+    if not (np.isfinite(s1) and np.isfinite(s2)):
+        ok = x[np.isfinite(x)]
+        if len(ok) == 0:
+            return float("nan"), 1.0
+        return float(ok.mean()), float(ok.std())
+    mean = s1 / len(x)
+    return mean, float(np.sqrt(max(s2 / len(x) - mean * mean, 0.0)))
+
+
+def _standardise(x: np.ndarray, stats: tuple[float, float]) -> np.ndarray:
+    """``(x - mean) / std``; NaN stays NaN (no score), -inf stays -inf."""
+    mean, sd = stats
+    out = (np.asarray(x, dtype=np.float32) - np.float32(mean)) / np.float32(sd if sd > 1e-12 else 1.0)
+    return out.astype(np.float32, copy=False)
+
+
+def _zscore(x: np.ndarray) -> np.ndarray:
+    """z-scores over the finite values of ``x`` itself."""
+    return _standardise(x, _stats(x))
 
 
 def _top(scores: np.ndarray, k: int) -> np.ndarray:

@@ -70,6 +70,9 @@ class VectorIndex:
         self.ef_search = ef_search
         self.hnsw_ = None
         self.entry_rows_ = np.arange(n, dtype=np.int64)  # HNSW entry -> catalog row
+        # sum and Gram matrix of the vectors: exact catalog-wide mean / deviation of q . z for any q
+        self._sum = vectors.sum(axis=0, dtype=np.float64)
+        self._gram = (vectors.T @ vectors).astype(np.float64)
         use_ann = n >= ANN_THRESHOLD if ann is None else ann
         if use_ann and n > 0:
             self.hnsw_ = self._load_or_build(ann_path)
@@ -117,7 +120,13 @@ class VectorIndex:
                 self._buf[row] = v
                 self._n += 1
             else:
+                old = self._buf[row].astype(np.float64)
+                self._sum -= old
+                self._gram -= np.outer(old, old)
                 self._buf[row] = v
+            v64 = v.astype(np.float64)
+            self._sum += v64
+            self._gram += np.outer(v64, v64)
             if self.hnsw_ is not None:
                 self.hnsw_.add(v.reshape(1, -1))
                 self.entry_rows_ = np.append(self.entry_rows_, row)
@@ -129,6 +138,15 @@ class VectorIndex:
         if rows is None:
             return self.vectors @ q
         return self._buf[rows] @ q
+
+    def score_stats(self, query: np.ndarray) -> tuple[float, float]:
+        """Mean and standard deviation of ``query . z`` over every catalog row, in O(d^2) (no scan)."""
+        if self._n == 0:
+            return 0.0, 1.0
+        q = np.asarray(query, dtype=np.float64)
+        mean = float(q @ self._sum) / self._n
+        var = float(q @ self._gram @ q) / self._n - mean * mean
+        return mean, float(np.sqrt(max(var, 0.0)))
 
     def search(self, query: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
         """The ``n`` rows with the highest inner product with ``query`` (distinct rows, best first).
