@@ -60,10 +60,10 @@ class TokrecConfig(ModelConfig):
     profile_half_life: float = 2.0
     w_ease: float = 6.0
     w_trans: float = 4.0
-    w_time: float = 0.5
-    w_age: float = 1.0
-    w_map: float = 1.0
-    w_prop: float = 0.5
+    w_time: float = 0.25
+    w_age: float = 0.25
+    w_map: float = 1.5
+    w_prop: float = 0.25
     w_prior: float = 1.0
     w_profile: float = 0.5
 
