@@ -105,6 +105,7 @@ def scaling(args: argparse.Namespace) -> dict:
                     "seconds": wall,
                     "texts_per_s": n / wall,
                     "encode_stage_texts_per_s": s["texts_per_s"],
+                    "worker_texts_per_s": s["worker_texts_per_s"],
                     "min_cosine": float(_cosines(vecs, ref).min()),
                     "shards": s["shards"],
                 }
@@ -121,7 +122,8 @@ def scaling(args: argparse.Namespace) -> dict:
         )
     for r in rows[1:]:
         print(
-            f"  {r['how']}: encode stage alone {r['encode_stage_texts_per_s']:.1f} texts/s over {r['shards']} shards"
+            f"  {r['how']}: encode stage {r['encode_stage_texts_per_s']:.1f} texts/s over {r['shards']} shards; "
+            f"inside shards (no start-up) {r['worker_texts_per_s']:.1f} texts/s per worker"
         )
     if len(rows) > 2:
         print(f"2 workers / 1 worker: {rows[2]['texts_per_s'] / rows[1]['texts_per_s']:.2f}x")

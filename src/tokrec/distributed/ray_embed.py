@@ -486,6 +486,10 @@ def _summary(
         "rows": n_rows,
         "shards": len(shards),
         "texts_per_s": rows_new / enc_s if rows_new and enc_s > 0 else 0.0,
+        # steady state of one worker: rows over the time actors spent inside shards (no start-up)
+        "worker_texts_per_s": rows_new / busy
+        if rows_new and (busy := sum(float(r["seconds"]) for r in new)) > 0
+        else 0.0,
         "cache_hits": sum(int(r["hits"]) for r in new),
         "cache_misses": sum(int(r["misses"]) for r in new),
         "rows_reused": sum(s.rows for s in reused),
