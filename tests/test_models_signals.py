@@ -112,3 +112,15 @@ def test_sequence_known_answer(name: str) -> None:
     model = create_model(name, cfg).fit(ds, vecs)
     top = model.recommend(history=["i4", "i5", "i6"], k=1)
     assert top[0][0] == "i7"
+
+
+def test_tokrec_config_is_validated() -> None:
+    from tokrec.errors import ConfigError
+
+    weights = {f"w_{s}": 0.0 for s in ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")}
+    with pytest.raises(ConfigError, match="at least one signal weight"):
+        create_model("tokrec", weights)
+    with pytest.raises(ConfigError):
+        create_model("tokrec", {"ease_lambda": -1})
+    only_ease = create_model("tokrec", {**weights, "w_ease": 1.0})
+    assert only_ease._active() == ("ease",)

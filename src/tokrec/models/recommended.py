@@ -34,6 +34,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+from pydantic import Field, model_validator
 
 from tokrec.data.dataset import Dataset
 from tokrec.models import _signals as sig
@@ -44,28 +45,39 @@ DAY = 86400.0
 
 
 class TokrecConfig(ModelConfig):
-    """Hyperparameters of :class:`TokrecHybrid` (defaults: chosen on validation, see the module doc)."""
+    """Hyperparameters of :class:`TokrecHybrid`.
 
-    ease_lambda: float = 1000.0
-    ease_half_life: float = 4.0
-    trans_window: int = 8
-    trans_gap_decay: float = 0.7
-    trans_last: int = 20
-    trans_decay: float = 0.5
-    time_bin_days: float = 1.0
-    time_bandwidth_bins: float = 10.0
-    map_lambda: float = 10.0
-    attr_weight: float = 0.3
-    prop_neighbours: int = 50
-    profile_half_life: float = 2.0
-    w_ease: float = 6.0
-    w_trans: float = 4.0
-    w_time: float = 0.25
-    w_age: float = 0.25
-    w_map: float = 1.5
-    w_prop: float = 0.25
-    w_prior: float = 1.0
-    w_profile: float = 0.5
+    The defaults are the output of ``benchmarks/ml100k_recs.py --tune`` (validation splits cut from the
+    MovieLens-100K training files; test events never used). ``w_*`` are the blend weights of the
+    signals; a zero weight skips computing that signal.
+    """
+
+    ease_lambda: float = Field(1000.0, gt=0)
+    ease_half_life: float = Field(4.0, gt=0)
+    trans_window: int = Field(8, ge=1)
+    trans_gap_decay: float = Field(0.7, gt=0, le=1)
+    trans_last: int = Field(20, ge=1)
+    trans_decay: float = Field(0.5, gt=0, le=1)
+    time_bin_days: float = Field(1.0, gt=0)
+    time_bandwidth_bins: float = Field(10.0, gt=0)
+    map_lambda: float = Field(10.0, gt=0)
+    attr_weight: float = Field(0.3, ge=0)
+    prop_neighbours: int = Field(50, ge=1)
+    profile_half_life: float = Field(2.0, gt=0)
+    w_ease: float = Field(6.0, ge=0)
+    w_trans: float = Field(4.0, ge=0)
+    w_time: float = Field(0.25, ge=0)
+    w_age: float = Field(0.25, ge=0)
+    w_map: float = Field(1.5, ge=0)
+    w_prop: float = Field(0.25, ge=0)
+    w_prior: float = Field(1.0, ge=0)
+    w_profile: float = Field(0.5, ge=0)
+
+    @model_validator(mode="after")
+    def _some_weight(self) -> TokrecConfig:
+        if not any(getattr(self, f"w_{s}") > 0 for s in SIGNALS):
+            raise ValueError("at least one signal weight (w_*) must be positive")
+        return self
 
 
 class TokrecHybrid(Recommender):
