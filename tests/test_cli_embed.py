@@ -171,3 +171,31 @@ def test_embed_movielens_with_the_default_model(ml100k_splits, tmp_path, capsys)
     ids, z = read_vectors(out)
     assert ids[:3] == ["1", "2", "3"] and z.shape == (40, 384)
     np.testing.assert_allclose(np.linalg.norm(z, axis=1), 1.0, atol=1e-4)
+
+
+def test_engine_ray_passes_the_options_through(files, tmp_path, monkeypatch, capsys):
+    import functools
+
+    import tokrec.distributed.ray_embed as ray_embed
+
+    seen = {}
+
+    def fake(items_path, output, **kw):
+        seen.update(kw, items_path=items_path, output=output)
+        return {"rows": 3}
+
+    monkeypatch.setattr(ray_embed, "embed_items_ray", fake)
+    items, _, _ = files
+    base = ["embed", "--items", str(items), "--output", str(tmp_path / "v.parquet"), "--engine", "ray"]
+    assert (
+        main([*base, "--ray-address", "auto", "--cache", str(tmp_path / "c"), "--template", "{title}"]) == 0
+    )
+    assert seen["ray_address"] == "auto" and seen["model"] is None and seen["template"] == "{title}"
+    assert seen["cache_dir"] == str(tmp_path / "c") and "rows 3" in capsys.readouterr().err
+    assert main([*base, "--dtype", "fp32", "--max-length", "32"]) == 0
+    builder = seen["model"]
+    assert (
+        isinstance(builder, functools.partial)
+        and builder.keywords["dtype"] == "fp32"
+        and builder.keywords["max_length"] == 32
+    )

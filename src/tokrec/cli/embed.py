@@ -6,6 +6,7 @@ Also home of the encoder options shared by `tokrec features` and `tokrec tokens`
 from __future__ import annotations
 
 import argparse
+import functools
 import sys
 import time
 from pathlib import Path
@@ -137,11 +138,19 @@ def _run_ray(args: argparse.Namespace) -> int:
         from tokrec.distributed.ray_embed import embed_items_ray
     except ImportError as e:
         raise ConfigError(f"--engine ray needs tokrec.distributed.ray_embed and ray[data] ({e})") from e
+    model: Any = args.model
+    custom = {"pooling": "auto", "dtype": "auto", "device": "auto", "max_length": None, "prompt": ""}
+    if any(getattr(args, k) != v for k, v in custom.items()):
+        # encoder options beyond the model travel as a zero-argument builder, run in each worker
+        from tokrec.encoders import load_encoder
+
+        opts = {k: getattr(args, k) for k in custom}
+        model = functools.partial(load_encoder, args.model, batch_size=args.batch_size, **opts)
     t0 = time.perf_counter()
     result = embed_items_ray(
         args.items,
         args.output,
-        model=args.model,
+        model=model,
         cache_dir=None if args.no_cache else args.cache,
         template=args.template,
         batch_size=args.batch_size,
