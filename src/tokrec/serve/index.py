@@ -172,11 +172,13 @@ class VectorIndex:
 
 
 def _top(scores: np.ndarray, n: int) -> np.ndarray:
-    """Indices of the ``n`` largest finite values, best first (ties: lower index first)."""
-    finite = np.flatnonzero(np.isfinite(scores))
-    if len(finite) == 0 or n <= 0:
+    """Indices of the ``n`` largest finite values, best first (ties: lower index first).
+
+    One partition pass: NaN and -inf sort after every finite value in ``argpartition(-scores)``.
+    """
+    if n <= 0 or len(scores) == 0:
         return np.empty(0, dtype=np.int64)
-    s = scores[finite]
-    part = np.argpartition(-s, n - 1)[:n] if n < len(s) else np.arange(len(s))
-    order = np.lexsort((finite[part], -s[part]))
-    return finite[part[order]]
+    part = np.argpartition(-scores, n - 1)[:n] if n < len(scores) else np.arange(len(scores))
+    part = part[np.isfinite(scores[part])]
+    order = np.lexsort((part, -scores[part]))
+    return part[order].astype(np.int64, copy=False)
