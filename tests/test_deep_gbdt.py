@@ -15,7 +15,6 @@ pytest.importorskip("lightgbm")
 
 
 class TestGBDTConformance(RecommenderConformance):
-    history = False  # the ranker scores known users only
 
     @staticmethod
     def make_model(**config):
@@ -35,19 +34,22 @@ def test_registered() -> None:
     assert isinstance(create_model("gbdt-ranker", {"n_candidates": 5}), GBDTRanker)
 
 
-def test_validation_cut_holds_out_each_users_last_event() -> None:
+def test_validation_cut_holds_out_each_users_last_events() -> None:
     inter = pd.DataFrame(
         {
-            "user_id": ["a", "a", "a", "b", "b", "c", "c", "c"],
-            "item_id": ["1", "2", "3", "1", "2", "3", "1", "2"],
-            "timestamp": [3, 1, 2, 1, 2, 5, 6, 7],
+            "user_id": ["a", "a", "a", "b", "b", "c", "c", "c", "c"],
+            "item_id": ["1", "2", "3", "1", "2", "3", "1", "2", "4"],
+            "timestamp": [3, 1, 2, 1, 2, 5, 6, 7, 8],
         }
     )
-    ds = Dataset(inter, pd.DataFrame({"item_id": ["1", "2", "3"]}))
-    ds_val, users, items = validation_cut(ds)
-    got = dict(zip(ds_val.user_vocab.decode(users), ds_val.item_vocab.decode(items), strict=True))
-    assert got == {"a": "1", "c": "2"}  # b has only 2 events: kept whole
-    assert len(ds_val) == 6
+    ds = Dataset(inter, pd.DataFrame({"item_id": ["1", "2", "3", "4"]}))
+    ds_val, users, hists, items = validation_cut(ds)
+    got = {ds.user_vocab.decode([u])[0]: (ds.item_vocab.decode(h), ds.item_vocab.decode([i])[0]) for u, h, i in zip(users, hists, items, strict=True)}
+    assert got == {"a": (["2", "3"], "1"), "c": (["3", "1", "2"], "4")}  # b has only 2 events: kept whole
+    assert len(ds_val) == 7
+    ds_val, users, hists, items = validation_cut(ds, n_last=2)
+    assert ds.user_vocab.decode(users) == ["c", "c"] and ds.item_vocab.decode(items) == ["2", "4"]
+    assert [len(h) for h in hists] == [2, 3] and len(ds_val) == 7
 
 
 def planted(seed: int = 0, n_users: int = 300, n_items: int = 60) -> tuple[Dataset, np.ndarray]:

@@ -30,7 +30,7 @@ class TestTextSASRecConformance(RecommenderConformance):
     @staticmethod
     def make_model(**config):
         return TextSASRec(
-            {**TINY, "epochs": 40, "patience": 40, "lr": 5e-3, "dropout": 0.0, "refit_full": False, **config}
+            {**TINY, "epochs": 40, "patience": 40, "lr": 5e-3, "dropout": 0.0, "refit": "none", **config}
         )
 
 
@@ -64,7 +64,7 @@ def cycle_model() -> tuple[TextSASRec, Dataset, np.ndarray]:
             "lr": 5e-3,
             "dropout": 0.0,
             "id_dropout": 0.0,
-            "refit_full": False,
+            "refit": "none",
             "seed": 3,
         }
     )
@@ -115,7 +115,7 @@ def test_add_items_scores_new_items_from_text(tmp_path) -> None:
         pd.DataFrame({"item_id": [f"i{i}" for i in range(n)]}),
     )
     model = TextSASRec(
-        {**TINY, "epochs": 25, "patience": 25, "lr": 5e-3, "id_dropout": 0.5, "refit_full": False}
+        {**TINY, "epochs": 25, "patience": 25, "lr": 5e-3, "id_dropout": 0.5, "refit": "none"}
     ).fit(ds, vecs)
     new_vecs = (centres[[0, 1, 0, 1]] + rng.normal(size=(4, 12)) * 0.3).astype(np.float32)
     before = model.n_items

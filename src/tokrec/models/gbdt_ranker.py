@@ -9,9 +9,9 @@ A first-stage model (any registry model, recency-weighted EASE by default) propo
   user's profile (mean vector of the last ``profile_len`` items) and to the user's last item;
 * ``Z_U``, ``Z_I``: the first ``vector_dims`` principal components of the user profile and item vectors.
 
-Training data is a validation cut from train: each user's last training event is the positive of a
-LambdaRank group made of the first stage's candidates fitted on the rest; 20% of those users stop the
-boosting early (NDCG@10). Sources are then refitted on all of train for scoring. The booster is saved
+Training data is a validation cut from train: each of a user's last ``val_events`` training events is
+the positive of a LambdaRank group made of the candidates that the first stage, fitted without those
+events, proposes after the history before it; 20% of the users stop the boosting early (NDCG@10). Sources are then refitted on all of train for scoring. The booster is saved
 in LightGBM's text format (``model_to_string``), the sources through their own safetensors arrays.
 """
 
@@ -53,7 +53,11 @@ class GBDTRankerConfig(ModelConfig):
     first_stage: SourceSpec = SourceSpec(model="ease", config={"half_life": 2.0})
     sources: list[SourceSpec] = Field(default_factory=_default_sources)
     n_candidates: int = Field(50, ge=2)
+    val_events: int = Field(3, ge=1, description="each user's last N training events become training queries")
     profile_len: int = Field(5, ge=1)
+    recent_fraction: float = Field(
+        0.1, ge=0, le=1, description="recent popularity = log1p(events in the latest fraction of the log); 0 = off"
+    )
     vector_dims: int = Field(8, ge=0, description="principal components of Z_U and Z_I used as features")
     n_estimators: int = Field(300, ge=1)
     learning_rate: float = Field(0.05, gt=0)
@@ -81,6 +85,7 @@ class GBDTRanker(Recommender):
         self.feature_names_: list[str] = []
         self.fit_seconds_: float = 0.0
         self.best_iteration_: int = 0
+        self.recent_pop_: np.ndarray | None = None
 
     # ---- sources ---------------------------------------------------------------------------
     def _specs(self) -> list[SourceSpec]:
@@ -104,17 +109,17 @@ class GBDTRanker(Recommender):
         c = self.config
         self.item_vectors_ = None if item_vectors is None else np.asarray(item_vectors, dtype=np.float32)
         self._fit_pca()
-        ds_val, val_users, val_targets = validation_cut(dataset)
-        if len(val_users) < 2:
-            raise ConfigError("gbdt-ranker: needs at least 2 users with 3 or more events")
+        ds_val, val_users, val_hists, val_targets = validation_cut(dataset, c.val_events)
+        if len(set(val_users.tolist())) < 2:
+            raise ConfigError(f"gbdt-ranker: needs at least 2 users with {c.val_events + 2} or more events")
         sources = self._fit_sources(ds_val, item_vectors)
-        seen_val = {u: s for u, s in enumerate(ds_val.sequences()) if len(s)}
-        feats, cands = self._features(sources, val_users, seen_val)
+        self.recent_pop_ = recent_popularity(ds_val, c.recent_fraction)
+        feats, cands = self._features(sources, val_hists)
         labels = (cands == val_targets[:, None]).astype(np.float32)
         hit = labels.sum(1) > 0
         log.info("gbdt-ranker: first stage recall@%d on validation %.4f", c.n_candidates, hit.mean())
         rng = np.random.default_rng(c.seed)
-        is_valid = rng.random(len(val_users)) < c.valid_fraction
+        is_valid = (rng.random(dataset.n_users) < c.valid_fraction)[val_users]  # by user
         params = {
             "objective": "lambdarank",
             "metric": "ndcg",
@@ -154,6 +159,7 @@ class GBDTRanker(Recommender):
         self.best_iteration_ = int(booster.best_iteration or booster.current_iteration())
         self.booster_ = lgb.Booster(model_str=booster.model_to_string(num_iteration=self.best_iteration_))
         self.sources_ = self._fit_sources(dataset, item_vectors)
+        self.recent_pop_ = recent_popularity(dataset, c.recent_fraction)
         self.fit_seconds_ = time.perf_counter() - start
 
     def _fit_pca(self) -> None:
@@ -166,14 +172,11 @@ class GBDTRanker(Recommender):
         self.pca_ = vt[: min(k, vt.shape[0])].T.astype(np.float32)  # (D, k)
 
     # ---- features --------------------------------------------------------------------------
-    def _features(
-        self, sources: list[Recommender], user_rows: np.ndarray, seen: dict[int, np.ndarray]
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Features ``(U, C, F)`` float32 and candidate item rows ``(U, C)`` for users ``user_rows``."""
+    def _features(self, sources: list[Recommender], hists: list[np.ndarray]) -> tuple[np.ndarray, np.ndarray]:
+        """Features ``(Q, C, F)`` float32 and candidate item rows ``(Q, C)`` for histories ``hists``
+        (item rows, oldest first; their items are never candidates)."""
         c = self.config
-        empty = np.empty(0, dtype=np.int64)
-        hists = [seen.get(int(u), empty) for u in user_rows]
-        scores = [np.asarray(s._score_users(user_rows), dtype=np.float32) for s in sources]
+        scores = [_source_scores(s, hists) for s in sources]
         first = scores[0].copy()
         for j, h in enumerate(hists):
             first[j, h] = -np.inf
@@ -181,7 +184,7 @@ class GBDTRanker(Recommender):
         cands = np.argsort(-first, axis=1, kind="stable")[:, :n_c]
         cols: list[np.ndarray] = []
         names: list[str] = []
-        rows = np.arange(len(user_rows))[:, None]
+        rows = np.arange(len(hists))[:, None]
         for k, (spec, s) in enumerate(zip(self._specs(), scores, strict=True)):
             v = s[rows, cands]
             mu, sd = v.mean(1, keepdims=True), v.std(1, keepdims=True) + 1e-9
@@ -190,6 +193,9 @@ class GBDTRanker(Recommender):
             names += [f"{k}_{spec.model}_score", f"{k}_{spec.model}_z", f"{k}_{spec.model}_rank"]
         cols.append(np.repeat(np.array([len(h) for h in hists], np.float32)[:, None], n_c, 1))
         names.append("history_len")
+        if self.recent_pop_ is not None:
+            cols.append(self.recent_pop_[cands])
+            names.append("recent_popularity")
         if self.item_vectors_ is not None:
             cols_v, names_v = self._vector_features(hists, cands)
             cols += cols_v
@@ -228,8 +234,14 @@ class GBDTRanker(Recommender):
 
     # ---- scoring ---------------------------------------------------------------------------
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
-        user_rows = np.asarray(user_rows, dtype=np.int64)
-        feats, cands = self._features(self.sources_, user_rows, self.seen_)
+        empty = np.empty(0, dtype=np.int64)
+        return self._score_hists([self.seen_.get(int(u), empty) for u in user_rows])
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        return self._score_hists([np.asarray(item_rows, dtype=np.int64)])[0]
+
+    def _score_hists(self, hists: list[np.ndarray]) -> np.ndarray:
+        feats, cands = self._features(self.sources_, hists)
         flat = feats.reshape(-1, feats.shape[-1])
         pred = self.booster_.predict(flat, num_threads=self.config.threads).reshape(cands.shape)
         return _place(pred, cands, self.n_items)
@@ -243,6 +255,8 @@ class GBDTRanker(Recommender):
             out["item_vectors"] = self.item_vectors_
         if self.pca_ is not None:
             out["pca"] = self.pca_
+        if self.recent_pop_ is not None:
+            out["recent_pop"] = self.recent_pop_
         return out
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -250,6 +264,7 @@ class GBDTRanker(Recommender):
 
         self.item_vectors_ = arrays.get("item_vectors")
         self.pca_ = arrays.get("pca")
+        self.recent_pop_ = arrays.get("recent_pop")
         self.sources_ = []
         for j, spec in enumerate(self._specs()):
             model = create_model(spec.model, spec.config)
@@ -291,21 +306,47 @@ def _place(pred: np.ndarray, cands: np.ndarray, n_items: int) -> np.ndarray:
     return out
 
 
-def validation_cut(dataset: Dataset) -> tuple[Dataset, np.ndarray, np.ndarray]:
-    """Holds out each user's last event (users with 3+ events).
+def recent_popularity(dataset: Dataset, fraction: float) -> np.ndarray | None:
+    """``log1p`` of each item's events among the latest ``fraction`` of the log (by timestamp): ``(n_items,)``."""
+    if fraction <= 0 or len(dataset) == 0:
+        return None
+    ts = dataset.interactions["timestamp"].to_numpy()
+    recent = ts >= np.quantile(ts, 1.0 - fraction)
+    return np.log1p(np.bincount(dataset.item_idx[recent], minlength=dataset.n_items)).astype(np.float32)
+
+
+def validation_cut(dataset: Dataset, n_last: int = 1) -> tuple[Dataset, np.ndarray, list[np.ndarray], np.ndarray]:
+    """Holds out each user's last ``n_last`` events (users with ``n_last + 2`` or more events).
+
+    Every held-out event is one query: its history is everything before it (earlier held-out events
+    included), its target the event. Sources are fitted on the dataset without the held-out events.
 
     Returns:
-        ``(dataset without those events, user rows (V,), held-out item rows (V,))``.
+        ``(dataset without the held-out events, user row per query (Q,) in the dataset's user vocab,
+        history per query, target item row per query (Q,))``.
     """
     inter = dataset.interactions
     order = np.lexsort((np.arange(len(inter)), inter["timestamp"].to_numpy(), dataset.user_idx))
     users = dataset.user_idx[order]
-    last = np.ones(len(order), dtype=bool)
-    last[:-1] = users[1:] != users[:-1]
     counts = np.bincount(users, minlength=dataset.n_users)
-    held = order[last & (counts[users] >= 3)]
+    start = np.searchsorted(users, users)  # first position of each user's block
+    pos_from_end = counts[users] - (np.arange(len(order)) - start)  # 1 = the user's last event
+    held = (pos_from_end <= n_last) & (counts[users] >= n_last + 2)
     keep = np.ones(len(inter), dtype=bool)
-    keep[held] = False
+    keep[order[held]] = False
     ds_val = dataset.with_interactions(inter[keep].reset_index(drop=True))
-    users_val = ds_val.user_vocab.encode(dataset.user_vocab.decode(dataset.user_idx[held]))
-    return ds_val, users_val, ds_val.item_vocab.encode(dataset.item_vocab.decode(dataset.item_idx[held]))
+    items = dataset.item_idx[order]
+    q_users, q_hists, q_targets = [], [], []
+    for p in np.flatnonzero(held):
+        q_users.append(int(users[p]))
+        q_hists.append(items[start[p] : p])
+        q_targets.append(int(items[p]))
+    return ds_val, np.array(q_users, dtype=np.int64), q_hists, np.array(q_targets, dtype=np.int64)
+
+
+def _source_scores(source: Recommender, hists: list[np.ndarray]) -> np.ndarray:
+    """``(len(hists), n_items)`` scores of a source model for anonymous histories."""
+    batch = getattr(source, "_score_seqs", None)
+    if batch is not None:
+        return np.asarray(batch(list(hists)), dtype=np.float32)
+    return np.stack([np.asarray(source._score_history(h), dtype=np.float32) for h in hists])

@@ -51,7 +51,15 @@ class TextSASRecConfig(ModelConfig):
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(200, ge=1, description="maximum epochs")
     patience: int = Field(10, ge=1, description="epochs without validation gain before stopping")
-    refit_full: bool = Field(True, description="retrain on full sequences for the chosen epoch count")
+    refit: Literal["scratch", "continue", "none"] = Field(
+        "scratch",
+        description=(
+            "after choosing the epoch count on validation: 'scratch' retrains on the full sequences for that "
+            "many epochs; 'continue' trains the best checkpoint `continue_epochs` more epochs on the full "
+            "sequences (cheap: the model also learns each user's last event); 'none' keeps the best checkpoint"
+        ),
+    )
+    continue_epochs: int = Field(2, ge=1)
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -209,14 +217,18 @@ class TextSASRec(Recommender):
                 bad += 1
                 if bad >= c.patience:
                     break
-        if c.refit_full and self.best_epoch_ > 0:
+        if best_state is not None and c.refit != "scratch":
+            net.load_state_dict(best_state)
+        if c.refit != "none" and self.best_epoch_ > 0:
             inputs, targets = training_windows(seqs, c.max_len)
             targets = remap(targets)
-            net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
-            for _ in _progress(range(self.best_epoch_), c.progress, "text-sasrec (full refit)"):
+            n_epochs = self.best_epoch_
+            if c.refit == "scratch":
+                net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+            else:
+                n_epochs = c.continue_epochs
+            for _ in _progress(range(n_epochs), c.progress, f"text-sasrec (refit: {c.refit})"):
                 step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
-        elif best_state is not None:
-            net.load_state_dict(best_state)
         self.net_ = net.to("cpu").eval()
 
     def _softmax_items(self) -> tuple[np.ndarray | None, Any]:
