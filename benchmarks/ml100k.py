@@ -117,10 +117,9 @@ def _tie_note(result) -> list[str]:
         return []
     names = ", ".join(f"{m} (tied@10 {t:.2f})" for m, t in tied)
     return [
-        f"**Read with care:** {names} cannot tell most of these items apart (equal scores), so "
-        "`recommend_batch`'s tie-break — catalog order, i.e. item id — decides their top 10. In MovieLens "
-        "low item ids are older, more popular films, so these figures measure the catalog order, not the "
-        "model (the benchmark's popularity row with random ties: cold NDCG@10 0.0607).",
+        f"**Read with care:** {names} cannot tell most of these items apart (equal scores), so the "
+        "tie-break of `recommend_batch` decides their top 10: these rows measure that order, not the model. "
+        "(The benchmark's popularity row with random ties: cold NDCG@10 0.0607.)",
         "",
     ]
 

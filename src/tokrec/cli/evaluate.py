@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import logging
 import sys
@@ -142,6 +143,9 @@ def _splits(args: argparse.Namespace, dataset: Any) -> list[Any]:
 
 
 def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
+    """A callable computing the catalog's item vectors once, on first use (every split shares the catalog)."""
+
+    @functools.cache
     def compute() -> Any:
         from tokrec.features import item_vectors
 

@@ -106,7 +106,8 @@ def sampled_recommendations(
 
     Negatives are drawn without replacement from the catalog (or the split's candidates) minus the
     user's training and test items, with ``numpy.random.default_rng(seed)`` in test-user order.
-    Users the model cannot score get no rows (a miss).
+    Users the model cannot score get no rows (a miss). Exact score ties are broken the way
+    ``recommend_batch`` breaks them.
 
     Returns:
         ``user_id, item_id, score, rank`` like ``recommend_batch``.
@@ -121,6 +122,7 @@ def sampled_recommendations(
     rel = split.test.interactions.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
     users = split.test_users
     ids = np.asarray(items.ids, dtype=object)
+    tie = _tie_order(len(items))
     frames = []
     for start in range(0, len(users), batch_size):
         chunk = users[start : start + batch_size]
@@ -137,7 +139,7 @@ def sampled_recommendations(
             neg = rng.choice(pool_rows, size=min(n_negatives, len(pool_rows)), replace=False)
             rows = np.concatenate([r, neg])
             s = scores[j, rows]
-            order = np.lexsort((rows, -np.nan_to_num(s, nan=-np.inf)))[:k]
+            order = np.lexsort((tie[rows], -np.nan_to_num(s, nan=-np.inf)))[:k]
             frames.append(
                 pd.DataFrame(
                     {
@@ -151,6 +153,15 @@ def sampled_recommendations(
     if not frames:
         return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
     return pd.concat(frames, ignore_index=True)
+
+
+def _tie_order(n: int) -> np.ndarray:
+    """The rank ``recommend_batch`` breaks exact score ties by (so sampled and full rankings agree)."""
+    try:
+        from tokrec.models.base import _tie_order as base_order
+    except ImportError:  # an older base breaks ties by item row
+        return np.arange(n)
+    return np.asarray(base_order(n))
 
 
 def run_model(

@@ -241,7 +241,7 @@ def plot_protocols(results: Sequence[ProtocolResult], k: int, path: Path) -> Pat
 
 def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) -> Path:
     """Left: share of top-k recommendations per catalog popularity decile (first protocol).
-    Right: NDCG@k against average recommendation popularity, every model and protocol."""
+    Right: NDCG@k against average recommendation popularity, every model and protocol without candidates."""
     from matplotlib.lines import Line2D
 
     fig, axes = _figure(2)
@@ -260,16 +260,21 @@ def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) 
     axes[0].legend(fontsize=8)
     axes[0].grid(alpha=0.3)
     markers = "osD^v<>"
-    for j, r in enumerate(results):
+    # candidate protocols (cold items) recommend only items without training events: ARP is 0 there
+    shown = [r for r in results if r.split.candidates is None] or list(results)
+    for j, r in enumerate(shown):
+        points: dict[tuple[float, float], list[str]] = {}
         for run in r.runs:
             if run.error:
                 continue
             x, y = run.metrics[f"arp@{k}"], run.metrics[f"ndcg@{k}"]
             axes[1].scatter([x], [y], marker=markers[j % len(markers)], s=45, color=colors[run.model])
-            axes[1].annotate(run.model, (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
+            points.setdefault((round(x, 4), round(y, 4)), []).append(run.model)
+        for (x, y), names in points.items():  # models on the same spot share one label
+            axes[1].annotate(", ".join(names), (x, y), fontsize=7, xytext=(4, 3), textcoords="offset points")
     handles = [
         Line2D([], [], linestyle="", marker=markers[j % len(markers)], color="grey", label=r.name)
-        for j, r in enumerate(results)
+        for j, r in enumerate(shown)
     ]
     axes[1].legend(handles=handles, title="protocol", fontsize=8)
     axes[1].set_ylim(bottom=0)
