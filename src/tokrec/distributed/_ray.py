@@ -193,14 +193,16 @@ def read_column(path: str, column: str) -> tuple[Any, str, list[str]]:
     """
     import ray.data
 
-    ds, fmt = read_dataset(path)
-    cols = {c.strip(): c for c in ds.schema().names}
-    if column not in cols:
-        raise DataError("missing column", file=path, column=column)
+    # Blocks otherwise come back in completion order. A Dataset copies the context when it is
+    # created, so the option is set before the read.
     opts = ray.data.DataContext.get_current().execution_options
     before = opts.preserve_order
-    opts.preserve_order = True  # blocks otherwise come back in completion order
+    opts.preserve_order = True
     try:
+        ds, fmt = read_dataset(path)
+        cols = {c.strip(): c for c in ds.schema().names}
+        if column not in cols:
+            raise DataError("missing column", file=path, column=column)
         series = ds.select_columns([cols[column]]).to_pandas().iloc[:, 0]
     finally:
         opts.preserve_order = before
