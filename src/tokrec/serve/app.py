@@ -365,6 +365,14 @@ def _cap(name: str, n: int, limit: int) -> None:
 
 # ---- routes ------------------------------------------------------------------------------------
 def _add_routes(app: FastAPI, service: Service) -> None:
+    _add_recommend_route(app, service)
+    _add_write_routes(app, service)
+    _add_item_routes(app, service)
+    _add_ops_routes(app, service)
+
+
+def _add_recommend_route(app: FastAPI, service: Service) -> None:
+    """POST /recommend."""
     engine = service.engine
     st = service.settings
 
@@ -403,6 +411,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
             "mode": res.mode,
             "history_length": res.history_length,
         }
+
+
+def _add_write_routes(app: FastAPI, service: Service) -> None:
+    """POST /events and POST /items."""
+    engine = service.engine
+    st = service.settings
 
     @app.post("/events", response_model=S.EventsResponse, tags=["write"])
     async def events(req: S.EventsRequest, request: Request) -> dict[str, Any]:
@@ -456,6 +470,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
         service.metrics.inc("items_added_total", len(added))
         return {"added": added, "updated": [i for i in latest if i not in added], "n_items": engine.n_items}
 
+
+def _add_item_routes(app: FastAPI, service: Service) -> None:
+    """GET /items (search), /items/{id}, /items/{id}/similar."""
+    engine = service.engine
+    st = service.settings
+
     @app.get("/items", response_model=S.SearchResponse, tags=["items"])
     async def search(
         q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=100)
@@ -494,6 +514,12 @@ def _add_routes(app: FastAPI, service: Service) -> None:
                 {"item_id": r.item_id, "score": r.score, "label": r.label, "because": r.because} for r in recs
             ],
         }
+
+
+def _add_ops_routes(app: FastAPI, service: Service) -> None:
+    """GET /health, /metrics and the web page."""
+    engine = service.engine
+    st = service.settings
 
     @app.get("/health", response_model=S.Health, tags=["ops"])
     async def health() -> dict[str, Any]:
