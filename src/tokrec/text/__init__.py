@@ -1,6 +1,6 @@
 """Text ("LLM tokens"): item and user templates, normalisation, token budgets."""
 
-from tokrec.text.normalize import normalize_series, normalize_text
+from tokrec.text.normalize import normalize_array, normalize_series, normalize_text
 from tokrec.text.templates import DEFAULT_EVENT_LABELS, ItemTemplate, TemplateSpec, UserTemplate
 
 __all__ = [
@@ -8,6 +8,7 @@ __all__ = [
     "ItemTemplate",
     "TemplateSpec",
     "UserTemplate",
+    "normalize_array",
     "normalize_series",
     "normalize_text",
 ]

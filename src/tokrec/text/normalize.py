@@ -40,6 +40,30 @@ def normalize_text(text: object) -> str:
     return _SPACE.sub(" ", s).strip()
 
 
+_NEEDS_WORK = re.compile(
+    r"[\x00-\x09\x0b-\x1f\x7f-\x9f\u200b-\u200f\u202a-\u202e\u2060-\u2064\ufeff]|  |\n | \n|^ | $"
+)
+
+
+def normalize_array(values: pd.Series | Iterable[object]) -> np.ndarray:
+    """Vectorised :func:`normalize_text`: an object array of ``n`` clean strings (missing -> ``""``).
+
+    Works on the distinct values only, and skips the per-value work altogether when one regex pass over
+    all of them finds nothing to fix (plain ASCII, single spaces, no control characters).
+    """
+    s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
+    codes, uniques = pd.factorize(s, use_na_sentinel=True)
+    u = [x if isinstance(x, str) else str(x) for x in uniques]
+    blob = "\n".join(u)
+    clean = blob.isascii() and blob.count("\n") == max(len(u) - 1, 0) and not _NEEDS_WORK.search(blob)
+    if not clean:
+        u = [normalize_text(x) for x in u]
+    table = np.empty(len(u) + 1, dtype=object)
+    table[: len(u)] = u
+    table[len(u)] = ""
+    return table[codes]
+
+
 def normalize_series(values: pd.Series | Iterable[object]) -> pd.Series:
     """Vectorised :func:`normalize_text` over a column.
 
@@ -49,16 +73,5 @@ def normalize_series(values: pd.Series | Iterable[object]) -> pd.Series:
     Returns:
         A Series of ``n`` Python strings (object dtype), missing values as ``""``, index kept.
     """
-    s = values if isinstance(values, pd.Series) else pd.Series(list(values), dtype=object)
-    missing = s.isna().to_numpy()
-    out = s.astype(object).where(~missing, "").astype(str).astype(object)
-    # NFKC only where needed: pure-ASCII strings are already in NFKC.
-    arr = out.to_numpy()
-    non_ascii = np.fromiter((not x.isascii() for x in arr), dtype=bool, count=len(arr))
-    if non_ascii.any():
-        idx = np.flatnonzero(non_ascii)
-        arr = arr.copy()
-        arr[idx] = [unicodedata.normalize("NFKC", x) for x in arr[idx]]
-        out = pd.Series(arr, index=s.index, dtype=object)
-    out = out.str.replace(_CONTROL, "", regex=True).str.replace(_SPACE, " ", regex=True).str.strip()
-    return out.astype(object)
+    index = values.index if isinstance(values, pd.Series) else None
+    return pd.Series(normalize_array(values), index=index, dtype=object)

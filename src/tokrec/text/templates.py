@@ -20,7 +20,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
 from tokrec.errors import ConfigError
-from tokrec.text.normalize import normalize_series, normalize_text
+from tokrec.text.normalize import normalize_array, normalize_text
 
 if TYPE_CHECKING:
     from tokrec.data.dataset import Dataset
@@ -151,7 +151,7 @@ class ItemTemplate:
             ConfigError: the template names a column the frame lacks.
         """
         out = self._render_format(items) if self._parsed is not None else self._render_listing(items)
-        return normalize_series(out).tolist()
+        return normalize_array(out).tolist()
 
     def _columns(self, items: pd.DataFrame) -> list[str]:
         cols = self.fields if self.fields is not None else [c for c in items.columns if c != self.id_column]
@@ -160,26 +160,27 @@ class ItemTemplate:
             raise ConfigError(f"template field(s) {missing} not among the item columns {list(items.columns)}")
         return [str(c) for c in cols]
 
-    def _render_listing(self, items: pd.DataFrame) -> pd.Series:
-        out = pd.Series([""] * len(items), index=items.index, dtype=object)
+    def _render_listing(self, items: pd.DataFrame) -> np.ndarray:
+        out = np.full(len(items), "", dtype=object)
+        filled = np.zeros(len(items), dtype=bool)
         for col in self._columns(items):
-            value = normalize_series(items[col])
-            has = value.str.len().to_numpy() > 0
+            value = normalize_array(items[col])
+            has = np.fromiter((len(v) > 0 for v in value), dtype=bool, count=len(value))
             if not has.any():
                 continue
             label = normalize_text(self.labels.get(col, col))
-            stop = np.where(value.str.endswith(".").to_numpy(), "", ".")
-            piece = label + ": " + value + stop
-            sep = np.where(out.str.len().to_numpy() > 0, self.separator, "")
-            out = pd.Series(np.where(has, out + sep + piece, out), index=items.index, dtype=object)
+            stop = np.array(["" if v.endswith(".") else "." for v in value], dtype=object)
+            sep = np.where(filled, self.separator, "").astype(object)
+            out = np.where(has, out + sep + (label + ": ") + value + stop, out)
+            filled |= has
         return out
 
-    def _render_format(self, items: pd.DataFrame) -> pd.Series:
+    def _render_format(self, items: pd.DataFrame) -> np.ndarray:
         assert self._parsed is not None
         missing = sorted({f for _, f, _, _ in self._parsed if f is not None and f not in items.columns})
         if missing:
             raise ConfigError(f"template field(s) {missing} not among the item columns {list(items.columns)}")
-        out = pd.Series([""] * len(items), index=items.index, dtype=object)
+        out = np.full(len(items), "", dtype=object)
         for literal, field, spec, conv in self._parsed:
             if literal:
                 out = out + literal
@@ -194,9 +195,9 @@ class ItemTemplate:
                     raise ConfigError(
                         f"template field {{{field}:{spec}}} cannot format column {field!r}: {e}"
                     ) from e
-                out = out + normalize_series(pd.Series(vals, index=items.index, dtype=object))
+                out = out + normalize_array(vals)
             else:
-                out = out + normalize_series(col)
+                out = out + normalize_array(col)
         return out
 
 
