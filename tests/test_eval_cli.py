@@ -286,3 +286,18 @@ def test_evaluate_registry_models_on_make_synthetic(tmp_path: Path) -> None:
     # popularity recommends each user's most popular unseen items, which maximises the mean popularity (ARP)
     # of a top-10 (the generator drops repeat events, so event counts are distinct-user counts)
     assert llo["models"]["popularity"]["metrics"]["arp@10"] >= llo["models"]["ease"]["metrics"]["arp@10"]
+
+
+def test_model_configs_from_a_json_file(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    pytest.importorskip("tokrec.models.ease")
+    ip, ep = _synthetic(tmp_path)
+    base = ["evaluate", "--items", str(ip), "--interactions", str(ep), "--models", "ease", "--k", "5"]
+    good, bad = tmp_path / "good.json", tmp_path / "bad.json"
+    good.write_text(json.dumps({"ease": {"l2": 7.5}}))
+    bad.write_text(json.dumps({"ease": {"lambda": 7.5}}))
+    assert main(base + ["--config", str(good), "--output-dir", str(tmp_path / "g")]) == 0
+    data = json.loads((tmp_path / "g" / "metrics.json").read_text())
+    assert data["protocols"]["leave-last-out"]["models"]["ease"]["config"]["l2"] == 7.5
+    capsys.readouterr()
+    assert main(base + ["--config", str(bad), "--output-dir", str(tmp_path / "b")]) == 2
+    assert "lambda" in capsys.readouterr().err

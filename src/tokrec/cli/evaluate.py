@@ -22,7 +22,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Fits each model on the training part of a split, ranks the whole catalog (or the cold-item "
             "candidates) for every test user and writes report.md/.html, metrics.json, PNG plots and each "
-            "model's recommendations CSV. Full ranking unless --sampled-negatives is given."
+            "model's recommendations CSV. Always full ranking; --sampled-negatives N adds a separate, labelled "
+            "sampled evaluation."
         ),
     )
     p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
