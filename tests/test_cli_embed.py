@@ -124,6 +124,7 @@ def test_features_writes_items_users_pairs(tiny, files, tmp_path, capsys):
     ]
     _, agg = read_vectors(out / "users.parquet", column="agg_vector")
     np.testing.assert_allclose(agg[1], z_i[2], atol=1e-6)  # one event: the item's own (unit) vector
+    assert str(pq.read_table(out / "pairs.parquet").schema.field("score").type) == "float"
     p = pq.read_table(out / "pairs.parquet").to_pandas()
     assert list(p.columns[:4]) == ["user_id", "item_id", "score", "label"]
     _, z_u = read_vectors(out / "users.parquet", column="text_vector")

@@ -248,7 +248,7 @@ def write_vectors(
     cols: dict[str, Any] = {id_column: pa.array([str(x) for x in ids], type=pa.string())}
     named = {"vector": vectors} if isinstance(vectors, np.ndarray) else dict(vectors)
     for name, arr in (extra or {}).items():
-        cols[name] = pa.array(np.asarray(arr).tolist() if isinstance(arr, np.ndarray) else list(arr))
+        cols[name] = pa.array(arr) if isinstance(arr, np.ndarray) else pa.array(list(arr))
     for name, mat in named.items():
         if len(mat) != len(ids):
             raise DataError(f"column {name!r} has {len(mat)} rows for {len(ids)} ids")
