@@ -174,9 +174,10 @@ def test_json_equals_the_official_definitions_on_the_written_files(toys: None, t
     again = score_recommendations(
         recs, split.test.interactions, split.train.interactions, k=5, catalog=ds.item_vocab.ids
     )
-    tied = {k: v for k, v in m["metrics"].items() if k.startswith("tied@")}
-    assert again == pytest.approx({k: v for k, v in m["metrics"].items() if k not in tied})
-    assert set(tied) == {"tied@5"}
+    extra = {k: v for k, v in m["metrics"].items() if k.startswith("tied@") or "_ci_" in k}
+    assert again == pytest.approx({k: v for k, v in m["metrics"].items() if k not in extra})
+    assert set(extra) == {"tied@5", "ndcg@5_ci_low", "ndcg@5_ci_high"}
+    assert extra["ndcg@5_ci_low"] < m["metrics"]["ndcg@5"] < extra["ndcg@5_ci_high"]
     assert again["hr@5"] > 0.3  # the genre signal is real: well above 5 / 33 at random
 
 

@@ -14,7 +14,9 @@ import pytest
 
 from tokrec.errors import DataError
 from tokrec.evaluation.metrics import (
+    bootstrap_ci,
     clean_recommendations,
+    per_user_scores,
     popularity_deciles,
     score_recommendations,
     tied_share,
@@ -127,6 +129,25 @@ def test_tied_share_flags_top_k_decided_by_tie_break() -> None:
     assert tied_share(clean, 2) == pytest.approx(1 / 3)
     assert tied_share(clean, 1) == 0.0
     assert math.isnan(tied_share(clean.drop(columns=["score"]), 2))
+
+
+def test_per_user_scores_average_to_the_figures() -> None:
+    recs, test, train = _frames()
+    per = per_user_scores(recs, test, train, k=2)
+    assert per["user_id"].tolist() == ["u1", "u2", "u3"]
+    assert per["ndcg@2"].tolist() == pytest.approx([(1 / L2) / (1 / L2 + 1 / L3), (1 / L3) / (1 / L2), 0.0])
+    m = score_recommendations(recs, test, train, k=2)
+    for col in ("ndcg@2", "recall@2", "hr@2", "mrr@2", "map@2"):
+        assert per[col].mean() == pytest.approx(m[col])
+
+
+def test_bootstrap_ci_brackets_the_mean_and_is_deterministic() -> None:
+    values = np.r_[np.ones(30), np.zeros(70)]
+    lo, hi = bootstrap_ci(values, seed=1)
+    assert lo < 0.3 < hi and (lo, hi) == bootstrap_ci(values, seed=1)
+    # binomial standard error sqrt(.3 * .7 / 100) = 0.046: the 95% interval is about +-0.09 wide
+    assert 0.15 < hi - lo < 0.22
+    assert bootstrap_ci(np.full(10, 0.5)) == (0.5, 0.5)
 
 
 def test_bad_input_is_a_clear_error() -> None:

@@ -32,6 +32,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -136,8 +137,8 @@ def short_head(counts: pd.Series, catalog: Sequence[str]) -> set[str]:
 
 def _accuracy(
     codes: np.ndarray, pos: np.ndarray, hit: np.ndarray, n_rel: np.ndarray, k: int
-) -> dict[str, float]:
-    """Mean accuracy metrics at ``k`` over ``len(n_rel)`` users.
+) -> dict[str, np.ndarray]:
+    """Per-user accuracy metrics at ``k``: each ``(len(n_rel),)`` float.
 
     ``codes``, ``pos``, ``hit`` have one entry per cleaned recommendation (user index, 0-based position,
     1.0 when relevant), grouped by user in list order; ``n_rel`` is ``(n_users,)`` relevant counts.
@@ -156,11 +157,11 @@ def _accuracy(
     cum = pd.Series(h).groupby(c).cumsum().to_numpy() if len(h) else h
     ap = np.bincount(c, weights=h * cum / (p + 1.0), minlength=n_users)
     return {
-        "ndcg": float(np.mean(dcg / idcg)),
-        "recall": float(np.mean(hits / denom)),
-        "hr": float(np.mean(hits > 0)),
-        "mrr": float(np.mean(np.where(np.isfinite(first), 1.0 / (first + 1.0), 0.0))),
-        "map": float(np.mean(ap / denom)),
+        "ndcg": dcg / idcg,
+        "recall": hits / denom,
+        "hr": (hits > 0).astype(float),
+        "mrr": np.where(np.isfinite(first), 1.0 / (first + 1.0), 0.0),
+        "map": ap / denom,
     }
 
 
@@ -224,6 +225,83 @@ def tied_share(clean: pd.DataFrame, k: int) -> float:
     return float((pairs[k - 1] == pairs[k]).sum() / n_users)
 
 
+@dataclass
+class _Prepared:
+    users: np.ndarray
+    clean: pd.DataFrame
+    filtered: dict[str, int]
+    codes: np.ndarray
+    pos: np.ndarray
+    hit: np.ndarray
+    n_rel: np.ndarray
+    rel: pd.DataFrame
+    cand: list[str] | None
+
+
+def _prepare(
+    recs: pd.DataFrame, test: pd.DataFrame, train: pd.DataFrame, candidates: Iterable[object] | None
+) -> _Prepared:
+    _need(test, "test", ("user_id", "item_id"))
+    rel = pd.DataFrame({"user_id": test["user_id"].astype(str), "item_id": test["item_id"].astype(str)})
+    rel = rel.drop_duplicates()
+    users = pd.unique(rel["user_id"])
+    if len(users) == 0:
+        raise DataError("the test frame has no events")
+    cand = None if candidates is None else [str(c) for c in candidates]
+    clean, filtered = clean_recommendations(recs, train, users=users, candidates=cand)
+    codes = pd.Index(users).get_indexer(clean["user_id"])
+    n_rel = rel.groupby("user_id").size().reindex(users).to_numpy()
+    hit = _keys(clean["user_id"], clean["item_id"]).isin(set(_keys(rel["user_id"], rel["item_id"])))
+    return _Prepared(
+        np.asarray(users),
+        clean,
+        filtered,
+        codes,
+        clean["pos"].to_numpy(),
+        hit.to_numpy().astype(float),
+        n_rel,
+        rel,
+        cand,
+    )
+
+
+def per_user_scores(
+    recs: pd.DataFrame,
+    test: pd.DataFrame,
+    train: pd.DataFrame,
+    *,
+    k: int | Sequence[int] = 10,
+    candidates: Iterable[object] | None = None,
+) -> pd.DataFrame:
+    """Each test user's accuracy figures: ``user_id`` then ``ndcg@K``, ``recall@K``, ... per K.
+
+    The means of these columns are the figures of :func:`score_recommendations` (use them for confidence
+    intervals and paired comparisons between models).
+    """
+    prep = _prepare(recs, test, train, candidates)
+    out = pd.DataFrame({"user_id": prep.users})
+    for kk in _as_ks(k):
+        for name, values in _accuracy(prep.codes, prep.pos, prep.hit, prep.n_rel, kk).items():
+            out[f"{name}@{kk}"] = values
+    return out
+
+
+def bootstrap_ci(
+    values: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> tuple[float, float]:
+    """Percentile bootstrap interval of the mean of ``values`` (users resampled with replacement)."""
+    v = np.asarray(values, dtype=float)
+    if len(v) == 0:
+        return float("nan"), float("nan")
+    rng = np.random.default_rng(seed)
+    means = np.empty(n_boot)
+    for b in range(0, n_boot, 100):  # 100 resamples at a time keeps memory at 100 x n_users
+        idx = rng.integers(0, len(v), size=(min(100, n_boot - b), len(v)))
+        means[b : b + len(idx)] = v[idx].mean(axis=1)
+    lo, hi = np.quantile(means, [(1 - level) / 2, 1 - (1 - level) / 2])
+    return float(lo), float(hi)
+
+
 def score_recommendations(
     recs: pd.DataFrame,
     test: pd.DataFrame,
@@ -251,20 +329,9 @@ def score_recommendations(
         counts are those of ``score_recs.py``.
     """
     ks = _as_ks(k)
-    _need(test, "test", ("user_id", "item_id"))
-    rel = pd.DataFrame({"user_id": test["user_id"].astype(str), "item_id": test["item_id"].astype(str)})
-    rel = rel.drop_duplicates()
-    users = pd.unique(rel["user_id"])
-    if len(users) == 0:
-        raise DataError("the test frame has no events")
-    cand = None if candidates is None else [str(c) for c in candidates]
-    clean, filtered = clean_recommendations(recs, train, users=users, candidates=cand)
-    user_index = pd.Index(users)
-    codes = user_index.get_indexer(clean["user_id"])
-    n_rel = rel.groupby("user_id").size().reindex(users).to_numpy()
-    hit = _keys(clean["user_id"], clean["item_id"]).isin(set(_keys(rel["user_id"], rel["item_id"])))
-    hit_f = hit.to_numpy().astype(float)
-    pos = clean["pos"].to_numpy()
+    prep = _prepare(recs, test, train, candidates)
+    users, clean, cand, rel = prep.users, prep.clean, prep.cand, prep.rel
+    codes, pos, hit_f, n_rel = prep.codes, prep.pos, prep.hit, prep.n_rel
     if catalog is not None:
         cat = [str(c) for c in catalog]
     else:
@@ -277,9 +344,9 @@ def score_recommendations(
         acc = _accuracy(codes, pos, hit_f, n_rel, kk)
         beyond = _beyond(items[pos < kk], counts, n_train_users, cand or cat, head)
         for name in ACCURACY_METRICS:
-            out[f"{name}@{kk}"] = acc[name]
+            out[f"{name}@{kk}"] = float(np.mean(acc[name]))
         for name in BEYOND_METRICS:
             out[f"{name}@{kk}"] = beyond[name]
     out["users_without_recs"] = int((~pd.Series(users).isin(set(recs["user_id"].astype(str)))).sum())
-    out.update(filtered)
+    out.update(prep.filtered)
     return out

@@ -19,7 +19,9 @@ import numpy as np
 import pandas as pd
 
 from tokrec.evaluation.metrics import (
+    bootstrap_ci,
     clean_recommendations,
+    per_user_scores,
     popularity_deciles,
     score_recommendations,
     tied_share,
@@ -40,7 +42,8 @@ class ModelRun:
     Attributes:
         model: registry name.
         config: the config it was built with (JSON-serialisable).
-        metrics: full-ranking figures of :func:`score_recommendations`.
+        metrics: full-ranking figures of :func:`score_recommendations`, plus ``tied@K`` and a 95%
+            bootstrap interval of NDCG at the main K over test users (``ndcg@K_ci_low`` / ``_ci_high``).
         fit_seconds: wall time of ``fit``.
         recommend_seconds: wall time of ``recommend_batch`` for every test user.
         recs: ``user_id, item_id, score, rank`` (top ``n_recs`` per test user).
@@ -207,6 +210,10 @@ def run_model(
     clean, _ = clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
     for kk in ks:
         metrics[f"tied@{kk}"] = tied_share(clean, kk)
+    k0 = main_k(ks)
+    per_user = per_user_scores(recs, test, train, k=k0, candidates=split.candidates)
+    lo, hi = bootstrap_ci(per_user[f"ndcg@{k0}"].to_numpy(), seed=seed)
+    metrics[f"ndcg@{k0}_ci_low"], metrics[f"ndcg@{k0}_ci_high"] = lo, hi
     deciles = popularity_deciles(clean, train, catalog, k=main_k(ks))
     sampled = None
     if sampled_negatives:

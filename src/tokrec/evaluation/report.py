@@ -126,7 +126,7 @@ Table = tuple[list[str], list[list[str]]]
 
 def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Table:
     """One row per model at cut-off ``k``: accuracy, beyond-accuracy and timings."""
-    head = ["model"] + [f"{LABELS[m]}@{k}" for m in ACCURACY_METRICS]
+    head = ["model"] + [f"{LABELS[m]}@{k}" for m in ACCURACY_METRICS] + [f"NDCG@{k} 95% CI"]
     head += [
         f"Coverage@{k}",
         f"Novelty@{k}",
@@ -143,9 +143,13 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
         m = run.sampled_metrics if sampled else run.metrics
         assert m is not None
         keys = [f"{x}@{k}" for x in (*ACCURACY_METRICS, "coverage", "novelty", "arp", "long_tail", "tied")]
+        lo, hi = m.get(f"ndcg@{k}_ci_low"), m.get(f"ndcg@{k}_ci_high")
+        ci = "—" if lo is None or hi is None else f"{fmt_metric(lo)}–{fmt_metric(hi)}"
         rows.append(
             [run.model]
-            + [fmt_metric(m.get(key)) for key in keys]
+            + [fmt_metric(m.get(key)) for key in keys[: len(ACCURACY_METRICS)]]
+            + [ci]
+            + [fmt_metric(m.get(key)) for key in keys[len(ACCURACY_METRICS) :]]
             + [fmt_seconds(run.fit_seconds), fmt_seconds(run.recommend_seconds)]
         )
     return head, rows
@@ -304,7 +308,7 @@ def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, st
             "training users who had the item; ARP: mean share of training users who had it; long-tail: "
             "share of recommendations outside the 20% most popular items; tied: share of users whose "
             "top-K was decided by a tie-break (K-th and K+1-th scores equal), i.e. the model could not tell "
-            "the items apart and the catalog order decided.",
+            "the items apart and the tie-break decided; 95% CI: percentile bootstrap over test users.",
         ),
     ]
     for r in results:
