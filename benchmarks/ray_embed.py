@@ -139,9 +139,8 @@ def full(args: argparse.Namespace) -> dict:
 
     with tempfile.TemporaryDirectory(prefix="tokrec-ray-full-") as d:
         tmp = Path(d)
-        work = (
-            Path(args.workdir) if args.workdir else tmp
-        )  # a kept workdir makes an interrupted run resumable
+        # a kept workdir makes an interrupted run resumable
+        work = Path(args.workdir) if args.workdir else tmp
         work.mkdir(parents=True, exist_ok=True)
         src = work / f"synthetic-{args.full}.csv"
         if not src.is_file():
@@ -176,6 +175,34 @@ def full(args: argparse.Namespace) -> dict:
     return {"summary": s, "wall_s": wall, "min_cosine": float(cos.min())}
 
 
+def check_partial(args: argparse.Namespace) -> dict:
+    """Samples rows of the shards an interrupted full run finished and compares them with the single machine."""
+    import pyarrow.parquet as pq
+
+    from tokrec.data.loaders import load_items
+    from tokrec.distributed import shards as sh
+    from tokrec.encoders import load_encoder
+    from tokrec.text import ItemTemplate
+
+    work = Path(args.workdir)
+    folder = work / "vectors"
+    files = sorted(folder.glob("part-*.parquet"))
+    infos = [sh.ShardInfo(f.name, pq.read_metadata(f).num_rows, "") for f in files]
+    ids, vecs = sh.read_shards(folder, infos)
+    assert len(ids) == len(set(ids)), "duplicate ids across finished shards"
+    frame = load_items(work / f"synthetic-{args.full}.csv").set_index("item_id", drop=False)
+    rng = np.random.default_rng(0)
+    pick = np.sort(rng.choice(len(ids), size=min(args.sample, len(ids)), replace=False))
+    sample = frame.loc[[ids[i] for i in pick]].reset_index(drop=True)
+    ref = load_encoder(batch_size=args.batch_size).encode(ItemTemplate().render_many(sample))
+    cos = _cosines(vecs[pick], ref)
+    print(f"finished shards: {len(files)} holding {len(ids)} of {len(frame)} rows, no duplicates")
+    print(
+        f"{len(pick)} random finished rows vs the single-machine encoder: min cosine {cos.min():.6f}, mean {cos.mean():.6f}"
+    )
+    return {"shards": len(files), "rows": len(ids), "min_cosine": float(cos.min())}
+
+
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     p.add_argument(
@@ -194,16 +221,24 @@ def main(argv: list[str] | None = None) -> int:
         default=None,
         help="full mode: keep catalog, cache and output here, so a re-run resumes (default: a temp dir)",
     )
+    p.add_argument(
+        "--check-partial",
+        action="store_true",
+        help="full mode: no run; compare sampled rows of the shards in --workdir with the single machine",
+    )
     p.add_argument("--json", default=None, help="also write the figures to this JSON file")
     args = p.parse_args(argv)
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    result = full(args) if args.full else scaling(args)
+    if args.check_partial:
+        result = check_partial(args)
+    else:
+        result = full(args) if args.full else scaling(args)
+        import ray
+
+        ray.shutdown()
     if args.json:
         Path(args.json).write_text(json.dumps(result, indent=1, default=str))
-    import ray
-
-    ray.shutdown()
     return 0
 
 
