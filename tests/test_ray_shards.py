@@ -10,7 +10,7 @@ import pyarrow.parquet as pq
 import pytest
 
 from tokrec.distributed import shards as sh
-from tokrec.distributed._testing import DieOnceFactory, HashEncoder
+from tokrec.distributed._testing import DieOnceFactory, HashEncoder, HashEncoderFactory
 from tokrec.errors import ConfigError, DataError
 
 
@@ -102,3 +102,21 @@ def test_without_ray_the_error_says_how_to_install(monkeypatch):
 
     with pytest.raises(ConfigError, match="ray"):
         embed_items_ray("items.csv", "out")
+
+
+def test_model_spec_is_stable_for_names_specs_dataclasses_and_partials():
+    import functools
+
+    from tokrec.distributed.ray_embed import EncoderSpec, _model_spec
+    from tokrec.encoders import load_encoder
+
+    assert _model_spec(None) == _model_spec(EncoderSpec(None))
+    assert _model_spec(EncoderSpec("m", {"dtype": "fp32", "batch_size": 8})) == _model_spec(
+        EncoderSpec("m", {"dtype": "fp32"})
+    )
+    assert _model_spec(HashEncoderFactory(8)) != _model_spec(HashEncoderFactory(16))
+    p1 = functools.partial(load_encoder, "m", dtype="fp32", pooling="cls")
+    p2 = functools.partial(load_encoder, "m", pooling="cls", dtype="fp32")
+    assert _model_spec(p1) == _model_spec(p2) and "0x" not in _model_spec(p1)
+    with pytest.raises(ConfigError, match="no stable repr"):
+        _model_spec(lambda: HashEncoder())

@@ -19,6 +19,7 @@ shards cheap.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import logging
@@ -204,7 +205,13 @@ def _model_spec(model: ModelSpec) -> str:
     """A stable description of the model argument (part of the job key)."""
     if model is None or isinstance(model, str):
         model = EncoderSpec(model)
-    text = f"{type(model).__module__}.{model!r}"
+    if isinstance(model, functools.partial):
+        fn = model.func
+        text = (
+            f"partial({fn.__module__}.{fn.__qualname__}, {model.args!r}, {sorted(model.keywords.items())!r})"
+        )
+    else:
+        text = f"{type(model).__module__}.{model!r}"
     if " at 0x" in text:
         raise ConfigError(
             f"model {text} has no stable repr (a lambda or partial?): pass a model name, an EncoderSpec or a "
