@@ -42,7 +42,7 @@ def test_recommended_model_meets_the_bar(
     cands = d / "cold" / "candidates.csv" if split == "cold" else None
     if cands is not None:
         args += ["--candidates", str(cands)]
-    assert main([*args, "--k", "100", "--output", str(out), "--threads", "2"]) == 0
+    assert main([*args, "--k", "100", "--output", str(out), "--threads", "2", "--cache", str(cache_dir)]) == 0
     res = _score(shared, out, split, cands)
     assert res["users_without_recs"] == 0 and res["seen_items_filtered"] == 0
     assert res["outside_candidates_filtered"] == 0 and res["duplicates_filtered"] == 0
