@@ -156,10 +156,12 @@ def test_a_rerun_after_a_crash_encodes_only_what_is_missing(ray_cluster, tmp_pat
         embed_items_ray(src, out, model=model, cache_dir=False, num_workers=1)
     assert marker.exists() and not (out / "manifest.json").exists()
     finished = list(out.glob("part-*.parquet"))
-    assert len(finished) == 2  # two shards were done before the crash
+    # 4 shards of 75 rows; two were done before the third call crashed (a call already queued on the
+    # actor may still finish while the run is torn down)
+    assert 2 <= len(finished) < 4
     s = embed_items_ray(src, out, model=model, cache_dir=False, num_workers=1)
-    assert s["shards_reused"] == 2 and s["rows_reused"] == 150
-    assert s["cache_misses"] == 150  # no cache: exactly the missing rows were encoded
+    assert s["shards_reused"] == len(finished) and s["rows_reused"] == 75 * len(finished)
+    assert s["cache_misses"] == 300 - 75 * len(finished)  # no cache: exactly the missing rows were encoded
     ids, vecs = read_vectors(out)
     ids_ref, vec_ref = reference(src, HashEncoder())
     assert sorted(ids) == sorted(ids_ref) and len(ids) == 300
