@@ -1,6 +1,15 @@
 """Evaluation: train/test splits, top-K metrics, multi-model protocols and reports."""
 
-from tokrec.evaluation.metrics import clean_recommendations, popularity_deciles, score_recommendations
+from tokrec.evaluation.metrics import (
+    bootstrap_ci,
+    clean_recommendations,
+    per_user_scores,
+    popularity_deciles,
+    score_recommendations,
+    tied_share,
+)
+from tokrec.evaluation.protocol import ModelRun, ProtocolResult, evaluate_split, run_model
+from tokrec.evaluation.report import write_report
 from tokrec.evaluation.splits import (
     PROTOCOLS,
     Split,
@@ -15,8 +24,16 @@ from tokrec.evaluation.splits import (
 
 __all__ = [
     "PROTOCOLS",
+    "ModelRun",
+    "ProtocolResult",
     "Split",
+    "bootstrap_ci",
     "clean_recommendations",
+    "evaluate_split",
+    "per_user_scores",
+    "run_model",
+    "tied_share",
+    "write_report",
     "cold_item_split",
     "cold_user_split",
     "given_split",
