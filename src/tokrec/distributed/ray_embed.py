@@ -105,12 +105,16 @@ def embed_items_ray(
         batch_size: texts per forward pass.
         ray_address: a cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local one
             (or uses the one already initialised in this process).
-        num_workers: encoder actors (default: one per GPU on a GPU cluster; on CPUs, one per 2 CPUs).
+        num_workers: encoder actors (default: one per GPU on a GPU cluster; on CPUs, one per 2 CPUs
+            after one is left to Ray Data's read/render tasks; each actor runs as many torch threads
+            as CPUs it holds).
 
     Returns:
         Summary: ``rows``, ``shards``, ``texts_per_s`` (rows embedded by this run per second of the
-        encode stage), ``cache_hits``, ``cache_misses``, ``rows_reused`` and ``shards_reused`` (from an
-        earlier interrupted run), ``seconds``, ``workers``, ``fingerprint``, ``dim``, ``output``.
+        encode stage, start-up included), ``worker_texts_per_s`` (one worker's rate inside shards),
+        ``cache_hits`` / ``cache_misses`` (distinct texts), ``rows_reused`` and ``shards_reused`` (kept
+        from an earlier interrupted run), ``seconds``, ``encode_seconds``, ``workers``,
+        ``gpus_per_worker``, ``cpus_per_worker``, ``fingerprint``, ``dim``, ``output``.
 
     Raises:
         ConfigError: ray is not installed, the cluster is unreachable or an option is invalid.
