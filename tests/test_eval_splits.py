@@ -155,6 +155,10 @@ def test_given_split_and_errors() -> None:
     assert s.protocol == "given" and s.candidates == ["3", "4"]
     with pytest.raises(Exception, match="row 3.*item_id"):
         given_split(ds, pd.DataFrame({"user_id": ["u1", "u2"], "item_id": ["3", "nope"]}), source="t.csv")
+    assert validation_split(s).protocol == "cold-item"  # held-out candidates: validate the same way
+    assert validation_split(
+        given_split(ds, pd.DataFrame({"user_id": ["u1"], "item_id": ["3"]}))
+    ).protocol == ("leave-last-out")
     with pytest.raises(ConfigError, match="unknown protocol"):
         make_split(ds, "random")
     with pytest.raises(ConfigError, match="fraction"):

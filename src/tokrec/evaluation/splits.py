@@ -262,17 +262,21 @@ def validation_split(train: Dataset | Split, protocol: str | None = None, **para
 
     Args:
         train: a training ``Dataset``, or a ``Split`` (its ``train`` is cut with its own protocol and
-            parameters unless others are given).
+            parameters unless others are given; a ``given`` split is cut ``cold-item`` when it has
+            candidates, else ``leave-last-out``, with default parameters).
         protocol: the protocol to cut with (default: the split's, else ``leave-last-out``).
         **params: the splitter's parameters (default: the split's).
     """
+    given_candidates = False
     if isinstance(train, Split):
+        given_candidates = train.protocol == "given" and train.candidates is not None
         if protocol is None:
             protocol = train.protocol
             params = {**{k: v for k, v in train.params.items() if k not in ("cut",)}, **params}
         train = train.train
     if protocol in (None, "given"):
-        protocol = "leave-last-out"
+        # a pre-made split: held-out candidate items look like cold-item, anything else like leave-last-out
+        protocol = "cold-item" if given_candidates else "leave-last-out"
         params = {}
     if protocol == "temporal" and params.get("at") is not None:
         params.pop("quantile", None)
