@@ -51,10 +51,17 @@ def main() -> None:
     fit_s = time.perf_counter() - t0
     ranker.recommend_batch(users, k=100).to_csv(out / "ranker.csv", index=False)
     a_res, b_res = score(out / "first.csv", a.splits, "warm"), score(out / "ranker.csv", a.splits, "warm")
-    print(f"first stage {spec.model} {json.dumps(spec.config)}: fit {first_s:.1f}s NDCG@10 {a_res['ndcg@10']:.4f} HR@10 {a_res['hr@10']:.4f}")
-    print(f"gbdt-ranker over its top {ranker.config.n_candidates}: fit {fit_s:.1f}s (validation cut + sources twice + LightGBM, {ranker.best_iteration_} trees) NDCG@10 {b_res['ndcg@10']:.4f} HR@10 {b_res['hr@10']:.4f}")
+    print(
+        f"first stage {spec.model} {json.dumps(spec.config)}: fit {first_s:.1f}s NDCG@10 {a_res['ndcg@10']:.4f} HR@10 {a_res['hr@10']:.4f}"
+    )
+    print(
+        f"gbdt-ranker over its top {ranker.config.n_candidates}: fit {fit_s:.1f}s (validation cut + sources twice + LightGBM, {ranker.best_iteration_} trees) NDCG@10 {b_res['ndcg@10']:.4f} HR@10 {b_res['hr@10']:.4f}"
+    )
     gains = dict(zip(ranker.feature_names_, ranker.booster_.feature_importance("gain").round(1), strict=True))
-    print("top features by gain:", ", ".join(f"{k}={v:.0f}" for k, v in sorted(gains.items(), key=lambda kv: -kv[1])[:10]))
+    print(
+        "top features by gain:",
+        ", ".join(f"{k}={v:.0f}" for k, v in sorted(gains.items(), key=lambda kv: -kv[1])[:10]),
+    )
     print(json.dumps({"first_stage": a_res, "gbdt_ranker": b_res, "fit_s": fit_s, "config": cfg}))
 
 

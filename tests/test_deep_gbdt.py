@@ -15,7 +15,6 @@ pytest.importorskip("lightgbm")
 
 
 class TestGBDTConformance(RecommenderConformance):
-
     @staticmethod
     def make_model(**config):
         return GBDTRanker(
@@ -44,7 +43,10 @@ def test_validation_cut_holds_out_each_users_last_events() -> None:
     )
     ds = Dataset(inter, pd.DataFrame({"item_id": ["1", "2", "3", "4"]}))
     ds_val, users, hists, items = validation_cut(ds)
-    got = {ds.user_vocab.decode([u])[0]: (ds.item_vocab.decode(h), ds.item_vocab.decode([i])[0]) for u, h, i in zip(users, hists, items, strict=True)}
+    got = {
+        ds.user_vocab.decode([u])[0]: (ds.item_vocab.decode(h), ds.item_vocab.decode([i])[0])
+        for u, h, i in zip(users, hists, items, strict=True)
+    }
     assert got == {"a": (["2", "3"], "1"), "c": (["3", "1", "2"], "4")}  # b has only 2 events: kept whole
     assert len(ds_val) == 7
     ds_val, users, hists, items = validation_cut(ds, n_last=2)

@@ -152,3 +152,17 @@ def test_config_checks() -> None:
         create_model("text-sasrec", {"dtype": "int8"})
     with pytest.raises(ConfigError):
         TextSASRec(TINY).fit(cycle_data(n_users=5)[0])  # needs item vectors
+
+
+def test_refit_modes_train_on_the_full_sequences() -> None:
+    ds, vecs = cycle_data(n_users=30, length=8)
+    scores = {}
+    for mode in ("none", "continue", "scratch"):
+        m = TextSASRec({**TINY, "epochs": 3, "patience": 3, "refit": mode, "continue_epochs": 1}).fit(
+            ds, vecs
+        )
+        assert len(m.history_) == 3
+        scores[mode] = m.score(["u0", "u1"])
+        assert np.isfinite(scores[mode]).all()
+    assert not np.allclose(scores["none"], scores["continue"])
+    assert not np.allclose(scores["none"], scores["scratch"])

@@ -56,7 +56,10 @@ class GBDTRankerConfig(ModelConfig):
     val_events: int = Field(3, ge=1, description="each user's last N training events become training queries")
     profile_len: int = Field(5, ge=1)
     recent_fraction: float = Field(
-        0.1, ge=0, le=1, description="recent popularity = log1p(events in the latest fraction of the log); 0 = off"
+        0.1,
+        ge=0,
+        le=1,
+        description="recent popularity = log1p(events in the latest fraction of the log); 0 = off",
     )
     vector_dims: int = Field(8, ge=0, description="principal components of Z_U and Z_I used as features")
     n_estimators: int = Field(300, ge=1)
@@ -141,7 +144,7 @@ class GBDTRanker(Recommender):
             feature_name=self.feature_names_,
         )
         valid = hit & is_valid
-        callbacks = []
+        callbacks: list[Any] = []
         valid_sets = []
         if valid.any():
             valid_sets = [
@@ -315,7 +318,9 @@ def recent_popularity(dataset: Dataset, fraction: float) -> np.ndarray | None:
     return np.log1p(np.bincount(dataset.item_idx[recent], minlength=dataset.n_items)).astype(np.float32)
 
 
-def validation_cut(dataset: Dataset, n_last: int = 1) -> tuple[Dataset, np.ndarray, list[np.ndarray], np.ndarray]:
+def validation_cut(
+    dataset: Dataset, n_last: int = 1
+) -> tuple[Dataset, np.ndarray, list[np.ndarray], np.ndarray]:
     """Holds out each user's last ``n_last`` events (users with ``n_last + 2`` or more events).
 
     Every held-out event is one query: its history is everything before it (earlier held-out events
