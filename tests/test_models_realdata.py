@@ -32,9 +32,15 @@ def _score(shared: Path, recs: Path, split: str, candidates: Path | None) -> dic
     return json.loads(out.strip().splitlines()[-1])
 
 
+@pytest.fixture(scope="module")
+def cache_dir(tmp_path_factory) -> Path:
+    """One embedding cache for both splits (same catalog): the second run hits it."""
+    return tmp_path_factory.mktemp("emb-cache")
+
+
 @pytest.mark.parametrize(("split", "bar"), [("warm", 0.085), ("cold", 0.30)])
 def test_recommended_model_meets_the_bar(
-    shared: Path, ml100k_splits: Path, tmp_path: Path, split: str, bar: float
+    shared: Path, ml100k_splits: Path, tmp_path: Path, cache_dir: Path, split: str, bar: float
 ) -> None:
     d = ml100k_splits
     out = tmp_path / "recs.csv"
