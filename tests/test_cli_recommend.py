@@ -6,8 +6,8 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
-from conformance import PROBE_ITEM, PROBE_USER, checkerboard
 
+from conformance import PROBE_ITEM, PROBE_USER, checkerboard
 from tokrec.cli.main import main
 
 
