@@ -124,3 +124,11 @@ def test_tokrec_config_is_validated() -> None:
         create_model("tokrec", {"ease_lambda": -1})
     only_ease = create_model("tokrec", {**weights, "w_ease": 1.0})
     assert only_ease._active() == ("ease",)
+
+
+def test_dense_models_refuse_huge_catalogs(monkeypatch) -> None:
+    from tokrec.errors import ConfigError
+
+    monkeypatch.setattr(sig, "MAX_DENSE_ITEMS", 5)
+    with pytest.raises(ConfigError, match="dense 6 x 6"):
+        sig.ease_weights(sp.csr_matrix(np.eye(6)), 1.0)

@@ -53,6 +53,21 @@ def user_rows(seqs: Sequence[np.ndarray], n_items: int, half_life: float | None 
     return sp.csr_matrix((v_[last], (r_[last], c_[last])), shape=(len(seqs), n_items))
 
 
+#: largest catalog for the dense item-item models (EASE needs ~16 bytes x n_items^2 while fitting)
+MAX_DENSE_ITEMS = 30_000
+
+
+def check_dense(n_items: int, what: str) -> None:
+    """Raises ConfigError when an ``n_items x n_items`` dense matrix would be too large."""
+    if n_items > MAX_DENSE_ITEMS:
+        from tokrec.errors import ConfigError
+
+        raise ConfigError(
+            f"{what} needs a dense {n_items} x {n_items} matrix (catalog over {MAX_DENSE_ITEMS} items); "
+            "use als, bpr or hybrid-map for catalogs this large"
+        )
+
+
 def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
     """EASE item-item weights (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lam I)^-1``, zero diagonal.
 
@@ -62,7 +77,11 @@ def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
 
     Returns:
         ``(n_items, n_items)`` float32.
+
+    Raises:
+        ConfigError: the catalog has more than :data:`MAX_DENSE_ITEMS` items.
     """
+    check_dense(x.shape[1], "EASE")
     g = (x.T @ x).toarray().astype(np.float64)
     g[np.diag_indices_from(g)] += lam
     p = np.linalg.inv(g)

@@ -30,6 +30,7 @@ class ItemKNN(Recommender):
     config: ItemKNNConfig
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        sig.check_dense(dataset.n_items, "itemknn")
         x = dataset.interaction_matrix().tocsc()
         norms = np.sqrt(np.asarray(x.multiply(x).sum(axis=0)).ravel())
         xn = x @ sp.diags(1.0 / np.where(norms > 0, norms, 1.0))
