@@ -7,8 +7,8 @@ concurrent load generator (asyncio + httpx, at most ``--concurrency`` requests i
 ``--requests`` requests and ``--duration`` seconds). Requests are visitor histories (5-20 items of a
 synthetic user's events) and known user ids, 4:1.
 
-Also reports the top-10 recall of the HNSW retrieval against exact search, at two levels: the index
-(HNSW candidates re-scored exactly vs exact inner-product top-10 over the whole catalog) and the
+Also reports the top-10 recall of the ANN retrieval against exact search, at two levels: the index
+(ANN candidates re-scored exactly vs exact inner-product top-10 over the whole catalog) and the
 whole engine (the served ranking in ANN mode vs the same engine in exact mode).
 
 Examples::
@@ -171,10 +171,12 @@ def wait_ready(url: str, proc: subprocess.Popen, timeout: float = 600) -> dict:
             time.sleep(0.5)
 
 
-def recall(bundle_path: Path, ds, n_queries: int, seed: int, candidates: int = 256) -> dict[str, float]:
+def recall(
+    bundle_path: Path, ds, n_queries: int, seed: int, kind: str, candidates: int = 256
+) -> dict[str, float]:
     """Top-10 recall of ANN vs exact: the index alone, and the whole engine.
 
-    Index: HNSW's ``candidates`` nearest entries re-scored exactly (what the server ranks), top 10, vs
+    Index: the ANN index's ``candidates`` nearest entries re-scored exactly (what the server ranks), top 10, vs
     the exact top 10 over the whole catalog. "Strict" counts ids; "tie-aware" counts an ANN item as
     right when its exact score reaches the exact 10th score (synthetic text has many exact ties).
     Engine: the served ranking (model blend, seen items removed) in ANN mode vs exact mode.
@@ -186,7 +188,9 @@ def recall(bundle_path: Path, ds, n_queries: int, seed: int, candidates: int = 2
 
     b = load_bundle(bundle_path)
     exact_idx = VectorIndex(b.item_vectors, ann=False)
-    ann_idx = VectorIndex(b.item_vectors, ann=True, ann_path=bundle_path / ANN_FILE)
+    t0 = time.perf_counter()
+    ann_idx = VectorIndex(b.item_vectors, ann=True, ann_path=bundle_path / ANN_FILE, kind=kind)  # type: ignore[arg-type]
+    print(f"{kind} index ready in {time.perf_counter() - t0:.0f}s", flush=True)
     rng = np.random.default_rng(seed + 1)
     seqs = [s for s in ds.sequences() if len(s) >= 5]
     ids = ds.item_vocab.ids
@@ -215,7 +219,7 @@ def recall(bundle_path: Path, ds, n_queries: int, seed: int, candidates: int = 2
     }
 
 
-def main() -> None:
+def parse_args() -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     p.add_argument("--items", type=int, default=100_000)
     p.add_argument("--users", type=int, default=2000)
@@ -237,18 +241,18 @@ def main() -> None:
     p.add_argument("--rebuild", action="store_true")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=0, help="0: a free port")
-    args = p.parse_args()
+    p.add_argument("--ann-kind", choices=("ivf", "hnsw"), default="ivf")
+    return p.parse_args()
 
-    from tokrec.cache import default_cache_dir
 
-    work = Path(args.workdir) if args.workdir else default_cache_dir() / "serve_load"
-    bundle = work / f"bundle-{args.items}-{args.users}-{args.encoder}-{args.model}-s{args.seed}"
-    ds = build_bundle(args, bundle)
+def load_test(args: argparse.Namespace, bundle: Path, ds) -> dict:
+    """Starts the server, warms it up, measures; returns latencies, errors, elapsed, CPU seconds, load."""
+    import socket
+
+    import httpx
 
     port = args.port
     if port == 0:
-        import socket
-
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]
@@ -262,18 +266,22 @@ def main() -> None:
         )
         bodies = make_requests(ds, args.warmup + args.requests, args.k, args.seed)
         asyncio.run(drive(url, bodies[: args.warmup], args.concurrency, args.duration))
-        load0 = os.getloadavg()[0]
+        out: dict = {"load0": os.getloadavg()[0]}
         cpu_server0, cpu_client0 = _cpu_seconds(proc.pid), time.process_time()
-        lat, errors, elapsed = asyncio.run(drive(url, bodies[args.warmup :], args.concurrency, args.duration))
-        cpu_server, cpu_client = _cpu_seconds(proc.pid) - cpu_server0, time.process_time() - cpu_client0
-        load1 = os.getloadavg()[0]
-        import httpx
-
-        server = (
+        out["lat"], out["errors"], out["elapsed"] = asyncio.run(
+            drive(url, bodies[args.warmup :], args.concurrency, args.duration)
+        )
+        out["cpu_server"], out["cpu_client"] = (
+            _cpu_seconds(proc.pid) - cpu_server0,
+            time.process_time() - cpu_client0,
+        )
+        out["load1"] = os.getloadavg()[0]
+        out["server"] = (
             httpx.get(url + "/metrics?format=json", timeout=10)
             .json()["latency_seconds"]
             .get("/recommend", {})
         )
+        return out
     finally:
         proc.terminate()
         try:
@@ -281,11 +289,16 @@ def main() -> None:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait(timeout=30)
+
+
+def report(args: argparse.Namespace, r: dict) -> None:
+    lat = r["lat"]
     lat_ms = np.asarray(lat) * 1000
-    rps = len(lat) / elapsed
+    rps = len(lat) / r["elapsed"]
     p50, p90, p99 = (float(np.percentile(lat_ms, q)) for q in (50, 90, 99))
+    server = r["server"]
     print(
-        f"\nPOST /recommend, {args.items} items, k={args.k}, concurrency {args.concurrency}, {len(lat)} requests in {elapsed:.1f}s, {errors} errors"
+        f"\nPOST /recommend, {args.items} items, k={args.k}, concurrency {args.concurrency}, {len(lat)} requests in {r['elapsed']:.1f}s, {r['errors']} errors"
     )
     print(f"  client latency  p50 {p50:.1f} ms   p90 {p90:.1f} ms   p99 {p99:.1f} ms")
     print(
@@ -293,9 +306,9 @@ def main() -> None:
     )
     print(f"  throughput      {rps:.0f} req/s")
     print(
-        f"  load average    {load0:.1f} -> {load1:.1f} on {os.cpu_count()} CPUs (other processes share the machine)"
+        f"  load average    {r['load0']:.1f} -> {r['load1']:.1f} on {os.cpu_count()} CPUs (other processes share the machine)"
     )
-    srv_ms, cli_ms = cpu_server / len(lat) * 1000, cpu_client / len(lat) * 1000
+    srv_ms, cli_ms = r["cpu_server"] / len(lat) * 1000, r["cpu_client"] / len(lat) * 1000
     print(
         f"  CPU time        server {srv_ms:.2f} ms/request, load generator {cli_ms:.2f} ms/request -> capacity of one "
         f"server process on one free core {1000 / srv_ms:.0f} req/s; both on two free cores about {2000 / (srv_ms + cli_ms):.0f} req/s"
@@ -303,11 +316,22 @@ def main() -> None:
     print(
         f"  targets         p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'}; >= 300 req/s: {'met' if rps >= 300 else 'NOT met'}"
     )
+
+
+def main() -> None:
+    from tokrec.cache import default_cache_dir
+
+    args = parse_args()
+    work = Path(args.workdir) if args.workdir else default_cache_dir() / "serve_load"
+    bundle = work / f"bundle-{args.items}-{args.users}-{args.encoder}-{args.model}-s{args.seed}"
+    ds = build_bundle(args, bundle)
+    if args.requests:
+        report(args, load_test(args, bundle, ds))
     if args.recall_queries:
         t0 = time.perf_counter()
-        r = recall(bundle, ds, args.recall_queries, args.seed)
+        r = recall(bundle, ds, args.recall_queries, args.seed, args.ann_kind)
         print(
-            f"\nANN (HNSW M=32, efSearch=128, 256 candidates re-scored exactly) vs exact search, {r['queries']} user vectors, "
+            f"\nANN ({args.ann_kind}, 256 candidates re-scored exactly) vs exact search, {r['queries']} user vectors, "
             f"{time.perf_counter() - t0:.0f}s:\n"
             f"  index  top-10 recall {r['tie_aware']:.4f} tie-aware, {r['strict']:.4f} strict (ids)\n"
             f"  engine top-10 recall {r['engine']:.4f} (served ranking, ANN vs exact mode)\n"

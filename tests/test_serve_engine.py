@@ -59,7 +59,7 @@ def test_ann_mode_matches_exact_mode(clustered):
     assert np.mean(overlap) >= 0.95
 
 
-def test_online_item_enters_the_hnsw_index(clustered):
+def test_online_item_enters_the_ann_index(clustered):
     ann = _engine(clustered, True, model_weight=0.0)
     vecs, cluster = clustered[2], clustered[3]
     members = np.flatnonzero(cluster == 4)[:6]

@@ -138,18 +138,23 @@ def _spec(d):
 
 
 # ---- unit tests: index ------------------------------------------------------------------------------
-def test_index_exact_and_hnsw_agree_and_grow():
-    rng = np.random.default_rng(0)
-    v = rng.normal(size=(2000, 16)).astype(np.float32)
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_exact_and_ann_agree_and_grow(kind):
+    rng = np.random.default_rng(0)  # clustered, like text embeddings (IVF's cells follow the clusters)
+    v = (rng.normal(size=(40, 16))[rng.integers(40, size=2000)] + 0.5 * rng.normal(size=(2000, 16))).astype(
+        np.float32
+    )
     v /= np.linalg.norm(v, axis=1, keepdims=True)
     exact = VectorIndex(v, ann=False)
-    ann = VectorIndex(v, ann=True)
+    ann = VectorIndex(v, ann=True, kind=kind)
     assert ann.uses_ann and not exact.uses_ann
     q = v[7]
     r_exact, s_exact = exact.search(q, 10)
-    r_ann, s_ann = ann.search(q, 10)
+    r_ann, s_ann = ann.search(q, 100)  # over-fetch, as the engine does (256 candidates), then re-scored
+    r_ann, s_ann = r_ann[:10], s_ann[:10]
     assert r_exact[0] == 7 and np.isclose(s_exact[0], 1.0, atol=1e-5)
     assert len(set(r_ann) & set(r_exact)) >= 9
+    np.testing.assert_allclose(s_ann, v[r_ann] @ q, rtol=1e-5)  # exact scores
     np.testing.assert_allclose(np.sort(s_ann)[::-1], s_ann)  # best first, exact scores
     # a new row is found at once; a replaced row is found under its new vector only
     new = -v[7]
@@ -251,20 +256,22 @@ class ThreadServer:
         self.thread.join(timeout=10)
 
 
-def test_index_loads_a_saved_hnsw(tmp_path):
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_index_loads_a_saved_ann(tmp_path, kind):
     import gc
 
-    from tokrec.serve.index import ANN_FILE, build_hnsw, write_hnsw
+    from tokrec.serve.index import ANN_FILE, build_ann, write_ann
 
     rng = np.random.default_rng(1)
     v = rng.normal(size=(500, 8)).astype(np.float32)
-    write_hnsw(build_hnsw(v), tmp_path)
-    idx = VectorIndex(v, ann=True, ann_path=tmp_path / ANN_FILE)
+    write_ann(build_ann(v, kind), tmp_path)
+    saved = (tmp_path / ANN_FILE).stat().st_mtime_ns
+    idx = VectorIndex(v, ann=True, ann_path=tmp_path / ANN_FILE, kind=kind)
     gc.collect()  # the loaded index must be owned by the VectorIndex, not freed with a temporary
     rows, scores = idx.search(v[42], 3)
     assert rows[0] == 42 and np.isclose(scores[0], float(v[42] @ v[42]), rtol=1e-5)
-    other = VectorIndex(v[:400], ann=True, ann_path=tmp_path / ANN_FILE)  # size differs: rebuilt, not loaded
-    assert other.hnsw_.ntotal == 400
+    other = VectorIndex(v[:400], ann=True, ann_path=tmp_path / ANN_FILE, kind=kind)  # size differs: rebuilt
+    assert other.ann_.ntotal == 400 and (tmp_path / ANN_FILE).stat().st_mtime_ns == saved
 
 
 def test_index_score_stats_track_the_catalog():

@@ -37,7 +37,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--ann",
         choices=("auto", "yes", "no"),
         default="auto",
-        help="build the HNSW index now (auto: large catalogs)",
+        help="build the ANN (IVF-Flat) index now (auto: >= 20,000 items)",
     )
     p.add_argument("--progress", action="store_true", help="show encoding progress")
     p.set_defaults(func=run)

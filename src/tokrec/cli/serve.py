@@ -50,6 +50,7 @@ def settings_from_args(args: argparse.Namespace):
         "redis_prefix": args.redis_prefix,
         "persist": not args.no_persist,
         "ann": {"auto": None, "yes": True, "no": False}[args.ann],
+        "ann_kind": args.ann_kind,
     }
     if args.state:
         opts["state_path"] = args.state

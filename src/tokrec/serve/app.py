@@ -47,7 +47,7 @@ from tokrec.errors import ConfigError, TokrecError
 from tokrec.serve import schemas as S
 from tokrec.serve.bundle import Bundle, load_bundle
 from tokrec.serve.engine import Engine, EngineOptions
-from tokrec.serve.index import ANN_FILE, HNSW_EF_SEARCH, VectorIndex
+from tokrec.serve.index import ANN_FILE, HNSW_EF_SEARCH, AnnKind, VectorIndex
 from tokrec.serve.metrics import Metrics
 from tokrec.serve.state import StateLog
 from tokrec.serve.store import Event, ItemRecord, make_store
@@ -65,7 +65,8 @@ class ServeSettings(BaseModel):
         redis_prefix: key prefix in Redis (one per deployment).
         state_path: the SQLite state log (default ``MODEL_DIR/state.sqlite``).
         persist: keep the state log at all (False: online state is lost on restart).
-        ann: force (True) or forbid (False) the HNSW index; None: by catalog size.
+        ann: force (True) or forbid (False) the ANN index; None: by catalog size (>= 20,000 items).
+        ann_kind: ``ivf`` (IVF-Flat, default) or ``hnsw``.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -85,8 +86,10 @@ class ServeSettings(BaseModel):
     recency_half_life: float = Field(10.0, gt=0)
     user_history_window: int = Field(200, ge=1)
     ann: bool | None = None
+    ann_kind: AnnKind = "ivf"
     ann_candidates: int = Field(256, ge=1)
     ef_search: int = Field(HNSW_EF_SEARCH, ge=1)
+    nprobe: int | None = Field(None, ge=1)
     negative_events: list[str] = ["dislike", "skip", "hide"]
     facets: list[str] | None = None
     blocked: list[str] = []
@@ -109,7 +112,9 @@ class Service:
             bundle.item_vectors,
             ann=settings.ann,
             ann_path=bundle.path / ANN_FILE,
+            kind=settings.ann_kind,
             ef_search=settings.ef_search,
+            nprobe=settings.nprobe,
         )
         opts = EngineOptions(
             model_weight=settings.model_weight,

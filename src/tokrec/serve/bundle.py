@@ -11,7 +11,7 @@ into place)::
       item_vectors.safetensors     "vectors": float32 (n_items, d), row i = item-vocab row i
       items.parquet                the catalog (item_id + attribute columns), item-vocab order
       vocab.json                   {"items": [...], "users": [...]} external ids in row order
-      ann.faiss                    optional HNSW index over the vectors (faiss's own format, no pickle)
+      ann.faiss                    optional IVF-Flat index over the vectors (faiss's own format, no pickle)
       state.sqlite                 created by ``tokrec serve``: events and items added online
 
 The encoder spec records what :func:`tokrec.encoders.load_encoder` needs to rebuild the encoder
@@ -326,7 +326,7 @@ def fit_bundle(
         encoder_options: keyword options for ``load_encoder`` (recorded too).
         template: an ``ItemTemplate`` (default template when None).
         cache: the embedding cache (``"default"``, None, or an ``EmbeddingCache``).
-        ann: build the HNSW index now (default: when the catalog is large, see ``index.ANN_THRESHOLD``).
+        ann: build the ANN index now (default: when the catalog is large, see ``index.ANN_THRESHOLD``).
         progress: show encoding progress.
 
     Returns:
@@ -334,7 +334,7 @@ def fit_bundle(
     """
     from tokrec.features import item_vectors as compute_item_vectors  # type: ignore[attr-defined]
     from tokrec.models import registry
-    from tokrec.serve.index import ANN_THRESHOLD, build_hnsw, write_hnsw
+    from tokrec.serve.index import ANN_THRESHOLD, build_ann, write_ann
     from tokrec.text import ItemTemplate
 
     if encoder is None:
@@ -356,7 +356,7 @@ def fit_bundle(
     rec.fit(dataset, vectors)
     log.info("fitted %s in %.1fs", rec.name, time.perf_counter() - t0)
     build = len(vectors) >= ANN_THRESHOLD if ann is None else ann
-    writer = (lambda d: write_hnsw(build_hnsw(vectors), d)) if build else None
+    writer = (lambda d: write_ann(build_ann(vectors), d)) if build else None
     enc_spec = EncoderSpec.of(encoder, model=encoder_model, options=encoder_options)
     return save_bundle(
         output,

@@ -18,8 +18,8 @@ mark items as seen.
    vectors (weight ``0.5 ** (age / recency_half_life)``, age in events counted from the newest; the
    newest ``user_history_window`` events), normalised; ``v_i = u . z_i``.
 3. **What is ranked**: the request's ``candidates`` when given; else the whole catalog when it is
-   small (exact numpy matmul); else, for a large catalog with an HNSW index, the union of the
-   ``ann_candidates`` nearest items to ``u`` (faiss HNSW, inner product) and the model's top
+   small (exact numpy matmul); else, for a large catalog with an ANN index, the union of the
+   ``ann_candidates`` nearest items to ``u`` (faiss IVF-Flat or HNSW, inner product) and the model's top
    ``ann_candidates`` items, re-scored exactly.
 4. **Blend**: both parts are standardised (z-scores over the ranked set; in ANN mode with the whole
    catalog's mean and deviation, for ``v`` computed from a running sum and Gram matrix of the item
