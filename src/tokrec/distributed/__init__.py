@@ -11,7 +11,15 @@ from typing import Any
 from tokrec.distributed._ray import INSTALL_HINT, ray_available, require_ray
 from tokrec.distributed.shards import read_vectors
 
-__all__ = ["INSTALL_HINT", "embed_items_ray", "ray_available", "read_vectors", "recommend_ray", "require_ray"]
+__all__ = [
+    "INSTALL_HINT",
+    "embed_items_ray",
+    "embed_users_ray",
+    "ray_available",
+    "read_vectors",
+    "recommend_ray",
+    "require_ray",
+]
 
 
 def embed_items_ray(*args: Any, **kwargs: Any) -> dict[str, Any]:
@@ -24,5 +32,12 @@ def embed_items_ray(*args: Any, **kwargs: Any) -> dict[str, Any]:
 def recommend_ray(*args: Any, **kwargs: Any) -> dict[str, Any]:
     """See :func:`tokrec.distributed.ray_recommend.recommend_ray`."""
     from tokrec.distributed.ray_recommend import recommend_ray as impl
+
+    return impl(*args, **kwargs)
+
+
+def embed_users_ray(*args: Any, **kwargs: Any) -> dict[str, Any]:
+    """See :func:`tokrec.distributed.ray_users.embed_users_ray`."""
+    from tokrec.distributed.ray_users import embed_users_ray as impl
 
     return impl(*args, **kwargs)

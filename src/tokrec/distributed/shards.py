@@ -32,6 +32,8 @@ import pyarrow.parquet as pq
 from tokrec.errors import DataError
 
 FORMAT = "tokrec-embeddings/1"
+#: manifests of vector outputs that :func:`read_vectors` reads (item vectors, user vectors)
+VECTOR_FORMATS = (FORMAT, "tokrec-user-vectors/1")
 MANIFEST = "manifest.json"
 _META_JOB = b"tokrec.job_key"
 _META_FP = b"tokrec.fingerprint"
@@ -151,12 +153,12 @@ def write_table_shard(
 
 
 def read_shards(folder: Path, shards: Sequence[ShardInfo]) -> tuple[list[str], np.ndarray]:
-    """Concatenates shards: ``(ids, vectors (n, d) float32)``."""
+    """Concatenates vector shards: ``(ids from the first column, vectors (n, d) float32)``."""
     tables = [pq.read_table(folder / s.file) for s in shards]
     if not tables:
         return [], np.zeros((0, 0), dtype=np.float32)
     table = pa.concat_tables([t.replace_schema_metadata(None) for t in tables])
-    return table.column("item_id").to_pylist(), _vectors(table)
+    return table.column(0).to_pylist(), _vectors(table)  # the id column comes first (item_id / user_id)
 
 
 def _vectors(table: pa.Table) -> np.ndarray:
@@ -183,7 +185,7 @@ def read_manifest(folder: Path) -> dict[str, Any] | None:
         data = json.loads(path.read_text())
     except (OSError, json.JSONDecodeError):
         return None
-    return data if isinstance(data, dict) and data.get("format") == FORMAT else None
+    return data if isinstance(data, dict) and data.get("format") in VECTOR_FORMATS else None
 
 
 def read_vectors(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
@@ -207,7 +209,6 @@ def read_vectors(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray]:
     if not p.is_file():
         raise DataError("no such file or directory", file=str(p))
     table = pq.read_table(p)
-    for col in ("item_id", "vector"):
-        if col not in table.column_names:
-            raise DataError("missing column", file=str(p), column=col)
-    return table.column("item_id").to_pylist(), _vectors(table)
+    if "vector" not in table.column_names:
+        raise DataError("missing column", file=str(p), column="vector")
+    return table.column(0).to_pylist(), _vectors(table)

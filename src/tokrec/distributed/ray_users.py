@@ -1,0 +1,278 @@
+"""User text vectors (Z_U from T_U) on a Ray cluster.
+
+Ray Data reads the interactions and numbers their rows (so that errors name the file's row and ties
+in time keep the file order, exactly as the single-machine path breaks them), a stable hash of the
+user id assigns every event to a shard, and a groupby hands each shard — all events of its users —
+to an actor. The actor builds the users' histories with the single-machine code
+(:func:`tokrec.features.user_texts`, the encoder's own tokenizer measuring the token budget), encodes
+them through the cache and writes a Parquet shard (``user_id`` + ``vector``) named after its users.
+Shards, manifest, resume and fault tolerance work as in :mod:`tokrec.distributed.ray_embed`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import time
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.distributed import shards as sh
+from tokrec.distributed._ray import input_hash, ray_session, read_column, read_dataset, require_ray
+from tokrec.distributed.ray_embed import (
+    _ENV_FOR_WORKERS,
+    EncoderSpec,
+    ModelSpec,
+    _build_encoder,
+    _cache_path,
+    _check_complete,
+    _limit_threads,
+    _model_spec,
+    _one_fingerprint,
+    _resume,
+    _tokrec_cause,
+    _worker_count,
+)
+from tokrec.errors import ConfigError, DataError, TokrecError
+
+USERS_FORMAT = sh.VECTOR_FORMATS[1]
+
+
+def embed_users_ray(
+    interactions_path: str | os.PathLike[str],
+    items_path: str | os.PathLike[str],
+    output: str | os.PathLike[str],
+    *,
+    model: ModelSpec = None,
+    cache_dir: str | os.PathLike[str] | None = None,
+    budget: int | None = None,
+    batch_size: int = 64,
+    ray_address: str | None = None,
+    num_workers: int | None = None,
+) -> dict[str, Any]:
+    """Encodes every user's history text on a Ray cluster.
+
+    Args:
+        interactions_path: CSV / Parquet / JSON Lines file(s) with ``user_id``, ``item_id`` and
+            optionally ``timestamp``, ``event``, ``value``/``rating`` (as ``load_interactions`` reads).
+        items_path: the item catalog (read once by the driver with ``load_items`` and shared).
+        output: a folder (shards + ``manifest.json``) or a ``.parquet`` file (users in order of
+            first appearance, as the single-machine user vocabulary).
+        model: as :func:`~tokrec.distributed.ray_embed.embed_items_ray`.
+        cache_dir: as :func:`~tokrec.distributed.ray_embed.embed_items_ray`.
+        budget: token budget of a history (default: the encoder's ``max_length``).
+        batch_size: texts per forward pass.
+        ray_address: a cluster to join; None starts a local one (or uses the initialised one).
+        num_workers: encoder actors.
+
+    Returns:
+        Summary: ``users``, ``shards``, ``shards_reused``, ``cache_hits``, ``cache_misses``,
+        ``texts_per_s``, ``seconds``, ``workers``, ``fingerprint``, ``dim``, ``output``.
+    """
+    from tokrec.data.loaders import load_items
+
+    require_ray()
+    if batch_size < 1:
+        raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
+    out = Path(output).expanduser().absolute()
+    single = out.suffix.lower() == ".parquet"
+    parts = out.with_name(f".{out.name}.parts") if single else out
+    items = load_items(items_path)
+    cache_path = _cache_path(cache_dir)
+    src = str(interactions_path)
+    t0 = time.perf_counter()
+    cores = os.cpu_count() or 1
+    with ray_session(ray_address, num_cpus=None if ray_address else max(cores, num_workers or 1) + 1) as ray:
+        users = _user_order(src)
+        job = _job_key(src, str(items_path), model, budget)
+        workers, gpus, cpus = _worker_count(ray, num_workers)
+        n_shards = max(1, min(math.ceil(len(users) / 64), 4 * workers))
+        reused = _resume(parts, job, users, "user_id")
+        done = set(sh.shard_ids(parts, reused, "user_id"))
+        t_run = time.perf_counter()
+        new: list[dict[str, Any]] = []
+        if len(done) < len(users):
+            ctor = dict(
+                model=model, items=ray.put(items), cache_path=cache_path, batch_size=batch_size, budget=budget,
+                job=job, parts=str(parts), threads=max(1, int(cpus)),
+                env={k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ},
+            )  # fmt: skip
+            new = _run(ray, src, done, n_shards, workers, gpus, cpus, ctor, parts)
+        run_s = time.perf_counter() - t_run
+    shards = _check_complete(parts, reused, new, users, "user_id")
+    fingerprint = _one_fingerprint(parts, shards, new)
+    summary = {
+        "users": len(users),
+        "shards": len(shards),
+        "shards_reused": len(reused),
+        "cache_hits": sum(int(r["hits"]) for r in new),
+        "cache_misses": sum(int(r["misses"]) for r in new),
+        "texts_per_s": sum(int(r["rows"]) for r in new) / run_s if new and run_s > 0 else 0.0,
+        "seconds": time.perf_counter() - t0,
+        "workers": workers,
+        "fingerprint": fingerprint,
+        "output": str(out),
+    }
+    got_ids, vecs = sh.read_shards(parts, shards)
+    summary["dim"] = int(vecs.shape[1])
+    if single:
+        pos = {u: i for i, u in enumerate(got_ids)}
+        order = np.fromiter((pos[u] for u in users), dtype=np.int64, count=len(users))
+        table = sh.vectors_table(users, vecs[order]).rename_columns(["user_id", "vector"])
+        sh.write_parquet_atomic(table, out)
+        import shutil
+
+        shutil.rmtree(parts, ignore_errors=True)
+    else:
+        manifest = {
+            "format": USERS_FORMAT,
+            "complete": True,
+            "job_key": job,
+            "input": {"interactions": src, "items": str(items_path), "users": len(users)},
+            "model": _model_spec(model),
+            "fingerprint": fingerprint,
+            "dim": summary["dim"],
+            "shards": [s.to_json() for s in sorted(shards, key=lambda s: s.file)],
+        }
+        sh.write_manifest(parts, manifest)
+    return summary
+
+
+def _user_order(src: str) -> list[str]:
+    from tokrec.data.loaders import _id_strings
+
+    raw, _fmt, _cols = read_column(src, "user_id")
+    ids = _id_strings(raw).dropna().astype(str).str.strip()
+    users = [u for u in pd.unique(ids) if u]
+    if not users:
+        raise DataError("no interactions", file=src)
+    return users
+
+
+def _job_key(src: str, items: str, model: ModelSpec, budget: int | None) -> str:
+    payload = {
+        "f": USERS_FORMAT,
+        "in": input_hash(src),
+        "items": input_hash(items),
+        "model": _model_spec(model),
+        "budget": budget,
+    }
+    return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:32]
+
+
+def _shard_of(ids: pd.Series, n_shards: int) -> np.ndarray:
+    """A stable shard number per user id (the same on every machine and run)."""
+    return np.fromiter(
+        (
+            int.from_bytes(hashlib.blake2b(u.encode(), digest_size=8).digest(), "little") % n_shards
+            for u in ids
+        ),
+        dtype=np.int64,
+        count=len(ids),
+    )
+
+
+def _tag(batch: pd.DataFrame, *, n_shards: int, done: frozenset[str]) -> pd.DataFrame:
+    """Ray Data task: adds the shard number; drops users already in finished shards."""
+    from tokrec.data.loaders import _id_strings
+
+    col = next(c for c in batch.columns if str(c).strip() == "user_id")
+    users = _id_strings(batch[col]).fillna("").astype(str).str.strip()
+    batch = batch.assign(_shard=_shard_of(users, n_shards))
+    return batch[~users.isin(done).to_numpy()] if done else batch
+
+
+class _EncodeUsers:
+    """Ray Data actor: renders and encodes the histories of one shard's users."""
+
+    def __init__(self, *, model: ModelSpec, items: pd.DataFrame, cache_path: str | None, batch_size: int, budget: int | None, job: str, parts: str, threads: int, env: dict[str, str], first_row: int) -> None:  # fmt: skip
+        os.environ.update(env)
+        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
+        self.encoder = _build_encoder(model, batch_size)
+        _limit_threads(threads)
+        import ray
+
+        if isinstance(items, ray.ObjectRef):  # the catalog is put in the object store once, not per actor
+            items = ray.get(items)
+        self.items, self.cache_path, self.budget = items, cache_path, budget
+        self.job, self.parts = job, Path(parts)
+        self.chunk = max(batch_size * 8, 256)
+        self.first_row = first_row
+
+    def __call__(self, group: pd.DataFrame) -> pd.DataFrame:
+        from tokrec.data.dataset import Dataset
+        from tokrec.data.loaders import interactions_from_frame
+        from tokrec.features import user_texts
+
+        group = group.sort_values("_row", kind="stable").reset_index(drop=True)
+        rows = group["_row"].to_numpy(np.int64)
+        raw = group.drop(columns=["_row", "_shard"])
+        raw.columns = [str(c).strip() for c in raw.columns]
+        inter = interactions_from_frame(raw, rows + self.first_row)
+        if "timestamp" not in raw.columns:
+            inter["timestamp"] = rows  # file order, as the single-machine loader numbers events
+        ds = Dataset(inter, self.items)
+        texts = user_texts(ds, encoder=self.encoder, budget=self.budget)
+        users = ds.user_vocab.ids
+        vecs = np.zeros((len(texts), int(self.encoder.dim)), dtype=np.float32)  # empty history: zeros
+        order = np.array(
+            [i for i in np.argsort([-len(t) for t in texts], kind="stable") if texts[i]], dtype=np.int64
+        )
+        sorted_texts = [texts[i] for i in order]
+        hits, misses = 0, len(set(sorted_texts))
+        if not sorted_texts:
+            pass
+        elif self.cache_path is None:
+            vecs[order] = self.encoder.encode(sorted_texts)
+        else:
+            from tokrec.cache import CachedEncoder, EmbeddingCache
+
+            with EmbeddingCache(self.cache_path) as cache:
+                enc = CachedEncoder(self.encoder, cache, chunk_size=self.chunk)
+                vecs[order] = enc.encode(sorted_texts)
+                hits, misses = int(enc.stats["hits"]), int(enc.stats["misses"])
+        fp = str(self.encoder.fingerprint)
+        table = sh.vectors_table(users, vecs).rename_columns(["user_id", "vector"])
+        info = sh.write_table_shard(self.parts, users, table, job_key=self.job, fingerprint=fp)
+        return pd.DataFrame(
+            [{"file": info.file, "rows": info.rows, "fingerprint": fp, "hits": hits, "misses": misses}]
+        )
+
+
+def _run(ray: Any, src: str, done: set[str], n_shards: int, workers: int, gpus: float, cpus: float, ctor: dict[str, Any], parts: Path) -> list[dict[str, Any]]:  # fmt: skip
+    ds, fmt = read_dataset(src)
+    ctor = {**ctor, "first_row": 2 if fmt == "csv" else 1}
+    n = ds.count()
+    ds = ds.zip(
+        ray.data.range(n).rename_columns({"id": "_row"})
+    )  # the file's row order, kept through the shuffle
+    ds = ds.map_batches(
+        _tag, batch_format="pandas", fn_kwargs={"n_shards": n_shards, "done": frozenset(done)}
+    )
+    parts.mkdir(parents=True, exist_ok=True)
+    results = ds.groupby("_shard").map_groups(
+        _EncodeUsers,
+        batch_format="pandas",
+        fn_constructor_kwargs=ctor,
+        compute=ray.data.ActorPoolStrategy(size=workers),
+        num_cpus=cpus,
+        num_gpus=gpus or None,
+    )
+    try:
+        rows = list(results.iter_rows())
+    except TokrecError:
+        raise
+    except Exception as e:
+        cause = _tokrec_cause(e)
+        if cause is not None:
+            raise cause from e
+        raise
+    return [dict(r) for r in rows if int(r["rows"]) > 0]
+
+
+__all__ = ["EncoderSpec", "embed_users_ray"]
