@@ -187,3 +187,33 @@ def test_tokrec_serve_command_line(fitted, tmp_path):
         timeout=120,
     )
     assert bad.returncode == 2 and "not a tokrec model directory" in bad.stderr
+
+
+def test_serve_arguments_become_settings(monkeypatch):
+    from tokrec.cli.main import build_parser
+    from tokrec.cli.serve import settings_from_args
+
+    monkeypatch.setenv("TOKREC_API_KEY", "from-env")
+    args = build_parser().parse_args(
+        ["serve", "--model", "m", "--ann", "yes", "--ann-kind", "hnsw", "--state", "s.db", "--max-k", "50"]
+    )
+    st = settings_from_args(args)
+    assert (st.api_key, st.ann, st.ann_kind, str(st.state_path), st.max_k, st.persist) == (
+        "from-env",
+        True,
+        "hnsw",
+        "s.db",
+        50,
+        True,
+    )
+    args = build_parser().parse_args(
+        ["serve", "--model", "m", "--api-key", "k", "--no-persist", "--redis-url", "redis://h:1/0"]
+    )
+    st = settings_from_args(args)
+    assert (st.api_key, st.persist, st.redis_url, st.ann, st.ann_kind) == (
+        "k",
+        False,
+        "redis://h:1/0",
+        None,
+        "ivf",
+    )

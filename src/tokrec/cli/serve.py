@@ -31,8 +31,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--state", default=None, help="SQLite state log (default MODEL_DIR/state.sqlite)")
     p.add_argument("--no-persist", action="store_true", help="keep online state in memory only")
     p.add_argument(
-        "--ann", choices=("auto", "yes", "no"), default="auto", help="HNSW index (auto: large catalogs)"
+        "--ann", choices=("auto", "yes", "no"), default="auto", help="ANN index (auto: >= 20,000 items)"
     )
+    p.add_argument("--ann-kind", choices=("ivf", "hnsw"), default="ivf", help="ANN index type (default ivf)")
     p.add_argument(
         "--model-weight", type=float, default=None, help="weight of the model's scores vs vector similarity"
     )
