@@ -93,7 +93,7 @@ def run(args: argparse.Namespace) -> int:
     _say(f"{ds.n_users} users, {ds.n_items} items, {len(ds)} interactions; {ds.report.summary()}")
 
     _say("\n== 2. LLM tokens (T_I, T_U)")
-    encoder = CachedEncoder(load_encoder(), None)
+    encoder: Any = CachedEncoder(load_encoder(), None)
     _say(f"encoder: {encoder.describe() if hasattr(encoder, 'describe') else encoder.fingerprint}")
     texts = item_texts(ds)
     tokens, _ = encoder.tokenize(texts[0])
@@ -128,7 +128,7 @@ def run(args: argparse.Namespace) -> int:
     users = rng.choice(ds.n_users, size=min(200, ds.n_users), replace=False)
     pu = np.repeat(users, 5)
     pi = rng.integers(0, ds.n_items, size=len(pu))
-    f = pair_features(pu, pi, z_u_agg, z_i)
+    f = pair_features(pu.tolist(), pi.tolist(), z_u_agg, z_i)
     paths = [
         write_vectors(out / "items.parquet", ds.item_vocab.ids, z_i),
         write_vectors(

@@ -132,7 +132,11 @@ class Dataset:
             inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
         inter["timestamp"] = inter["timestamp"].astype(np.int64)
         if "event" not in inter.columns:
-            inter["event"] = np.where(inter["value"].notna(), "rating", "interaction") if "value" in inter.columns else "interaction"
+            inter["event"] = (
+                np.where(inter["value"].notna(), "rating", "interaction")
+                if "value" in inter.columns
+                else "interaction"
+            )
         inter["event"] = inter["event"].astype(str)
         if "value" not in inter.columns:
             inter["value"] = 1.0
@@ -160,7 +164,9 @@ class Dataset:
             for u in users["user_id"]:
                 self.user_vocab.add(u)
             self.users = users
-        self.interactions = inter[list(INTERACTION_COLUMNS) + [c for c in inter.columns if c not in INTERACTION_COLUMNS]]
+        self.interactions = inter[
+            list(INTERACTION_COLUMNS) + [c for c in inter.columns if c not in INTERACTION_COLUMNS]
+        ]
         self.items = items
 
     # ---- sizes -------------------------------------------------------------------------------
@@ -188,7 +194,9 @@ class Dataset:
 
     def sequences(self) -> list[np.ndarray]:
         """Each user's item rows in time order (ties broken by source order), indexed by user row."""
-        order = np.lexsort((np.arange(len(self.interactions)), self.interactions["timestamp"].to_numpy(), self.user_idx))
+        order = np.lexsort(
+            (np.arange(len(self.interactions)), self.interactions["timestamp"].to_numpy(), self.user_idx)
+        )
         users = self.user_idx[order]
         items = self.item_idx[order]
         bounds = np.searchsorted(users, np.arange(self.n_users + 1))
