@@ -151,7 +151,7 @@ def _run_ray(args: argparse.Namespace) -> int:
         args.items,
         args.output,
         model=model,
-        cache_dir=None if args.no_cache else args.cache,
+        cache_dir=False if args.no_cache else args.cache,  # ray_embed: False = no cache, None = default
         template=args.template,
         batch_size=args.batch_size,
         ray_address=args.ray_address,
