@@ -31,7 +31,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
@@ -82,7 +82,7 @@ def embed_items_ray(
     output: str | os.PathLike[str],
     *,
     model: ModelSpec = None,
-    cache_dir: str | os.PathLike[str] | None = None,
+    cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
     template: Any = None,
     batch_size: int = 64,
     ray_address: str | None = None,
