@@ -75,3 +75,36 @@ def test_recommend_ray_equals_recommend_batch(ray_cluster, saved_model, tmp_path
     (tmp_path / "nouser.csv").write_text("id\n1\n")
     with pytest.raises(DataError, match="missing column"):
         recommend_ray(path, tmp_path / "nouser.csv", tmp_path / "y.csv")
+
+
+def test_cli_recommend_engine_ray_equals_local(ray_cluster, tmp_path):
+    """`tokrec recommend --engine ray` writes the same file as the local engine."""
+    from tokrec.cli.main import main
+
+    rng = np.random.default_rng(5)
+    rows = [
+        (f"u{u}", f"i{i}", t) for u in range(60) for t, i in enumerate(rng.choice(30, size=5, replace=False))
+    ]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(
+        tmp_path / "train.csv", index=False
+    )
+    pd.DataFrame({"item_id": [f"i{i}" for i in range(30)], "title": [f"t{i}" for i in range(30)]}).to_csv(
+        tmp_path / "items.csv", index=False
+    )
+    common = [
+        "recommend",
+        "--items",
+        str(tmp_path / "items.csv"),
+        "--interactions",
+        str(tmp_path / "train.csv"),
+    ]
+    common += ["--model", "itemknn", "--k", "4"]
+    assert main([*common, "--output", str(tmp_path / "local.csv")]) == 0
+    assert (
+        main([*common, "--output", str(tmp_path / "ray.csv"), "--engine", "ray", "--num-workers", "1"]) == 0
+    )
+    local = pd.read_csv(tmp_path / "local.csv", dtype=str)
+    ray_out = pd.read_csv(tmp_path / "ray.csv", dtype=str)
+    assert len(local) == 240
+    assert local[["user_id", "item_id", "rank"]].equals(ray_out[["user_id", "item_id", "rank"]])
+    assert not any(p.name.startswith(".ray.csv.ray.") for p in tmp_path.iterdir())  # work folder removed

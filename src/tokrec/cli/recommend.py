@@ -61,6 +61,15 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    ray = p.add_argument_group("scale-out")
+    ray.add_argument(
+        "--engine",
+        choices=("local", "ray"),
+        default="local",
+        help="where users are scored: this process, or a Ray actor pool (fit stays local; default local)",
+    )
+    ray.add_argument("--ray-address", help="a Ray cluster to join (default: start a local one)")
+    ray.add_argument("--num-workers", type=int, help="Ray scoring actors (default: one per 2 CPUs)")
     p.set_defaults(func=run)
 
 
@@ -169,9 +178,14 @@ def run(args: argparse.Namespace) -> int:
         missing = sum(u not in ds.user_vocab for u in users)
         if missing:
             notes.append(f"{missing} requested users unknown (no rows)")
-    recs = model.recommend_batch(users, k=args.k, candidates=candidates, exclude_seen=not args.include_seen)
+    if args.engine == "ray":
+        recs = _recommend_ray(model, users, candidates, args)
+    else:
+        recs = model.recommend_batch(
+            users, k=args.k, candidates=candidates, exclude_seen=not args.include_seen
+        )
+        write_csv_atomic(recs, args.output)
     times["recommend"] = time.perf_counter() - t
-    write_csv_atomic(recs, args.output)
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
     print(
         f"tokrec recommend: model {args.model}; {ds.n_users} users, {ds.n_items} items, {len(ds)} events; "
@@ -180,3 +194,35 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _recommend_ray(
+    model: Any, users: list[str] | None, candidates: list[str] | None, args: argparse.Namespace
+) -> pd.DataFrame:
+    """Scores users in a Ray actor pool with the model just fitted (saved to a folder next to the output)."""
+    import shutil
+
+    try:
+        from tokrec.distributed.ray_recommend import recommend_ray
+    except ImportError as e:  # ray not installed
+        raise ConfigError(f"--engine ray needs Ray: pip install 'tokrec[ray]' ({e})") from e
+    out = Path(args.output)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=f".{out.name}.ray.", dir=out.parent))
+    try:
+        model.save(work / "model")
+        ids = users if users is not None else [u for r, u in enumerate(model.user_vocab_) if r in model.seen_]
+        pd.DataFrame({"user_id": ids}).to_csv(work / "users.csv", index=False)
+        recommend_ray(
+            work / "model",
+            work / "users.csv",
+            out,
+            k=args.k,
+            candidates=candidates,
+            exclude_seen=not args.include_seen,
+            ray_address=args.ray_address,
+            num_workers=args.num_workers,
+        )
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    return pd.read_csv(out, dtype={"user_id": str, "item_id": str})
