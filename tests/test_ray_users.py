@@ -68,3 +68,39 @@ def test_user_vectors_on_ray_equal_the_single_machine(ray_cluster, tmp_path):
         num_workers=1,
     )
     assert again["shards_reused"] == again["shards"] == s["shards"] and again["cache_misses"] == 0
+
+
+def test_cli_features_engine_ray_equals_local(ray_cluster, tmp_path):
+    """`tokrec features --engine ray` writes the same Z_I and Z_U (history text) as the local engine."""
+    from tokrec.cli.main import main
+    from tokrec.encoders.testing import make_tiny_bert
+    from tokrec.features import read_vectors as read_parquet_vectors
+
+    model = str(make_tiny_bert(tmp_path / "bert"))
+    items = pd.DataFrame(
+        {"item_id": [f"i{i}" for i in range(25)], "title": [f"item {i} red" for i in range(25)]}
+    )
+    items.to_csv(tmp_path / "items.csv", index=False)
+    rng = np.random.default_rng(3)
+    rows = [(f"u{u}", f"i{int(rng.integers(0, 25))}", t) for u in range(20) for t in range(4)]
+    pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).to_csv(
+        tmp_path / "inter.csv", index=False
+    )
+    common = [
+        "features",
+        "--items",
+        str(tmp_path / "items.csv"),
+        "--interactions",
+        str(tmp_path / "inter.csv"),
+    ]
+    common += ["--model", model, "--no-cache", "--dtype", "fp32", "--no-progress"]
+    assert main([*common, "--output-dir", str(tmp_path / "local")]) == 0
+    assert (
+        main([*common, "--output-dir", str(tmp_path / "ray"), "--engine", "ray", "--num-workers", "1"]) == 0
+    )
+    for name, column in (("items.parquet", "vector"), ("users.parquet", "text_vector")):
+        ids_l, v_l = read_parquet_vectors(tmp_path / "local" / name, column=column)
+        ids_r, v_r = read_parquet_vectors(tmp_path / "ray" / name, column=column)
+        assert ids_l == ids_r
+        cos = (v_l * v_r).sum(1) / np.linalg.norm(v_l, axis=1) / np.linalg.norm(v_r, axis=1)
+        assert cos.min() > 0.9999, (name, cos.min())

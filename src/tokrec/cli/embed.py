@@ -133,11 +133,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _run_ray(args: argparse.Namespace) -> int:
-    try:
-        from tokrec.distributed.ray_embed import embed_items_ray
-    except ImportError as e:
-        raise ConfigError(f"--engine ray needs tokrec.distributed.ray_embed and ray[data] ({e})") from e
+def ray_model_spec(args: argparse.Namespace) -> Any:
+    """The encoder for Ray workers: the model name, or a zero-argument builder when options differ."""
     model: Any = args.model
     custom = {"pooling": "auto", "dtype": "auto", "device": "auto", "max_length": None, "prompt": ""}
     if any(getattr(args, k) != v for k, v in custom.items()):
@@ -146,6 +143,15 @@ def _run_ray(args: argparse.Namespace) -> int:
 
         opts = {k: getattr(args, k) for k in custom}
         model = functools.partial(load_encoder, args.model, batch_size=args.batch_size, **opts)
+    return model
+
+
+def _run_ray(args: argparse.Namespace) -> int:
+    try:
+        from tokrec.distributed.ray_embed import embed_items_ray
+    except ImportError as e:
+        raise ConfigError(f"--engine ray needs tokrec.distributed.ray_embed and ray[data] ({e})") from e
+    model = ray_model_spec(args)
     t0 = time.perf_counter()
     result = embed_items_ray(
         args.items,

@@ -6,6 +6,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -55,6 +56,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which Z_U the pairs use (default text)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    p.add_argument(
+        "--engine",
+        default="local",
+        choices=["local", "ray"],
+        help="encode item and user texts here (default) or on a Ray cluster",
+    )
+    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
+    p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
     add_encoder_args(p)
     p.set_defaults(func=run)
 
@@ -94,11 +103,14 @@ def run(args: argparse.Namespace) -> int:
     tpl = UserTemplate(args.user_template, budget=args.budget or enc.max_length)
     u_texts = user_texts(ds, encoder=enc, template=tpl)
     t1 = time.perf_counter()
-    z_i = enc.encode(i_texts, progress=progress)
-    has = np.array([bool(t) for t in u_texts], dtype=bool)
-    z_u = np.zeros((ds.n_users, enc.dim), dtype=np.float32)
-    if has.any():
-        z_u[has] = enc.encode([t for t in u_texts if t], progress=progress)
+    if args.engine == "ray":
+        z_i, z_u = _encode_ray(args, ds, out, enc.dim)
+    else:
+        z_i = enc.encode(i_texts, progress=progress)
+        has = np.array([bool(t) for t in u_texts], dtype=bool)
+        z_u = np.zeros((ds.n_users, enc.dim), dtype=np.float32)
+        if has.any():
+            z_u[has] = enc.encode([t for t in u_texts if t], progress=progress)
     encode_s = time.perf_counter() - t1
     z_agg = user_aggregate_vectors(ds, z_i, half_life=args.half_life)
     n_events = np.bincount(ds.user_idx, minlength=ds.n_users)
@@ -148,3 +160,38 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     return 0
+
+
+def _encode_ray(args: argparse.Namespace, ds: Any, out: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
+    """Z_I and Z_U (history text) computed on a Ray cluster, aligned to the dataset's vocabularies."""
+    import shutil
+    import tempfile
+
+    from tokrec.cli.embed import ray_model_spec
+
+    if args.user_template is not None:
+        raise ConfigError("--user-template is not supported with --engine ray (the workers use the default)")
+    try:
+        from tokrec.distributed.ray_embed import embed_items_ray
+        from tokrec.distributed.ray_users import embed_users_ray
+        from tokrec.distributed.shards import read_vectors
+    except ImportError as e:
+        raise ConfigError(f"--engine ray needs Ray: pip install 'tokrec[ray]' ({e})") from e
+    model = ray_model_spec(args)
+    cache = False if getattr(args, "no_cache", False) else getattr(args, "cache", None)
+    common = {"model": model, "cache_dir": cache, "batch_size": args.batch_size}
+    common |= {"ray_address": args.ray_address, "num_workers": args.num_workers}
+    out.mkdir(parents=True, exist_ok=True)
+    work = Path(tempfile.mkdtemp(prefix=".features-ray.", dir=out))
+    try:
+        embed_items_ray(args.items, work / "items.parquet", template=args.template, **common)
+        embed_users_ray(args.interactions, args.items, work / "users.parquet", budget=args.budget, **common)
+        item_ids, item_vecs = read_vectors(work / "items.parquet")
+        user_ids, user_vecs = read_vectors(work / "users.parquet")
+    finally:
+        shutil.rmtree(work, ignore_errors=True)
+    z_i = np.zeros((ds.n_items, dim), dtype=np.float32)
+    z_i[ds.item_vocab.encode(item_ids)] = item_vecs
+    z_u = np.zeros((ds.n_users, dim), dtype=np.float32)
+    z_u[ds.user_vocab.encode(user_ids)] = user_vecs
+    return z_i, z_u
