@@ -13,6 +13,7 @@ import inspect
 import json
 import logging
 import os
+import tempfile
 import time
 from collections.abc import Sequence
 from functools import cached_property
@@ -29,7 +30,7 @@ Pooling = Literal["auto", "mean", "cls", "last"]
 DType = Literal["auto", "fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
 
-_FILE_HASHES: dict[tuple[str, int, int], str] = {}
+_FILE_HASHES: dict[str, str] = {}
 
 
 def default_model_path() -> str:
@@ -61,16 +62,45 @@ def cpu_has_bf16() -> bool:
         return False
 
 
+def _hash_memo_path() -> Path:
+    env = os.environ.get("TOKREC_CACHE_DIR")
+    return (Path(env).expanduser() if env else Path.home() / ".cache" / "tokrec") / "file-hashes.json"
+
+
 def _file_hash(path: Path) -> str:
+    """sha256 of a model file, memoised by (path, size, mtime) in memory and on disk.
+
+    Hashing a 90 MB weight file takes ~0.1 s; a run served wholly from the embedding cache should not
+    pay it each time (git's index makes the same stat-based assumption).
+    """
     st = path.stat()
-    key = (str(path.resolve()), st.st_size, st.st_mtime_ns)
-    if key not in _FILE_HASHES:
+    key = f"{path.resolve()}|{st.st_size}|{st.st_mtime_ns}"
+    if key in _FILE_HASHES:
+        return _FILE_HASHES[key]
+    memo_path = _hash_memo_path()
+    try:
+        memo = json.loads(memo_path.read_text(encoding="utf-8"))
+    except (OSError, ValueError):
+        memo = {}
+    if not isinstance(memo, dict):
+        memo = {}
+    digest = memo.get(key)
+    if not isinstance(digest, str):
         h = hashlib.sha256()
         with open(path, "rb") as f:
             for block in iter(lambda: f.read(1 << 22), b""):
                 h.update(block)
-        _FILE_HASHES[key] = h.hexdigest()
-    return _FILE_HASHES[key]
+        digest = memo[key] = h.hexdigest()
+        try:  # best effort, atomic: a failed write only costs a re-hash next time
+            memo_path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".file-hashes.", dir=memo_path.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(memo, fh)
+            os.replace(tmp, memo_path)
+        except OSError:
+            pass
+    _FILE_HASHES[key] = digest
+    return digest
 
 
 _WEIGHT_AND_CONFIG_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
