@@ -39,3 +39,15 @@ def _isolated_cache(tmp_path_factory, monkeypatch):
     monkeypatch.setenv("TOKREC_CACHE_DIR", str(tmp_path_factory.mktemp("tokrec-cache")))
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
     monkeypatch.setenv("TOKENIZERS_PARALLELISM", "false")
+
+
+@pytest.fixture(scope="module")
+def ray_cluster():
+    """A small local Ray cluster for one test module (the Ray tests skip where ray is not installed)."""
+    ray = pytest.importorskip("ray", reason="ray is not installed (pip install 'tokrec[ray]')")
+    if ray.is_initialized():
+        yield ray
+        return
+    ray.init(num_cpus=3, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
+    yield ray
+    ray.shutdown()

@@ -26,18 +26,6 @@ pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 GENRES = ["Drama", "Comedy", "Action|Thriller", "Animation|Children's", ""]
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(num_cpus=3, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def write_catalog(path, n=300):
     """A catalog with ids that are not in sorted order, blanks, and texts of varied length."""
     rows = []

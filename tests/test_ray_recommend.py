@@ -19,18 +19,6 @@ from tokrec.models.itemknn import ItemKNN  # noqa: E402
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(num_cpus=3, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 @pytest.fixture
 def saved_model(tmp_path):
     rng = np.random.default_rng(3)

@@ -18,18 +18,6 @@ from tokrec.features import user_text_vectors  # noqa: E402
 pytestmark = [pytest.mark.ray, pytest.mark.timeout(300)]
 
 
-@pytest.fixture(scope="module")
-def ray_cluster():
-    import ray
-
-    if ray.is_initialized():
-        yield ray
-        return
-    ray.init(num_cpus=3, include_dashboard=False, object_store_memory=100 * 1024**2, log_to_driver=False)
-    yield ray
-    ray.shutdown()
-
-
 def test_user_vectors_on_ray_equal_the_single_machine(ray_cluster, tmp_path):
     rng = np.random.default_rng(7)
     items = pd.DataFrame(

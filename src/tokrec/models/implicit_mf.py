@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import warnings
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -59,6 +59,14 @@ class _ImplicitMF(Recommender):
         self.item_factors_ = arrays["item_factors"]
 
 
+def _learn_factors(model: _ImplicitMF, mf: Any, dataset: Dataset) -> None:
+    """Fits an ``implicit`` model on the user x item matrix and keeps its factors as float32 arrays."""
+    _quiet_implicit()
+    mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
+    model.user_factors_ = _to_numpy(mf.user_factors)
+    model.item_factors_ = _to_numpy(mf.item_factors)
+
+
 def _to_numpy(a: object) -> np.ndarray:
     return np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=np.float32)
 
@@ -73,7 +81,6 @@ class ALS(_ImplicitMF):
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        _quiet_implicit()
         c = self.config
         mf = AlternatingLeastSquares(
             factors=c.factors,
@@ -83,9 +90,7 @@ class ALS(_ImplicitMF):
             random_state=c.seed,
             num_threads=c.threads,
         )
-        mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
-        self.user_factors_ = _to_numpy(mf.user_factors)
-        self.item_factors_ = _to_numpy(mf.item_factors)
+        _learn_factors(self, mf, dataset)
 
     def fold_in(self, item_rows: np.ndarray) -> np.ndarray:
         """The ALS user step for one history: ``(f,)``."""
@@ -111,7 +116,6 @@ class BPR(_ImplicitMF):
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        _quiet_implicit()
         c = self.config
         mf = BayesianPersonalizedRanking(
             factors=c.factors,
@@ -121,9 +125,7 @@ class BPR(_ImplicitMF):
             random_state=c.seed,
             num_threads=c.threads,
         )
-        mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
-        self.user_factors_ = _to_numpy(mf.user_factors)
-        self.item_factors_ = _to_numpy(mf.item_factors)
+        _learn_factors(self, mf, dataset)
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         u = np.zeros(self.item_factors_.shape[1], dtype=np.float32)
