@@ -77,6 +77,30 @@ def score(recs: Path, splits: Path, setting: str) -> dict[str, float]:
     return json.loads(out[-1])
 
 
+def choose_half_life(
+    ds: Dataset, vecs: np.ndarray, setting: str, config: dict[str, object], grid: list[float | None]
+) -> tuple[float | None, dict[str, float]]:
+    """Picks ``score_half_life`` on a validation split cut from the TRAINING data the way the test split
+    was cut (cold: 20% of the items with events become new items; warm: each user's last training
+    event): fits once on the validation split's train part and scores every grid value there."""
+    from tokrec.evaluation.metrics import score_recommendations
+    from tokrec.evaluation.splits import validation_split
+    from tokrec.models.sequential import TextSASRec
+
+    val = validation_split(ds, "cold-item" if setting == "cold" else "leave-last-out")
+    model = TextSASRec(config).fit(val.train, vecs)
+    found: dict[str, float] = {}
+    for hl in grid:
+        model.config = model.config.model_copy(update={"score_half_life": hl})
+        recs = model.recommend_batch(val.test_users, k=100, candidates=val.candidates)
+        res = score_recommendations(
+            recs, val.test.interactions, val.train.interactions, k=10, candidates=val.candidates
+        )
+        found[str(hl)] = round(float(res["ndcg@10"]), 5)
+    best = max(grid, key=lambda hl: found[str(hl)])
+    return best, found
+
+
 def parse_sets(pairs: list[str]) -> dict[str, object]:
     out: dict[str, object] = {}
     for p in pairs:
@@ -93,6 +117,14 @@ def main() -> None:
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
     ap.add_argument("--vectors", default=None, help=".npy cache of the item vectors")
     ap.add_argument("--out", type=Path, default=None, help="directory to keep the recommendation files")
+    ap.add_argument(
+        "--choose-half-life",
+        nargs="*",
+        default=None,
+        metavar="HL",
+        help="choose score_half_life on a validation split cut from train among these values "
+        "('none' = last position only); e.g. none 5 20 80 1e9",
+    )
     ap.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     a = ap.parse_args()
     if a.verbose:
@@ -115,7 +147,17 @@ def main() -> None:
         users = pd.read_csv(a.splits / setting / "test.csv", dtype=str)["user_id"].unique().tolist()
         results = []
         for seed in a.seeds:
-            model = TextSASRec({**overrides, "seed": seed})
+            config = {**overrides, "seed": seed}
+            if a.choose_half_life:
+                grid = [None if v.lower() == "none" else float(v) for v in a.choose_half_life]
+                t0 = time.perf_counter()
+                config["score_half_life"], found = choose_half_life(ds, vecs, setting, config, grid)
+                print(
+                    f"{setting} seed={seed} validation NDCG@10 by score_half_life {json.dumps(found)} "
+                    f"-> {config['score_half_life']} ({time.perf_counter() - t0:.0f}s)",
+                    flush=True,
+                )
+            model = TextSASRec(config)
             t0 = time.perf_counter()
             model.fit(ds, vecs)
             fit_s = time.perf_counter() - t0

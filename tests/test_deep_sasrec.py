@@ -166,3 +166,91 @@ def test_refit_modes_train_on_the_full_sequences() -> None:
         assert np.isfinite(scores[mode]).all()
     assert not np.allclose(scores["none"], scores["continue"])
     assert not np.allclose(scores["none"], scores["scratch"])
+
+
+def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distributions() -> None:
+    """``score_half_life``: log of a weighted mean of the softmax after every position, computed here by
+    hand from the network's hidden states; a tiny half-life gives back the last position's ranking; a
+    history longer than ``max_len`` is cut into windows from the end (as in training)."""
+    import torch
+
+    from tokrec.models._sasrec_impl import left_pad, score_histories, score_histories_mixture
+
+    ds, vecs = cycle_data(n_users=30, length=8)
+    model = TextSASRec({**TINY, "epochs": 2, "patience": 2, "refit": "none"}).fit(ds, vecs)
+    net, table = model.net_, model._table()
+    kw = {"batch_size": 4, "device": torch.device("cpu"), "dtype": "float32"}
+    rng = np.random.default_rng(0)
+    hists = [rng.integers(0, ds.n_items, size=n) for n in (1, 4, 10, 23)]  # max_len is 10
+    half_life = 3.0
+    got = score_histories_mixture(net, table, hists, half_life=half_life, **kw)
+    with torch.no_grad():
+        for h, row in zip(hists, got, strict=True):
+            want = np.zeros(ds.n_items)
+            w = 0.5 ** (np.arange(len(h) - 1, -1, -1) / half_life)
+            w /= w.sum()
+            for end in range(len(h), 0, -10):  # windows of max_len from the end
+                start = max(0, end - 10)
+                seq = torch.from_numpy(left_pad([h[start:end]], 10, -1))
+                hid = net.encode(seq, table)[0, 10 - (end - start) :]
+                probs = torch.softmax(hid @ table.T * net.logit_scale, -1).numpy()
+                want += (w[start:end, None] * probs).sum(0)
+            np.testing.assert_allclose(row, np.log(want), rtol=1e-4, atol=1e-5)
+    last = score_histories(net, table, hists, **kw)
+    sharp = score_histories_mixture(net, table, hists, half_life=1e-6, **kw)
+    log_softmax = (
+        last
+        - np.log(np.exp(last - last.max(1, keepdims=True)).sum(1, keepdims=True))
+        - last.max(1, keepdims=True)
+    )
+    np.testing.assert_allclose(sharp, log_softmax, rtol=1e-4, atol=1e-4)
+    assert (score_histories_mixture(net, table, [np.empty(0, np.int64)], half_life=2.0, **kw) == 0).all()
+    # the config switch routes scoring through the mixture
+    model.config = model.config.model_copy(update={"score_half_life": half_life})
+    u = ds.user_vocab.get("u3")
+    np.testing.assert_allclose(
+        model.score(["u3"])[0],
+        score_histories_mixture(net, table, [model.seen_[u]], half_life=half_life, **kw)[0],
+        rtol=1e-5,
+    )
+
+
+def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path) -> None:
+    """Users stay within one category; item text vectors are pure noise, so only the ``category``
+    attribute tells the groups apart. New items (no events) must be ranked by their category."""
+    rng = np.random.default_rng(0)
+    n = 24
+    group = np.arange(n) % 2
+    vecs = rng.normal(size=(n + 4, 12)).astype(np.float32)
+    rows = []
+    for u in range(80):
+        for t, i in enumerate(rng.permutation(np.flatnonzero(group == u % 2))[:8]):
+            rows.append((f"u{u}", f"i{i}", t))
+    names = [f"i{i}" for i in range(n)] + ["new0", "new1", "new2", "new3"]
+    items = pd.DataFrame(
+        {"item_id": names, "category": [["drama", "comedy"][g] for g in group] + ["drama", "comedy"] * 2}
+    )
+    ds = Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
+    cfg = {
+        **TINY,
+        "epochs": 25,
+        "patience": 25,
+        "lr": 5e-3,
+        "id_dropout": 0.5,
+        "refit": "none",
+        "attr_weight": 1.0,
+    }
+    model = TextSASRec(cfg).fit(ds, vecs)
+    assert model.item_attrs_ is not None and model.item_attrs_.shape == (n + 4, 2)
+    new = ["new0", "new1", "new2", "new3"]  # drama, comedy, drama, comedy
+    s = model.score(["u0", "u1"], new)  # u0 watches drama (group 0), u1 comedy
+    assert min(s[0, [0, 2]]) > max(s[0, [1, 3]]) and min(s[1, [1, 3]]) > max(s[1, [0, 2]])
+    loaded = load_model(model.save(tmp_path / "m"))
+    np.testing.assert_allclose(loaded.score(["u0", "u1"], new), s, rtol=1e-5, atol=1e-6)
+    text_only = TextSASRec({**cfg, "attributes": False}).fit(ds, vecs)
+    assert text_only.item_attrs_ is None
+    # add_items takes attribute rows in the fitted layout, and checks their shape
+    model.add_items(["new4"], vecs[:1], item_attributes=np.array([[0.0, 1.0]]))  # columns: comedy, drama
+    assert model.score(["u0"], ["new4"]).shape == (1, 1)
+    with pytest.raises(ConfigError):
+        model.add_items(["new5"], vecs[:1], item_attributes=np.ones((1, 3)))

@@ -258,3 +258,59 @@ def ndcg_at_k(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.n
     rank = (s > target_scores[:, None]).sum(1)
     gains = np.where((rank < k) & np.isfinite(target_scores), 1.0 / np.log2(rank + 2.0), 0.0)
     return float(gains.mean()) if len(gains) else 0.0
+
+
+@torch.no_grad()
+def score_histories_mixture(
+    net: SASRecNet,
+    table: torch.Tensor,
+    histories: Sequence[np.ndarray],
+    *,
+    half_life: float,
+    batch_size: int,
+    device: torch.device,
+    dtype: str,
+) -> np.ndarray:
+    """Log of a recency-weighted mixture of the next-item distributions after EVERY prefix of each history.
+
+    ``score[u, i] = log sum_t w_t softmax(h_t @ table.T)_i`` with ``w_t`` proportional to
+    ``0.5 ** ((n - 1 - t) / half_life)`` (``inf``: uniform): where the last-position score answers
+    "what comes next", this answers "what fits anywhere in this user's timeline", which is the
+    question when the held-out events of new items are spread over the whole history. Long histories
+    are cut into non-overlapping ``max_len`` windows from the end (as in training). Returns
+    ``(len(histories), N)`` float32; an empty history gives a row of zeros.
+    """
+    net.eval()
+    length = net.max_len
+    windows: list[np.ndarray] = []
+    owner: list[int] = []
+    weights: list[np.ndarray] = []
+    for u, h in enumerate(histories):
+        n = len(h)
+        if n == 0:
+            continue
+        age = np.arange(n - 1, -1, -1, dtype=np.float64)
+        w = np.ones(n) if math.isinf(half_life) else 0.5 ** (age / max(half_life, 1e-9))
+        w = w / w.sum()
+        for end in range(n, 0, -length):
+            start = max(0, end - length)
+            windows.append(h[start:end])
+            owner.append(u)
+            pad = np.zeros(length, dtype=np.float32)
+            pad[length - (end - start) :] = w[start:end]
+            weights.append(pad)
+    out = torch.zeros((len(histories), table.shape[0]), dtype=torch.float32, device=device)
+    for start in range(0, len(windows), batch_size):
+        seq = torch.from_numpy(left_pad(windows[start : start + batch_size], length, -1)).to(device)
+        wt = torch.from_numpy(np.stack(weights[start : start + batch_size])).to(device)
+        with autocast(device, dtype):
+            hid = net.encode(seq, table)
+            logits = (hid @ table.T) * net.logit_scale
+        probs = torch.softmax(logits.float(), dim=-1)  # (B, L, N)
+        mixed = torch.einsum("bl,bln->bn", wt, probs)
+        idx = torch.tensor(owner[start : start + batch_size], device=device)
+        out.index_add_(0, idx, mixed)
+    empty = np.array([len(h) == 0 for h in histories])
+    res = torch.log(out.clamp_min(1e-30)).cpu().numpy()
+    res[empty] = 0.0
+    return res

@@ -39,6 +39,14 @@ class TextSASRecConfig(ModelConfig):
     text_dropout: float = Field(0.2, ge=0, lt=1, description="dropout on the text vector before the adaptor")
     n_experts: int = Field(4, ge=1, description="adaptor experts (1 = one linear projection)")
     text_norm: Literal["none", "center", "whiten"] = "center"
+    attributes: bool = Field(
+        True,
+        description=(
+            "append catalog attributes (release-date years, multi-valued categories, numeric columns; "
+            "see tokrec.models._signals.attribute_features) to the text vector before the adaptor"
+        ),
+    )
+    attr_weight: float = Field(0.5, ge=0, description="scale of the attribute block (rows have unit norm)")
     softmax_items: Literal["trained", "all"] = Field(
         "trained", description="softmax over items with training events only, or the whole catalog"
     )
@@ -60,6 +68,16 @@ class TextSASRecConfig(ModelConfig):
         ),
     )
     continue_epochs: int = Field(2, ge=1)
+    score_half_life: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "None: score what comes NEXT (the last position's output). A number (events; 1e9 = uniform): "
+            "score what fits ANYWHERE in the history, a recency-weighted mixture of the next-item "
+            "distributions after every prefix; use it when held-out items are spread over the timeline "
+            "(new items whose events span the history) and choose it on validation"
+        ),
+    )
     seed: int = 42
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
@@ -83,6 +101,7 @@ class TextSASRec(Recommender):
         self.item_vectors_: np.ndarray | None = None
         self.text_mean_: np.ndarray | None = None
         self.text_proj_: np.ndarray | None = None
+        self.item_attrs_: np.ndarray | None = None
         self.id_index_: np.ndarray | None = None
         self.net_: Any = None
         self.best_epoch_: int = 0
@@ -119,8 +138,24 @@ class TextSASRec(Recommender):
             torch.set_num_threads(old)
 
     def _normalise(self, vectors: np.ndarray) -> np.ndarray:
+        """The adaptor's input: normalised text vectors, then the (scaled) attribute block if any."""
         assert self.text_mean_ is not None and self.text_proj_ is not None
-        return ((vectors - self.text_mean_) @ self.text_proj_).astype(np.float32)
+        z = ((vectors - self.text_mean_) @ self.text_proj_).astype(np.float32)
+        if self.item_attrs_ is not None and self.item_attrs_.shape[1]:
+            z = np.hstack([z, self.item_attrs_]).astype(np.float32)
+        return z
+
+    def _fit_attributes(self, dataset: Dataset) -> None:
+        from tokrec.models._signals import attribute_features, l2_rows
+
+        self.item_attrs_ = None
+        if not self.config.attributes:
+            return
+        attrs, _ = attribute_features(dataset.items)
+        if attrs.shape[1] == 0:
+            log.info("text-sasrec: the catalog has no usable attribute columns; text vectors only")
+            return
+        self.item_attrs_ = (l2_rows(attrs) * self.config.attr_weight).astype(np.float32)
 
     def _fit_text_norm(self, vectors: np.ndarray) -> None:
         d = vectors.shape[1]
@@ -153,6 +188,7 @@ class TextSASRec(Recommender):
             raise ConfigError("text-sasrec: item_vectors contain NaN or inf")
         self.item_vectors_ = vectors.copy()
         self._fit_text_norm(vectors)
+        self._fit_attributes(dataset)
         seqs = [s for s in dataset.sequences() if len(s)]
         counts = np.bincount(
             np.concatenate(seqs) if seqs else np.empty(0, np.int64), minlength=dataset.n_items
@@ -272,9 +308,19 @@ class TextSASRec(Recommender):
     def _score_seqs(self, histories: Sequence[np.ndarray]) -> np.ndarray:
         import torch
 
-        from tokrec.models._sasrec_impl import score_histories
+        from tokrec.models._sasrec_impl import score_histories, score_histories_mixture
 
         with self._threads():
+            if self.config.score_half_life is not None:
+                return score_histories_mixture(
+                    self.net_,
+                    self._table(),
+                    histories,
+                    half_life=self.config.score_half_life,
+                    batch_size=64,
+                    device=torch.device("cpu"),
+                    dtype="float32",
+                )
             return score_histories(
                 self.net_,
                 self._table(),
@@ -292,12 +338,18 @@ class TextSASRec(Recommender):
         return self._score_seqs([np.asarray(item_rows, dtype=np.int64)])[0]
 
     # ---- new items -------------------------------------------------------------------------
-    def add_items(self, item_ids: Sequence[str], item_vectors: np.ndarray) -> None:
+    def add_items(
+        self, item_ids: Sequence[str], item_vectors: np.ndarray, item_attributes: np.ndarray | None = None
+    ) -> None:
         """Adds items (or replaces the text vectors of known ones) from their text vectors alone.
 
         Args:
             item_ids: external ids, one per row of ``item_vectors``.
             item_vectors: ``(len(item_ids), D)`` vectors from the same encoder used in ``fit``.
+            item_attributes: for a model fitted with ``attributes=True``, the new items' attribute rows in
+                the layout :func:`tokrec.models._signals.attribute_features` gave the fitted catalog
+                (unscaled; ``item_attrs_.shape[1]`` columns); None leaves the attribute block at zero
+                (text only).
 
         New items get no ID embedding, so they are scored from text; no retraining happens.
         """
@@ -316,6 +368,21 @@ class TextSASRec(Recommender):
         table = np.concatenate([self.item_vectors_, np.zeros((n_new, vectors.shape[1]), np.float32)])
         table[rows] = vectors
         self.id_index_ = np.concatenate([self.id_index_, np.zeros(n_new, np.int64)])
+        if self.item_attrs_ is not None:
+            from tokrec.models._signals import l2_rows
+
+            p = self.item_attrs_.shape[1]
+            attrs = np.concatenate([self.item_attrs_, np.zeros((n_new, p), np.float32)])
+            if item_attributes is not None:
+                new = np.asarray(item_attributes, dtype=np.float32)
+                if new.shape != (len(item_ids), p):
+                    raise ConfigError(
+                        f"add_items: expected item_attributes of shape ({len(item_ids)}, {p}), got {new.shape}"
+                    )
+                attrs[rows] = l2_rows(new) * self.config.attr_weight
+            else:
+                attrs[rows] = 0.0
+            self.item_attrs_ = attrs
         self.item_vectors_ = table
         self.item_vocab_ = vocab
         self._table_cache = None
@@ -329,6 +396,8 @@ class TextSASRec(Recommender):
             "text_proj": self.text_proj_,
             "id_index": self.id_index_,
         }
+        if self.item_attrs_ is not None:
+            out["item_attrs"] = self.item_attrs_
         for k, v in self.net_.state_dict().items():
             out[f"net.{k}"] = v.detach().cpu().float().numpy()
         return {k: np.asarray(v) for k, v in out.items()}
@@ -340,10 +409,12 @@ class TextSASRec(Recommender):
         self.text_mean_ = arrays["text_mean"]
         self.text_proj_ = arrays["text_proj"]
         self.id_index_ = arrays["id_index"].astype(np.int64)
+        self.item_attrs_ = arrays["item_attrs"].astype(np.float32) if "item_attrs" in arrays else None
         n_ids = (
             int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
         )
-        net = self._build_net(self.item_vectors_.shape[1], n_ids)
+        n_attrs = 0 if self.item_attrs_ is None else self.item_attrs_.shape[1]
+        net = self._build_net(self.item_vectors_.shape[1] + n_attrs, n_ids)
         state = {
             k[4:]: torch.from_numpy(np.ascontiguousarray(v))
             for k, v in arrays.items()
