@@ -33,6 +33,16 @@ def test_registered() -> None:
     assert isinstance(create_model("gbdt-ranker", {"n_candidates": 5}), GBDTRanker)
 
 
+def test_the_cli_and_evaluate_give_it_item_vectors() -> None:
+    """F_ij's Z_U / Z_I need item vectors: `tokrec recommend` / `evaluate` must pass them, while it still
+    fits without them (the popularity baseline gets none)."""
+    from tokrec.evaluation.protocol import _needs_vectors
+    from tokrec.models.base import wants_item_vectors
+
+    assert wants_item_vectors(GBDTRanker) and not GBDTRanker.needs_item_vectors
+    assert _needs_vectors("gbdt-ranker") and not _needs_vectors("popularity")
+
+
 def test_validation_cut_holds_out_each_users_last_events() -> None:
     inter = pd.DataFrame(
         {

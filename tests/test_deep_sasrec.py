@@ -254,3 +254,22 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path) ->
     assert model.score(["u0"], ["new4"]).shape == (1, 1)
     with pytest.raises(ConfigError):
         model.add_items(["new5"], vecs[:1], item_attributes=np.ones((1, 3)))
+
+
+def test_training_windows_and_future_window_targets() -> None:
+    from tokrec.models._sasrec_impl import pick_targets, training_windows
+
+    s = np.array([10, 11, 12, 13, 14])
+    inputs, targets = training_windows([s, np.array([7])], max_len=3, target_window=2)
+    # inputs s[:-1] = 10 11 12 13 cut from the end into windows of 3: [11 12 13] and [10]
+    np.testing.assert_array_equal(inputs, [[11, 12, 13], [-1, -1, 10]])
+    np.testing.assert_array_equal(
+        targets,
+        [[[12, 13], [13, 14], [14, -100]], [[-100, -100], [-100, -100], [11, 12]]],
+    )
+    _, next_only = training_windows([s], max_len=3)
+    np.testing.assert_array_equal(next_only[:, :, 0], [[12, 13, 14], [-100, -100, 11]])
+    rng = np.random.default_rng(0)
+    draws = np.stack([pick_targets(targets, rng) for _ in range(200)])
+    assert set(draws[:, 0, 0]) == {12, 13} and set(draws[:, 0, 1]) == {13, 14}
+    assert set(draws[:, 0, 2]) == {14} and set(draws[:, 1, 0]) == {-100}

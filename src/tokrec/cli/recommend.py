@@ -163,7 +163,9 @@ def run(args: argparse.Namespace) -> int:
         if unknown:
             notes.append(f"{len(unknown)} candidate ids not in the catalog ignored")
     vectors = None
-    if model.needs_item_vectors:
+    from tokrec.models.base import wants_item_vectors
+
+    if wants_item_vectors(model):
         t = time.perf_counter()
         cache: Any = (
             "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)

@@ -27,6 +27,7 @@ from tokrec.evaluation.metrics import (
     tied_share,
 )
 from tokrec.evaluation.splits import Split
+from tokrec.models.base import wants_item_vectors
 from tokrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -185,8 +186,8 @@ def run_model(
         split: the split.
         ks: cut-offs.
         config: the model's config (its defaults when None).
-        item_vectors: catalog item vectors, given to models with ``needs_item_vectors`` (and to models that
-            score new items).
+        item_vectors: catalog item vectors, given to the models that want them
+            (:func:`tokrec.models.base.wants_item_vectors`).
         n_recs: recommendations kept per user (default ``max(100, max(ks))``).
         sampled_negatives: also evaluate against this many sampled negatives per user.
         seed: seed of the negative sampling.
@@ -195,7 +196,7 @@ def run_model(
     n_recs = n_recs or max(100, max(ks))
     model = create_model(name, dict(config or {}))
     vectors = _Vectors(item_vectors) if not isinstance(item_vectors, _Vectors) else item_vectors
-    wants = bool(getattr(model, "needs_item_vectors", False) or getattr(model, "scores_new_items", False))
+    wants = wants_item_vectors(model)
     vecs = vectors.get() if wants else None
     t0 = time.perf_counter()
     model.fit(split.train, vecs)
@@ -282,4 +283,4 @@ def _needs_vectors(name: str) -> bool:
     from tokrec.models.registry import model_class
 
     cls = model_class(name)
-    return bool(getattr(cls, "needs_item_vectors", False) or getattr(cls, "scores_new_items", False))
+    return wants_item_vectors(cls)

@@ -142,25 +142,46 @@ def left_pad(seqs: Sequence[np.ndarray], length: int, fill: int) -> np.ndarray:
     return out
 
 
-def training_windows(seqs: Sequence[np.ndarray], max_len: int) -> tuple[np.ndarray, np.ndarray]:
-    """Next-item training pairs: inputs ``(W, L)`` (-1 pad) and targets ``(W, L)`` (-100 = ignore).
+def training_windows(
+    seqs: Sequence[np.ndarray], max_len: int, target_window: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """Next-item training pairs: inputs ``(W, L)`` (-1 pad) and targets ``(W, L, T)`` (-100 = none).
 
-    Each sequence of length n gives inputs ``s[:-1]`` and targets ``s[1:]``, cut from the end into
-    non-overlapping windows of ``max_len`` so every event of a long history is a target once.
+    Each sequence of length n gives inputs ``s[:-1]``; the targets of position t are the next
+    ``target_window`` events ``s[t+1 : t+1+T]`` (T = 1: the next item only). Sequences are cut from the
+    end into non-overlapping windows of ``max_len`` so every event of a long history is an input once.
     """
     ins: list[np.ndarray] = []
     outs: list[np.ndarray] = []
+    t_w = max(1, target_window)
     for s in seqs:
         if len(s) < 2:
             continue
-        inp, tgt = s[:-1], s[1:]
+        inp = s[:-1]
+        ahead = np.full((len(inp), t_w), -100, dtype=np.int64)
+        for k in range(t_w):
+            nxt = s[1 + k :]
+            ahead[: len(nxt), k] = nxt[: len(inp)]
         for end in range(len(inp), 0, -max_len):
             start = max(0, end - max_len)
             ins.append(inp[start:end])
-            outs.append(tgt[start:end])
+            outs.append(ahead[start:end])
     if not ins:
-        return np.empty((0, max_len), np.int64), np.empty((0, max_len), np.int64)
-    return left_pad(ins, max_len, -1), left_pad(outs, max_len, -100)
+        return np.empty((0, max_len), np.int64), np.empty((0, max_len, t_w), np.int64)
+    targets = np.full((len(outs), max_len, t_w), -100, dtype=np.int64)
+    for j, o in enumerate(outs):
+        targets[j, max_len - len(o) :] = o
+    return left_pad(ins, max_len, -1), targets
+
+
+def pick_targets(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
+    """``(B, L)`` targets from ``(B, L, T)``: one of each position's valid next-T items, uniformly."""
+    if targets.shape[2] == 1:
+        return targets[:, :, 0]
+    valid = targets != -100
+    n_valid = valid.sum(2)
+    k = (rng.random(n_valid.shape) * np.maximum(n_valid, 1)).astype(np.int64)  # valid ones come first
+    return np.take_along_axis(targets, k[:, :, None], 2)[:, :, 0]
 
 
 def batches(n: int, size: int, rng: np.random.Generator | None) -> Iterator[np.ndarray]:
@@ -195,13 +216,14 @@ def train_epoch(
 ) -> float:
     """One pass of full-softmax next-item cross-entropy; returns the mean loss.
 
-    ``out_items`` restricts the softmax to these item rows (then ``targets`` hold positions in it).
+    ``targets`` ``(W, L, T)``: each step trains on one of the next T items of each position, drawn
+    afresh (T = 1: the next item). ``out_items`` restricts the softmax to these item rows (then ``targets`` hold positions in it).
     """
     net.train()
     total, count = 0.0, 0
     for idx in batches(len(inputs), batch_size, rng):
         inp = torch.from_numpy(inputs[idx]).to(device)
-        tgt = torch.from_numpy(targets[idx]).to(device)
+        tgt = torch.from_numpy(pick_targets(targets[idx], rng)).to(device)
         keep = None
         if id_dropout > 0 and net.table.id_emb is not None:
             keep = (torch.rand(len(id_index), device=device) >= id_dropout).float()

@@ -46,6 +46,8 @@ class Recommender(ABC):
     scores_new_items: ClassVar[bool] = False
     #: True when the model needs item vectors (``item_vectors`` passed to fit).
     needs_item_vectors: ClassVar[bool] = False
+    #: True when the model works without item vectors but uses them when given (e.g. F_ij features).
+    uses_item_vectors: ClassVar[bool] = False
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
         if config is None:
@@ -300,6 +302,12 @@ class Recommender(ABC):
         model._set_extra_state(meta.get("state", {}))
         model._set_arrays(arrays)
         return model
+
+
+def wants_item_vectors(model: Recommender | type[Recommender]) -> bool:
+    """Whether ``fit`` should be given item vectors: the model needs them, uses them when given, or
+    scores new items from them."""
+    return bool(model.needs_item_vectors or model.uses_item_vectors or model.scores_new_items)
 
 
 @functools.lru_cache(maxsize=8)

@@ -77,6 +77,8 @@ class GBDTRanker(Recommender):
 
     name: ClassVar[str] = "gbdt-ranker"
     Config: ClassVar[type[ModelConfig]] = GBDTRankerConfig
+    #: F_ij's Z_U / Z_I features come from item vectors when given (the CLI and evaluate give them)
+    uses_item_vectors: ClassVar[bool] = True
     config: GBDTRankerConfig
 
     def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:

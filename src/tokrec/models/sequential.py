@@ -50,6 +50,14 @@ class TextSASRecConfig(ModelConfig):
     softmax_items: Literal["trained", "all"] = Field(
         "trained", description="softmax over items with training events only, or the whole catalog"
     )
+    target_window: int = Field(
+        1,
+        ge=1,
+        description=(
+            "train each position on one of its next T events drawn afresh each epoch (1 = the next event; "
+            "larger T teaches longer-range interests, as in PinnerFormer's dense all-action loss)"
+        ),
+    )
     id_embeddings: bool = True
     id_dropout: float = Field(
         0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
@@ -232,7 +240,7 @@ class TextSASRec(Recommender):
             dtype=dtype,
             out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
         )
-        inputs, targets = training_windows(val_hist, c.max_len)
+        inputs, targets = training_windows(val_hist, c.max_len, c.target_window)
         targets = remap(targets)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
         best, best_state, bad = -1.0, None, 0
@@ -256,7 +264,7 @@ class TextSASRec(Recommender):
         if best_state is not None and c.refit != "scratch":
             net.load_state_dict(best_state)
         if c.refit != "none" and self.best_epoch_ > 0:
-            inputs, targets = training_windows(seqs, c.max_len)
+            inputs, targets = training_windows(seqs, c.max_len, c.target_window)
             targets = remap(targets)
             n_epochs = self.best_epoch_
             if c.refit == "scratch":
