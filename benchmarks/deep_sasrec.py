@@ -77,28 +77,43 @@ def score(recs: Path, splits: Path, setting: str) -> dict[str, float]:
     return json.loads(out[-1])
 
 
-def choose_half_life(
-    ds: Dataset, vecs: np.ndarray, setting: str, config: dict[str, object], grid: list[float | None]
-) -> tuple[float | None, dict[str, float]]:
-    """Picks ``score_half_life`` on a validation split cut from the TRAINING data the way the test split
-    was cut (cold: 20% of the items with events become new items; warm: each user's last training
-    event): fits once on the validation split's train part and scores every grid value there."""
+def choose_on_validation(
+    ds: Dataset,
+    vecs: np.ndarray,
+    setting: str,
+    config: dict[str, object],
+    grid: dict[str, list[object]],
+    half_lives: list[float | None],
+) -> tuple[dict[str, object], list[dict[str, object]]]:
+    """Chooses config values (every combination of ``grid``) and ``score_half_life`` on a validation
+    split cut from the TRAINING data the way the test split was cut (cold: 20% of the items with events
+    become new items; warm: each user's last training event). One fit per combination on the
+    validation split's train part (keeping its best checkpoint); every half-life is scored from that fit. Returns the chosen
+    overrides and the table of validation NDCG@10."""
+    import itertools
+
     from tokrec.evaluation.metrics import score_recommendations
     from tokrec.evaluation.splits import validation_split
     from tokrec.models.sequential import TextSASRec
 
     val = validation_split(ds, "cold-item" if setting == "cold" else "leave-last-out")
-    model = TextSASRec(config).fit(val.train, vecs)
-    found: dict[str, float] = {}
-    for hl in grid:
-        model.config = model.config.model_copy(update={"score_half_life": hl})
-        recs = model.recommend_batch(val.test_users, k=100, candidates=val.candidates)
-        res = score_recommendations(
-            recs, val.test.interactions, val.train.interactions, k=10, candidates=val.candidates
-        )
-        found[str(hl)] = round(float(res["ndcg@10"]), 5)
-    best = max(grid, key=lambda hl: found[str(hl)])
-    return best, found
+    keys = list(grid)
+    table: list[dict[str, object]] = []
+    for combo in itertools.product(*(grid[k] for k in keys)):
+        chosen = dict(zip(keys, combo, strict=True))
+        # the validation fits keep their best checkpoint (refit=none): half the cost of selection
+        model = TextSASRec({**config, **chosen, "refit": "none"}).fit(val.train, vecs)
+        for hl in half_lives:
+            model.config = model.config.model_copy(update={"score_half_life": hl})
+            recs = model.recommend_batch(val.test_users, k=100, candidates=val.candidates)
+            res = score_recommendations(
+                recs, val.test.interactions, val.train.interactions, k=10, candidates=val.candidates
+            )
+            row = {**chosen, "score_half_life": hl, "val_ndcg10": round(float(res["ndcg@10"]), 5)}
+            table.append(row)
+            print(f"{setting} validation {json.dumps(row)}", flush=True)
+    best = max(table, key=lambda r: float(r["val_ndcg10"]))  # type: ignore[arg-type]
+    return {k: v for k, v in best.items() if k != "val_ndcg10"}, table
 
 
 def parse_sets(pairs: list[str]) -> dict[str, object]:
@@ -123,7 +138,15 @@ def main() -> None:
         default=None,
         metavar="HL",
         help="choose score_half_life on a validation split cut from train among these values "
-        "('none' = last position only); e.g. none 5 20 80 1e9",
+        "('none' = last position only); e.g. none 20 1e9",
+    )
+    ap.add_argument(
+        "--choose",
+        nargs="*",
+        default=[],
+        metavar="KEY=V1,V2",
+        help="also choose these config values on that validation split (every combination is one fit), "
+        "e.g. id_dropout=0.3,0.7 target_window=1,10",
     )
     ap.add_argument("-v", "--verbose", action="store_true", help="log every epoch")
     a = ap.parse_args()
@@ -148,13 +171,19 @@ def main() -> None:
         results = []
         for seed in a.seeds:
             config = {**overrides, "seed": seed}
-            if a.choose_half_life:
-                grid = [None if v.lower() == "none" else float(v) for v in a.choose_half_life]
+            if a.choose_half_life is not None or a.choose:
+                half_lives = [
+                    None if v.lower() == "none" else float(v) for v in a.choose_half_life or ["none"]
+                ]
+                grid = {
+                    k: [parse_sets([f"{k}={v}"])[k] for v in vs.split(",")]
+                    for k, vs in (kv.split("=", 1) for kv in a.choose)
+                }
                 t0 = time.perf_counter()
-                config["score_half_life"], found = choose_half_life(ds, vecs, setting, config, grid)
+                chosen, _ = choose_on_validation(ds, vecs, setting, config, grid, half_lives)
+                config.update(chosen)
                 print(
-                    f"{setting} seed={seed} validation NDCG@10 by score_half_life {json.dumps(found)} "
-                    f"-> {config['score_half_life']} ({time.perf_counter() - t0:.0f}s)",
+                    f"{setting} seed={seed} chosen on validation: {json.dumps(chosen)} ({time.perf_counter() - t0:.0f}s)",
                     flush=True,
                 )
             model = TextSASRec(config)
@@ -168,7 +197,7 @@ def main() -> None:
             results.append(res)
             val = max((h["val_ndcg10"] for h in model.history_), default=float("nan"))
             print(
-                f"{setting} seed={seed} fit_s={fit_s:.1f} best_epoch={model.best_epoch_} val_ndcg10={val:.4f} {json.dumps(res)}",
+                f"{setting} seed={seed} config={json.dumps(config)} fit_s={fit_s:.1f} best_epoch={model.best_epoch_} val_ndcg10={val:.4f} {json.dumps(res)}",
                 flush=True,
             )
         mean = np.mean([r["ndcg@10"] for r in results])

@@ -273,3 +273,23 @@ def test_training_windows_and_future_window_targets() -> None:
     draws = np.stack([pick_targets(targets, rng) for _ in range(200)])
     assert set(draws[:, 0, 0]) == {12, 13} and set(draws[:, 0, 1]) == {13, 14}
     assert set(draws[:, 0, 2]) == {14} and set(draws[:, 1, 0]) == {-100}
+
+
+def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
+    """refit_seeds=2: one validation run, two networks refitted from scratch with seeds s and s+1; the
+    scores are the mean of what each member scores alone, and save/load keeps both members."""
+    ds, vecs = cycle_data(n_users=30, length=8)
+    cfg = {**TINY, "epochs": 3, "patience": 3, "refit": "scratch", "seed": 5}
+    ens = TextSASRec({**cfg, "refit_seeds": 2}).fit(ds, vecs)
+    assert len(ens.extra_nets_) == 1 and len(ens.history_) == 3
+    one = TextSASRec(cfg).fit(ds, vecs)  # the first member is exactly the single-seed model
+    users = ["u0", "u7"]
+    s0 = one.score(users)
+    member1 = TextSASRec(cfg).fit(ds, vecs)
+    member1.net_ = ens.extra_nets_[0]
+    member1._table_cache = {}
+    np.testing.assert_allclose(ens.score(users), (s0 + member1.score(users)) / 2, rtol=1e-5, atol=1e-6)
+    assert not np.allclose(s0, member1.score(users))
+    loaded = load_model(ens.save(tmp_path / "ens"))
+    assert len(loaded.extra_nets_) == 1
+    np.testing.assert_allclose(loaded.score(users), ens.score(users), rtol=1e-5, atol=1e-6)

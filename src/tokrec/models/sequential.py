@@ -76,6 +76,14 @@ class TextSASRecConfig(ModelConfig):
         ),
     )
     continue_epochs: int = Field(2, ge=1)
+    refit_seeds: int = Field(
+        1,
+        ge=1,
+        description=(
+            "with refit='scratch': train this many networks from scratch (seeds seed, seed+1, ...) for the "
+            "chosen epoch count and average their scores (the validation run is done once)"
+        ),
+    )
     score_half_life: float | None = Field(
         None,
         gt=0,
@@ -112,10 +120,12 @@ class TextSASRec(Recommender):
         self.item_attrs_: np.ndarray | None = None
         self.id_index_: np.ndarray | None = None
         self.net_: Any = None
+        #: further networks of a seed ensemble (``refit_seeds`` > 1); their scores are averaged with net_'s
+        self.extra_nets_: list[Any] = []
         self.best_epoch_: int = 0
         self.history_: list[dict[str, float]] = []
         self.fit_seconds_: float = 0.0
-        self._table_cache: Any = None
+        self._table_cache: dict[int, Any] = {}
 
     # ---- runtime helpers -------------------------------------------------------------------
     def _device(self) -> Any:
@@ -208,7 +218,7 @@ class TextSASRec(Recommender):
         with self._threads():
             self._fit_torch(seqs, len(trained))
         self.fit_seconds_ = time.perf_counter() - start
-        self._table_cache = None
+        self._table_cache = {}
 
     def _fit_torch(self, seqs: list[np.ndarray], n_ids: int) -> None:
         import torch
@@ -243,6 +253,7 @@ class TextSASRec(Recommender):
         inputs, targets = training_windows(val_hist, c.max_len, c.target_window)
         targets = remap(targets)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+        self.extra_nets_ = []
         best, best_state, bad = -1.0, None, 0
         self.history_ = []
         for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
@@ -266,13 +277,20 @@ class TextSASRec(Recommender):
         if c.refit != "none" and self.best_epoch_ > 0:
             inputs, targets = training_windows(seqs, c.max_len, c.target_window)
             targets = remap(targets)
-            n_epochs = self.best_epoch_
-            if c.refit == "scratch":
-                net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+            if c.refit == "continue":
+                for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
+                    step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
             else:
-                n_epochs = c.continue_epochs
-            for _ in _progress(range(n_epochs), c.progress, f"text-sasrec (refit: {c.refit})"):
-                step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
+                members = []
+                for j in range(c.refit_seeds):
+                    net, opt, scaler, rng = self._init_training(
+                        z.shape[1], n_ids, device, dtype, seed_offset=j
+                    )
+                    desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
+                    for _ in _progress(range(self.best_epoch_), c.progress, desc):
+                        step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
+                    members.append(net.to("cpu").eval())
+                net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
 
     def _softmax_items(self) -> tuple[np.ndarray | None, Any]:
@@ -290,53 +308,62 @@ class TextSASRec(Recommender):
         return out, remap
 
     def _init_training(
-        self, d_text: int, n_ids: int, device: Any, dtype: str
+        self, d_text: int, n_ids: int, device: Any, dtype: str, seed_offset: int = 0
     ) -> tuple[Any, Any, Any, np.random.Generator]:
         import torch
 
         c = self.config
-        torch.manual_seed(c.seed)
+        torch.manual_seed(c.seed + seed_offset)
         net = self._build_net(d_text, n_ids).to(device)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scaler = torch.amp.GradScaler("cuda") if dtype == "float16" and device.type == "cuda" else None
-        return net, opt, scaler, np.random.default_rng(c.seed)
+        return net, opt, scaler, np.random.default_rng(c.seed + seed_offset)
 
     # ---- scoring ---------------------------------------------------------------------------
-    def _table(self) -> Any:
+    def _nets(self) -> list[Any]:
+        return [self.net_, *self.extra_nets_]
+
+    def _table(self, member: int = 0) -> Any:
+        """The item table of network ``member`` (0 = ``net_``), cached until the items change."""
         import torch
 
-        if self._table_cache is None:
+        if member not in self._table_cache:
             assert self.item_vectors_ is not None and self.id_index_ is not None
+            net = self._nets()[member]
             with torch.no_grad():
-                self.net_.eval()
+                net.eval()
                 z = torch.from_numpy(self._normalise(self.item_vectors_))
-                self._table_cache = self.net_.table(z, torch.from_numpy(self.id_index_))
-        return self._table_cache
+                self._table_cache[member] = net.table(z, torch.from_numpy(self.id_index_))
+        return self._table_cache[member]
 
     def _score_seqs(self, histories: Sequence[np.ndarray]) -> np.ndarray:
+        """Scores of every item after each history; a seed ensemble averages its members' scores
+        (logits, or log-mixtures with ``score_half_life``)."""
         import torch
 
         from tokrec.models._sasrec_impl import score_histories, score_histories_mixture
 
+        cpu = torch.device("cpu")
+        total: np.ndarray | None = None
         with self._threads():
-            if self.config.score_half_life is not None:
-                return score_histories_mixture(
-                    self.net_,
-                    self._table(),
-                    histories,
-                    half_life=self.config.score_half_life,
-                    batch_size=64,
-                    device=torch.device("cpu"),
-                    dtype="float32",
-                )
-            return score_histories(
-                self.net_,
-                self._table(),
-                histories,
-                batch_size=512,
-                device=torch.device("cpu"),
-                dtype="float32",
-            )
+            for j, net in enumerate(self._nets()):
+                if self.config.score_half_life is not None:
+                    s = score_histories_mixture(
+                        net,
+                        self._table(j),
+                        histories,
+                        half_life=self.config.score_half_life,
+                        batch_size=64,
+                        device=cpu,
+                        dtype="float32",
+                    )
+                else:
+                    s = score_histories(
+                        net, self._table(j), histories, batch_size=512, device=cpu, dtype="float32"
+                    )
+                total = s if total is None else total + s
+        assert total is not None
+        return total / len(self._nets()) if len(self._nets()) > 1 else total
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
@@ -393,7 +420,7 @@ class TextSASRec(Recommender):
             self.item_attrs_ = attrs
         self.item_vectors_ = table
         self.item_vocab_ = vocab
-        self._table_cache = None
+        self._table_cache = {}
 
     # ---- persistence -----------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -406,8 +433,10 @@ class TextSASRec(Recommender):
         }
         if self.item_attrs_ is not None:
             out["item_attrs"] = self.item_attrs_
-        for k, v in self.net_.state_dict().items():
-            out[f"net.{k}"] = v.detach().cpu().float().numpy()
+        for j, net in enumerate(self._nets()):
+            prefix = "net." if j == 0 else f"net{j}."
+            for k, v in net.state_dict().items():
+                out[f"{prefix}{k}"] = v.detach().cpu().float().numpy()
         return {k: np.asarray(v) for k, v in out.items()}
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -422,15 +451,20 @@ class TextSASRec(Recommender):
             int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
         )
         n_attrs = 0 if self.item_attrs_ is None else self.item_attrs_.shape[1]
-        net = self._build_net(self.item_vectors_.shape[1] + n_attrs, n_ids)
-        state = {
-            k[4:]: torch.from_numpy(np.ascontiguousarray(v))
-            for k, v in arrays.items()
-            if k.startswith("net.")
-        }
-        net.load_state_dict(state)
-        self.net_ = net.eval()
-        self._table_cache = None
+        nets = []
+        n_nets = sum(1 for k in arrays if k.startswith("net") and k.endswith(".pos.weight"))
+        for j in range(n_nets):
+            prefix = "net." if j == 0 else f"net{j}."
+            net = self._build_net(self.item_vectors_.shape[1] + n_attrs, n_ids)
+            state = {
+                k[len(prefix) :]: torch.from_numpy(np.ascontiguousarray(v))
+                for k, v in arrays.items()
+                if k.startswith(prefix)
+            }
+            net.load_state_dict(state)
+            nets.append(net.eval())
+        self.net_, self.extra_nets_ = nets[0], nets[1:]
+        self._table_cache = {}
 
     def _extra_state(self) -> dict[str, Any]:
         return {"best_epoch": self.best_epoch_, "history": self.history_, "fit_seconds": self.fit_seconds_}
