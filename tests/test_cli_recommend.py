@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pandas as pd
@@ -126,3 +127,47 @@ def test_bad_inputs_exit_2_with_one_line(files, capsys, tmp_path: Path) -> None:
     assert main([*base, "--model", "no-such-model"]) == 2
     assert "unknown model" in capsys.readouterr().err
     assert not (tmp_path / "r.csv").exists()
+
+
+@pytest.mark.parametrize("model", ["text-sasrec", "gbdt-ranker"])
+def test_deep_models_get_item_vectors_from_the_cli(model, files, capsys, tmp_path: Path) -> None:
+    """`--model text-sasrec` (with the README's whole-history config) and `--model gbdt-ranker` are
+    given the item vectors (the "embed" stage runs) and rank only the candidates."""
+    pytest.importorskip("torch")
+    if model == "gbdt-ranker":
+        pytest.importorskip("lightgbm")
+    from tokrec.encoders.testing import make_tiny_bert
+
+    config = {
+        "text-sasrec": {
+            "hidden": 16,
+            "n_blocks": 1,
+            "inner": 32,
+            "max_len": 10,
+            "epochs": 3,
+            "patience": 3,
+            "threads": 1,
+            "target_window": 3,
+            "score_half_life": 1e9,
+        },
+        "gbdt-ranker": {"n_candidates": 10, "n_estimators": 20},
+    }[model]
+    recs = _run(
+        files,
+        "--model",
+        model,
+        "--config",
+        json.dumps(config),
+        "--model-path",
+        str(make_tiny_bert(tmp_path / "bert")),
+        "--cache",
+        "none",
+        "--k",
+        "3",
+        "--candidates",
+        str(files["candidates"]),
+    )
+    err = capsys.readouterr().err
+    assert f"model {model}" in err and "embed" in err
+    assert recs["user_id"].nunique() == 40 and (recs.groupby("user_id").size() == 3).all()
+    assert set(recs["item_id"]) <= {"n0", "n1", "n2", "n3", PROBE_ITEM}
