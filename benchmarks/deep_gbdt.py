@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from deep_sasrec import SCORER, load_split, load_vectors, score  # type: ignore[import-not-found]
+from tokrec.models.base import wants_item_vectors
 from tokrec.models.gbdt_ranker import GBDTRanker
 from tokrec.models.registry import create_model
 
@@ -43,7 +44,8 @@ def main() -> None:
     ranker = GBDTRanker(cfg)
     spec = ranker.config.first_stage
     t0 = time.perf_counter()
-    first = create_model(spec.model, spec.config).fit(ds)
+    first = create_model(spec.model, spec.config)
+    first.fit(ds, vecs if wants_item_vectors(first) else None)
     first_s = time.perf_counter() - t0
     first.recommend_batch(users, k=100).to_csv(out / "first.csv", index=False)
     t0 = time.perf_counter()
