@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 import csv
+import functools
 import hashlib
 import io
+import json
 import logging
 import os
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from typing import Any
 
-from tokrec.errors import ConfigError, DataError
+import pandas as pd
+
+from tokrec.errors import ConfigError, DataError, TokrecError
 
 log = logging.getLogger(__name__)
 
@@ -207,3 +211,71 @@ def read_column(path: str, column: str) -> tuple[Any, str, list[str]]:
     finally:
         opts.preserve_order = before
     return series, fmt, list(cols)
+
+
+# ---- worker errors ----------------------------------------------------------------------------
+#: the column an actor's error row carries (JSON); a normal row has no such column
+ERROR_COLUMN = "_tokrec_error"
+
+
+def guarded(call: Callable[[Any, pd.DataFrame], pd.DataFrame]) -> Callable[[Any, pd.DataFrame], pd.DataFrame]:
+    """Wraps a Ray Data actor's ``__call__`` so that an exception becomes one error row.
+
+    Why: when a map actor raises, Ray Data 2.60's streaming executor logs "Dataset execution will now
+    abort" and the driver can then block in ``get_output_blocking`` for ever instead of receiving the
+    error (seen on this project's CI machine). Returning the error as data keeps the run alive: the
+    other shards are still written (a re-run then has less to do), and :func:`collect_rows` raises
+    the first error on the driver, as a tokrec error of the same class where it was one.
+    """
+
+    @functools.wraps(call)
+    def wrapper(self: Any, batch: pd.DataFrame) -> pd.DataFrame:
+        try:
+            return call(self, batch)
+        except Exception as e:  # reported on the driver by collect_rows
+            info: dict[str, Any] = {"type": type(e).__name__, "message": str(e)}
+            if isinstance(e, DataError):
+                info.update(reason=e.reason, file=e.file, row=e.row, column=e.column)
+            return pd.DataFrame([{ERROR_COLUMN: json.dumps(info, default=str)}])
+
+    return wrapper
+
+
+def tokrec_cause(e: BaseException) -> TokrecError | None:
+    """The tokrec error somewhere in a (Ray) exception chain, if any."""
+    seen = set()
+    cur: BaseException | None = e
+    while cur is not None and id(cur) not in seen:
+        seen.add(id(cur))
+        if isinstance(cur, TokrecError):
+            return cur
+        inner = getattr(cur, "cause", None)
+        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or cur.__context__)
+    return None
+
+
+def collect_rows(results: Any) -> list[dict[str, Any]]:
+    """All rows of a Ray dataset built with :func:`guarded` actors; raises the first worker error
+    (errors raised outside ``__call__``, e.g. in an actor's constructor, surface as Ray exceptions and
+    are unwrapped to the tokrec error inside them when there is one)."""
+    try:
+        rows = [dict(r) for r in results.iter_rows()]
+    except TokrecError:
+        raise
+    except Exception as e:
+        cause = tokrec_cause(e)
+        if cause is not None:
+            raise cause from e
+        raise
+    errors = [r[ERROR_COLUMN] for r in rows if isinstance(r.get(ERROR_COLUMN), str)]
+    if errors:
+        info = json.loads(errors[0])
+        more = f" ({len(errors) - 1} more shard(s) failed)" if len(errors) > 1 else ""
+        if info["type"] == "DataError":
+            raise DataError(
+                info["reason"] + more, file=info.get("file"), row=info.get("row"), column=info.get("column")
+            )
+        if info["type"] == "ConfigError":
+            raise ConfigError(info["message"] + more)
+        raise TokrecError(f"a Ray worker failed: {info['type']}: {info['message']}{more}")
+    return [{k: v for k, v in r.items() if k != ERROR_COLUMN} for r in rows]

@@ -37,7 +37,15 @@ import numpy as np
 import pandas as pd
 
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import input_hash, ray_session, read_column, read_dataset, require_ray
+from tokrec.distributed._ray import (
+    collect_rows,
+    guarded,
+    input_hash,
+    ray_session,
+    read_column,
+    read_dataset,
+    require_ray,
+)
 from tokrec.errors import ConfigError, DataError, TokrecError
 
 log = logging.getLogger(__name__)
@@ -331,6 +339,7 @@ class _EncodeShards:
         self.job = job
         self.parts = Path(parts)
 
+    @guarded
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         ids = batch["item_id"].astype(str).tolist()
         texts = batch["text"].astype(str).tolist()
@@ -414,28 +423,7 @@ def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
         num_cpus=plan.cpus,
         num_gpus=plan.gpus or None,
     )
-    try:
-        rows = list(results.iter_rows())
-    except TokrecError:
-        raise
-    except Exception as e:  # a worker error surfaces as a Ray exception chain
-        cause = _tokrec_cause(e)
-        if cause is not None:
-            raise cause from e
-        raise
-    return [dict(r) for r in rows if int(r["rows"]) > 0]
-
-
-def _tokrec_cause(e: BaseException) -> TokrecError | None:
-    seen = set()
-    cur: BaseException | None = e
-    while cur is not None and id(cur) not in seen:
-        seen.add(id(cur))
-        if isinstance(cur, TokrecError):
-            return cur
-        inner = getattr(cur, "cause", None)
-        cur = inner if isinstance(inner, BaseException) else (cur.__cause__ or cur.__context__)
-    return None
+    return [r for r in collect_rows(results) if int(r["rows"]) > 0]
 
 
 # ---- completion ------------------------------------------------------------------------------

@@ -23,9 +23,17 @@ import pandas as pd
 import pyarrow as pa
 
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import input_hash, ray_session, read_column, read_dataset, require_ray
-from tokrec.distributed.ray_embed import _check_complete, _resume, _tokrec_cause
-from tokrec.errors import ConfigError, DataError, TokrecError
+from tokrec.distributed._ray import (
+    collect_rows,
+    guarded,
+    input_hash,
+    ray_session,
+    read_column,
+    read_dataset,
+    require_ray,
+)
+from tokrec.distributed.ray_embed import _check_complete, _resume
+from tokrec.errors import ConfigError, DataError
 
 RECS_FORMAT = "tokrec-recs/1"
 
@@ -186,6 +194,7 @@ class _RecommendShards:
         self.k, self.candidates, self.exclude_seen, self.batch_size = k, candidates, exclude_seen, batch_size
         self.job, self.parts = job, Path(parts)
 
+    @guarded
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         users = list(dict.fromkeys(batch["user_id"].astype(str).tolist()))
         recs = self.model.recommend_batch(
@@ -237,16 +246,7 @@ def _run(
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1 if cpus > workers else cpus / (workers + 1),
     )
-    try:
-        rows = list(results.iter_rows())
-    except TokrecError:
-        raise
-    except Exception as e:
-        cause = _tokrec_cause(e)
-        if cause is not None:
-            raise cause from e
-        raise
-    return [dict(r) for r in rows if int(r["rows"]) > 0]
+    return [r for r in collect_rows(results) if int(r["rows"]) > 0]
 
 
 def _assemble(parts: Path, shards: list[sh.ShardInfo], users: list[str]) -> pd.DataFrame:

@@ -23,7 +23,15 @@ import numpy as np
 import pandas as pd
 
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import input_hash, ray_session, read_column, read_dataset, require_ray
+from tokrec.distributed._ray import (
+    collect_rows,
+    guarded,
+    input_hash,
+    ray_session,
+    read_column,
+    read_dataset,
+    require_ray,
+)
 from tokrec.distributed.ray_embed import (
     _ENV_FOR_WORKERS,
     EncoderSpec,
@@ -35,10 +43,9 @@ from tokrec.distributed.ray_embed import (
     _model_spec,
     _one_fingerprint,
     _resume,
-    _tokrec_cause,
     _worker_count,
 )
-from tokrec.errors import ConfigError, DataError, TokrecError
+from tokrec.errors import ConfigError, DataError
 
 USERS_FORMAT = sh.VECTOR_FORMATS[1]
 
@@ -204,6 +211,7 @@ class _EncodeUsers:
         self.chunk = max(batch_size * 8, 256)
         self.first_row = first_row
 
+    @guarded
     def __call__(self, group: pd.DataFrame) -> pd.DataFrame:
         from tokrec.data.dataset import Dataset
         from tokrec.data.loaders import interactions_from_frame
@@ -263,16 +271,7 @@ def _run(ray: Any, src: str, done: set[str], n_shards: int, workers: int, gpus: 
         num_cpus=cpus,
         num_gpus=gpus or None,
     )
-    try:
-        rows = list(results.iter_rows())
-    except TokrecError:
-        raise
-    except Exception as e:
-        cause = _tokrec_cause(e)
-        if cause is not None:
-            raise cause from e
-        raise
-    return [dict(r) for r in rows if int(r["rows"]) > 0]
+    return [r for r in collect_rows(results) if int(r["rows"]) > 0]
 
 
 __all__ = ["EncoderSpec", "embed_users_ray"]
