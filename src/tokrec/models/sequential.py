@@ -1,11 +1,17 @@
 """``text-sasrec``: a SASRec-style causal transformer whose items are represented by their LM text vectors.
 
-An item's representation is ``LayerNorm(MoE-adaptor(normalised text vector) + ID embedding)``; items
-that had no training events (or were added later with :meth:`TextSASRec.add_items`) have no ID
-embedding and enter from their text alone, without retraining. ID dropout during training teaches the
-model to rank text-only items. Training is full-softmax next-item cross-entropy over the catalog, with
-the epoch count chosen on a validation event (each user's last training event), then optionally
-retrained on the full training sequences for that many epochs.
+An item's representation is ``LayerNorm(MoE-adaptor([normalised text vector, catalog attributes]) + ID
+embedding)``; items that had no training events (or were added later with :meth:`TextSASRec.add_items`)
+have no ID embedding and enter from their text (and attributes) alone, without retraining. ID dropout
+during training teaches the model to rank text-only items. Training is full-softmax next-item
+cross-entropy over the catalog (optionally on one of the next ``target_window`` events), with the epoch
+count chosen on a validation event (each user's last training event), then retrained on the full training
+sequences for that many epochs (optionally several seeds, averaged).
+
+Scoring answers one of two questions: "what comes next" (the last position's output; the default, for
+leave-last-out) or, with ``score_half_life``, "what fits anywhere in this history" (a recency-weighted
+mixture of the next-item distributions after every prefix; for held-out items whose events are spread over
+the user's timeline, such as new items in a cold-item split).
 """
 
 from __future__ import annotations
