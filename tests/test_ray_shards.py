@@ -120,3 +120,43 @@ def test_model_spec_is_stable_for_names_specs_dataclasses_and_partials():
     assert _model_spec(p1) == _model_spec(p2) and "0x" not in _model_spec(p1)
     with pytest.raises(ConfigError, match="no stable repr"):
         _model_spec(lambda: HashEncoder())
+
+
+def test_a_worker_error_comes_back_as_a_row_and_is_raised_on_the_driver():
+    """`guarded` turns an exception inside an actor call into an error row; `collect_rows` raises the
+    first one as the same tokrec error class (a DataError keeps file, row and column) and returns the
+    other rows untouched when there is none. (No Ray needed: the dataset is any object with iter_rows.)"""
+    import pandas as pd
+
+    from tokrec.distributed._ray import collect_rows, guarded
+    from tokrec.errors import TokrecError
+
+    class Actor:
+        @guarded
+        def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
+            kind = batch["kind"].iloc[0]
+            if kind == "data":
+                raise DataError("bad value", file="items.csv", row=7, column="title")
+            if kind == "config":
+                raise ConfigError("no such template field")
+            if kind == "other":
+                raise RuntimeError("injected failure")
+            return pd.DataFrame([{"file": "part-1.parquet", "rows": 3}])
+
+    class Results:
+        def __init__(self, *kinds: str) -> None:
+            self.frames = [Actor()(pd.DataFrame({"kind": [k]})) for k in kinds]
+
+        def iter_rows(self):
+            for f in self.frames:
+                yield from f.to_dict("records")
+
+    assert collect_rows(Results("ok", "ok")) == [{"file": "part-1.parquet", "rows": 3}] * 2
+    with pytest.raises(DataError) as e:
+        collect_rows(Results("ok", "data", "other"))
+    assert (e.value.file, e.value.row, e.value.column) == ("items.csv", 7, "title")
+    assert "bad value (1 more shard(s) failed)" in str(e.value)
+    with pytest.raises(ConfigError, match="no such template field"):
+        collect_rows(Results("config"))
+    with pytest.raises(TokrecError, match="a Ray worker failed: RuntimeError: injected failure"):
+        collect_rows(Results("ok", "other"))
