@@ -254,6 +254,10 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path) ->
     assert model.score(["u0"], ["new4"]).shape == (1, 1)
     with pytest.raises(ConfigError):
         model.add_items(["new5"], vecs[:1], item_attributes=np.ones((1, 3)))
+    known = model.item_attrs_[model.item_vocab_.get("i0")].copy()
+    model.add_items(["i0", "new6"], vecs[:2])  # new text, no attributes given
+    assert np.array_equal(model.item_attrs_[model.item_vocab_.get("i0")], known) and known.any()
+    assert not model.item_attrs_[model.item_vocab_.get("new6")].any()
 
 
 def test_training_windows_and_future_window_targets() -> None:

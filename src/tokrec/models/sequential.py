@@ -389,8 +389,8 @@ class TextSASRec(Recommender):
             item_vectors: ``(len(item_ids), D)`` vectors from the same encoder used in ``fit``.
             item_attributes: for a model fitted with ``attributes=True``, the new items' attribute rows in
                 the layout :func:`tokrec.models._signals.attribute_features` gave the fitted catalog
-                (unscaled; ``item_attrs_.shape[1]`` columns); None leaves the attribute block at zero
-                (text only).
+                (unscaled; ``item_attrs_.shape[1]`` columns); None gives new items a zero block (text
+                only) and leaves known items' attributes as they are.
 
         New items get no ID embedding, so they are scored from text; no retraining happens.
         """
@@ -421,9 +421,7 @@ class TextSASRec(Recommender):
                         f"add_items: expected item_attributes of shape ({len(item_ids)}, {p}), got {new.shape}"
                     )
                 attrs[rows] = l2_rows(new) * self.config.attr_weight
-            else:
-                attrs[rows] = 0.0
-            self.item_attrs_ = attrs
+            self.item_attrs_ = attrs  # new items without given attributes keep a zero block
         self.item_vectors_ = table
         self.item_vocab_ = vocab
         self._table_cache = {}
