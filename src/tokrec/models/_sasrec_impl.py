@@ -16,6 +16,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from tokrec.models._signals import recency_weights
+
 
 class ItemTable(nn.Module):
     """Item representations from text vectors (mixture-of-experts adaptor) plus optional ID embeddings.
@@ -311,8 +313,7 @@ def score_histories_mixture(
         n = len(h)
         if n == 0:
             continue
-        age = np.arange(n - 1, -1, -1, dtype=np.float64)
-        w = np.ones(n) if math.isinf(half_life) else 0.5 ** (age / max(half_life, 1e-9))
+        w = recency_weights(n, max(half_life, 1e-9))
         w = w / w.sum()
         for end in range(n, 0, -length):
             start = max(0, end - length)
