@@ -297,3 +297,65 @@ def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     loaded = load_model(ens.save(tmp_path / "ens"))
     assert len(loaded.extra_nets_) == 1
     np.testing.assert_allclose(loaded.score(users), ens.score(users), rtol=1e-5, atol=1e-6)
+
+
+def test_gap_buckets_and_gap_windows_follow_the_training_windows() -> None:
+    from tokrec.models._sasrec_impl import N_GAP_BUCKETS, gap_buckets, gap_windows, training_windows
+
+    # first event unknown (0); same second 1; 1 s -> 2 + log2(1) = 2; 1024 s -> 12; a decade -> capped
+    t = np.array([100, 100, 101, 1125, 1125 + 10 * 365 * 86400])
+    np.testing.assert_array_equal(gap_buckets(t), [0, 1, 2, 12, N_GAP_BUCKETS - 1])
+    assert gap_buckets(np.array([5])).tolist() == [0] and gap_buckets(np.array([], np.int64)).size == 0
+    seqs = [np.array([10, 11, 12, 13, 14]), np.array([7])]
+    gaps = [np.array([0, 1, 2, 3, 4]), np.array([0])]
+    inputs, _ = training_windows(seqs, max_len=3)
+    g = gap_windows(gaps, max_len=3)
+    # the same windows as the item inputs [11 12 13] and [10], padding 0 (= unknown)
+    np.testing.assert_array_equal(g, [[1, 2, 3], [0, 0, 0]])
+    assert g.shape == inputs.shape
+
+
+def session_data(n_users: int = 150, n_pool: int = 12, seed: int = 0) -> tuple[Dataset, np.ndarray]:
+    """Only the time gap says what comes next: at step k a random pool item arrives either in the same
+    second as the previous event or a day later, and is followed (same second) by the marker item
+    ``Ak`` after a day's gap and ``Bk`` after none. Without the gaps, Ak and Bk are a coin toss."""
+    rng = np.random.default_rng(seed)
+    rows = []
+    for u in range(n_users):
+        t = 0
+        for k in range(6):
+            long_gap = bool(rng.random() < 0.5)
+            t += 86400 if long_gap else 0
+            rows.append((f"u{u}", f"p{int(rng.integers(n_pool))}", t))
+            rows.append((f"u{u}", f"A{k}" if long_gap else f"B{k}", t))
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"])
+    ids = [f"p{i}" for i in range(n_pool)] + [f"{m}{k}" for m in "AB" for k in range(6)]
+    vecs = rng.normal(size=(len(ids), 12)).astype(np.float32)
+    return Dataset(inter, pd.DataFrame({"item_id": ids})), vecs
+
+
+def test_time_gaps_let_the_model_use_session_boundaries(tmp_path) -> None:
+    ds, vecs = session_data()
+    cfg = {**TINY, "epochs": 60, "patience": 60, "lr": 5e-3, "dropout": 0.0, "refit": "none", "seed": 1}
+    model = TextSASRec({**cfg, "time_gaps": True, "gap_dropout": 0.0}).fit(ds, vecs)
+    row = model.item_vocab_.get
+    rng = np.random.default_rng(7)
+    right = 0
+    for _ in range(40):
+        # a fresh history: steps 0 and 1 complete, then step 2's pool item after a long or no gap
+        hist = [row(f"p{int(rng.integers(12))}"), row("B0"), row(f"p{int(rng.integers(12))}"), row("A1")]
+        times = [0, 0, 86400, 86400]
+        long_gap = bool(rng.random() < 0.5)
+        hist.append(row(f"p{int(rng.integers(12))}"))
+        times.append(times[-1] + (86400 if long_gap else 0))
+        s = model._score_history(np.array(hist), np.array(times))
+        right += int((s[row("A2")] > s[row("B2")]) == long_gap)
+    assert right >= 36  # without gaps this is a coin toss (about 20 of 40)
+    # without timestamps the gaps are "unknown": scores still come, from the items alone
+    assert np.isfinite(model._score_history(np.array(hist))).all()
+    # the known users' gaps are kept by save / load (scores identical)
+    loaded = load_model(model.save(tmp_path / "tg"))
+    np.testing.assert_allclose(loaded.score(["u0", "u5"]), model.score(["u0", "u5"]), rtol=1e-5, atol=1e-6)
+    assert set(loaded.seen_gaps_) == set(model.seen_gaps_)
+    with pytest.raises(ConfigError, match="timestamps"):
+        model._score_history(np.array(hist), np.array(times[:-1]))

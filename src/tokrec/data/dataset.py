@@ -194,13 +194,20 @@ class Dataset:
 
     def sequences(self) -> list[np.ndarray]:
         """Each user's item rows in time order (ties broken by source order), indexed by user row."""
+        return self._per_user(self.item_idx)
+
+    def timestamp_sequences(self) -> list[np.ndarray]:
+        """Each user's event timestamps (int64 seconds), aligned with :meth:`sequences`."""
+        return self._per_user(self.interactions["timestamp"].to_numpy().astype(np.int64))
+
+    def _per_user(self, values: np.ndarray) -> list[np.ndarray]:
         order = np.lexsort(
             (np.arange(len(self.interactions)), self.interactions["timestamp"].to_numpy(), self.user_idx)
         )
         users = self.user_idx[order]
-        items = self.item_idx[order]
+        ordered = values[order]
         bounds = np.searchsorted(users, np.arange(self.n_users + 1))
-        return [items[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
+        return [ordered[bounds[u] : bounds[u + 1]] for u in range(self.n_users)]
 
     def histories(self) -> dict[str, pd.DataFrame]:
         """Each user's interactions in time order, keyed by external user id."""

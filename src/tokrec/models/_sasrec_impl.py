@@ -18,6 +18,22 @@ from torch import nn
 
 from tokrec.models._signals import recency_weights
 
+#: Time-gap buckets of the input events: 0 = unknown (the first event, padding, or no timestamps; a zero
+#: embedding), 1 = the same second as the previous event, 2 + floor(log2(gap in seconds)) after that,
+#: capped (2**25 s is about a year).
+N_GAP_BUCKETS = 28
+
+
+def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
+    """Bucket ids ``(n,)`` int64 of the gap between each event and the one before it (0 for the first)."""
+    t = np.asarray(timestamps, dtype=np.int64)
+    out = np.zeros(len(t), dtype=np.int64)
+    if len(t) > 1:
+        gap = np.diff(t).astype(np.float64)
+        b = np.where(gap <= 0, 1.0, 2.0 + np.floor(np.log2(np.maximum(gap, 1.0))))
+        out[1:] = np.minimum(b, N_GAP_BUCKETS - 1).astype(np.int64)
+    return out
+
 
 class ItemTable(nn.Module):
     """Item representations from text vectors (mixture-of-experts adaptor) plus optional ID embeddings.
@@ -104,23 +120,36 @@ class SASRecNet(nn.Module):
         inner: int,
         max_len: int,
         dropout: float,
+        time_gaps: bool = False,
     ) -> None:
         super().__init__()
         self.table = table
         self.max_len = max_len
         self.pos = nn.Embedding(max_len, hidden)
         nn.init.normal_(self.pos.weight, std=0.02)
+        #: optional embedding of each input event's gap to the one before it (TiSASRec-style time context;
+        #: bucket 0, "unknown", stays a zero vector, so a history without timestamps is still valid input)
+        self.gap = nn.Embedding(N_GAP_BUCKETS, hidden, padding_idx=0) if time_gaps else None
+        if self.gap is not None:
+            nn.init.normal_(self.gap.weight, std=0.02)
+            with torch.no_grad():
+                self.gap.weight[0].zero_()
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout) for _ in range(n_blocks))
         self.out_norm = nn.LayerNorm(hidden)
         #: logits = scale * <hidden state, item row>; both sides are layer-normalised (norm ~ sqrt(H))
         self.logit_scale = 1.0 / math.sqrt(hidden)
 
-    def encode(self, seq: torch.Tensor, table: torch.Tensor) -> torch.Tensor:
-        """Hidden states ``(B, L, H)`` for left-padded item-row sequences ``seq`` ``(B, L)`` (-1 = pad)."""
+    def encode(
+        self, seq: torch.Tensor, table: torch.Tensor, gaps: torch.Tensor | None = None
+    ) -> torch.Tensor:
+        """Hidden states ``(B, L, H)`` for left-padded item-row sequences ``seq`` ``(B, L)`` (-1 = pad);
+        ``gaps`` ``(B, L)``: the inputs' gap buckets (:func:`gap_buckets`; ignored without a gap embedding)."""
         b, length = seq.shape
         padded = torch.cat([torch.zeros_like(table[:1]), table], 0)
         x = padded[seq + 1]  # the table is layer-normalised already: no sqrt(H) scaling
+        if self.gap is not None and gaps is not None:
+            x = x + self.gap(gaps)
         x = self.drop(x + self.pos.weight[self.max_len - length :].unsqueeze(0))
         causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=seq.device))
         allowed = causal.unsqueeze(0) & (seq >= 0).unsqueeze(1)  # (B, L, L)
@@ -144,6 +173,11 @@ def left_pad(seqs: Sequence[np.ndarray], length: int, fill: int) -> np.ndarray:
     return out
 
 
+def _windows(n_inputs: int, max_len: int) -> list[tuple[int, int]]:
+    """``(start, end)`` of the non-overlapping ``max_len`` windows cut from the end of ``n_inputs`` inputs."""
+    return [(max(0, end - max_len), end) for end in range(n_inputs, 0, -max_len)]
+
+
 def training_windows(
     seqs: Sequence[np.ndarray], max_len: int, target_window: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
@@ -164,8 +198,7 @@ def training_windows(
         for k in range(t_w):
             nxt = s[1 + k :]
             ahead[: len(nxt), k] = nxt[: len(inp)]
-        for end in range(len(inp), 0, -max_len):
-            start = max(0, end - max_len)
+        for start, end in _windows(len(inp), max_len):
             ins.append(inp[start:end])
             outs.append(ahead[start:end])
     if not ins:
@@ -174,6 +207,13 @@ def training_windows(
     for j, o in enumerate(outs):
         targets[j, max_len - len(o) :] = o
     return left_pad(ins, max_len, -1), targets
+
+
+def gap_windows(gaps: Sequence[np.ndarray], max_len: int) -> np.ndarray:
+    """The gap buckets ``(W, L)`` of :func:`training_windows`' inputs (same windows, 0 = pad), from
+    per-sequence bucket arrays aligned with the item sequences."""
+    ins = [g[:-1][start:end] for g in gaps if len(g) >= 2 for start, end in _windows(len(g) - 1, max_len)]
+    return left_pad(ins, max_len, 0) if ins else np.empty((0, max_len), np.int64)
 
 
 def pick_targets(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -215,23 +255,33 @@ def train_epoch(
     dtype: str,
     scaler: torch.amp.GradScaler | None = None,
     out_items: torch.Tensor | None = None,
+    gap_inputs: np.ndarray | None = None,
+    gap_dropout: float = 0.0,
 ) -> float:
     """One pass of full-softmax next-item cross-entropy; returns the mean loss.
 
     ``targets`` ``(W, L, T)``: each step trains on one of the next T items of each position, drawn
     afresh (T = 1: the next item). ``out_items`` restricts the softmax to these item rows (then ``targets`` hold positions in it).
+    ``gap_inputs`` ``(W, L)``: the inputs' gap buckets; each is set to "unknown" with probability
+    ``gap_dropout``, so that histories without timestamps (online events) stay in distribution.
     """
     net.train()
     total, count = 0.0, 0
     for idx in batches(len(inputs), batch_size, rng):
         inp = torch.from_numpy(inputs[idx]).to(device)
         tgt = torch.from_numpy(pick_targets(targets[idx], rng)).to(device)
+        gaps = None
+        if gap_inputs is not None:
+            g = gap_inputs[idx]
+            if gap_dropout > 0:
+                g = np.where(rng.random(g.shape) < gap_dropout, 0, g)
+            gaps = torch.from_numpy(g).to(device)
         keep = None
         if id_dropout > 0 and net.table.id_emb is not None:
             keep = (torch.rand(len(id_index), device=device) >= id_dropout).float()
         with autocast(device, dtype):
             table = net.table(z, id_index, keep)
-            hid = net.encode(inp, table)
+            hid = net.encode(inp, table, gaps)
             out = table if out_items is None else table[out_items]
             logits = (hid @ out.T) * net.logit_scale
         loss = nn.functional.cross_entropy(
@@ -259,15 +309,20 @@ def score_histories(
     batch_size: int,
     device: torch.device,
     dtype: str,
+    gaps: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
-    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first)."""
+    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first);
+    ``gaps``: each history's gap buckets (None: unknown)."""
     net.eval()
     out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
     for start in range(0, len(histories), batch_size):
         chunk = histories[start : start + batch_size]
         seq = torch.from_numpy(left_pad(chunk, net.max_len, -1)).to(device)
+        g = None
+        if gaps is not None:
+            g = torch.from_numpy(left_pad(gaps[start : start + batch_size], net.max_len, 0)).to(device)
         with autocast(device, dtype):
-            hid = net.encode(seq, table)[:, -1]
+            hid = net.encode(seq, table, g)[:, -1]
             scores = (hid @ table.T) * net.logit_scale
         out[start : start + len(chunk)] = scores.float().cpu().numpy()
     return out
@@ -294,6 +349,7 @@ def score_histories_mixture(
     batch_size: int,
     device: torch.device,
     dtype: str,
+    gaps: Sequence[np.ndarray] | None = None,
 ) -> np.ndarray:
     """Log of a recency-weighted mixture of the next-item distributions after EVERY prefix of each history.
 
@@ -301,12 +357,14 @@ def score_histories_mixture(
     ``0.5 ** ((n - 1 - t) / half_life)`` (``inf``: uniform): where the last-position score answers
     "what comes next", this answers "what fits anywhere in this user's timeline", which is the
     question when the held-out events of new items are spread over the whole history. Long histories
-    are cut into non-overlapping ``max_len`` windows from the end (as in training). Returns
-    ``(len(histories), N)`` float32; an empty history gives a row of zeros.
+    are cut into non-overlapping ``max_len`` windows from the end (as in training). ``gaps``: each
+    history's gap buckets (None: unknown). Returns ``(len(histories), N)`` float32; an empty history
+    gives a row of zeros.
     """
     net.eval()
     length = net.max_len
     windows: list[np.ndarray] = []
+    gap_wins: list[np.ndarray] = []
     owner: list[int] = []
     weights: list[np.ndarray] = []
     for u, h in enumerate(histories):
@@ -315,9 +373,10 @@ def score_histories_mixture(
             continue
         w = recency_weights(n, max(half_life, 1e-9))
         w = w / w.sum()
-        for end in range(n, 0, -length):
-            start = max(0, end - length)
+        for start, end in _windows(n, length):
             windows.append(h[start:end])
+            if gaps is not None:
+                gap_wins.append(gaps[u][start:end])
             owner.append(u)
             pad = np.zeros(length, dtype=np.float32)
             pad[length - (end - start) :] = w[start:end]
@@ -326,8 +385,11 @@ def score_histories_mixture(
     for start in range(0, len(windows), batch_size):
         seq = torch.from_numpy(left_pad(windows[start : start + batch_size], length, -1)).to(device)
         wt = torch.from_numpy(np.stack(weights[start : start + batch_size])).to(device)
+        g = None
+        if gaps is not None:
+            g = torch.from_numpy(left_pad(gap_wins[start : start + batch_size], length, 0)).to(device)
         with autocast(device, dtype):
-            hid = net.encode(seq, table)
+            hid = net.encode(seq, table, g)
             logits = (hid @ table.T) * net.logit_scale
         probs = torch.softmax(logits.float(), dim=-1)  # (B, L, N)
         mixed = torch.einsum("bl,bln->bn", wt, probs)

@@ -64,6 +64,16 @@ class TextSASRecConfig(ModelConfig):
             "larger T teaches longer-range interests, as in PinnerFormer's dense all-action loss)"
         ),
     )
+    time_gaps: bool = Field(
+        False,
+        description=(
+            "add an embedding of each input event's time gap to the previous one (log2 buckets; TiSASRec-style "
+            "session context); histories given without timestamps (online events) use the 'unknown' bucket"
+        ),
+    )
+    gap_dropout: float = Field(
+        0.1, ge=0, le=1, description="with time_gaps: probability of hiding an input's gap in training"
+    )
     id_embeddings: bool = True
     id_dropout: float = Field(
         0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
@@ -125,6 +135,8 @@ class TextSASRec(Recommender):
         self.text_proj_: np.ndarray | None = None
         self.item_attrs_: np.ndarray | None = None
         self.id_index_: np.ndarray | None = None
+        #: with ``time_gaps``: each known user's gap buckets, aligned with ``seen_``
+        self.seen_gaps_: dict[int, np.ndarray] = {}
         self.net_: Any = None
         #: further networks of a seed ensemble (``refit_seeds`` > 1); their scores are averaged with net_'s
         self.extra_nets_: list[Any] = []
@@ -199,7 +211,7 @@ class TextSASRec(Recommender):
 
         c = self.config
         table = ItemTable(d_text, c.hidden, n_ids if c.id_embeddings else 0, c.n_experts, c.text_dropout)
-        return SASRecNet(table, c.hidden, c.n_blocks, c.n_heads, c.inner, c.max_len, c.dropout)
+        return SASRecNet(table, c.hidden, c.n_blocks, c.n_heads, c.inner, c.max_len, c.dropout, c.time_gaps)
 
     # ---- fitting ---------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
@@ -213,7 +225,17 @@ class TextSASRec(Recommender):
         self.item_vectors_ = vectors.copy()
         self._fit_text_norm(vectors)
         self._fit_attributes(dataset)
-        seqs = [s for s in dataset.sequences() if len(s)]
+        all_seqs = dataset.sequences()
+        seqs = [s for s in all_seqs if len(s)]
+        self.seen_gaps_ = {}
+        gaps: list[np.ndarray] | None = None
+        if c.time_gaps:
+            from tokrec.models._sasrec_impl import gap_buckets
+
+            self.seen_gaps_ = {
+                u: gap_buckets(t) for u, t in enumerate(dataset.timestamp_sequences()) if len(t)
+            }
+            gaps = [self.seen_gaps_[u] for u, s in enumerate(all_seqs) if len(s)]
         counts = np.bincount(
             np.concatenate(seqs) if seqs else np.empty(0, np.int64), minlength=dataset.n_items
         )
@@ -222,14 +244,15 @@ class TextSASRec(Recommender):
         self.id_index_[trained] = np.arange(1, len(trained) + 1)
         start = time.perf_counter()
         with self._threads():
-            self._fit_torch(seqs, len(trained))
+            self._fit_torch(seqs, len(trained), gaps)
         self.fit_seconds_ = time.perf_counter() - start
         self._table_cache = {}
 
-    def _fit_torch(self, seqs: list[np.ndarray], n_ids: int) -> None:
+    def _fit_torch(self, seqs: list[np.ndarray], n_ids: int, gaps: list[np.ndarray] | None) -> None:
         import torch
 
         from tokrec.models._sasrec_impl import (
+            gap_windows,
             ndcg_at_k,
             score_histories,
             train_epoch,
@@ -242,9 +265,10 @@ class TextSASRec(Recommender):
         assert self.item_vectors_ is not None and self.id_index_ is not None
         z = torch.from_numpy(self._normalise(self.item_vectors_)).to(device)
         id_index = torch.from_numpy(self.id_index_).to(device)
-        val_users = [s for s in seqs if len(s) >= 3]
-        val_hist = [s[:-1] for s in val_users]
-        val_tgt = np.array([s[-1] for s in val_users], dtype=np.int64)
+        val_rows = [j for j, s in enumerate(seqs) if len(s) >= 3]
+        val_hist = [seqs[j][:-1] for j in val_rows]
+        val_tgt = np.array([seqs[j][-1] for j in val_rows], dtype=np.int64)
+        val_gaps = None if gaps is None else [gaps[j][:-1] for j in val_rows]
         out_items, remap = self._softmax_items()
         step = functools.partial(
             train_epoch,
@@ -255,19 +279,23 @@ class TextSASRec(Recommender):
             device=device,
             dtype=dtype,
             out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
+            gap_dropout=c.gap_dropout,
         )
         inputs, targets = training_windows(val_hist, c.max_len, c.target_window)
         targets = remap(targets)
+        gap_in = None if val_gaps is None else gap_windows(val_gaps, c.max_len)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
         self.extra_nets_ = []
         best, best_state, bad = -1.0, None, 0
         self.history_ = []
         for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
-            loss = step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
+            loss = step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler, gap_inputs=gap_in)
             with torch.no_grad():
                 net.eval()
                 table = net.table(z, id_index)
-            scores = score_histories(net, table, val_hist, batch_size=512, device=device, dtype=dtype)
+            scores = score_histories(
+                net, table, val_hist, batch_size=512, device=device, dtype=dtype, gaps=val_gaps
+            )
             ndcg = ndcg_at_k(scores, val_hist, val_tgt)
             self.history_.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
             log.info("text-sasrec epoch %d loss %.4f val NDCG@10 %.4f", epoch, loss, ndcg)
@@ -283,9 +311,10 @@ class TextSASRec(Recommender):
         if c.refit != "none" and self.best_epoch_ > 0:
             inputs, targets = training_windows(seqs, c.max_len, c.target_window)
             targets = remap(targets)
+            gap_in = None if gaps is None else gap_windows(gaps, c.max_len)
             if c.refit == "continue":
                 for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
-                    step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
+                    step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler, gap_inputs=gap_in)
             else:
                 members = []
                 for j in range(c.refit_seeds):
@@ -294,7 +323,15 @@ class TextSASRec(Recommender):
                     )
                     desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
                     for _ in _progress(range(self.best_epoch_), c.progress, desc):
-                        step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler)
+                        step(
+                            net,
+                            opt,
+                            inputs=inputs,
+                            targets=targets,
+                            rng=rng,
+                            scaler=scaler,
+                            gap_inputs=gap_in,
+                        )
                     members.append(net.to("cpu").eval())
                 net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
@@ -342,9 +379,11 @@ class TextSASRec(Recommender):
                 self._table_cache[member] = net.table(z, torch.from_numpy(self.id_index_))
         return self._table_cache[member]
 
-    def _score_seqs(self, histories: Sequence[np.ndarray]) -> np.ndarray:
-        """Scores of every item after each history; a seed ensemble averages its members' scores
-        (logits, or log-mixtures with ``score_half_life``)."""
+    def _score_seqs(
+        self, histories: Sequence[np.ndarray], gaps: Sequence[np.ndarray] | None = None
+    ) -> np.ndarray:
+        """Scores of every item after each history (``gaps``: their gap buckets, None = unknown); a seed
+        ensemble averages its members' scores (logits, or log-mixtures with ``score_half_life``)."""
         import torch
 
         from tokrec.models._sasrec_impl import score_histories, score_histories_mixture
@@ -362,10 +401,11 @@ class TextSASRec(Recommender):
                         batch_size=64,
                         device=cpu,
                         dtype="float32",
+                        gaps=gaps,
                     )
                 else:
                     s = score_histories(
-                        net, self._table(j), histories, batch_size=512, device=cpu, dtype="float32"
+                        net, self._table(j), histories, batch_size=512, device=cpu, dtype="float32", gaps=gaps
                     )
                 total = s if total is None else total + s
         assert total is not None
@@ -373,10 +413,25 @@ class TextSASRec(Recommender):
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
-        return self._score_seqs([self.seen_.get(int(u), empty) for u in user_rows])
+        histories = [self.seen_.get(int(u), empty) for u in user_rows]
+        gaps = None
+        if self.config.time_gaps:
+            gaps = [
+                self.seen_gaps_.get(int(u), np.zeros(len(h), np.int64))
+                for u, h in zip(user_rows, histories, strict=True)
+            ]
+        return self._score_seqs(histories, gaps)
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
-        return self._score_seqs([np.asarray(item_rows, dtype=np.int64)])[0]
+        rows = np.asarray(item_rows, dtype=np.int64)
+        gaps = None
+        if self.config.time_gaps and timestamps is not None:
+            from tokrec.models._sasrec_impl import gap_buckets
+
+            if len(timestamps) != len(rows):
+                raise ConfigError(f"{len(timestamps)} timestamps for a history of {len(rows)} items")
+            gaps = [gap_buckets(np.asarray(timestamps))]
+        return self._score_seqs([rows], gaps)[0]
 
     # ---- new items -------------------------------------------------------------------------
     def add_items(
@@ -437,6 +492,10 @@ class TextSASRec(Recommender):
         }
         if self.item_attrs_ is not None:
             out["item_attrs"] = self.item_attrs_
+        if self.seen_gaps_:  # aligned with the saved histories (users in sorted order)
+            out["seen_gaps"] = np.concatenate([self.seen_gaps_[u] for u in sorted(self.seen_)]).astype(
+                np.int8
+            )
         for j, net in enumerate(self._nets()):
             prefix = "net." if j == 0 else f"net{j}."
             for k, v in net.state_dict().items():
@@ -451,6 +510,12 @@ class TextSASRec(Recommender):
         self.text_proj_ = arrays["text_proj"]
         self.id_index_ = arrays["id_index"].astype(np.int64)
         self.item_attrs_ = arrays["item_attrs"].astype(np.float32) if "item_attrs" in arrays else None
+        self.seen_gaps_ = {}
+        if "seen_gaps" in arrays:
+            flat = arrays["seen_gaps"].astype(np.int64)
+            users = sorted(self.seen_)
+            bounds = np.concatenate([[0], np.cumsum([len(self.seen_[u]) for u in users])])
+            self.seen_gaps_ = {u: flat[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
         n_ids = (
             int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
         )
