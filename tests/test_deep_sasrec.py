@@ -359,3 +359,43 @@ def test_time_gaps_let_the_model_use_session_boundaries(tmp_path) -> None:
     assert set(loaded.seen_gaps_) == set(model.seen_gaps_)
     with pytest.raises(ConfigError, match="timestamps"):
         model._score_history(np.array(hist), np.array(times[:-1]))
+
+
+def test_ema_of_the_weights_is_the_decayed_average_of_the_iterates(tmp_path) -> None:
+    import torch
+    from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+    from tokrec.models._sasrec_impl import train_epoch, training_windows
+
+    ds, vecs = cycle_data(n_users=12, length=6)
+    model = TextSASRec({**TINY, "ema_decay": 0.5})
+    model.item_vectors_ = vecs
+    model._fit_text_norm(vecs)
+    net = model._build_net(vecs.shape[1], 0)
+    snaps: list[list[torch.Tensor]] = []
+
+    class Recording(torch.optim.SGD):
+        def step(self, closure=None):  # type: ignore[override]
+            out = super().step(closure)
+            snaps.append([p.detach().clone() for p in net.parameters()])
+            return out
+
+    ema = AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(0.5), use_buffers=True)
+    inputs, targets = training_windows(ds.sequences(), max_len=10)
+    z = torch.from_numpy(model._normalise(vecs))
+    ids = torch.zeros(len(vecs), dtype=torch.long)
+    train_epoch(
+        net, Recording(net.parameters(), lr=0.5), z, ids, inputs, targets, batch_size=4, id_dropout=0.0,
+        rng=np.random.default_rng(0), device=torch.device("cpu"), dtype="float32", ema=ema,
+    )  # fmt: skip
+    assert len(snaps) == 3  # 12 windows in batches of 4
+    expected = snaps[0]  # the first update copies the weights, then e = 0.5 e + 0.5 w
+    for snap in snaps[1:]:
+        expected = [0.5 * e + 0.5 * w for e, w in zip(expected, snap, strict=True)]
+    for got, want in zip(ema.module.parameters(), expected, strict=True):
+        torch.testing.assert_close(got, want)
+    assert not torch.allclose(next(iter(ema.module.parameters())), snaps[-1][0])
+    # the fitted model keeps (and saves) the averaged network
+    fitted = TextSASRec({**TINY, "epochs": 3, "patience": 3, "ema_decay": 0.9, "seed": 2}).fit(ds, vecs)
+    loaded = load_model(fitted.save(tmp_path / "ema"))
+    np.testing.assert_allclose(loaded.score(["u0", "u3"]), fitted.score(["u0", "u3"]), rtol=1e-5, atol=1e-6)

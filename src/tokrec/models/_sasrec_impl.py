@@ -257,6 +257,7 @@ def train_epoch(
     out_items: torch.Tensor | None = None,
     gap_inputs: np.ndarray | None = None,
     gap_dropout: float = 0.0,
+    ema: torch.optim.swa_utils.AveragedModel | None = None,
 ) -> float:
     """One pass of full-softmax next-item cross-entropy; returns the mean loss.
 
@@ -264,6 +265,7 @@ def train_epoch(
     afresh (T = 1: the next item). ``out_items`` restricts the softmax to these item rows (then ``targets`` hold positions in it).
     ``gap_inputs`` ``(W, L)``: the inputs' gap buckets; each is set to "unknown" with probability
     ``gap_dropout``, so that histories without timestamps (online events) stay in distribution.
+    ``ema``: an exponential moving average of the weights, updated after every step.
     """
     net.train()
     total, count = 0.0, 0
@@ -295,6 +297,8 @@ def train_epoch(
         else:
             loss.backward()
             opt.step()
+        if ema is not None:
+            ema.update_parameters(net)
         total += float(loss.detach()) * len(idx)
         count += len(idx)
     return total / max(count, 1)

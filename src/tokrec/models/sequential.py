@@ -79,6 +79,15 @@ class TextSASRecConfig(ModelConfig):
         0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
     )
     lr: float = Field(1e-3, gt=0)
+    ema_decay: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description=(
+            "0 = off; else validate and keep an exponential moving average of the weights (updated every "
+            "step with this decay) instead of the last iterate: a smoother validation curve and final network"
+        ),
+    )
     weight_decay: float = Field(0.0, ge=0)
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(200, ge=1, description="maximum epochs")
@@ -285,42 +294,58 @@ class TextSASRec(Recommender):
         targets = remap(targets)
         gap_in = None if val_gaps is None else gap_windows(val_gaps, c.max_len)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+        ema = self._ema(net)
         self.extra_nets_ = []
         best, best_state, bad = -1.0, None, 0
         self.history_ = []
         for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
-            loss = step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler, gap_inputs=gap_in)
+            loss = step(
+                net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler, gap_inputs=gap_in, ema=ema
+            )
+            used = net if ema is None else ema.module
             with torch.no_grad():
-                net.eval()
-                table = net.table(z, id_index)
+                used.eval()
+                table = used.table(z, id_index)
             scores = score_histories(
-                net, table, val_hist, batch_size=512, device=device, dtype=dtype, gaps=val_gaps
+                used, table, val_hist, batch_size=512, device=device, dtype=dtype, gaps=val_gaps
             )
             ndcg = ndcg_at_k(scores, val_hist, val_tgt)
             self.history_.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
             log.info("text-sasrec epoch %d loss %.4f val NDCG@10 %.4f", epoch, loss, ndcg)
             if ndcg > best:
                 best, bad, self.best_epoch_ = ndcg, 0, epoch
-                best_state = {k: v.detach().clone() for k, v in net.state_dict().items()}
+                best_state = {k: v.detach().clone() for k, v in used.state_dict().items()}
             else:
                 bad += 1
                 if bad >= c.patience:
                     break
         if best_state is not None and c.refit != "scratch":
             net.load_state_dict(best_state)
+            ema = self._ema(net)
         if c.refit != "none" and self.best_epoch_ > 0:
             inputs, targets = training_windows(seqs, c.max_len, c.target_window)
             targets = remap(targets)
             gap_in = None if gaps is None else gap_windows(gaps, c.max_len)
             if c.refit == "continue":
                 for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
-                    step(net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler, gap_inputs=gap_in)
+                    step(
+                        net,
+                        opt,
+                        inputs=inputs,
+                        targets=targets,
+                        rng=rng,
+                        scaler=scaler,
+                        gap_inputs=gap_in,
+                        ema=ema,
+                    )
+                net = net if ema is None else ema.module
             else:
                 members = []
                 for j in range(c.refit_seeds):
                     net, opt, scaler, rng = self._init_training(
                         z.shape[1], n_ids, device, dtype, seed_offset=j
                     )
+                    ema = self._ema(net)
                     desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
                     for _ in _progress(range(self.best_epoch_), c.progress, desc):
                         step(
@@ -331,10 +356,19 @@ class TextSASRec(Recommender):
                             rng=rng,
                             scaler=scaler,
                             gap_inputs=gap_in,
+                            ema=ema,
                         )
-                    members.append(net.to("cpu").eval())
+                    members.append((net if ema is None else ema.module).to("cpu").eval())
                 net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
+
+    def _ema(self, net: Any) -> Any:
+        """An exponential moving average of ``net``'s weights (None when ``ema_decay`` is 0)."""
+        if not self.config.ema_decay:
+            return None
+        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
+
+        return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay), use_buffers=True)
 
     def _softmax_items(self) -> tuple[np.ndarray | None, Any]:
         """Rows the softmax runs over (None = all) and a function mapping target rows to positions."""
