@@ -132,3 +132,19 @@ def test_dense_models_refuse_huge_catalogs(monkeypatch) -> None:
     monkeypatch.setattr(sig, "MAX_DENSE_ITEMS", 5)
     with pytest.raises(ConfigError, match="dense 6 x 6"):
         sig.ease_weights(sp.csr_matrix(np.eye(6)), 1.0)
+
+
+def test_iso_dates_are_not_read_day_first() -> None:
+    """1997-06-04 is the 4th of June: the day-first fallback is for dates like 04/06/1997 only."""
+    items = pd.DataFrame({"item_id": ["a", "b", "c"], "released": ["1997-06-04", "1997-01-02", "2001-12-31"]})
+    release = sig.attribute_features(items)[1]
+    assert list(pd.to_datetime(release, unit="s").strftime("%Y-%m-%d")) == [
+        "1997-06-04",
+        "1997-01-02",
+        "2001-12-31",
+    ]
+    day_first = pd.DataFrame({"item_id": ["a", "b"], "released": ["04/06/1997", "31/12/2001"]})
+    assert list(pd.to_datetime(sig.attribute_features(day_first)[1], unit="s").strftime("%Y-%m-%d")) == [
+        "1997-06-04",
+        "2001-12-31",
+    ]

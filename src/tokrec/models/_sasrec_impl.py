@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokrec.models._signals import recency_weights
+from tokrec.models._signals import AGE_EDGES_DAYS, recency_weights
 
 #: Time-gap buckets of the input events: 0 = unknown (the first event, padding, or no timestamps; a zero
 #: embedding), 1 = the same second as the previous event, 2 + floor(log2(gap in seconds)) after that,
@@ -121,6 +121,7 @@ class SASRecNet(nn.Module):
         max_len: int,
         dropout: float,
         time_gaps: bool = False,
+        item_age: bool = False,
     ) -> None:
         super().__init__()
         self.table = table
@@ -134,11 +135,31 @@ class SASRecNet(nn.Module):
             nn.init.normal_(self.gap.weight, std=0.02)
             with torch.no_grad():
                 self.gap.weight[0].zero_()
+        #: optional logit bias by the item's age at the query time (one per age bin, the last for "unknown")
+        self.age_bias = nn.Parameter(torch.zeros(len(AGE_EDGES_DAYS) + 2)) if item_age else None
         self.drop = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout) for _ in range(n_blocks))
         self.out_norm = nn.LayerNorm(hidden)
         #: logits = scale * <hidden state, item row>; both sides are layer-normalised (norm ~ sqrt(H))
         self.logit_scale = 1.0 / math.sqrt(hidden)
+
+    def age_logits(self, days: torch.Tensor, release: torch.Tensor) -> torch.Tensor:
+        """Logit bias ``(..., N)`` by each item's age at each query time: ``days`` ``(...)`` query times
+        and ``release`` ``(N,)`` release dates, both in days since the epoch (NaN = unknown)."""
+        assert self.age_bias is not None
+        age = days.unsqueeze(-1) - release
+        edges = torch.as_tensor(AGE_EDGES_DAYS, dtype=age.dtype, device=age.device)
+        bins = torch.bucketize(age, edges, right=True)  # the bins of numpy.digitize (_signals.age_bins)
+        bins = torch.where(torch.isnan(age), torch.full_like(bins, len(AGE_EDGES_DAYS) + 1), bins)
+        return self.age_bias[bins]
+
+    def add_age(
+        self, logits: torch.Tensor, days: torch.Tensor | None, release: torch.Tensor | None
+    ) -> torch.Tensor:
+        """``logits`` plus the age bias where the network has one and the times are given."""
+        if self.age_bias is None or days is None or release is None:
+            return logits
+        return logits + self.age_logits(days, release).to(logits.dtype)
 
     def encode(
         self, seq: torch.Tensor, table: torch.Tensor, gaps: torch.Tensor | None = None
@@ -163,9 +184,10 @@ class SASRecNet(nn.Module):
 # ---- data -----------------------------------------------------------------------------------------
 
 
-def left_pad(seqs: Sequence[np.ndarray], length: int, fill: int) -> np.ndarray:
-    """Right-aligned ``(len(seqs), length)`` int64 array of each sequence's last ``length`` entries."""
-    out = np.full((len(seqs), length), fill, dtype=np.int64)
+def left_pad(seqs: Sequence[np.ndarray], length: int, fill: float, dtype: type = np.int64) -> np.ndarray:
+    """Right-aligned ``(len(seqs), length)`` array (int64 unless ``dtype``) of each sequence's last
+    ``length`` entries, ``fill`` before them."""
+    out: np.ndarray = np.full((len(seqs), length), fill, dtype=dtype)
     for j, s in enumerate(seqs):
         s = s[-length:]
         if len(s):
@@ -209,11 +231,18 @@ def training_windows(
     return left_pad(ins, max_len, -1), targets
 
 
+def side_windows(
+    values: Sequence[np.ndarray], max_len: int, fill: float, dtype: type = np.int64
+) -> np.ndarray:
+    """A per-event side input (gap buckets, times) cut into the windows of :func:`training_windows`'
+    inputs: ``(W, L)``, ``fill`` for padding; ``values`` aligned with the item sequences."""
+    ins = [g[:-1][start:end] for g in values if len(g) >= 2 for start, end in _windows(len(g) - 1, max_len)]
+    return left_pad(ins, max_len, fill, dtype) if ins else np.empty((0, max_len), dtype)
+
+
 def gap_windows(gaps: Sequence[np.ndarray], max_len: int) -> np.ndarray:
-    """The gap buckets ``(W, L)`` of :func:`training_windows`' inputs (same windows, 0 = pad), from
-    per-sequence bucket arrays aligned with the item sequences."""
-    ins = [g[:-1][start:end] for g in gaps if len(g) >= 2 for start, end in _windows(len(g) - 1, max_len)]
-    return left_pad(ins, max_len, 0) if ins else np.empty((0, max_len), np.int64)
+    """The gap buckets ``(W, L)`` of :func:`training_windows`' inputs (same windows, 0 = pad)."""
+    return side_windows(gaps, max_len, 0)
 
 
 def pick_targets(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -258,6 +287,8 @@ def train_epoch(
     gap_inputs: np.ndarray | None = None,
     gap_dropout: float = 0.0,
     ema: torch.optim.swa_utils.AveragedModel | None = None,
+    day_inputs: np.ndarray | None = None,
+    release: torch.Tensor | None = None,
 ) -> float:
     """One pass of full-softmax next-item cross-entropy; returns the mean loss.
 
@@ -266,7 +297,10 @@ def train_epoch(
     ``gap_inputs`` ``(W, L)``: the inputs' gap buckets; each is set to "unknown" with probability
     ``gap_dropout``, so that histories without timestamps (online events) stay in distribution.
     ``ema``: an exponential moving average of the weights, updated after every step.
+    ``day_inputs`` ``(W, L)`` (days since the epoch, NaN = pad) and ``release`` ``(N,)`` (days, NaN =
+    unknown): the inputs' times and the items' release dates for the age bias.
     """
+    rel_out = release if release is None or out_items is None else release[out_items]
     net.train()
     total, count = 0.0, 0
     for idx in batches(len(inputs), batch_size, rng):
@@ -286,6 +320,8 @@ def train_epoch(
             hid = net.encode(inp, table, gaps)
             out = table if out_items is None else table[out_items]
             logits = (hid @ out.T) * net.logit_scale
+            if day_inputs is not None:
+                logits = net.add_age(logits, torch.from_numpy(day_inputs[idx]).to(device), rel_out)
         loss = nn.functional.cross_entropy(
             logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100
         )
@@ -314,9 +350,12 @@ def score_histories(
     device: torch.device,
     dtype: str,
     gaps: Sequence[np.ndarray] | None = None,
+    days: Sequence[np.ndarray] | None = None,
+    release: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first);
-    ``gaps``: each history's gap buckets (None: unknown)."""
+    ``gaps``: each history's gap buckets; ``days``: its event times in days (the last one is the query
+    time of the age bias); ``release`` ``(N,)``: the items' release days (None: unknown)."""
     net.eval()
     out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
     for start in range(0, len(histories), batch_size):
@@ -325,9 +364,13 @@ def score_histories(
         g = None
         if gaps is not None:
             g = torch.from_numpy(left_pad(gaps[start : start + batch_size], net.max_len, 0)).to(device)
+        d = None
+        if days is not None:
+            last = [float(x[-1]) if len(x) else np.nan for x in days[start : start + batch_size]]
+            d = torch.tensor(last, dtype=torch.float32, device=device)
         with autocast(device, dtype):
             hid = net.encode(seq, table, g)[:, -1]
-            scores = (hid @ table.T) * net.logit_scale
+            scores = net.add_age((hid @ table.T) * net.logit_scale, d, release)
         out[start : start + len(chunk)] = scores.float().cpu().numpy()
     return out
 
@@ -354,6 +397,8 @@ def score_histories_mixture(
     device: torch.device,
     dtype: str,
     gaps: Sequence[np.ndarray] | None = None,
+    days: Sequence[np.ndarray] | None = None,
+    release: torch.Tensor | None = None,
 ) -> np.ndarray:
     """Log of a recency-weighted mixture of the next-item distributions after EVERY prefix of each history.
 
@@ -361,14 +406,15 @@ def score_histories_mixture(
     ``0.5 ** ((n - 1 - t) / half_life)`` (``inf``: uniform): where the last-position score answers
     "what comes next", this answers "what fits anywhere in this user's timeline", which is the
     question when the held-out events of new items are spread over the whole history. Long histories
-    are cut into non-overlapping ``max_len`` windows from the end (as in training). ``gaps``: each
-    history's gap buckets (None: unknown). Returns ``(len(histories), N)`` float32; an empty history
+    are cut into non-overlapping ``max_len`` windows from the end (as in training). ``gaps``, ``days``,
+    ``release``: as in :func:`score_histories` (each position's own time is its query time). Returns ``(len(histories), N)`` float32; an empty history
     gives a row of zeros.
     """
     net.eval()
     length = net.max_len
     windows: list[np.ndarray] = []
     gap_wins: list[np.ndarray] = []
+    day_wins: list[np.ndarray] = []
     owner: list[int] = []
     weights: list[np.ndarray] = []
     for u, h in enumerate(histories):
@@ -381,6 +427,8 @@ def score_histories_mixture(
             windows.append(h[start:end])
             if gaps is not None:
                 gap_wins.append(gaps[u][start:end])
+            if days is not None:
+                day_wins.append(days[u][start:end])
             owner.append(u)
             pad = np.zeros(length, dtype=np.float32)
             pad[length - (end - start) :] = w[start:end]
@@ -392,9 +440,14 @@ def score_histories_mixture(
         g = None
         if gaps is not None:
             g = torch.from_numpy(left_pad(gap_wins[start : start + batch_size], length, 0)).to(device)
+        d = None
+        if days is not None:
+            d = torch.from_numpy(
+                left_pad(day_wins[start : start + batch_size], length, np.nan, np.float32)
+            ).to(device)
         with autocast(device, dtype):
             hid = net.encode(seq, table, g)
-            logits = (hid @ table.T) * net.logit_scale
+            logits = net.add_age((hid @ table.T) * net.logit_scale, d, release)
         probs = torch.softmax(logits.float(), dim=-1)  # (B, L, N)
         mixed = torch.einsum("bl,bln->bn", wt, probs)
         idx = torch.tensor(owner[start : start + batch_size], device=device)

@@ -204,7 +204,10 @@ def _date_column(s: pd.Series) -> pd.Series | None:
     nonempty = txt[(txt != "") & (txt.str.lower() != "nan")]
     if len(nonempty) == 0 or nonempty.str.len().median() > 30:
         return None
-    parsed = pd.to_datetime(txt, errors="coerce", format="mixed", dayfirst=True)
+    # ISO dates first: dateutil's dayfirst would read 1997-06-04 as the 6th of April
+    parsed = pd.to_datetime(txt, errors="coerce", format="ISO8601")
+    if parsed.notna().sum() < 0.8 * len(nonempty):
+        parsed = pd.to_datetime(txt, errors="coerce", format="mixed", dayfirst=True)
     if parsed.notna().sum() < 0.8 * len(nonempty):
         return None
     return parsed

@@ -74,6 +74,14 @@ class TextSASRecConfig(ModelConfig):
     gap_dropout: float = Field(
         0.1, ge=0, le=1, description="with time_gaps: probability of hiding an input's gap in training"
     )
+    item_age: bool = Field(
+        False,
+        description=(
+            "add a learned logit bias by the item's age at each position's time (that event's timestamp minus "
+            "the item's release date from the catalog's date column, in the age bins of the tokrec model): "
+            "new releases are watched around their release"
+        ),
+    )
     id_embeddings: bool = True
     id_dropout: float = Field(
         0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
@@ -144,8 +152,11 @@ class TextSASRec(Recommender):
         self.text_proj_: np.ndarray | None = None
         self.item_attrs_: np.ndarray | None = None
         self.id_index_: np.ndarray | None = None
-        #: with ``time_gaps``: each known user's gap buckets, aligned with ``seen_``
-        self.seen_gaps_: dict[int, np.ndarray] = {}
+        #: with ``time_gaps`` or ``item_age``: each known user's event timestamps, aligned with ``seen_``
+        self.seen_times_: dict[int, np.ndarray] = {}
+        #: with ``item_age``: each item's release date in days since the epoch (NaN = unknown)
+        self.release_days_: np.ndarray | None = None
+        self._age_init: np.ndarray | None = None
         self.net_: Any = None
         #: further networks of a seed ensemble (``refit_seeds`` > 1); their scores are averaged with net_'s
         self.extra_nets_: list[Any] = []
@@ -220,7 +231,9 @@ class TextSASRec(Recommender):
 
         c = self.config
         table = ItemTable(d_text, c.hidden, n_ids if c.id_embeddings else 0, c.n_experts, c.text_dropout)
-        return SASRecNet(table, c.hidden, c.n_blocks, c.n_heads, c.inner, c.max_len, c.dropout, c.time_gaps)
+        return SASRecNet(
+            table, c.hidden, c.n_blocks, c.n_heads, c.inner, c.max_len, c.dropout, c.time_gaps, c.item_age
+        )
 
     # ---- fitting ---------------------------------------------------------------------------
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
@@ -236,15 +249,15 @@ class TextSASRec(Recommender):
         self._fit_attributes(dataset)
         all_seqs = dataset.sequences()
         seqs = [s for s in all_seqs if len(s)]
-        self.seen_gaps_ = {}
-        gaps: list[np.ndarray] | None = None
-        if c.time_gaps:
-            from tokrec.models._sasrec_impl import gap_buckets
-
-            self.seen_gaps_ = {
-                u: gap_buckets(t) for u, t in enumerate(dataset.timestamp_sequences()) if len(t)
-            }
-            gaps = [self.seen_gaps_[u] for u, s in enumerate(all_seqs) if len(s)]
+        self.seen_times_ = {}
+        times: list[np.ndarray] | None = None
+        if c.time_gaps or c.item_age:
+            self.seen_times_ = {u: t for u, t in enumerate(dataset.timestamp_sequences()) if len(t)}
+            times = [self.seen_times_[u] for u, s in enumerate(all_seqs) if len(s)]
+        self.release_days_ = None
+        self._age_init = None
+        if c.item_age:
+            self._fit_age(dataset)
         counts = np.bincount(
             np.concatenate(seqs) if seqs else np.empty(0, np.int64), minlength=dataset.n_items
         )
@@ -253,17 +266,58 @@ class TextSASRec(Recommender):
         self.id_index_[trained] = np.arange(1, len(trained) + 1)
         start = time.perf_counter()
         with self._threads():
-            self._fit_torch(seqs, len(trained), gaps)
+            self._fit_torch(seqs, len(trained), times)
         self.fit_seconds_ = time.perf_counter() - start
         self._table_cache = {}
 
-    def _fit_torch(self, seqs: list[np.ndarray], n_ids: int, gaps: list[np.ndarray] | None) -> None:
+    def _fit_age(self, dataset: Dataset) -> None:
+        """Release dates from the catalog, and the age bias's starting point: the log event rate by item age
+        at each user's last event (``_signals.age_log_rates``; the unknown bin at 0), which is what the
+        bias alone would learn; training moves it from there."""
+        from tokrec.models._signals import age_log_rates, attribute_features
+
+        release = attribute_features(dataset.items)[1]
+        if np.isnan(release).all():
+            log.warning("text-sasrec: item_age is on but the catalog has no release-date column; no effect")
+        self.release_days_ = (release / 86400.0).astype(np.float32)
+        x = dataset.interaction_matrix()
+        latest = max((int(t[-1]) for t in self.seen_times_.values()), default=0)
+        user_time = np.array(
+            [self.seen_times_[u][-1] if u in self.seen_times_ else latest for u in range(dataset.n_users)],
+            dtype=np.int64,
+        )
+        rates = age_log_rates(x, user_time, release, np.flatnonzero(np.asarray(x.sum(axis=0)).ravel() > 0))
+        self._age_init = (rates - rates[-1]).astype(np.float32)
+
+    def _side(
+        self, times: Sequence[np.ndarray | None] | None
+    ) -> tuple[list[np.ndarray] | None, list[np.ndarray] | None]:
+        """Per-history side inputs from event timestamps (None where unknown): gap buckets (with
+        ``time_gaps``) and times in days (with ``item_age``)."""
+        from tokrec.models._sasrec_impl import gap_buckets
+
+        if times is None or not (self.config.time_gaps or self.config.item_age):
+            return None, None
+        gaps = days = None
+        if self.config.time_gaps:
+            gaps = [np.zeros(0, np.int64) if t is None else gap_buckets(t) for t in times]
+        if self.config.item_age:
+            days = [np.zeros(0, np.float32) if t is None else (t / 86400.0).astype(np.float32) for t in times]
+        return gaps, days
+
+    def _release(self, device: Any) -> Any:
+        import torch
+
+        return None if self.release_days_ is None else torch.from_numpy(self.release_days_).to(device)
+
+    def _fit_torch(self, seqs: list[np.ndarray], n_ids: int, times: list[np.ndarray] | None) -> None:
         import torch
 
         from tokrec.models._sasrec_impl import (
             gap_windows,
             ndcg_at_k,
             score_histories,
+            side_windows,
             train_epoch,
             training_windows,
         )
@@ -277,7 +331,10 @@ class TextSASRec(Recommender):
         val_rows = [j for j, s in enumerate(seqs) if len(s) >= 3]
         val_hist = [seqs[j][:-1] for j in val_rows]
         val_tgt = np.array([seqs[j][-1] for j in val_rows], dtype=np.int64)
+        gaps, days = self._side(times)
         val_gaps = None if gaps is None else [gaps[j][:-1] for j in val_rows]
+        val_days = None if days is None else [days[j][:-1] for j in val_rows]
+        release = self._release(device)
         out_items, remap = self._softmax_items()
         step = functools.partial(
             train_epoch,
@@ -289,10 +346,12 @@ class TextSASRec(Recommender):
             dtype=dtype,
             out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
             gap_dropout=c.gap_dropout,
+            release=release,
         )
         inputs, targets = training_windows(val_hist, c.max_len, c.target_window)
         targets = remap(targets)
         gap_in = None if val_gaps is None else gap_windows(val_gaps, c.max_len)
+        day_in = None if val_days is None else side_windows(val_days, c.max_len, np.nan, np.float32)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
         ema = self._ema(net)
         self.extra_nets_ = []
@@ -300,14 +359,30 @@ class TextSASRec(Recommender):
         self.history_ = []
         for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
             loss = step(
-                net, opt, inputs=inputs, targets=targets, rng=rng, scaler=scaler, gap_inputs=gap_in, ema=ema
+                net,
+                opt,
+                inputs=inputs,
+                targets=targets,
+                rng=rng,
+                scaler=scaler,
+                gap_inputs=gap_in,
+                day_inputs=day_in,
+                ema=ema,
             )
             used = net if ema is None else ema.module
             with torch.no_grad():
                 used.eval()
                 table = used.table(z, id_index)
             scores = score_histories(
-                used, table, val_hist, batch_size=512, device=device, dtype=dtype, gaps=val_gaps
+                used,
+                table,
+                val_hist,
+                batch_size=512,
+                device=device,
+                dtype=dtype,
+                gaps=val_gaps,
+                days=val_days,
+                release=release,
             )
             ndcg = ndcg_at_k(scores, val_hist, val_tgt)
             self.history_.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
@@ -326,6 +401,7 @@ class TextSASRec(Recommender):
             inputs, targets = training_windows(seqs, c.max_len, c.target_window)
             targets = remap(targets)
             gap_in = None if gaps is None else gap_windows(gaps, c.max_len)
+            day_in = None if days is None else side_windows(days, c.max_len, np.nan, np.float32)
             if c.refit == "continue":
                 for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
                     step(
@@ -356,6 +432,7 @@ class TextSASRec(Recommender):
                             rng=rng,
                             scaler=scaler,
                             gap_inputs=gap_in,
+                            day_inputs=day_in,
                             ema=ema,
                         )
                     members.append((net if ema is None else ema.module).to("cpu").eval())
@@ -391,7 +468,11 @@ class TextSASRec(Recommender):
 
         c = self.config
         torch.manual_seed(c.seed + seed_offset)
-        net = self._build_net(d_text, n_ids).to(device)
+        net = self._build_net(d_text, n_ids)
+        if net.age_bias is not None and self._age_init is not None:
+            with torch.no_grad():
+                net.age_bias.copy_(torch.from_numpy(self._age_init))
+        net = net.to(device)
         opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         scaler = torch.amp.GradScaler("cuda") if dtype == "float16" and device.type == "cuda" else None
         return net, opt, scaler, np.random.default_rng(c.seed + seed_offset)
@@ -414,15 +495,17 @@ class TextSASRec(Recommender):
         return self._table_cache[member]
 
     def _score_seqs(
-        self, histories: Sequence[np.ndarray], gaps: Sequence[np.ndarray] | None = None
+        self, histories: Sequence[np.ndarray], times: Sequence[np.ndarray | None] | None = None
     ) -> np.ndarray:
-        """Scores of every item after each history (``gaps``: their gap buckets, None = unknown); a seed
-        ensemble averages its members' scores (logits, or log-mixtures with ``score_half_life``)."""
+        """Scores of every item after each history (``times``: their event timestamps, None = unknown); a
+        seed ensemble averages its members' scores (logits, or log-mixtures with ``score_half_life``)."""
         import torch
 
         from tokrec.models._sasrec_impl import score_histories, score_histories_mixture
 
         cpu = torch.device("cpu")
+        gaps, days = self._side(times)
+        release = self._release(cpu)
         total: np.ndarray | None = None
         with self._threads():
             for j, net in enumerate(self._nets()):
@@ -436,10 +519,20 @@ class TextSASRec(Recommender):
                         device=cpu,
                         dtype="float32",
                         gaps=gaps,
+                        days=days,
+                        release=release,
                     )
                 else:
                     s = score_histories(
-                        net, self._table(j), histories, batch_size=512, device=cpu, dtype="float32", gaps=gaps
+                        net,
+                        self._table(j),
+                        histories,
+                        batch_size=512,
+                        device=cpu,
+                        dtype="float32",
+                        gaps=gaps,
+                        days=days,
+                        release=release,
                     )
                 total = s if total is None else total + s
         assert total is not None
@@ -448,28 +541,25 @@ class TextSASRec(Recommender):
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
         histories = [self.seen_.get(int(u), empty) for u in user_rows]
-        gaps = None
-        if self.config.time_gaps:
-            gaps = [
-                self.seen_gaps_.get(int(u), np.zeros(len(h), np.int64))
-                for u, h in zip(user_rows, histories, strict=True)
-            ]
-        return self._score_seqs(histories, gaps)
+        times = [self.seen_times_.get(int(u)) for u in user_rows] if self.seen_times_ else None
+        return self._score_seqs(histories, times)
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         rows = np.asarray(item_rows, dtype=np.int64)
-        gaps = None
-        if self.config.time_gaps and timestamps is not None:
-            from tokrec.models._sasrec_impl import gap_buckets
-
+        times = None
+        if timestamps is not None:
             if len(timestamps) != len(rows):
                 raise ConfigError(f"{len(timestamps)} timestamps for a history of {len(rows)} items")
-            gaps = [gap_buckets(np.asarray(timestamps))]
-        return self._score_seqs([rows], gaps)[0]
+            times = [np.asarray(timestamps, dtype=np.int64)]
+        return self._score_seqs([rows], times)[0]
 
     # ---- new items -------------------------------------------------------------------------
     def add_items(
-        self, item_ids: Sequence[str], item_vectors: np.ndarray, item_attributes: np.ndarray | None = None
+        self,
+        item_ids: Sequence[str],
+        item_vectors: np.ndarray,
+        item_attributes: np.ndarray | None = None,
+        item_release: np.ndarray | None = None,
     ) -> None:
         """Adds items (or replaces the text vectors of known ones) from their text vectors alone.
 
@@ -480,6 +570,8 @@ class TextSASRec(Recommender):
                 the layout :func:`tokrec.models._signals.attribute_features` gave the fitted catalog
                 (unscaled; ``item_attrs_.shape[1]`` columns); None gives new items a zero block (text
                 only) and leaves known items' attributes as they are.
+            item_release: for a model fitted with ``item_age=True``, the items' release dates (epoch
+                seconds, NaN = unknown); None leaves new items' release unknown (the "unknown" age bin).
 
         New items get no ID embedding, so they are scored from text; no retraining happens.
         """
@@ -511,6 +603,16 @@ class TextSASRec(Recommender):
                     )
                 attrs[rows] = l2_rows(new) * self.config.attr_weight
             self.item_attrs_ = attrs  # new items without given attributes keep a zero block
+        if self.release_days_ is not None:
+            release = np.concatenate([self.release_days_, np.full(n_new, np.nan, np.float32)])
+            if item_release is not None:
+                rel = np.asarray(item_release, dtype=np.float64)
+                if rel.shape != (len(item_ids),):
+                    raise ConfigError(
+                        f"add_items: expected item_release of shape ({len(item_ids)},), got {rel.shape}"
+                    )
+                release[rows] = (rel / 86400.0).astype(np.float32)
+            self.release_days_ = release
         self.item_vectors_ = table
         self.item_vocab_ = vocab
         self._table_cache = {}
@@ -526,9 +628,11 @@ class TextSASRec(Recommender):
         }
         if self.item_attrs_ is not None:
             out["item_attrs"] = self.item_attrs_
-        if self.seen_gaps_:  # aligned with the saved histories (users in sorted order)
-            out["seen_gaps"] = np.concatenate([self.seen_gaps_[u] for u in sorted(self.seen_)]).astype(
-                np.int8
+        if self.release_days_ is not None:
+            out["release_days"] = self.release_days_
+        if self.seen_times_:  # aligned with the saved histories (users in sorted order)
+            out["seen_times"] = np.concatenate([self.seen_times_[u] for u in sorted(self.seen_)]).astype(
+                np.int64
             )
         for j, net in enumerate(self._nets()):
             prefix = "net." if j == 0 else f"net{j}."
@@ -544,12 +648,13 @@ class TextSASRec(Recommender):
         self.text_proj_ = arrays["text_proj"]
         self.id_index_ = arrays["id_index"].astype(np.int64)
         self.item_attrs_ = arrays["item_attrs"].astype(np.float32) if "item_attrs" in arrays else None
-        self.seen_gaps_ = {}
-        if "seen_gaps" in arrays:
-            flat = arrays["seen_gaps"].astype(np.int64)
+        self.release_days_ = arrays["release_days"].astype(np.float32) if "release_days" in arrays else None
+        self.seen_times_ = {}
+        if "seen_times" in arrays:
+            flat = arrays["seen_times"].astype(np.int64)
             users = sorted(self.seen_)
             bounds = np.concatenate([[0], np.cumsum([len(self.seen_[u]) for u in users])])
-            self.seen_gaps_ = {u: flat[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
+            self.seen_times_ = {u: flat[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
         n_ids = (
             int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
         )
