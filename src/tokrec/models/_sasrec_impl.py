@@ -82,6 +82,26 @@ class ItemTable(nn.Module):
         return self.norm(out)
 
 
+class _BinBias(torch.autograd.Function):
+    """``bias[bins]`` whose backward is one weighted ``bincount``: autograd's indexing backward
+    scatters millions of (B, L, N) gradients into a handful of bins, slowly on CPU."""
+
+    @staticmethod
+    def forward(
+        ctx: torch.autograd.function.FunctionCtx, bias: torch.Tensor, bins: torch.Tensor
+    ) -> torch.Tensor:
+        ctx.save_for_backward(bins)
+        ctx.n_bins = bias.shape[0]  # type: ignore[attr-defined]
+        return bias[bins]
+
+    @staticmethod
+    def backward(ctx: torch.autograd.function.FunctionCtx, grad: torch.Tensor) -> tuple[torch.Tensor, None]:
+        (bins,) = ctx.saved_tensors  # type: ignore[attr-defined]
+        n_bins = ctx.n_bins  # type: ignore[attr-defined]
+        g = torch.bincount(bins.reshape(-1), weights=grad.reshape(-1).float(), minlength=n_bins)
+        return g.to(grad.dtype), None
+
+
 class Block(nn.Module):
     """Pre-LayerNorm transformer block. Dropout sits on the residual branches only (no dropout on
     attention probabilities or inside the feed-forward): on CPU, drawing dropout masks dominated the
@@ -145,13 +165,24 @@ class SASRecNet(nn.Module):
 
     def age_logits(self, days: torch.Tensor, release: torch.Tensor) -> torch.Tensor:
         """Logit bias ``(..., N)`` by each item's age at each query time: ``days`` ``(...)`` query times
-        and ``release`` ``(N,)`` release dates, both in days since the epoch (NaN = unknown)."""
+        and ``release`` ``(N,)`` release dates, both in days since the epoch (NaN = unknown).
+
+        The bins are computed once per distinct query day (whole days; the bins are 30 days and wider)
+        and gathered by row: a batch has a few hundred distinct days against B * L positions.
+        """
         assert self.age_bias is not None
-        age = days.unsqueeze(-1) - release
+        unknown = len(AGE_EDGES_DAYS) + 1
+        flat = days.reshape(-1)
+        missing = torch.isnan(flat)
+        day = torch.where(missing, torch.full_like(flat, -1e9), torch.floor(flat))
+        uniq, inv = torch.unique(day, return_inverse=True)
+        age = uniq.unsqueeze(-1) - release  # (U, N)
         edges = torch.as_tensor(AGE_EDGES_DAYS, dtype=age.dtype, device=age.device)
         bins = torch.bucketize(age, edges, right=True)  # the bins of numpy.digitize (_signals.age_bins)
-        bins = torch.where(torch.isnan(age), torch.full_like(bins, len(AGE_EDGES_DAYS) + 1), bins)
-        return self.age_bias[bins]
+        bad = torch.isnan(age) | (uniq <= -1e9).unsqueeze(-1)
+        bins = torch.where(bad, torch.full_like(bins, unknown), bins)
+        per_day = _BinBias.apply(self.age_bias, bins)  # (U, N)
+        return per_day[inv].reshape(*days.shape, release.shape[0])
 
     def add_age(
         self, logits: torch.Tensor, days: torch.Tensor | None, release: torch.Tensor | None
