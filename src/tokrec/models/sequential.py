@@ -6,7 +6,10 @@ have no ID embedding and enter from their text (and attributes) alone, without r
 during training teaches the model to rank text-only items. Training is full-softmax next-item
 cross-entropy over the catalog (optionally on one of the next ``target_window`` events), with the epoch
 count chosen on a validation event (each user's last training event), then retrained on the full training
-sequences for that many epochs (optionally several seeds, averaged).
+sequences for that many epochs (optionally several seeds, averaged). Each input event also carries its time
+gap to the previous one (``time_gaps``, log2 buckets, "unknown" where timestamps are missing), validation
+and the final network use an exponential moving average of the weights (``ema_decay``), and an optional
+logit bias by the item's age at each position's time (``item_age``) uses the catalog's release dates.
 
 Scoring answers one of two questions: "what comes next" (the last position's output; the default, for
 leave-last-out) or, with ``score_half_life``, "what fits anywhere in this history" (a recency-weighted
@@ -65,7 +68,7 @@ class TextSASRecConfig(ModelConfig):
         ),
     )
     time_gaps: bool = Field(
-        False,
+        True,
         description=(
             "add an embedding of each input event's time gap to the previous one (log2 buckets; TiSASRec-style "
             "session context); histories given without timestamps (online events) use the 'unknown' bucket"
@@ -88,7 +91,7 @@ class TextSASRecConfig(ModelConfig):
     )
     lr: float = Field(1e-3, gt=0)
     ema_decay: float = Field(
-        0.0,
+        0.99,
         ge=0,
         lt=1,
         description=(
