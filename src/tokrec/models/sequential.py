@@ -351,27 +351,27 @@ class TextSASRec(Recommender):
             gap_dropout=c.gap_dropout,
             release=release,
         )
-        inputs, targets = training_windows(val_hist, c.max_len, c.target_window)
-        targets = remap(targets)
-        gap_in = None if val_gaps is None else gap_windows(val_gaps, c.max_len)
-        day_in = None if val_days is None else side_windows(val_days, c.max_len, np.nan, np.float32)
+
+        def windows(
+            hists: list[np.ndarray], g: list[np.ndarray] | None, d: list[np.ndarray] | None
+        ) -> dict[str, Any]:
+            """The training windows of these histories and of their side inputs (``step``'s data)."""
+            inputs, targets = training_windows(hists, c.max_len, c.target_window)
+            return {
+                "inputs": inputs,
+                "targets": remap(targets),
+                "gap_inputs": None if g is None else gap_windows(g, c.max_len),
+                "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
+            }
+
+        data = windows(val_hist, val_gaps, val_days)
         net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
         ema = self._ema(net)
         self.extra_nets_ = []
         best, best_state, bad = -1.0, None, 0
         self.history_ = []
         for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
-            loss = step(
-                net,
-                opt,
-                inputs=inputs,
-                targets=targets,
-                rng=rng,
-                scaler=scaler,
-                gap_inputs=gap_in,
-                day_inputs=day_in,
-                ema=ema,
-            )
+            loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
             used = net if ema is None else ema.module
             with torch.no_grad():
                 used.eval()
@@ -401,22 +401,10 @@ class TextSASRec(Recommender):
             net.load_state_dict(best_state)
             ema = self._ema(net)
         if c.refit != "none" and self.best_epoch_ > 0:
-            inputs, targets = training_windows(seqs, c.max_len, c.target_window)
-            targets = remap(targets)
-            gap_in = None if gaps is None else gap_windows(gaps, c.max_len)
-            day_in = None if days is None else side_windows(days, c.max_len, np.nan, np.float32)
+            data = windows(seqs, gaps, days)
             if c.refit == "continue":
                 for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
-                    step(
-                        net,
-                        opt,
-                        inputs=inputs,
-                        targets=targets,
-                        rng=rng,
-                        scaler=scaler,
-                        gap_inputs=gap_in,
-                        ema=ema,
-                    )
+                    step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                 net = net if ema is None else ema.module
             else:
                 members = []
@@ -427,17 +415,7 @@ class TextSASRec(Recommender):
                     ema = self._ema(net)
                     desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
                     for _ in _progress(range(self.best_epoch_), c.progress, desc):
-                        step(
-                            net,
-                            opt,
-                            inputs=inputs,
-                            targets=targets,
-                            rng=rng,
-                            scaler=scaler,
-                            gap_inputs=gap_in,
-                            day_inputs=day_in,
-                            ema=ema,
-                        )
+                        step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                     members.append((net if ema is None else ema.module).to("cpu").eval())
                 net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
