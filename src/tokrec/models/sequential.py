@@ -490,31 +490,14 @@ class TextSASRec(Recommender):
         total: np.ndarray | None = None
         with self._threads():
             for j, net in enumerate(self._nets()):
+                side = {"gaps": gaps, "days": days, "release": release, "device": cpu, "dtype": "float32"}
                 if self.config.score_half_life is not None:
+                    hl = self.config.score_half_life
                     s = score_histories_mixture(
-                        net,
-                        self._table(j),
-                        histories,
-                        half_life=self.config.score_half_life,
-                        batch_size=64,
-                        device=cpu,
-                        dtype="float32",
-                        gaps=gaps,
-                        days=days,
-                        release=release,
+                        net, self._table(j), histories, half_life=hl, batch_size=64, **side
                     )
                 else:
-                    s = score_histories(
-                        net,
-                        self._table(j),
-                        histories,
-                        batch_size=512,
-                        device=cpu,
-                        dtype="float32",
-                        gaps=gaps,
-                        days=days,
-                        release=release,
-                    )
+                    s = score_histories(net, self._table(j), histories, batch_size=512, **side)
                 total = s if total is None else total + s
         assert total is not None
         return total / len(self._nets()) if len(self._nets()) > 1 else total
