@@ -68,7 +68,10 @@ class ItemTable(nn.Module):
             id_keep: optional ``(N,)`` 0/1 mask; 0 drops that item's ID part (ID dropout in training).
         """
         x = self.text_dropout(z)
-        proj = torch.einsum("ned,edh->neh", x.unsqueeze(1) - self.bias.unsqueeze(0), self.weight)
+        # (x - b_e) @ W_e = x @ W_e - b_e @ W_e: one (N, D) x (D, E*H) product instead of an (N, E, D) difference
+        n_exp, d, h = self.weight.shape
+        flat = self.weight.permute(1, 0, 2).reshape(d, n_exp * h)
+        proj = (x @ flat).view(-1, n_exp, h) - torch.einsum("ed,edh->eh", self.bias, self.weight).unsqueeze(0)
         if self.gate is not None:
             w = torch.softmax(self.gate(x), dim=-1)
             out = (proj * w.unsqueeze(-1)).sum(1)
@@ -346,16 +349,17 @@ def train_epoch(
         keep = None
         if id_dropout > 0 and net.table.id_emb is not None:
             keep = (torch.rand(len(id_index), device=device) >= id_dropout).float()
+        has = tgt != -100  # the softmax runs at positions with a target only (padding is ~25% of them)
+        if not bool(has.any()):
+            continue
         with autocast(device, dtype):
             table = net.table(z, id_index, keep)
-            hid = net.encode(inp, table, gaps)
+            hid = net.encode(inp, table, gaps)[has]
             out = table if out_items is None else table[out_items]
             logits = (hid @ out.T) * net.logit_scale
             if day_inputs is not None:
-                logits = net.add_age(logits, torch.from_numpy(day_inputs[idx]).to(device), rel_out)
-        loss = nn.functional.cross_entropy(
-            logits.float().reshape(-1, logits.shape[-1]), tgt.reshape(-1), ignore_index=-100
-        )
+                logits = net.add_age(logits, torch.from_numpy(day_inputs[idx]).to(device)[has], rel_out)
+        loss = nn.functional.cross_entropy(logits.float(), tgt[has], ignore_index=-100)
         opt.zero_grad(set_to_none=True)
         if scaler is not None:
             scaler.scale(loss).backward()
