@@ -304,6 +304,22 @@ def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     np.testing.assert_allclose(loaded.score(users), ens.score(users), rtol=1e-5, atol=1e-6)
 
 
+def test_an_ensemble_of_best_checkpoints_is_each_seeds_own_validation_run() -> None:
+    """refit=none, refit_seeds=2: the second member is what a refit=none fit with seed s+1 keeps (its own
+    validation run and best checkpoint), so ``--choose refit_seeds=1,2`` compares like with like."""
+    ds, vecs = cycle_data(n_users=30, length=8)
+    cfg = {**TINY, "epochs": 4, "patience": 4, "refit": "none", "seed": 5}
+    ens = TextSASRec({**cfg, "refit_seeds": 2}).fit(ds, vecs)
+    first = TextSASRec(cfg).fit(ds, vecs)
+    second = TextSASRec({**cfg, "seed": 6}).fit(ds, vecs)
+    assert len(ens.extra_nets_) == 1 and ens.best_epoch_ == first.best_epoch_
+    assert [h["val_ndcg10"] for h in ens.history_] == [h["val_ndcg10"] for h in first.history_]
+    users = ["u0", "u3", "u7"]
+    s1, s2 = first.score(users), second.score(users)
+    assert not np.allclose(s1, s2)
+    np.testing.assert_allclose(ens.score(users), (s1 + s2) / 2, rtol=1e-5, atol=1e-6)
+
+
 def test_gap_buckets_and_gap_windows_follow_the_training_windows() -> None:
     from tokrec.models._sasrec_impl import N_GAP_BUCKETS, gap_buckets, gap_windows, training_windows
 

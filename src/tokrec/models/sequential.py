@@ -116,8 +116,10 @@ class TextSASRecConfig(ModelConfig):
         1,
         ge=1,
         description=(
-            "with refit='scratch': train this many networks from scratch (seeds seed, seed+1, ...) for the "
-            "chosen epoch count and average their scores (the validation run is done once)"
+            "an ensemble of this many networks (seeds seed, seed+1, ...) whose scores are averaged: with "
+            "refit='scratch' each is trained from scratch for the epoch count chosen in one validation run; "
+            "with refit='none' each has its own validation run and keeps its best checkpoint (so the "
+            "ensemble size can itself be chosen on validation)"
         ),
     )
     score_half_life: float | None = Field(
@@ -364,39 +366,57 @@ class TextSASRec(Recommender):
                 "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
             }
 
-        data = windows(val_hist, val_gaps, val_days)
-        net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype)
+        def validation_run(seed_offset: int) -> tuple[Any, Any, Any, Any, Any, int, list[dict[str, float]]]:
+            """Trains one network on the histories without their last event, validating every epoch on
+            that event, until ``patience`` epochs pass without a gain; returns the training state, the
+            best (averaged) weights, the best epoch and the validation curve."""
+            data = windows(val_hist, val_gaps, val_days)
+            net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype, seed_offset)
+            ema = self._ema(net)
+            best, best_state, best_epoch, bad = -1.0, None, 0, 0
+            curve: list[dict[str, float]] = []
+            desc = f"text-sasrec (validation, seed {c.seed + seed_offset})"
+            for epoch in _progress(range(1, c.epochs + 1), c.progress, desc):
+                loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
+                used = net if ema is None else ema.module
+                with torch.no_grad():
+                    used.eval()
+                    table = used.table(z, id_index)
+                scores = score_histories(
+                    used,
+                    table,
+                    val_hist,
+                    batch_size=512,
+                    device=device,
+                    dtype=dtype,
+                    gaps=val_gaps,
+                    days=val_days,
+                    release=release,
+                )
+                ndcg = ndcg_at_k(scores, val_hist, val_tgt)
+                curve.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
+                log.info("text-sasrec epoch %d loss %.4f val NDCG@10 %.4f", epoch, loss, ndcg)
+                if ndcg > best:
+                    best, bad, best_epoch = ndcg, 0, epoch
+                    best_state = {k: v.detach().clone() for k, v in used.state_dict().items()}
+                else:
+                    bad += 1
+                    if bad >= c.patience:
+                        break
+            return net, opt, scaler, rng, best_state, best_epoch, curve
+
+        net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = validation_run(0)
         ema = self._ema(net)
         self.extra_nets_ = []
-        best, best_state, bad = -1.0, None, 0
-        self.history_ = []
-        for epoch in _progress(range(1, c.epochs + 1), c.progress, "text-sasrec (validation)"):
-            loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
-            used = net if ema is None else ema.module
-            with torch.no_grad():
-                used.eval()
-                table = used.table(z, id_index)
-            scores = score_histories(
-                used,
-                table,
-                val_hist,
-                batch_size=512,
-                device=device,
-                dtype=dtype,
-                gaps=val_gaps,
-                days=val_days,
-                release=release,
-            )
-            ndcg = ndcg_at_k(scores, val_hist, val_tgt)
-            self.history_.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
-            log.info("text-sasrec epoch %d loss %.4f val NDCG@10 %.4f", epoch, loss, ndcg)
-            if ndcg > best:
-                best, bad, self.best_epoch_ = ndcg, 0, epoch
-                best_state = {k: v.detach().clone() for k, v in used.state_dict().items()}
-            else:
-                bad += 1
-                if bad >= c.patience:
-                    break
+        if c.refit == "none" and c.refit_seeds > 1:
+            # an ensemble of best checkpoints: each further seed has its own validation run
+            members = []
+            for j in range(1, c.refit_seeds):
+                other, *_, state, _, _ = validation_run(j)
+                if state is not None:
+                    other.load_state_dict(state)
+                members.append(other.to("cpu").eval())
+            self.extra_nets_ = members
         if best_state is not None and c.refit != "scratch":
             net.load_state_dict(best_state)
             ema = self._ema(net)
