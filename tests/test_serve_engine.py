@@ -80,3 +80,53 @@ def test_blocked_items_never_come_back(clustered):
     again = [r.item_id for r in blocked.recommend(user_id="u3", k=5).items]
     assert not set(top[:3]) & set(again)
     assert not set(top[:3]) & {r.item_id for r in blocked.similar(top[4], 20)}
+
+
+class _TimedToy(ToyPopularity):
+    """Keeps each user's training timestamps (as text-sasrec does) and records the histories scored."""
+
+    name = "serve-toy-timed"
+
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        super()._fit(dataset, item_vectors)
+        self.times_ = {u: t for u, t in enumerate(dataset.timestamp_sequences()) if len(t)}
+        self.calls: list[tuple[list[int], list[int] | None]] = []
+
+    def user_timestamps(self, user_row: int) -> np.ndarray | None:
+        return self.times_.get(int(user_row))
+
+    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+        self.calls.append((list(item_rows), None if timestamps is None else list(timestamps)))
+        return self.pop_.copy()
+
+
+def test_a_known_users_online_events_are_scored_with_the_training_timestamps(clustered):
+    """The model gets the training events' times (from the model) joined with the online events' own, in
+    the order of the rows; a dislike is neither a row nor a time; an item added online (not the model's)
+    is dropped from both; a model that keeps no timestamps gets None."""
+    from tokrec.serve.store import Event
+
+    ds, _, vecs, _ = clustered
+    model = _TimedToy().fit(ds, vecs)
+    engine = Engine(model, ds.items, vecs, MemoryStore(), EngineOptions(), index=VectorIndex(vecs, ann=False))
+    engine.add_items([ItemRecord("fresh", {"title": "fresh one", "genres": "C1"}, vecs[0])])
+    engine.add_events(
+        [
+            Event("u5", "i10", "view", 1000),
+            Event("u5", "i11", "dislike", 1001),
+            Event("u5", "fresh", "view", 1002),
+            Event("u5", "i12", "view", 1003),
+        ]
+    )
+    engine.recommend(user_id="u5", k=3, explain=False)
+    rows, times = model.calls[-1]
+    train_rows = list(model.seen_[model.user_vocab_.get("u5")])
+    assert rows == [*train_rows, 10, 12]
+    assert times == [*range(8), 1000, 1003]  # the fixture's training events are at t = 0..7
+    engine.add_events([Event("new-user", "i20", "view", 50), Event("new-user", "i21", "view", 70)])
+    engine.recommend(user_id="new-user", k=3, explain=False)
+    assert model.calls[-1] == ([20, 21], [50, 70])
+    plain = Engine(clustered[1], ds.items, vecs, MemoryStore(), EngineOptions())
+    plain.add_events([Event("u5", "i10", "view", 1000)])
+    positive, _, _, t = plain.user_history("u5")
+    assert t is None and positive[-1] == 10

@@ -74,8 +74,14 @@ class Recommender(ABC):
         """Scores of every item for each user row: ``(len(user_rows), n_items)`` float32."""
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
-        """Scores of every item for an anonymous history (item rows, oldest first): ``(n_items,)``."""
+        """Scores of every item for an anonymous history (item rows, oldest first): ``(n_items,)``;
+        ``timestamps`` (seconds, aligned with the rows) where known."""
         raise NotImplementedError(f"{self.name} cannot score an anonymous history")
+
+    def user_timestamps(self, user_row: int) -> np.ndarray | None:
+        """The timestamps of a known user's training events, aligned with ``seen_[user_row]``, for models
+        that keep them (None otherwise): the service joins them with the user's online events."""
+        return None
 
     def _arrays(self) -> dict[str, np.ndarray]:
         """Learned arrays to save."""

@@ -528,6 +528,9 @@ class TextSASRec(Recommender):
         times = [self.seen_times_.get(int(u)) for u in user_rows] if self.seen_times_ else None
         return self._score_seqs(histories, times)
 
+    def user_timestamps(self, user_row: int) -> np.ndarray | None:
+        return self.seen_times_.get(int(user_row))
+
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         rows = np.asarray(item_rows, dtype=np.int64)
         times = None

@@ -10,7 +10,8 @@ mark items as seen.
 
 1. **Model scores** ``m`` (items the model knows): a known user with no online events gets
    ``model._score_users`` (the model's own path); otherwise ``model._score_history`` over the history
-   rows the model knows, when the model implements it; else a known user falls back to
+   rows the model knows (with their timestamps when every one is known: online events carry theirs,
+   training events' come from ``model.user_timestamps``), when the model implements it; else a known user falls back to
    ``_score_users`` (the vector part below still reflects the online events) and a visitor gets none.
    An empty history gets the model's scores for an empty history where it defines them (popularity),
    else the answer is an empty list rather than arbitrary items.
@@ -218,22 +219,31 @@ class Engine:
         return [(self.ids[r], self.labels[r]) for r in rows]
 
     # ---- history -------------------------------------------------------------------------------
-    def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, int]:
-        """``(positive rows, seen rows, number of online events)`` for a user, oldest first."""
-        rows: list[np.ndarray] = []
+    def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
+        """``(positive rows, seen rows, number of online events, positive events' timestamps)`` for a
+        user, oldest first. The timestamps are None unless every positive event's time is known: the
+        online events carry theirs, the training events' come from the model where it keeps them
+        (:meth:`Recommender.user_timestamps`)."""
         mrow = self.model.user_vocab_.get(user_id) if self.model.user_vocab_ is not None else -1
+        base = np.empty(0, np.int64)
+        base_times: np.ndarray | None = np.empty(0, np.int64)
         if mrow >= 0:
-            rows.append(np.asarray(self.model.seen_.get(mrow, np.empty(0, np.int64)), dtype=np.int64))
+            base = np.asarray(self.model.seen_.get(mrow, base), dtype=np.int64)
+            base_times = self.model.user_timestamps(mrow) if len(base) else base_times
+            if base_times is not None and len(base_times) != len(base):
+                base_times = None
         events = self.store.user_events(user_id, self.options.user_history_window)
         neg = set(self.options.negative_events)
-        pos_online = [
-            self.row_of[e.item_id] for e in events if e.event not in neg and e.item_id in self.row_of
-        ]
+        pos_events = [e for e in events if e.event not in neg and e.item_id in self.row_of]
         all_online = [self.row_of[e.item_id] for e in events if e.item_id in self.row_of]
-        base = rows[0] if rows else np.empty(0, np.int64)
-        positive = np.concatenate([base, np.asarray(pos_online, dtype=np.int64)])
+        positive = np.concatenate([base, np.array([self.row_of[e.item_id] for e in pos_events], np.int64)])
         seen = np.concatenate([base, np.asarray(all_online, dtype=np.int64)])
-        return positive, seen, len(events)
+        times = None
+        if base_times is not None:
+            times = np.concatenate(
+                [np.asarray(base_times, np.int64), np.array([e.timestamp for e in pos_events], np.int64)]
+            )
+        return positive, seen, len(events), times
 
     def resolve(self, ids: list[str] | None) -> tuple[np.ndarray, list[str]]:
         """Rows of known ids (order kept) and the unknown ids."""
@@ -288,14 +298,15 @@ class Engine:
         self.sync()
         ignored: list[str] = []
         n_online = 0
+        times: np.ndarray | None = None
         if user_id is not None:
-            positive, seen, n_online = self.user_history(user_id)
+            positive, seen, n_online, times = self.user_history(user_id)
             ukey: tuple[str, int, int] | None = (user_id, len(positive), self._items_applied)
         else:
             positive, unknown = self.resolve(history)
             ignored += unknown
             seen, ukey = positive, None
-        model_scores = self._model_scores(user_id, positive, n_online)
+        model_scores = self._model_scores(user_id, positive, n_online, times)
         u = self.user_vector(positive, ukey)
         cand_rows, mode = self._candidate_rows(u, model_scores, candidates, ignored, k + len(seen))
         if u is None and model_scores is None:  # nothing to go on: an empty answer, not arbitrary items
@@ -327,17 +338,20 @@ class Engine:
         ]
         return Result(recs, ignored, mode, len(positive))
 
-    def _model_scores(self, user_id: str | None, positive: np.ndarray, n_online: int) -> np.ndarray | None:
+    def _model_scores(
+        self, user_id: str | None, positive: np.ndarray, n_online: int, times: np.ndarray | None = None
+    ) -> np.ndarray | None:
         m = self.model
         mrow = m.user_vocab_.get(user_id) if user_id is not None else -1
         try:
             if mrow >= 0 and (n_online == 0 or not self._can_history):
                 out = m._score_users(np.array([mrow]))[0]
             elif self._can_history:
-                known = positive[positive < self.n_model_items]
+                in_model = positive < self.n_model_items
+                known = positive[in_model]
                 if len(known) == 0 and mrow < 0:
                     return self._cold_scores()
-                out = m._score_history(known)
+                out = m._score_history(known, None if times is None else times[in_model])
             else:
                 return None
         except NotImplementedError:
