@@ -28,6 +28,7 @@ TINY = {
     # without them, each of the two by its own test (and test_cli_recommend runs the defaults)
     "ema_decay": 0.0,
     "time_gaps": False,
+    "refit_seeds": 1,  # the seed ensemble (2 by default) has its own tests
 }
 
 
@@ -291,7 +292,9 @@ def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     cfg = {**TINY, "epochs": 3, "patience": 3, "refit": "scratch", "seed": 5}
     ens = TextSASRec({**cfg, "refit_seeds": 2}).fit(ds, vecs)
     assert len(ens.extra_nets_) == 1 and len(ens.history_) == 3
-    one = TextSASRec(cfg).fit(ds, vecs)  # the first member is exactly the single-seed model
+    one = TextSASRec({**cfg, "refit_seeds": 1}).fit(
+        ds, vecs
+    )  # the first member is exactly the single-seed model
     users = ["u0", "u7"]
     s0 = one.score(users)
     member1 = TextSASRec(cfg).fit(ds, vecs)
@@ -299,6 +302,9 @@ def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     member1._table_cache = {}
     np.testing.assert_allclose(ens.score(users), (s0 + member1.score(users)) / 2, rtol=1e-5, atol=1e-6)
     assert not np.allclose(s0, member1.score(users))
+    # with two torch threads the members train side by side, in two Python threads: the same networks
+    again = TextSASRec({**cfg, "refit_seeds": 2, "threads": 2}).fit(ds, vecs)
+    np.testing.assert_allclose(again.score(users), ens.score(users), rtol=1e-5, atol=1e-6)
     loaded = load_model(ens.save(tmp_path / "ens"))
     assert len(loaded.extra_nets_) == 1
     np.testing.assert_allclose(loaded.score(users), ens.score(users), rtol=1e-5, atol=1e-6)
@@ -310,8 +316,8 @@ def test_an_ensemble_of_best_checkpoints_is_each_seeds_own_validation_run() -> N
     ds, vecs = cycle_data(n_users=30, length=8)
     cfg = {**TINY, "epochs": 4, "patience": 4, "refit": "none", "seed": 5}
     ens = TextSASRec({**cfg, "refit_seeds": 2}).fit(ds, vecs)
-    first = TextSASRec(cfg).fit(ds, vecs)
-    second = TextSASRec({**cfg, "seed": 6}).fit(ds, vecs)
+    first = TextSASRec({**cfg, "refit_seeds": 1}).fit(ds, vecs)
+    second = TextSASRec({**cfg, "seed": 6, "refit_seeds": 1}).fit(ds, vecs)
     assert len(ens.extra_nets_) == 1 and ens.best_epoch_ == first.best_epoch_
     assert [h["val_ndcg10"] for h in ens.history_] == [h["val_ndcg10"] for h in first.history_]
     users = ["u0", "u3", "u7"]

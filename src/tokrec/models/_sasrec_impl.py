@@ -35,6 +35,33 @@ def gap_buckets(timestamps: np.ndarray) -> np.ndarray:
     return out
 
 
+class Dropout(nn.Module):
+    """Inverted dropout drawing its mask from the network's own ``torch.Generator`` (set by
+    :func:`set_generator`; the global one when None). Networks trained side by side in threads (a seed
+    ensemble) then each draw from their own stream and stay reproducible; on CPU a ``torch.rand`` mask
+    is also about 1.8x faster than ``nn.Dropout``'s ``bernoulli_``."""
+
+    def __init__(self, p: float) -> None:
+        super().__init__()
+        self.p = float(p)
+        self.generator: torch.Generator | None = None
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = torch.rand(x.shape, generator=self.generator, device=x.device) >= self.p
+        return x * keep.to(x.dtype) * (1.0 / (1.0 - self.p))
+
+
+def set_generator(net: nn.Module, generator: torch.Generator | None) -> None:
+    """Makes every random draw of ``net`` in training (dropout, ID dropout) use ``generator``."""
+    if isinstance(net, SASRecNet):
+        net.generator = generator
+    for m in net.modules():
+        if isinstance(m, Dropout):
+            m.generator = generator
+
+
 class ItemTable(nn.Module):
     """Item representations from text vectors (mixture-of-experts adaptor) plus optional ID embeddings.
 
@@ -49,7 +76,7 @@ class ItemTable(nn.Module):
         self.weight = nn.Parameter(torch.empty(n_experts, d_text, hidden))
         nn.init.xavier_uniform_(self.weight.view(-1, hidden))
         self.gate = nn.Linear(d_text, n_experts) if n_experts > 1 else None
-        self.text_dropout = nn.Dropout(text_dropout)
+        self.text_dropout = Dropout(text_dropout)
         self.id_emb = nn.Embedding(n_ids + 1, hidden, padding_idx=0) if n_ids > 0 else None
         if self.id_emb is not None:
             nn.init.normal_(self.id_emb.weight, std=0.02)
@@ -118,7 +145,7 @@ class Block(nn.Module):
         self.proj = nn.Linear(hidden, hidden)
         self.ln2 = nn.LayerNorm(hidden)
         self.ff = nn.Sequential(nn.Linear(hidden, inner), nn.GELU(), nn.Linear(inner, hidden))
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
 
     def forward(self, x: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:
         """``x`` ``(B, L, H)``; ``mask`` ``(B, 1, L, L)`` bool, True where attention is allowed."""
@@ -149,6 +176,8 @@ class SASRecNet(nn.Module):
         super().__init__()
         self.table = table
         self.max_len = max_len
+        #: the random stream of training (dropout, ID dropout); see :func:`set_generator`
+        self.generator: torch.Generator | None = None
         self.pos = nn.Embedding(max_len, hidden)
         nn.init.normal_(self.pos.weight, std=0.02)
         #: optional embedding of each input event's gap to the one before it (TiSASRec-style time context;
@@ -160,7 +189,7 @@ class SASRecNet(nn.Module):
                 self.gap.weight[0].zero_()
         #: optional logit bias by the item's age at the query time (one per age bin, the last for "unknown")
         self.age_bias = nn.Parameter(torch.zeros(len(AGE_EDGES_DAYS) + 2)) if item_age else None
-        self.drop = nn.Dropout(dropout)
+        self.drop = Dropout(dropout)
         self.blocks = nn.ModuleList(Block(hidden, n_heads, inner, dropout) for _ in range(n_blocks))
         self.out_norm = nn.LayerNorm(hidden)
         #: logits = scale * <hidden state, item row>; both sides are layer-normalised (norm ~ sqrt(H))
@@ -348,7 +377,7 @@ def train_epoch(
             gaps = torch.from_numpy(g).to(device)
         keep = None
         if id_dropout > 0 and net.table.id_emb is not None:
-            keep = (torch.rand(len(id_index), device=device) >= id_dropout).float()
+            keep = (torch.rand(len(id_index), generator=net.generator, device=device) >= id_dropout).float()
         has = tgt != -100  # the softmax runs at positions with a target only (padding is ~25% of them)
         if not bool(has.any()):
             continue

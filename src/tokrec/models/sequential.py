@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -34,6 +36,7 @@ from tokrec.errors import ConfigError
 from tokrec.models.base import ModelConfig, Recommender
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class TextSASRecConfig(ModelConfig):
@@ -113,13 +116,14 @@ class TextSASRecConfig(ModelConfig):
     )
     continue_epochs: int = Field(2, ge=1)
     refit_seeds: int = Field(
-        1,
+        2,
         ge=1,
         description=(
             "an ensemble of this many networks (seeds seed, seed+1, ...) whose scores are averaged: with "
             "refit='scratch' each is trained from scratch for the epoch count chosen in one validation run; "
             "with refit='none' each has its own validation run and keeps its best checkpoint (so the "
-            "ensemble size can itself be chosen on validation)"
+            "ensemble size can itself be chosen on validation; on ml-100k validation chose 2 over 1). On CPU "
+            "the members train side by side, one Python thread each"
         ),
     )
     score_half_life: float | None = Field(
@@ -366,18 +370,23 @@ class TextSASRec(Recommender):
                 "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
             }
 
+        init_lock = threading.Lock()
+
+        def init(seed_offset: int) -> tuple[Any, Any, Any, np.random.Generator]:
+            with init_lock:  # the weights come from the global torch seed: one network at a time
+                return self._init_training(z.shape[1], n_ids, device, dtype, seed_offset)
+
         def validation_run(seed_offset: int) -> tuple[Any, Any, Any, Any, Any, int, list[dict[str, float]]]:
             """Trains one network on the histories without their last event, validating every epoch on
             that event, until ``patience`` epochs pass without a gain; returns the training state, the
             best (averaged) weights, the best epoch and the validation curve."""
-            data = windows(val_hist, val_gaps, val_days)
-            net, opt, scaler, rng = self._init_training(z.shape[1], n_ids, device, dtype, seed_offset)
+            net, opt, scaler, rng = init(seed_offset)
             ema = self._ema(net)
             best, best_state, best_epoch, bad = -1.0, None, 0, 0
             curve: list[dict[str, float]] = []
             desc = f"text-sasrec (validation, seed {c.seed + seed_offset})"
             for epoch in _progress(range(1, c.epochs + 1), c.progress, desc):
-                loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
+                loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **val_data)
                 used = net if ema is None else ema.module
                 with torch.no_grad():
                     used.eval()
@@ -395,7 +404,13 @@ class TextSASRec(Recommender):
                 )
                 ndcg = ndcg_at_k(scores, val_hist, val_tgt)
                 curve.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
-                log.info("text-sasrec epoch %d loss %.4f val NDCG@10 %.4f", epoch, loss, ndcg)
+                log.info(
+                    "text-sasrec seed %d epoch %d loss %.4f val NDCG@10 %.4f",
+                    c.seed + seed_offset,
+                    epoch,
+                    loss,
+                    ndcg,
+                )
                 if ndcg > best:
                     best, bad, best_epoch = ndcg, 0, epoch
                     best_state = {k: v.detach().clone() for k, v in used.state_dict().items()}
@@ -405,40 +420,65 @@ class TextSASRec(Recommender):
                         break
             return net, opt, scaler, rng, best_state, best_epoch, curve
 
-        net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = validation_run(0)
-        ema = self._ema(net)
+        val_data = windows(val_hist, val_gaps, val_days)
+        n_val_runs = c.refit_seeds if c.refit == "none" else 1
+        runs = self._side_by_side([functools.partial(validation_run, j) for j in range(n_val_runs)], device)
+        net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = runs[0]
         self.extra_nets_ = []
-        if c.refit == "none" and c.refit_seeds > 1:
-            # an ensemble of best checkpoints: each further seed has its own validation run
-            members = []
-            for j in range(1, c.refit_seeds):
-                other, *_, state, _, _ = validation_run(j)
-                if state is not None:
-                    other.load_state_dict(state)
-                members.append(other.to("cpu").eval())
-            self.extra_nets_ = members
         if best_state is not None and c.refit != "scratch":
             net.load_state_dict(best_state)
-            ema = self._ema(net)
-        if c.refit != "none" and self.best_epoch_ > 0:
+        if c.refit == "none":
+            # an ensemble of best checkpoints: each seed had its own validation run
+            for other, *_, state, _, _ in runs[1:]:
+                if state is not None:
+                    other.load_state_dict(state)
+                self.extra_nets_.append(other.to("cpu").eval())
+        elif self.best_epoch_ > 0:
             data = windows(seqs, gaps, days)
             if c.refit == "continue":
+                ema = self._ema(net)
                 for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
                     step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                 net = net if ema is None else ema.module
             else:
-                members = []
-                for j in range(c.refit_seeds):
-                    net, opt, scaler, rng = self._init_training(
-                        z.shape[1], n_ids, device, dtype, seed_offset=j
-                    )
+
+                def refit_member(j: int) -> Any:
+                    net, opt, scaler, rng = init(j)
                     ema = self._ema(net)
                     desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
                     for _ in _progress(range(self.best_epoch_), c.progress, desc):
                         step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
-                    members.append((net if ema is None else ema.module).to("cpu").eval())
+                    return (net if ema is None else ema.module).to("cpu").eval()
+
+                members = self._side_by_side(
+                    [functools.partial(refit_member, j) for j in range(c.refit_seeds)], device
+                )
                 net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
+
+    def _side_by_side(self, jobs: list[Callable[[], _T]], device: Any) -> list[_T]:
+        """Runs independent trainings (the members of a seed ensemble) at the same time on CPU, each in
+        its own Python thread with its share of the torch threads (PyTorch's kernels release the GIL):
+        two networks this small train 1.6x faster side by side on two cores than one after the other at
+        two threads each. Results in job order; on a GPU, or with one thread, one after the other."""
+        import torch
+
+        workers = min(len(jobs), self.config.threads or torch.get_num_threads())
+        if workers <= 1 or device.type != "cpu":
+            return [job() for job in jobs]
+        old = torch.get_num_threads()
+        share = max(1, old // workers)
+
+        def run(job: Callable[[], _T]) -> _T:
+            torch.set_num_threads(share)  # OpenMP's thread count is per calling thread
+            return job()
+
+        torch.set_num_threads(share)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(run, jobs))
+        finally:
+            torch.set_num_threads(old)
 
     def _ema(self, net: Any) -> Any:
         """An exponential moving average of ``net``'s weights (None when ``ema_decay`` is 0)."""
@@ -468,8 +508,12 @@ class TextSASRec(Recommender):
         import torch
 
         c = self.config
+        from tokrec.models._sasrec_impl import set_generator
+
         torch.manual_seed(c.seed + seed_offset)
         net = self._build_net(d_text, n_ids)
+        # training's random draws come from the network's own stream (networks may train side by side)
+        set_generator(net, torch.Generator(device=device).manual_seed(c.seed + seed_offset))
         if net.age_bias is not None and self._age_init is not None:
             with torch.no_grad():
                 net.age_bias.copy_(torch.from_numpy(self._age_init))
