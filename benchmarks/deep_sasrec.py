@@ -26,6 +26,8 @@ import pandas as pd
 from tokrec.data.dataset import Dataset
 
 SCORER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "score_recs.py"
+#: text-sasrec options that change only how a fitted model scores: chosen from one validation fit
+SCORING_KEYS = ("new_items", "new_item_lambda")
 
 
 def item_texts(items: pd.DataFrame) -> list[str]:
@@ -87,8 +89,9 @@ def choose_on_validation(
 ) -> tuple[dict[str, object], list[dict[str, object]]]:
     """Chooses config values (every combination of ``grid``) and ``score_half_life`` on a validation
     split cut from the TRAINING data the way the test split was cut (cold: 20% of the items with events
-    become new items; warm: each user's last training event). One fit per combination on the
-    validation split's train part (keeping its best checkpoint); every half-life is scored from that fit. Returns the chosen
+    become new items; warm: each user's last training event). One fit per combination of the options
+    that change training, on the validation split's train part (keeping its best checkpoint); every
+    combination of half-life and ``SCORING_KEYS`` values is scored from that fit. Returns the chosen
     overrides and the table of validation NDCG@10."""
     import itertools
 
@@ -97,19 +100,22 @@ def choose_on_validation(
     from tokrec.models.sequential import TextSASRec
 
     val = validation_split(ds, "cold-item" if setting == "cold" else "leave-last-out")
-    keys = list(grid)
+    fit_keys = [k for k in grid if k not in SCORING_KEYS]
+    score_keys = [k for k in grid if k in SCORING_KEYS]
     table: list[dict[str, object]] = []
-    for combo in itertools.product(*(grid[k] for k in keys)):
-        chosen = dict(zip(keys, combo, strict=True))
+    for combo in itertools.product(*(grid[k] for k in fit_keys)):
+        chosen = dict(zip(fit_keys, combo, strict=True))
         # the validation fits keep their best checkpoint (refit=none): half the cost of selection
         model = TextSASRec({**config, **chosen, "refit": "none"}).fit(val.train, vecs)
-        for hl in half_lives:
-            model.config = model.config.model_copy(update={"score_half_life": hl})
+        # options that only change scoring are all scored from this one fit
+        for scoring in itertools.product(*(grid[k] for k in score_keys), half_lives):
+            update = {**dict(zip(score_keys, scoring[:-1], strict=True)), "score_half_life": scoring[-1]}
+            model.config = model.config.model_copy(update=update)
             recs = model.recommend_batch(val.test_users, k=100, candidates=val.candidates)
             res = score_recommendations(
                 recs, val.test.interactions, val.train.interactions, k=10, candidates=val.candidates
             )
-            row = {**chosen, "score_half_life": hl, "val_ndcg10": round(float(res["ndcg@10"]), 5)}
+            row = {**chosen, **update, "val_ndcg10": round(float(res["ndcg@10"]), 5)}
             table.append(row)
             print(f"{setting} validation {json.dumps(row)}", flush=True)
     best = max(table, key=lambda r: float(r["val_ndcg10"]))  # type: ignore[arg-type]

@@ -221,9 +221,14 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
     )
 
 
-def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path) -> None:
+@pytest.mark.parametrize(
+    "new_rows", [{"new_items": "adaptor"}, {"new_items": "content-map", "new_item_lambda": 0.1}]
+)
+def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path, new_rows) -> None:
     """Users stay within one category; item text vectors are pure noise, so only the ``category``
-    attribute tells the groups apart. New items (no events) must be ranked by their category."""
+    attribute tells the groups apart. New items (no events) must be ranked by their category, whether
+    their rows come from the adaptor or from the content map (here 24 trained items for 15 features:
+    a light ridge)."""
     rng = np.random.default_rng(0)
     n = 24
     group = np.arange(n) % 2
@@ -245,12 +250,28 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path) ->
         "id_dropout": 0.5,
         "refit": "none",
         "attr_weight": 1.0,
+        **new_rows,
     }
     model = TextSASRec(cfg).fit(ds, vecs)
     assert model.item_attrs_ is not None and model.item_attrs_.shape == (n + 4, 2)
     new = ["new0", "new1", "new2", "new3"]  # drama, comedy, drama, comedy
     s = model.score(["u0", "u1"], new)  # u0 watches drama (group 0), u1 comedy
     assert min(s[0, [0, 2]]) > max(s[0, [1, 3]]) and min(s[1, [1, 3]]) > max(s[1, [0, 2]])
+    if new_rows["new_items"] == "content-map":
+        # the new items' rows are the ridge fit (content features -> rows) of the trained items' rows
+        import torch
+
+        from tokrec.models._signals import ridge
+
+        with torch.no_grad():
+            z = torch.from_numpy(model._normalise(model.item_vectors_))
+            raw = model.net_.table(z, torch.from_numpy(model.id_index_)).numpy().astype(np.float64)
+        f, trained = model.content_features(), model.id_index_ > 0
+        assert f.shape == (n + 4, 12 + 2 + 1) and trained.sum() == n
+        table = model._table(0).numpy()
+        np.testing.assert_array_equal(table[trained], raw[trained].astype(np.float32))
+        w = ridge(f[trained], raw[trained], 0.1)
+        np.testing.assert_allclose(table[~trained], f[~trained] @ w, rtol=1e-4, atol=1e-5)
     loaded = load_model(model.save(tmp_path / "m"))
     np.testing.assert_allclose(loaded.score(["u0", "u1"], new), s, rtol=1e-5, atol=1e-6)
     text_only = TextSASRec({**cfg, "attributes": False}).fit(ds, vecs)
@@ -258,6 +279,8 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path) ->
     # add_items takes attribute rows in the fitted layout, and checks their shape
     model.add_items(["new4"], vecs[:1], item_attributes=np.array([[0.0, 1.0]]))  # columns: comedy, drama
     assert model.score(["u0"], ["new4"]).shape == (1, 1)
+    assert model.content_attrs_ is not None
+    np.testing.assert_array_equal(model.content_attrs_[model.item_vocab_.get("new4")], [0.0, 1.0])
     with pytest.raises(ConfigError):
         model.add_items(["new5"], vecs[:1], item_attributes=np.ones((1, 3)))
     known = model.item_attrs_[model.item_vocab_.get("i0")].copy()
