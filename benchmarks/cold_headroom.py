@@ -72,7 +72,7 @@ def main() -> None:
     counts = test["item_id"].value_counts().reindex(cands).fillna(0).to_numpy()
     attrs, release = sig.attribute_features(ds.items)
     z = sig.l2_rows(vecs)
-    f = np.hstack([z, 0.3 * attrs, np.ones((len(z), 1), np.float32)]).astype(np.float64)
+    f = sig.content_features(vecs, attrs).astype(np.float64)
     ridge_pred = (f @ sig.ridge(f[warm], np.log1p(pop[warm])[:, None], 10.0)).ravel()
     print(
         f"Spearman(test-event count, ridge prediction from content): {spearmanr(counts, ridge_pred[new]).statistic:.3f}"

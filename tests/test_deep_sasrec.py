@@ -281,8 +281,10 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path, ne
     assert model.score(["u0"], ["new4"]).shape == (1, 1)
     assert model.content_attrs_ is not None
     np.testing.assert_array_equal(model.content_attrs_[model.item_vocab_.get("new4")], [0.0, 1.0])
+    n_before = model.n_items
     with pytest.raises(ConfigError):
         model.add_items(["new5"], vecs[:1], item_attributes=np.ones((1, 3)))
+    assert model.n_items == n_before and len(model.id_index_) == n_before  # a refused call changes nothing
     known = model.item_attrs_[model.item_vocab_.get("i0")].copy()
     model.add_items(["i0", "new6"], vecs[:2])  # new text, no attributes given
     assert np.array_equal(model.item_attrs_[model.item_vocab_.get("i0")], known) and known.any()

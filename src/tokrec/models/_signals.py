@@ -196,6 +196,22 @@ def l2_rows(x: np.ndarray) -> np.ndarray:
     return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
 
 
+#: default weight of the attribute block in item content features (chosen on validation for ``tokrec``)
+ATTR_WEIGHT = 0.3
+
+
+def content_features(
+    vectors: np.ndarray, attrs: np.ndarray | None, attr_weight: float = ATTR_WEIGHT
+) -> np.ndarray:
+    """Item content features ``F_i = [unit text vector, attr_weight * attributes, 1]``: ``(n_items, D + p + 1)``
+    float32 (``attrs`` None or with no columns: text and the constant only)."""
+    blocks = [l2_rows(np.asarray(vectors, dtype=np.float32))]
+    if attrs is not None and attrs.shape[1]:
+        blocks.append(attr_weight * attrs)
+    blocks.append(np.ones((len(vectors), 1), dtype=np.float32))
+    return np.hstack(blocks).astype(np.float32)
+
+
 def _date_column(s: pd.Series) -> pd.Series | None:
     """Parses a column as dates when most non-empty values parse; else None."""
     if s.dtype.kind in "iufb":

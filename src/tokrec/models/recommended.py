@@ -61,7 +61,7 @@ class TokrecConfig(ModelConfig):
     time_bin_days: float = Field(1.0, gt=0)
     time_bandwidth_bins: float = Field(10.0, gt=0)
     map_lambda: float = Field(10.0, gt=0)
-    attr_weight: float = Field(0.3, ge=0)
+    attr_weight: float = Field(sig.ATTR_WEIGHT, ge=0)
     prop_neighbours: int = Field(50, ge=1)
     profile_half_life: float = Field(2.0, gt=0)
     w_ease: float = Field(6.0, ge=0)
@@ -104,7 +104,7 @@ class TokrecHybrid(Recommender):
         attrs, release = sig.attribute_features(dataset.items)
         self.release_ = release
         self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
-        f = np.hstack([z, c.attr_weight * attrs, np.ones((len(z), 1), dtype=np.float32)]).astype(np.float32)
+        f = sig.content_features(item_vectors, attrs, c.attr_weight)
         self.features_ = f
         self.map_op_ = sig.ridge_operator(f, warm, c.map_lambda)
         prior = np.zeros(len(z), dtype=np.float32)

@@ -41,8 +41,6 @@ from tokrec.models.base import ModelConfig, Recommender
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
-#: weight of the attribute block in the content map's features (``TokrecConfig.attr_weight``'s default)
-_CONTENT_ATTR_WEIGHT = 0.3
 
 
 class TextSASRecConfig(ModelConfig):
@@ -565,16 +563,12 @@ class TextSASRec(Recommender):
         return self._table_cache[key]
 
     def content_features(self) -> np.ndarray:
-        """The content map's input per item: ``[unit text vector, 0.3 * attributes, 1]`` (the text and
-        attribute weighting of the ``tokrec`` model's item features ``F_i``, chosen on validation there)."""
-        from tokrec.models._signals import l2_rows
+        """The content map's input per item: the ``tokrec`` model's item features ``F_i = [unit text
+        vector, 0.3 * attributes, 1]`` (:func:`tokrec.models._signals.content_features`), float64."""
+        from tokrec.models._signals import content_features
 
         assert self.item_vectors_ is not None
-        blocks = [l2_rows(self.item_vectors_)]
-        if self.content_attrs_ is not None:
-            blocks.append(_CONTENT_ATTR_WEIGHT * self.content_attrs_)
-        blocks.append(np.ones((len(self.item_vectors_), 1), np.float32))
-        return np.hstack(blocks).astype(np.float64)
+        return content_features(self.item_vectors_, self.content_attrs_).astype(np.float64)
 
     def _map_new_rows(self, table: Any) -> Any:
         """Replaces the rows of items without training events (``id_index == 0``) by a ridge regression,
@@ -672,46 +666,45 @@ class TextSASRec(Recommender):
             )
         if not np.isfinite(vectors).all():
             raise ConfigError("add_items: item_vectors contain NaN or inf")
+        # every check before the first change: a refused call leaves the model as it was
+        given = days = None
+        fitted_attrs = self.content_attrs_ if self.content_attrs_ is not None else self.item_attrs_
+        if fitted_attrs is not None and item_attributes is not None:
+            given = np.asarray(item_attributes, dtype=np.float32)
+            p = fitted_attrs.shape[1]
+            if given.shape != (len(item_ids), p):
+                raise ConfigError(
+                    f"add_items: expected item_attributes of shape ({len(item_ids)}, {p}), got {given.shape}"
+                )
+        if self.release_days_ is not None and item_release is not None:
+            rel = np.asarray(item_release, dtype=np.float64)
+            if rel.shape != (len(item_ids),):
+                raise ConfigError(
+                    f"add_items: expected item_release of shape ({len(item_ids)},), got {rel.shape}"
+                )
+            days = (rel / 86400.0).astype(np.float32)
         vocab = Vocab.from_list(self.item_vocab_.to_list())  # never mutate the dataset's vocabulary
         rows = np.array([vocab.add(str(i)) for i in item_ids], dtype=np.int64)
         n_new = len(vocab) - len(self.item_vocab_)
-        table = np.concatenate([self.item_vectors_, np.zeros((n_new, vectors.shape[1]), np.float32)])
-        table[rows] = vectors
-        self.id_index_ = np.concatenate([self.id_index_, np.zeros(n_new, np.int64)])
-        given = None
-        fitted_attrs = self.content_attrs_ if self.content_attrs_ is not None else self.item_attrs_
-        if fitted_attrs is not None:
+
+        def grown(block: np.ndarray, values: np.ndarray | None, fill: float = 0.0) -> np.ndarray:
+            """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` (if any) written at ``rows``."""
+            out = np.concatenate([block, np.full((n_new, *block.shape[1:]), fill, block.dtype)])
+            if values is not None:
+                out[rows] = values
+            return out
+
+        self.item_vectors_ = grown(self.item_vectors_, vectors)
+        self.id_index_ = grown(self.id_index_, None)
+        if self.content_attrs_ is not None:  # new items without given attributes get a zero block
+            self.content_attrs_ = grown(self.content_attrs_, given)
+        if self.item_attrs_ is not None:
             from tokrec.models._signals import l2_rows
 
-            p = fitted_attrs.shape[1]
-            if item_attributes is not None:
-                given = np.asarray(item_attributes, dtype=np.float32)
-                if given.shape != (len(item_ids), p):
-                    raise ConfigError(
-                        f"add_items: expected item_attributes of shape ({len(item_ids)}, {p}), got {given.shape}"
-                    )
-            # new items without given attributes get a zero block; known ones keep theirs
-            if self.content_attrs_ is not None:
-                raw = np.concatenate([self.content_attrs_, np.zeros((n_new, p), np.float32)])
-                if given is not None:
-                    raw[rows] = given
-                self.content_attrs_ = raw
-            if self.item_attrs_ is not None:
-                attrs = np.concatenate([self.item_attrs_, np.zeros((n_new, p), np.float32)])
-                if given is not None:
-                    attrs[rows] = l2_rows(given) * self.config.attr_weight
-                self.item_attrs_ = attrs
+            scaled = None if given is None else l2_rows(given) * self.config.attr_weight
+            self.item_attrs_ = grown(self.item_attrs_, scaled)
         if self.release_days_ is not None:
-            release = np.concatenate([self.release_days_, np.full(n_new, np.nan, np.float32)])
-            if item_release is not None:
-                rel = np.asarray(item_release, dtype=np.float64)
-                if rel.shape != (len(item_ids),):
-                    raise ConfigError(
-                        f"add_items: expected item_release of shape ({len(item_ids)},), got {rel.shape}"
-                    )
-                release[rows] = (rel / 86400.0).astype(np.float32)
-            self.release_days_ = release
-        self.item_vectors_ = table
+            self.release_days_ = grown(self.release_days_, days, np.nan)
         self.item_vocab_ = vocab
         self._table_cache = {}
 
