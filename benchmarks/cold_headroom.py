@@ -89,7 +89,7 @@ def _learned_combiner(ds, vecs: np.ndarray, n_folds: int = 5, negatives: float =
         cols += [(last[:, None] - release[c][None, :]) / day, (first[:, None] - release[c][None, :]) / day]
         x = np.stack([np.asarray(v, dtype=np.float32) for v in cols], axis=-1)
         y = np.asarray(vs.rel[:, c].todense()) > 0
-        folds.append((x, y, m.blend(s)[:, c]))
+        folds.append((x, y, m.blend(s)[:, c], vs))
     rng = np.random.default_rng(0)
     rows = []
     for f in range(n_folds):
@@ -110,10 +110,10 @@ def _learned_combiner(ds, vecs: np.ndarray, n_folds: int = 5, negatives: float =
             verbose=-1,
             n_jobs=2,
         ).fit(xs[keep], ys[keep])
-        x, y, blend = folds[f]
+        x, y, blend, vs = folds[f]
         p = np.log(clf.predict_proba(x.reshape(-1, x.shape[-1]))[:, 1].reshape(y.shape) + 1e-9)
         mix = sig.znorm_rows(p) + sig.znorm_rows(blend)
-        rows.append([_ndcg10(v, y) for v in (blend, p, mix)])
+        rows.append([vs.score(_on_catalog(v, vs.cand)) for v in (blend, p, mix)])
         print(
             f"  fold {f}: blend {rows[-1][0]:.4f}  LightGBM {rows[-1][1]:.4f}  half each {rows[-1][2]:.4f}",
             flush=True,
@@ -125,14 +125,11 @@ def _learned_combiner(ds, vecs: np.ndarray, n_folds: int = 5, negatives: float =
     )
 
 
-def _ndcg10(scores: np.ndarray, rel: np.ndarray) -> float:
-    """Mean NDCG@10 over users with a relevant item, ``scores`` and boolean ``rel`` both ``(users, candidates)``."""
-    has = rel.any(axis=1)
-    top = np.argsort(-scores[has], axis=1, kind="stable")[:, :10]
-    disc = 1.0 / np.log2(np.arange(2, 12))
-    dcg = (np.take_along_axis(rel[has], top, axis=1) * disc).sum(axis=1)
-    idcg = np.cumsum(disc)[np.minimum(rel[has].sum(axis=1), 10) - 1]
-    return float(np.mean(dcg / idcg))
+def _on_catalog(cand_scores: np.ndarray, cand: np.ndarray) -> np.ndarray:
+    """``(users, candidates)`` scores as ``(users, catalog)``, zero elsewhere (``ValSet.score`` drops non-candidates)."""
+    out = np.zeros((len(cand_scores), len(cand)), dtype=np.float32)
+    out[:, cand] = cand_scores
+    return out
 
 
 def main() -> None:
