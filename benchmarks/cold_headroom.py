@@ -14,7 +14,7 @@ Prints, each scored with the official scorer where it is a ranking:
 - how good that prediction would have to be: an ORACLE diagnostic that gives the shipped ``tokrec`` blend, in place of
   its ``prior`` on the new items, their test-event counts with more and more noise, and scores it at each Spearman.
 
-With ``--learned`` (about 8 minutes) it also asks whether the COMBINER is the limit rather than the signals: the items
+With ``--learned`` (about 6 minutes more) it also asks whether the COMBINER is the limit rather than the signals: the items
 with training events are split into 5 folds; each fold in turn becomes pseudo-new (its events removed from training),
 and the ``tokrec`` model fitted on the rest gives every (user, pseudo-new item) its new-item signals. A LightGBM
 classifier over those signals plus time features the linear blend cannot combine (the user's first and last timestamps
@@ -139,8 +139,8 @@ def _popularity_needed(
 ) -> None:
     """ORACLE diagnostic: ``tokrec`` as shipped, its ``prior`` signal on the new items replaced by their test-event
     log-counts plus Gaussian noise (put on the shipped prior's mean and spread), scored at several noise levels
-    (``draws`` noise draws each, averaged): how well
-    a content model would have to predict new items' popularity (Spearman) for the blend to reach a given NDCG@10."""
+    (``draws`` noise draws each, averaged): how well a popularity estimate would have to rank the new items
+    (Spearman) for the blend to reach a given NDCG@10."""
     model = TokrecHybrid().fit(ds, vecs)
     new = ds.item_vocab.encode(cands)
     shipped = model.prior_.copy()
@@ -183,7 +183,7 @@ def main() -> None:
     ap.add_argument("--splits", type=Path, default=SCORER.parents[1] / "data" / "ml-100k-splits")
     ap.add_argument("--vectors", default=None, help=".npy cache of the item vectors")
     ap.add_argument(
-        "--learned", action="store_true", help="also the item-fold check of a learned combiner (~8 min)"
+        "--learned", action="store_true", help="also the item-fold check of a learned combiner (~6 min)"
     )
     a = ap.parse_args()
     ds, items = load_split(a.splits, "cold")
