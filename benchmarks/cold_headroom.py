@@ -182,12 +182,13 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--splits", type=Path, default=SCORER.parents[1] / "data" / "ml-100k-splits")
     ap.add_argument("--vectors", default=None, help=".npy cache of the item vectors")
+    ap.add_argument("--encoder", default=None, help="encoder folder or id (default: all-MiniLM-L6-v2)")
     ap.add_argument(
         "--learned", action="store_true", help="also the item-fold check of a learned combiner (~6 min)"
     )
     a = ap.parse_args()
     ds, items = load_split(a.splits, "cold")
-    vecs = load_vectors(items, a.vectors)
+    vecs = load_vectors(items, a.vectors, a.encoder)
     test = pd.read_csv(a.splits / "cold" / "test.csv", dtype={"user_id": str, "item_id": str})
     cands = pd.read_csv(a.splits / "cold" / "candidates.csv", dtype=str)["item_id"].tolist()
     users = test["user_id"].unique().tolist()

@@ -6,8 +6,8 @@ Usage:
 
 Prints, per setting and seed: fit seconds (wall clock, this machine), the chosen epoch, and the
 scorer's JSON line; then the mean over seeds. Item vectors: all-MiniLM-L6-v2 over the default item
-template (``tokrec.features.item_vectors`` when available, else sentence-transformers directly),
-cached in ``--vectors`` when given.
+template (``tokrec.features.item_vectors`` when available, else sentence-transformers directly), or
+``--encoder`` (a model folder or id), cached in ``--vectors`` when given.
 """
 
 from __future__ import annotations
@@ -37,11 +37,21 @@ def item_texts(items: pd.DataFrame) -> list[str]:
     ]
 
 
-def load_vectors(items: pd.DataFrame, cache: str | None) -> np.ndarray:
+def load_vectors(items: pd.DataFrame, cache: str | None, encoder: str | None = None) -> np.ndarray:
+    """The catalog's item vectors: from the ``cache`` .npy when it exists (and has one row per item), else encoded
+    (all-MiniLM-L6-v2, or the model folder or id ``encoder``) and saved there."""
     if cache and Path(cache).exists():
         v = np.load(cache)
         if len(v) == len(items):
             return v
+    if encoder is not None:
+        from tokrec.encoders import load_encoder
+        from tokrec.features import item_vectors
+
+        v = np.asarray(item_vectors(items, encoder=load_encoder(encoder), cache=None), dtype=np.float32)
+        if cache:
+            np.save(cache, v)
+        return v
     try:
         from tokrec.features import item_vectors
 
@@ -137,6 +147,7 @@ def main() -> None:
     ap.add_argument("--seeds", nargs="+", type=int, default=[42])
     ap.add_argument("--set", nargs="*", default=[], help="config overrides key=value (JSON values)")
     ap.add_argument("--vectors", default=None, help=".npy cache of the item vectors")
+    ap.add_argument("--encoder", default=None, help="encoder folder or id (default: all-MiniLM-L6-v2)")
     ap.add_argument("--out", type=Path, default=None, help="directory to keep the recommendation files")
     ap.add_argument(
         "--choose-half-life",
@@ -167,7 +178,7 @@ def main() -> None:
     out_dir.mkdir(parents=True, exist_ok=True)
     for setting in a.setting:
         ds, items = load_split(a.splits, setting)
-        vecs = load_vectors(items, a.vectors)
+        vecs = load_vectors(items, a.vectors, a.encoder)
         cands = (
             pd.read_csv(a.splits / "cold" / "candidates.csv", dtype=str)["item_id"].tolist()
             if setting == "cold"
