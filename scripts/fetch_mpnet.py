@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import os
 import shutil
 import subprocess
 import sys
@@ -47,8 +46,9 @@ def sha256(path: Path) -> str:
 
 
 def default_dest() -> Path:
-    root = os.environ.get("TOKREC_CACHE_DIR") or str(Path.home() / ".cache" / "tokrec")
-    return Path(root) / "models" / FOLDER
+    from tokrec.cache import default_cache_dir
+
+    return default_cache_dir() / "models" / FOLDER
 
 
 def fetch(dest: Path) -> Path:
