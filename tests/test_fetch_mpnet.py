@@ -3,22 +3,17 @@
 from __future__ import annotations
 
 import hashlib
-import importlib.util
 import io
 import zipfile
 from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+from repo_scripts import load_script
 
 
 def _load():
-    spec = importlib.util.spec_from_file_location("fetch_mpnet", REPO / "scripts" / "fetch_mpnet.py")
-    assert spec is not None and spec.loader is not None
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+    return load_script("scripts/fetch_mpnet.py", "fetch_mpnet")
 
 
 def _fake_parts(tmp: Path, n: int = 3) -> tuple[Path, dict[int, str], bytes]:
