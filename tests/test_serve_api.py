@@ -41,7 +41,7 @@ def test_bundle_roundtrip(bundle_dir):
 
 
 def test_recommend_history_explains_and_reports_unknown(bundle_dir):
-    with _client(bundle_dir, model_weight=0.0) as c:
+    with _client(bundle_dir) as c:
         r = c.post("/recommend", json={"history": ["space-1", "space-2", "no-such-item"], "k": 5})
         body = r.json()
         assert _ids(r) and all(i.startswith("space-") for i in _ids(r))
@@ -85,11 +85,15 @@ def test_new_item_is_recommended_at_once(bundle_dir):
         }
         r = c.post("/items", json={"items": [item]}, headers=KEY)
         assert r.status_code == 200 and r.json() == {"added": ["g-new"], "updated": [], "n_items": 49}
-        # the default blend: the new item (no model score) competes on text similarity alone
-        after = _ids(c.post("/recommend", json={"history": history}))
-        assert "g-new" in after and len(after) == 10
-        with _client(bundle_dir, model_weight=0.0) as text_only:  # another server: replays the log
-            assert _ids(text_only.post("/recommend", json={"history": history, "k": 3}))[0] == "g-new"
+        # the model's own cold path: the new item (no events) is scored at once, on the same scale as the
+        # catalog (a finite score in the one list; ranked by content against items without garden evidence)
+        after = _ids(c.post("/recommend", json={"history": history, "k": 45}))
+        assert "g-new" in after and len(after) == 45
+        others = ["g-new", "kitchen-1", "jazz-2", "space-3"]
+        got = _ids(c.post("/recommend", json={"history": history, "k": 4, "candidates": others}))
+        assert got[0] == "g-new"
+        with _client(bundle_dir) as again:  # another server: replays the log into its model
+            assert _ids(again.post("/recommend", json={"history": history, "k": 45})) == after
         detail = c.get("/items/g-new").json()
         assert detail == {
             "item_id": "g-new",
@@ -118,7 +122,7 @@ def test_new_item_is_recommended_at_once(bundle_dir):
 
 
 def test_events_update_user_at_once(bundle_dir):
-    with _client(bundle_dir, model_weight=0.0) as c:
+    with _client(bundle_dir) as c:
         evs = [
             {"user_id": "newbie", "item_id": f"kitchen-{j}", "event": "click", "timestamp": 100 + j}
             for j in range(3)
@@ -167,13 +171,13 @@ def test_similar_search_health_metrics_page_docs(bundle_dir):
         assert (
             h["status"] == "ok"
             and h["n_items"] == 48
-            and h["model"] == "serve-toy"
+            and h["model"] == "tokrec"
             and h["retrieval"] == "exact"
             and h["auth"]
         )
         text = c.get("/metrics").text
-        assert 'tokrec_requests_total{method="GET",route="/items/{item_id}/similar",status="200"} 1' in text
-        assert 'tokrec_requests_total{method="GET",route="/items/{item_id}/similar",status="404"} 1' in text
+        assert 'tokrec_requests_total{method="GET",route="/items/{item_id:path}/similar",status="200"} 1' in text
+        assert 'tokrec_requests_total{method="GET",route="/items/{item_id:path}/similar",status="404"} 1' in text
         assert 'tokrec_request_latency_seconds{route="/health",quantile="0.99"}' in text
         assert "tokrec_catalog_items 48" in text
         js = c.get("/metrics?format=json").json()
@@ -190,6 +194,9 @@ def test_similar_search_health_metrics_page_docs(bundle_dir):
         assert {"/recommend", "/events", "/items", "/items/{item_id}/similar", "/health", "/metrics"} <= set(
             paths
         )
+        k = c.get("/openapi.json").json()["components"]["schemas"]["RecommendRequest"]["properties"]["k"]
+        assert k["maximum"] == 1000  # the schema states the limit the server enforces (max_k)
+        assert c.post("/recommend", json={"history": ["space-1"], "k": 1001}).status_code == 422
 
 
 def test_api_key_guards_writes_only(bundle_dir):

@@ -50,7 +50,7 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
     from selenium.webdriver.support.ui import WebDriverWait
 
     bundle = make_bundle(tmp_path / "model")
-    app = create_app(bundle, settings={"model_weight": 0.0}, encoder=HashingEncoder())
+    app = create_app(bundle, encoder=HashingEncoder())
     driver = _driver(tmp_path)
     try:
         with ThreadServer(app) as srv:

@@ -66,7 +66,7 @@ def _ids(r) -> list[str]:
 
 def test_two_instances_share_events_and_items(tmp_path, redis_url, toy_registry):  # noqa: F811
     bundle = make_bundle(tmp_path / "model")
-    settings = {"api_key": "k", "redis_url": redis_url, "redis_prefix": "t1", "model_weight": 0.0}
+    settings = {"api_key": "k", "redis_url": redis_url, "redis_prefix": "t1"}
     a = TestClient(create_app(bundle, settings=settings, encoder=HashingEncoder()))
     b = TestClient(create_app(bundle, settings=settings, encoder=HashingEncoder()))
     with a, b:

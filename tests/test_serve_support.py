@@ -112,18 +112,23 @@ def toy_registry(monkeypatch):
     monkeypatch.setitem(registry._MODELS, "serve-toy", "test_serve_support:ToyPopularity")
 
 
-def make_bundle(path: Path, dataset: Dataset | None = None, encoder: HashingEncoder | None = None) -> Path:
-    """Fits the toy model on ``dataset`` and writes a bundle with hashing-encoder vectors."""
+def make_bundle(
+    path: Path, dataset: Dataset | None = None, encoder: HashingEncoder | None = None, model: str = "tokrec"
+) -> Path:
+    """Fits ``model`` (default: the recommended model, as ``tokrec fit`` does) on ``dataset`` and writes a
+    bundle with hashing-encoder vectors."""
+    from tokrec.models import create_model
+
     dataset = dataset or topical_dataset()
     encoder = encoder or HashingEncoder()
     template = ItemTemplate()
     spec = template_spec(template, dataset.items)
     texts = ItemTemplate.from_spec(_spec(spec)).render_many(dataset.items)
     vectors = encoder.encode(texts)
-    model = ToyPopularity().fit(dataset, vectors)
+    fitted = create_model(model).fit(dataset, vectors)
     return save_bundle(
         path,
-        model=model,
+        model=fitted,
         item_vectors=vectors,
         items=dataset.items,
         encoder=EncoderSpec(None, {}, encoder.fingerprint, encoder.dim),

@@ -168,8 +168,19 @@ def ridge_operator(f: np.ndarray, rows: np.ndarray, lam: float) -> np.ndarray:
 
 def top_k_neighbours(sim: np.ndarray, k: int, allowed: np.ndarray | None = None) -> sp.csr_matrix:
     """Keeps each row's ``k`` largest positive entries (columns in ``allowed`` only, never the diagonal)."""
+    return top_k_neighbour_rows(sim, k, allowed, np.arange(sim.shape[0]))
+
+
+def top_k_neighbour_rows(
+    sim: np.ndarray, k: int, allowed: np.ndarray | None = None, self_cols: np.ndarray | None = None
+) -> sp.csr_matrix:
+    """:func:`top_k_neighbours` for a block of rows: ``sim`` ``(m, n)``, row ``r`` never keeps column
+    ``self_cols[r]`` (its own item, where it is one of the ``n``; -1 for none). Used for items added after
+    fitting, whose neighbours are searched among the fitted items."""
     s = np.array(sim, dtype=np.float32, copy=True)
-    np.fill_diagonal(s, -np.inf)
+    if self_cols is not None:
+        own = np.flatnonzero(np.asarray(self_cols) >= 0)
+        s[own, np.asarray(self_cols)[own]] = -np.inf
     if allowed is not None:
         s[:, ~allowed] = -np.inf
     k = max(1, min(k, s.shape[1] - 1))
@@ -180,6 +191,38 @@ def top_k_neighbours(sim: np.ndarray, k: int, allowed: np.ndarray | None = None)
     out = sp.csr_matrix((vals.ravel(), (rows, idx.ravel())), shape=s.shape, dtype=np.float32)
     out.eliminate_zeros()
     return out
+
+
+def neighbours_among(
+    queries: np.ndarray,
+    z: np.ndarray,
+    pool: np.ndarray,
+    k: int,
+    self_rows: np.ndarray | None = None,
+    chunk: int = 2048,
+) -> sp.csr_matrix:
+    """Each query vector's ``k`` most similar (positive cosine) rows of ``z`` among the rows ``pool``, never
+    its own row ``self_rows[r]`` (-1: none): ``(len(queries), len(z))`` CSR, columns in ``pool`` only.
+
+    Computed in blocks of ``chunk`` queries, so memory is ``chunk x len(pool)``, never ``n x n``.
+    """
+    n = len(z)
+    pool = np.asarray(pool, dtype=np.int64)
+    zp = z[pool]
+    pos = np.full(n, -1, dtype=np.int64)
+    pos[pool] = np.arange(len(pool))
+    parts = []
+    for start in range(0, len(queries), chunk):
+        stop = min(start + chunk, len(queries))
+        own = None
+        if self_rows is not None:
+            r = np.asarray(self_rows[start:stop], dtype=np.int64)
+            own = np.where(r >= 0, pos[np.maximum(r, 0)], -1)
+        block = top_k_neighbour_rows(queries[start:stop] @ zp.T, min(k, max(len(pool) - 1, 1)), None, own)
+        parts.append(sp.csr_matrix((block.data, pool[block.indices], block.indptr), shape=(stop - start, n)))
+    if not parts:
+        return sp.csr_matrix((0, n), dtype=np.float32)
+    return sp.vstack(parts, format="csr").astype(np.float32)
 
 
 def znorm_rows(s: np.ndarray) -> np.ndarray:
@@ -229,52 +272,127 @@ def _date_column(s: pd.Series) -> pd.Series | None:
     return parsed
 
 
-def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.ndarray, np.ndarray]:
-    """Generic item-attribute features from the catalog columns.
+class AttributeLayout:
+    """The catalog's attribute columns as features, fitted once and applied to any rows: the catalog at
+    fit time and items added later (online) get the same columns, scaled the same way.
 
     Date columns become one-hot years plus a scaled year; ``|``- or ``,``-separated categorical columns
     with at most ``max_tokens`` distinct tokens, most of which occur more than once, become multi-hot;
     numeric columns are standardised. Free text (titles, descriptions) is left to the language model.
+    A value the fitted catalog never had (a new token, a year outside the range) gets no column.
+    The layout is plain JSON (:meth:`to_json`), saved with the model.
+    """
+
+    def __init__(self, columns: list[dict] | None = None) -> None:
+        self.columns: list[dict] = list(columns or [])
+
+    @classmethod
+    def fit(cls, items: pd.DataFrame, max_tokens: int = 64) -> AttributeLayout:
+        cols: list[dict] = []
+        have_release = False
+        for col in items.columns:
+            if col == "item_id":
+                continue
+            s = items[col]
+            if s.dtype.kind in "iuf":
+                v = s.to_numpy(dtype=np.float64)
+                ok = np.isfinite(v)
+                if ok.sum() > 1 and np.nanstd(v) > 0:
+                    cols.append({"name": str(col), "kind": "numeric", "mean": float(np.nanmean(v)),
+                                 "std": float(np.nanstd(v))})
+                continue
+            dates = _date_column(s)
+            if dates is not None:
+                years = dates.dt.year.to_numpy(dtype=np.float64)
+                ok = np.isfinite(years)
+                spec: dict = {"name": str(col), "kind": "date", "release": not have_release}
+                have_release = True
+                if ok.any():
+                    spec.update(lo=int(np.nanmin(years)), hi=int(np.nanmax(years)),
+                                mean=float(np.nanmean(years)), std=float(max(np.nanstd(years), 1.0)))
+                cols.append(spec)
+                continue
+            txt = s.fillna("").astype(str)
+            sep = "|" if txt.str.contains("|", regex=False).any() else ","
+            tokens = txt.str.get_dummies(sep)
+            singletons = float((tokens.sum(axis=0) == 1).mean()) if tokens.shape[1] else 1.0
+            if 0 < tokens.shape[1] <= max_tokens and singletons <= 0.8:  # not free text / ids
+                cols.append({"name": str(col), "kind": "tokens", "sep": sep,
+                             "tokens": [str(t) for t in tokens.columns]})
+        return cls(cols)
+
+    @property
+    def width(self) -> int:
+        w = 0
+        for c in self.columns:
+            if c["kind"] == "numeric":
+                w += 1
+            elif c["kind"] == "date":
+                w += (c["hi"] - c["lo"] + 2) if "lo" in c else 0
+            else:
+                w += len(c["tokens"])
+        return w
+
+    def transform(self, items: pd.DataFrame) -> tuple[np.ndarray, np.ndarray]:
+        """``(features (n, width) float32, release time (n,) float64 epoch seconds, NaN where unknown)``;
+        a column missing from ``items`` gives zeros (and an unknown release)."""
+        n = len(items)
+        blocks: list[np.ndarray] = []
+        release = np.full(n, np.nan)
+        for c in self.columns:
+            s = items[c["name"]] if c["name"] in items.columns else pd.Series([None] * n, index=items.index)
+            if c["kind"] == "numeric":
+                v = pd.to_numeric(s, errors="coerce").to_numpy(dtype=np.float64)
+                blocks.append(np.where(np.isfinite(v), (v - c["mean"]) / c["std"], 0.0)[:, None])
+            elif c["kind"] == "date":
+                dates = _parse_dates(s)
+                if c["release"]:
+                    release = (dates - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=np.float64)
+                if "lo" not in c:
+                    continue
+                years = dates.dt.year.to_numpy(dtype=np.float64)
+                lo, hi = c["lo"], c["hi"]
+                ok = np.isfinite(years) & (years >= lo) & (years <= hi)
+                onehot = np.zeros((n, hi - lo + 1))
+                onehot[np.flatnonzero(ok), (years[ok] - lo).astype(int)] = 1.0
+                fin = np.isfinite(years)
+                scaled = np.where(fin, (years - c["mean"]) / c["std"], 0.0)
+                blocks.extend([onehot, scaled[:, None]])
+            else:
+                index = {t: j for j, t in enumerate(c["tokens"])}
+                hot = np.zeros((n, len(index)))
+                for r, v in enumerate(s.astype(object).where(s.notna(), "").astype(str)):
+                    for t in v.split(c["sep"]):
+                        j = index.get(t)
+                        if j is not None:
+                            hot[r, j] = 1.0
+                blocks.append(hot)
+        if not blocks:
+            return np.zeros((n, 0), dtype=np.float32), release
+        return np.hstack(blocks).astype(np.float32), release
+
+    def to_json(self) -> list[dict]:
+        return [dict(c) for c in self.columns]
+
+
+def _parse_dates(s: pd.Series) -> pd.Series:
+    """Dates of a column fitted as a date column (any value that does not parse: NaT)."""
+    txt = s.astype(str).str.strip()
+    parsed = pd.to_datetime(txt, errors="coerce", format="ISO8601")
+    nonempty = int(((txt != "") & ~txt.str.lower().isin(["nan", "none", "nat"])).sum())
+    if parsed.notna().sum() < 0.8 * nonempty:
+        parsed = pd.to_datetime(txt, errors="coerce", format="mixed", dayfirst=True)
+    return parsed
+
+
+def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.ndarray, np.ndarray]:
+    """The catalog's attribute features and release times (:class:`AttributeLayout` fitted on ``items``
+    and applied to them).
 
     Returns:
         ``(features (n_items, p) float32, release_time (n_items,) float64 epoch seconds, NaN where unknown)``.
     """
-    blocks: list[np.ndarray] = []
-    release = np.full(len(items), np.nan)
-    for col in items.columns:
-        if col == "item_id":
-            continue
-        s = items[col]
-        if s.dtype.kind in "iuf":
-            v = s.to_numpy(dtype=np.float64)
-            ok = np.isfinite(v)
-            if ok.sum() > 1 and np.nanstd(v) > 0:
-                z = np.where(ok, (v - np.nanmean(v)) / np.nanstd(v), 0.0)
-                blocks.append(z[:, None])
-            continue
-        dates = _date_column(s)
-        if dates is not None:
-            sec = (dates - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=np.float64)
-            if np.isnan(release).all():
-                release = sec
-            years = dates.dt.year.to_numpy(dtype=np.float64)
-            ok = np.isfinite(years)
-            if ok.any():
-                lo, hi = int(np.nanmin(years)), int(np.nanmax(years))
-                onehot = np.zeros((len(items), hi - lo + 1))
-                onehot[np.flatnonzero(ok), (years[ok] - lo).astype(int)] = 1.0
-                scaled = np.where(ok, (years - np.nanmean(years)) / max(np.nanstd(years), 1.0), 0.0)
-                blocks.extend([onehot, scaled[:, None]])
-            continue
-        txt = s.fillna("").astype(str)
-        sep = "|" if txt.str.contains("|", regex=False).any() else ","
-        tokens = txt.str.get_dummies(sep)
-        singletons = float((tokens.sum(axis=0) == 1).mean()) if tokens.shape[1] else 1.0
-        if 0 < tokens.shape[1] <= max_tokens and singletons <= 0.8:  # not free text / ids
-            blocks.append(tokens.to_numpy(dtype=np.float64))
-    if not blocks:
-        return np.zeros((len(items), 0), dtype=np.float32), release
-    return np.hstack(blocks).astype(np.float32), release
+    return AttributeLayout.fit(items, max_tokens).transform(items)
 
 
 def csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:

@@ -132,7 +132,7 @@ class Recommender(ABC):
         out = np.full((len(rows), self.n_items), np.nan, dtype=np.float32)
         known = rows >= 0
         if known.any():
-            out[known] = self._score_users(rows[known])
+            out[known] = self._pad(self._score_users(rows[known]), np.nan)
         if item_ids is not None:
             out = out[:, self.item_vocab_.encode(item_ids)]
         return out
@@ -152,20 +152,105 @@ class Recommender(ABC):
         assert self.user_vocab_ is not None and self.item_vocab_ is not None
         if (user_id is None) == (history is None):
             raise ConfigError("give exactly one of user_id or history")
-        seen: np.ndarray
         if user_id is not None:
             row = self.user_vocab_.get(user_id)
             if row < 0:
                 raise KeyError(f"unknown user: {user_id!r}")
-            scores = self._score_users(np.array([row]))[0]
-            seen = self.seen_.get(row, np.empty(0, dtype=np.int64))
+            extra = np.empty(0, dtype=np.int64)
         else:
             assert history is not None
-            rows = self.item_vocab_.encode(history, missing="mask")
-            rows = rows[rows >= 0]
-            scores = self._score_history(rows)
-            seen = rows
-        return self._top_k(scores, seen if exclude_seen else None, k, candidates, exclude)
+            row = -1
+            extra = self.item_vocab_.encode(history, missing="mask")
+            extra = extra[extra >= 0]
+        scores = self.score_rows(row, extra)
+        seen = self.history_rows(row, extra) if exclude_seen else None
+        drop = self.item_vocab_.encode(exclude, missing="mask") if exclude else None
+        top = top_k_rows(scores, k, allowed=self._candidate_mask(candidates), drop=(seen, drop))
+        ids = self.item_vocab_.decode(top)
+        return [(i, float(scores[t])) for i, t in zip(ids, top, strict=True)]
+
+    # ---- the one scoring path ------------------------------------------------------------------
+    def history_rows(self, user_row: int, extra_rows: np.ndarray | None = None) -> np.ndarray:
+        """A query's history: the known user's training items (``user_row`` >= 0) followed by
+        ``extra_rows`` (item rows, oldest first: a visitor's items, or a user's events since training)."""
+        base = self.seen_.get(int(user_row), _NO_ROWS) if user_row >= 0 else _NO_ROWS
+        extra = _NO_ROWS if extra_rows is None else np.asarray(extra_rows, dtype=np.int64)
+        return np.concatenate([base, extra]) if len(extra) else np.asarray(base, dtype=np.int64)
+
+    def score_rows(
+        self, user_row: int = -1, extra_rows: np.ndarray | None = None, extra_times: np.ndarray | None = None
+    ) -> np.ndarray:
+        """Scores of every catalog item ``(n_items,)`` float32 for one query: a known user (``user_row`` >= 0,
+        their training history), followed by ``extra_rows`` (item rows, oldest first) with their times
+        ``extra_times`` (epoch seconds) where known. This is the one scoring path: ``recommend``,
+        ``recommend_batch`` (its batched form for known users, ``_score_users``), ``evaluate`` and the
+        service all rank these scores with :func:`top_k_rows`.
+
+        A known user without extra rows is scored by ``_score_users``; any other query by
+        ``_score_history`` over the whole history (with timestamps when every event's time is known: the
+        training events' from :meth:`user_timestamps`). A model without ``_score_history`` scores a known
+        user from the training history alone and refuses a visitor (ConfigError). Items the model cannot
+        score (added after fitting to a model without a cold path) get -inf.
+        """
+        self._check_fitted()
+        extra = _NO_ROWS if extra_rows is None else np.asarray(extra_rows, dtype=np.int64)
+        if user_row >= 0 and len(extra) == 0:
+            return self._pad(self._score_users(np.array([user_row]))[0])
+        history = self.history_rows(user_row, extra)
+        times: np.ndarray | None = None
+        if extra_times is not None and len(extra_times) == len(extra):
+            base_times = self.user_timestamps(user_row) if user_row >= 0 else _NO_ROWS
+            n_base = len(history) - len(extra)
+            if base_times is not None and len(base_times) == n_base:
+                times = np.concatenate([np.asarray(base_times, np.int64), np.asarray(extra_times, np.int64)])
+        try:
+            return self._pad(np.asarray(self._score_history(history, times), dtype=np.float32).reshape(-1))
+        except NotImplementedError:
+            if user_row >= 0:
+                return self._pad(self._score_users(np.array([user_row]))[0])
+            raise ConfigError(f"{self.name} cannot score an anonymous history") from None
+
+    def _pad(self, scores: np.ndarray, fill: float = -np.inf) -> np.ndarray:
+        """Scores over the fitted items, padded with ``fill`` for items added later without a cold path."""
+        n = self.n_items
+        if scores.shape[-1] >= n:
+            return scores
+        pad = np.full((*scores.shape[:-1], n - scores.shape[-1]), fill, dtype=np.float32)
+        return np.concatenate([np.asarray(scores, dtype=np.float32), pad], axis=-1)
+
+    # ---- new items -----------------------------------------------------------------------------
+    def add_items(
+        self, item_ids: Sequence[str], item_vectors: np.ndarray, *, items: pd.DataFrame | None = None
+    ) -> None:
+        """Adds items to the catalog after fitting, or replaces the content of known ones, without a refit.
+
+        Models with a cold path (``scores_new_items``) score the new items through it at once, on the
+        same scale as the rest (``tokrec``: exactly as an item without events in the fitted catalog);
+        other models rank them last until the next fit.
+
+        Args:
+            item_ids: external ids, one per row of ``item_vectors``.
+            item_vectors: ``(len(item_ids), d)`` vectors from the encoder used at fit time.
+            items: the items' catalog rows (``item_id`` + attribute columns), for models that read attributes.
+        """
+        self._check_fitted()
+        assert self.item_vocab_ is not None
+        vectors = np.asarray(item_vectors, dtype=np.float32)
+        if vectors.ndim != 2 or len(vectors) != len(item_ids):
+            raise ConfigError(f"add_items: expected {len(item_ids)} item vectors, got shape {vectors.shape}")
+        if not np.isfinite(vectors).all():
+            raise ConfigError("add_items: item_vectors contain NaN or inf")
+        if items is not None and len(items) != len(item_ids):
+            raise ConfigError(f"add_items: {len(items)} item rows for {len(item_ids)} ids")
+        vocab = Vocab.from_list(self.item_vocab_.to_list())  # never mutate a vocabulary others hold
+        rows = np.array([vocab.add(str(i)) for i in item_ids], dtype=np.int64)
+        self._add_items(rows, vectors, items)
+        self.item_vocab_ = vocab
+
+    def _add_items(self, rows: np.ndarray, item_vectors: np.ndarray, items: pd.DataFrame | None) -> None:
+        """The model's cold path for catalog ``rows`` (new rows follow the old ones). Called before the
+        vocabulary grows; a model without one keeps nothing (its scores are padded with -inf)."""
+        return None
 
     def recommend_batch(
         self,
@@ -195,16 +280,13 @@ class Recommender(ABC):
             if not known.any():
                 continue
             scores = np.full((len(chunk), self.n_items), -np.inf, dtype=np.float32)
-            scores[known] = self._score_users(chunk[known])
-            if allowed is not None:
-                scores[:, ~allowed] = -np.inf
+            scores[known] = self._pad(self._score_users(chunk[known]))
             for j, r in enumerate(chunk):
                 if r < 0:
                     continue
                 s = scores[j]
-                if exclude_seen and r in self.seen_:
-                    s[self.seen_[r]] = -np.inf
-                top = _top_indices(s, k)
+                seen = self.seen_.get(int(r)) if exclude_seen else None
+                top = top_k_rows(s, k, allowed=allowed, drop=(seen,))
                 for rank, i in enumerate(top, 1):
                     out_u.append(uids[j])
                     out_i.append(int(i))
@@ -227,28 +309,6 @@ class Recommender(ABC):
         mask = np.zeros(self.n_items, dtype=bool)
         mask[rows[rows >= 0]] = True
         return mask
-
-    def _top_k(
-        self,
-        scores: np.ndarray,
-        seen: np.ndarray | None,
-        k: int,
-        candidates: Sequence[str] | None,
-        exclude: Sequence[str] | None,
-    ) -> list[tuple[str, float]]:
-        assert self.item_vocab_ is not None
-        s = np.array(scores, dtype=np.float32, copy=True)
-        allowed = self._candidate_mask(candidates)
-        if allowed is not None:
-            s[~allowed] = -np.inf
-        if seen is not None and len(seen):
-            s[seen] = -np.inf
-        if exclude:
-            ex = self.item_vocab_.encode(exclude, missing="mask")
-            s[ex[ex >= 0]] = -np.inf
-        top = _top_indices(s, k)
-        ids = self.item_vocab_.decode(top)
-        return [(i, float(s[t])) for i, t in zip(ids, top, strict=True)]
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -316,6 +376,9 @@ def wants_item_vectors(model: Recommender | type[Recommender]) -> bool:
     return bool(model.needs_item_vectors or model.uses_item_vectors or model.scores_new_items)
 
 
+_NO_ROWS = np.empty(0, dtype=np.int64)
+
+
 @functools.lru_cache(maxsize=8)
 def _tie_order(n: int) -> np.ndarray:
     """A fixed pseudo-random rank per item row, used only to break exact score ties.
@@ -326,6 +389,29 @@ def _tie_order(n: int) -> np.ndarray:
     order = np.empty(n, dtype=np.int64)
     order[np.random.default_rng(20261129).permutation(n)] = np.arange(n)
     return order
+
+
+def top_k_rows(
+    scores: np.ndarray,
+    k: int,
+    *,
+    allowed: np.ndarray | None = None,
+    drop: Sequence[np.ndarray | None] = (),
+) -> np.ndarray:
+    """Rows of the ``k`` best scores, best first: the one ranking rule (batch, evaluation and the service).
+
+    Only rows where ``allowed`` (a boolean mask) is true take part, rows in any array of ``drop`` (seen
+    items, an exclude list; -1 entries ignored) and non-finite scores never do, and exact ties are broken
+    by a fixed pseudo-random order of the catalog (:func:`_tie_order`).
+    """
+    s = np.array(scores, dtype=np.float32, copy=True)
+    if allowed is not None:
+        s[: len(allowed)][~allowed] = -np.inf
+    for rows in drop:
+        if rows is not None and len(rows):
+            r = np.asarray(rows, dtype=np.int64)
+            s[r[(r >= 0) & (r < len(s))]] = -np.inf
+    return _top_indices(s, k)
 
 
 def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:

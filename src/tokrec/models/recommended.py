@@ -34,6 +34,8 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import pandas as pd
+import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from tokrec.data.dataset import Dataset
@@ -101,19 +103,21 @@ class TokrecHybrid(Recommender):
         self.trans_ = sig.transition_matrix(seqs, dataset.n_items, c.trans_window, c.trans_gap_decay)
         self._fit_time(dataset)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
-        attrs, release = sig.attribute_features(dataset.items)
+        self.layout_ = sig.AttributeLayout.fit(dataset.items)
+        attrs, release = self.layout_.transform(dataset.items)
         self.release_ = release
         self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
         f = sig.content_features(item_vectors, attrs, c.attr_weight)
         self.features_ = f
+        self.warm_ = pop > 0
         self.map_op_ = sig.ridge_operator(f, warm, c.map_lambda)
-        prior = np.zeros(len(z), dtype=np.float32)
+        self.prior_w_ = np.zeros(f.shape[1], dtype=np.float32)
         if len(warm):
             w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
-            prior = (f @ w).ravel().astype(np.float32)
-        self.prior_ = prior
+            self.prior_w_ = w.ravel().astype(np.float32)
+        self.prior_ = (f @ self.prior_w_).astype(np.float32)
         self.vectors_ = z
-        self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=pop > 0)
+        self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
 
     def _fit_time(self, dataset: Dataset) -> None:
         """Events per item and time bin, and each user's last timestamp."""
@@ -140,18 +144,25 @@ class TokrecHybrid(Recommender):
         self, seqs: list[np.ndarray], user_times: np.ndarray, which: tuple[str, ...] = SIGNALS
     ) -> dict[str, np.ndarray]:
         """Raw (not normalised) signals ``(len(seqs), n_items)`` for histories (item rows, oldest first)
-        and the time of each history's last event (epoch seconds)."""
+        and the time of each history's last event (epoch seconds).
+
+        Items added after fitting (:meth:`add_items`, rows from ``n_fitted``) have no events: the
+        collaborative signals (ease, trans, time) give them 0, as they give a catalog item without
+        events, and their rows in a history count for the content signals only.
+        """
         c = self.config
         n = self.n_items
+        nf = self.n_fitted
+        fitted = seqs if n == nf else [s[s < nf] for s in (np.asarray(q, dtype=np.int64) for q in seqs)]
         out: dict[str, np.ndarray] = {}
-        plain = sig.user_rows(seqs, n, None)
+        plain = sig.user_rows(fitted, nf, None)
         if "ease" in which:
-            out["ease"] = np.asarray(sig.user_rows(seqs, n, c.ease_half_life) @ self.ease_)
+            out["ease"] = _pad(np.asarray(sig.user_rows(fitted, nf, c.ease_half_life) @ self.ease_), n)
         if "trans" in which:
-            out["trans"] = sig.next_item_scores(self.trans_, seqs, c.trans_last, c.trans_decay)
+            out["trans"] = _pad(sig.next_item_scores(self.trans_, fitted, c.trans_last, c.trans_decay), n)
         if "time" in which:
             bins = np.clip((user_times - self.t0_) // self.bin_seconds_, 0, self.time_counts_.shape[1] - 1)
-            out["time"] = sig.time_kernel_scores(self.time_counts_, bins, c.time_bandwidth_bins)
+            out["time"] = _pad(sig.time_kernel_scores(self.time_counts_, bins, c.time_bandwidth_bins), n)
         if "age" in which:
             b = sig.age_bins(user_times, self.release_)
             out["age"] = self.age_rates_[np.where(b >= 0, b, len(self.age_rates_) - 1)]
@@ -166,6 +177,11 @@ class TokrecHybrid(Recommender):
             prof = np.asarray(sig.user_rows(seqs, n, c.profile_half_life) @ self.vectors_)
             out["profile"] = sig.l2_rows(prof) @ self.vectors_.T
         return {k: v.astype(np.float32) for k, v in out.items()}
+
+    @property
+    def n_fitted(self) -> int:
+        """Items the model was fitted on (the first rows of the catalog); later rows came by :meth:`add_items`."""
+        return int(self.ease_.shape[0])
 
     def blend(self, signals: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
         """Weighted sum of per-user z-normalised signals: ``(n_users, n_items)`` float32."""
@@ -194,6 +210,40 @@ class TokrecHybrid(Recommender):
         seq = np.asarray(item_rows, dtype=np.int64)
         return self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active()))[0]
 
+    # ---- new items -------------------------------------------------------------------------------
+    def _add_items(self, rows: np.ndarray, item_vectors: np.ndarray, items: pd.DataFrame | None) -> None:
+        """New items through the model's own cold path, exactly as they would be scored had they been in
+        the catalog (without events) at fit time: their content features from the fitted attribute
+        layout, the popularity prior and the content map from the ridge models fitted on the warm items,
+        their text neighbours among the warm items, release-date age; collaborative signals 0."""
+        c = self.config
+        n_old = len(self.prior_)
+        n_new = max(int(rows.max()) + 1 - n_old, 0) if len(rows) else 0
+        width = self.features_.shape[1] - self.vectors_.shape[1] - 1  # the attribute block
+        attrs, release = np.zeros((len(rows), width), np.float32), np.full(len(rows), np.nan)
+        if items is not None and self.layout_.width == width:
+            attrs, release = self.layout_.transform(items)
+        f = sig.content_features(item_vectors, attrs, c.attr_weight)
+        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+        nf = self.n_fitted
+        block = sig.neighbours_among(
+            z, self.vectors_[:nf], np.flatnonzero(self.warm_), c.prop_neighbours, np.where(rows < nf, rows, -1)
+        )
+        self.vectors_ = _grown(self.vectors_, n_new, rows, z)
+        self.features_ = _grown(self.features_, n_new, rows, f)
+        self.prior_ = _grown(self.prior_, n_new, rows, (f @ self.prior_w_).astype(np.float32))
+        self.release_ = _grown(self.release_, n_new, rows, release, fill=np.nan)
+        if np.array_equal(rows, np.arange(n_old, n_old + n_new)):  # the common case: appended rows
+            nb = sp.vstack([self.neighbours_, block], format="csr")
+        else:
+            empty = sp.csr_matrix((n_new, nf), dtype=np.float32)
+            lil = sp.vstack([self.neighbours_, empty], format="csr").tolil()
+            for j, r in enumerate(rows):
+                lil.rows[r] = list(block.indices[block.indptr[j] : block.indptr[j + 1]])
+                lil.data[r] = list(block.data[block.indptr[j] : block.indptr[j + 1]])
+            nb = lil.tocsr()
+        self.neighbours_ = nb.astype(np.float32)
+
     # ---- persistence ---------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
         out = {
@@ -205,6 +255,8 @@ class TokrecHybrid(Recommender):
             "features": self.features_,
             "map_op": self.map_op_,
             "prior": self.prior_,
+            "prior_w": self.prior_w_,
+            "warm": self.warm_.astype(np.uint8),
             "vectors": self.vectors_,
         }
         out.update(sig.csr_to_arrays("trans", self.trans_))
@@ -221,16 +273,42 @@ class TokrecHybrid(Recommender):
         self.map_op_ = arrays["map_op"]
         self.prior_ = arrays["prior"]
         self.vectors_ = arrays["vectors"]
-        n = len(self.prior_)
-        self.trans_ = sig.csr_from_arrays("trans", arrays, (n, n))
-        self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, n))
+        n, nf = len(self.prior_), len(self.ease_)
+        self.trans_ = sig.csr_from_arrays("trans", arrays, (nf, nf))
+        self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, nf))
+        # models saved before add_items existed: the prior's weights and the warm items follow from the rest
+        if "prior_w" in arrays:
+            self.prior_w_ = arrays["prior_w"]
+        else:
+            w = np.linalg.lstsq(self.features_.astype(np.float64), self.prior_.astype(np.float64), rcond=None)[0]
+            self.prior_w_ = w.astype(np.float32)
+        if "warm" in arrays:
+            self.warm_ = arrays["warm"].astype(bool)
+        else:
+            self.warm_ = np.abs(self.map_op_).sum(axis=0)[:nf] > 0
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"t0": self.t0_, "bin_seconds": self.bin_seconds_}
+        return {"t0": self.t0_, "bin_seconds": self.bin_seconds_, "attribute_layout": self.layout_.to_json()}
 
     def _set_extra_state(self, state: dict[str, Any]) -> None:
         self.t0_ = int(state["t0"])
         self.bin_seconds_ = float(state["bin_seconds"])
+        # models saved before the layout was kept: new items get no attribute block (text only)
+        self.layout_ = sig.AttributeLayout(state.get("attribute_layout", []))
+
+
+def _pad(scores: np.ndarray, n: int) -> np.ndarray:
+    """``(u, m)`` scores with zero columns appended up to ``n`` (items added after fitting)."""
+    if scores.shape[1] >= n:
+        return scores
+    return np.hstack([scores, np.zeros((scores.shape[0], n - scores.shape[1]), dtype=scores.dtype)])
+
+
+def _grown(block: np.ndarray, n_new: int, rows: np.ndarray, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+    """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` written at ``rows``."""
+    out = np.concatenate([block, np.full((n_new, *block.shape[1:]), fill, dtype=block.dtype)])
+    out[rows] = values
+    return out
 
 
 __all__ = ["SIGNALS", "TokrecConfig", "TokrecHybrid"]

@@ -24,10 +24,11 @@ answered as a JSON 500 (a bug: the fuzz test checks none occurs).
 
 from __future__ import annotations
 
-import asyncio
 import hmac
 import json
 import logging
+import os
+import threading
 import time
 from contextlib import asynccontextmanager
 from pathlib import Path
@@ -36,11 +37,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 from fastapi import FastAPI, HTTPException, Query, Request
-from fastapi.concurrency import run_in_threadpool
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from tokrec.errors import ConfigError, TokrecError
@@ -54,6 +54,8 @@ from tokrec.serve.store import Event, ItemRecord, make_store
 
 log = logging.getLogger(__name__)
 STATIC = Path(__file__).parent / "static"
+#: endpoints that change state: they need the API key when one is set
+WRITE_PATHS = frozenset({"/events", "/items", "/admin/reload"})
 
 
 class ServeSettings(BaseModel):
@@ -63,10 +65,13 @@ class ServeSettings(BaseModel):
         api_key: when set, ``POST /events`` and ``POST /items`` need this ``X-API-Key``.
         redis_url: share online state through Redis (``redis://host:port/db``); default in memory.
         redis_prefix: key prefix in Redis (one per deployment).
-        state_path: the SQLite state log (default ``MODEL_DIR/state.sqlite``).
+        state_path: the SQLite state log (default ``MODEL_DIR.state.sqlite`` beside the model directory, so
+            that a refit, which replaces the directory, never touches the online state).
         persist: keep the state log at all (False: online state is lost on restart).
         ann: force (True) or forbid (False) the ANN index; None: by catalog size (>= 20,000 items).
         ann_kind: ``ivf`` (IVF-Flat, default) or ``hnsw``.
+        reload_interval: seconds between checks for a refitted model directory (0: never); a new one is
+            loaded beside the running one and swapped in without a restart.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -82,12 +87,10 @@ class ServeSettings(BaseModel):
     max_candidates: int = Field(100_000, ge=1)
     max_events: int = Field(10_000, ge=1)
     max_items: int = Field(1000, ge=1)
-    model_weight: float = Field(0.7, ge=0.0, le=1.0)
-    recency_half_life: float = Field(10.0, gt=0)
     user_history_window: int = Field(200, ge=1)
     ann: bool | None = None
     ann_kind: AnnKind = "ivf"
-    ann_candidates: int = Field(256, ge=1)
+    reload_interval: float = Field(2.0, ge=0)
     ef_search: int = Field(HNSW_EF_SEARCH, ge=1)
     nprobe: int | None = Field(None, ge=1)
     negative_events: list[str] = ["dislike", "skip", "hide"]
@@ -108,35 +111,76 @@ class Service:
         self.store = make_store(settings.redis_url, prefix=settings.redis_prefix)
         if not self.store.ping():
             raise ConfigError(f"cannot reach Redis at {settings.redis_url}")
-        index = VectorIndex(
-            bundle.item_vectors,
-            ann=settings.ann,
-            ann_path=bundle.path / ANN_FILE,
-            kind=settings.ann_kind,
-            ef_search=settings.ef_search,
-            nprobe=settings.nprobe,
-        )
-        opts = EngineOptions(
-            model_weight=settings.model_weight,
-            recency_half_life=settings.recency_half_life,
-            user_history_window=settings.user_history_window,
-            ann_candidates=settings.ann_candidates,
-            negative_events=tuple(settings.negative_events),
-            facets=tuple(settings.facets) if settings.facets is not None else None,
-            blocked=tuple(settings.blocked),
-        )
-        self.engine = Engine(bundle.model, bundle.items, bundle.item_vectors, self.store, opts, index=index)
+        self.engine = self._make_engine(bundle)
         self.log: StateLog | None = None
         if settings.persist:
-            path = settings.state_path or bundle.path / "state.sqlite"
+            path = state_path(bundle.path, settings.state_path)
             self.log = StateLog(path, fingerprint=bundle.encoder.fingerprint, dim=int(bundle.meta["dim"]))
             if self.store.claim_replay():
                 self.engine.replay(list(self.log.iter_items()), self.log.iter_events())
         self.engine.sync()
+        self._bundle_stamp = _bundle_stamp(bundle.path)
+        self._reloading = threading.Lock()
+        self._stop = threading.Event()
+        self._watcher: threading.Thread | None = None
+        if settings.reload_interval > 0:
+            self._watcher = threading.Thread(target=self._watch, name="tokrec-reload", daemon=True)
+            self._watcher.start()
         self._encoder = encoder
         self._template = template
-        self._encoder_lock = asyncio.Lock()
+        self._encoder_lock = threading.Lock()
         self.started = time.time()
+        self.reloads = 0
+
+    def _make_engine(self, bundle: Bundle) -> Engine:
+        st = self.settings
+        index = VectorIndex(
+            bundle.item_vectors,
+            ann=st.ann,
+            ann_path=bundle.path / ANN_FILE,
+            kind=st.ann_kind,
+            ef_search=st.ef_search,
+            nprobe=st.nprobe,
+        )
+        opts = EngineOptions(
+            user_history_window=st.user_history_window,
+            negative_events=tuple(st.negative_events),
+            facets=tuple(st.facets) if st.facets is not None else None,
+            blocked=tuple(st.blocked),
+        )
+        return Engine(bundle.model, bundle.items, bundle.item_vectors, self.store, opts, index=index)
+
+    # ---- model lifecycle -------------------------------------------------------------------------
+    def reload(self) -> bool:
+        """Loads the model directory again if it was replaced (a refit) and swaps it in; returns whether
+        it did. The new engine is built beside the running one (requests keep being answered by the old
+        one), takes the items added online from the shared store through the new model's cold path, and
+        replaces it in one assignment; online events live in the store and are not touched."""
+        with self._reloading:
+            stamp = _bundle_stamp(self.bundle.path)
+            if stamp is None or stamp == self._bundle_stamp:
+                return False
+            bundle = load_bundle(self.bundle.path)
+            if bundle.encoder.fingerprint != self.bundle.encoder.fingerprint or int(bundle.meta["dim"]) != int(
+                self.bundle.meta["dim"]
+            ):
+                raise ConfigError(
+                    "the refitted model uses another encoder: its vectors are not comparable with the online "
+                    "items' (restart the service with a new --state to serve it)"
+                )
+            engine = self._make_engine(bundle)
+            engine.sync()
+            self.bundle, self.engine, self._bundle_stamp = bundle, engine, stamp
+            self.reloads += 1
+            log.warning("serving the refitted model in %s (%d items)", bundle.path, engine.n_items)
+            return True
+
+    def _watch(self) -> None:
+        while not self._stop.wait(self.settings.reload_interval):
+            try:
+                self.reload()
+            except Exception:  # a half-written or broken directory: keep serving the old model
+                log.exception("cannot load the refitted model; still serving the previous one")
 
     # ---- encoding new items ----------------------------------------------------------------------
     def encoder(self) -> Any:
@@ -163,6 +207,9 @@ class Service:
         )
 
     def close(self) -> None:
+        self._stop.set()
+        if self._watcher is not None:
+            self._watcher.join(timeout=5)
         if self.log is not None:
             self.log.close()
         self.store.close()
@@ -284,6 +331,15 @@ class _Guard:
         if method not in ("POST", "PUT", "PATCH"):
             return None
         headers = dict(scope["headers"])
+        key = self.service.settings.api_key
+        if key and scope["path"] in WRITE_PATHS:  # before the body is read or validated
+            given = headers.get(b"x-api-key", b"")
+            if not hmac.compare_digest(given, key.encode("utf-8")):
+                return JSONResponse(
+                    {"error": "missing or wrong X-API-Key"},
+                    status_code=401,
+                    headers={"WWW-Authenticate": "X-API-Key"},
+                )
         cl = headers.get(b"content-length")
         if cl is not None:
             try:
@@ -354,15 +410,6 @@ def _add_handlers(app: FastAPI) -> None:
         return _error(500, "internal error (logged)")
 
 
-def _require_key(service: Service, request: Request) -> None:
-    key = service.settings.api_key
-    if not key:
-        return
-    given = request.headers.get("x-api-key", "")
-    if not hmac.compare_digest(given.encode("utf-8", "surrogateescape"), key.encode("utf-8")):
-        raise HTTPException(401, "missing or wrong X-API-Key", headers={"WWW-Authenticate": "X-API-Key"})
-
-
 def _cap(name: str, n: int, limit: int) -> None:
     if n > limit:
         raise HTTPException(422, f"{name}: {n} is over the limit of {limit}")
@@ -378,18 +425,16 @@ def _add_routes(app: FastAPI, service: Service) -> None:
 
 def _add_recommend_route(app: FastAPI, service: Service) -> None:
     """POST /recommend."""
-    engine = service.engine
     st = service.settings
+    request_model = _recommend_request(st.max_k)
 
-    @app.post(
-        "/recommend", response_model=S.RecommendResponse, response_model_exclude_none=True, tags=["recommend"]
-    )
-    async def recommend(req: S.RecommendRequest) -> dict[str, Any]:
-        """Top-k items for a known user or a visitor's history, with explanations."""
-        _cap("k", req.k, st.max_k)
+    def recommend(req: S.RecommendRequest) -> dict[str, Any]:
+        """Top-k items for a known user or a visitor's history, with explanations (plain ``def``: FastAPI runs
+        it in its thread pool, never on the event loop)."""
         _cap("history length", len(req.history or ()), st.max_history)
         _cap("candidates", len(req.candidates or ()), st.max_candidates)
         _cap("exclude", len(req.exclude or ()), st.max_candidates)
+        engine = service.engine
         engine.sync()
         for name, ids in (("history", req.history), ("candidates", req.candidates)):
             if ids and not any(i in engine.row_of for i in ids):
@@ -397,15 +442,18 @@ def _add_recommend_route(app: FastAPI, service: Service) -> None:
                     422,
                     f"{name}: none of the {len(ids)} item ids is in the catalog (first: {ids[0][:100]!r})",
                 )
-        res = engine.recommend(
-            user_id=req.user_id,
-            history=req.history,
-            k=req.k,
-            candidates=req.candidates,
-            exclude=req.exclude,
-            exclude_seen=req.exclude_seen,
-            explain=req.explain,
-        )
+        try:
+            res = engine.recommend(
+                user_id=req.user_id,
+                history=req.history,
+                k=req.k,
+                candidates=req.candidates,
+                exclude=req.exclude,
+                exclude_seen=req.exclude_seen,
+                explain=req.explain,
+            )
+        except ConfigError as e:  # e.g. a visitor's history for a model that cannot score one
+            raise HTTPException(422, str(e)) from e
         items = [
             {"item_id": r.item_id, "score": r.score, "label": r.label, "because": r.because}
             for r in res.items
@@ -417,17 +465,32 @@ def _add_recommend_route(app: FastAPI, service: Service) -> None:
             "history_length": res.history_length,
         }
 
+    recommend.__annotations__ = {"req": request_model, "return": dict[str, Any]}  # this server's max_k
+    app.post(
+        "/recommend", response_model=S.RecommendResponse, response_model_exclude_none=True, tags=["recommend"]
+    )(recommend)
+
+
+def _recommend_request(max_k: int) -> type[S.RecommendRequest]:
+    """The request model with this server's ``max_k`` as ``k``'s bound, so that the OpenAPI schema states
+    the limit the server enforces."""
+    return create_model(
+        "RecommendRequest",
+        __base__=S.RecommendRequest,
+        k=(StrictInt, Field(10, ge=1, le=max_k, description=f"how many items (at most {max_k})")),
+    )
+
 
 def _add_write_routes(app: FastAPI, service: Service) -> None:
-    """POST /events and POST /items."""
-    engine = service.engine
+    """POST /events, POST /items and POST /admin/reload (the API key is checked before the body is read,
+    in :class:`_Guard`)."""
     st = service.settings
 
     @app.post("/events", response_model=S.EventsResponse, tags=["write"])
-    async def events(req: S.EventsRequest, request: Request) -> dict[str, Any]:
+    def events(req: S.EventsRequest) -> dict[str, Any]:
         """Adds behaviour events; the next /recommend for the user reflects them."""
-        _require_key(service, request)
         _cap("events", len(req.events), st.max_events)
+        engine = service.engine
         engine.sync()
         now = int(time.time())
         accepted: list[Event] = []
@@ -444,71 +507,67 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
                 f"events: none of the {len(ignored)} events is on an item in the catalog (first: {str(ignored[0]['item_id'])[:100]!r})",
             )
         if service.log is not None:
-            await run_in_threadpool(service.log.append_events, accepted)
+            service.log.append_events(accepted)
         engine.add_events(accepted)
         service.metrics.inc("events_total", len(accepted))
         return {"accepted": len(accepted), "ignored": ignored[:1000]}
 
     @app.post("/items", response_model=S.ItemsResponse, tags=["write"])
-    async def items(req: S.ItemsRequest, request: Request) -> dict[str, Any]:
-        """Adds or updates items; they are searchable at once."""
-        _require_key(service, request)
+    def items(req: S.ItemsRequest) -> dict[str, Any]:
+        """Adds or updates items; they are searchable and recommendable at once, through the model's cold path."""
         _cap("items", len(req.items), st.max_items)
-        engine.sync()
-        latest = {it.item_id: it for it in req.items}  # a repeated id: the last one wins
-        attrs = []
-        for item_id, it in latest.items():
-            row = engine.row_of.get(item_id)
-            base = engine.attributes[row] if row is not None else {}
-            attrs.append({**base, **it.attributes()})
-        frame = _frame(list(latest), attrs, engine.columns)
-        async with service._encoder_lock:
+        with service._encoder_lock:  # one writer at a time: the catalog grows in one order everywhere
+            engine = service.engine
+            engine.sync()
+            latest = {it.item_id: it for it in req.items}  # a repeated id: the last one wins
+            attrs = []
+            for item_id, it in latest.items():
+                row = engine.row_of.get(item_id)
+                base = engine.attributes[row] if row is not None else {}
+                attrs.append({**base, **it.attributes()})
+            frame = _frame(list(latest), attrs, engine.columns)
             try:
-                vectors = await run_in_threadpool(service.encode_items, frame)
+                vectors = service.encode_items(frame)
             except TokrecError as e:
                 raise HTTPException(503, f"cannot encode new items: {e}") from e
-        records = [ItemRecord(i, a, v) for i, a, v in zip(latest, attrs, vectors, strict=True)]
-        added = [i for i in latest if i not in engine.row_of]
-        if service.log is not None:
-            await run_in_threadpool(service.log.add_items, records)
-        engine.add_items(records)
+            records = [ItemRecord(i, a, v) for i, a, v in zip(latest, attrs, vectors, strict=True)]
+            added = [i for i in latest if i not in engine.row_of]
+            if service.log is not None:
+                service.log.add_items(records)
+            engine.add_items(records)
         service.metrics.inc("items_added_total", len(added))
         return {"added": added, "updated": [i for i in latest if i not in added], "n_items": engine.n_items}
 
+    @app.post("/admin/reload", tags=["write"])
+    def reload() -> dict[str, Any]:
+        """Swaps in the model directory if it was refitted (the server also checks by itself every
+        ``reload_interval`` seconds)."""
+        try:
+            changed = service.reload()
+        except TokrecError as e:
+            raise HTTPException(409, str(e)) from e
+        return {"reloaded": changed, "n_items": service.engine.n_items, "reloads": service.reloads}
+
 
 def _add_item_routes(app: FastAPI, service: Service) -> None:
-    """GET /items (search), /items/{id}, /items/{id}/similar."""
-    engine = service.engine
+    """GET /items (search), /items/{id}, /items/{id}/similar (ids may contain ``/``)."""
     st = service.settings
 
     @app.get("/items", response_model=S.SearchResponse, tags=["items"])
-    async def search(
-        q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=100)
-    ) -> dict[str, Any]:
+    def search(q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
         """Items whose title contains ``q`` (case-insensitive)."""
+        engine = service.engine
         return {"items": [{"item_id": i, "label": lab} for i, lab in engine.search_titles(q, limit)]}
 
-    @app.get("/items/{item_id}", response_model=S.ItemDetail, tags=["items"])
-    async def item(item_id: str) -> dict[str, Any]:
-        engine.sync()
-        row = engine.row_of.get(item_id)
-        if row is None:
-            raise HTTPException(404, f"unknown item {item_id[:100]!r}")
-        return {
-            "item_id": item_id,
-            "label": engine.labels[row],
-            "attributes": _jsonable(engine.attributes[row]),
-        }
-
     @app.get(
-        "/items/{item_id}/similar",
+        "/items/{item_id:path}/similar",
         response_model=S.SimilarResponse,
         response_model_exclude_none=True,
         tags=["items"],
     )
-    async def similar(item_id: str, k: int = Query(10, ge=1, le=10_000)) -> dict[str, Any]:
+    def similar(item_id: str, k: int = Query(10, ge=1, le=st.max_k)) -> dict[str, Any]:
         """Items with the closest vectors to ``item_id``."""
-        _cap("k", k, st.max_k)
+        engine = service.engine
         engine.sync()
         if item_id not in engine.row_of:
             raise HTTPException(404, f"unknown item {item_id[:100]!r}")
@@ -520,16 +579,29 @@ def _add_item_routes(app: FastAPI, service: Service) -> None:
             ],
         }
 
+    @app.get("/items/{item_id:path}", response_model=S.ItemDetail, tags=["items"])
+    def item(item_id: str) -> dict[str, Any]:
+        engine = service.engine
+        engine.sync()
+        row = engine.row_of.get(item_id)
+        if row is None:
+            raise HTTPException(404, f"unknown item {item_id[:100]!r}")
+        return {
+            "item_id": item_id,
+            "label": engine.labels[row],
+            "attributes": _jsonable(engine.attributes[row]),
+        }
+
 
 def _add_ops_routes(app: FastAPI, service: Service) -> None:
     """GET /health, /metrics and the web page."""
-    engine = service.engine
     st = service.settings
 
     @app.get("/health", response_model=S.Health, tags=["ops"])
-    async def health() -> dict[str, Any]:
+    def health() -> dict[str, Any]:
+        engine = service.engine
         ok = service.store.ping()
-        model = service.bundle.model
+        model = engine.model
         return {
             "status": "ok" if ok else "degraded",
             "model": model.name,
@@ -545,15 +617,15 @@ def _add_ops_routes(app: FastAPI, service: Service) -> None:
         }
 
     @app.get("/metrics", tags=["ops"])
-    async def metrics(format: str = Query("prometheus", pattern="^(prometheus|json)$")) -> Response:
+    def metrics(format: str = Query("prometheus", pattern="^(prometheus|json)$")) -> Response:
         """Request counts, latency percentiles, cache hits (Prometheus text, or ``?format=json``)."""
+        engine = service.engine
         m = service.metrics
         m.gauges.update(
             {
                 "catalog_items": engine.n_items,
                 "online_items": engine.n_items - engine.n_model_items,
-                "user_vector_cache_hits": engine.stats["user_vector_cache_hits"],
-                "user_vector_cache_misses": engine.stats["user_vector_cache_misses"],
+                "model_reloads": service.reloads,
             }
         )
         texts, encoded = (
@@ -566,7 +638,7 @@ def _add_ops_routes(app: FastAPI, service: Service) -> None:
         return PlainTextResponse(m.prometheus(), media_type="text/plain; version=0.0.4")
 
     @app.get("/", include_in_schema=False)
-    async def page() -> FileResponse:
+    def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
 
 
@@ -591,3 +663,29 @@ def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             out[k] = str(v)
     return out
+
+
+def state_path(model_dir: Path, given: Path | None = None) -> Path:
+    """The state log: ``given``, else ``MODEL_DIR.state.sqlite`` beside the model directory (outside it, so
+    that a refit, which replaces the directory, never touches it). A log left inside the directory by an
+    older version is moved out once."""
+    if given is not None:
+        return Path(given)
+    model_dir = Path(model_dir)
+    path = model_dir.with_name(model_dir.name + ".state.sqlite")
+    legacy = model_dir / "state.sqlite"
+    if legacy.exists() and not path.exists():
+        for suffix in ("", "-wal", "-shm"):
+            if Path(str(legacy) + suffix).exists():
+                os.replace(str(legacy) + suffix, str(path) + suffix)
+        log.warning("moved the state log out of the model directory: %s", path)
+    return path
+
+
+def _bundle_stamp(path: Path) -> tuple[int, int] | None:
+    """What changes when the model directory is replaced: its bundle.json's inode and modification time."""
+    try:
+        st = (Path(path) / "bundle.json").stat()
+    except OSError:
+        return None
+    return (st.st_ino, st.st_mtime_ns)

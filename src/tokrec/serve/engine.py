@@ -1,35 +1,24 @@
-"""The serving engine: the catalog, online state and how a recommendation is scored and explained.
+"""The serving engine: the catalog, online state, and the model's own scores, ranked the batch way.
 
-How scores are made
--------------------
-The serving catalog is the bundle's items (rows ``0..n_model-1``, the model's own item vocabulary)
-followed by items added online through ``POST /items``. A request's *history* is, for a known
-``user_id``, the user's training sequence (the model's ``seen_``) followed by the user's online events;
-for a visitor, the item ids given. Events named in ``negative_events`` (dislike, skip, hide) only
-mark items as seen.
+The engine keeps state and does I/O; it does not score. Every ranking comes from the fitted model's one
+scoring path, :meth:`tokrec.models.base.Recommender.score_rows`, ranked by
+:func:`tokrec.models.base.top_k_rows` (the rule ``recommend`` and ``recommend_batch`` use: seen items,
+``exclude``, blocked items and non-candidates removed, exact ties broken by the catalog's fixed
+pseudo-random order), so that the service returns what was evaluated.
 
-1. **Model scores** ``m`` (items the model knows): a known user with no online events gets
-   ``model._score_users`` (the model's own path); otherwise ``model._score_history`` over the history
-   rows the model knows (with their timestamps when every one is known: online events carry theirs,
-   training events' come from ``model.user_timestamps``), when the model implements it; else a known user falls back to
-   ``_score_users`` (the vector part below still reflects the online events) and a visitor gets none.
-   An empty history gets the model's scores for an empty history where it defines them (popularity),
-   else the answer is an empty list rather than arbitrary items.
-2. **Vector scores** ``v``: the user vector ``u`` is the recency-weighted mean of the history's item
-   vectors (weight ``0.5 ** (age / recency_half_life)``, age in events counted from the newest; the
-   newest ``user_history_window`` events), normalised; ``v_i = u . z_i``.
-3. **What is ranked**: the request's ``candidates`` when given; else the whole catalog when it is
-   small (exact numpy matmul); else, for a large catalog with an ANN index, the union of the
-   ``ann_candidates`` nearest items to ``u`` (faiss IVF-Flat or HNSW, inner product) and the model's top
-   ``ann_candidates`` items, re-scored exactly.
-4. **Blend**: both parts are standardised (z-scores over the ranked set; in ANN mode with the whole
-   catalog's mean and deviation, for ``v`` computed from a running sum and Gram matrix of the item
-   vectors in O(d^2), so that ANN and exact mode blend alike), then
-   ``s = model_weight * z(m) + (1 - model_weight) * z(v)``. An item the model cannot score (added
-   online) takes ``z(v)`` in place of ``z(m)``, so new items compete on text similarity, on the same
-   scale, at once. With no model scores ``s = z(v)``; with no history vector ``s = z(m)``.
-5. Seen items (unless ``exclude_seen`` is false), ``exclude`` and blocked items are removed before
-   the top ``k`` is taken.
+The catalog is the model's item vocabulary: the bundle's items (rows ``0..n_model-1``) followed by items
+added online through ``POST /items``, which go through the model's own cold path
+(:meth:`~tokrec.models.base.Recommender.add_items`: for ``tokrec``, exactly as an item without events
+in the fitted catalog) and are comparable with known items in one list a moment after they are added.
+The model is never changed in place: an update builds a copy and swaps it in, so a request in flight
+keeps the model it started with (a refitted model directory is swapped in the same way, see
+:mod:`tokrec.serve.app`).
+
+A request's history is, for a known ``user_id``, the user's training sequence (the model's) followed by
+the user's online events (``score_rows(user_row, online rows, their timestamps)``); for a visitor, the
+item ids given. Events named in ``negative_events`` (dislike, skip, hide) only mark items as seen.
+A query the model gives no finite score (a model without scores for an empty history) is answered with
+an empty list rather than arbitrary items.
 
 Explanations (``because``): for each recommended item, the history items whose vectors are most
 similar to it (cosine, among the newest ``explain_window`` history items) and the attribute values it
@@ -42,16 +31,18 @@ Unknown item ids in a history, candidates or exclude list are ignored and report
 
 from __future__ import annotations
 
+import copy
 import logging
 import threading
 import time
-from collections import OrderedDict
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 import pandas as pd
 
+from tokrec.errors import ConfigError
+from tokrec.models.base import top_k_rows
 from tokrec.serve.index import VectorIndex
 from tokrec.serve.store import Event, ItemRecord, Store
 
@@ -65,10 +56,7 @@ _EMPTY: frozenset[str] = frozenset()
 class EngineOptions:
     """Scoring options (a subset of the server settings)."""
 
-    model_weight: float = 0.7
-    recency_half_life: float = 10.0
     user_history_window: int = 200
-    ann_candidates: int = 256
     explain_items: int = 2
     explain_attributes: int = 2
     explain_window: int = 50
@@ -133,12 +121,16 @@ class Engine:
         self.item_facets: list[dict[str, frozenset[str]]] = [self._facet_values(a) for a in self.attributes]
         self.index = index if index is not None else VectorIndex(vectors)
         self.blocked_rows = {self.row_of[b] for b in self.options.blocked if b in self.row_of}
+        self._blocked = np.array(sorted(self.blocked_rows), dtype=np.int64)
         self._items_applied = 0
         self._write_lock = threading.RLock()
-        self._can_history = _implements_history(model)
-        self._cold: np.ndarray | None = None
-        self._uvec_cache: OrderedDict[tuple[str, int, int], np.ndarray] = OrderedDict()
-        self.stats = {"user_vector_cache_hits": 0, "user_vector_cache_misses": 0}
+        if model.item_vocab_ is None or list(model.item_vocab_.ids[: len(self.ids)]) != self.ids:
+            raise ConfigError("the model's item vocabulary does not start with the catalog's items, in order")
+        if len(model.item_vocab_) != len(self.ids):
+            raise ConfigError(
+                f"the model has {len(model.item_vocab_)} items, the catalog {len(self.ids)}: "
+                "give the engine the catalog the model was fitted on"
+            )
 
     # ---- catalog ---------------------------------------------------------------------------------
     @property
@@ -165,13 +157,28 @@ class Engine:
         return out
 
     def sync(self) -> int:
-        """Applies item records other processes (or this one) added to the store; returns how many."""
+        """Applies item records other processes (or this one) added to the store; returns how many.
+
+        The records go to the catalog and, through :meth:`Recommender.add_items`, to a copy of the model
+        that is then swapped in (one ``add_items`` call per sync)."""
         if self.store.items_count() <= self._items_applied:
             return 0
         with self._write_lock:
             records = self.store.items_since(self._items_applied)
+            if not records:
+                return 0
             for rec in records:
                 self._apply_item(rec)
+            latest = {rec.item_id: rec for rec in records}  # a repeated id: the last record wins
+            ids = list(latest)
+            frame = pd.DataFrame(
+                [{"item_id": i, **self.attributes[self.row_of[i]]} for i in ids],
+                columns=["item_id", *self.columns],
+            )
+            vectors = np.stack([np.asarray(latest[i].vector, dtype=np.float32) for i in ids])
+            model = copy.copy(self.model)
+            model.add_items(ids, vectors, items=frame)
+            self.model = model
             self._items_applied += len(records)
             return len(records)
 
@@ -219,30 +226,16 @@ class Engine:
         return [(self.ids[r], self.labels[r]) for r in rows]
 
     # ---- history -------------------------------------------------------------------------------
-    def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray | None]:
-        """``(positive rows, seen rows, number of online events, positive events' timestamps)`` for a
-        user, oldest first. The timestamps are None unless every positive event's time is known: the
-        online events carry theirs, the training events' come from the model where it keeps them
-        (:meth:`Recommender.user_timestamps`)."""
-        mrow = self.model.user_vocab_.get(user_id) if self.model.user_vocab_ is not None else -1
-        base = np.empty(0, np.int64)
-        base_times: np.ndarray | None = np.empty(0, np.int64)
-        if mrow >= 0:
-            base = np.asarray(self.model.seen_.get(mrow, base), dtype=np.int64)
-            base_times = self.model.user_timestamps(mrow) if len(base) else base_times
-            if base_times is not None and len(base_times) != len(base):
-                base_times = None
+    def user_history(self, user_id: str) -> tuple[np.ndarray, np.ndarray, int, np.ndarray]:
+        """``(positive online rows, every online row, number of online events, the positive events'
+        timestamps)`` for a user, oldest first (the training history is the model's)."""
         events = self.store.user_events(user_id, self.options.user_history_window)
         neg = set(self.options.negative_events)
-        pos_events = [e for e in events if e.event not in neg and e.item_id in self.row_of]
-        all_online = [self.row_of[e.item_id] for e in events if e.item_id in self.row_of]
-        positive = np.concatenate([base, np.array([self.row_of[e.item_id] for e in pos_events], np.int64)])
-        seen = np.concatenate([base, np.asarray(all_online, dtype=np.int64)])
-        times = None
-        if base_times is not None:
-            times = np.concatenate(
-                [np.asarray(base_times, np.int64), np.array([e.timestamp for e in pos_events], np.int64)]
-            )
+        row_of = self.row_of
+        pos = [e for e in events if e.event not in neg and e.item_id in row_of]
+        positive = np.fromiter((row_of[e.item_id] for e in pos), dtype=np.int64, count=len(pos))
+        seen = np.array([row_of[e.item_id] for e in events if e.item_id in row_of], dtype=np.int64)
+        times = np.fromiter((e.timestamp for e in pos), dtype=np.int64, count=len(pos))
         return positive, seen, len(events), times
 
     def resolve(self, ids: list[str] | None) -> tuple[np.ndarray, list[str]]:
@@ -258,30 +251,6 @@ class Engine:
                 rows.append(r)
         return np.asarray(rows, dtype=np.int64), unknown
 
-    def user_vector(self, rows: np.ndarray, key: tuple[str, int, int] | None = None) -> np.ndarray | None:
-        """Recency-weighted, normalised mean of the item vectors of ``rows`` (oldest first): ``(d,)``."""
-        if key is not None:
-            hit = self._uvec_cache.get(key)
-            if hit is not None:
-                self.stats["user_vector_cache_hits"] += 1
-                return hit
-            self.stats["user_vector_cache_misses"] += 1
-        rows = rows[-self.options.user_history_window :]
-        if len(rows) == 0:
-            return None
-        age = np.arange(len(rows) - 1, -1, -1, dtype=np.float32)
-        w = np.power(np.float32(0.5), age / np.float32(max(self.options.recency_half_life, 1e-6)))
-        u = (w[:, None] * self.index.vectors[rows]).sum(axis=0)
-        norm = float(np.linalg.norm(u))
-        if norm == 0.0 or not np.isfinite(norm):
-            return None
-        u = (u / norm).astype(np.float32)
-        if key is not None:
-            self._uvec_cache[key] = u
-            while len(self._uvec_cache) > 10_000:
-                self._uvec_cache.popitem(last=False)
-        return u
-
     # ---- scoring ---------------------------------------------------------------------------------
     def recommend(
         self,
@@ -294,144 +263,44 @@ class Engine:
         exclude_seen: bool = True,
         explain: bool = True,
     ) -> Result:
-        """Top-``k`` for a user or a visitor's history (see the module docstring)."""
+        """Top-``k`` for a user or a visitor's history: the model's scores, ranked the batch way."""
         self.sync()
+        model = self.model  # one model for the whole request, whatever is swapped in meanwhile
         ignored: list[str] = []
-        n_online = 0
+        mrow = -1
         times: np.ndarray | None = None
         if user_id is not None:
-            positive, seen, n_online, times = self.user_history(user_id)
-            ukey: tuple[str, int, int] | None = (user_id, len(positive), self._items_applied)
+            mrow = model.user_vocab_.get(user_id)
+            extra, online_seen, _, times = self.user_history(user_id)
         else:
-            positive, unknown = self.resolve(history)
+            extra, unknown = self.resolve(history)
             ignored += unknown
-            seen, ukey = positive, None
-        model_scores = self._model_scores(user_id, positive, n_online, times)
-        u = self.user_vector(positive, ukey)
-        cand_rows, mode = self._candidate_rows(u, model_scores, candidates, ignored, k + len(seen))
-        if u is None and model_scores is None:  # nothing to go on: an empty answer, not arbitrary items
-            return Result([], ignored, mode, 0)
-        scores = self._blend(cand_rows, u, model_scores, mode)
-        scores[~np.isfinite(scores)] = -np.inf
-        drop = set(self.blocked_rows)
-        if exclude_seen:
-            drop.update(int(r) for r in seen)
-        if exclude:
-            ex_rows, ex_unknown = self.resolve(exclude)
-            ignored += ex_unknown
-            drop.update(int(r) for r in ex_rows)
-        if drop:
-            drop_rows = np.fromiter(drop, dtype=np.int64, count=len(drop))
-            if mode == "exact":  # the ranked set is the catalog: position = row
-                scores[drop_rows[drop_rows < len(scores)]] = -np.inf
-            else:  # cand_rows is sorted (np.unique)
-                pos = np.searchsorted(cand_rows, drop_rows)
-                hit = pos < len(cand_rows)
-                hit[hit] = cand_rows[pos[hit]] == drop_rows[hit]
-                scores[pos[hit]] = -np.inf
-        top = _top(scores, k)
-        rows = cand_rows[top]
-        reasons = self.explain_many(rows, positive) if explain else [[] for _ in rows]
-        recs = [
-            Recommendation(self.ids[int(r)], round(float(scores[j]), 6), self.labels[int(r)], because)
-            for r, j, because in zip(rows, top, reasons, strict=True)
-        ]
-        return Result(recs, ignored, mode, len(positive))
-
-    def _model_scores(
-        self, user_id: str | None, positive: np.ndarray, n_online: int, times: np.ndarray | None = None
-    ) -> np.ndarray | None:
-        m = self.model
-        mrow = m.user_vocab_.get(user_id) if user_id is not None else -1
-        try:
-            if mrow >= 0 and (n_online == 0 or not self._can_history):
-                out = m._score_users(np.array([mrow]))[0]
-            elif self._can_history:
-                in_model = positive < self.n_model_items
-                known = positive[in_model]
-                if len(known) == 0 and mrow < 0:
-                    return self._cold_scores()
-                out = m._score_history(known, None if times is None else times[in_model])
-            else:
-                return None
-        except NotImplementedError:
-            self._can_history = False
-            return None
-        out = np.asarray(out, dtype=np.float32).reshape(-1)
-        if out.shape[0] != self.n_model_items:
-            log.warning(
-                "model scores have %d entries, the model has %d items; ignored",
-                out.shape[0],
-                self.n_model_items,
-            )
-            return None
-        return out
-
-    def _cold_scores(self) -> np.ndarray | None:
-        """The model's scores for an empty history (popularity-like models have them), else None."""
-        if self._cold is None:
-            try:
-                out = np.asarray(
-                    self.model._score_history(np.empty(0, dtype=np.int64)), dtype=np.float32
-                ).reshape(-1)
-                ok = (
-                    out.shape[0] == self.n_model_items
-                    and bool(np.isfinite(out).any())
-                    and float(np.nanstd(out)) > 0
-                )
-            except Exception:  # a model may not define scores for an empty history
-                ok, out = False, np.empty(0, np.float32)
-            self._cold = out if ok else np.empty(0, np.float32)
-        return self._cold if len(self._cold) else None
-
-    def _candidate_rows(
-        self,
-        u: np.ndarray | None,
-        m: np.ndarray | None,
-        candidates: list[str] | None,
-        ignored: list[str],
-        need: int,
-    ) -> tuple[np.ndarray, str]:
+            online_seen = extra
+        positive = model.history_rows(mrow, extra)
+        scores = model.score_rows(mrow, extra, times)
+        if not np.isfinite(scores).any() or float(np.nanstd(np.where(np.isfinite(scores), scores, np.nan))) == 0:
+            return Result([], ignored, "exact", len(positive))  # nothing to go on: no arbitrary items
+        allowed, mode = None, "exact"
         if candidates is not None:
             rows, unknown = self.resolve(candidates)
             ignored += unknown
-            return np.unique(rows), "candidates"
-        n = self.n_items
-        if not self.index.uses_ann:
-            return np.arange(n, dtype=np.int64), "exact"
-        c = max(self.options.ann_candidates, 2 * need)
-        parts = []
-        if u is not None:
-            parts.append(self.index.search(u, c)[0])
-        if m is not None and self.options.model_weight > 0:
-            parts.append(_top(m, c))
-        if not parts:
-            return np.arange(n, dtype=np.int64), "exact"
-        return np.unique(np.concatenate(parts)), "ann"
-
-    def _blend(self, rows: np.ndarray, u: np.ndarray | None, m: np.ndarray | None, mode: str) -> np.ndarray:
-        """``model_weight * z(m) + (1 - model_weight) * z(v)`` over ``rows`` (see the module docstring).
-
-        The z-scores use the mean and deviation over the ranked set, except in ANN mode, where the
-        ranked set is a biased few hundred items: there they are the whole catalog's (for ``v`` from the
-        index's running sum and Gram matrix, without a scan), so that ANN and exact mode blend alike.
-        """
-        zv = None
-        if u is not None:
-            v = self.index.exact_scores(u, None if mode == "exact" else rows)
-            zv = _standardise(v, self.index.score_stats(u)) if mode == "ann" else _zscore(v)
-        if m is None:
-            return zv if zv is not None else np.zeros(len(rows), dtype=np.float32)
-        known = rows < self.n_model_items
-        mm = np.full(len(rows), np.nan, dtype=np.float32)
-        mm[known] = m[rows[known]]
-        zm = _standardise(mm, _stats(m)) if mode == "ann" else _zscore(mm)
-        if zv is None:
-            zm[~known] = -np.inf  # nothing to say about new items without a history
-            return zm
-        zm = np.where(np.isnan(mm), zv, zm)
-        w = float(self.options.model_weight)
-        return (w * zm + (1.0 - w) * zv).astype(np.float32)
+            allowed = np.zeros(len(scores), dtype=bool)
+            allowed[rows] = True
+            mode = "candidates"
+        drop: list[np.ndarray | None] = [self._blocked]
+        if exclude_seen:
+            drop += [model.history_rows(mrow, online_seen)]
+        if exclude:
+            ex_rows, ex_unknown = self.resolve(exclude)
+            ignored += ex_unknown
+            drop.append(ex_rows)
+        top = top_k_rows(scores, k, allowed=allowed, drop=drop)
+        reasons = self.explain_many(top, positive) if explain else [[] for _ in top]
+        recs = [
+            Recommendation(self.ids[int(r)], round(float(scores[r]), 6), self.labels[int(r)], because)
+            for r, because in zip(top, reasons, strict=True)
+        ]
+        return Result(recs, ignored, mode, len(positive))
 
     # ---- explanations ----------------------------------------------------------------------------
     def explain(self, row: int, history: np.ndarray) -> list[dict[str, Any]]:
@@ -522,13 +391,6 @@ class Engine:
 
 
 # ---- helpers ---------------------------------------------------------------------------------------
-def _implements_history(model: Any) -> bool:
-    from tokrec.models.base import Recommender
-
-    impl = getattr(type(model), "_score_history", None)
-    return impl is not None and impl is not Recommender._score_history
-
-
 def _records(items: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     out: list[dict[str, Any]] = []
     cols = {c: items[c].tolist() for c in columns}
@@ -574,37 +436,3 @@ def _unique_recent(rows: np.ndarray, window: int) -> np.ndarray:
             if len(out) >= window:
                 break
     return np.asarray(out, dtype=np.int64)
-
-
-def _stats(x: np.ndarray) -> tuple[float, float]:
-    """Mean and standard deviation of the finite values of ``x`` (two BLAS passes when all are finite)."""
-    x = np.asarray(x, dtype=np.float32)
-    if len(x) == 0:
-        return 0.0, 1.0
-    s1 = float(x.sum(dtype=np.float64))
-    s2 = float(np.dot(x, x))
-    if not (np.isfinite(s1) and np.isfinite(s2)):
-        ok = x[np.isfinite(x)]
-        if len(ok) == 0:
-            return float("nan"), 1.0
-        return float(ok.mean()), float(ok.std())
-    mean = s1 / len(x)
-    return mean, float(np.sqrt(max(s2 / len(x) - mean * mean, 0.0)))
-
-
-def _standardise(x: np.ndarray, stats: tuple[float, float]) -> np.ndarray:
-    """``(x - mean) / std``; NaN stays NaN (no score), -inf stays -inf."""
-    mean, sd = stats
-    out = (np.asarray(x, dtype=np.float32) - np.float32(mean)) / np.float32(sd if sd > 1e-12 else 1.0)
-    return out.astype(np.float32, copy=False)
-
-
-def _zscore(x: np.ndarray) -> np.ndarray:
-    """z-scores over the finite values of ``x`` itself."""
-    return _standardise(x, _stats(x))
-
-
-def _top(scores: np.ndarray, k: int) -> np.ndarray:
-    from tokrec.serve.index import _top as top
-
-    return top(scores, k)
