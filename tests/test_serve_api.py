@@ -176,8 +176,12 @@ def test_similar_search_health_metrics_page_docs(bundle_dir):
             and h["auth"]
         )
         text = c.get("/metrics").text
-        assert 'tokrec_requests_total{method="GET",route="/items/{item_id:path}/similar",status="200"} 1' in text
-        assert 'tokrec_requests_total{method="GET",route="/items/{item_id:path}/similar",status="404"} 1' in text
+        assert (
+            'tokrec_requests_total{method="GET",route="/items/{item_id:path}/similar",status="200"} 1' in text
+        )
+        assert (
+            'tokrec_requests_total{method="GET",route="/items/{item_id:path}/similar",status="404"} 1' in text
+        )
         assert 'tokrec_request_latency_seconds{route="/health",quantile="0.99"}' in text
         assert "tokrec_catalog_items 48" in text
         js = c.get("/metrics?format=json").json()
@@ -189,7 +193,10 @@ def test_similar_search_health_metrics_page_docs(bundle_dir):
             and 'id="search"' in page.text
         )
         assert c.get("/static/app.js").status_code == 200
-        assert c.get("/docs").status_code == 200
+        docs = c.get("/docs")
+        assert docs.status_code == 200 and "http" not in docs.text  # no CDN, no other host
+        for src in ("/static/docs/swagger-ui-bundle.js", "/static/docs/swagger-ui.css"):
+            assert src in docs.text and c.get(src).status_code == 200  # served locally: works offline
         paths = c.get("/openapi.json").json()["paths"]
         assert {"/recommend", "/events", "/items", "/items/{item_id}/similar", "/health", "/metrics"} <= set(
             paths

@@ -66,8 +66,9 @@ def _model_config(text: str | None) -> dict[str, Any]:
 def run(args: argparse.Namespace) -> int:
     from tokrec.data.loaders import load_dataset
     from tokrec.models import registry
-    from tokrec.serve.bundle import fit_bundle
+    from tokrec.serve.bundle import check_output_dir, fit_bundle
 
+    check_output_dir(args.output)  # before the data is read: a wrong --output fails at once
     t0 = time.perf_counter()
     dataset = load_dataset(items=args.items, interactions=args.interactions)
     print(

@@ -13,7 +13,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         description=(
             "Starts the FastAPI app with uvicorn: POST /recommend, /events, /items; GET /items/{id}/similar, "
             "/health, /metrics; the web page at /; OpenAPI docs at /docs. Events and items added through the "
-            "API are logged to SQLite (MODEL_DIR/state.sqlite or --state) and replayed at start-up."
+            "API are logged to SQLite (MODEL_DIR.state.sqlite beside the model directory, or --state) and replayed "
+            "at start-up; a refitted MODEL_DIR is swapped in without a restart."
         ),
     )
     p.add_argument("--model", required=True, help="model directory written by `tokrec fit`")
@@ -28,14 +29,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--redis-url", default=None, help="share online state through Redis, e.g. redis://127.0.0.1:6379/0"
     )
     p.add_argument("--redis-prefix", default="tokrec", help="Redis key prefix (default tokrec)")
-    p.add_argument("--state", default=None, help="SQLite state log (default MODEL_DIR/state.sqlite)")
+    p.add_argument(
+        "--state",
+        default=None,
+        help="SQLite state log (default MODEL_DIR.state.sqlite, beside the model directory)",
+    )
     p.add_argument("--no-persist", action="store_true", help="keep online state in memory only")
     p.add_argument(
         "--ann", choices=("auto", "yes", "no"), default="auto", help="ANN index (auto: >= 20,000 items)"
     )
     p.add_argument("--ann-kind", choices=("ivf", "hnsw"), default="ivf", help="ANN index type (default ivf)")
     p.add_argument(
-        "--model-weight", type=float, default=None, help="weight of the model's scores vs vector similarity"
+        "--workers",
+        type=int,
+        default=1,
+        help="server processes (default 1); more than one needs --redis-url, through which they share state",
     )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
@@ -55,8 +63,6 @@ def settings_from_args(args: argparse.Namespace):
     }
     if args.state:
         opts["state_path"] = args.state
-    if args.model_weight is not None:
-        opts["model_weight"] = args.model_weight
     if args.max_k is not None:
         opts["max_k"] = args.max_k
     try:
@@ -68,11 +74,56 @@ def settings_from_args(args: argparse.Namespace):
 
 
 def run(args: argparse.Namespace) -> int:
+    import json
+    import socket
+    import sys
+
     import uvicorn
 
-    from tokrec.serve.app import create_app
+    from tokrec.errors import ConfigError
 
-    app = create_app(args.model, settings=settings_from_args(args))
-    print(f"tokrec serve: http://{args.host}:{args.port}/ (API docs at /docs)", flush=True)
-    uvicorn.run(app, host=args.host, port=args.port, log_level=args.log_level, access_log=False)
+    settings = settings_from_args(args)
+    if args.workers < 1:
+        raise ConfigError("--workers must be at least 1")
+    if args.workers > 1 and not settings.redis_url:
+        raise ConfigError(
+            "--workers > 1 needs --redis-url: the processes share events and items through Redis"
+        )
+    if not settings.api_key and args.host not in ("127.0.0.1", "localhost", "::1"):
+        print(
+            f"tokrec serve: warning: listening on {args.host} without --api-key: anyone who reaches this port "
+            "can add events and items (POST /events, /items)",
+            file=sys.stderr,
+        )
+    family = socket.AF_INET6 if ":" in args.host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((args.host, args.port))  # before anything is loaded or printed: a taken port fails at once
+    except OSError as e:
+        sock.close()
+        raise ConfigError(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}") from e
+    sock.set_inheritable(True)
+    os.environ["TOKREC_SERVE_MODEL"] = str(args.model)
+    os.environ["TOKREC_SERVE_SETTINGS"] = json.dumps(settings.model_dump(mode="json"))
+    if args.workers == 1:
+        from tokrec.serve.app import app_from_env
+
+        # loaded (and failing, on a bad model directory) before the command says where it is served
+        config = uvicorn.Config(app_from_env(), log_level=args.log_level, access_log=False)
+    else:  # each worker process builds the app from the environment
+        config = uvicorn.Config(
+            "tokrec.serve.app:app_from_env",
+            factory=True,
+            workers=args.workers,
+            log_level=args.log_level,
+            access_log=False,
+        )
+    print(f"tokrec serve: http://{args.host}:{sock.getsockname()[1]}/ (API docs at /docs)", flush=True)
+    if args.workers == 1:
+        uvicorn.Server(config).run(sockets=[sock])
+    else:
+        from uvicorn.supervisors import Multiprocess
+
+        Multiprocess(config, sockets=[sock]).run()
     return 0

@@ -85,9 +85,10 @@ def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
     g = (x.T @ x).toarray().astype(np.float64)
     g[np.diag_indices_from(g)] += lam
     p = np.linalg.inv(g)
-    b = -p / np.diag(p)[None, :]
-    np.fill_diagonal(b, 0.0)
-    return b.astype(np.float32)
+    del g  # peak memory 16 bytes x n_items^2 (the Gram matrix and its inverse), then 12
+    p /= -np.diag(p)[None, :].copy()
+    np.fill_diagonal(p, 0.0)
+    return p.astype(np.float32)
 
 
 def transition_matrix(
@@ -133,11 +134,14 @@ def next_item_scores(t: sp.csr_matrix, seqs: Sequence[np.ndarray], n_last: int, 
     return np.asarray((w @ t).todense(), dtype=np.float32)
 
 
-def time_kernel_scores(counts: np.ndarray, user_bins: np.ndarray, bandwidth: float) -> np.ndarray:
+def time_kernel_scores(
+    counts: np.ndarray | sp.csr_matrix, user_bins: np.ndarray, bandwidth: float
+) -> np.ndarray:
     """Time-aware popularity: ``sum_b counts[i, b] * exp(-|b - user_bin| / bandwidth)``.
 
     Args:
-        counts: ``(n_items, n_bins)`` events per item and time bin.
+        counts: ``(n_items, n_bins)`` events per item and time bin (dense, or sparse: at most one entry
+            per event, so it grows with the events, not with items x bins).
         user_bins: ``(n_users,)`` each user's time bin (e.g. of their last event).
         bandwidth: kernel width in bins.
 
@@ -146,7 +150,7 @@ def time_kernel_scores(counts: np.ndarray, user_bins: np.ndarray, bandwidth: flo
     """
     bins = np.arange(counts.shape[1], dtype=np.float64)
     k = np.exp(-np.abs(bins[:, None] - user_bins[None, :].astype(np.float64)) / max(bandwidth, 1e-6))
-    return np.log1p(counts @ k).T.astype(np.float32)
+    return np.log1p(np.asarray(counts @ k)).T.astype(np.float32)
 
 
 def ridge(f: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
@@ -298,8 +302,14 @@ class AttributeLayout:
                 v = s.to_numpy(dtype=np.float64)
                 ok = np.isfinite(v)
                 if ok.sum() > 1 and np.nanstd(v) > 0:
-                    cols.append({"name": str(col), "kind": "numeric", "mean": float(np.nanmean(v)),
-                                 "std": float(np.nanstd(v))})
+                    cols.append(
+                        {
+                            "name": str(col),
+                            "kind": "numeric",
+                            "mean": float(np.nanmean(v)),
+                            "std": float(np.nanstd(v)),
+                        }
+                    )
                 continue
             dates = _date_column(s)
             if dates is not None:
@@ -308,8 +318,12 @@ class AttributeLayout:
                 spec: dict = {"name": str(col), "kind": "date", "release": not have_release}
                 have_release = True
                 if ok.any():
-                    spec.update(lo=int(np.nanmin(years)), hi=int(np.nanmax(years)),
-                                mean=float(np.nanmean(years)), std=float(max(np.nanstd(years), 1.0)))
+                    spec.update(
+                        lo=int(np.nanmin(years)),
+                        hi=int(np.nanmax(years)),
+                        mean=float(np.nanmean(years)),
+                        std=float(max(np.nanstd(years), 1.0)),
+                    )
                 cols.append(spec)
                 continue
             txt = s.fillna("").astype(str)
@@ -317,8 +331,14 @@ class AttributeLayout:
             tokens = txt.str.get_dummies(sep)
             singletons = float((tokens.sum(axis=0) == 1).mean()) if tokens.shape[1] else 1.0
             if 0 < tokens.shape[1] <= max_tokens and singletons <= 0.8:  # not free text / ids
-                cols.append({"name": str(col), "kind": "tokens", "sep": sep,
-                             "tokens": [str(t) for t in tokens.columns]})
+                cols.append(
+                    {
+                        "name": str(col),
+                        "kind": "tokens",
+                        "sep": sep,
+                        "tokens": [str(t) for t in tokens.columns],
+                    }
+                )
         return cls(cols)
 
     @property
@@ -347,7 +367,9 @@ class AttributeLayout:
             elif c["kind"] == "date":
                 dates = _parse_dates(s)
                 if c["release"]:
-                    release = (dates - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=np.float64)
+                    release = (
+                        (dates - pd.Timestamp("1970-01-01")).dt.total_seconds().to_numpy(dtype=np.float64)
+                    )
                 if "lo" not in c:
                     continue
                 years = dates.dt.year.to_numpy(dtype=np.float64)

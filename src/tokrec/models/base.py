@@ -78,6 +78,15 @@ class Recommender(ABC):
         ``timestamps`` (seconds, aligned with the rows) where known."""
         raise NotImplementedError(f"{self.name} cannot score an anonymous history")
 
+    def memory_estimate(self, dataset: Dataset) -> int:
+        """Bytes the model needs at its peak while fitting on ``dataset`` (0: small, not estimated). Checked
+        by :func:`check_memory` before anything is encoded, so that a catalog too large fails at once."""
+        return 0
+
+    def memory_advice(self) -> str:
+        """What to do when :meth:`memory_estimate` is over the limit (shown in the error)."""
+        return "use a machine with more memory, a smaller catalog, or a model that scales (als, bpr)"
+
     def user_timestamps(self, user_row: int) -> np.ndarray | None:
         """The timestamps of a known user's training events, aligned with ``seen_[user_row]``, for models
         that keep them (None otherwise): the service joins them with the user's online events."""
@@ -368,6 +377,43 @@ class Recommender(ABC):
         model._set_extra_state(meta.get("state", {}))
         model._set_arrays(arrays)
         return model
+
+
+def available_memory() -> int:
+    """Bytes of memory this process may still use: ``MemAvailable`` (Linux), within a cgroup limit where one
+    is set; 0 where neither can be read."""
+    avail = 0
+    try:
+        for line in Path("/proc/meminfo").read_text().splitlines():
+            if line.startswith("MemAvailable:"):
+                avail = int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    for f in ("/sys/fs/cgroup/memory.max", "/sys/fs/cgroup/memory/memory.limit_in_bytes"):
+        try:
+            raw = Path(f).read_text().strip()
+        except OSError:
+            continue
+        if raw.isdigit() and int(raw) < (1 << 60):
+            avail = min(avail, int(raw)) if avail else int(raw)
+    return avail
+
+
+def check_memory(model: Recommender, dataset: Dataset, limit: int | None = None) -> None:
+    """Refuses, before any encoding, a fit that would not fit in memory: the model's estimate against
+    ``limit`` (default: :func:`available_memory`).
+
+    Raises:
+        ConfigError: with the estimate, the limit and what to do instead.
+    """
+    need = int(model.memory_estimate(dataset))
+    limit = available_memory() if limit is None else int(limit)
+    if need and limit and need > limit:
+        raise ConfigError(
+            f"{model.name} on {dataset.n_items:,} items and {len(dataset):,} events needs about "
+            f"{need / 2**30:.1f} GiB while fitting, over the {limit / 2**30:.1f} GiB available; "
+            + model.memory_advice()
+        )
 
 
 def wants_item_vectors(model: Recommender | type[Recommender]) -> bool:

@@ -51,10 +51,14 @@ class TokrecConfig(ModelConfig):
 
     The defaults are the output of ``benchmarks/ml100k_recs.py --tune`` (validation splits cut from the
     MovieLens-100K training files; test events never used). ``w_*`` are the blend weights of the
-    signals; a zero weight skips computing that signal.
+    signals; a zero weight skips computing that signal. ``ease_max_items`` bounds EASE's dense item x item
+    matrix: on a larger catalog EASE covers the most popular ``ease_max_items`` items (16 bytes x N^2 at
+    its peak while fitting: 6.4 GB at 20,000) and the rest take the ``prop`` signal's path, as items
+    without events do.
     """
 
     ease_lambda: float = Field(1000.0, gt=0)
+    ease_max_items: int = Field(20_000, ge=1)
     ease_half_life: float = Field(4.0, gt=0)
     trans_window: int = Field(8, ge=1)
     trans_gap_decay: float = Field(0.7, gt=0, le=1)
@@ -99,7 +103,11 @@ class TokrecHybrid(Recommender):
         x = dataset.interaction_matrix()
         pop = np.asarray(x.sum(axis=0)).ravel()
         warm = np.flatnonzero(pop > 0)
-        self.ease_ = sig.ease_weights(x, c.ease_lambda)
+        if dataset.n_items > c.ease_max_items:  # EASE over the most popular items; a stable order
+            self.ease_items_ = np.sort(np.argsort(-pop, kind="stable")[: c.ease_max_items]).astype(np.int64)
+        else:
+            self.ease_items_ = np.arange(dataset.n_items, dtype=np.int64)
+        self.ease_ = sig.ease_weights(x[:, self.ease_items_].tocsr(), c.ease_lambda)
         self.trans_ = sig.transition_matrix(seqs, dataset.n_items, c.trans_window, c.trans_gap_decay)
         self._fit_time(dataset)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
@@ -126,8 +134,9 @@ class TokrecHybrid(Recommender):
         self.bin_seconds_ = float(max(self.config.time_bin_days * DAY, 1.0))
         bins = ((ts - self.t0_) // self.bin_seconds_).astype(np.int64)
         n_bins = int(bins.max()) + 1 if len(bins) else 1
-        self.time_counts_ = np.zeros((dataset.n_items, n_bins), dtype=np.float32)
-        np.add.at(self.time_counts_, (dataset.item_idx, bins), 1.0)
+        self.time_counts_ = sp.csr_matrix(
+            (np.ones(len(bins), dtype=np.float32), (dataset.item_idx, bins)), shape=(dataset.n_items, n_bins)
+        )  # duplicates summed: events per (item, bin), one entry per pair with events
         last = np.full(dataset.n_users, int(ts.max()) if len(ts) else 0, dtype=np.int64)
         if len(ts):
             seen_last = np.full(dataset.n_users, np.iinfo(np.int64).min, dtype=np.int64)
@@ -157,7 +166,7 @@ class TokrecHybrid(Recommender):
         out: dict[str, np.ndarray] = {}
         plain = sig.user_rows(fitted, nf, None)
         if "ease" in which:
-            out["ease"] = _pad(np.asarray(sig.user_rows(fitted, nf, c.ease_half_life) @ self.ease_), n)
+            out["ease"] = self._ease_scores(sig.user_rows(fitted, nf, c.ease_half_life), n)
         if "trans" in which:
             out["trans"] = _pad(sig.next_item_scores(self.trans_, fitted, c.trans_last, c.trans_decay), n)
         if "time" in which:
@@ -169,7 +178,7 @@ class TokrecHybrid(Recommender):
         if "map" in which:
             out["map"] = np.asarray(plain @ self.map_op_.T) @ self.features_.T
         if "prop" in which:
-            full = np.asarray(plain @ self.ease_)
+            full = self._ease_scores(plain, nf)
             out["prop"] = np.asarray((self.neighbours_ @ full.T).T)
         if "prior" in which:
             out["prior"] = np.tile(self.prior_, (len(seqs), 1))
@@ -178,10 +187,33 @@ class TokrecHybrid(Recommender):
             out["profile"] = sig.l2_rows(prof) @ self.vectors_.T
         return {k: v.astype(np.float32) for k, v in out.items()}
 
+    def _ease_scores(self, rows: sp.csr_matrix, n: int) -> np.ndarray:
+        """EASE scores ``(users, n)`` from user rows over the fitted items (0 outside EASE's items)."""
+        cols = self.ease_items_
+        if len(cols) == rows.shape[1] == n:
+            return np.asarray(rows @ self.ease_)
+        out = np.zeros((rows.shape[0], n), dtype=np.float32)
+        out[:, cols] = np.asarray(rows[:, cols] @ self.ease_)
+        return out
+
     @property
     def n_fitted(self) -> int:
         """Items the model was fitted on (the first rows of the catalog); later rows came by :meth:`add_items`."""
-        return int(self.ease_.shape[0])
+        return int(len(self.warm_))
+
+    def memory_estimate(self, dataset: Dataset) -> int:
+        """Peak bytes while fitting: EASE's dense solve (16 x N^2, N = min(items, ``ease_max_items``)) and the
+        item blocks (vectors, content features, the ridge operator and their float64 temporaries)."""
+        n = dataset.n_items
+        m = min(n, self.config.ease_max_items)
+        d = 1024  # text vector plus attribute block: an upper bound for the encoders tokrec ships with
+        return int(16 * m * m + 6 * 8 * n * d + 64 * len(dataset))
+
+    def memory_advice(self) -> str:
+        return (
+            "lower ease_max_items (--config '{\"ease_max_items\": 10000}': EASE then covers the most popular "
+            "items only), use a machine with more memory, or a model that scales (als, bpr)"
+        )
 
     def blend(self, signals: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
         """Weighted sum of per-user z-normalised signals: ``(n_users, n_items)`` float32."""
@@ -227,7 +259,11 @@ class TokrecHybrid(Recommender):
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         nf = self.n_fitted
         block = sig.neighbours_among(
-            z, self.vectors_[:nf], np.flatnonzero(self.warm_), c.prop_neighbours, np.where(rows < nf, rows, -1)
+            z,
+            self.vectors_[:nf],
+            np.flatnonzero(self.warm_),
+            c.prop_neighbours,
+            np.where(rows < nf, rows, -1),
         )
         self.vectors_ = _grown(self.vectors_, n_new, rows, z)
         self.features_ = _grown(self.features_, n_new, rows, f)
@@ -248,7 +284,7 @@ class TokrecHybrid(Recommender):
     def _arrays(self) -> dict[str, np.ndarray]:
         out = {
             "ease": self.ease_,
-            "time_counts": self.time_counts_,
+            "ease_items": self.ease_items_,
             "user_time": self.user_time_,
             "release": self.release_,
             "age_rates": self.age_rates_,
@@ -259,13 +295,16 @@ class TokrecHybrid(Recommender):
             "warm": self.warm_.astype(np.uint8),
             "vectors": self.vectors_,
         }
+        out.update(sig.csr_to_arrays("time_counts", self.time_counts_))
         out.update(sig.csr_to_arrays("trans", self.trans_))
         out.update(sig.csr_to_arrays("neighbours", self.neighbours_))
         return out
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
         self.ease_ = arrays["ease"]
-        self.time_counts_ = arrays["time_counts"]
+        tc = arrays.get("time_counts")
+        if tc is not None:  # saved before the counts were sparse
+            self.time_counts_ = sp.csr_matrix(tc)
         self.user_time_ = arrays["user_time"]
         self.release_ = arrays["release"]
         self.age_rates_ = arrays["age_rates"]
@@ -273,14 +312,20 @@ class TokrecHybrid(Recommender):
         self.map_op_ = arrays["map_op"]
         self.prior_ = arrays["prior"]
         self.vectors_ = arrays["vectors"]
-        n, nf = len(self.prior_), len(self.ease_)
+        n = len(self.prior_)
+        nf = int(arrays["warm"].shape[0]) if "warm" in arrays else len(self.ease_)
+        self.ease_items_ = arrays.get("ease_items", np.arange(len(self.ease_), dtype=np.int64))
+        if tc is None:
+            self.time_counts_ = sig.csr_from_arrays("time_counts", arrays, (nf, self._time_bins))
         self.trans_ = sig.csr_from_arrays("trans", arrays, (nf, nf))
         self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, nf))
         # models saved before add_items existed: the prior's weights and the warm items follow from the rest
         if "prior_w" in arrays:
             self.prior_w_ = arrays["prior_w"]
         else:
-            w = np.linalg.lstsq(self.features_.astype(np.float64), self.prior_.astype(np.float64), rcond=None)[0]
+            w = np.linalg.lstsq(
+                self.features_.astype(np.float64), self.prior_.astype(np.float64), rcond=None
+            )[0]
             self.prior_w_ = w.astype(np.float32)
         if "warm" in arrays:
             self.warm_ = arrays["warm"].astype(bool)
@@ -288,11 +333,17 @@ class TokrecHybrid(Recommender):
             self.warm_ = np.abs(self.map_op_).sum(axis=0)[:nf] > 0
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"t0": self.t0_, "bin_seconds": self.bin_seconds_, "attribute_layout": self.layout_.to_json()}
+        return {
+            "t0": self.t0_,
+            "bin_seconds": self.bin_seconds_,
+            "time_bins": int(self.time_counts_.shape[1]),
+            "attribute_layout": self.layout_.to_json(),
+        }
 
     def _set_extra_state(self, state: dict[str, Any]) -> None:
         self.t0_ = int(state["t0"])
         self.bin_seconds_ = float(state["bin_seconds"])
+        self._time_bins = int(state.get("time_bins", 1))
         # models saved before the layout was kept: new items get no attribute block (text only)
         self.layout_ = sig.AttributeLayout(state.get("attribute_layout", []))
 
@@ -304,7 +355,9 @@ def _pad(scores: np.ndarray, n: int) -> np.ndarray:
     return np.hstack([scores, np.zeros((scores.shape[0], n - scores.shape[1]), dtype=scores.dtype)])
 
 
-def _grown(block: np.ndarray, n_new: int, rows: np.ndarray, values: np.ndarray, fill: float = 0.0) -> np.ndarray:
+def _grown(
+    block: np.ndarray, n_new: int, rows: np.ndarray, values: np.ndarray, fill: float = 0.0
+) -> np.ndarray:
     """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` written at ``rows``."""
     out = np.concatenate([block, np.full((n_new, *block.shape[1:]), fill, dtype=block.dtype)])
     out[rows] = values

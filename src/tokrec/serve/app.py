@@ -161,9 +161,9 @@ class Service:
             if stamp is None or stamp == self._bundle_stamp:
                 return False
             bundle = load_bundle(self.bundle.path)
-            if bundle.encoder.fingerprint != self.bundle.encoder.fingerprint or int(bundle.meta["dim"]) != int(
-                self.bundle.meta["dim"]
-            ):
+            if bundle.encoder.fingerprint != self.bundle.encoder.fingerprint or int(
+                bundle.meta["dim"]
+            ) != int(self.bundle.meta["dim"]):
                 raise ConfigError(
                     "the refitted model uses another encoder: its vectors are not comparable with the online "
                     "items' (restart the service with a new --state to serve it)"
@@ -276,13 +276,41 @@ def create_app(
         summary="Recommendations from language-model item vectors, with online events and items.",
         version=_version(),
         lifespan=lifespan,
+        docs_url=None,  # served below from the swagger-ui-bundle package: /docs works offline
+        redoc_url=None,
     )
     app.state.service = service
     _add_handlers(app)
     _add_routes(app, service)
+    _add_docs(app)  # before /static: its assets live under /static/docs
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     app.add_middleware(_Guard, service=service)
     return app
+
+
+def app_from_env() -> FastAPI:
+    """The app for ``tokrec serve`` worker processes: the model directory and the settings come from the
+    environment (``TOKREC_SERVE_MODEL``, ``TOKREC_SERVE_SETTINGS`` as JSON), set by the command."""
+    settings = ServeSettings.model_validate(json.loads(os.environ.get("TOKREC_SERVE_SETTINGS", "{}")))
+    return create_app(os.environ["TOKREC_SERVE_MODEL"], settings=settings)
+
+
+def _add_docs(app: FastAPI) -> None:
+    """``/docs``: Swagger UI from the ``swagger-ui-bundle`` package's files, not a CDN (works offline)."""
+    from fastapi.openapi.docs import get_swagger_ui_html
+    from swagger_ui_bundle import swagger_ui_path
+
+    app.mount("/static/docs", StaticFiles(directory=str(swagger_ui_path)), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> Response:
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url or "/openapi.json",
+            title="tokrec API",
+            swagger_js_url="/static/docs/swagger-ui-bundle.js",
+            swagger_css_url="/static/docs/swagger-ui.css",
+            swagger_favicon_url="/static/docs/favicon-32x32.png",
+        )
 
 
 def _version() -> str:

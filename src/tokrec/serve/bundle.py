@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import shutil
 import tempfile
 import time
@@ -244,12 +245,34 @@ def _catalog_for_parquet(items: pd.DataFrame) -> pd.DataFrame:
     return out
 
 
+def check_output_dir(path: str | Path) -> Path:
+    """Checks, before any work, that ``path`` can become a model directory: absent, empty, or an earlier
+    bundle (which is replaced); never a file or another directory with content.
+
+    Raises:
+        ConfigError: naming the path and what is in the way.
+    """
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"--output {path}: is a file; give a directory for the model (it is created)")
+    if path.is_dir() and not (path / "bundle.json").exists() and any(path.iterdir()):
+        raise ConfigError(
+            f"--output {path}: exists, is not a tokrec model directory and is not empty; refusing to replace it"
+        )
+    parent = path.parent if path.parent != Path("") else Path(".")
+    probe = parent
+    while not probe.exists() and probe != probe.parent:
+        probe = probe.parent
+    if not probe.is_dir() or not os.access(probe, os.W_OK | os.X_OK):
+        raise ConfigError(f"--output {path}: cannot write in {probe}")
+    return path
+
+
 def _swap_into_place(tmp: Path, path: Path) -> None:
     if not path.exists():
         tmp.rename(path)
         return
-    if not (path / "bundle.json").exists() and any(path.iterdir()):
-        raise ConfigError(f"{path} exists and is not a tokrec bundle; refusing to replace it")
+    check_output_dir(path)
     old = path.with_name(f".{path.name}.old")
     if old.exists():
         shutil.rmtree(old)
@@ -334,9 +357,17 @@ def fit_bundle(
     """
     from tokrec.features import item_vectors as compute_item_vectors  # type: ignore[attr-defined]
     from tokrec.models import registry
+    from tokrec.models.base import check_memory
     from tokrec.serve.index import ANN_THRESHOLD, build_ann, write_ann
     from tokrec.text import ItemTemplate
 
+    check_output_dir(output)  # before anything is encoded or fitted
+    rec = (
+        registry.create_model(model or registry.DEFAULT_MODEL)
+        if model is None or isinstance(model, str)
+        else model
+    )
+    check_memory(rec, dataset)
     if encoder is None:
         from tokrec.encoders import load_encoder  # type: ignore[attr-defined]
 
@@ -347,11 +378,6 @@ def fit_bundle(
     t0 = time.perf_counter()
     vectors = compute_item_vectors(dataset, encoder=encoder, cache=cache, template=tmpl, progress=progress)
     log.info("item vectors %s in %.1fs", vectors.shape, time.perf_counter() - t0)
-    rec = (
-        registry.create_model(model or registry.DEFAULT_MODEL)
-        if model is None or isinstance(model, str)
-        else model
-    )
     t0 = time.perf_counter()
     rec.fit(dataset, vectors)
     log.info("fitted %s in %.1fs", rec.name, time.perf_counter() - t0)

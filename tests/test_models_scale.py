@@ -1,0 +1,74 @@
+"""The recommended model at scale: bounded EASE, sparse time statistics, memory checked before encoding,
+output directories checked before any work."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from tokrec.cli.main import main
+from tokrec.data.synthetic import make_synthetic, write_synthetic
+from tokrec.errors import ConfigError
+from tokrec.models import create_model, load_model
+from tokrec.models.base import check_memory
+
+
+@pytest.fixture(scope="module")
+def synthetic():
+    ds = make_synthetic(n_items=150, n_users=80, seed=5)
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(ds.n_items, 16)).astype(np.float32)
+    return ds, vecs
+
+
+def test_ease_over_the_most_popular_items_only(synthetic, tmp_path):
+    ds, vecs = synthetic
+    full = create_model("tokrec").fit(ds, vecs)
+    capped = create_model("tokrec", {"ease_max_items": 40}).fit(ds, vecs)
+    pop = np.bincount(ds.item_idx, minlength=ds.n_items)
+    assert capped.ease_.shape == (40, 40) and full.ease_.shape == (150, 150)
+    assert set(capped.ease_items_) == set(np.argsort(-pop, kind="stable")[:40])
+    users = list(ds.user_vocab)[:10]
+    s = capped.score(users)
+    assert np.isfinite(s).all() and s.shape == (10, 150)
+    # the time statistics are sparse: one entry per (item, day) with events, never items x days dense
+    assert capped.time_counts_.nnz <= len(ds) and capped.time_counts_.sum() == len(ds)
+    capped.save(tmp_path / "m")
+    np.testing.assert_array_equal(load_model(tmp_path / "m").score(users), s)
+
+
+def test_memory_is_checked_before_anything_is_encoded(synthetic, tmp_path, monkeypatch):
+    ds, _ = synthetic
+    model = create_model("tokrec")
+    need = model.memory_estimate(ds)
+    assert need > 16 * 150**2
+    with pytest.raises(ConfigError, match=r"GiB.*ease_max_items"):
+        check_memory(model, ds, limit=need - 1)
+    check_memory(model, ds, limit=need)  # enough: no error
+
+    class NeverEncode:
+        dim, fingerprint = 16, "never"
+
+        def encode(self, texts, **kw):
+            raise AssertionError("encoded before the memory check")
+
+    import tokrec.models.base as base
+    from tokrec.serve.bundle import fit_bundle
+
+    monkeypatch.setattr(base, "available_memory", lambda: 1024)
+    with pytest.raises(ConfigError, match="needs about"):
+        fit_bundle(ds, tmp_path / "model", encoder=NeverEncode(), cache=None)
+    assert not (tmp_path / "model").exists()
+
+
+def test_fit_checks_its_output_before_any_work(tmp_path, capsys):
+    files = write_synthetic(tmp_path / "data", n_items=30, n_users=20, seed=1)
+    (tmp_path / "existing.csv").write_text("a,b\n")
+    (tmp_path / "notes").mkdir()
+    (tmp_path / "notes" / "keep.txt").write_text("mine")
+    for out, why in (("existing.csv", "is a file"), ("notes", "not a tokrec model directory")):
+        argv = ["fit", "--items", str(files["items"]), "--interactions", str(files["interactions"])]
+        assert main([*argv, "--output", str(tmp_path / out)]) == 2
+        err = capsys.readouterr().err.strip().splitlines()
+        assert len(err) == 1 and why in err[0] and out in err[0]
+    assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
