@@ -217,3 +217,29 @@ def test_serve_arguments_become_settings(monkeypatch):
         None,
         "ivf",
     )
+
+
+def test_serve_fails_on_a_taken_port_before_printing_a_url(fitted):
+    import socket
+
+    _, out = fitted
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        r = subprocess.run(
+            [sys.executable, "-m", "tokrec.cli.main", "serve", "--model", str(out), "--port", str(port)],
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+    assert r.returncode == 2 and "http://" not in r.stdout
+    err = r.stderr.strip().splitlines()
+    assert len(err) == 1 and f"cannot listen on 127.0.0.1:{port}" in err[0]
+    r = subprocess.run(
+        [sys.executable, "-m", "tokrec.cli.main", "serve", "--model", str(out), "--workers", "2"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert r.returncode == 2 and "--redis-url" in r.stderr

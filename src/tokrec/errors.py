@@ -2,6 +2,17 @@
 
 from __future__ import annotations
 
+import re
+
+_UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def printable(text: object, limit: int = 80) -> str:
+    """``text`` safe to print on one terminal line: control bytes escaped (``\\x1b``), at most ``limit``
+    characters (a longer value ends in ``...``). Messages echo input through it, never raw."""
+    s = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", str(text))
+    return s if len(s) <= limit else s[: limit - 3] + "..."
+
 
 class TokrecError(Exception):
     """Base class for every error tokrec raises on purpose."""
@@ -32,6 +43,7 @@ class DataError(TokrecError, ValueError):
         if row is not None:
             where.append(f"row {row}")
         if column is not None:
-            where.append(f"column '{column}'")
+            where.append(f"column '{printable(column)}'")
         prefix = ", ".join(where)
+        message = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
         super().__init__(f"{prefix}: {message}" if prefix else message)

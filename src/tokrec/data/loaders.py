@@ -215,8 +215,13 @@ def _csv_record_lines(p: Path, encoding: str, sep: str, n: int) -> np.ndarray:
 
 
 def _decode_error(p: Path, encoding: str, sep: str | None, e: UnicodeDecodeError) -> DataError:
-    """Names the line (and, for CSV, the column) holding the first undecodable byte."""
+    """Names the line (and, for CSV, the column) holding the first undecodable byte; a file with NUL bytes
+    in its first 8 KiB is named as binary (its bytes are never echoed)."""
     data = _raw_bytes(p)
+    if b"\x00" in data[:8192]:
+        return DataError(
+            "not a text file (binary content); give a CSV, TSV, Parquet or JSON Lines file", file=str(p)
+        )
     try:
         data.decode(encoding)
         start = e.start
@@ -231,7 +236,8 @@ def _decode_error(p: Path, encoding: str, sep: str | None, e: UnicodeDecodeError
         if field_idx < len(header):
             column = header[field_idx].strip()
     return DataError(
-        f"cannot decode byte 0x{data[start]:02x} as {encoding}; pass encoding= (e.g. 'latin-1')",
+        f"cannot decode byte 0x{data[start]:02x} as {encoding}; give the file's encoding "
+        "(command line: --encoding latin-1; Python: encoding='latin-1')",
         file=str(p),
         row=line_no,
         column=column,
@@ -334,7 +340,7 @@ def _check_ids(
             return ~miss
         i = _first(miss)
         raise DataError(
-            f"missing id ({int(miss.sum())} rows have none); pass empty_ids='drop' to drop them",
+            f"missing id ({int(miss.sum())} rows have none); to drop them: --empty-ids drop (Python: empty_ids='drop')",
             file=file,
             row=int(rows[i]),
             column=column,
@@ -727,7 +733,7 @@ def check_known_items(
     row = int(rows[i]) if rows is not None else i + 2
     raise DataError(
         f"item {interactions['item_id'].iloc[i]!r} is not in the item catalog ({n} interactions reference "
-        "unknown items); pass unknown_items='drop' to drop and count them",
+        "unknown items); to drop and count them: --unknown-items drop (Python: unknown_items='drop')",
         file=file,
         row=row,
         column="item_id",
