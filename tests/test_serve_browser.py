@@ -95,6 +95,27 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
                 and "genres: Music (2 of your picks)" in first
             )
             assert "5 recommendations" in driver.find_element(By.ID, "message").text
+            # a known user id, typed in
+            driver.find_element(By.ID, "user").send_keys("space-u1")
+            driver.find_element(By.ID, "go-user").click()
+            wait.until(
+                lambda d: (
+                    [
+                        r.get_attribute("data-item-id")
+                        for r in d.find_elements(By.CSS_SELECTOR, "#recs li.rec")
+                    ]
+                    and all(
+                        r.get_attribute("data-item-id").startswith("space-")
+                        for r in d.find_elements(By.CSS_SELECTOR, "#recs li.rec")[:3]
+                    )
+                )
+            )
+            # k over the server's limit: said, not clamped; no stale list beside the error
+            k.clear()
+            k.send_keys("5000")
+            driver.find_element(By.ID, "go").click()
+            wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "from 1 to 1000"))
+            assert driver.find_elements(By.CSS_SELECTOR, "#recs li.rec") == []
             shot = tmp_path / "page.png"
             driver.save_screenshot(str(shot))
             assert shot.stat().st_size > 10_000

@@ -642,6 +642,7 @@ def _add_ops_routes(app: FastAPI, service: Service) -> None:
             "store_ok": ok,
             "events": service.store.n_events() if ok else -1,
             "auth": bool(st.api_key),
+            "max_k": st.max_k,
         }
 
     @app.get("/metrics", tags=["ops"])

@@ -181,6 +181,7 @@ class Health(BaseModel):
     store_ok: bool
     events: int
     auth: bool
+    max_k: int = Field(description="the largest k a request may ask for")
 
 
 class ErrorBody(BaseModel):

@@ -52,24 +52,43 @@ function reasonText(b) {
   return b.kind;
 }
 
-async function recommend() {
-  const k = Math.max(1, Math.min(100, parseInt($("k").value, 10) || 10));
+let maxK = 1000; // the server's limit, from /health
+
+function readK() {
+  const raw = $("k").value.trim();
+  const k = Number(raw);
+  if (!/^[0-9]+$/.test(raw) || k < 1 || k > maxK) throw new Error("How many must be a whole number from 1 to " + maxK);
+  return k;
+}
+
+async function recommend(query) {
   $("message").className = "muted";
   $("message").textContent = "…";
   try {
-    const data = await api("/recommend", { history: [...liked.keys()], k: k });
+    const data = await api("/recommend", Object.assign({ k: readK() }, query));
     $("recs").replaceChildren(...data.items.map((it) => el("li", { class: "rec", "data-item-id": it.item_id },
       el("span", { class: "title" }, it.label), el("span", { class: "score" }, "score " + it.score.toFixed(3)),
       el("div", { class: "because" }, "because: ", ...(it.because.length ? it.because.map((b) => el("span", { class: "tag" }, reasonText(b))) : ["popular"])))));
-    $("message").textContent = data.items.length ? data.items.length + " recommendations (" + data.mode + " retrieval)" : "nothing to recommend";
-  } catch (err) { showError(err); }
+    $("message").textContent = data.items.length ? data.items.length + " recommendations" : "nothing to recommend";
+  } catch (err) { $("recs").replaceChildren(); showError(err); } // never a stale list beside an error
 }
 
 function showError(err) { $("message").className = "error"; $("message").textContent = "error: " + err.message; }
 
+function recommendForUser() {
+  const user = $("user").value.trim();
+  if (!user) { $("recs").replaceChildren(); showError(new Error("give a user id")); return; }
+  recommend({ user_id: user });
+}
+
 let timer = null;
 $("search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 150); });
-$("go").addEventListener("click", recommend);
+$("go").addEventListener("click", () => recommend({ history: [...liked.keys()] }));
+$("go-user").addEventListener("click", recommendForUser);
+$("user").addEventListener("keydown", (e) => { if (e.key === "Enter") recommendForUser(); });
 $("clear").addEventListener("click", () => { liked.clear(); renderLiked(); $("recs").replaceChildren(); $("message").textContent = "Pick at least one item."; search(); });
-api("/health").then((h) => { $("status").textContent = h.model + " · " + h.n_items + " items · " + h.retrieval + " retrieval"; })
+api("/health").then((h) => {
+  $("status").textContent = h.model + " · " + h.n_items + " items · " + h.retrieval + " retrieval";
+  maxK = h.max_k; $("k").max = String(h.max_k);
+})
   .catch((err) => { $("status").textContent = "server unreachable: " + err.message; });
