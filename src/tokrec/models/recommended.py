@@ -118,7 +118,8 @@ class TokrecHybrid(Recommender):
         f = sig.content_features(item_vectors, attrs, c.attr_weight)
         self.features_ = f
         self.warm_ = pop > 0
-        self.map_op_ = sig.ridge_operator(f, warm, c.map_lambda)
+        # kept transposed, (n_items, p) C-contiguous: a sparse user row times it reads rows, no copy per query
+        self.map_t_ = np.ascontiguousarray(sig.ridge_operator(f, warm, c.map_lambda).T)
         self.prior_w_ = np.zeros(f.shape[1], dtype=np.float32)
         if len(warm):
             w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
@@ -164,9 +165,11 @@ class TokrecHybrid(Recommender):
         nf = self.n_fitted
         fitted = seqs if n == nf else [s[s < nf] for s in (np.asarray(q, dtype=np.int64) for q in seqs)]
         out: dict[str, np.ndarray] = {}
-        plain = sig.user_rows(fitted, nf, None)
+        # user rows in float32, the item matrices' type: a float64 row would make scipy upcast (copy) the
+        # whole item x item matrix on every query
+        plain = sig.user_rows(fitted, nf, None).astype(np.float32)
         if "ease" in which:
-            out["ease"] = self._ease_scores(sig.user_rows(fitted, nf, c.ease_half_life), n)
+            out["ease"] = self._ease_scores(sig.user_rows(fitted, nf, c.ease_half_life).astype(np.float32), n)
         if "trans" in which:
             out["trans"] = _pad(sig.next_item_scores(self.trans_, fitted, c.trans_last, c.trans_decay), n)
         if "time" in which:
@@ -176,14 +179,14 @@ class TokrecHybrid(Recommender):
             b = sig.age_bins(user_times, self.release_)
             out["age"] = self.age_rates_[np.where(b >= 0, b, len(self.age_rates_) - 1)]
         if "map" in which:
-            out["map"] = np.asarray(plain @ self.map_op_.T) @ self.features_.T
+            out["map"] = np.asarray(plain @ self.map_t_) @ self.features_.T
         if "prop" in which:
             full = self._ease_scores(plain, nf)
             out["prop"] = np.asarray((self.neighbours_ @ full.T).T)
         if "prior" in which:
             out["prior"] = np.tile(self.prior_, (len(seqs), 1))
         if "profile" in which:
-            prof = np.asarray(sig.user_rows(seqs, n, c.profile_half_life) @ self.vectors_)
+            prof = np.asarray(sig.user_rows(seqs, n, c.profile_half_life).astype(np.float32) @ self.vectors_)
             out["profile"] = sig.l2_rows(prof) @ self.vectors_.T
         return {k: v.astype(np.float32) for k, v in out.items()}
 
@@ -289,7 +292,7 @@ class TokrecHybrid(Recommender):
             "release": self.release_,
             "age_rates": self.age_rates_,
             "features": self.features_,
-            "map_op": self.map_op_,
+            "map_op": self.map_t_.T,
             "prior": self.prior_,
             "prior_w": self.prior_w_,
             "warm": self.warm_.astype(np.uint8),
@@ -309,7 +312,7 @@ class TokrecHybrid(Recommender):
         self.release_ = arrays["release"]
         self.age_rates_ = arrays["age_rates"]
         self.features_ = arrays["features"]
-        self.map_op_ = arrays["map_op"]
+        self.map_t_ = np.ascontiguousarray(arrays["map_op"].T)
         self.prior_ = arrays["prior"]
         self.vectors_ = arrays["vectors"]
         n = len(self.prior_)
@@ -330,7 +333,7 @@ class TokrecHybrid(Recommender):
         if "warm" in arrays:
             self.warm_ = arrays["warm"].astype(bool)
         else:
-            self.warm_ = np.abs(self.map_op_).sum(axis=0)[:nf] > 0
+            self.warm_ = np.abs(self.map_t_).sum(axis=1)[:nf] > 0
 
     def _extra_state(self) -> dict[str, Any]:
         return {
