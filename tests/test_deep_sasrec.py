@@ -211,8 +211,10 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
     )
     np.testing.assert_allclose(sharp, log_softmax, rtol=1e-4, atol=1e-4)
     assert (score_histories_mixture(net, table, [np.empty(0, np.int64)], half_life=2.0, **kw) == 0).all()
-    # the config switch routes scoring through the mixture
-    model.config = model.config.model_copy(update={"score_half_life": half_life})
+    # a copy with another scoring option scores through the mixture; the fitted model is unchanged
+    fitted_config = model.config
+    model = model.with_scoring(score_half_life=half_life)
+    assert fitted_config.score_half_life is None and model.config.score_half_life == half_life
     u = ds.user_vocab.get("u3")
     np.testing.assert_allclose(
         model.score(["u3"])[0],

@@ -15,29 +15,27 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
 
 
 class ALSConfig(ModelConfig):
-    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``) plus runtime options."""
+    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``); runtime: ``threads``."""
 
     factors: int = Field(64, ge=1)
     regularization: float = Field(1.0, ge=0)
     alpha: float = Field(20.0, gt=0)
     iterations: int = Field(20, ge=1)
     seed: int = 0
-    threads: int = Field(2, ge=0)
 
 
 class BPRConfig(ModelConfig):
-    """Hyperparameters of implicit's BPR plus runtime options."""
+    """Hyperparameters of implicit's BPR; runtime: ``threads``."""
 
     factors: int = Field(32, ge=1)
     learning_rate: float = Field(0.01, gt=0)
     regularization: float = Field(0.01, ge=0)
     iterations: int = Field(200, ge=1)
     seed: int = 0
-    threads: int = Field(2, ge=0)
 
 
 def _quiet_implicit() -> None:
@@ -46,17 +44,16 @@ def _quiet_implicit() -> None:
 
 
 class _ImplicitMF(Recommender):
-    """Shared scoring and persistence of the factor models."""
+    """Shared scoring and state of the factor models."""
+
+    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    runtime: ThreadOptions
+    state: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         return (self.user_factors_[user_rows] @ self.item_factors_.T).astype(np.float32)
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
 
 
 def _learn_factors(model: _ImplicitMF, mf: Any, dataset: Dataset) -> None:
@@ -88,7 +85,7 @@ class ALS(_ImplicitMF):
             alpha=c.alpha,
             iterations=c.iterations,
             random_state=c.seed,
-            num_threads=c.threads,
+            num_threads=self.runtime.threads,
         )
         _learn_factors(self, mf, dataset)
 
@@ -123,7 +120,7 @@ class BPR(_ImplicitMF):
             regularization=c.regularization,
             iterations=c.iterations,
             random_state=c.seed,
-            num_threads=c.threads,
+            num_threads=self.runtime.threads,
         )
         _learn_factors(self, mf, dataset)
 

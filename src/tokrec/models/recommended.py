@@ -31,7 +31,7 @@ warm ranking (the whole catalog) and cold ranking (candidates with no training e
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field, model_validator
@@ -195,42 +195,21 @@ class TokrecHybrid(Recommender):
         return self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active()))[0]
 
     # ---- persistence ---------------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        out = {
-            "ease": self.ease_,
-            "time_counts": self.time_counts_,
-            "user_time": self.user_time_,
-            "release": self.release_,
-            "age_rates": self.age_rates_,
-            "features": self.features_,
-            "map_op": self.map_op_,
-            "prior": self.prior_,
-            "vectors": self.vectors_,
-        }
-        out.update(sig.csr_to_arrays("trans", self.trans_))
-        out.update(sig.csr_to_arrays("neighbours", self.neighbours_))
-        return out
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.ease_ = arrays["ease"]
-        self.time_counts_ = arrays["time_counts"]
-        self.user_time_ = arrays["user_time"]
-        self.release_ = arrays["release"]
-        self.age_rates_ = arrays["age_rates"]
-        self.features_ = arrays["features"]
-        self.map_op_ = arrays["map_op"]
-        self.prior_ = arrays["prior"]
-        self.vectors_ = arrays["vectors"]
-        n = len(self.prior_)
-        self.trans_ = sig.csr_from_arrays("trans", arrays, (n, n))
-        self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, n))
-
-    def _extra_state(self) -> dict[str, Any]:
-        return {"t0": self.t0_, "bin_seconds": self.bin_seconds_}
-
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self.t0_ = int(state["t0"])
-        self.bin_seconds_ = float(state["bin_seconds"])
+    state: ClassVar[tuple[str, ...]] = (
+        "ease_",
+        "time_counts_",
+        "user_time_",
+        "release_",
+        "age_rates_",
+        "features_",
+        "map_op_",
+        "prior_",
+        "vectors_",
+        "trans_",
+        "neighbours_",
+        "t0_",
+        "bin_seconds_",
+    )
 
 
 __all__ = ["SIGNALS", "TokrecConfig", "TokrecHybrid"]

@@ -37,14 +37,14 @@ from pydantic import Field
 
 from tokrec.data.dataset import Dataset, Vocab
 from tokrec.errors import ConfigError
-from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
 class TextSASRecConfig(ModelConfig):
-    """Hyperparameters and runtime options of :class:`TextSASRec`."""
+    """Hyperparameters of :class:`TextSASRec` (runtime options: :class:`TorchOptions`)."""
 
     hidden: int = Field(64, ge=4)
     n_blocks: int = Field(2, ge=1)
@@ -151,6 +151,11 @@ class TextSASRecConfig(ModelConfig):
         ),
     )
     seed: int = 42
+
+
+class TorchOptions(RuntimeOptions):
+    """Runtime options of a torch model: where and how it runs, not what it learns (never saved)."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     threads: int | None = Field(
@@ -167,9 +172,19 @@ class TextSASRec(Recommender):
     scores_new_items: ClassVar[bool] = True
     needs_item_vectors: ClassVar[bool] = True
     config: TextSASRecConfig
+    Runtime: ClassVar[type[RuntimeOptions]] = TorchOptions
+    runtime: TorchOptions
+    #: options that change only how a fitted network scores (see ``Recommender.with_scoring``)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"score_half_life", "new_items", "new_item_lambda"})
 
-    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(
+        self,
+        config: ModelConfig | dict[str, Any] | None = None,
+        *,
+        runtime: RuntimeOptions | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        super().__init__(config, runtime=runtime, **kwargs)
         self.item_vectors_: np.ndarray | None = None
         self.text_mean_: np.ndarray | None = None
         self.text_proj_: np.ndarray | None = None
@@ -188,13 +203,13 @@ class TextSASRec(Recommender):
         self.best_epoch_: int = 0
         self.history_: list[dict[str, float]] = []
         self.fit_seconds_: float = 0.0
-        self._table_cache: dict[tuple[int, str, float], Any] = {}
+        self._table_cache: dict[int, Any] = {}
 
     # ---- runtime helpers -------------------------------------------------------------------
     def _device(self) -> Any:
         import torch
 
-        want = self.config.device
+        want = self.runtime.device
         if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
             if not torch.cuda.is_available():
                 raise ConfigError("text-sasrec: device 'cuda' asked for but CUDA is not available")
@@ -202,17 +217,17 @@ class TextSASRec(Recommender):
         return torch.device("cpu")
 
     def _dtype(self, device: Any) -> str:
-        if self.config.dtype == "float16" and device.type == "cpu":
+        if self.runtime.dtype == "float16" and device.type == "cpu":
             return "bfloat16"  # fp16 autocast is a GPU feature
-        return self.config.dtype
+        return self.runtime.dtype
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
         import torch
 
         old = torch.get_num_threads()
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
+        if self.runtime.threads:
+            torch.set_num_threads(self.runtime.threads)
         try:
             yield
         finally:
@@ -403,7 +418,7 @@ class TextSASRec(Recommender):
             best, best_state, best_epoch, bad = -1.0, None, 0, 0
             curve: list[dict[str, float]] = []
             desc = f"text-sasrec (validation, seed {c.seed + seed_offset})"
-            for epoch in _progress(range(1, c.epochs + 1), c.progress, desc):
+            for epoch in _progress(range(1, c.epochs + 1), self.runtime.progress, desc):
                 loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **val_data)
                 used = net if ema is None else ema.module
                 with torch.no_grad():
@@ -455,7 +470,9 @@ class TextSASRec(Recommender):
             data = windows(seqs, gaps, days)
             if c.refit == "continue":
                 ema = self._ema(net)
-                for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
+                for _ in _progress(
+                    range(c.continue_epochs), self.runtime.progress, "text-sasrec (refit: continue)"
+                ):
                     step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                 net = net if ema is None else ema.module
             else:
@@ -464,7 +481,7 @@ class TextSASRec(Recommender):
                     net, opt, scaler, rng = init(j)
                     ema = self._ema(net)
                     desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
-                    for _ in _progress(range(self.best_epoch_), c.progress, desc):
+                    for _ in _progress(range(self.best_epoch_), self.runtime.progress, desc):
                         step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                     return (net if ema is None else ema.module).to("cpu").eval()
 
@@ -482,7 +499,7 @@ class TextSASRec(Recommender):
         after the other."""
         import torch
 
-        workers = min(len(jobs), self.config.threads or torch.get_num_threads())
+        workers = min(len(jobs), self.runtime.threads or torch.get_num_threads())
         if workers <= 1 or device.type != "cpu":
             return [job() for job in jobs]
         old = torch.get_num_threads()
@@ -549,8 +566,7 @@ class TextSASRec(Recommender):
         """The item table of network ``member`` (0 = ``net_``), cached until the items change."""
         import torch
 
-        key = (member, self.config.new_items, self.config.new_item_lambda)  # the config may be swapped
-        if key not in self._table_cache:
+        if member not in self._table_cache:
             assert self.item_vectors_ is not None and self.id_index_ is not None
             net = self._nets()[member]
             with torch.no_grad():
@@ -559,8 +575,8 @@ class TextSASRec(Recommender):
                 table = net.table(z, torch.from_numpy(self.id_index_))
             if self.config.new_items == "content-map":
                 table = self._map_new_rows(table)
-            self._table_cache[key] = table
-        return self._table_cache[key]
+            self._table_cache[member] = table
+        return self._table_cache[member]
 
     def content_features(self) -> np.ndarray:
         """The content map's input per item: the ``tokrec`` model's item features ``F_i = [unit text
@@ -709,74 +725,55 @@ class TextSASRec(Recommender):
         self._table_cache = {}
 
     # ---- persistence -----------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        assert self.item_vectors_ is not None
-        out = {
-            "item_vectors": self.item_vectors_,
-            "text_mean": self.text_mean_,
-            "text_proj": self.text_proj_,
-            "id_index": self.id_index_,
-        }
-        if self.item_attrs_ is not None:
-            out["item_attrs"] = self.item_attrs_
-        if self.content_attrs_ is not None:
-            out["content_attrs"] = self.content_attrs_
-        if self.release_days_ is not None:
-            out["release_days"] = self.release_days_
-        if self.seen_times_:  # aligned with the saved histories (users in sorted order)
-            out["seen_times"] = np.concatenate([self.seen_times_[u] for u in sorted(self.seen_)]).astype(
-                np.int64
-            )
-        for j, net in enumerate(self._nets()):
-            prefix = "net." if j == 0 else f"net{j}."
-            for k, v in net.state_dict().items():
-                out[f"{prefix}{k}"] = v.detach().cpu().float().numpy()
-        return {k: np.asarray(v) for k, v in out.items()}
+    state: ClassVar[tuple[str, ...]] = (
+        "item_vectors_",
+        "text_mean_",
+        "text_proj_",
+        "id_index_",
+        "item_attrs_",
+        "content_attrs_",
+        "release_days_",
+        "seen_times_",
+        "best_epoch_",
+        "history_",
+        "fit_seconds_",
+        "net_",  # the networks last: rebuilding them needs the item vectors' and attributes' widths
+        "extra_nets_",
+    )
 
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+    def _encode_state(self, field: str, value: Any) -> Any:
+        if field == "net_":
+            return _weights(value)
+        if field == "extra_nets_":
+            return [_weights(net) for net in value]
+        return value
+
+    def _decode_state(self, field: str, value: Any) -> Any:
+        if field == "net_":
+            return self._restore_net(value)
+        if field == "extra_nets_":
+            return [self._restore_net(w) for w in value]
+        return value
+
+    def _restore_net(self, weights: dict[str, np.ndarray]) -> Any:
+        """A network with the saved ``weights`` (built from the widths they and the restored item arrays
+        imply)."""
         import torch
 
-        self.item_vectors_ = arrays["item_vectors"].astype(np.float32)
-        self.text_mean_ = arrays["text_mean"]
-        self.text_proj_ = arrays["text_proj"]
-        self.id_index_ = arrays["id_index"].astype(np.int64)
-        self.item_attrs_ = arrays["item_attrs"].astype(np.float32) if "item_attrs" in arrays else None
-        self.content_attrs_ = (
-            arrays["content_attrs"].astype(np.float32) if "content_attrs" in arrays else None
-        )
-        self.release_days_ = arrays["release_days"].astype(np.float32) if "release_days" in arrays else None
-        self.seen_times_ = {}
-        if "seen_times" in arrays:
-            flat = arrays["seen_times"].astype(np.int64)
-            users = sorted(self.seen_)
-            bounds = np.concatenate([[0], np.cumsum([len(self.seen_[u]) for u in users])])
-            self.seen_times_ = {u: flat[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
-        n_ids = (
-            int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
-        )
+        assert self.item_vectors_ is not None
+        ids = weights.get("table.id_emb.weight")
         n_attrs = 0 if self.item_attrs_ is None else self.item_attrs_.shape[1]
-        nets = []
-        n_nets = sum(1 for k in arrays if k.startswith("net") and k.endswith(".pos.weight"))
-        for j in range(n_nets):
-            prefix = "net." if j == 0 else f"net{j}."
-            net = self._build_net(self.item_vectors_.shape[1] + n_attrs, n_ids)
-            state = {
-                k[len(prefix) :]: torch.from_numpy(np.ascontiguousarray(v))
-                for k, v in arrays.items()
-                if k.startswith(prefix)
-            }
-            net.load_state_dict(state)
-            nets.append(net.eval())
-        self.net_, self.extra_nets_ = nets[0], nets[1:]
+        net = self._build_net(self.item_vectors_.shape[1] + n_attrs, 0 if ids is None else len(ids) - 1)
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()})
+        return net.eval()
+
+    def _reset_caches(self) -> None:
         self._table_cache = {}
 
-    def _extra_state(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch_, "history": self.history_, "fit_seconds": self.fit_seconds_}
 
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self.best_epoch_ = int(state.get("best_epoch", 0))
-        self.history_ = list(state.get("history", []))
-        self.fit_seconds_ = float(state.get("fit_seconds", 0.0))
+def _weights(net: Any) -> dict[str, np.ndarray]:
+    """A network's weights as float32 numpy arrays (its ``state_dict``)."""
+    return {k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}
 
 
 def _progress(it: Any, enabled: bool, desc: str) -> Any:

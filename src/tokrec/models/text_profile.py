@@ -28,6 +28,8 @@ class TextProfile(Recommender):
     needs_item_vectors: ClassVar[bool] = True
     scores_new_items: ClassVar[bool] = True
     config: TextProfileConfig
+    state: ClassVar[tuple[str, ...]] = ("vectors_",)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"n_last", "half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
@@ -47,9 +49,3 @@ class TextProfile(Recommender):
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         prof = self.user_vectors([np.asarray(item_rows, dtype=np.int64)])
         return (prof @ self.vectors_.T)[0].astype(np.float32)
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"vectors": self.vectors_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.vectors_ = arrays["vectors"]
