@@ -9,7 +9,6 @@ unpacking wide columns. :func:`read_vectors` turns a column back into a ``(n, d)
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +20,7 @@ import pandas as pd
 from tokrec.cache import CachedEncoder, EmbeddingCache
 from tokrec.data.dataset import Dataset, Vocab
 from tokrec.errors import DataError
+from tokrec.fileio import atomic_write
 from tokrec.text import ItemTemplate, UserTemplate
 
 CacheArg = EmbeddingCache | str | os.PathLike[str] | None
@@ -254,17 +254,7 @@ def write_vectors(
             raise DataError(f"column {name!r} has {len(mat)} rows for {len(ids)} ids")
         cols[name] = vector_array(mat)
     table = pa.table(cols)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_vectors(path: str | os.PathLike[str], *, column: str = "vector") -> tuple[list[str], np.ndarray]:

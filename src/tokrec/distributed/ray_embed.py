@@ -46,6 +46,7 @@ from tokrec.distributed._ray import (
     read_dataset,
     require_ray,
 )
+from tokrec.encoders.spec import EncoderSpec
 from tokrec.errors import ConfigError, DataError, TokrecError
 
 log = logging.getLogger(__name__)
@@ -56,33 +57,6 @@ MAX_SHARD_ROWS = 8192
 _ENV_FOR_WORKERS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
 
 ModelSpec = str | Callable[[], Any] | None
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """:func:`tokrec.encoders.load_encoder` arguments, built into an encoder inside each worker.
-
-    Pass one as ``model=`` to use encoder options (dtype, pooling, device, max length, prompt) on Ray:
-    ``embed_items_ray(..., model=EncoderSpec("BAAI/bge-small-en-v1.5", {"dtype": "fp32"}))``.
-    Its ``repr`` is stable, so an interrupted run with the same spec resumes.
-
-    Args:
-        model: model id or folder (None: the bundled all-MiniLM-L6-v2).
-        options: keyword options of ``load_encoder`` (``batch_size`` is taken from the run).
-    """
-
-    model: str | None = None
-    options: tuple[tuple[str, Any], ...] | dict[str, Any] = ()
-
-    def __post_init__(self) -> None:
-        opts = dict(self.options)
-        opts.pop("batch_size", None)
-        object.__setattr__(self, "options", tuple(sorted(opts.items())))
-
-    def __call__(self, batch_size: int = 64) -> Any:
-        from tokrec.encoders import load_encoder
-
-        return load_encoder(self.model, batch_size=batch_size, **dict(self.options))
 
 
 def embed_items_ray(

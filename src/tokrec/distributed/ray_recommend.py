@@ -34,6 +34,7 @@ from tokrec.distributed._ray import (
 )
 from tokrec.distributed.ray_embed import _check_complete, _resume
 from tokrec.errors import ConfigError, DataError
+from tokrec.fileio import atomic_write
 
 RECS_FORMAT = "tokrec-recs/1"
 
@@ -266,14 +267,10 @@ def _assemble(parts: Path, shards: list[sh.ShardInfo], users: list[str]) -> pd.D
 
 
 def _write_single(recs: pd.DataFrame, out: Path) -> None:
-    import uuid
-
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         if out.suffix.lower() == ".csv":
             recs.to_csv(tmp, index=False)
         else:
             recs.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(out, write)

@@ -11,8 +11,7 @@ import json
 import math
 import os
 import platform
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from tokrec.errors import ConfigError
 from tokrec.evaluation.metrics import ACCURACY_METRICS
 from tokrec.evaluation.protocol import ProtocolResult, main_k, sampling_label
+from tokrec.fileio import atomic_write
 
 LABELS = {
     "ndcg": "NDCG",
@@ -36,21 +36,6 @@ LABELS = {
 #: a figure cell: 4 decimals for metrics, 2 for seconds
 METRIC_FMT = "{:.4f}"
 SECONDS_FMT = "{:.2f}"
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Calls ``write(tmp)`` on a temporary path next to ``path``, then renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _to_csv(df: Any, path: Path) -> None:
