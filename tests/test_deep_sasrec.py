@@ -263,7 +263,7 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path, ne
         # the new items' rows are the ridge fit (content features -> rows) of the trained items' rows
         import torch
 
-        from tokrec.models._signals import ridge
+        from tokrec.models.signals import ridge
 
         with torch.no_grad():
             z = torch.from_numpy(model._normalise(model.item_vectors_))
@@ -498,7 +498,7 @@ def test_item_age_bias_recommends_what_was_new_at_the_time(tmp_path) -> None:
         right += int(0 <= t - 5 * DAY * top < 30 * DAY)
     assert right >= 27  # a guess gets about 3 of 30
     # the learnt bias favours ages of 0-30 days over older ones
-    from tokrec.models._signals import AGE_EDGES_DAYS
+    from tokrec.models.signals import AGE_EDGES_DAYS
 
     bias = model.net_.age_bias.detach().numpy()
     assert bias[int(np.digitize(15.0, AGE_EDGES_DAYS))] > bias[int(np.digitize(100.0, AGE_EDGES_DAYS))] + 1.0

@@ -106,7 +106,7 @@ def _users(arg: str | None) -> list[str] | None:
 def run(args: argparse.Namespace) -> int:
     from tokrec.config import read_json_config
     from tokrec.data.loaders import load_dataset
-    from tokrec.models._vectors import item_vectors_for
+    from tokrec.features import item_vectors_for
     from tokrec.models.registry import create_model
 
     if args.k < 1:

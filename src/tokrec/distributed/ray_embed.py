@@ -223,12 +223,12 @@ def _input_ids(src: str, tmpl: Any) -> list[str]:
 
     Also checks that the template's fields are columns of the input (ConfigError) before any work.
     """
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     id_column = tmpl.id_column
     raw, fmt, cols = read_column(src, id_column)
     tmpl.render_many(pd.DataFrame(columns=cols))  # raises naming a missing template field
-    ids = _id_strings(raw)
+    ids = id_strings(raw)
     first_row = 2 if fmt == "csv" else 1
     blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
     if blank.any():
@@ -274,11 +274,11 @@ def _resume(parts: Path, job: str, ids: Sequence[str], column: str = "item_id") 
 # ---- the Ray Data plan -----------------------------------------------------------------------
 def _render(batch: pd.DataFrame, *, template: Any, done: frozenset[str]) -> pd.DataFrame:
     """Ray Data task: rows -> (item_id, text), skipping ids already in finished shards."""
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     df = batch.rename(columns={c: str(c).strip() for c in batch.columns})
     idc = template.id_column
-    ids = _id_strings(df[idc]).str.strip()
+    ids = id_strings(df[idc]).str.strip()
     keep = ~ids.isin(done).to_numpy() if done else np.ones(len(df), dtype=bool)
     df = df.loc[keep].reset_index(drop=True)
     df[idc] = ids[keep].to_numpy()

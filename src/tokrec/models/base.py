@@ -311,7 +311,7 @@ def wants_item_vectors(model: Recommender | type[Recommender]) -> bool:
 
 
 @functools.lru_cache(maxsize=8)
-def _tie_order(n: int) -> np.ndarray:
+def tie_order(n: int) -> np.ndarray:
     """A fixed pseudo-random rank per item row, used only to break exact score ties.
 
     Catalog order often correlates with popularity (older, lower ids are the famous items), so breaking
@@ -335,5 +335,5 @@ def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     else:
         part = np.arange(len(scores))
     part = part[np.isfinite(scores[part])]
-    order = np.lexsort((_tie_order(len(scores))[part], -scores[part]))
+    order = np.lexsort((tie_order(len(scores))[part], -scores[part]))
     return part[order][:k]

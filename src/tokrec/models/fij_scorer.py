@@ -18,7 +18,8 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.features import user_profiles
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
 
 
@@ -111,8 +112,7 @@ class FijScorer(Recommender):
 
     def user_vectors(self, seqs: list[np.ndarray]) -> np.ndarray:
         """``Z_U``: ``(len(seqs), d)`` unit mean of each history's last ``n_last`` item vectors."""
-        recent = [np.asarray(s[-self.config.n_last :], dtype=np.int64) for s in seqs]
-        return sig.l2_rows(np.asarray(sig.user_rows(recent, self.n_items) @ self.vectors_))
+        return user_profiles(seqs, self.vectors_, n_last=self.config.n_last)
 
     def _score_zu(self, zu: np.ndarray) -> np.ndarray:
         z = self.vectors_

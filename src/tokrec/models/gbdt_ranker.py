@@ -82,14 +82,8 @@ class GBDTRanker(Recommender):
     Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
     runtime: ThreadOptions
 
-    def __init__(
-        self,
-        config: ModelConfig | dict[str, Any] | None = None,
-        *,
-        runtime: RuntimeOptions | dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(config, runtime=runtime, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
+        super().__init__(*args, **kwargs)
         self.sources_: list[Recommender] = []
         self.booster_: Any = None
         self.item_vectors_: np.ndarray | None = None

@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
 from tokrec.models.implicit_mf import ALS
 

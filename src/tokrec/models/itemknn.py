@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 

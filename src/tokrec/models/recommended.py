@@ -37,7 +37,7 @@ import numpy as np
 from pydantic import Field, model_validator
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")

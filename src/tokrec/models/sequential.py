@@ -59,7 +59,7 @@ class TextSASRecConfig(ModelConfig):
         True,
         description=(
             "append catalog attributes (release-date years, multi-valued categories, numeric columns; "
-            "see tokrec.models._signals.attribute_features) to the text vector before the adaptor"
+            "see tokrec.models.signals.attribute_features) to the text vector before the adaptor"
         ),
     )
     attr_weight: float = Field(0.5, ge=0, description="scale of the attribute block (rows have unit norm)")
@@ -177,14 +177,8 @@ class TextSASRec(Recommender):
     #: options that change only how a fitted network scores (see ``Recommender.with_scoring``)
     scoring_options: ClassVar[frozenset[str]] = frozenset({"score_half_life", "new_items", "new_item_lambda"})
 
-    def __init__(
-        self,
-        config: ModelConfig | dict[str, Any] | None = None,
-        *,
-        runtime: RuntimeOptions | dict[str, Any] | None = None,
-        **kwargs: Any,
-    ) -> None:
-        super().__init__(config, runtime=runtime, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
+        super().__init__(*args, **kwargs)
         self.item_vectors_: np.ndarray | None = None
         self.text_mean_: np.ndarray | None = None
         self.text_proj_: np.ndarray | None = None
@@ -242,7 +236,7 @@ class TextSASRec(Recommender):
         return z
 
     def _fit_attributes(self, dataset: Dataset) -> None:
-        from tokrec.models._signals import attribute_features, l2_rows
+        from tokrec.models.signals import attribute_features, l2_rows
 
         self.item_attrs_ = None
         attrs, _ = attribute_features(dataset.items)
@@ -314,9 +308,9 @@ class TextSASRec(Recommender):
 
     def _fit_age(self, dataset: Dataset) -> None:
         """Release dates from the catalog, and the age bias's starting point: the log event rate by item age
-        at each user's last event (``_signals.age_log_rates``; the unknown bin at 0), which is what the
+        at each user's last event (``signals.age_log_rates``; the unknown bin at 0), which is what the
         bias alone would learn; training moves it from there."""
-        from tokrec.models._signals import age_log_rates, attribute_features
+        from tokrec.models.signals import age_log_rates, attribute_features
 
         release = attribute_features(dataset.items)[1]
         if np.isnan(release).all():
@@ -355,9 +349,9 @@ class TextSASRec(Recommender):
     def _fit_torch(self, seqs: list[np.ndarray], n_ids: int, times: list[np.ndarray] | None) -> None:
         import torch
 
+        from tokrec.evaluation.metrics import score_matrix_metrics  # numpy only: no cycle
         from tokrec.models._sasrec_impl import (
             gap_windows,
-            ndcg_at_k,
             score_histories,
             side_windows,
             train_epoch,
@@ -435,7 +429,7 @@ class TextSASRec(Recommender):
                     days=val_days,
                     release=release,
                 )
-                ndcg = ndcg_at_k(scores, val_hist, val_tgt)
+                ndcg = score_matrix_metrics(scores, val_tgt, exclude=val_hist)["ndcg@10"]
                 curve.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
                 log.info(
                     "text-sasrec seed %d epoch %d loss %.4f val NDCG@10 %.4f",
@@ -580,8 +574,8 @@ class TextSASRec(Recommender):
 
     def content_features(self) -> np.ndarray:
         """The content map's input per item: the ``tokrec`` model's item features ``F_i = [unit text
-        vector, 0.3 * attributes, 1]`` (:func:`tokrec.models._signals.content_features`), float64."""
-        from tokrec.models._signals import content_features
+        vector, 0.3 * attributes, 1]`` (:func:`tokrec.models.signals.content_features`), float64."""
+        from tokrec.models.signals import content_features
 
         assert self.item_vectors_ is not None
         return content_features(self.item_vectors_, self.content_attrs_).astype(np.float64)
@@ -591,7 +585,7 @@ class TextSASRec(Recommender):
         fitted on the trained items, from their content features to their table rows."""
         import torch
 
-        from tokrec.models._signals import ridge
+        from tokrec.models.signals import ridge
 
         assert self.id_index_ is not None
         new = self.id_index_ == 0
@@ -663,7 +657,7 @@ class TextSASRec(Recommender):
             item_ids: external ids, one per row of ``item_vectors``.
             item_vectors: ``(len(item_ids), D)`` vectors from the same encoder used in ``fit``.
             item_attributes: for a catalog with attribute columns, the new items' attribute rows in the
-                layout :func:`tokrec.models._signals.attribute_features` gave the fitted catalog (unscaled;
+                layout :func:`tokrec.models.signals.attribute_features` gave the fitted catalog (unscaled;
                 ``content_attrs_.shape[1]`` columns; used by the adaptor with ``attributes=True`` and by
                 the content map); None gives new items a zero block (text only) and leaves known items'
                 attributes as they are.
@@ -715,7 +709,7 @@ class TextSASRec(Recommender):
         if self.content_attrs_ is not None:  # new items without given attributes get a zero block
             self.content_attrs_ = grown(self.content_attrs_, given)
         if self.item_attrs_ is not None:
-            from tokrec.models._signals import l2_rows
+            from tokrec.models.signals import l2_rows
 
             scaled = None if given is None else l2_rows(given) * self.config.attr_weight
             self.item_attrs_ = grown(self.item_attrs_, scaled)

@@ -9,7 +9,8 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.features import user_profiles
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 
@@ -37,9 +38,7 @@ class TextProfile(Recommender):
 
     def user_vectors(self, seqs: list[np.ndarray]) -> np.ndarray:
         """``Z_U``: ``(len(seqs), d)`` unit-length profiles (zero rows for empty histories)."""
-        recent = [np.asarray(s[-self.config.n_last :], dtype=np.int64) for s in seqs]
-        rows = sig.user_rows(recent, self.n_items, self.config.half_life)
-        return sig.l2_rows(np.asarray(rows @ self.vectors_))
+        return user_profiles(seqs, self.vectors_, n_last=self.config.n_last, half_life=self.config.half_life)
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
