@@ -15,18 +15,13 @@ from pydantic import Field
 from tokrec.data.dataset import Dataset
 from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
-from tokrec.models.implicit_mf import ALS
+from tokrec.models.implicit_mf import ALS, ALSConfig, als_fold_in
 
 
-class HybridMapConfig(ModelConfig):
+class HybridMapConfig(ALSConfig):
     """ALS hyperparameters (see ``als``) plus ``map_l2``, the ridge penalty of the text->factor map."""
 
-    factors: int = Field(64, ge=1)
-    regularization: float = Field(1.0, ge=0)
-    alpha: float = Field(20.0, gt=0)
-    iterations: int = Field(20, ge=1)
     map_l2: float = Field(1.0, gt=0)
-    seed: int = 0
 
 
 class HybridMap(Recommender):
@@ -64,9 +59,5 @@ class HybridMap(Recommender):
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         if len(item_rows) == 0:
             return np.zeros(self.n_items, dtype=np.float32)
-        c = self.config
-        v = self.item_factors_.astype(np.float64)
-        vi = v[np.unique(item_rows)]
-        a = v.T @ v + c.alpha * (vi.T @ vi) + c.regularization * np.eye(v.shape[1])
-        u = np.linalg.solve(a, (1.0 + c.alpha) * vi.sum(axis=0))
-        return (self.item_factors_ @ u.astype(np.float32)).astype(np.float32)
+        u = als_fold_in(self.item_factors_, item_rows, self.config.alpha, self.config.regularization)
+        return (self.item_factors_ @ u).astype(np.float32)
