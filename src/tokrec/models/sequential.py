@@ -397,6 +397,7 @@ class TextSASRec(Recommender):
                 "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
             }
 
+        val_data = windows(val_hist, val_gaps, val_days)  # the validation runs' training data
         init_lock = threading.Lock()
 
         def init(seed_offset: int) -> tuple[Any, Any, Any, np.random.Generator]:
@@ -447,7 +448,6 @@ class TextSASRec(Recommender):
                         break
             return net, opt, scaler, rng, best_state, best_epoch, curve
 
-        val_data = windows(val_hist, val_gaps, val_days)
         n_val_runs = c.refit_seeds if c.refit == "none" else 1
         runs = self._side_by_side([functools.partial(validation_run, j) for j in range(n_val_runs)], device)
         net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = runs[0]
