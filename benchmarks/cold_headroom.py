@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from deep_sasrec import SCORER, load_split, load_vectors, score
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.recommended import TokrecHybrid
 
 

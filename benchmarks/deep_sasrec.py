@@ -120,8 +120,8 @@ def choose_on_validation(
         # options that only change scoring are all scored from this one fit
         for scoring in itertools.product(*(grid[k] for k in score_keys), half_lives):
             update = {**dict(zip(score_keys, scoring[:-1], strict=True)), "score_half_life": scoring[-1]}
-            model.config = model.config.model_copy(update=update)
-            recs = model.recommend_batch(val.test_users, k=100, candidates=val.candidates)
+            scored = model.with_scoring(**update)  # a validated copy; the fitted model is unchanged
+            recs = scored.recommend_batch(val.test_users, k=100, candidates=val.candidates)
             res = score_recommendations(
                 recs, val.test.interactions, val.train.interactions, k=10, candidates=val.candidates
             )

@@ -58,31 +58,9 @@ def load_split(shared: Path, split: str):
     return ds, cand
 
 
-# ---- fast NDCG@k on score matrices (same rules as score_recs.py) -----------------------------------
-def ndcg_at_k(
-    scores: np.ndarray, seen: sp.csr_matrix, rel: sp.csr_matrix, cand: np.ndarray | None, k: int = 10
-) -> float:
-    """Mean NDCG@k over users with relevant items; seen items and non-candidates are dropped."""
-    s = np.array(scores, dtype=np.float32, copy=True)
-    s[seen.nonzero()] = -np.inf
-    if cand is not None:
-        s[:, ~cand] = -np.inf
-    users = np.flatnonzero(np.diff(rel.indptr) > 0)
-    s = s[users]
-    top = np.argpartition(-s, k, axis=1)[:, :k]
-    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    r = rel[users]
-    gains = np.asarray(r[np.repeat(np.arange(len(users)), k), top.ravel()]).reshape(len(users), k) > 0
-    gains &= np.isfinite(np.take_along_axis(s, top, axis=1))
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    n_rel = np.minimum(np.diff(r.indptr), k)
-    idcg = np.cumsum(disc)[n_rel - 1]
-    return float(np.mean((gains * disc).sum(axis=1) / idcg))
-
-
 class ValSet:
-    """A training dataset plus held-out validation events as matrices for :func:`ndcg_at_k`."""
+    """A training dataset plus held-out validation events as matrices for
+    :func:`tokrec.evaluation.metrics.score_matrix_metrics` (same rules as score_recs.py)."""
 
     def __init__(self, train, held: pd.DataFrame, cand_ids: list[str] | None) -> None:
         self.train = train
@@ -97,7 +75,9 @@ class ValSet:
             self.cand[train.item_vocab.encode(cand_ids)] = True
 
     def score(self, scores: np.ndarray) -> float:
-        return ndcg_at_k(scores, self.seen, self.rel, self.cand)
+        from tokrec.evaluation.metrics import score_matrix_metrics
+
+        return score_matrix_metrics(scores, self.rel, exclude=self.seen, candidates=self.cand)["ndcg@10"]
 
 
 def warm_validation(ds) -> ValSet:
@@ -158,7 +138,7 @@ def _signals(cfg: dict, vs: ValSet, vecs: np.ndarray, which: tuple[str, ...]) ->
 
 
 def tune(shared: Path, vecs: np.ndarray) -> dict:
-    from tokrec.models import _signals as sig
+    from tokrec.models import signals as sig
     from tokrec.models.recommended import SIGNALS
 
     warm_ds, _ = load_split(shared, "warm")
@@ -258,7 +238,7 @@ def main() -> None:
 
     torch.set_num_threads(args.threads)
     shared = shared_dir(args.shared)
-    from tokrec.models._vectors import item_vectors_for
+    from tokrec.features import item_vectors_for
 
     ds, _ = load_split(shared, "warm")
     t = time.perf_counter()

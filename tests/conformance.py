@@ -23,12 +23,14 @@ structure as collaborative ones.
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
 import pytest
+from pydantic import ValidationError
 
 from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError
@@ -175,9 +177,29 @@ class RecommenderConformance:
         fitted.save(path)  # overwriting an existing model directory works
         assert load_model(path).recommend("u0", k=3) == fitted.recommend("u0", k=3)
 
+    def test_save_load_save_is_byte_identical(self, fitted, tmp_path: Path) -> None:
+        """The saved form follows from the declared state alone: saving a loaded model writes the same
+        bytes, file for file (parts included)."""
+        first = fitted.save(tmp_path / "a")
+        second = load_model(first).save(tmp_path / "b")
+        files = sorted(p.relative_to(first) for p in first.rglob("*") if p.is_file())
+        assert files == sorted(p.relative_to(second) for p in second.rglob("*") if p.is_file())
+        for f in files:
+            assert (first / f).read_bytes() == (second / f).read_bytes(), f
+        assert set(json.loads((first / "config.json").read_text())["state"]) == set(type(fitted).state)
+
     def test_config_rejects_unknown_keys(self) -> None:
-        with pytest.raises(ConfigError):
+        with pytest.raises(ConfigError, match=next(iter(self.bad_config))):
             self.make_model(**self.bad_config)
+
+    def test_fitted_config_is_frozen_and_overrides_are_validated(self, fitted) -> None:
+        """A fitted model's config never changes; a bad override of a valid config raises, naming it."""
+        with pytest.raises(ValidationError):  # pydantic refuses assignment to a frozen model
+            fitted.config.__setattr__(next(iter(type(fitted.config).model_fields)), None)
+        with pytest.raises(ConfigError, match="bogus"):
+            type(fitted)(fitted.config, bogus=1)
+        with pytest.raises(ConfigError):
+            fitted.with_scoring(bogus=1)
 
     def test_unfitted_model_refuses(self) -> None:
         with pytest.raises(ConfigError):

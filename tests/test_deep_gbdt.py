@@ -28,6 +28,32 @@ class TestGBDTConformance(RecommenderConformance):
             }
         )
 
+    def test_parts_are_sub_directories_that_load_alone_in_any_order(self, fitted, tmp_path) -> None:
+        """A composite saves each source as its own model directory (config.json + arrays): every part
+        loads on its own, in any order, and a part can be swapped for another of the same catalog."""
+        import json
+        import shutil
+
+        path = fitted.save(tmp_path / "m")
+        state = json.loads((path / "config.json").read_text())["state"]["sources_"]
+        dirs = [item["dir"] for item in state["items"]]
+        assert dirs == [f"sources.{j}" for j in range(len(fitted.sources_))]
+        history = ["i0", "i1", "i2"]
+        for j in reversed(range(len(dirs))):  # last part first
+            part = load_model(path / dirs[j])
+            assert part.name == fitted.sources_[j].name and part.config == fitted.sources_[j].config
+            assert part.recommend(history=history, k=5) == fitted.sources_[j].recommend(history=history, k=5)
+        whole = load_model(path)
+        assert whole.recommend("u0", k=5) == fitted.recommend("u0", k=5)
+        # swap the first stage (EASE, half-life 2) for the popularity source: the composite follows it
+        pop = next(j for j, s in enumerate(fitted.sources_) if s.name == "popularity")
+        shutil.rmtree(path / dirs[0])
+        shutil.copytree(path / dirs[pop], path / dirs[0])
+        swapped = load_model(path)
+        assert swapped.sources_[0].name == "popularity" and swapped.sources_[pop].name == "popularity"
+        np.testing.assert_array_equal(swapped.sources_[0].score(["u0"]), fitted.sources_[pop].score(["u0"]))
+        assert swapped.recommend("u0", k=5)  # the composite still scores with the swapped part
+
 
 def test_registered() -> None:
     assert isinstance(create_model("gbdt-ranker", {"n_candidates": 5}), GBDTRanker)

@@ -211,8 +211,10 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
     )
     np.testing.assert_allclose(sharp, log_softmax, rtol=1e-4, atol=1e-4)
     assert (score_histories_mixture(net, table, [np.empty(0, np.int64)], half_life=2.0, **kw) == 0).all()
-    # the config switch routes scoring through the mixture
-    model.config = model.config.model_copy(update={"score_half_life": half_life})
+    # a copy with another scoring option scores through the mixture; the fitted model is unchanged
+    fitted_config = model.config
+    model = model.with_scoring(score_half_life=half_life)
+    assert fitted_config.score_half_life is None and model.config.score_half_life == half_life
     u = ds.user_vocab.get("u3")
     np.testing.assert_allclose(
         model.score(["u3"])[0],
@@ -261,7 +263,7 @@ def test_catalog_attributes_place_new_items_whose_text_says_nothing(tmp_path, ne
         # the new items' rows are the ridge fit (content features -> rows) of the trained items' rows
         import torch
 
-        from tokrec.models._signals import ridge
+        from tokrec.models.signals import ridge
 
         with torch.no_grad():
             z = torch.from_numpy(model._normalise(model.item_vectors_))
@@ -496,7 +498,7 @@ def test_item_age_bias_recommends_what_was_new_at_the_time(tmp_path) -> None:
         right += int(0 <= t - 5 * DAY * top < 30 * DAY)
     assert right >= 27  # a guess gets about 3 of 30
     # the learnt bias favours ages of 0-30 days over older ones
-    from tokrec.models._signals import AGE_EDGES_DAYS
+    from tokrec.models.signals import AGE_EDGES_DAYS
 
     bias = model.net_.age_bias.detach().numpy()
     assert bias[int(np.digitize(15.0, AGE_EDGES_DAYS))] > bias[int(np.digitize(100.0, AGE_EDGES_DAYS))] + 1.0

@@ -8,7 +8,7 @@ import pytest
 import scipy.sparse as sp
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.registry import create_model
 
 

@@ -32,6 +32,7 @@ class ToyPopularity(Recommender):
     """Counts events per item; scores every history with the same popularity (tests only)."""
 
     name = "serve-toy"
+    state = ("pop_",)
 
     class Config(ModelConfig):
         smoothing: float = 1.0
@@ -45,12 +46,6 @@ class ToyPopularity(Recommender):
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         return self.pop_.copy()
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"pop": self.pop_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.pop_ = arrays["pop"]
 
 
 class HashingEncoder:

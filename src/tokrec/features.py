@@ -8,8 +8,8 @@ unpacking wide columns. :func:`read_vectors` turns a column back into a ``(n, d)
 
 from __future__ import annotations
 
+import math
 import os
-import tempfile
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -17,10 +17,12 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from tokrec.cache import CachedEncoder, EmbeddingCache
 from tokrec.data.dataset import Dataset, Vocab
 from tokrec.errors import DataError
+from tokrec.fileio import atomic_write
 from tokrec.text import ItemTemplate, UserTemplate
 
 CacheArg = EmbeddingCache | str | os.PathLike[str] | None
@@ -73,6 +75,19 @@ def item_vectors(
     return np.asarray(enc.encode(item_texts(dataset_or_items, template), progress=progress), dtype=np.float32)
 
 
+def item_vectors_for(
+    dataset: Dataset, *, model: str | None = None, cache: CacheArg = "default", progress: bool = False
+) -> np.ndarray:
+    """:func:`item_vectors` with the encoder named by ``model`` (a model id / folder; ``None``: the
+    bundled all-MiniLM-L6-v2) and the default item template: what the CLI and the benchmarks fit on."""
+    encoder = None
+    if model is not None:
+        from tokrec.encoders import load_encoder
+
+        encoder = load_encoder(model)
+    return item_vectors(dataset, encoder=encoder, cache=cache, progress=progress)
+
+
 def user_texts(
     dataset: Dataset, *, encoder: Any = None, template: UserTemplate | None = None, budget: int | None = None
 ) -> list[str]:
@@ -116,10 +131,82 @@ def user_text_vectors(
     return out
 
 
+def recency_weights(n: int, half_life: float | None) -> np.ndarray:
+    """Weights ``0.5 ** (age / half_life)`` of ``n`` events, oldest first; age 0 = the latest event.
+
+    Args:
+        n: number of events.
+        half_life: age (in events) at which an event counts half; ``None`` weighs every event 1.
+
+    Returns:
+        ``(n,)`` float64.
+    """
+    if half_life is None or not math.isfinite(half_life):
+        return np.ones(n)
+    age = np.arange(n - 1, -1, -1, dtype=np.float64)
+    return np.power(0.5, age / float(half_life))
+
+
+def user_rows(seqs: Sequence[np.ndarray], n_items: int, half_life: float | None = None) -> sp.csr_matrix:
+    """Recency-weighted user rows: ``(len(seqs), n_items)`` CSR; a repeated item keeps its largest weight
+    (that of its latest event)."""
+    rows, cols, vals = [], [], []
+    for r, s in enumerate(seqs):
+        if len(s) == 0:
+            continue
+        rows.append(np.full(len(s), r, dtype=np.int64))
+        cols.append(np.asarray(s, dtype=np.int64))
+        vals.append(recency_weights(len(s), half_life))
+    if not rows:
+        return sp.csr_matrix((len(seqs), n_items))
+    m = sp.coo_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(seqs), n_items)
+    )
+    # max over duplicates: sort so that the largest weight comes last, then keep the last per cell
+    r_, c_, v_ = m.row, m.col, m.data
+    order = np.lexsort((v_, c_, r_))
+    r_, c_, v_ = r_[order], c_[order], v_[order]
+    last = np.ones(len(r_), dtype=bool)
+    last[:-1] = (r_[1:] != r_[:-1]) | (c_[1:] != c_[:-1])
+    return sp.csr_matrix((v_[last], (r_[last], c_[last])), shape=(len(seqs), n_items))
+
+
+def user_profiles(
+    histories: Sequence[np.ndarray],
+    item_vecs: np.ndarray,
+    *,
+    n_last: int | None = None,
+    half_life: float | None = None,
+) -> np.ndarray:
+    """Z_U from items, THE user profile: every model, the features command and the service use it.
+
+    The profile of a history (item rows, oldest first) is the unit-length weighted sum of the item
+    vectors of its last ``n_last`` events, an event ``a`` steps before the latest weighing ``0.5 ** (a /
+    half_life)``; an item that occurs more than once counts once, with the weight of its latest event.
+
+    Args:
+        histories: item rows per user, oldest first.
+        item_vecs: ``(n_items, d)``, item-vocab order (models pass unit-length rows).
+        n_last: only the most recent events count (None: all).
+        half_life: in events (None: every event weighs 1).
+
+    Returns:
+        float32 ``(len(histories), d)``; all-zero rows for empty histories.
+    """
+    recent = [np.asarray(h if n_last is None else h[-n_last:], dtype=np.int64) for h in histories]
+    rows = user_rows(recent, len(item_vecs), half_life)
+    # only the items in the histories, in float64 (the same sums, in the same order, as over the whole
+    # catalog: a query never copies the whole item matrix)
+    cols = np.unique(rows.indices)
+    x = np.asarray(rows[:, cols] @ np.asarray(item_vecs[cols], dtype=np.float64))
+    n = np.linalg.norm(x, axis=1, keepdims=True)
+    return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
+
+
 def user_aggregate_vectors(
     dataset: Dataset, item_vecs: np.ndarray, *, half_life: float | None = None
 ) -> np.ndarray:
-    """Z_U from items: the recency-weighted mean of each user's item vectors, L2-normalised.
+    """Z_U from items for every user of ``dataset``: :func:`user_profiles` of their histories.
 
     Args:
         dataset: interactions (their time order decides the weights).
@@ -134,18 +221,7 @@ def user_aggregate_vectors(
         raise DataError(f"item_vecs has {item_vecs.shape[0]} rows for {dataset.n_items} items")
     if half_life is not None and half_life <= 0:
         raise DataError(f"half_life must be > 0, got {half_life}")
-    out = np.zeros((dataset.n_users, item_vecs.shape[1]), dtype=np.float64)
-    for u, seq in enumerate(dataset.sequences()):
-        if not len(seq):
-            continue
-        if half_life is None:
-            w = np.ones(len(seq))
-        else:
-            age = np.arange(len(seq) - 1, -1, -1, dtype=np.float64)
-            w = 0.5 ** (age / half_life)
-        out[u] = w @ item_vecs[seq].astype(np.float64)
-    norms = np.linalg.norm(out, axis=1, keepdims=True)
-    return np.ascontiguousarray(np.where(norms > 0, out / np.maximum(norms, 1e-12), 0.0), dtype=np.float32)
+    return np.ascontiguousarray(user_profiles(dataset.sequences(), item_vecs, half_life=half_life))
 
 
 @dataclass
@@ -254,17 +330,7 @@ def write_vectors(
             raise DataError(f"column {name!r} has {len(mat)} rows for {len(ids)} ids")
         cols[name] = vector_array(mat)
     table = pa.table(cols)
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    os.close(fd)
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-    return out
+    return atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def read_vectors(path: str | os.PathLike[str], *, column: str = "vector") -> tuple[list[str], np.ndarray]:

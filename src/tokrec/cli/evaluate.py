@@ -4,10 +4,8 @@ from __future__ import annotations
 
 import argparse
 import functools
-import json
 import logging
 import sys
-from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)
@@ -97,15 +95,11 @@ def _ks(text: str) -> list[int]:
 
 
 def _configs(path: str | None) -> dict[str, Any]:
+    from tokrec.config import read_json_config
     from tokrec.errors import ConfigError
 
-    if not path:
-        return {}
-    try:
-        data = json.loads(Path(path).read_text())
-    except (OSError, json.JSONDecodeError) as e:
-        raise ConfigError(f"{path}: cannot read model configs: {e}") from e
-    if not isinstance(data, dict) or not all(isinstance(v, dict) for v in data.values()):
+    data = read_json_config(path)
+    if not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f'{path}: expected {{"model": {{...config...}}}}')
     return data
 

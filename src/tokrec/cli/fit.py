@@ -3,12 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import json
 import logging
 import sys
 import time
-from pathlib import Path
-from typing import Any
 
 log = logging.getLogger(__name__)
 
@@ -43,40 +40,21 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _model_config(text: str | None) -> dict[str, Any]:
-    from tokrec.errors import ConfigError
-
-    if not text:
-        return {}
-    raw = text if text.lstrip().startswith("{") else None
-    if raw is None:
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"--config: no such file: {text}")
-        raw = path.read_text()
-    try:
-        cfg = json.loads(raw)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"--config: invalid JSON: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ConfigError("--config must hold a JSON object")
-    return cfg
-
-
 def run(args: argparse.Namespace) -> int:
+    from tokrec.config import read_json_config
     from tokrec.data.loaders import load_dataset
     from tokrec.models import registry
     from tokrec.serve.bundle import check_output_dir, fit_bundle
 
     check_output_dir(args.output)  # before the data is read: a wrong --output fails at once
     t0 = time.perf_counter()
+    name = args.model or registry.DEFAULT_MODEL
+    model = registry.create_model(name, read_json_config(args.config))  # a bad config fails before loading
     dataset = load_dataset(items=args.items, interactions=args.interactions)
     print(
         f"loaded {dataset.n_items} items, {dataset.n_users} users, {len(dataset)} interactions ({dataset.report.summary()})",
         file=sys.stderr,
     )
-    name = args.model or registry.DEFAULT_MODEL
-    model = registry.create_model(name, _model_config(args.config))
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
     out = fit_bundle(
         dataset,

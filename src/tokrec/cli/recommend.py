@@ -10,8 +10,6 @@ Without ``--model`` the recommended model (``registry.DEFAULT_MODEL``) is used.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import tempfile
 import time
@@ -21,6 +19,7 @@ from typing import Any
 import pandas as pd
 
 from tokrec.errors import ConfigError, DataError
+from tokrec.fileio import atomic_write
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -73,25 +72,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def parse_config(text: str | None) -> dict[str, Any]:
-    """A JSON object given inline or as a file path; anything else is a ConfigError."""
-    if not text:
-        return {}
-    source = "--config"
-    if not text.lstrip().startswith("{"):
-        path = Path(text)
-        if not path.is_file():
-            raise ConfigError(f"--config: {text!r} is neither a JSON object nor an existing file")
-        source, text = str(path), path.read_text()
-    try:
-        cfg = json.loads(text)
-    except json.JSONDecodeError as e:
-        raise ConfigError(f"{source}: invalid JSON: {e}") from e
-    if not isinstance(cfg, dict):
-        raise ConfigError(f"{source}: expected a JSON object of model hyperparameters")
-    return cfg
-
-
 def read_id_column(path: str, column: str) -> list[str]:
     """The ``column`` of a CSV file as strings, with clear errors naming the file."""
     p = Path(path)
@@ -123,23 +103,10 @@ def _users(arg: str | None) -> list[str] | None:
     return users
 
 
-def write_csv_atomic(df: pd.DataFrame, path: str | os.PathLike[str]) -> None:
-    """Writes ``df`` to a temporary file next to ``path`` and renames it into place."""
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent)
-    try:
-        with os.fdopen(fd, "w", newline="") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, out)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def run(args: argparse.Namespace) -> int:
+    from tokrec.config import read_json_config
     from tokrec.data.loaders import load_dataset
-    from tokrec.models._vectors import item_vectors_for
+    from tokrec.features import item_vectors_for
     from tokrec.models.registry import create_model
 
     if args.k < 1:
@@ -148,7 +115,7 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    model = create_model(args.model, parse_config(args.config))
+    model = create_model(args.model, read_json_config(args.config))
     times: dict[str, float] = {}
     t = time.perf_counter()
     ds = load_dataset(args.items, args.interactions)
@@ -186,7 +153,7 @@ def run(args: argparse.Namespace) -> int:
         recs = model.recommend_batch(
             users, k=args.k, candidates=candidates, exclude_seen=not args.include_seen
         )
-        write_csv_atomic(recs, args.output)
+        atomic_write(args.output, lambda tmp: recs.to_csv(tmp, index=False))
     times["recommend"] = time.perf_counter() - t
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
     print(

@@ -51,6 +51,7 @@ _EXTENSIONS = {
 
 __all__ = [
     "detect_format",
+    "id_strings",
     "load_dataset",
     "load_interactions",
     "load_items",
@@ -272,7 +273,7 @@ def _read_jsonl(p: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray]:
 # ---------------------------------------------------------------------------------------------
 # column helpers
 # ---------------------------------------------------------------------------------------------
-def _id_strings(s: pd.Series) -> pd.Series:
+def id_strings(s: pd.Series) -> pd.Series:
     """Ids as strings; integral floats (from Parquet/JSON with gaps) lose their ``.0``."""
     if pd.api.types.is_bool_dtype(s):
         return s.astype(str)
@@ -487,7 +488,7 @@ def items_from_frame(
     _require_columns(df, {"item_id": id_column}, file)
     if id_column != "item_id" and "item_id" in df.columns:
         raise DataError("both the id column and another 'item_id' column exist", file=file, column="item_id")
-    ids = _id_strings(df[id_column])
+    ids = id_strings(df[id_column])
     keep = _check_ids(ids, rows, id_column, file, empty=empty_ids, report=report, what="item")
     ids = ids.str.strip()
     dup = ids.duplicated(keep="first").to_numpy() & keep
@@ -521,7 +522,7 @@ def load_users(
     file = str(path)
     df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
     _require_columns(df, {"user_id": id_column}, file)
-    ids = _id_strings(df[id_column])
+    ids = id_strings(df[id_column])
     _check_ids(ids, rows, id_column, file, empty="error", report=LoadReport(), what="user")
     ids = ids.str.strip()
     dup = ids.duplicated().to_numpy()
@@ -650,7 +651,7 @@ def interactions_from_frame(
     keep = np.ones(n_read, dtype=bool)
     ids = {}
     for canon in ("user_id", "item_id"):
-        ids[canon] = _id_strings(df[m[canon]])
+        ids[canon] = id_strings(df[m[canon]])
         keep &= _check_ids(
             ids[canon], rows, m[canon], file, empty=empty_ids, report=report, what="interaction"
         )

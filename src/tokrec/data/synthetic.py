@@ -14,7 +14,6 @@ deterministic given the seed.
 from __future__ import annotations
 
 import os
-import tempfile
 from pathlib import Path
 from typing import Literal
 
@@ -23,6 +22,7 @@ import pandas as pd
 
 from tokrec.data.dataset import Dataset, LoadReport
 from tokrec.errors import ConfigError
+from tokrec.fileio import atomic_write
 
 Domain = Literal["ecommerce", "movies"]
 
@@ -326,17 +326,6 @@ def make_synthetic(
     return Dataset(inter, items, None, name=f"synthetic-{domain}", report=report)
 
 
-def _atomic_csv(df: pd.DataFrame, path: Path) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8", newline="") as f:
-            df.to_csv(f, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def write_synthetic(
     directory: str | os.PathLike, dataset: Dataset | None = None, **kwargs
 ) -> dict[str, Path]:
@@ -371,6 +360,6 @@ def write_synthetic(
         }
     )
     paths = {"items": out / "items.csv", "interactions": out / "interactions.csv"}
-    _atomic_csv(dataset.items, paths["items"])
-    _atomic_csv(frame, paths["interactions"])
+    atomic_write(paths["items"], lambda tmp: dataset.items.to_csv(tmp, index=False))
+    atomic_write(paths["interactions"], lambda tmp: frame.to_csv(tmp, index=False))
     return paths

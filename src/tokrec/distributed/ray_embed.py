@@ -46,6 +46,7 @@ from tokrec.distributed._ray import (
     read_dataset,
     require_ray,
 )
+from tokrec.encoders.spec import EncoderSpec
 from tokrec.errors import ConfigError, DataError, TokrecError
 
 log = logging.getLogger(__name__)
@@ -56,33 +57,6 @@ MAX_SHARD_ROWS = 8192
 _ENV_FOR_WORKERS = ("HF_HUB_OFFLINE", "TRANSFORMERS_OFFLINE", "HF_HOME", "TOKENIZERS_PARALLELISM")
 
 ModelSpec = str | Callable[[], Any] | None
-
-
-@dataclass(frozen=True)
-class EncoderSpec:
-    """:func:`tokrec.encoders.load_encoder` arguments, built into an encoder inside each worker.
-
-    Pass one as ``model=`` to use encoder options (dtype, pooling, device, max length, prompt) on Ray:
-    ``embed_items_ray(..., model=EncoderSpec("BAAI/bge-small-en-v1.5", {"dtype": "fp32"}))``.
-    Its ``repr`` is stable, so an interrupted run with the same spec resumes.
-
-    Args:
-        model: model id or folder (None: the bundled all-MiniLM-L6-v2).
-        options: keyword options of ``load_encoder`` (``batch_size`` is taken from the run).
-    """
-
-    model: str | None = None
-    options: tuple[tuple[str, Any], ...] | dict[str, Any] = ()
-
-    def __post_init__(self) -> None:
-        opts = dict(self.options)
-        opts.pop("batch_size", None)
-        object.__setattr__(self, "options", tuple(sorted(opts.items())))
-
-    def __call__(self, batch_size: int = 64) -> Any:
-        from tokrec.encoders import load_encoder
-
-        return load_encoder(self.model, batch_size=batch_size, **dict(self.options))
 
 
 def embed_items_ray(
@@ -249,12 +223,12 @@ def _input_ids(src: str, tmpl: Any) -> list[str]:
 
     Also checks that the template's fields are columns of the input (ConfigError) before any work.
     """
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     id_column = tmpl.id_column
     raw, fmt, cols = read_column(src, id_column)
     tmpl.render_many(pd.DataFrame(columns=cols))  # raises naming a missing template field
-    ids = _id_strings(raw)
+    ids = id_strings(raw)
     first_row = 2 if fmt == "csv" else 1
     blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
     if blank.any():
@@ -300,11 +274,11 @@ def _resume(parts: Path, job: str, ids: Sequence[str], column: str = "item_id") 
 # ---- the Ray Data plan -----------------------------------------------------------------------
 def _render(batch: pd.DataFrame, *, template: Any, done: frozenset[str]) -> pd.DataFrame:
     """Ray Data task: rows -> (item_id, text), skipping ids already in finished shards."""
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     df = batch.rename(columns={c: str(c).strip() for c in batch.columns})
     idc = template.id_column
-    ids = _id_strings(df[idc]).str.strip()
+    ids = id_strings(df[idc]).str.strip()
     keep = ~ids.isin(done).to_numpy() if done else np.ones(len(df), dtype=bool)
     df = df.loc[keep].reset_index(drop=True)
     df[idc] = ids[keep].to_numpy()

@@ -34,6 +34,7 @@ from tokrec.distributed._ray import (
 )
 from tokrec.distributed.ray_embed import _check_complete, _resume
 from tokrec.errors import ConfigError, DataError
+from tokrec.fileio import atomic_write
 
 RECS_FORMAT = "tokrec-recs/1"
 
@@ -131,10 +132,10 @@ def recommend_ray(
 
 def _user_ids(src: str) -> tuple[list[str], int]:
     """Distinct user ids in input order, and how many repeated rows were folded."""
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     raw, fmt, _cols = read_column(src, "user_id")
-    ids = _id_strings(raw)
+    ids = id_strings(raw)
     blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
     if blank.any():
         row = int(np.flatnonzero(blank)[0]) + (2 if fmt == "csv" else 1)
@@ -166,10 +167,10 @@ def _job_key(model_dir: Path, src: str, k: int, cands: list[str] | None, exclude
 
 def _users_only(batch: pd.DataFrame, *, done: frozenset[str]) -> pd.DataFrame:
     """Ray Data task: the user ids still to do (first occurrence within the block)."""
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     col = next(c for c in batch.columns if str(c).strip() == "user_id")
-    ids = _id_strings(batch[col]).str.strip()
+    ids = id_strings(batch[col]).str.strip()
     ids = ids[~ids.isin(done)].drop_duplicates()
     return pd.DataFrame({"user_id": ids.astype(str).to_numpy(dtype=object)})
 
@@ -266,14 +267,10 @@ def _assemble(parts: Path, shards: list[sh.ShardInfo], users: list[str]) -> pd.D
 
 
 def _write_single(recs: pd.DataFrame, out: Path) -> None:
-    import uuid
-
-    tmp = out.with_name(f".{out.name}.{uuid.uuid4().hex}.tmp")
-    try:
+    def write(tmp: Path) -> None:
         if out.suffix.lower() == ".csv":
             recs.to_csv(tmp, index=False)
         else:
             recs.to_parquet(tmp, index=False)
-        os.replace(tmp, out)
-    finally:
-        tmp.unlink(missing_ok=True)
+
+    atomic_write(out, write)

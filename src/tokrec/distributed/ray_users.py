@@ -151,10 +151,10 @@ def embed_users_ray(
 
 
 def _user_order(src: str) -> list[str]:
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     raw, _fmt, _cols = read_column(src, "user_id")
-    ids = _id_strings(raw).dropna().astype(str).str.strip()
+    ids = id_strings(raw).dropna().astype(str).str.strip()
     users = [u for u in pd.unique(ids) if u]
     if not users:
         raise DataError("no interactions", file=src)
@@ -186,10 +186,10 @@ def _shard_of(ids: pd.Series, n_shards: int) -> np.ndarray:
 
 def _tag(batch: pd.DataFrame, *, n_shards: int, done: frozenset[str]) -> pd.DataFrame:
     """Ray Data task: adds the shard number; drops users already in finished shards."""
-    from tokrec.data.loaders import _id_strings
+    from tokrec.data.loaders import id_strings
 
     col = next(c for c in batch.columns if str(c).strip() == "user_id")
-    users = _id_strings(batch[col]).fillna("").astype(str).str.strip()
+    users = id_strings(batch[col]).fillna("").astype(str).str.strip()
     batch = batch.assign(_shard=_shard_of(users, n_shards))
     return batch[~users.isin(done).to_numpy()] if done else batch
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -30,6 +29,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from tokrec.errors import DataError
+from tokrec.fileio import atomic_write, write_text_atomic
 
 FORMAT = "tokrec-embeddings/1"
 #: manifests of vector outputs that :func:`read_vectors` reads (item vectors, user vectors)
@@ -84,14 +84,7 @@ def vectors_table(
 
 def write_parquet_atomic(table: pa.Table, path: Path) -> None:
     """Writes ``table`` to a temporary name beside ``path``, then renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex}.tmp")
-    try:
-        pq.write_table(table, tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
+    atomic_write(path, lambda tmp: pq.write_table(table, tmp))
 
 
 def write_shard(
@@ -169,11 +162,7 @@ def _vectors(table: pa.Table) -> np.ndarray:
 
 def write_manifest(folder: Path, manifest: dict[str, Any]) -> Path:
     """Writes ``manifest.json`` atomically."""
-    path = folder / MANIFEST
-    tmp = path.with_name(f".{MANIFEST}.{uuid.uuid4().hex}.tmp")
-    tmp.write_text(json.dumps(manifest, indent=1, sort_keys=True))
-    os.replace(tmp, path)
-    return path
+    return write_text_atomic(folder / MANIFEST, json.dumps(manifest, indent=1, sort_keys=True))
 
 
 def read_manifest(folder: Path) -> dict[str, Any] | None:

@@ -165,6 +165,70 @@ def _accuracy(
     }
 
 
+def score_matrix_metrics(
+    scores: np.ndarray,
+    relevant: np.ndarray | Any,
+    *,
+    exclude: Sequence[np.ndarray] | Any = None,
+    candidates: np.ndarray | None = None,
+    k: int = 10,
+) -> dict[str, float]:
+    """NDCG@k, HR@k and Recall@k straight from a score matrix (no recommendation lists), for validation
+    loops that score every item for every row.
+
+    The definitions are those of :func:`score_recommendations` (``idcg`` over ``min(n_relevant, k)``,
+    recall over the same). A relevant item's position is the number of items scored strictly higher after
+    masking (ties do not push it down; equal to its position in the sorted list when scores differ).
+
+    Args:
+        scores: ``(n_rows, n_items)``.
+        relevant: ``(n_rows,)`` int, one relevant item per row, or a ``(n_rows, n_items)`` scipy sparse
+            matrix whose non-zeros are the relevant items. Rows without a relevant item are left out.
+        exclude: items each row may not be recommended (its history): a sequence of item-row arrays,
+            one per row, or a ``(n_rows, n_items)`` sparse matrix. A relevant item excluded never counts.
+        candidates: ``(n_items,)`` bool: only these items are ranked (None: all).
+        k: the cut-off.
+
+    Returns:
+        ``{"ndcg@k", "hr@k", "recall@k"}`` means over the rows with a relevant item (0.0 for none).
+    """
+    import scipy.sparse as sp
+
+    s = np.array(scores, dtype=np.float64, copy=True)
+    if exclude is not None:
+        if sp.issparse(exclude):
+            s[sp.csr_matrix(exclude).nonzero()] = -np.inf
+        else:
+            for j, h in enumerate(exclude):
+                s[j, np.asarray(h, dtype=np.int64)] = -np.inf
+    if candidates is not None:
+        s[:, ~np.asarray(candidates, dtype=bool)] = -np.inf
+    if sp.issparse(relevant):
+        rel = sp.coo_matrix(relevant)
+        rows, items = rel.row.astype(np.int64), rel.col.astype(np.int64)
+    else:
+        items = np.asarray(relevant, dtype=np.int64)
+        rows = np.arange(len(items))
+    target = s[rows, items]
+    pos = np.empty(len(rows), dtype=np.int64)
+    for a in range(0, len(rows), 1024):  # (entries, n_items) comparisons, a block at a time
+        pos[a : a + 1024] = (s[rows[a : a + 1024]] > target[a : a + 1024, None]).sum(1)
+    hit = (pos < k) & np.isfinite(target)
+    users, codes = np.unique(rows, return_inverse=True)
+    if not len(users):
+        return {f"ndcg@{k}": 0.0, f"hr@{k}": 0.0, f"recall@{k}": 0.0}
+    n_rel = np.bincount(codes, minlength=len(users))
+    denom = np.minimum(n_rel, k)
+    idcg = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))[denom - 1]
+    dcg = np.bincount(codes, weights=np.where(hit, 1.0 / np.log2(pos + 2.0), 0.0), minlength=len(users))
+    hits = np.bincount(codes, weights=hit.astype(float), minlength=len(users))
+    return {
+        f"ndcg@{k}": float(np.mean(dcg / idcg)),
+        f"hr@{k}": float(np.mean(hits > 0)),
+        f"recall@{k}": float(np.mean(hits / denom)),
+    }
+
+
 def _beyond(
     items: np.ndarray,
     counts: pd.Series,

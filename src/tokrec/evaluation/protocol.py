@@ -27,7 +27,7 @@ from tokrec.evaluation.metrics import (
     tied_share,
 )
 from tokrec.evaluation.splits import Split
-from tokrec.models.base import wants_item_vectors
+from tokrec.models.base import tie_order, wants_item_vectors
 from tokrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -126,7 +126,7 @@ def sampled_recommendations(
     rel = split.test.interactions.groupby("user_id", sort=False)["item_id"].agg(list).to_dict()
     users = split.test_users
     ids = np.asarray(items.ids, dtype=object)
-    tie = _tie_order(len(items))
+    tie = tie_order(len(items))  # the order recommend_batch breaks exact ties by
     frames = []
     for start in range(0, len(users), batch_size):
         chunk = users[start : start + batch_size]
@@ -157,15 +157,6 @@ def sampled_recommendations(
     if not frames:
         return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
     return pd.concat(frames, ignore_index=True)
-
-
-def _tie_order(n: int) -> np.ndarray:
-    """The rank ``recommend_batch`` breaks exact score ties by (so sampled and full rankings agree)."""
-    try:
-        from tokrec.models.base import _tie_order as base_order
-    except ImportError:  # an older base breaks ties by item row
-        return np.arange(n)
-    return np.asarray(base_order(n))
 
 
 def run_model(

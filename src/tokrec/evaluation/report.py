@@ -11,8 +11,7 @@ import json
 import math
 import os
 import platform
-import tempfile
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import datetime, timezone
 from functools import partial
 from pathlib import Path
@@ -21,6 +20,7 @@ from typing import Any
 from tokrec.errors import ConfigError
 from tokrec.evaluation.metrics import ACCURACY_METRICS
 from tokrec.evaluation.protocol import ProtocolResult, main_k, sampling_label
+from tokrec.fileio import atomic_write
 
 LABELS = {
     "ndcg": "NDCG",
@@ -36,21 +36,6 @@ LABELS = {
 #: a figure cell: 4 decimals for metrics, 2 for seconds
 METRIC_FMT = "{:.4f}"
 SECONDS_FMT = "{:.2f}"
-
-
-def atomic_write(path: Path, write: Callable[[Path], object]) -> Path:
-    """Calls ``write(tmp)`` on a temporary path next to ``path``, then renames it into place."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=path.suffix, dir=path.parent)
-    os.close(fd)
-    tmp = Path(name)
-    try:
-        write(tmp)
-        os.replace(tmp, path)
-    finally:
-        if tmp.exists():
-            tmp.unlink()
-    return path
 
 
 def _to_csv(df: Any, path: Path) -> None:
@@ -124,6 +109,16 @@ def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra:
 Table = tuple[list[str], list[list[str]]]
 
 
+def _scored_runs(result: ProtocolResult, sampled: bool) -> Iterator[tuple[Any, dict[str, Any]]]:
+    """``(run, its metrics)`` of every run that did not fail (sampled metrics with ``sampled``)."""
+    for run in result.runs:
+        if run.error:
+            continue
+        m = run.sampled_metrics if sampled else run.metrics
+        assert m is not None
+        yield run, m
+
+
 def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Table:
     """One row per model at cut-off ``k``: accuracy, beyond-accuracy and timings."""
     head = ["model"] + [f"{LABELS[m]}@{k}" for m in ACCURACY_METRICS] + [f"NDCG@{k} 95% CI"]
@@ -137,11 +132,7 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
         "recommend s",
     ]
     rows = []
-    for run in result.runs:
-        if run.error:
-            continue
-        m = run.sampled_metrics if sampled else run.metrics
-        assert m is not None
+    for run, m in _scored_runs(result, sampled):
         keys = [f"{x}@{k}" for x in (*ACCURACY_METRICS, "coverage", "novelty", "arp", "long_tail", "tied")]
         lo, hi = m.get(f"ndcg@{k}_ci_low"), m.get(f"ndcg@{k}_ci_high")
         ci = "—" if lo is None or hi is None else f"{fmt_metric(lo)}–{fmt_metric(hi)}"
@@ -160,11 +151,7 @@ def by_k_table(result: ProtocolResult, *, sampled: bool = False) -> Table:
     ks = result.ks
     head = ["model"] + [f"NDCG@{k}" for k in ks] + [f"Recall@{k}" for k in ks]
     rows = []
-    for run in result.runs:
-        if run.error:
-            continue
-        m = run.sampled_metrics if sampled else run.metrics
-        assert m is not None
+    for run, m in _scored_runs(result, sampled):
         rows.append(
             [run.model]
             + [fmt_metric(m[f"ndcg@{k}"]) for k in ks]

@@ -16,7 +16,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from tokrec.models._signals import AGE_EDGES_DAYS, recency_weights
+from tokrec.models.signals import AGE_EDGES_DAYS, recency_weights
 
 #: Time-gap buckets of the input events: 0 = unknown (the first event, padding, or no timestamps; a zero
 #: embedding), 1 = the same second as the previous event, 2 + floor(log2(gap in seconds)) after that,
@@ -209,7 +209,7 @@ class SASRecNet(nn.Module):
         uniq, inv = torch.unique(day, return_inverse=True)
         age = uniq.unsqueeze(-1) - release  # (U, N)
         edges = torch.as_tensor(AGE_EDGES_DAYS, dtype=age.dtype, device=age.device)
-        bins = torch.bucketize(age, edges, right=True)  # the bins of numpy.digitize (_signals.age_bins)
+        bins = torch.bucketize(age, edges, right=True)  # the bins of numpy.digitize (signals.age_bins)
         bad = torch.isnan(age) | (uniq <= -1e9).unsqueeze(-1)
         bins = torch.where(bad, torch.full_like(bins, unknown), bins)
         per_day = _BinBias.apply(self.age_bias, bins)  # (U, N)
@@ -436,17 +436,6 @@ def score_histories(
             scores = net.add_age((hid @ table.T) * net.logit_scale, d, release)
         out[start : start + len(chunk)] = scores.float().cpu().numpy()
     return out
-
-
-def ndcg_at_k(scores: np.ndarray, histories: Sequence[np.ndarray], targets: np.ndarray, k: int = 10) -> float:
-    """Mean NDCG@k of one target per row, the row's history excluded (full ranking)."""
-    s = scores.copy()
-    for j, h in enumerate(histories):
-        s[j, h] = -np.inf
-    target_scores = s[np.arange(len(s)), targets]
-    rank = (s > target_scores[:, None]).sum(1)
-    gains = np.where((rank < k) & np.isfinite(target_scores), 1.0 / np.log2(rank + 2.0), 0.0)
-    return float(gains.mean()) if len(gains) else 0.0
 
 
 @torch.no_grad()

@@ -11,10 +11,9 @@ Saved form: a directory with ``config.json`` (model name, its typed config, voca
 
 from __future__ import annotations
 
+import copy
 import functools
-import json
 import os
-import tempfile
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,26 +21,52 @@ from typing import Any, ClassVar
 
 import numpy as np
 import pandas as pd
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
+from tokrec.config import validate_config, with_overrides
 from tokrec.data.dataset import Dataset, Vocab
 from tokrec.errors import ConfigError
 
 
 class ModelConfig(BaseModel):
-    """Base for typed model configs: unknown keys are rejected, loudly."""
+    """Base for typed model configs (hyperparameters: what changes what is learned or scored).
+
+    Unknown keys are rejected, loudly; a config is built only through
+    :func:`tokrec.config.validate_config` and never changes once a model holds it."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class RuntimeOptions(BaseModel):
+    """Base for a model's runtime options: how it runs (threads, device, dtype, progress), not what it
+    learns. They are kept apart from the config, may change on a fitted model (:meth:`Recommender.
+    set_runtime`) and are never saved with it."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class ThreadOptions(RuntimeOptions):
+    """Runtime options of a model that only needs a CPU thread count."""
+
+    threads: int = Field(2, ge=0, description="CPU threads (0: the library's own default)")
 
 
 class Recommender(ABC):
     """Base class for every recommender.
 
-    Learned state ends in ``_``; ``__init__`` stores the config only.
+    Learned state ends in ``_``; ``__init__`` stores the config and the runtime options only. The learned
+    state that is saved is declared once, in ``state``; saving and loading follow from it.
     """
 
     name: ClassVar[str] = "base"
     Config: ClassVar[type[ModelConfig]] = ModelConfig
+    Runtime: ClassVar[type[RuntimeOptions]] = RuntimeOptions
+    #: the learned attributes (besides vocabularies and histories) that ``save`` writes and ``load`` restores
+    state: ClassVar[tuple[str, ...]] = ()
+    #: format-1 array names of state fields renamed since (field -> old name), for loading old directories
+    legacy_keys: ClassVar[dict[str, str]] = {}
+    #: config fields that change only scoring, not what is learned: :meth:`with_scoring` may set them
+    scoring_options: ClassVar[frozenset[str]] = frozenset()
     #: True when the model can score items it never saw in training (from their text vectors).
     scores_new_items: ClassVar[bool] = False
     #: True when the model needs item vectors (``item_vectors`` passed to fit).
@@ -49,20 +74,49 @@ class Recommender(ABC):
     #: True when the model works without item vectors but uses them when given (e.g. F_ij features).
     uses_item_vectors: ClassVar[bool] = False
 
-    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if config is None:
-            config = {}
-        if isinstance(config, dict):
-            try:
-                config = self.Config(**{**config, **kwargs})
-            except Exception as e:  # pydantic.ValidationError
-                raise ConfigError(f"{self.name}: invalid config: {e}") from e
-        elif kwargs:
-            config = config.model_copy(update=kwargs)
-        self.config = config
+    def __init__(
+        self,
+        config: ModelConfig | dict[str, Any] | None = None,
+        *,
+        runtime: RuntimeOptions | dict[str, Any] | None = None,
+        **kwargs: Any,
+    ) -> None:
+        """``config`` (and ``kwargs``, which override it) are validated into ``self.Config``; keys that
+        name runtime options (``self.Runtime``'s fields) go to ``self.runtime`` instead, as does
+        ``runtime``. An invalid value or an unknown key raises ConfigError naming the field."""
+        data = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
+        data.update(kwargs)
+        options = {k: data.pop(k) for k in list(data) if k in self.Runtime.model_fields}
+        options.update(runtime.model_dump() if isinstance(runtime, BaseModel) else runtime or {})
+        self.config = validate_config(self.Config, data, what=self.name)
+        self.runtime = validate_config(self.Runtime, options, what=f"{self.name} runtime")
         self.item_vocab_: Vocab | None = None
         self.user_vocab_: Vocab | None = None
         self.seen_: dict[int, np.ndarray] = {}
+
+    def set_runtime(self, **options: Any) -> None:
+        """Changes runtime options (validated); the config and the learned state stay as they are."""
+        self.runtime = with_overrides(self.runtime, options, what=f"{self.name} runtime")
+
+    def with_scoring(self, **overrides: Any) -> Recommender:
+        """A copy of this fitted model that scores with other values of its scoring-only options
+        (``scoring_options``). The copy shares the learned state (read-only); this model, and its config,
+        are unchanged. Any other key raises ConfigError: it would need a new fit."""
+        self._check_fitted()
+        other = sorted(set(overrides) - self.scoring_options)
+        if other:
+            allowed = ", ".join(sorted(self.scoring_options)) or "none"
+            raise ConfigError(
+                f"{self.name}: {', '.join(other)} change(s) training: fit a new model (scoring options: {allowed})"
+            )
+        clone = copy.copy(self)
+        clone.config = with_overrides(self.config, overrides, what=self.name)
+        clone._reset_caches()
+        return clone
+
+    def _reset_caches(self) -> None:
+        """Drops caches derived from the config or the learned state (models with caches override)."""
+        return None
 
     # ---- to implement --------------------------------------------------------------------------
     @abstractmethod
@@ -92,21 +146,14 @@ class Recommender(ABC):
         that keep them (None otherwise): the service joins them with the user's online events."""
         return None
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        """Learned arrays to save."""
-        return {}
+    def _encode_state(self, field: str, value: Any) -> Any:
+        """The saveable form of state ``field`` (see :mod:`tokrec.models.saved`); identity by default.
+        A model holding objects that are not arrays or JSON (a torch network, a booster) converts them."""
+        return value
 
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        """Restores learned arrays from ``_arrays`` (models without arrays need nothing)."""
-        return None
-
-    def _extra_state(self) -> dict[str, Any]:
-        """JSON-serialisable learned state other than arrays."""
-        return {}
-
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        """Restores ``_extra_state`` (models without extra state need nothing)."""
-        return None
+    def _decode_state(self, field: str, value: Any) -> Any:
+        """The inverse of :meth:`_encode_state`, called in the order of ``state``."""
+        return value
 
     # ---- public API ----------------------------------------------------------------------------
     def fit(self, dataset: Dataset, item_vectors: np.ndarray | None = None) -> Recommender:
@@ -321,62 +368,11 @@ class Recommender(ABC):
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
-        """Writes the model directory atomically (a temporary directory renamed into place)."""
-        from safetensors.numpy import save_file
+        """Writes the model directory atomically: ``config.json`` + ``arrays.safetensors`` (+ one
+        sub-directory per part), all derived from ``state`` (see :mod:`tokrec.models.saved`)."""
+        from tokrec.models.saved import save_model
 
-        self._check_fitted()
-        assert self.user_vocab_ is not None and self.item_vocab_ is not None
-        path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        arrays = {k: np.ascontiguousarray(v) for k, v in self._arrays().items()}
-        seen_users = np.array(sorted(self.seen_), dtype=np.int64)
-        lengths = np.array([len(self.seen_[u]) for u in seen_users], dtype=np.int64)
-        arrays["__seen_users"] = seen_users
-        arrays["__seen_lengths"] = lengths
-        arrays["__seen_items"] = (
-            np.concatenate([self.seen_[u] for u in seen_users]).astype(np.int64)
-            if len(seen_users)
-            else np.empty(0, np.int64)
-        )
-        save_file(arrays, str(tmp / "arrays.safetensors"))
-        meta = {
-            "format": "tokrec-model/1",
-            "model": self.name,
-            "config": self.config.model_dump(mode="json"),
-            "items": self.item_vocab_.to_list(),
-            "users": self.user_vocab_.to_list(),
-            "state": self._extra_state(),
-        }
-        (tmp / "config.json").write_text(json.dumps(meta))
-        if path.exists():
-            old = path.with_name(f".{path.name}.old")
-            if old.exists():
-                import shutil
-
-                shutil.rmtree(old)
-            path.rename(old)
-            tmp.rename(path)
-            import shutil
-
-            shutil.rmtree(old)
-        else:
-            tmp.rename(path)
-        return path
-
-    @classmethod
-    def _from_saved(cls, meta: dict[str, Any], arrays: dict[str, np.ndarray]) -> Recommender:
-        model = cls(meta["config"])
-        model.item_vocab_ = Vocab.from_list(meta["items"])
-        model.user_vocab_ = Vocab.from_list(meta["users"])
-        users = arrays.pop("__seen_users")
-        lengths = arrays.pop("__seen_lengths")
-        items = arrays.pop("__seen_items")
-        bounds = np.concatenate([[0], np.cumsum(lengths)])
-        model.seen_ = {int(u): items[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
-        model._set_extra_state(meta.get("state", {}))
-        model._set_arrays(arrays)
-        return model
+        return save_model(self, path)
 
 
 def available_memory() -> int:
@@ -426,7 +422,7 @@ _NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=8)
-def _tie_order(n: int) -> np.ndarray:
+def tie_order(n: int) -> np.ndarray:
     """A fixed pseudo-random rank per item row, used only to break exact score ties.
 
     Catalog order often correlates with popularity (older, lower ids are the famous items), so breaking
@@ -448,7 +444,7 @@ def top_k_rows(
 
     Only rows where ``allowed`` (a boolean mask) is true take part, rows in any array of ``drop`` (seen
     items, an exclude list; -1 entries ignored) and non-finite scores never do, and exact ties are broken
-    by a fixed pseudo-random order of the catalog (:func:`_tie_order`).
+    by a fixed pseudo-random order of the catalog (:func:`tie_order`).
     """
     s = np.array(scores, dtype=np.float32, copy=True)
     if allowed is not None:
@@ -473,5 +469,5 @@ def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     else:
         part = np.arange(len(scores))
     part = part[np.isfinite(scores[part])]
-    order = np.lexsort((_tie_order(len(scores))[part], -scores[part]))
+    order = np.lexsort((tie_order(len(scores))[part], -scores[part]))
     return part[order][:k]

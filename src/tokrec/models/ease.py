@@ -13,7 +13,7 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 
@@ -30,6 +30,8 @@ class EASE(Recommender):
     name: ClassVar[str] = "ease"
     Config: ClassVar[type[ModelConfig]] = EASEConfig
     config: EASEConfig
+    state: ClassVar[tuple[str, ...]] = ("weights_",)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         self.weights_ = sig.ease_weights(dataset.interaction_matrix(), self.config.l2)
@@ -44,9 +46,3 @@ class EASE(Recommender):
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         return self._score_seqs([np.asarray(item_rows, dtype=np.int64)])[0]
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"weights": self.weights_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.weights_ = arrays["weights"]

@@ -18,12 +18,13 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
-from tokrec.models.base import ModelConfig, Recommender
+from tokrec.features import user_profiles
+from tokrec.models import signals as sig
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
 
 
 class FijScorerConfig(ModelConfig):
-    """Model size, training schedule and runtime options of :class:`FijScorer`."""
+    """Model size and training schedule of :class:`FijScorer` (runtime: ``threads``)."""
 
     rank: int = Field(32, ge=1)
     n_last: int = Field(5, ge=1)
@@ -33,7 +34,6 @@ class FijScorerConfig(ModelConfig):
     lr: float = Field(5e-3, gt=0)
     l2: float = Field(1e-6, ge=0)
     seed: int = 0
-    threads: int = Field(2, ge=1)
 
 
 def _contexts(seqs: list[np.ndarray], z: np.ndarray, n_last: int) -> tuple[np.ndarray, np.ndarray]:
@@ -63,13 +63,17 @@ class FijScorer(Recommender):
     needs_item_vectors: ClassVar[bool] = True
     scores_new_items: ClassVar[bool] = True
     config: FijScorerConfig
+    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    runtime: ThreadOptions
+    state: ClassVar[tuple[str, ...]] = ("vectors_", "p_", "q_", "a_", "scalars_")
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         import torch
 
         assert item_vectors is not None
         c = self.config
-        torch.set_num_threads(c.threads)
+        if self.runtime.threads:
+            torch.set_num_threads(self.runtime.threads)
         gen = torch.Generator().manual_seed(c.seed)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         self.vectors_ = z
@@ -108,8 +112,7 @@ class FijScorer(Recommender):
 
     def user_vectors(self, seqs: list[np.ndarray]) -> np.ndarray:
         """``Z_U``: ``(len(seqs), d)`` unit mean of each history's last ``n_last`` item vectors."""
-        recent = [np.asarray(s[-self.config.n_last :], dtype=np.int64) for s in seqs]
-        return sig.l2_rows(np.asarray(sig.user_rows(recent, self.n_items) @ self.vectors_))
+        return user_profiles(seqs, self.vectors_, n_last=self.config.n_last)
 
     def _score_zu(self, zu: np.ndarray) -> np.ndarray:
         z = self.vectors_
@@ -122,11 +125,3 @@ class FijScorer(Recommender):
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         return self._score_zu(self.user_vectors([np.asarray(item_rows, dtype=np.int64)]))[0]
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"vectors": self.vectors_, "p": self.p_, "q": self.q_, "a": self.a_, "scalars": self.scalars_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.vectors_ = arrays["vectors"]
-        self.p_, self.q_, self.a_ = arrays["p"], arrays["q"], arrays["a"]
-        self.scalars_ = arrays["scalars"]

@@ -26,7 +26,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError
-from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
 
 log = logging.getLogger(__name__)
 
@@ -69,7 +69,6 @@ class GBDTRankerConfig(ModelConfig):
     early_stopping_rounds: int = Field(30, ge=1)
     valid_fraction: float = Field(0.2, ge=0, lt=1)
     seed: int = 42
-    threads: int = Field(2, ge=1)
 
 
 class GBDTRanker(Recommender):
@@ -80,9 +79,11 @@ class GBDTRanker(Recommender):
     #: F_ij's Z_U / Z_I features come from item vectors when given (the CLI and evaluate give them)
     uses_item_vectors: ClassVar[bool] = True
     config: GBDTRankerConfig
+    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    runtime: ThreadOptions
 
-    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
+        super().__init__(*args, **kwargs)
         self.sources_: list[Recommender] = []
         self.booster_: Any = None
         self.item_vectors_: np.ndarray | None = None
@@ -133,7 +134,7 @@ class GBDTRanker(Recommender):
             "num_leaves": c.num_leaves,
             "min_child_samples": c.min_child_samples,
             "seed": c.seed,
-            "num_threads": c.threads,
+            "num_threads": self.runtime.threads,
             "verbose": -1,
             "deterministic": True,
         }
@@ -248,55 +249,31 @@ class GBDTRanker(Recommender):
     def _score_hists(self, hists: list[np.ndarray]) -> np.ndarray:
         feats, cands = self._features(self.sources_, hists)
         flat = feats.reshape(-1, feats.shape[-1])
-        pred = self.booster_.predict(flat, num_threads=self.config.threads).reshape(cands.shape)
+        pred = self.booster_.predict(flat, num_threads=self.runtime.threads).reshape(cands.shape)
         return _place(pred, cands, self.n_items)
 
     # ---- persistence -----------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        out: dict[str, np.ndarray] = {}
-        for j, s in enumerate(self.sources_):
-            out.update({f"src{j}.{k}": v for k, v in s._arrays().items()})
-        if self.item_vectors_ is not None:
-            out["item_vectors"] = self.item_vectors_
-        if self.pca_ is not None:
-            out["pca"] = self.pca_
-        if self.recent_pop_ is not None:
-            out["recent_pop"] = self.recent_pop_
-        return out
+    #: each source model is saved as its own part (a sub-directory); the booster in LightGBM's text format
+    state: ClassVar[tuple[str, ...]] = (
+        "sources_",
+        "booster_",
+        "item_vectors_",
+        "pca_",
+        "recent_pop_",
+        "feature_names_",
+        "best_iteration_",
+        "fit_seconds_",
+    )
 
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        from tokrec.models.registry import create_model
+    def _encode_state(self, field: str, value: Any) -> Any:
+        return value.model_to_string() if field == "booster_" else value
 
-        self.item_vectors_ = arrays.get("item_vectors")
-        self.pca_ = arrays.get("pca")
-        self.recent_pop_ = arrays.get("recent_pop")
-        self.sources_ = []
-        for j, spec in enumerate(self._specs()):
-            model = create_model(spec.model, spec.config)
-            model.item_vocab_, model.user_vocab_, model.seen_ = self.item_vocab_, self.user_vocab_, self.seen_
-            model._set_extra_state(self._source_states[j])
-            model._set_arrays(
-                {k[len(f"src{j}.") :]: v for k, v in arrays.items() if k.startswith(f"src{j}.")}
-            )
-            self.sources_.append(model)
+    def _decode_state(self, field: str, value: Any) -> Any:
+        if field == "booster_":
+            import lightgbm as lgb
 
-    def _extra_state(self) -> dict[str, Any]:
-        return {
-            "booster": self.booster_.model_to_string(),
-            "sources": [s._extra_state() for s in self.sources_],
-            "feature_names": self.feature_names_,
-            "best_iteration": self.best_iteration_,
-            "fit_seconds": self.fit_seconds_,
-        }
-
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        import lightgbm as lgb
-
-        self.booster_ = lgb.Booster(model_str=state["booster"])
-        self._source_states = state.get("sources", [{}] * len(self._specs()))
-        self.feature_names_ = list(state.get("feature_names", []))
-        self.best_iteration_ = int(state.get("best_iteration", 0))
-        self.fit_seconds_ = float(state.get("fit_seconds", 0.0))
+            return lgb.Booster(model_str=value)
+        return value
 
 
 def _place(pred: np.ndarray, cands: np.ndarray, n_items: int) -> np.ndarray:

@@ -13,21 +13,15 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
-from tokrec.models.base import ModelConfig, Recommender
-from tokrec.models.implicit_mf import ALS
+from tokrec.models import signals as sig
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
+from tokrec.models.implicit_mf import ALS, ALSConfig, als_fold_in
 
 
-class HybridMapConfig(ModelConfig):
+class HybridMapConfig(ALSConfig):
     """ALS hyperparameters (see ``als``) plus ``map_l2``, the ridge penalty of the text->factor map."""
 
-    factors: int = Field(64, ge=1)
-    regularization: float = Field(1.0, ge=0)
-    alpha: float = Field(20.0, gt=0)
-    iterations: int = Field(20, ge=1)
     map_l2: float = Field(1.0, gt=0)
-    seed: int = 0
-    threads: int = Field(2, ge=0)
 
 
 class HybridMap(Recommender):
@@ -38,11 +32,14 @@ class HybridMap(Recommender):
     needs_item_vectors: ClassVar[bool] = True
     scores_new_items: ClassVar[bool] = True
     config: HybridMapConfig
+    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    runtime: ThreadOptions
+    state: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
         c = self.config
-        als = ALS({k: v for k, v in c.model_dump().items() if k != "map_l2"})
+        als = ALS({k: v for k, v in c.model_dump().items() if k != "map_l2"}, runtime=self.runtime)
         als.fit(dataset)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         z = np.hstack([z, np.ones((len(z), 1), dtype=np.float32)])
@@ -62,16 +59,5 @@ class HybridMap(Recommender):
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         if len(item_rows) == 0:
             return np.zeros(self.n_items, dtype=np.float32)
-        c = self.config
-        v = self.item_factors_.astype(np.float64)
-        vi = v[np.unique(item_rows)]
-        a = v.T @ v + c.alpha * (vi.T @ vi) + c.regularization * np.eye(v.shape[1])
-        u = np.linalg.solve(a, (1.0 + c.alpha) * vi.sum(axis=0))
-        return (self.item_factors_ @ u.astype(np.float32)).astype(np.float32)
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
+        u = als_fold_in(self.item_factors_, item_rows, self.config.alpha, self.config.regularization)
+        return (self.item_factors_ @ u).astype(np.float32)

@@ -15,29 +15,27 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
 
 
 class ALSConfig(ModelConfig):
-    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``) plus runtime options."""
+    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``); runtime: ``threads``."""
 
     factors: int = Field(64, ge=1)
     regularization: float = Field(1.0, ge=0)
     alpha: float = Field(20.0, gt=0)
     iterations: int = Field(20, ge=1)
     seed: int = 0
-    threads: int = Field(2, ge=0)
 
 
 class BPRConfig(ModelConfig):
-    """Hyperparameters of implicit's BPR plus runtime options."""
+    """Hyperparameters of implicit's BPR; runtime: ``threads``."""
 
     factors: int = Field(32, ge=1)
     learning_rate: float = Field(0.01, gt=0)
     regularization: float = Field(0.01, ge=0)
     iterations: int = Field(200, ge=1)
     seed: int = 0
-    threads: int = Field(2, ge=0)
 
 
 def _quiet_implicit() -> None:
@@ -46,29 +44,44 @@ def _quiet_implicit() -> None:
 
 
 class _ImplicitMF(Recommender):
-    """Shared scoring and persistence of the factor models."""
+    """Shared fitting, scoring and state of the factor models: the config's fields are the ``implicit``
+    model's keyword arguments (``seed`` is its ``random_state``)."""
+
+    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    runtime: ThreadOptions
+    state: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+    user_factors_: np.ndarray
+    item_factors_: np.ndarray
+
+    @staticmethod
+    def _implicit_class() -> Any:
+        raise NotImplementedError
+
+    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+        """Fits the ``implicit`` model on the user x item matrix and keeps its factors as float32 arrays."""
+        kwargs = {("random_state" if k == "seed" else k): v for k, v in self.config.model_dump().items()}
+        mf = self._implicit_class()(**kwargs, num_threads=self.runtime.threads)
+        _quiet_implicit()
+        mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
+        self.user_factors_ = _to_numpy(mf.user_factors)
+        self.item_factors_ = _to_numpy(mf.item_factors)
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         return (self.user_factors_[user_rows] @ self.item_factors_.T).astype(np.float32)
 
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"user_factors": self.user_factors_, "item_factors": self.item_factors_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.user_factors_ = arrays["user_factors"]
-        self.item_factors_ = arrays["item_factors"]
-
-
-def _learn_factors(model: _ImplicitMF, mf: Any, dataset: Dataset) -> None:
-    """Fits an ``implicit`` model on the user x item matrix and keeps its factors as float32 arrays."""
-    _quiet_implicit()
-    mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
-    model.user_factors_ = _to_numpy(mf.user_factors)
-    model.item_factors_ = _to_numpy(mf.item_factors)
-
 
 def _to_numpy(a: object) -> np.ndarray:
     return np.asarray(a.to_numpy() if hasattr(a, "to_numpy") else a, dtype=np.float32)
+
+
+def als_fold_in(
+    item_factors: np.ndarray, item_rows: np.ndarray, alpha: float, regularization: float
+) -> np.ndarray:
+    """The ALS user step for one history (item rows): ``(f,)`` float32."""
+    v = item_factors.astype(np.float64)
+    vi = v[np.unique(item_rows)]
+    a = v.T @ v + alpha * (vi.T @ vi) + regularization * np.eye(v.shape[1])
+    return np.linalg.solve(a, (1.0 + alpha) * vi.sum(axis=0)).astype(np.float32)
 
 
 class ALS(_ImplicitMF):
@@ -78,27 +91,15 @@ class ALS(_ImplicitMF):
     Config: ClassVar[type[ModelConfig]] = ALSConfig
     config: ALSConfig
 
-    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+    @staticmethod
+    def _implicit_class() -> Any:
         from implicit.cpu.als import AlternatingLeastSquares
 
-        c = self.config
-        mf = AlternatingLeastSquares(
-            factors=c.factors,
-            regularization=c.regularization,
-            alpha=c.alpha,
-            iterations=c.iterations,
-            random_state=c.seed,
-            num_threads=c.threads,
-        )
-        _learn_factors(self, mf, dataset)
+        return AlternatingLeastSquares
 
     def fold_in(self, item_rows: np.ndarray) -> np.ndarray:
         """The ALS user step for one history: ``(f,)``."""
-        c = self.config
-        v = self.item_factors_.astype(np.float64)
-        vi = v[np.unique(item_rows)]
-        a = v.T @ v + c.alpha * (vi.T @ vi) + c.regularization * np.eye(v.shape[1])
-        return np.linalg.solve(a, (1.0 + c.alpha) * vi.sum(axis=0)).astype(np.float32)
+        return als_fold_in(self.item_factors_, item_rows, self.config.alpha, self.config.regularization)
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         if len(item_rows) == 0:
@@ -113,19 +114,11 @@ class BPR(_ImplicitMF):
     Config: ClassVar[type[ModelConfig]] = BPRConfig
     config: BPRConfig
 
-    def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
+    @staticmethod
+    def _implicit_class() -> Any:
         from implicit.cpu.bpr import BayesianPersonalizedRanking
 
-        c = self.config
-        mf = BayesianPersonalizedRanking(
-            factors=c.factors,
-            learning_rate=c.learning_rate,
-            regularization=c.regularization,
-            iterations=c.iterations,
-            random_state=c.seed,
-            num_threads=c.threads,
-        )
-        _learn_factors(self, mf, dataset)
+        return BayesianPersonalizedRanking
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         u = np.zeros(self.item_factors_.shape[1], dtype=np.float32)

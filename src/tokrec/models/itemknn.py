@@ -9,7 +9,7 @@ import scipy.sparse as sp
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 
@@ -28,6 +28,8 @@ class ItemKNN(Recommender):
     name: ClassVar[str] = "itemknn"
     Config: ClassVar[type[ModelConfig]] = ItemKNNConfig
     config: ItemKNNConfig
+    state: ClassVar[tuple[str, ...]] = ("sim_",)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         sig.check_dense(dataset.n_items, "itemknn")
@@ -48,10 +50,3 @@ class ItemKNN(Recommender):
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         return self._score_seqs([np.asarray(item_rows, dtype=np.int64)])[0]
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return sig.csr_to_arrays("sim", self.sim_)
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        n = len(arrays["sim.indptr"]) - 1
-        self.sim_ = sig.csr_from_arrays("sim", arrays, (n, n))

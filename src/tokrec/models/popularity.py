@@ -22,6 +22,8 @@ class Popularity(Recommender):
     name: ClassVar[str] = "popularity"
     Config: ClassVar[type[ModelConfig]] = PopularityConfig
     config: PopularityConfig
+    state: ClassVar[tuple[str, ...]] = ("counts_",)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"log"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         counts = np.asarray(dataset.interaction_matrix().sum(axis=0)).ravel().astype(np.float32)
@@ -35,9 +37,3 @@ class Popularity(Recommender):
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         return self._scores().astype(np.float32)
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"counts": self.counts_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.counts_ = arrays["counts"]

@@ -39,7 +39,8 @@ import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.features import user_profiles
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
@@ -186,8 +187,9 @@ class TokrecHybrid(Recommender):
         if "prior" in which:
             out["prior"] = np.tile(self.prior_, (len(seqs), 1))
         if "profile" in which:
-            prof = np.asarray(sig.user_rows(seqs, n, c.profile_half_life).astype(np.float32) @ self.vectors_)
-            out["profile"] = sig.l2_rows(prof) @ self.vectors_.T
+            out["profile"] = (
+                user_profiles(seqs, self.vectors_, half_life=c.profile_half_life) @ self.vectors_.T
+            )
         return {k: v.astype(np.float32) for k, v in out.items()}
 
     def _ease_scores(self, rows: sp.csr_matrix, n: int) -> np.ndarray:
@@ -284,71 +286,56 @@ class TokrecHybrid(Recommender):
         self.neighbours_ = nb.astype(np.float32)
 
     # ---- persistence ---------------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        out = {
-            "ease": self.ease_,
-            "ease_items": self.ease_items_,
-            "user_time": self.user_time_,
-            "release": self.release_,
-            "age_rates": self.age_rates_,
-            "features": self.features_,
-            "map_op": self.map_t_.T,
-            "prior": self.prior_,
-            "prior_w": self.prior_w_,
-            "warm": self.warm_.astype(np.uint8),
-            "vectors": self.vectors_,
-        }
-        out.update(sig.csr_to_arrays("time_counts", self.time_counts_))
-        out.update(sig.csr_to_arrays("trans", self.trans_))
-        out.update(sig.csr_to_arrays("neighbours", self.neighbours_))
-        return out
+    state: ClassVar[tuple[str, ...]] = (
+        "ease_",
+        "ease_items_",
+        "time_counts_",
+        "user_time_",
+        "release_",
+        "age_rates_",
+        "features_",
+        "map_t_",
+        "prior_",
+        "prior_w_",
+        "warm_",
+        "vectors_",
+        "trans_",
+        "neighbours_",
+        "t0_",
+        "bin_seconds_",
+        "layout_",
+    )
 
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.ease_ = arrays["ease"]
-        tc = arrays.get("time_counts")
-        if tc is not None:  # saved before the counts were sparse
-            self.time_counts_ = sp.csr_matrix(tc)
-        self.user_time_ = arrays["user_time"]
-        self.release_ = arrays["release"]
-        self.age_rates_ = arrays["age_rates"]
-        self.features_ = arrays["features"]
-        self.map_t_ = np.ascontiguousarray(arrays["map_op"].T)
-        self.prior_ = arrays["prior"]
-        self.vectors_ = arrays["vectors"]
-        n = len(self.prior_)
-        nf = int(arrays["warm"].shape[0]) if "warm" in arrays else len(self.ease_)
-        self.ease_items_ = arrays.get("ease_items", np.arange(len(self.ease_), dtype=np.int64))
-        if tc is None:
-            self.time_counts_ = sig.csr_from_arrays("time_counts", arrays, (nf, self._time_bins))
-        self.trans_ = sig.csr_from_arrays("trans", arrays, (nf, nf))
-        self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, nf))
-        # models saved before add_items existed: the prior's weights and the warm items follow from the rest
-        if "prior_w" in arrays:
-            self.prior_w_ = arrays["prior_w"]
-        else:
-            w = np.linalg.lstsq(
-                self.features_.astype(np.float64), self.prior_.astype(np.float64), rcond=None
-            )[0]
-            self.prior_w_ = w.astype(np.float32)
-        if "warm" in arrays:
-            self.warm_ = arrays["warm"].astype(bool)
-        else:
-            self.warm_ = np.abs(self.map_t_).sum(axis=1)[:nf] > 0
+    legacy_keys: ClassVar[dict[str, str]] = {"map_t_": "map_op"}
 
-    def _extra_state(self) -> dict[str, Any]:
-        return {
-            "t0": self.t0_,
-            "bin_seconds": self.bin_seconds_,
-            "time_bins": int(self.time_counts_.shape[1]),
-            "attribute_layout": self.layout_.to_json(),
-        }
+    def _encode_state(self, field: str, value: Any) -> Any:
+        if field == "layout_":
+            return value.to_json()
+        if field == "warm_":
+            return np.asarray(value, dtype=np.uint8)
+        return value
 
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self.t0_ = int(state["t0"])
-        self.bin_seconds_ = float(state["bin_seconds"])
-        self._time_bins = int(state.get("time_bins", 1))
-        # models saved before the layout was kept: new items get no attribute block (text only)
-        self.layout_ = sig.AttributeLayout(state.get("attribute_layout", []))
+    def _decode_state(self, field: str, value: Any) -> Any:
+        if field == "layout_":  # None: saved before the layout was kept (new items get text only)
+            return sig.AttributeLayout(value or [])
+        if field == "warm_" and value is not None:
+            return np.asarray(value, dtype=bool)
+        if field == "time_counts_" and value is not None and not sp.issparse(value):
+            return sp.csr_matrix(value)  # saved dense (format 1)
+        return value
+
+    def _reset_caches(self) -> None:
+        """Fills what a model saved before online items existed lacks (format 1: ``map_op`` untransposed,
+        no prior weights, warm mask or EASE item list): each follows exactly from the rest."""
+        if getattr(self, "warm_", None) is None and getattr(self, "map_t_", None) is not None:
+            self.map_t_ = np.ascontiguousarray(self.map_t_.T)  # format 1 stored it as (p, n_items)
+        if getattr(self, "ease_items_", None) is None and getattr(self, "ease_", None) is not None:
+            self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
+        if getattr(self, "warm_", None) is None and getattr(self, "map_t_", None) is not None:
+            self.warm_ = np.abs(self.map_t_).sum(axis=1) > 0
+        if getattr(self, "prior_w_", None) is None and getattr(self, "features_", None) is not None:
+            f, y = self.features_.astype(np.float64), self.prior_.astype(np.float64)
+            self.prior_w_ = np.linalg.lstsq(f, y, rcond=None)[0].astype(np.float32)
 
 
 def _pad(scores: np.ndarray, n: int) -> np.ndarray:

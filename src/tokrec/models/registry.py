@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import importlib
-import json
 from pathlib import Path
 from typing import Any
 
@@ -47,14 +46,6 @@ def create_model(name: str, config: dict[str, Any] | None = None) -> Any:
 
 def load_model(path: str | Path) -> Any:
     """Loads a model directory written by ``Recommender.save`` (no pickle)."""
-    from safetensors.numpy import load_file
+    from tokrec.models.saved import load_model as load
 
-    path = Path(path)
-    cfg = path / "config.json"
-    if not cfg.exists():
-        raise ConfigError(f"{path}: not a tokrec model directory (no config.json)")
-    meta = json.loads(cfg.read_text())
-    if meta.get("format") != "tokrec-model/1":
-        raise ConfigError(f"{cfg}: unknown format {meta.get('format')!r}")
-    arrays = dict(load_file(str(path / "arrays.safetensors")))
-    return model_class(meta["model"])._from_saved(meta, arrays)
+    return load(path)

@@ -37,14 +37,14 @@ from pydantic import Field
 
 from tokrec.data.dataset import Dataset, Vocab
 from tokrec.errors import ConfigError
-from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
 
 
 class TextSASRecConfig(ModelConfig):
-    """Hyperparameters and runtime options of :class:`TextSASRec`."""
+    """Hyperparameters of :class:`TextSASRec` (runtime options: :class:`TorchOptions`)."""
 
     hidden: int = Field(64, ge=4)
     n_blocks: int = Field(2, ge=1)
@@ -59,7 +59,7 @@ class TextSASRecConfig(ModelConfig):
         True,
         description=(
             "append catalog attributes (release-date years, multi-valued categories, numeric columns; "
-            "see tokrec.models._signals.attribute_features) to the text vector before the adaptor"
+            "see tokrec.models.signals.attribute_features) to the text vector before the adaptor"
         ),
     )
     attr_weight: float = Field(0.5, ge=0, description="scale of the attribute block (rows have unit norm)")
@@ -151,6 +151,11 @@ class TextSASRecConfig(ModelConfig):
         ),
     )
     seed: int = 42
+
+
+class TorchOptions(RuntimeOptions):
+    """Runtime options of a torch model: where and how it runs, not what it learns (never saved)."""
+
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["float32", "bfloat16", "float16"] = "float32"
     threads: int | None = Field(
@@ -167,9 +172,13 @@ class TextSASRec(Recommender):
     scores_new_items: ClassVar[bool] = True
     needs_item_vectors: ClassVar[bool] = True
     config: TextSASRecConfig
+    Runtime: ClassVar[type[RuntimeOptions]] = TorchOptions
+    runtime: TorchOptions
+    #: options that change only how a fitted network scores (see ``Recommender.with_scoring``)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"score_half_life", "new_items", "new_item_lambda"})
 
-    def __init__(self, config: ModelConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        super().__init__(config, **kwargs)
+    def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
+        super().__init__(*args, **kwargs)
         self.item_vectors_: np.ndarray | None = None
         self.text_mean_: np.ndarray | None = None
         self.text_proj_: np.ndarray | None = None
@@ -188,13 +197,13 @@ class TextSASRec(Recommender):
         self.best_epoch_: int = 0
         self.history_: list[dict[str, float]] = []
         self.fit_seconds_: float = 0.0
-        self._table_cache: dict[tuple[int, str, float], Any] = {}
+        self._table_cache: dict[int, Any] = {}
 
     # ---- runtime helpers -------------------------------------------------------------------
     def _device(self) -> Any:
         import torch
 
-        want = self.config.device
+        want = self.runtime.device
         if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
             if not torch.cuda.is_available():
                 raise ConfigError("text-sasrec: device 'cuda' asked for but CUDA is not available")
@@ -202,17 +211,17 @@ class TextSASRec(Recommender):
         return torch.device("cpu")
 
     def _dtype(self, device: Any) -> str:
-        if self.config.dtype == "float16" and device.type == "cpu":
+        if self.runtime.dtype == "float16" and device.type == "cpu":
             return "bfloat16"  # fp16 autocast is a GPU feature
-        return self.config.dtype
+        return self.runtime.dtype
 
     @contextlib.contextmanager
     def _threads(self) -> Iterator[None]:
         import torch
 
         old = torch.get_num_threads()
-        if self.config.threads:
-            torch.set_num_threads(self.config.threads)
+        if self.runtime.threads:
+            torch.set_num_threads(self.runtime.threads)
         try:
             yield
         finally:
@@ -227,7 +236,7 @@ class TextSASRec(Recommender):
         return z
 
     def _fit_attributes(self, dataset: Dataset) -> None:
-        from tokrec.models._signals import attribute_features, l2_rows
+        from tokrec.models.signals import attribute_features, l2_rows
 
         self.item_attrs_ = None
         attrs, _ = attribute_features(dataset.items)
@@ -299,9 +308,9 @@ class TextSASRec(Recommender):
 
     def _fit_age(self, dataset: Dataset) -> None:
         """Release dates from the catalog, and the age bias's starting point: the log event rate by item age
-        at each user's last event (``_signals.age_log_rates``; the unknown bin at 0), which is what the
+        at each user's last event (``signals.age_log_rates``; the unknown bin at 0), which is what the
         bias alone would learn; training moves it from there."""
-        from tokrec.models._signals import age_log_rates, attribute_features
+        from tokrec.models.signals import age_log_rates, attribute_features
 
         release = attribute_features(dataset.items)[1]
         if np.isnan(release).all():
@@ -340,9 +349,9 @@ class TextSASRec(Recommender):
     def _fit_torch(self, seqs: list[np.ndarray], n_ids: int, times: list[np.ndarray] | None) -> None:
         import torch
 
+        from tokrec.evaluation.metrics import score_matrix_metrics  # numpy only: no cycle
         from tokrec.models._sasrec_impl import (
             gap_windows,
-            ndcg_at_k,
             score_histories,
             side_windows,
             train_epoch,
@@ -388,6 +397,7 @@ class TextSASRec(Recommender):
                 "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
             }
 
+        val_data = windows(val_hist, val_gaps, val_days)  # the validation runs' training data
         init_lock = threading.Lock()
 
         def init(seed_offset: int) -> tuple[Any, Any, Any, np.random.Generator]:
@@ -403,7 +413,7 @@ class TextSASRec(Recommender):
             best, best_state, best_epoch, bad = -1.0, None, 0, 0
             curve: list[dict[str, float]] = []
             desc = f"text-sasrec (validation, seed {c.seed + seed_offset})"
-            for epoch in _progress(range(1, c.epochs + 1), c.progress, desc):
+            for epoch in _progress(range(1, c.epochs + 1), self.runtime.progress, desc):
                 loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **val_data)
                 used = net if ema is None else ema.module
                 with torch.no_grad():
@@ -420,7 +430,7 @@ class TextSASRec(Recommender):
                     days=val_days,
                     release=release,
                 )
-                ndcg = ndcg_at_k(scores, val_hist, val_tgt)
+                ndcg = score_matrix_metrics(scores, val_tgt, exclude=val_hist)["ndcg@10"]
                 curve.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
                 log.info(
                     "text-sasrec seed %d epoch %d loss %.4f val NDCG@10 %.4f",
@@ -438,7 +448,6 @@ class TextSASRec(Recommender):
                         break
             return net, opt, scaler, rng, best_state, best_epoch, curve
 
-        val_data = windows(val_hist, val_gaps, val_days)
         n_val_runs = c.refit_seeds if c.refit == "none" else 1
         runs = self._side_by_side([functools.partial(validation_run, j) for j in range(n_val_runs)], device)
         net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = runs[0]
@@ -455,7 +464,9 @@ class TextSASRec(Recommender):
             data = windows(seqs, gaps, days)
             if c.refit == "continue":
                 ema = self._ema(net)
-                for _ in _progress(range(c.continue_epochs), c.progress, "text-sasrec (refit: continue)"):
+                for _ in _progress(
+                    range(c.continue_epochs), self.runtime.progress, "text-sasrec (refit: continue)"
+                ):
                     step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                 net = net if ema is None else ema.module
             else:
@@ -464,7 +475,7 @@ class TextSASRec(Recommender):
                     net, opt, scaler, rng = init(j)
                     ema = self._ema(net)
                     desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
-                    for _ in _progress(range(self.best_epoch_), c.progress, desc):
+                    for _ in _progress(range(self.best_epoch_), self.runtime.progress, desc):
                         step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
                     return (net if ema is None else ema.module).to("cpu").eval()
 
@@ -482,7 +493,7 @@ class TextSASRec(Recommender):
         after the other."""
         import torch
 
-        workers = min(len(jobs), self.config.threads or torch.get_num_threads())
+        workers = min(len(jobs), self.runtime.threads or torch.get_num_threads())
         if workers <= 1 or device.type != "cpu":
             return [job() for job in jobs]
         old = torch.get_num_threads()
@@ -549,8 +560,7 @@ class TextSASRec(Recommender):
         """The item table of network ``member`` (0 = ``net_``), cached until the items change."""
         import torch
 
-        key = (member, self.config.new_items, self.config.new_item_lambda)  # the config may be swapped
-        if key not in self._table_cache:
+        if member not in self._table_cache:
             assert self.item_vectors_ is not None and self.id_index_ is not None
             net = self._nets()[member]
             with torch.no_grad():
@@ -559,13 +569,13 @@ class TextSASRec(Recommender):
                 table = net.table(z, torch.from_numpy(self.id_index_))
             if self.config.new_items == "content-map":
                 table = self._map_new_rows(table)
-            self._table_cache[key] = table
-        return self._table_cache[key]
+            self._table_cache[member] = table
+        return self._table_cache[member]
 
     def content_features(self) -> np.ndarray:
         """The content map's input per item: the ``tokrec`` model's item features ``F_i = [unit text
-        vector, 0.3 * attributes, 1]`` (:func:`tokrec.models._signals.content_features`), float64."""
-        from tokrec.models._signals import content_features
+        vector, 0.3 * attributes, 1]`` (:func:`tokrec.models.signals.content_features`), float64."""
+        from tokrec.models.signals import content_features
 
         assert self.item_vectors_ is not None
         return content_features(self.item_vectors_, self.content_attrs_).astype(np.float64)
@@ -575,7 +585,7 @@ class TextSASRec(Recommender):
         fitted on the trained items, from their content features to their table rows."""
         import torch
 
-        from tokrec.models._signals import ridge
+        from tokrec.models.signals import ridge
 
         assert self.id_index_ is not None
         new = self.id_index_ == 0
@@ -640,14 +650,19 @@ class TextSASRec(Recommender):
         item_vectors: np.ndarray,
         item_attributes: np.ndarray | None = None,
         item_release: np.ndarray | None = None,
+        *,
+        items: Any | None = None,
     ) -> None:
         """Adds items (or replaces the text vectors of known ones) from their text vectors alone.
+
+        ``items`` (the catalog rows, as the service passes them to every model) is not read: text-sasrec
+        takes attribute rows and release dates as arrays (``item_attributes``, ``item_release``).
 
         Args:
             item_ids: external ids, one per row of ``item_vectors``.
             item_vectors: ``(len(item_ids), D)`` vectors from the same encoder used in ``fit``.
             item_attributes: for a catalog with attribute columns, the new items' attribute rows in the
-                layout :func:`tokrec.models._signals.attribute_features` gave the fitted catalog (unscaled;
+                layout :func:`tokrec.models.signals.attribute_features` gave the fitted catalog (unscaled;
                 ``content_attrs_.shape[1]`` columns; used by the adaptor with ``attributes=True`` and by
                 the content map); None gives new items a zero block (text only) and leaves known items'
                 attributes as they are.
@@ -699,7 +714,7 @@ class TextSASRec(Recommender):
         if self.content_attrs_ is not None:  # new items without given attributes get a zero block
             self.content_attrs_ = grown(self.content_attrs_, given)
         if self.item_attrs_ is not None:
-            from tokrec.models._signals import l2_rows
+            from tokrec.models.signals import l2_rows
 
             scaled = None if given is None else l2_rows(given) * self.config.attr_weight
             self.item_attrs_ = grown(self.item_attrs_, scaled)
@@ -709,74 +724,55 @@ class TextSASRec(Recommender):
         self._table_cache = {}
 
     # ---- persistence -----------------------------------------------------------------------
-    def _arrays(self) -> dict[str, np.ndarray]:
-        assert self.item_vectors_ is not None
-        out = {
-            "item_vectors": self.item_vectors_,
-            "text_mean": self.text_mean_,
-            "text_proj": self.text_proj_,
-            "id_index": self.id_index_,
-        }
-        if self.item_attrs_ is not None:
-            out["item_attrs"] = self.item_attrs_
-        if self.content_attrs_ is not None:
-            out["content_attrs"] = self.content_attrs_
-        if self.release_days_ is not None:
-            out["release_days"] = self.release_days_
-        if self.seen_times_:  # aligned with the saved histories (users in sorted order)
-            out["seen_times"] = np.concatenate([self.seen_times_[u] for u in sorted(self.seen_)]).astype(
-                np.int64
-            )
-        for j, net in enumerate(self._nets()):
-            prefix = "net." if j == 0 else f"net{j}."
-            for k, v in net.state_dict().items():
-                out[f"{prefix}{k}"] = v.detach().cpu().float().numpy()
-        return {k: np.asarray(v) for k, v in out.items()}
+    state: ClassVar[tuple[str, ...]] = (
+        "item_vectors_",
+        "text_mean_",
+        "text_proj_",
+        "id_index_",
+        "item_attrs_",
+        "content_attrs_",
+        "release_days_",
+        "seen_times_",
+        "best_epoch_",
+        "history_",
+        "fit_seconds_",
+        "net_",  # the networks last: rebuilding them needs the item vectors' and attributes' widths
+        "extra_nets_",
+    )
 
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
+    def _encode_state(self, field: str, value: Any) -> Any:
+        if field == "net_":
+            return _weights(value)
+        if field == "extra_nets_":
+            return [_weights(net) for net in value]
+        return value
+
+    def _decode_state(self, field: str, value: Any) -> Any:
+        if field == "net_":
+            return self._restore_net(value)
+        if field == "extra_nets_":
+            return [self._restore_net(w) for w in value]
+        return value
+
+    def _restore_net(self, weights: dict[str, np.ndarray]) -> Any:
+        """A network with the saved ``weights`` (built from the widths they and the restored item arrays
+        imply)."""
         import torch
 
-        self.item_vectors_ = arrays["item_vectors"].astype(np.float32)
-        self.text_mean_ = arrays["text_mean"]
-        self.text_proj_ = arrays["text_proj"]
-        self.id_index_ = arrays["id_index"].astype(np.int64)
-        self.item_attrs_ = arrays["item_attrs"].astype(np.float32) if "item_attrs" in arrays else None
-        self.content_attrs_ = (
-            arrays["content_attrs"].astype(np.float32) if "content_attrs" in arrays else None
-        )
-        self.release_days_ = arrays["release_days"].astype(np.float32) if "release_days" in arrays else None
-        self.seen_times_ = {}
-        if "seen_times" in arrays:
-            flat = arrays["seen_times"].astype(np.int64)
-            users = sorted(self.seen_)
-            bounds = np.concatenate([[0], np.cumsum([len(self.seen_[u]) for u in users])])
-            self.seen_times_ = {u: flat[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
-        n_ids = (
-            int(arrays["net.table.id_emb.weight"].shape[0]) - 1 if "net.table.id_emb.weight" in arrays else 0
-        )
+        assert self.item_vectors_ is not None
+        ids = weights.get("table.id_emb.weight")
         n_attrs = 0 if self.item_attrs_ is None else self.item_attrs_.shape[1]
-        nets = []
-        n_nets = sum(1 for k in arrays if k.startswith("net") and k.endswith(".pos.weight"))
-        for j in range(n_nets):
-            prefix = "net." if j == 0 else f"net{j}."
-            net = self._build_net(self.item_vectors_.shape[1] + n_attrs, n_ids)
-            state = {
-                k[len(prefix) :]: torch.from_numpy(np.ascontiguousarray(v))
-                for k, v in arrays.items()
-                if k.startswith(prefix)
-            }
-            net.load_state_dict(state)
-            nets.append(net.eval())
-        self.net_, self.extra_nets_ = nets[0], nets[1:]
+        net = self._build_net(self.item_vectors_.shape[1] + n_attrs, 0 if ids is None else len(ids) - 1)
+        net.load_state_dict({k: torch.from_numpy(np.ascontiguousarray(v)) for k, v in weights.items()})
+        return net.eval()
+
+    def _reset_caches(self) -> None:
         self._table_cache = {}
 
-    def _extra_state(self) -> dict[str, Any]:
-        return {"best_epoch": self.best_epoch_, "history": self.history_, "fit_seconds": self.fit_seconds_}
 
-    def _set_extra_state(self, state: dict[str, Any]) -> None:
-        self.best_epoch_ = int(state.get("best_epoch", 0))
-        self.history_ = list(state.get("history", []))
-        self.fit_seconds_ = float(state.get("fit_seconds", 0.0))
+def _weights(net: Any) -> dict[str, np.ndarray]:
+    """A network's weights as float32 numpy arrays (its ``state_dict``)."""
+    return {k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}
 
 
 def _progress(it: Any, enabled: bool, desc: str) -> Any:

@@ -9,7 +9,8 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models import _signals as sig
+from tokrec.features import user_profiles
+from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 
@@ -28,6 +29,8 @@ class TextProfile(Recommender):
     needs_item_vectors: ClassVar[bool] = True
     scores_new_items: ClassVar[bool] = True
     config: TextProfileConfig
+    state: ClassVar[tuple[str, ...]] = ("vectors_",)
+    scoring_options: ClassVar[frozenset[str]] = frozenset({"n_last", "half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
@@ -35,9 +38,7 @@ class TextProfile(Recommender):
 
     def user_vectors(self, seqs: list[np.ndarray]) -> np.ndarray:
         """``Z_U``: ``(len(seqs), d)`` unit-length profiles (zero rows for empty histories)."""
-        recent = [np.asarray(s[-self.config.n_last :], dtype=np.int64) for s in seqs]
-        rows = sig.user_rows(recent, self.n_items, self.config.half_life)
-        return sig.l2_rows(np.asarray(rows @ self.vectors_))
+        return user_profiles(seqs, self.vectors_, n_last=self.config.n_last, half_life=self.config.half_life)
 
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
@@ -47,9 +48,3 @@ class TextProfile(Recommender):
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         prof = self.user_vectors([np.asarray(item_rows, dtype=np.int64)])
         return (prof @ self.vectors_.T)[0].astype(np.float32)
-
-    def _arrays(self) -> dict[str, np.ndarray]:
-        return {"vectors": self.vectors_}
-
-    def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
-        self.vectors_ = arrays["vectors"]

@@ -194,13 +194,11 @@ class Service:
         return self._template
 
     def encode_items(self, frame: pd.DataFrame) -> np.ndarray:
-        """Vectors ``(n, d)`` of new items, through the embedding cache when ``tokrec.features`` is there."""
+        """Vectors ``(n, d)`` of new items, through the embedding cache."""
+        from tokrec.features import item_vectors
+
         encoder, template = self.encoder(), self.template()
         self.metrics.inc("embedding_texts_total", len(frame))
-        try:
-            from tokrec.features import item_vectors  # type: ignore[attr-defined]
-        except ImportError:
-            return np.asarray(encoder.encode(template.render_many(frame)), dtype=np.float32)
         return np.asarray(
             item_vectors(frame, encoder=encoder, cache=self.settings.cache, template=template),
             dtype=np.float32,

@@ -25,11 +25,9 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -37,78 +35,13 @@ import numpy as np
 import pandas as pd
 
 from tokrec.data.dataset import Dataset, Vocab
+from tokrec.encoders.spec import EncoderSpec
 from tokrec.errors import ConfigError
+from tokrec.fileio import atomic_dir
 
 log = logging.getLogger(__name__)
 
 BUNDLE_FORMAT = "tokrec-bundle/1"
-
-
-@dataclass
-class EncoderSpec:
-    """How to rebuild the encoder that made the bundle's item vectors.
-
-    Attributes:
-        model: the ``model`` argument of ``load_encoder`` (None: the default encoder).
-        options: keyword options of ``load_encoder`` (pooling, max_length, ...).
-        fingerprint: the encoder's fingerprint when the bundle was made.
-        dim: vector dimension ``d``.
-        info: anything else the encoder reported (pooling, max length, model path), for people.
-    """
-
-    model: str | None
-    options: dict[str, Any]
-    fingerprint: str
-    dim: int
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "options": self.options,
-            "fingerprint": self.fingerprint,
-            "dim": self.dim,
-            "info": self.info,
-        }
-
-    @classmethod
-    def from_json(cls, d: dict[str, Any]) -> EncoderSpec:
-        return cls(
-            d.get("model"),
-            dict(d.get("options") or {}),
-            str(d["fingerprint"]),
-            int(d["dim"]),
-            dict(d.get("info") or {}),
-        )
-
-    @classmethod
-    def of(
-        cls, encoder: Any, *, model: str | None = None, options: dict[str, Any] | None = None
-    ) -> EncoderSpec:
-        """Describes a live encoder (``model``/``options``: how it was loaded).
-
-        For a :class:`tokrec.encoders.HFEncoder` given without ``options``, the options are read off the
-        encoder (pooling, normalize, max_length, resolved dtype, prompt, revision) and the bundled
-        default model is recorded as ``None``, so that the server rebuilds exactly the same encoder.
-        """
-        info: dict[str, Any] = {"class": f"{type(encoder).__module__}:{type(encoder).__qualname__}"}
-        if options is None and hasattr(encoder, "model_id") and hasattr(encoder, "pooling"):
-            options = {
-                k: getattr(encoder, k)
-                for k in ("pooling", "normalize", "max_length", "dtype", "prompt", "revision")
-            }
-            if model is None:
-                from tokrec.encoders import default_model_path
-
-                model = None if str(encoder.model_id) == str(default_model_path()) else str(encoder.model_id)
-        for attr in ("model_id", "pooling", "max_length", "normalize", "dtype", "device"):
-            v = getattr(encoder, attr, None)
-            if isinstance(v, str | int | float | bool) or v is None:
-                if v is not None:
-                    info[attr] = v
-            else:
-                info[attr] = str(v)
-        return cls(model, dict(options or {}), str(encoder.fingerprint), int(encoder.dim), info)
 
 
 @dataclass
@@ -145,9 +78,7 @@ class Bundle:
 
     def make_encoder(self) -> Any:
         """Rebuilds the encoder; raises ConfigError if its fingerprint differs from the bundle's."""
-        from tokrec.encoders import load_encoder  # type: ignore[attr-defined]
-
-        enc = load_encoder(self.encoder.model, **self.encoder.options)
+        enc = self.encoder.build()
         if str(enc.fingerprint) != self.encoder.fingerprint:
             raise ConfigError(
                 f"{self.path}: the encoder rebuilt from the bundle has fingerprint {enc.fingerprint!r}, "
@@ -205,9 +136,7 @@ def save_bundle(
     vectors = np.ascontiguousarray(item_vectors, dtype=np.float32)
     if vectors.ndim != 2 or len(vectors) != len(items) or vectors.shape[1] != encoder.dim:
         raise ConfigError(f"item vectors have shape {vectors.shape}, expected ({len(items)}, {encoder.dim})")
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(path, replaceable=_is_bundle) as tmp:
         model.save(tmp / "model")
         save_file({"vectors": vectors}, str(tmp / "item_vectors.safetensors"))
         _catalog_for_parquet(items).to_parquet(tmp / "items.parquet", index=False)
@@ -228,10 +157,6 @@ def save_bundle(
             "extra": extra or {},
         }
         (tmp / "bundle.json").write_text(json.dumps(meta, indent=1))
-        _swap_into_place(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return path
 
 
@@ -268,17 +193,9 @@ def check_output_dir(path: str | Path) -> Path:
     return path
 
 
-def _swap_into_place(tmp: Path, path: Path) -> None:
-    if not path.exists():
-        tmp.rename(path)
-        return
-    check_output_dir(path)
-    old = path.with_name(f".{path.name}.old")
-    if old.exists():
-        shutil.rmtree(old)
-    path.rename(old)
-    tmp.rename(path)
-    shutil.rmtree(old, ignore_errors=True)
+def _is_bundle(path: Path) -> bool:
+    """Whether an existing ``path`` may be replaced by a bundle: it is one, or it is empty."""
+    return (path / "bundle.json").exists() or not any(path.iterdir())
 
 
 def load_bundle(path: str | Path) -> Bundle:

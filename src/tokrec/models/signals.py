@@ -6,52 +6,15 @@ weights, item rows in item-vocab order. Sequences are each user's item rows, old
 
 from __future__ import annotations
 
-import math
 from collections.abc import Sequence
 
 import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-
-def recency_weights(n: int, half_life: float | None) -> np.ndarray:
-    """Weights ``0.5 ** (age / half_life)`` of ``n`` events, oldest first; age 0 = the latest event.
-
-    Args:
-        n: number of events.
-        half_life: age (in events) at which an event counts half; ``None`` weighs every event 1.
-
-    Returns:
-        ``(n,)`` float64.
-    """
-    if half_life is None or not math.isfinite(half_life):
-        return np.ones(n)
-    age = np.arange(n - 1, -1, -1, dtype=np.float64)
-    return np.power(0.5, age / float(half_life))
-
-
-def user_rows(seqs: Sequence[np.ndarray], n_items: int, half_life: float | None = None) -> sp.csr_matrix:
-    """Recency-weighted user rows: ``(len(seqs), n_items)`` CSR; a repeated item keeps its largest weight."""
-    rows, cols, vals = [], [], []
-    for r, s in enumerate(seqs):
-        if len(s) == 0:
-            continue
-        rows.append(np.full(len(s), r, dtype=np.int64))
-        cols.append(np.asarray(s, dtype=np.int64))
-        vals.append(recency_weights(len(s), half_life))
-    if not rows:
-        return sp.csr_matrix((len(seqs), n_items))
-    m = sp.coo_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(seqs), n_items)
-    )
-    # max over duplicates: sort so that the largest weight comes last, then keep the last per cell
-    r_, c_, v_ = m.row, m.col, m.data
-    order = np.lexsort((v_, c_, r_))
-    r_, c_, v_ = r_[order], c_[order], v_[order]
-    last = np.ones(len(r_), dtype=bool)
-    last[:-1] = (r_[1:] != r_[:-1]) | (c_[1:] != c_[:-1])
-    return sp.csr_matrix((v_[last], (r_[last], c_[last])), shape=(len(seqs), n_items))
-
+# the history weighting of user rows is the user profile's (tokrec.features), shared with every model
+from tokrec.features import recency_weights as recency_weights
+from tokrec.features import user_rows as user_rows
 
 #: largest catalog for the dense item-item models (EASE needs ~16 bytes x n_items^2 while fitting)
 MAX_DENSE_ITEMS = 30_000
