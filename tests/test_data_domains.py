@@ -270,3 +270,24 @@ def test_generic_files_are_not_taken_for_a_public_format(tmp_path):
     assert detect(items, inter) is None
     ds = load_dataset(items, inter)
     assert ds.impressions is None and len(ds) == 1
+
+
+def test_evaluate_cli_runs_mind_impression_protocol(tmp_path, capsys):
+    from tokrec.cli.main import main
+
+    news, beh = write_mind(tmp_path / "train")
+    dev = tmp_path / "dev" / "behaviors.tsv"
+    dev.parent.mkdir()
+    dev.write_text(
+        "10\tU1\t11/15/2019 9:05:58 AM\tN1 N2\tN4-1 N3-0 N1-0\n11\tU3\t11/15/2019 10:00:00 AM\tN3\tN1-1 N2-0\n"
+    )
+    argv = ["evaluate", "--items", str(news), "--interactions", str(beh), "--test", str(dev)]
+    assert main([*argv, "--models", "popularity", "--output-dir", str(tmp_path / "ev")]) == 0
+    got = json.loads((tmp_path / "ev" / "impressions.json").read_text())["models"]["popularity"]
+    # training clicks per news: N3 by U1, U2 and (dev history) U3; N1, N2, N4 by one user each.
+    # impression 10: the clicked N4 loses to N3 and ties N1 -> AUC 0.25; impression 11: N1 ties N2 -> 0.5
+    assert got["auc"] == pytest.approx(0.375)
+    assert got["impressions"] == 2 and got["unknown_user_impressions"] == 0
+    dev.write_text("10\tU1\t11/15/2019 9:05:58 AM\tN1\tN7-1 N3-0\n")
+    assert main([*argv, "--models", "popularity", "--output-dir", str(tmp_path / "ev")]) == 2
+    assert "row 1, column 'impressions'" in capsys.readouterr().err

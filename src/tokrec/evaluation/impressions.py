@@ -203,3 +203,40 @@ def evaluate_impressions(
     unknown = model.user_vocab_.encode(impressions["user_id"].astype(str), missing="mask") < 0
     out["unknown_user_impressions"] = int(impressions.loc[unknown, "impression_id"].nunique())
     return out
+
+
+def given_impressions(dataset: Dataset, behaviors: str) -> tuple[Dataset, pd.DataFrame]:
+    """MIND's train/dev protocol: (train, test impressions) from a dataset and another ``behaviors.tsv``.
+
+    The test file's History clicks precede its impressions, so they join the training events (each
+    (user, item) once); its impressions are the test. News it references must be in the catalog (give
+    train's and dev's news.tsv to :func:`tokrec.data.mind.load_mind`, or concatenate them).
+    """
+    from tokrec.data.mind import read_mind_behaviors
+
+    clicks, test = read_mind_behaviors(behaviors)
+    for frame, col in ((test, "impressions"), (clicks, "history")):
+        unknown = pd.Index(dataset.items["item_id"]).get_indexer(frame["item_id"]) < 0
+        if unknown.any():
+            i = int(np.flatnonzero(unknown)[0])
+            raise DataError(
+                f"news {frame['item_id'].iloc[i]!r} is not in the catalog ({int(unknown.sum())} rows); "
+                "give the news.tsv of both splits",
+                file=str(behaviors),
+                row=int(frame.attrs["rows"][i]),
+                column=col,
+            )
+    hist = clicks[clicks["source"] == "history"]
+    inter = dataset.interactions
+    known = pd.MultiIndex.from_frame(inter[["user_id", "item_id"]])
+    new = ~pd.MultiIndex.from_frame(hist[["user_id", "item_id"]]).isin(known)
+    hist = hist[new]
+    hist.attrs.clear()
+    test.attrs.clear()
+    train = Dataset(
+        pd.concat([inter, hist[list(inter.columns.intersection(hist.columns))]], ignore_index=True),
+        dataset.items,
+        dataset.users,
+        name=dataset.name,
+    )
+    return train, test
