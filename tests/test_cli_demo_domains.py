@@ -16,7 +16,7 @@ def tiny(tmp_path_factory) -> str:
 
 @pytest.mark.parametrize("domain", ["news", "music", "ecommerce", "movies"])
 def test_demo_domain_prints_each_stage(domain, tiny, tmp_path, capsys):
-    argv = ["demo", "--domain", domain, "--n-items", "60", "--n-users", "25", "--model", tiny]
+    argv = ["demo", "--domain", domain, "--n-items", "40", "--n-users", "20", "--model", tiny]
     argv += ["--models", "popularity,text-profile", "--output-dir", str(tmp_path / "out")]
     if domain == "movies":
         argv += ["--synthetic", "--no-download"]  # never MovieLens here: the synthetic film catalog

@@ -130,6 +130,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from tokrec.cli._fusion import add_item_vectors_args
+
+    add_item_vectors_args(p)
     p.set_defaults(func=run)
 
 
@@ -169,7 +172,12 @@ def _run_ray(args: argparse.Namespace) -> int:
 
 
 def run(args: argparse.Namespace) -> int:
+    from tokrec.cli._fusion import check_no_learning, fuse_from_args
+
+    check_no_learning(args, "embed")
     if args.engine == "ray":
+        if args.item_vectors:
+            raise ConfigError("--item-vectors is not supported with --engine ray")
         return _run_ray(args)
     from tokrec.features import item_texts, write_vectors
 
@@ -180,6 +188,7 @@ def run(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     vectors = enc.encode(texts, progress=not args.no_progress)
     encode_s = time.perf_counter() - t1
+    vectors, _ = fuse_from_args(args, items["item_id"].tolist(), vectors)
     out = write_vectors(args.output, items["item_id"].tolist(), vectors, id_column="item_id")
     line = summary_line(
         "embed",

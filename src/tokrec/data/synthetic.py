@@ -474,3 +474,86 @@ def write_synthetic(
     _atomic_csv(dataset.items, paths["items"])
     _atomic_csv(frame, paths["interactions"])
     return paths
+
+
+def make_synthetic_multimodal(
+    n_items: int = 2000,
+    n_users: int = 800,
+    events_per_user: tuple[int, int] = (8, 30),
+    seed: int = 0,
+    *,
+    n_styles: int = 8,
+    dim: int = 32,
+    noise: float = 0.5,
+) -> tuple[Dataset, pd.DataFrame]:
+    """A catalog whose behaviour follows two tastes: one written in the text, one only in "image" vectors.
+
+    The items are :func:`make_synthetic`'s e-commerce catalog (topic words in the text). Each item also
+    has a hidden *style* (one of ``n_styles``, uniform) that no text mentions; its image vector is the
+    style's random centroid plus Gaussian noise (``noise`` per dimension over the centroid's unit norm
+    spread, ``dim`` values). Each user has a taste over topics and one over styles (Dirichlet 0.1 each: a few of each);
+    each event draws a topic and a style from them and picks, by popularity, an item with both (or of
+    the topic when none has both). So text alone can find the right topic, images alone the right style,
+    and only both together the items a user picks.
+
+    Returns:
+        ``(dataset, image_vectors)``: the dataset (events ``click``, value 1) and a frame ``item_id``,
+        ``vector`` (float32 lists) ready for :func:`tokrec.features.write_vectors` or Parquet.
+    """
+    lo, hi = events_per_user
+    if n_items < 1 or n_users < 1 or lo < 1 or hi < lo or n_styles < 1 or dim < 1:
+        raise ConfigError(
+            "make_synthetic_multimodal needs positive sizes and 1 <= min <= max events_per_user"
+        )
+    rng = np.random.default_rng(seed)
+    items, topic, popularity = _items(rng, n_items, "ecommerce")
+    n_topics = len(_topics("ecommerce"))
+    style = rng.integers(0, n_styles, n_items)
+    centroids = rng.normal(size=(n_styles, dim))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    image = centroids[style] + noise * rng.normal(size=(n_items, dim)) / np.sqrt(dim)
+    cell = topic * n_styles + style
+    by_cell = np.argsort(cell, kind="stable")
+    cum = np.concatenate([[0.0], np.cumsum(popularity[by_cell])])
+    bounds = np.searchsorted(cell[by_cell], np.arange(n_topics * n_styles + 1))
+    by_topic = np.argsort(topic, kind="stable")
+    cum_t = np.concatenate([[0.0], np.cumsum(popularity[by_topic])])
+    bounds_t = np.searchsorted(topic[by_topic], np.arange(n_topics + 1))
+    t_taste = rng.dirichlet(np.full(n_topics, 0.1), n_users)
+    s_taste = rng.dirichlet(np.full(n_styles, 0.1), n_users)
+    n_ev = rng.integers(lo, hi + 1, n_users)
+    users, picks = [], []
+    for s in range(hi):
+        active = np.flatnonzero(n_ev > s)
+        t = (rng.random((len(active), 1)) > t_taste[active].cumsum(axis=1)).sum(axis=1).clip(0, n_topics - 1)
+        st = (rng.random((len(active), 1)) > s_taste[active].cumsum(axis=1)).sum(axis=1).clip(0, n_styles - 1)
+        c = t * n_styles + st
+        item = _sample_in_topic(rng, c, by_cell, cum, bounds)
+        empty = bounds[c + 1] == bounds[c]
+        if empty.any():
+            item[empty] = _sample_in_topic(rng, t[empty], by_topic, cum_t, bounds_t)
+        users.append(active)
+        picks.append(item)
+    u = np.concatenate(users)
+    i = np.concatenate(picks)
+    step = np.concatenate([np.full(len(a), s) for s, a in enumerate(users)])
+    start = 1_704_067_200 + rng.integers(0, 90 * 86400, n_users)
+    inter = pd.DataFrame(
+        {
+            "user_id": pd.Series(u + 1).map("u{}".format).astype(object),
+            "item_id": items["item_id"].to_numpy()[i],
+            "timestamp": start[u] + step * 3600,
+            "event": "click",
+            "value": 1.0,
+        }
+    ).sort_values(["user_id", "timestamp"], kind="stable")
+    report = LoadReport()
+    dup = inter.duplicated(["user_id", "item_id"]).to_numpy()
+    report.count("repeat (user, item) events", int(dup.sum()))
+    inter = inter[~dup].reset_index(drop=True)
+    report.rows_read = {"items": n_items, "interactions": len(inter)}
+    report.notes.append(
+        f"synthetic multimodal ({n_styles} hidden styles in {dim}-d image vectors), seed {seed}"
+    )
+    vectors = pd.DataFrame({"item_id": items["item_id"], "vector": list(image.astype(np.float32))})
+    return Dataset(inter, items, None, name="synthetic-multimodal", report=report), vectors
