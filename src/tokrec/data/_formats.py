@@ -8,6 +8,8 @@ Rows are numbered as in :mod:`tokrec.data.loaders`: the 1-based line number in t
 from __future__ import annotations
 
 import ast
+import csv
+import io
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -89,28 +91,37 @@ def read_delimited(
     file = str(path)
     if text is None:
         text = read_text(path, encoding)
-    lines = pd.Series(text.split("\n"), dtype=object).str.rstrip("\r")
-    line_no = np.arange(1, len(lines) + 1, dtype=np.int64)
-    if header is not None:
-        first = int(np.flatnonzero(lines.str.strip().ne("").to_numpy())[0])
-        got = [h.strip().lower() for h in str(lines.iloc[first]).split(sep)]
+    # field counts and line numbers from the bytes (vectorised), the parsing by pandas' C reader
+    arr = np.frombuffer(text.encode("utf-8"), dtype=np.uint8)
+    nl = np.flatnonzero(arr == 10)
+    starts = np.concatenate([[0], nl + 1])
+    ends = np.concatenate([nl, [len(arr)]])
+    cr = (ends > starts) & (arr[np.maximum(ends - 1, 0)] == 13)
+    ends = ends - cr
+    nonblank = ends > starts
+    seps = np.flatnonzero(arr == ord(sep))
+    fields = np.diff(np.searchsorted(seps, np.stack([starts, ends], axis=1)), axis=1)[:, 0] + 1
+    line_no = np.flatnonzero(nonblank) + 1
+    fields = fields[nonblank]
+    body = text
+    if header is not None and len(line_no):
+        first = int(line_no[0])
+        parts = text.split("\n", first)
+        got_line = parts[first - 1].rstrip("\r")
+        got = [h.strip().lower() for h in got_line.split(sep)]
         if got != [h.lower() for h in header]:
             raise DataError(
-                f"expected the header {sep.join(header)!r}, found {lines.iloc[first]!r}",
-                file=file,
-                row=first + 1,
+                f"expected the header {sep.join(header)!r}, found {got_line!r}", file=file, row=first
             )
-        lines, line_no = lines.iloc[first + 1 :], line_no[first + 1 :]
-    keep = lines.str.strip().ne("").to_numpy()
-    lines, line_no = lines[keep].reset_index(drop=True), line_no[keep]
-    if len(lines) == 0:
+        body = parts[first] if len(parts) > first else ""
+        line_no, fields = line_no[1:], fields[1:]
+    if len(line_no) == 0:
         raise DataError("file has no records", file=file)
     n = len(names)
-    fields = lines.str.count(sep).to_numpy() + 1
     bad = fields != n
     if bad.any():
         i = int(np.flatnonzero(bad)[0])
-        col = names[min(int(fields[i]), n - 1)] if fields[i] < n else f"(field {n + 1})"
+        col = names[int(fields[i])] if fields[i] < n else f"(field {n + 1})"
         raise DataError(
             f"expected {n} {'tab' if sep == chr(9) else repr(sep)}-separated fields "
             f"({', '.join(names)}), found {int(fields[i])}",
@@ -118,9 +129,21 @@ def read_delimited(
             row=int(line_no[i]),
             column=col,
         )
-    df = lines.str.split(sep, n=n - 1, expand=True, regex=False)
-    df.columns = list(names)
-    return df.reset_index(drop=True), line_no
+    df = pd.read_csv(
+        io.StringIO(body),
+        sep=sep,
+        header=None,
+        names=list(names),
+        quoting=csv.QUOTE_NONE,
+        dtype=str,
+        keep_default_na=False,
+        na_values=[],
+        skip_blank_lines=True,
+        engine="c",
+    )
+    if len(df) != len(line_no):  # a line pandas reads otherwise (e.g. only spaces): number by record
+        line_no = np.arange(1, len(df) + 1, dtype=np.int64) + (0 if header is None else 1)
+    return df, line_no.astype(np.int64)
 
 
 def parse_record(line: str, *, literal: bool) -> Any:

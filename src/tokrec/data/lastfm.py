@@ -64,12 +64,14 @@ def _read(path: Path, header: tuple[str, ...], report: LoadReport) -> tuple[pd.D
 
 
 def _ints(df: pd.DataFrame, rows: np.ndarray, col: str, file: str) -> np.ndarray:
-    s = df[col].str.strip()
-    ok = s.str.fullmatch(r"-?\d+").to_numpy(dtype=bool)
-    if not ok.all():
-        i = first_error(~ok)
-        raise DataError(f"expected an integer, found {s.iloc[i]!r}", file=file, row=int(rows[i]), column=col)
-    return s.astype(np.int64).to_numpy()
+    num = pd.to_numeric(df[col], errors="coerce").to_numpy(dtype=np.float64)
+    bad = ~np.isfinite(num) | (num != np.round(num))
+    if bad.any():
+        i = first_error(bad)
+        raise DataError(
+            f"expected an integer, found {df[col].iloc[i]!r}", file=file, row=int(rows[i]), column=col
+        )
+    return num.astype(np.int64)
 
 
 def _top_tags(owner: pd.Series, tag: pd.Series) -> pd.Series:

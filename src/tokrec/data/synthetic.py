@@ -498,7 +498,7 @@ def make_synthetic_multimodal(
 
     Returns:
         ``(dataset, image_vectors)``: the dataset (events ``click``, value 1) and a frame ``item_id``,
-        ``vector`` (float32 lists) ready for :func:`tokrec.features.write_vectors` or Parquet.
+        ``vector`` (float32 lists) and ``style`` (the hidden style, for checks; not an input).
     """
     lo, hi = events_per_user
     if n_items < 1 or n_users < 1 or lo < 1 or hi < lo or n_styles < 1 or dim < 1:
@@ -555,5 +555,7 @@ def make_synthetic_multimodal(
     report.notes.append(
         f"synthetic multimodal ({n_styles} hidden styles in {dim}-d image vectors), seed {seed}"
     )
-    vectors = pd.DataFrame({"item_id": items["item_id"], "vector": list(image.astype(np.float32))})
+    vectors = pd.DataFrame(
+        {"item_id": items["item_id"], "vector": list(image.astype(np.float32)), "style": style}
+    )
     return Dataset(inter, items, None, name="synthetic-multimodal", report=report), vectors
