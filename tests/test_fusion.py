@@ -142,3 +142,40 @@ def test_cli_item_vectors(tmp_path, capsys):
     from safetensors.numpy import load_file
 
     assert load_file(str(out / "item_vectors.safetensors"))["vectors"].shape == (ds.n_items, fusion.dim)
+
+
+def test_embed_images_with_a_tiny_clip(tmp_path, capsys):
+    from PIL import Image
+
+    from tokrec.cli.main import main
+    from tokrec.encoders.image import make_tiny_clip
+
+    clip = str(make_tiny_clip(tmp_path / "clip"))
+    for name, colour in (("red", (255, 0, 0)), ("blue", (0, 0, 255))):
+        Image.new("RGB", (40, 30), colour).save(tmp_path / f"{name}.png")
+    items = tmp_path / "items.csv"
+    items.write_text(
+        f"item_id,title,image\n1,Red mug,{tmp_path / 'red.png'}\n2,Blue mug,file://{tmp_path / 'blue.png'}\n"
+        f"3,No picture,\n4,Red cup,{tmp_path / 'red.png'}\n"
+    )
+    out = tmp_path / "images.parquet"
+    argv = [
+        "embed",
+        "--items",
+        str(items),
+        "--output",
+        str(out),
+        "--image-column",
+        "image",
+        "--image-model",
+        clip,
+    ]
+    assert main(argv) == 0
+    ids, vectors = read_vector_set(out)
+    assert ids == ["1", "2", "4"] and vectors.shape == (3, 8)
+    np.testing.assert_allclose(np.linalg.norm(vectors, axis=1), 1.0, rtol=1e-5)
+    np.testing.assert_allclose(vectors[0], vectors[2], rtol=1e-5)  # the same picture
+    assert not np.allclose(vectors[0], vectors[1])
+    items.write_text(items.read_text().replace("red.png\n2", "missing.png\n2"))
+    assert main(argv) == 2
+    assert "row 2, column 'image': cannot read image" in capsys.readouterr().err
