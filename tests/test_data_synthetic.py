@@ -103,10 +103,29 @@ def test_write_synthetic_round_trips(tmp_path):
 
 def test_bad_arguments():
     with pytest.raises(ConfigError, match="domain"):
-        make_synthetic(domain="news")  # type: ignore[arg-type]
+        make_synthetic(domain="books")  # type: ignore[arg-type]
     with pytest.raises(ConfigError, match="events_per_user"):
         make_synthetic(events_per_user=(10, 5))
     with pytest.raises(ConfigError, match="n_items"):
         make_synthetic(n_items=0)
     with pytest.raises(ConfigError, match="both a dataset"):
         write_synthetic("x", make_synthetic(n_items=5, n_users=1), seed=1)
+
+
+def test_news_and_music_domains():
+    news = make_synthetic(n_items=80, n_users=20, seed=1, domain="news")
+    assert list(news.items.columns) == ["item_id", "title", "category", "subcategory", "abstract"]
+    assert set(news.interactions["event"]) == {"click"}
+    imp = news.impressions
+    assert imp is not None
+    per = imp.groupby("impression_id")["label"].agg(["sum", "size"])
+    assert (per["sum"] == 1).all() and per["size"].between(2, 5).all() and len(per) == len(news)
+    clicked = imp[imp["label"] == 1]
+    assert sorted(zip(clicked["user_id"], clicked["item_id"], strict=True)) == sorted(
+        zip(news.interactions["user_id"], news.interactions["item_id"], strict=True)
+    )
+    assert clicked["position"].nunique() > 1  # the click's place in the impression is shuffled
+    music = make_synthetic(n_items=80, n_users=20, seed=1, domain="music")
+    assert list(music.items.columns) == ["item_id", "title", "artist", "genre", "tags"]
+    assert set(music.interactions["event"]) == {"play"} and (music.interactions["value"] >= 1).all()
+    assert music.impressions is None

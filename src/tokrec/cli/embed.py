@@ -130,6 +130,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
+    from tokrec.cli._fusion import add_item_vectors_args
+
+    add_item_vectors_args(p)
+    p.add_argument(
+        "--image-column",
+        default=None,
+        help="embed the images named in this column (paths or URLs) with --image-model instead of the text; "
+        "the output is an item-vector set for --item-vectors (rows without an image are left out)",
+    )
+    p.add_argument(
+        "--image-model", default=None, help="a local CLIP folder (Hugging Face or sentence-transformers)"
+    )
     p.set_defaults(func=run)
 
 
@@ -168,8 +180,48 @@ def _run_ray(args: argparse.Namespace) -> int:
     return 0
 
 
+def _run_images(args: argparse.Namespace) -> int:
+    """--image-column: CLIP image vectors of the catalog's images -> item_id + vector Parquet."""
+    from tokrec.data.loaders import read_table
+    from tokrec.encoders.image import ClipImageEncoder
+    from tokrec.errors import DataError
+    from tokrec.features import write_vectors
+
+    if not (args.image_column and args.image_model):
+        raise ConfigError("--image-column and --image-model go together")
+    if args.item_vectors:
+        raise ConfigError(
+            "--image-column writes an item-vector set; fuse it in another command with --item-vectors"
+        )
+    t0 = time.perf_counter()
+    items = load_items_frame(args.items)
+    if args.image_column not in items.columns:
+        raise DataError("missing image column", file=args.items, row=1, column=args.image_column)
+    _, rows = read_table(args.items)
+    refs = items[args.image_column]
+    has = refs.notna().to_numpy() & refs.astype(str).str.strip().ne("").to_numpy()
+    enc = ClipImageEncoder(args.image_model, batch_size=args.batch_size)
+    vectors = enc.encode(
+        refs[has].astype(str).str.strip().tolist(), file=args.items, rows=rows[has], column=args.image_column
+    )
+    out = write_vectors(args.output, items.loc[has, "item_id"].tolist(), vectors, id_column="item_id")
+    print(
+        f"embed images: {int(has.sum())} of {len(items)} items have an image -> {out}; dim {enc.dim}; "
+        f"elapsed {time.perf_counter() - t0:.1f}s",
+        file=sys.stderr,
+    )
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
+    from tokrec.cli._fusion import check_no_learning, fuse_from_args
+
+    check_no_learning(args, "embed")
+    if args.image_column or args.image_model:
+        return _run_images(args)
     if args.engine == "ray":
+        if args.item_vectors:
+            raise ConfigError("--item-vectors is not supported with --engine ray")
         return _run_ray(args)
     from tokrec.features import item_texts, write_vectors
 
@@ -180,6 +232,7 @@ def run(args: argparse.Namespace) -> int:
     t1 = time.perf_counter()
     vectors = enc.encode(texts, progress=not args.no_progress)
     encode_s = time.perf_counter() - t1
+    vectors, _ = fuse_from_args(args, items["item_id"].tolist(), vectors)
     out = write_vectors(args.output, items["item_id"].tolist(), vectors, id_column="item_id")
     line = summary_line(
         "embed",

@@ -65,6 +65,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
     p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
     add_encoder_args(p)
+    from tokrec.cli._fusion import add_item_vectors_args
+
+    add_item_vectors_args(p)
     p.set_defaults(func=run)
 
 
@@ -112,6 +115,14 @@ def run(args: argparse.Namespace) -> int:
         if has.any():
             z_u[has] = enc.encode([t for t in u_texts if t], progress=progress)
     encode_s = time.perf_counter() - t1
+    if args.item_vectors:  # Z_I fused with other item vectors; agg_vector follows, text_vector cannot
+        from tokrec.cli._fusion import fuse_from_args
+
+        if pairs is not None and args.pair_user_vector == "text":
+            raise ConfigError(
+                "with --item-vectors the pairs need --pair-user-vector agg (text_vector is text-only)"
+            )
+        z_i, _ = fuse_from_args(args, ds.item_vocab.ids, z_i, dataset=ds)
     z_agg = user_aggregate_vectors(ds, z_i, half_life=args.half_life)
     n_events = np.bincount(ds.user_idx, minlength=ds.n_users)
     write_vectors(out / "items.parquet", ds.item_vocab.ids, z_i, id_column="item_id")

@@ -37,6 +37,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build the ANN (IVF-Flat) index now (auto: >= 20,000 items)",
     )
     p.add_argument("--progress", action="store_true", help="show encoding progress")
+    from tokrec.cli._fusion import add_item_vectors_args
+
+    add_item_vectors_args(p)
     p.set_defaults(func=run)
 
 
@@ -56,6 +59,14 @@ def run(args: argparse.Namespace) -> int:
         file=sys.stderr,
     )
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
+    if args.item_vectors:  # fused item vectors + fusion.json in the bundle (see tokrec.fusion)
+        from tokrec.cli._fusion import fit_fused_bundle
+
+        out = fit_fused_bundle(args, dataset, model)
+        print(
+            f"wrote {out} (model {name}, {dataset.n_items} items, fused item vectors) in {time.perf_counter() - t0:.1f}s"
+        )
+        return 0
     out = fit_bundle(
         dataset,
         args.output,

@@ -69,6 +69,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     ray.add_argument("--ray-address", help="a Ray cluster to join (default: start a local one)")
     ray.add_argument("--num-workers", type=int, help="Ray scoring actors (default: one per 2 CPUs)")
+    from tokrec.cli._fusion import add_item_vectors_args
+
+    add_item_vectors_args(p)
     p.set_defaults(func=run)
 
 
@@ -138,6 +141,13 @@ def run(args: argparse.Namespace) -> int:
             "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
         )
         vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
+        if args.item_vectors:
+            from tokrec.cli._fusion import fuse_from_args
+
+            config = parse_config(args.config)
+            vectors, _ = fuse_from_args(
+                args, ds.item_vocab.ids, vectors, dataset=ds, model=args.model, config=config
+            )
         times["embed"] = time.perf_counter() - t
     t = time.perf_counter()
     model.fit(ds, vectors)

@@ -112,6 +112,12 @@ class Dataset:
         items: ``item_id`` (str) plus any attribute columns, one row per item, in item-vocab order.
         users: optional ``user_id`` plus attribute columns.
         name: a short label used in reports.
+        impressions: optional, for logs that record what was shown (MIND): one row per shown item,
+            ``impression_id`` (str), ``user_id`` (str), ``timestamp`` (int64), ``item_id`` (str),
+            ``label`` (int8: 1 clicked, 0 shown and not clicked), ``position`` (0-based within the
+            impression). The clicks are also in ``interactions``; the non-clicks live only here, so a
+            model that does not ask for negatives never mistakes them for positives. Splits
+            (:meth:`with_interactions`) do not carry it: impression evaluation reads it explicitly.
     """
 
     interactions: pd.DataFrame
@@ -119,6 +125,7 @@ class Dataset:
     users: pd.DataFrame | None = None
     name: str = "dataset"
     report: LoadReport = field(default_factory=LoadReport)
+    impressions: pd.DataFrame | None = None
     user_vocab: Vocab = field(init=False)
     item_vocab: Vocab = field(init=False)
 
@@ -168,6 +175,8 @@ class Dataset:
             list(INTERACTION_COLUMNS) + [c for c in inter.columns if c not in INTERACTION_COLUMNS]
         ]
         self.items = items
+        if self.impressions is not None:
+            self.impressions = _check_impressions(self.impressions, items)
 
     # ---- sizes -------------------------------------------------------------------------------
     @property
@@ -236,3 +245,29 @@ class Dataset:
     def item_text_columns(self) -> list[str]:
         """Attribute columns of the catalog (every column but the id)."""
         return [c for c in self.items.columns if c != "item_id"]
+
+
+IMPRESSION_COLUMNS = ("impression_id", "user_id", "timestamp", "item_id", "label", "position")
+
+
+def _check_impressions(imp: pd.DataFrame, items: pd.DataFrame) -> pd.DataFrame:
+    for col in IMPRESSION_COLUMNS:
+        if col not in imp.columns:
+            raise DataError("impressions: missing column", column=col)
+    out = imp.copy()
+    for col in ("impression_id", "user_id", "item_id"):
+        out[col] = out[col].astype(str)
+    out["timestamp"] = out["timestamp"].astype(np.int64)
+    out["position"] = out["position"].astype(np.int64)
+    labels = out["label"].to_numpy()
+    if not np.isin(labels, (0, 1)).all():
+        raise DataError("impressions: labels must be 0 or 1", column="label")
+    out["label"] = labels.astype(np.int8)
+    unknown = pd.Index(items["item_id"]).get_indexer(out["item_id"]) < 0
+    if unknown.any():
+        raise DataError(
+            f"impressions: {int(unknown.sum())} shown items are not in the catalog "
+            f"(first: {out['item_id'].iloc[int(np.flatnonzero(unknown)[0])]!r})",
+            column="item_id",
+        )
+    return out.reset_index(drop=True)

@@ -458,7 +458,16 @@ def load_items(
 
     Raises:
         DataError: missing id column, missing or duplicate ids, unreadable file.
+
+    A catalog in a public format (MIND ``news.tsv``, Last.fm ``artists.dat``, Amazon metadata; see
+    :mod:`tokrec.data.domains`) is recognised by its first line and read by that format's loader.
     """
+    if format is None and id_column == "item_id":
+        from tokrec.data.domains import load_domain_items
+
+        domain_items = load_domain_items(path)
+        if domain_items is not None:
+            return domain_items
     df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
     return items_from_frame(df, rows, file=str(path), id_column=id_column, empty_ids=empty_ids, report=report)
 
@@ -774,7 +783,19 @@ def load_dataset(
 
     Returns:
         The dataset; ``dataset.report`` says what was read and filtered (``report.summary()``).
+
+    A pair in a public format (MIND, HetRec Last.fm, Amazon reviews 2014/2018, a listening log given as
+    both files) is recognised from the files' first lines (:func:`tokrec.data.domains.detect`) and read
+    by that format's loader; ``format=`` may also name it (``"mind"``, ``"lastfm"``, ``"amazon"``,
+    ``"listening"``).
     """
+    from tokrec.data.domains import FORMATS, detect, load_domain_dataset
+
+    domain = format if format in FORMATS else (detect(items, interactions) if format is None else None)
+    if domain is not None:
+        if users is not None:
+            raise ConfigError(f"a {domain} dataset brings its own users; do not pass a users file")
+        return load_domain_dataset(domain, items, interactions, name=name)
     report = LoadReport()
     items_df = load_items(
         items, id_column=item_id_column, format=format, encoding=encoding, empty_ids=empty_ids, report=report

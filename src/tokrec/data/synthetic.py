@@ -24,7 +24,7 @@ from tokrec.data.dataset import Dataset, LoadReport
 from tokrec.errors import ConfigError
 from tokrec.fileio import atomic_write
 
-Domain = Literal["ecommerce", "movies"]
+Domain = Literal["ecommerce", "movies", "news", "music"]
 
 # category -> (nouns, adjectives, uses)
 ECOMMERCE_TOPICS: dict[str, tuple[str, str, str]] = {
@@ -69,6 +69,36 @@ MOVIE_TOPICS: dict[str, tuple[str, str, str]] = {
     "Fantasy": ("wizard sword sorcerer elf prophecy castle", "mythical ancient arcane cursed", "an unlikely fellowship"),
 }  # fmt: skip
 
+NEWS_TOPICS: dict[str, tuple[str, str, str]] = {
+    "Politics": ("senate election governor ballot campaign veto", "bipartisan contested landmark federal", "the midterm race"),
+    "Football": ("quarterback touchdown playoff coach defense draft", "undefeated injured rookie clutch", "the championship season"),
+    "Weather": ("storm hurricane blizzard heatwave flood forecast", "record-breaking severe tropical icy", "the coming weekend"),
+    "Finance": ("stocks inflation earnings bank mortgage merger", "volatile quarterly bullish bearish", "investors and markets"),
+    "Health": ("vaccine diet sleep virus clinic therapy", "preventive chronic seasonal experimental", "staying healthy"),
+    "Royals": ("princess duke wedding palace coronation heir", "royal regal lavish secret", "the royal family"),
+    "Tech": ("smartphone chip startup app robot algorithm", "foldable quantum open-source wearable", "the tech industry"),
+    "Travel": ("airline resort cruise passport beach itinerary", "budget luxury hidden scenic", "summer holidays"),
+    "Food": ("recipe casserole barbecue dessert brunch pasta", "homemade crispy one-pan seasonal", "family dinners"),
+    "Autos": ("pickup sedan electric-car recall dealership engine", "hybrid turbocharged affordable rugged", "car buyers"),
+    "Movies": ("premiere sequel trailer box-office director cast", "blockbuster indie anticipated animated", "the film festival"),
+    "Science": ("telescope fossil asteroid genome glacier species", "ancient distant microscopic frozen", "a new discovery"),
+}  # fmt: skip
+
+MUSIC_TOPICS: dict[str, tuple[str, str, str]] = {
+    "Jazz": ("saxophone trumpet swing standard quartet bebop", "smoky improvised mellow brassy", "late-night jazz clubs"),
+    "Metal": ("riff breakdown scream distortion anthem thrash", "heavy brutal dark thunderous", "headbanging in the pit"),
+    "Hip-Hop": ("beat verse mixtape freestyle sample flow", "gritty bouncy lyrical underground", "the block party"),
+    "Classical": ("symphony sonata concerto nocturne quartet overture", "romantic baroque majestic tender", "the concert hall"),
+    "Electronic": ("synth bassline drop loop remix groove", "pulsing hypnotic euphoric glitchy", "the dance floor"),
+    "Country": ("guitar truck whiskey highway porch heartbreak", "twangy dusty honest rowdy", "small-town nights"),
+    "Reggae": ("riddim dub island skank roots groove", "laid-back sunny conscious rolling", "island evenings"),
+    "Folk": ("banjo ballad harmony fiddle campfire hymn", "acoustic rustic gentle wistful", "storytelling songs"),
+    "K-Pop": ("idol chorus choreography debut comeback hook", "catchy glossy bright energetic", "fan chants"),
+    "Blues": ("harmonica slide shuffle lament crossroads juke", "soulful weary raw electric", "the delta"),
+    "Punk": ("chord anthem riot garage shout zine", "fast loud snotty raw", "basement shows"),
+    "Ambient": ("drone texture pad field-recording tide hum", "calm spacious glacial warm", "quiet focus"),
+}  # fmt: skip
+
 _SYLLABLES = (
     "ka",
     "lo",
@@ -94,7 +124,11 @@ def _topics(domain: str) -> dict[str, tuple[str, str, str]]:
         return ECOMMERCE_TOPICS
     if domain == "movies":
         return MOVIE_TOPICS
-    raise ConfigError(f"unknown synthetic domain {domain!r}; use 'ecommerce' or 'movies'")
+    if domain == "news":
+        return NEWS_TOPICS
+    if domain == "music":
+        return MUSIC_TOPICS
+    raise ConfigError(f"unknown synthetic domain {domain!r}; use 'ecommerce', 'movies', 'news' or 'music'")
 
 
 def _word_table(words: list[list[str]]) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
@@ -162,6 +196,29 @@ def _items(
                 "description": _article(adj2) + adj2 + " " + noun + " for " + uses[topic]
                 + ", goes well with " + _article(noun2, lower=True) + noun2 + ".",
                 "price": np.round(rng.lognormal(3.0 + 0.1 * (topic % 7), 0.6), 2),
+            }
+        )  # fmt: skip
+    elif domain == "news":
+        sub = _pick(rng, nouns, topic)
+        items = pd.DataFrame(
+            {
+                "item_id": ids,
+                "title": _title(adj) + " " + _title(noun) + " Shakes Up " + _title(uses[topic]),
+                "category": cat[topic],
+                "subcategory": sub,
+                "abstract": _article(adj2) + adj2 + " " + noun + " story for " + uses[topic]
+                + ", and what it means for " + _article(noun2, lower=True) + noun2 + ".",
+            }
+        )  # fmt: skip
+    elif domain == "music":
+        artist = _pick(rng, _word_table(_brands(rng, n_t, per_topic=8)), topic)
+        items = pd.DataFrame(
+            {
+                "item_id": ids,
+                "title": _title(adj) + " " + _title(noun),
+                "artist": artist,
+                "genre": cat[topic],
+                "tags": adj2 + ", " + noun2 + ", " + uses[topic],
             }
         )  # fmt: skip
     else:
@@ -253,6 +310,12 @@ def _events(
     if domain == "movies":
         event = np.full(n, "rating", dtype=object)
         value = stars
+    elif domain == "news":
+        event = np.full(n, "click", dtype=object)
+        value = np.ones(n)
+    elif domain == "music":  # play counts grow with the user's affinity for the genre
+        event = np.full(n, "play", dtype=object)
+        value = 1.0 + rng.poisson(1.0 + 30.0 * affinity**2)
     else:
         names = np.asarray(["view", "click", "purchase", "rating"], dtype=object)
         event = names[
@@ -280,6 +343,7 @@ def make_synthetic(
     events_per_user: tuple[int, int] = (5, 40),
     seed: int = 0,
     domain: Domain = "ecommerce",
+    negatives: int = 4,
 ) -> Dataset:
     """A synthetic catalog with text, and behaviour that follows the text.
 
@@ -290,7 +354,12 @@ def make_synthetic(
         seed: everything is a deterministic function of the arguments.
         domain: ``"ecommerce"`` (items: ``title, category, description, price``; events
             ``view``/``click``/``purchase``/``rating``) or ``"movies"`` (items: ``title, year,
-            genres, description``; every event a 1-5 ``rating``).
+            genres, description``; every event a 1-5 ``rating``), ``"news"`` (items: ``title, category,
+            subcategory, abstract``; every event a ``click``; the dataset also has MIND-like
+            ``impressions``: each click shown with ``negatives`` other items by popularity, not clicked,
+            in random order) or ``"music"`` (items: ``title, artist, genre, tags``; events ``play``
+            whose ``value`` is a play count that grows with the user's taste for the genre).
+        negatives: news only: non-clicked items shown with each click.
 
     Returns:
         A :class:`Dataset` named ``synthetic-<domain>``; item ids ``i1..iN``, user ids ``u1..uM``.
@@ -323,7 +392,38 @@ def make_synthetic(
     inter = inter[~dup].reset_index(drop=True)
     report.rows_read = {"items": n_items, "interactions": len(inter)}
     report.notes.append(f"synthetic {domain}, seed {seed}")
-    return Dataset(inter, items, None, name=f"synthetic-{domain}", report=report)
+    impressions = _impressions(rng, inter, items, popularity, negatives) if domain == "news" else None
+    return Dataset(inter, items, None, name=f"synthetic-{domain}", report=report, impressions=impressions)
+
+
+def _impressions(
+    rng: np.random.Generator, inter: pd.DataFrame, items: pd.DataFrame, popularity: np.ndarray, negatives: int
+) -> pd.DataFrame:
+    """One impression per click: the clicked item and ``negatives`` items drawn by popularity, shuffled."""
+    if negatives < 0:
+        raise ConfigError(f"negatives must be >= 0, got {negatives}")
+    n, m = len(inter), negatives + 1
+    ids = items["item_id"].to_numpy()
+    clicked = pd.Index(ids).get_indexer(inter["item_id"])
+    pop_cum = np.cumsum(popularity) / popularity.sum()
+    neg = np.searchsorted(pop_cum, rng.random((n, negatives))).clip(0, len(ids) - 1)
+    neg = np.where(neg == clicked[:, None], (neg + 1) % len(ids), neg)
+    shown = np.concatenate([clicked[:, None], neg], axis=1)
+    label = np.zeros((n, m), dtype=np.int8)
+    label[:, 0] = 1
+    perm = np.argsort(rng.random((n, m)), axis=1)
+    shown, label = np.take_along_axis(shown, perm, 1), np.take_along_axis(label, perm, 1)
+    frame = pd.DataFrame(
+        {
+            "impression_id": np.repeat(np.arange(1, n + 1), m).astype(str),
+            "user_id": np.repeat(inter["user_id"].to_numpy(), m),
+            "timestamp": np.repeat(inter["timestamp"].to_numpy(), m),
+            "item_id": ids[shown.ravel()],
+            "label": label.ravel(),
+            "position": np.tile(np.arange(m), n),
+        }
+    )
+    return frame[~frame.duplicated(["impression_id", "item_id"])].reset_index(drop=True)
 
 
 def write_synthetic(
@@ -363,3 +463,88 @@ def write_synthetic(
     atomic_write(paths["items"], lambda tmp: dataset.items.to_csv(tmp, index=False))
     atomic_write(paths["interactions"], lambda tmp: frame.to_csv(tmp, index=False))
     return paths
+
+
+def make_synthetic_multimodal(
+    n_items: int = 2000,
+    n_users: int = 800,
+    events_per_user: tuple[int, int] = (8, 30),
+    seed: int = 0,
+    *,
+    n_styles: int = 8,
+    dim: int = 32,
+    noise: float = 0.5,
+) -> tuple[Dataset, pd.DataFrame]:
+    """A catalog whose behaviour follows two tastes: one written in the text, one only in "image" vectors.
+
+    The items are :func:`make_synthetic`'s e-commerce catalog (topic words in the text). Each item also
+    has a hidden *style* (one of ``n_styles``, uniform) that no text mentions; its image vector is the
+    style's random centroid plus Gaussian noise (``noise`` per dimension over the centroid's unit norm
+    spread, ``dim`` values). Each user has a taste over topics and one over styles (Dirichlet 0.1 each: a few of each);
+    each event draws a topic and a style from them and picks, by popularity, an item with both (or of
+    the topic when none has both). So text alone can find the right topic, images alone the right style,
+    and only both together the items a user picks.
+
+    Returns:
+        ``(dataset, image_vectors)``: the dataset (events ``click``, value 1) and a frame ``item_id``,
+        ``vector`` (float32 lists) and ``style`` (the hidden style, for checks; not an input).
+    """
+    lo, hi = events_per_user
+    if n_items < 1 or n_users < 1 or lo < 1 or hi < lo or n_styles < 1 or dim < 1:
+        raise ConfigError(
+            "make_synthetic_multimodal needs positive sizes and 1 <= min <= max events_per_user"
+        )
+    rng = np.random.default_rng(seed)
+    items, topic, popularity = _items(rng, n_items, "ecommerce")
+    n_topics = len(_topics("ecommerce"))
+    style = rng.integers(0, n_styles, n_items)
+    centroids = rng.normal(size=(n_styles, dim))
+    centroids /= np.linalg.norm(centroids, axis=1, keepdims=True)
+    image = centroids[style] + noise * rng.normal(size=(n_items, dim)) / np.sqrt(dim)
+    cell = topic * n_styles + style
+    by_cell = np.argsort(cell, kind="stable")
+    cum = np.concatenate([[0.0], np.cumsum(popularity[by_cell])])
+    bounds = np.searchsorted(cell[by_cell], np.arange(n_topics * n_styles + 1))
+    by_topic = np.argsort(topic, kind="stable")
+    cum_t = np.concatenate([[0.0], np.cumsum(popularity[by_topic])])
+    bounds_t = np.searchsorted(topic[by_topic], np.arange(n_topics + 1))
+    t_taste = rng.dirichlet(np.full(n_topics, 0.1), n_users)
+    s_taste = rng.dirichlet(np.full(n_styles, 0.1), n_users)
+    n_ev = rng.integers(lo, hi + 1, n_users)
+    users, picks = [], []
+    for s in range(hi):
+        active = np.flatnonzero(n_ev > s)
+        t = (rng.random((len(active), 1)) > t_taste[active].cumsum(axis=1)).sum(axis=1).clip(0, n_topics - 1)
+        st = (rng.random((len(active), 1)) > s_taste[active].cumsum(axis=1)).sum(axis=1).clip(0, n_styles - 1)
+        c = t * n_styles + st
+        item = _sample_in_topic(rng, c, by_cell, cum, bounds)
+        empty = bounds[c + 1] == bounds[c]
+        if empty.any():
+            item[empty] = _sample_in_topic(rng, t[empty], by_topic, cum_t, bounds_t)
+        users.append(active)
+        picks.append(item)
+    u = np.concatenate(users)
+    i = np.concatenate(picks)
+    step = np.concatenate([np.full(len(a), s) for s, a in enumerate(users)])
+    start = 1_704_067_200 + rng.integers(0, 90 * 86400, n_users)
+    inter = pd.DataFrame(
+        {
+            "user_id": pd.Series(u + 1).map("u{}".format).astype(object),
+            "item_id": items["item_id"].to_numpy()[i],
+            "timestamp": start[u] + step * 3600,
+            "event": "click",
+            "value": 1.0,
+        }
+    ).sort_values(["user_id", "timestamp"], kind="stable")
+    report = LoadReport()
+    dup = inter.duplicated(["user_id", "item_id"]).to_numpy()
+    report.count("repeat (user, item) events", int(dup.sum()))
+    inter = inter[~dup].reset_index(drop=True)
+    report.rows_read = {"items": n_items, "interactions": len(inter)}
+    report.notes.append(
+        f"synthetic multimodal ({n_styles} hidden styles in {dim}-d image vectors), seed {seed}"
+    )
+    vectors = pd.DataFrame(
+        {"item_id": items["item_id"], "vector": list(image.astype(np.float32)), "style": style}
+    )
+    return Dataset(inter, items, None, name="synthetic-multimodal", report=report), vectors
