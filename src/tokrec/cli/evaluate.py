@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import argparse
 import functools
+import json
 import logging
 import sys
+from pathlib import Path
 from typing import Any
 
 log = logging.getLogger(__name__)

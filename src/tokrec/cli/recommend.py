@@ -144,7 +144,7 @@ def run(args: argparse.Namespace) -> int:
         if args.item_vectors:
             from tokrec.cli._fusion import fuse_from_args
 
-            config = parse_config(args.config)
+            config = read_json_config(args.config)
             vectors, _ = fuse_from_args(
                 args, ds.item_vocab.ids, vectors, dataset=ds, model=args.model, config=config
             )
