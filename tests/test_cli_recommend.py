@@ -171,3 +171,20 @@ def test_deep_models_get_item_vectors_from_the_cli(model, files, capsys, tmp_pat
     assert f"model {model}" in err and "embed" in err
     assert recs["user_id"].nunique() == 40 and (recs.groupby("user_id").size() == 3).all()
     assert set(recs["item_id"]) <= {"n0", "n1", "n2", "n3", PROBE_ITEM}
+
+
+def test_the_loaders_hints_are_flags_the_command_takes(tmp_path, capsys):
+    from tokrec.cli.main import main
+
+    (tmp_path / "items.csv").write_bytes("item_id,title\na,Caf\xe9\nb,B\n".encode("latin-1"))
+    (tmp_path / "inter.csv").write_text("user_id,item_id\nu,a\nu,zzz\nv,b\n")
+    argv = ["recommend", "--items", str(tmp_path / "items.csv"), "--interactions", str(tmp_path / "inter.csv")]
+    argv += ["--model", "popularity", "--k", "2", "--output", str(tmp_path / "recs.csv")]
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert "--encoding latin-1" in err and "items.csv" in err
+    assert main([*argv, "--encoding", "latin-1"]) == 2
+    err = capsys.readouterr().err
+    assert "--unknown-items drop" in err and "inter.csv" in err
+    assert main([*argv, "--encoding", "latin-1", "--unknown-items", "drop"]) == 0
+    assert (tmp_path / "recs.csv").read_text().count("\n") == 3  # header + u: b, v: a

@@ -15,6 +15,8 @@ import tempfile
 import time
 from pathlib import Path
 
+from tokrec.cli._data import add_loading_options, load_from_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -68,12 +70,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
     p.add_argument("--save", metavar="DIR", help="save the fine-tuned model (safetensors) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
 
-    from tokrec.data.loaders import load_dataset
     from tokrec.errors import ConfigError
     from tokrec.models.cross_encoder import CrossEncoderClassifier, heldout_pairs, sample_pairs, split_users
 
@@ -98,7 +100,7 @@ def run(args: argparse.Namespace) -> int:
         threads=args.threads,
         progress=not args.no_progress,
     )
-    ds = load_dataset(items=args.items, interactions=args.interactions)
+    ds = load_from_args(args, args.items, args.interactions)
     test = _read_test(args.test) if args.test else None
     train_users, held_users = split_users(ds, args.heldout_fraction, args.seed)
     c = clf.config

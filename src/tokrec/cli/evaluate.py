@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokrec.cli._data import add_loading_options, load_from_args
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MODELS = "popularity,ease,als,tokrec"
@@ -78,6 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=24.0,
         help="impression datasets (MIND): half life of the freshness decay (default %(default)s)",
     )
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
@@ -164,7 +167,6 @@ def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokrec.data.loaders import load_dataset
     from tokrec.evaluation.protocol import evaluate_split, main_k
     from tokrec.evaluation.report import main_table, write_report
     from tokrec.models.registry import model_class
@@ -178,7 +180,7 @@ def run(args: argparse.Namespace) -> int:
         from tokrec.errors import ConfigError
 
         raise ConfigError("--sampled-negatives must be a positive integer")
-    dataset = load_dataset(items=args.items, interactions=args.interactions)
+    dataset = load_from_args(args, args.items, args.interactions)
     if dataset.impressions is not None and not args.protocol:
         return _run_impressions(args, dataset, models, configs)
     splits = _splits(args, dataset)

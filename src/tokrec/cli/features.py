@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, encoder_from_args
 from tokrec.errors import ConfigError, DataError
 
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tokrec.cli._fusion import add_item_vectors_args
 
     add_item_vectors_args(p)
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
@@ -92,12 +94,11 @@ def _load_pairs(path: str):
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokrec.data.loaders import load_dataset
     from tokrec.features import item_texts, pair_features, user_aggregate_vectors, user_texts, write_vectors
     from tokrec.text import UserTemplate
 
     t0 = time.perf_counter()
-    ds = load_dataset(args.items, args.interactions)
+    ds = load_from_args(args, args.items, args.interactions)
     pairs = _load_pairs(args.pairs) if args.pairs else None
     enc = encoder_from_args(args)
     out = Path(args.output_dir)

@@ -7,6 +7,8 @@ import logging
 import sys
 import time
 
+from tokrec.cli._data import add_loading_options, load_from_args
+
 log = logging.getLogger(__name__)
 
 
@@ -40,12 +42,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tokrec.cli._fusion import add_item_vectors_args
 
     add_item_vectors_args(p)
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
 def run(args: argparse.Namespace) -> int:
     from tokrec.config import read_json_config
-    from tokrec.data.loaders import load_dataset
     from tokrec.models import registry
     from tokrec.serve.bundle import check_output_dir, fit_bundle
 
@@ -53,7 +55,7 @@ def run(args: argparse.Namespace) -> int:
     t0 = time.perf_counter()
     name = args.model or registry.DEFAULT_MODEL
     model = registry.create_model(name, read_json_config(args.config))  # a bad config fails before loading
-    dataset = load_dataset(items=args.items, interactions=args.interactions)
+    dataset = load_from_args(args, args.items, args.interactions)
     print(
         f"loaded {dataset.n_items} items, {dataset.n_users} users, {len(dataset)} interactions ({dataset.report.summary()})",
         file=sys.stderr,

@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
 
@@ -72,6 +73,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tokrec.cli._fusion import add_item_vectors_args
 
     add_item_vectors_args(p)
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
@@ -108,7 +110,6 @@ def _users(arg: str | None) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from tokrec.config import read_json_config
-    from tokrec.data.loaders import load_dataset
     from tokrec.features import item_vectors_for
     from tokrec.models.registry import create_model
 
@@ -121,7 +122,7 @@ def run(args: argparse.Namespace) -> int:
     model = create_model(args.model, read_json_config(args.config))
     times: dict[str, float] = {}
     t = time.perf_counter()
-    ds = load_dataset(args.items, args.interactions)
+    ds = load_from_args(args, args.items, args.interactions)
     candidates = read_id_column(args.candidates, "item_id") if args.candidates else None
     users = _users(args.users)
     times["load"] = time.perf_counter() - t

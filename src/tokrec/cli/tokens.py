@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, load_items_frame
 from tokrec.errors import ConfigError, DataError
 
@@ -30,6 +31,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="user-history token budget (default: the encoder's max length)",
     )
     add_encoder_args(p, cache=False)
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
@@ -42,10 +44,9 @@ def _text(args: argparse.Namespace, enc) -> tuple[str, str]:
         if not len(hit):
             raise DataError(f"item {args.item!r} not in the catalog", file=args.items, column="item_id")
         return f"item {args.item}", item_texts(items.loc[hit], args.template)[0]
-    from tokrec.data.loaders import load_dataset
     from tokrec.text import UserTemplate
 
-    ds = load_dataset(args.items, args.interactions)
+    ds = load_from_args(args, args.items, args.interactions)
     if str(args.user) not in ds.user_vocab:
         raise DataError(f"user {args.user!r} has no interactions", file=args.interactions, column="user_id")
     tpl = UserTemplate(args.template, budget=args.budget or enc.max_length)

@@ -1,0 +1,42 @@
+"""The options every data-reading command takes, and the one call that reads the data with them.
+
+The loaders' error messages name these flags (``--encoding``, ``--unknown-items drop``, ``--empty-ids
+drop``) next to the Python arguments, so both exist for every command that reads a catalog and a log.
+"""
+
+from __future__ import annotations
+
+import argparse
+from typing import Any
+
+
+def add_loading_options(p: argparse.ArgumentParser) -> None:
+    """``--encoding``, ``--unknown-items``, ``--empty-ids`` (the loaders' ``encoding``, ``unknown_items``,
+    ``empty_ids``)."""
+    g = p.add_argument_group("reading the data")
+    g.add_argument("--encoding", default="utf-8", help="text encoding of the input files (default utf-8)")
+    g.add_argument(
+        "--unknown-items",
+        choices=("error", "drop"),
+        default="error",
+        help="events on items missing from the catalog: stop with an error (default) or drop and count them",
+    )
+    g.add_argument(
+        "--empty-ids",
+        choices=("error", "drop"),
+        default="error",
+        help="rows with an empty user or item id: stop with an error (default) or drop and count them",
+    )
+
+
+def load_from_args(args: argparse.Namespace, items: Any, interactions: Any) -> Any:
+    """:func:`tokrec.data.loaders.load_dataset` with the command's loading options."""
+    from tokrec.data.loaders import load_dataset
+
+    return load_dataset(
+        items,
+        interactions,
+        encoding=args.encoding,
+        unknown_items=args.unknown_items,
+        empty_ids=args.empty_ids,
+    )
