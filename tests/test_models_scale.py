@@ -72,3 +72,28 @@ def test_fit_checks_its_output_before_any_work(tmp_path, capsys):
         err = capsys.readouterr().err.strip().splitlines()
         assert len(err) == 1 and why in err[0] and out in err[0]
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
+
+
+def test_cold_calibration_places_new_items_without_reordering_them(synthetic):
+    """Items without events get the collaborative part that the user's items with events have at the same
+    content strength: new items move up in one list with the rest, in the same order among themselves."""
+    ds, vecs = synthetic
+    pop = np.bincount(ds.item_idx, minlength=ds.n_items)
+    inter = ds.interactions[~ds.interactions["item_id"].isin(ds.items["item_id"][:30])]
+    from tokrec.data.dataset import Dataset
+
+    part = Dataset(inter, ds.items)
+    cold = part.items["item_id"][:30].tolist()
+    assert pop[:30].sum() > 0 and np.bincount(part.item_idx, minlength=ds.n_items)[:30].sum() == 0
+    plain = create_model("tokrec", {"cold_calibration": False}).fit(part, vecs)
+    calib = create_model("tokrec").fit(part, vecs)
+    users = [u for u in part.user_vocab][:30]
+    moved = 0
+    for u in users:
+        a = [i for i, _ in plain.recommend(u, k=30, candidates=cold)]
+        b = [i for i, _ in calib.recommend(u, k=30, candidates=cold)]
+        assert a == b  # a ranking of new items only is unchanged
+        full_a = [i for i, _ in plain.recommend(u, k=150)]
+        full_b = [i for i, _ in calib.recommend(u, k=150)]
+        moved += sum(full_b.index(i) < full_a.index(i) for i in cold)
+    assert moved > 0.6 * len(users) * len(cold)

@@ -44,6 +44,8 @@ from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
+#: signals that exist only for items with events (an item without events gets their z-score of 0)
+COLLAB_SIGNALS = ("ease", "trans", "time")
 DAY = 86400.0
 
 
@@ -70,6 +72,8 @@ class TokrecConfig(ModelConfig):
     map_lambda: float = Field(10.0, gt=0)
     attr_weight: float = Field(sig.ATTR_WEIGHT, ge=0)
     prop_neighbours: int = Field(50, ge=1)
+    #: place items without events in one list with the rest as their content predicts (see ``blend``)
+    cold_calibration: bool = True
     profile_half_life: float = Field(2.0, gt=0)
     w_ease: float = Field(6.0, ge=0)
     w_trans: float = Field(4.0, ge=0)
@@ -221,14 +225,35 @@ class TokrecHybrid(Recommender):
         )
 
     def blend(self, signals: dict[str, np.ndarray], weights: dict[str, float] | None = None) -> np.ndarray:
-        """Weighted sum of per-user z-normalised signals: ``(n_users, n_items)`` float32."""
+        """Weighted sum of per-user z-normalised signals: ``(n_users, n_items)`` float32.
+
+        With ``cold_calibration``, an item without events (never one of the collaborative signals' items)
+        gets, in place of the collaborative part it cannot have (ease, trans, time: their z-score of 0),
+        the value that part takes on average for this user's items WITH events at the same strength of
+        the content part: a least-squares line ``collab = a + b * content`` over the items with events
+        (``b`` kept >= 0). So new items are placed in one list with known ones as their text predicts,
+        and among themselves keep the content part's order (a ranking of new items only is unchanged).
+        """
         weights = weights or self._weights()
         first = next(iter(signals.values()))
-        total = np.zeros(first.shape, dtype=np.float32)
+        collab = np.zeros(first.shape, dtype=np.float32)
+        content = np.zeros(first.shape, dtype=np.float32)
         for name, w in weights.items():
             if w and name in signals:
-                total += np.float32(w) * sig.znorm_rows(signals[name])
-        return total
+                part = collab if name in COLLAB_SIGNALS else content
+                part += np.float32(w) * sig.znorm_rows(signals[name])
+        if self.config.cold_calibration:
+            warm = np.zeros(first.shape[1], dtype=bool)
+            warm[: len(self.warm_)] = self.warm_
+            if warm.any() and not warm.all() and collab.any():
+                x, y = content[:, warm], collab[:, warm]
+                mx, my = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
+                var = ((x - mx) ** 2).mean(axis=1, keepdims=True)
+                b = np.maximum(
+                    ((x - mx) * (y - my)).mean(axis=1, keepdims=True) / np.maximum(var, 1e-12), 0.0
+                )
+                collab[:, ~warm] = my - b * mx + b * content[:, ~warm]
+        return collab + content
 
     def _active(self) -> tuple[str, ...]:
         return tuple(s for s, w in self._weights().items() if w)
