@@ -291,3 +291,9 @@ def test_evaluate_cli_runs_mind_impression_protocol(tmp_path, capsys):
     dev.write_text("10\tU1\t11/15/2019 9:05:58 AM\tN1\tN7-1 N3-0\n")
     assert main([*argv, "--models", "popularity", "--output-dir", str(tmp_path / "ev")]) == 2
     assert "row 1, column 'impressions'" in capsys.readouterr().err
+
+
+def test_jsonl_catalog_with_an_asin_field_stays_generic(tmp_path):
+    items = tmp_path / "items.jsonl"
+    items.write_text('{"item_id": "B1", "asin": "B1", "title": "Lip balm"}\n')
+    assert load_items(items).columns.tolist() == ["item_id", "asin", "title"]

@@ -86,3 +86,20 @@ def test_freshness_decays_with_age():
     assert prefer_old["freshness@1"] == pytest.approx(0.25)  # 48 h old, half life 24 h
     assert prefer_new["freshness@2"] == prefer_old["freshness@2"] == pytest.approx(0.625)
     assert prefer_new["freshness_clicked"] == pytest.approx(1.0)
+
+
+def test_impression_split_cuts_by_time_and_keeps_train_non_clicks():
+    from tokrec.data.synthetic import make_synthetic
+    from tokrec.evaluation.impressions import evaluate_impressions, impression_split
+    from tokrec.models.registry import create_model
+
+    ds = make_synthetic(n_items=60, n_users=30, seed=3, domain="news")
+    train, test = impression_split(ds, quantile=0.75)
+    cut = test["timestamp"].min()
+    assert train.interactions["timestamp"].max() < cut
+    assert train.impressions is not None and train.impressions["timestamp"].max() < cut
+    assert (train.impressions["label"] == 0).any()  # non-clicks stay available to models
+    assert len(train.impressions) + len(test) == len(ds.impressions)
+    got = evaluate_impressions(create_model("popularity").fit(train), test)
+    assert got["impressions"] == test["impression_id"].nunique()
+    assert 0.0 <= got["auc"] <= 1.0 and 0.0 < got["mrr"] <= 1.0

@@ -64,13 +64,15 @@ __all__ = ["load_amazon", "read_amazon_meta", "read_amazon_reviews", "looks_like
 def looks_like_meta(line: str) -> bool:
     """True when a first line looks like an Amazon metadata record (2014 literal or 2018 JSON)."""
     s = line.lstrip()
-    return s.startswith("{") and ("'asin'" in s or '"asin"' in s) and "reviewerID" not in s
+    generic = "'item_id'" in s or '"item_id"' in s  # a tokrec-style JSONL catalog that happens to hold asin
+    return s.startswith("{") and ("'asin'" in s or '"asin"' in s) and "reviewerID" not in s and not generic
 
 
 def looks_like_reviews(line: str) -> bool:
     """True when a first line looks like an Amazon review record."""
     s = line.lstrip()
-    return s.startswith("{") and "reviewerID" in s and "asin" in s
+    generic = '"item_id"' in s or '"user_id"' in s
+    return s.startswith("{") and "reviewerID" in s and "asin" in s and not generic
 
 
 def _text(v: Any) -> str:

@@ -166,7 +166,8 @@ def impression_split(dataset: Dataset, *, quantile: float = 0.8) -> tuple[Datase
     """A temporal cut of a dataset with impressions: (train, test impressions).
 
     The test impressions are those at or after the ``quantile`` of impression times; train keeps every
-    interaction (clicks, and MIND's history clicks, which precede all impressions) before the cut.
+    interaction (clicks, and MIND's history clicks, which precede all impressions) and every impression
+    before the cut.
     """
     if dataset.impressions is None or len(dataset.impressions) == 0:
         raise ConfigError(f"dataset {dataset.name!r} has no impressions (MIND behaviors.tsv brings them)")
@@ -177,6 +178,7 @@ def impression_split(dataset: Dataset, *, quantile: float = 0.8) -> tuple[Datase
     test = imp[imp["timestamp"] >= cut].reset_index(drop=True)
     inter = dataset.interactions
     train = dataset.with_interactions(inter[inter["timestamp"] < cut].reset_index(drop=True))
+    train.impressions = imp[imp["timestamp"] < cut].reset_index(drop=True)  # for models that use non-clicks
     if len(train) == 0 or len(test) == 0:
         raise ConfigError(f"the impression cut at quantile {quantile} leaves an empty train or test")
     return train, test
@@ -238,5 +240,6 @@ def given_impressions(dataset: Dataset, behaviors: str) -> tuple[Dataset, pd.Dat
         dataset.items,
         dataset.users,
         name=dataset.name,
+        impressions=dataset.impressions,
     )
     return train, test
