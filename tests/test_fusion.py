@@ -142,6 +142,24 @@ def test_cli_item_vectors(tmp_path, capsys):
     from safetensors.numpy import load_file
 
     assert load_file(str(out / "item_vectors.safetensors"))["vectors"].shape == (ds.n_items, fusion.dim)
+    # the service fuses an item added online the way fit treated an item missing from the set
+    from fastapi.testclient import TestClient
+
+    from tokrec.serve.app import create_app
+
+    with TestClient(create_app(out, settings={"persist": False})) as c:
+        new = {"item_id": "brand-new", "title": ds.items["title"].iloc[0]}
+        r = c.post("/items", json={"items": [new]})
+        assert r.status_code == 200, r.text
+        engine = c.app.state.service.engine
+        row = engine.row_of["brand-new"]
+        assert engine.index.vectors[row].shape == (fusion.dim,)
+        text = engine.index.vectors[row][: fusion.config.text_dim]
+        np.testing.assert_allclose(np.linalg.norm(text), fusion.config.text_weight, rtol=1e-4)
+        got = c.post(
+            "/recommend", json={"history": [ds.item_vocab.ids[0]], "k": 5, "candidates": ["brand-new"]}
+        )
+        assert [it["item_id"] for it in got.json()["items"]] == ["brand-new"]
 
 
 def test_embed_images_with_a_tiny_clip(tmp_path, capsys):

@@ -263,7 +263,7 @@ class ItemFusion:
         """Writes ``fusion.json`` and ``fusion.safetensors`` into ``directory`` (each atomically)."""
         from safetensors.numpy import save_file
 
-        from tokrec.evaluation.report import atomic_write
+        from tokrec.fileio import atomic_write
 
         d = Path(directory)
         meta = {"format": FUSION_FORMAT, **self.config.model_dump()}

@@ -232,7 +232,7 @@ def _run_impressions(
         impression_split,
         item_first_seen,
     )
-    from tokrec.evaluation.report import atomic_write
+    from tokrec.fileio import atomic_write
     from tokrec.models.base import wants_item_vectors
     from tokrec.models.registry import create_model
 

@@ -48,3 +48,10 @@ class TextProfile(Recommender):
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         prof = self.user_vectors([np.asarray(item_rows, dtype=np.int64)])
         return (prof @ self.vectors_.T)[0].astype(np.float32)
+
+    def _add_items(self, rows: np.ndarray, item_vectors: np.ndarray, items: object) -> None:
+        """A new item is its vector: appended (or replaced), scored at once like every other item."""
+        n_new = max(int(rows.max()) + 1 - len(self.vectors_), 0) if len(rows) else 0
+        grown = np.concatenate([self.vectors_, np.zeros((n_new, self.vectors_.shape[1]), np.float32)])
+        grown[rows] = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+        self.vectors_ = grown

@@ -129,6 +129,7 @@ class Service:
         self._encoder = encoder
         self._template = template
         self._encoder_lock = threading.Lock()
+        self.fusion = _fusion_of(bundle.path)
         self.started = time.time()
         self.reloads = 0
 
@@ -171,6 +172,7 @@ class Service:
             engine = self._make_engine(bundle)
             engine.sync()
             self.bundle, self.engine, self._bundle_stamp = bundle, engine, stamp
+            self.fusion = _fusion_of(bundle.path)
             self.reloads += 1
             log.warning("serving the refitted model in %s (%d items)", bundle.path, engine.n_items)
             return True
@@ -199,10 +201,15 @@ class Service:
 
         encoder, template = self.encoder(), self.template()
         self.metrics.inc("embedding_texts_total", len(frame))
-        return np.asarray(
+        text = np.asarray(
             item_vectors(frame, encoder=encoder, cache=self.settings.cache, template=template),
             dtype=np.float32,
         )
+        if self.fusion is None:
+            return text
+        # a bundle fitted with --item-vectors: the new items' other modalities are unknown here, so they
+        # are predicted from the text (or zero), exactly as fit treated catalog items missing from a set
+        return np.asarray(self.fusion.fuse(text, [None] * len(self.fusion.config.names)), dtype=np.float32)
 
     def close(self) -> None:
         self._stop.set()
@@ -690,6 +697,13 @@ def _jsonable(attrs: dict[str, Any]) -> dict[str, Any]:
         except (TypeError, ValueError):
             out[k] = str(v)
     return out
+
+
+def _fusion_of(model_dir: Path) -> Any:
+    """The bundle's item-vector fusion (``tokrec fit --item-vectors``), or None."""
+    from tokrec.fusion import FUSION_JSON, ItemFusion
+
+    return ItemFusion.load(model_dir) if (Path(model_dir) / FUSION_JSON).is_file() else None
 
 
 def state_path(model_dir: Path, given: Path | None = None) -> Path:
