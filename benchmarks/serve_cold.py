@@ -5,7 +5,8 @@ items, then the service (the app ``tokrec serve`` runs, in process) gets them th
 (encoded through the embedding cache, scored through the model's own cold path), and every test user is
 asked ``POST /recommend {"user_id", "k": 100, "candidates": the new items}``. The answers are written as a
 recommendations file and scored by the shared scorer; batch ``tokrec recommend`` on the same split (the
-new items in the catalog at fit time) is run beside it.
+new items in the catalog at fit time) is run beside it. Last, a made-up new item close in text to the three
+Star Wars films is added and its rank for a visitor with those three films is printed.
 
     python benchmarks/serve_cold.py --shared ../shared
 """
@@ -60,6 +61,19 @@ def main() -> None:
                 ).json()["items"]
                 out += [(u, it["item_id"], it["score"], j) for j, it in enumerate(got, 1)]
             print(f"POST /recommend for {test['user_id'].nunique()} users: {time.perf_counter() - t0:.1f}s")
+            # the issue's check: a new item whose text is close to a visitor's three Star Wars films
+            wookiee = {
+                "item_id": "wookiee",
+                "title": "Galactic Wookiee Rebellion: The Lightsaber Saga (1998)",
+                "release_date": "01-Jan-1998",
+                "genres": "Action|Adventure|Sci-Fi",
+            }
+            assert c.post("/items", json={"items": [wookiee]}, headers={"X-API-Key": "k"}).status_code == 200
+            got = c.post("/recommend", json={"history": ["50", "172", "181"], "k": 1000, "explain": False})
+            ranked = [it["item_id"] for it in got.json()["items"]]
+            print(
+                f"new item 'Galactic Wookiee Rebellion' for a Star Wars history: rank {ranked.index('wookiee') + 1}"
+            )
         pd.DataFrame(out, columns=["user_id", "item_id", "score", "rank"]).to_csv(
             d / "online.csv", index=False
         )
