@@ -113,6 +113,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--alpha", type=float, default=0.5, help="LinUCB width / TS scale")
     ap.add_argument("--draws", type=int, default=200, help="posterior draws per round for TS's distribution")
     args = ap.parse_args(argv)
+    from threadpoolctl import threadpool_limits
+
+    # many tiny matrix products: one BLAS thread is ~10x faster than several contending ones
+    threadpool_limits(1)
     folder = Path(args.obd) if args.obd else obp_sample_folder()
     if folder is None:
         print("obp is not installed and --obd was not given: nothing to evaluate", file=sys.stderr)

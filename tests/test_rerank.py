@@ -139,3 +139,56 @@ def test_evaluate_split_reports_responsibility_and_reranks() -> None:
     assert m1["ild@5"] > m0["ild@5"]
     assert div.runs[0].rerank == "mmr:0.8"
     assert {g["grouping"] for g in base.runs[0].groups} == {"activity", "gender"}
+
+
+def _files(tmp_path) -> tuple[str, str, str]:
+    rng = np.random.default_rng(1)
+    genres = ["p", "q", "r", "s"]
+    items = pd.DataFrame({"item_id": [str(i) for i in range(30)], "title": [f"film {i}" for i in range(30)]})
+    items["genres"] = [genres[i % 4] for i in range(30)]
+    # item i is picked with weight 1 / (i + 1): a long tail
+    w = 1.0 / np.arange(1, 31)
+    rows = [(str(u), str(int(rng.choice(30, p=w / w.sum()))), t) for u in range(24) for t in range(10)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).drop_duplicates(
+        ["user_id", "item_id"]
+    )
+    paths = (tmp_path / "items.csv", tmp_path / "events.csv", tmp_path / "users.csv")
+    items.to_csv(paths[0], index=False)
+    inter.to_csv(paths[1], index=False)
+    pd.DataFrame({"user_id": range(24), "gender": ["F", "M"] * 12, "age": [20, 40, 60] * 8}).to_csv(
+        paths[2], index=False
+    )
+    return tuple(str(p) for p in paths)  # type: ignore[return-value]
+
+
+def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
+    import json
+
+    from tokrec.cli.main import main
+
+    items, events, users = _files(tmp_path)
+    monkeypatch.setattr(
+        "tokrec.cli.evaluate._vector_source",
+        lambda args, ds: lambda: np.eye(4)[np.arange(ds.n_items) % 4] + 0.1,
+    )
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--items", items, "--interactions", events, "--models", "popularity", "--k", "5"]
+    assert main([*argv, "--output-dir", str(out / "base"), "--users", users]) == 0
+    assert main([*argv, "--output-dir", str(out / "pop"), "--rerank", "popularity:0.9"]) == 0
+    base = json.loads((out / "base" / "metrics.json").read_text())["protocols"]["leave-last-out"]["models"][
+        "popularity"
+    ]
+    pop = json.loads((out / "pop" / "metrics.json").read_text())["protocols"]["leave-last-out"]["models"][
+        "popularity"
+    ]
+    assert pop["rerank"] == "popularity:0.9" and base["rerank"] is None
+    assert pop["metrics"]["long_tail@5"] > base["metrics"]["long_tail@5"]
+    assert {g["grouping"] for g in base["groups"]} == {"activity", "gender", "age"}
+    report = (out / "base" / "report.md").read_text()
+    assert "accuracy per user group" in report and "ILD@5" in report
+    recs_path = tmp_path / "recs.csv"
+    rargv = ["recommend", "--items", items, "--interactions", events, "--model", "popularity", "--k", "3"]
+    assert main([*rargv, "--output", str(recs_path), "--rerank", "popularity:1.0"]) == 0
+    recs = pd.read_csv(recs_path, dtype=str)
+    assert recs.groupby("user_id").size().max() == 3
+    assert main([*rargv, "--output", str(recs_path), "--rerank", "fair:0.2"]) == 2

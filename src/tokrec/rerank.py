@@ -27,8 +27,9 @@ maintained library implements them against a recommendations frame.
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -302,3 +303,25 @@ def rerank_frame(
 def pool_size(k: int) -> int:
     """How many base recommendations a re-ranker chooses ``k`` from: ``max(100, 5 k)``."""
     return max(100, 5 * k, int(math.ceil(k)))
+
+
+def rerank_recommendations(
+    recs: pd.DataFrame,
+    dataset: Any,
+    spec: str,
+    k: int,
+    vectors: Callable[[], np.ndarray | None] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Re-ranks a model's ``recs`` (best ``pool_size(k)`` per user) over ``dataset`` (a fitted-on
+    :class:`~tokrec.data.dataset.Dataset`) to ``k`` per user; ``vectors`` (catalog order, or a callable
+    computing them) are needed by ``mmr`` only."""
+    steps = parse_rerank(spec)
+    if not steps:
+        return recs
+    v = None
+    if any(s.name == "mmr" for s in steps):
+        v = vectors() if callable(vectors) else vectors
+        if v is None:
+            raise ConfigError("--rerank mmr needs item vectors")
+    context = RerankContext.from_train(dataset.interactions, dataset.items, vectors=v)
+    return rerank_frame(recs, context, steps, k)

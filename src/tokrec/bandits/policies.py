@@ -264,14 +264,17 @@ class BanditPolicy:
             mean += z @ beta
             var += np.einsum("md,md->m", za, z)
         if self._per_arm:
+            # stacked small matrices: reshape to one BLAS product instead of a batched matmul
+            m, d = len(rows), self.n_arm
             a_inv = self.arm_a_inv_[rows]
-            ax = a_inv @ x_arm
+            ax = (a_inv.reshape(m * d, d) @ x_arm).reshape(m, d)
             var += ax @ x_arm
             if self.config.mode == "disjoint":
                 theta = np.einsum("mij,mj->mi", a_inv, self.arm_b_[rows])
             else:
                 bmat = self.arm_bmat_[rows]
-                theta = np.einsum("mij,mj->mi", a_inv, self.arm_b_[rows] - bmat @ beta)
+                resid = self.arm_b_[rows] - (bmat.reshape(m * d, -1) @ beta).reshape(m, d)
+                theta = np.einsum("mij,mj->mi", a_inv, resid)
                 bt_ax = np.einsum("mdk,md->mk", bmat, ax)
                 var += -2.0 * np.einsum("mk,mk->m", za, bt_ax) + np.einsum(
                     "mk,mk->m", bt_ax @ self.a0_inv_, bt_ax
