@@ -23,7 +23,6 @@ import time
 from pathlib import Path
 
 import numpy as np
-import pandas as pd
 
 from tokrec.data.loaders import load_dataset, load_interactions
 from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
@@ -154,10 +153,10 @@ def main(argv: list[str] | None = None) -> int:
     plot(val, test, chosen, out / "tradeoffs.png")
     rows = []
     print(
-        f"\n| control | weight (chosen on validation) | NDCG@10 base → re-ranked | change | goal | base → re-ranked | change | target |"
+        "\n| control | weight (chosen on validation) | NDCG@10 base → re-ranked | change | goal | base → re-ranked | change | target |"
     )
     print("| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |")
-    for control, (goal, direction, budget) in CONTROLS.items():
+    for control, (goal, _, _) in CONTROLS.items():
         w = chosen[control]
         b, r = test[control][0.0], test[control][w]
         dn = r["ndcg"] / b["ndcg"] - 1
