@@ -80,6 +80,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=24.0,
         help="impression datasets (MIND): half life of the freshness decay (default %(default)s)",
     )
+    p.add_argument(
+        "--rerank",
+        help="re-rank every model's lists before scoring: mmr:W, calibration:W, popularity:W, chained with +",
+    )
+    p.add_argument(
+        "--users",
+        help="user attributes for per-group accuracy (CSV/Parquet/JSONL with user_id, or MovieLens' u.user)",
+    )
     add_loading_options(p)
     p.set_defaults(func=run)
 
@@ -166,6 +174,27 @@ def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
     return compute
 
 
+def _users_table(path: str | None) -> Any:
+    """The --users file: MovieLens' pipe-separated ``u.user`` by name, else any table with ``user_id``."""
+    if not path:
+        return None
+    import pandas as pd
+
+    from tokrec.data.loaders import read_table
+    from tokrec.errors import DataError
+
+    if Path(path).name == "u.user":
+        names = ["user_id", "age", "gender", "occupation", "zip_code"]
+        try:
+            return pd.read_csv(path, sep="|", names=names, dtype=str, encoding="latin-1")
+        except (OSError, pd.errors.ParserError) as e:
+            raise DataError(f"cannot read: {e}", file=path) from e
+    table, _ = read_table(path)
+    if "user_id" not in table.columns:
+        raise DataError("missing column", file=path, column="user_id")
+    return table
+
+
 def run(args: argparse.Namespace) -> int:
     from tokrec.evaluation.protocol import evaluate_split, main_k
     from tokrec.evaluation.report import main_table, write_report
@@ -180,6 +209,10 @@ def run(args: argparse.Namespace) -> int:
         from tokrec.errors import ConfigError
 
         raise ConfigError("--sampled-negatives must be a positive integer")
+    from tokrec.rerank import parse_rerank
+
+    parse_rerank(args.rerank)  # a bad spec fails before any work
+    users = _users_table(args.users)
     dataset = load_from_args(args, args.items, args.interactions)
     if dataset.impressions is not None and not args.protocol:
         return _run_impressions(args, dataset, models, configs)
@@ -198,6 +231,8 @@ def run(args: argparse.Namespace) -> int:
                 n_recs=args.n_recs,
                 sampled_negatives=args.sampled_negatives,
                 seed=args.seed,
+                rerank=args.rerank,
+                users=users,
             )
         )
     written = write_report(

@@ -60,6 +60,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="encoder for item vectors: model folder or id (default: bundled all-MiniLM-L6-v2)",
     )
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
+    p.add_argument(
+        "--rerank",
+        help="re-rank each list for diversity / calibration / long tail: mmr:W, calibration:W, popularity:W "
+        "(W in [0, 1]), chained with + (tokrec.rerank)",
+    )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     ray = p.add_argument_group("scale-out")
     ray.add_argument(
@@ -161,9 +166,18 @@ def run(args: argparse.Namespace) -> int:
     if args.engine == "ray":
         recs = _recommend_ray(model, users, candidates, args)
     else:
-        recs = model.recommend_batch(
-            users, k=args.k, candidates=candidates, exclude_seen=not args.include_seen
-        )
+        from tokrec.rerank import parse_rerank, pool_size, rerank_recommendations
+
+        pool = pool_size(args.k) if parse_rerank(args.rerank) else args.k
+        recs = model.recommend_batch(users, k=pool, candidates=candidates, exclude_seen=not args.include_seen)
+        if args.rerank:
+            recs = rerank_recommendations(
+                recs,
+                ds,
+                args.rerank,
+                args.k,
+                vectors if vectors is not None else lambda: item_vectors_for(ds, model=args.model_path),
+            )
         atomic_write(args.output, lambda tmp: recs.to_csv(tmp, index=False))
     times["recommend"] = time.perf_counter() - t
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in times.items())

@@ -26,6 +26,7 @@ from tokrec.evaluation.metrics import (
     score_recommendations,
     tied_share,
 )
+from tokrec.evaluation.responsibility import group_accuracy, responsibility_metrics, user_groups
 from tokrec.evaluation.splits import Split
 from tokrec.models.base import tie_order, wants_item_vectors
 from tokrec.models.registry import create_model
@@ -62,6 +63,10 @@ class ModelRun:
     popularity_deciles: list[float] = field(default_factory=list)
     sampled_metrics: dict[str, Any] | None = None
     error: str | None = None
+    #: accuracy per user group (tokrec.evaluation.responsibility.group_accuracy rows)
+    groups: list[dict[str, Any]] = field(default_factory=list)
+    #: the re-ranking applied to the model's lists (e.g. "mmr:0.3"), if any
+    rerank: str | None = None
 
 
 @dataclass
@@ -169,6 +174,8 @@ def run_model(
     n_recs: int | None = None,
     sampled_negatives: int | None = None,
     seed: int = 0,
+    rerank: str | None = None,
+    users: pd.DataFrame | None = None,
 ) -> ModelRun:
     """Fits the registry model ``name`` on ``split.train`` and scores it on ``split.test``.
 
@@ -182,6 +189,10 @@ def run_model(
         n_recs: recommendations kept per user (default ``max(100, max(ks))``).
         sampled_negatives: also evaluate against this many sampled negatives per user.
         seed: seed of the negative sampling.
+        rerank: a re-ranking spec (``tokrec.rerank.parse_rerank``, e.g. ``"mmr:0.3"``) applied to each
+            user's ``n_recs`` list before scoring.
+        users: user attributes (``user_id``, ``gender``, ``age``, ``occupation``) for per-group accuracy;
+            activity groups are always reported.
     """
     ks = sorted(set(ks))
     n_recs = n_recs or max(100, max(ks))
@@ -194,10 +205,15 @@ def run_model(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     recs = model.recommend_batch(split.test_users, k=n_recs, candidates=split.candidates)
-    rec_s = time.perf_counter() - t0
     train = split.train.interactions
     test = split.test.interactions
     catalog = split.train.item_vocab.ids
+    context = _responsibility_context(split, vectors)
+    if rerank:
+        from tokrec.rerank import rerank_frame
+
+        recs = rerank_frame(recs, context, rerank, max(ks))
+    rec_s = time.perf_counter() - t0
     metrics = score_recommendations(recs, test, train, k=ks, candidates=split.candidates, catalog=catalog)
     clean, _ = clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
     for kk in ks:
@@ -207,6 +223,8 @@ def run_model(
     lo, hi = bootstrap_ci(per_user[f"ndcg@{k0}"].to_numpy(), seed=seed)
     metrics[f"ndcg@{k0}_ci_low"], metrics[f"ndcg@{k0}_ci_high"] = lo, hi
     deciles = popularity_deciles(clean, train, catalog, k=main_k(ks))
+    metrics.update(responsibility_metrics(clean, context, split.candidates or catalog, k0))
+    groups = group_accuracy(per_user, user_groups(train, users), f"ndcg@{k0}", seed=seed)
     sampled = None
     if sampled_negatives:
         srecs = sampled_recommendations(model, split, n_negatives=sampled_negatives, k=max(ks), seed=seed)
@@ -223,7 +241,16 @@ def run_model(
         recs=recs,
         popularity_deciles=deciles,
         sampled_metrics=sampled,
+        groups=groups,
+        rerank=rerank or None,
     )
+
+
+def _responsibility_context(split: Split, vectors: _Vectors) -> Any:
+    """The re-rankers' and responsibility metrics' inputs for ``split`` (vectors only when available)."""
+    from tokrec.rerank import RerankContext
+
+    return RerankContext.from_train(split.train.interactions, split.train.items, vectors=vectors.get())
 
 
 def evaluate_split(
@@ -237,28 +264,35 @@ def evaluate_split(
     sampled_negatives: int | None = None,
     seed: int = 0,
     on_error: str = "raise",
+    rerank: str | None = None,
+    users: pd.DataFrame | None = None,
 ) -> ProtocolResult:
     """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
 
     Args:
         on_error: ``"raise"`` stops at the first failing model; ``"record"`` keeps its error in the
             result (``ModelRun.error``) and goes on.
+        rerank, users: see :func:`run_model`.
     """
     vectors = _Vectors(item_vectors)
     runs = []
     for name in models:
         log.info("%s: fitting %s", split.protocol, name)
         try:
-            wants = _needs_vectors(name)
+            # every model's lists are measured on the LM vectors (intra-list diversity), so the catalog
+            # is encoded (once, cached) even when no model uses vectors; run_model gives them to fit only
+            # when the model wants them
             run = run_model(
                 name,
                 split,
                 ks=ks,
                 config=(configs or {}).get(name),
-                item_vectors=vectors.get if wants else None,
+                item_vectors=vectors.get,
                 n_recs=n_recs,
                 sampled_negatives=sampled_negatives,
                 seed=seed,
+                rerank=rerank,
+                users=users,
             )
         except Exception as e:
             if on_error != "record":

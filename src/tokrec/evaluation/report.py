@@ -94,6 +94,8 @@ def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra:
                 "fit_seconds": _nan_to_none(run.fit_seconds),
                 "recommend_seconds": _nan_to_none(run.recommend_seconds),
                 "popularity_deciles": run.popularity_deciles,
+                "groups": [{k: _nan_to_none(v) for k, v in g.items()} for g in run.groups],
+                "rerank": run.rerank,
                 "recs_file": None if run.recs is None else f"recs/{r.name}/{run.model}.csv",
                 "error": run.error,
             }
@@ -144,6 +146,64 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
             + [fmt_seconds(run.fit_seconds), fmt_seconds(run.recommend_seconds)]
         )
     return head, rows
+
+
+def responsibility_table(result: ProtocolResult, k: int) -> Table:
+    """One row per model: intra-list diversity, category coverage, miscalibration, exposure Gini, ARP,
+    long-tail share at ``k``."""
+    head = ["model", f"ILD@{k}", f"Category coverage@{k}", f"Miscalibration@{k}", f"Gini@{k}", f"ARP@{k}"]
+    head.append(f"Long-tail@{k}")
+    rows = []
+    for run in result.runs:
+        if run.error:
+            continue
+        m = run.metrics
+        name = run.model + (f" ({run.rerank})" if run.rerank else "")
+        keys = ("ild", "category_coverage", "miscalibration", "gini", "arp", "long_tail")
+        rows.append([name] + [fmt_metric(m.get(f"{x}@{k}")) for x in keys])
+    return head, rows
+
+
+def groups_table(result: ProtocolResult, k: int) -> Table:
+    """NDCG@k per user group (rows) and model (columns), with 95% bootstrap intervals."""
+    runs = [r for r in result.runs if not r.error and r.groups]
+    head = ["grouping", "group", "users"] + [f"{r.model} NDCG@{k} (95% CI)" for r in runs]
+    keyed: dict[tuple[str, str], list[str]] = {}
+    for j, run in enumerate(runs):
+        for g in run.groups:
+            key = (str(g["grouping"]), str(g["group"]))
+            row = keyed.setdefault(key, [key[0], key[1], str(g["users"])] + ["—"] * len(runs))
+            row[3 + j] = (
+                f"{fmt_metric(g.get(f'ndcg@{k}'))} ({fmt_metric(g['ci_low'])}–{fmt_metric(g['ci_high'])})"
+            )
+    return head, list(keyed.values())
+
+
+def groups_summary(result: ProtocolResult, k: int) -> str:
+    """One sentence per grouping: the best and worst group of the first model and whether their
+    intervals overlap."""
+    runs = [r for r in result.runs if not r.error and r.groups]
+    if not runs:
+        return ""
+    run = runs[0]
+    parts = []
+    for grouping in dict.fromkeys(str(g["grouping"]) for g in run.groups):
+        gs = [g for g in run.groups if g["grouping"] == grouping and int(g["users"]) >= 20]
+        if len(gs) < 2:
+            continue
+        best = max(gs, key=lambda g: g[f"ndcg@{k}"])
+        worst = min(gs, key=lambda g: g[f"ndcg@{k}"])
+        apart = worst["ci_high"] < best["ci_low"]
+        parts.append(
+            f"by {grouping}, {best['group']} users get NDCG@{k} {fmt_metric(best[f'ndcg@{k}'])} and "
+            f"{worst['group']} {fmt_metric(worst[f'ndcg@{k}'])} "
+            + (
+                "(intervals apart: a real gap)"
+                if apart
+                else "(intervals overlap: no gap the test users can resolve)"
+            )
+        )
+    return f"{run.model}, groups of 20+ users: " + "; ".join(parts) + "." if parts else ""
 
 
 def by_k_table(result: ProtocolResult, *, sampled: bool = False) -> Table:
@@ -310,6 +370,23 @@ def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, st
             )
         )
         out.append(("table", main_table(r, k)))
+        out.append(("h3", f"{r.name}: diversity, calibration and exposure"))
+        out.append(
+            (
+                "p",
+                f"ILD: mean pairwise cosine distance of the LM vectors within a user's top {k}; category "
+                "coverage: mean share of the catalog's categories in a user's list; miscalibration: mean "
+                "KL of the user's training category mix to the list's (Steck 2018, alpha 0.01); Gini: of the "
+                "items' exposure over the catalog.",
+            )
+        )
+        out.append(("table", responsibility_table(r, k)))
+        if any(run.groups for run in r.runs):
+            out.append(("h3", f"{r.name}: accuracy per user group"))
+            summary = groups_summary(r, k)
+            if summary:
+                out.append(("p", summary))
+            out.append(("table", groups_table(r, k)))
         out.append(("h3", f"{r.name}: NDCG and Recall at every K (full ranking)"))
         out.append(("table", by_k_table(r)))
         failed = [f"{run.model}: {run.error}" for run in r.runs if run.error]

@@ -1,0 +1,327 @@
+"""Re-rankers for diversity, calibration and popularity bias, applied to each user's ranked list.
+
+Every re-ranker takes a user's candidates in the base model's order with their scores, and greedily
+builds a list of ``k``; its weight ``w`` in [0, 1] trades relevance against its goal (``w = 0`` returns
+the base order). Relevance is the base score min-max scaled over the user's candidates, so one weight
+means the same on any model's scale.
+
+* ``mmr`` (Carbonell & Goldstein 1998): next item maximises ``(1 - w) rel_i - w max_{j in S} cos(v_i, v_j)``
+  over LM item vectors ``v`` (``Z_I``).
+* ``calibration`` (Steck, RecSys 2018): next item maximises the list's
+  ``(1 - w) sum_{j in S} rel_j - w KL(p || q~)``, ``p`` the user's category distribution in training
+  (each item's categories share its weight equally; events weighted alike), ``q`` that of the list,
+  ``q~ = (1 - alpha) q + alpha p`` with ``alpha = 0.01``.
+* ``popularity`` (xQuAD for the long tail, Abdollahpouri et al. 2019): next item maximises
+  ``(1 - w) rel_i + w sum_{c in {head, tail}} P(c|u) [i in c] prod_{j in S} (1 - [j in c])``, ``P(c|u)``
+  the share of the user's training items in the short head / long tail (the head as in
+  :func:`tokrec.evaluation.metrics.short_head`).
+
+Specs name a re-ranker and its weight, ``"mmr:0.3"``, several chained with ``+``:
+``"calibration:0.5+mmr:0.2"``. :class:`RerankContext` holds what they need (item vectors, category
+matrix, head set, each user's profile), built once from the training data.
+
+Written by hand because these are a few lines of greedy selection each over tokrec's own arrays; no
+maintained library implements them against a recommendations frame.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tokrec.errors import ConfigError
+
+RERANKERS = ("mmr", "calibration", "popularity")
+#: Steck's smoothing of the list's category distribution
+CALIBRATION_ALPHA = 0.01
+#: columns read as item categories (first found), values split on "|" or ","
+CATEGORY_COLUMNS = ("genres", "genre", "categories", "category")
+
+
+@dataclass(frozen=True)
+class RerankStep:
+    name: str
+    weight: float
+
+
+def parse_rerank(spec: str | None) -> list[RerankStep]:
+    """``"mmr:0.3+calibration:0.5"`` -> steps; empty or None -> no step. Bad specs raise ConfigError."""
+    if not spec:
+        return []
+    steps = []
+    for part in spec.split("+"):
+        name, _, w = part.strip().partition(":")
+        if name not in RERANKERS:
+            raise ConfigError(f"--rerank: unknown re-ranker {name!r}; choose from {', '.join(RERANKERS)}")
+        try:
+            weight = float(w)
+        except ValueError:
+            raise ConfigError(f"--rerank: {part!r} needs a weight in [0, 1], e.g. {name}:0.3") from None
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"--rerank: weight of {name} must lie in [0, 1], got {weight}")
+        steps.append(RerankStep(name, weight))
+    return steps
+
+
+def _scale(scores: np.ndarray) -> np.ndarray:
+    s = np.asarray(scores, dtype=np.float64)
+    lo, hi = np.nanmin(s), np.nanmax(s)
+    return np.zeros_like(s) if not np.isfinite(hi - lo) or hi == lo else (s - lo) / (hi - lo)
+
+
+def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """Positions (into ``scores``) of the MMR list of ``k``; ``vectors`` are the candidates' LM vectors."""
+    rel = _scale(scores)
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    k = min(k, len(rel))
+    chosen: list[int] = []
+    max_sim = np.full(len(rel), -np.inf)
+    free = np.ones(len(rel), dtype=bool)
+    for _ in range(k):
+        pen = np.where(np.isfinite(max_sim), max_sim, 0.0)
+        obj = np.where(free, (1 - weight) * rel - weight * pen, -np.inf)
+        j = int(np.argmax(obj))
+        chosen.append(j)
+        free[j] = False
+        max_sim = np.maximum(max_sim, v @ v[j])
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def kl_divergence(p: np.ndarray, q: np.ndarray, alpha: float = CALIBRATION_ALPHA) -> float:
+    """``KL(p || (1 - alpha) q + alpha p)`` in nats, over categories with ``p > 0``."""
+    qt = (1 - alpha) * np.asarray(q, dtype=np.float64) + alpha * np.asarray(p, dtype=np.float64)
+    m = p > 0
+    return float(np.sum(p[m] * np.log(p[m] / qt[m])))
+
+
+def calibrate(scores: np.ndarray, categories: np.ndarray, p: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """Positions of Steck's calibrated list of ``k``; ``categories`` is ``(n_candidates, n_cats)`` (rows
+    sum to 1), ``p`` the user's category distribution."""
+    rel = _scale(scores)
+    cats = np.asarray(categories, dtype=np.float64)
+    k = min(k, len(rel))
+    chosen: list[int] = []
+    total = np.zeros(cats.shape[1])
+    rel_sum = 0.0
+    free = np.ones(len(rel), dtype=bool)
+    m = p > 0
+    for n in range(1, k + 1):
+        q = (total[None, :] + cats) / n  # the list's distribution if each candidate were added
+        qt = (1 - CALIBRATION_ALPHA) * q[:, m] + CALIBRATION_ALPHA * p[m]
+        kl = np.sum(p[m] * np.log(p[m] / qt), axis=1)
+        obj = np.where(free, (1 - weight) * (rel_sum + rel) - weight * kl, -np.inf)
+        j = int(np.argmax(obj))
+        chosen.append(j)
+        free[j] = False
+        total += cats[j]
+        rel_sum += rel[j]
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def xquad_long_tail(
+    scores: np.ndarray, in_head: np.ndarray, p_head: float, k: int, weight: float
+) -> np.ndarray:
+    """Positions of the xQuAD list of ``k``; ``in_head`` marks short-head candidates, ``p_head`` is the
+    share of the user's training items in the head."""
+    rel = _scale(scores)
+    head = np.asarray(in_head, dtype=bool)
+    k = min(k, len(rel))
+    chosen: list[int] = []
+    free = np.ones(len(rel), dtype=bool)
+    head_left, tail_left = 1.0, 1.0  # prod over the list of (1 - [j in c])
+    for _ in range(k):
+        cover = np.where(head, p_head * head_left, (1 - p_head) * tail_left)
+        obj = np.where(free, (1 - weight) * rel + weight * cover, -np.inf)
+        j = int(np.argmax(obj))
+        chosen.append(j)
+        free[j] = False
+        if head[j]:
+            head_left = 0.0
+        else:
+            tail_left = 0.0
+    return np.asarray(chosen, dtype=np.int64)
+
+
+def category_matrix(items: pd.DataFrame, column: str | None = None) -> tuple[np.ndarray, list[str]] | None:
+    """``(n_items, n_categories)`` rows summing to 1 (an item's categories share it), in ``items`` order,
+    and the category names; None when the catalog has no category column."""
+    col = column or next((c for c in CATEGORY_COLUMNS if c in items.columns), None)
+    if col is None:
+        return None
+    if col not in items.columns:
+        raise ConfigError(f"the catalog has no column {col!r}")
+    lists = [
+        [x.strip() for x in str(v).replace(",", "|").split("|") if x.strip()] if isinstance(v, str) else []
+        for v in items[col]
+    ]
+    names = sorted({c for ls in lists for c in ls})
+    index = {c: j for j, c in enumerate(names)}
+    mat = np.zeros((len(items), len(names)))
+    for i, ls in enumerate(lists):
+        for c in ls:
+            mat[i, index[c]] = 1.0 / len(ls)
+    return mat, names
+
+
+@dataclass
+class RerankContext:
+    """What the re-rankers need, aligned with one catalog.
+
+    Attributes:
+        item_ids: catalog ids (row order of the arrays).
+        vectors: ``(n_items, d)`` LM vectors (MMR, intra-list diversity); None when not computed.
+        categories: ``(n_items, n_cats)`` category shares (calibration); None without a category column.
+        in_head: ``(n_items,)`` short-head membership (popularity).
+        user_category: user id -> training category distribution.
+        user_head_share: user id -> share of the user's training items in the head.
+    """
+
+    item_ids: list[str]
+    vectors: np.ndarray | None
+    categories: np.ndarray | None
+    in_head: np.ndarray
+    user_category: dict[str, np.ndarray] = field(default_factory=dict)
+    user_head_share: dict[str, float] = field(default_factory=dict)
+    category_names: list[str] = field(default_factory=list)
+
+    def __post_init__(self) -> None:
+        self.index = {i: j for j, i in enumerate(self.item_ids)}
+
+    @classmethod
+    def from_train(
+        cls,
+        train: pd.DataFrame,
+        items: pd.DataFrame,
+        *,
+        vectors: np.ndarray | None = None,
+        category_column: str | None = None,
+    ) -> RerankContext:
+        """Built from the training events (``user_id, item_id``) and the catalog (``item_id`` + attributes,
+        row order = ``vectors`` order)."""
+        from tokrec.evaluation.metrics import item_popularity, short_head
+
+        ids = items["item_id"].astype(str).tolist()
+        counts, _ = item_popularity(train)
+        head = short_head(counts, ids)
+        in_head = np.array([i in head for i in ids])
+        cm = category_matrix(items, category_column)
+        cats, names = (None, []) if cm is None else cm
+        index = {i: j for j, i in enumerate(ids)}
+        pairs = train[["user_id", "item_id"]].astype(str)
+        rows = pairs["item_id"].map(index)
+        pairs = pairs[rows.notna()]
+        rows = rows[rows.notna()].astype(int).to_numpy()
+        users = pairs["user_id"].to_numpy()
+        codes, uniq = pd.factorize(users)
+        head_share = np.bincount(codes, weights=in_head[rows], minlength=len(uniq)) / np.bincount(codes)
+        user_cat: dict[str, np.ndarray] = {}
+        if cats is not None:
+            sums = np.zeros((len(uniq), cats.shape[1]))
+            np.add.at(sums, codes, cats[rows])
+            tot = sums.sum(axis=1, keepdims=True)
+            dist = sums / np.where(tot > 0, tot, 1.0)
+            user_cat = {u: dist[j] for j, u in enumerate(uniq)}
+        return cls(
+            ids,
+            None if vectors is None else np.asarray(vectors, dtype=np.float64),
+            cats,
+            in_head,
+            user_cat,
+            {u: float(head_share[j]) for j, u in enumerate(uniq)},
+            names,
+        )
+
+    def rerank_user(
+        self, user: str, item_ids: Sequence[str], scores: np.ndarray, k: int, steps: list[RerankStep]
+    ) -> np.ndarray:
+        """Positions into ``item_ids`` of the re-ranked list of ``k`` (chained steps each keep ``k``...
+        the first step picks ``k`` from all candidates, later ones reorder those)."""
+        rows = np.array([self.index[i] for i in item_ids], dtype=np.int64)
+        order = np.arange(len(rows))
+        s = np.asarray(scores, dtype=np.float64)
+        for step_no, step in enumerate(steps):
+            kk = k if step_no == 0 else len(order)
+            r, sc = rows[order], s[order]
+            if step.name == "mmr":
+                if self.vectors is None:
+                    raise ConfigError("mmr needs item vectors")
+                pick = mmr(sc, self.vectors[r], kk, step.weight)
+            elif step.name == "calibration":
+                if self.categories is None:
+                    raise ConfigError(
+                        f"calibration needs a category column in the catalog ({', '.join(CATEGORY_COLUMNS)})"
+                    )
+                p = self.user_category.get(user)
+                if p is None or p.sum() == 0:
+                    pick = np.arange(min(kk, len(r)))
+                else:
+                    pick = calibrate(sc, self.categories[r], p, kk, step.weight)
+            else:
+                pick = xquad_long_tail(
+                    sc, self.in_head[r], self.user_head_share.get(user, 1.0), kk, step.weight
+                )
+            order = order[pick]
+        return order[:k]
+
+
+def rerank_frame(
+    recs: pd.DataFrame, context: RerankContext, spec: str | list[RerankStep], k: int
+) -> pd.DataFrame:
+    """Re-ranks every user's list in ``recs`` (``user_id, item_id, score[, rank]``) to ``k`` items.
+
+    Returns ``user_id, item_id, score, rank`` with the base score kept and ``rank`` the new order.
+    Items unknown to the context are dropped.
+    """
+    steps = parse_rerank(spec) if isinstance(spec, str) else spec
+    if not steps:
+        return recs
+    r = recs[recs["item_id"].astype(str).isin(context.index)].copy()
+    r["user_id"], r["item_id"] = r["user_id"].astype(str), r["item_id"].astype(str)
+    if "rank" in r.columns:
+        r = r.sort_values(["user_id", "rank"], kind="mergesort")
+    frames = []
+    for user, g in r.groupby("user_id", sort=False):
+        s = g["score"].to_numpy(dtype=np.float64) if "score" in g.columns else -np.arange(len(g), dtype=float)
+        s = np.where(
+            np.isfinite(s), s, np.nanmin(np.where(np.isfinite(s), s, np.inf)) if np.isfinite(s).any() else 0.0
+        )
+        pos = context.rerank_user(str(user), g["item_id"].tolist(), s, k, steps)
+        out = g.iloc[pos][["user_id", "item_id"] + (["score"] if "score" in g.columns else [])].copy()
+        out["rank"] = np.arange(1, len(out) + 1)
+        frames.append(out)
+    if not frames:
+        return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+    return pd.concat(frames, ignore_index=True)
+
+
+def pool_size(k: int) -> int:
+    """How many base recommendations a re-ranker chooses ``k`` from: ``max(100, 5 k)``."""
+    return max(100, 5 * k, int(math.ceil(k)))
+
+
+def rerank_recommendations(
+    recs: pd.DataFrame,
+    dataset: Any,
+    spec: str,
+    k: int,
+    vectors: Callable[[], np.ndarray | None] | np.ndarray | None = None,
+) -> pd.DataFrame:
+    """Re-ranks a model's ``recs`` (best ``pool_size(k)`` per user) over ``dataset`` (a fitted-on
+    :class:`~tokrec.data.dataset.Dataset`) to ``k`` per user; ``vectors`` (catalog order, or a callable
+    computing them) are needed by ``mmr`` only."""
+    steps = parse_rerank(spec)
+    if not steps:
+        return recs
+    v = None
+    if any(s.name == "mmr" for s in steps):
+        v = vectors() if callable(vectors) else vectors
+        if v is None:
+            raise ConfigError("--rerank mmr needs item vectors")
+    context = RerankContext.from_train(dataset.interactions, dataset.items, vectors=v)
+    return rerank_frame(recs, context, steps, k)

@@ -1,0 +1,194 @@
+"""Re-rankers and responsibility metrics on tiny inputs with hand-computed answers, and in evaluate."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokrec.errors import ConfigError
+from tokrec.evaluation.responsibility import (
+    category_coverage,
+    exposure_gini,
+    gini,
+    group_accuracy,
+    intra_list_diversity,
+    miscalibration,
+    user_groups,
+)
+from tokrec.rerank import RerankContext, calibrate, mmr, parse_rerank, rerank_frame, xquad_long_tail
+
+SCORES = np.array([1.0, 0.9, 0.0])
+
+
+def test_mmr_exact() -> None:
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])  # item 1 duplicates item 0
+    assert mmr(SCORES, vectors, 2, 0.0).tolist() == [0, 1]
+    # second pick: item 1 = 0.5 * 0.9 - 0.5 * 1 = -0.05 < item 2 = 0.5 * 0 - 0.5 * 0 = 0
+    assert mmr(SCORES, vectors, 2, 0.5).tolist() == [0, 2]
+
+
+def test_calibration_exact() -> None:
+    cats = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0]])
+    p = np.array([0.5, 0.5])
+    assert calibrate(SCORES, cats, p, 2, 0.0).tolist() == [0, 1]
+    # {0, 1}: KL(p || [0.995, 0.005]) = 1.958 -> 0.19 - 1.762 < {0, 2}: KL 0 -> 0.1
+    assert calibrate(SCORES, cats, p, 2, 0.9).tolist() == [0, 2]
+
+
+def test_xquad_exact() -> None:
+    head = np.array([True, True, False])
+    assert xquad_long_tail(SCORES, head, 0.5, 2, 0.0).tolist() == [0, 1]
+    # after a head item: item 1 = 0.3 * 0.9 = 0.27 < item 2 = 0.7 * 0.5 = 0.35
+    assert xquad_long_tail(SCORES, head, 0.5, 2, 0.7).tolist() == [0, 2]
+
+
+def test_parse_rerank() -> None:
+    steps = parse_rerank("calibration:0.5+mmr:0.25")
+    assert [(s.name, s.weight) for s in steps] == [("calibration", 0.5), ("mmr", 0.25)]
+    assert parse_rerank(None) == []
+    for bad in ("diverse:0.3", "mmr", "mmr:2"):
+        with pytest.raises(ConfigError):
+            parse_rerank(bad)
+
+
+@pytest.fixture
+def context() -> RerankContext:
+    items = pd.DataFrame({"item_id": ["a", "b", "c", "d"], "genres": ["x", "x", "y", "x|y"]})
+    train = pd.DataFrame({"user_id": ["u", "u", "v", "v", "w"], "item_id": ["a", "c", "a", "b", "a"]})
+    vectors = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [1.0, 1.0]])
+    return RerankContext.from_train(train, items, vectors=vectors)
+
+
+def test_context_and_metrics(context: RerankContext) -> None:
+    assert context.category_names == ["x", "y"]
+    np.testing.assert_allclose(context.categories[3], [0.5, 0.5])
+    assert context.in_head.tolist() == [True, False, False, False]  # ceil(0.2 * 4) = 1 item: a
+    np.testing.assert_allclose(context.user_category["u"], [0.5, 0.5])
+    assert context.user_head_share == {"u": 0.5, "v": 0.5, "w": 1.0}
+    clean = pd.DataFrame(
+        {"user_id": ["u", "u", "v", "v"], "item_id": ["a", "b", "c", "d"], "pos": [0, 1, 0, 1]}
+    )
+    # u: a, b identical (distance 0); v: c, d at cos = 1/sqrt(2)
+    assert intra_list_diversity(clean, context, 2) == pytest.approx((0.0 + 1 - 1 / math.sqrt(2)) / 2)
+    # u covers {x}, v covers {x, y}
+    assert category_coverage(clean, context, 2) == pytest.approx((0.5 + 1.0) / 2)
+    # u: p = [.5, .5], q = [1, 0]; v: p = [1, 0], q = [.25, .75]
+    kl_u = 0.5 * math.log(0.5 / 0.995) + 0.5 * math.log(0.5 / 0.005)
+    kl_v = math.log(1 / (0.99 * 0.25 + 0.01))
+    assert miscalibration(clean, context, 2) == pytest.approx((kl_u + kl_v) / 2)
+    assert gini(np.array([0.0, 0.0, 4.0])) == pytest.approx(2 / 3)
+    assert gini(np.ones(5)) == 0.0
+    assert exposure_gini(clean, ["a", "b", "c", "d"], 2) == 0.0
+
+
+def test_rerank_frame(context: RerankContext) -> None:
+    recs = pd.DataFrame(
+        {"user_id": ["v"] * 3, "item_id": ["a", "b", "d"], "score": [3.0, 2.0, 1.0], "rank": [1, 2, 3]}
+    )
+    out = rerank_frame(recs, context, "mmr:0.9", 2)
+    assert out["item_id"].tolist() == ["a", "d"] and out["rank"].tolist() == [1, 2]
+    assert out["score"].tolist() == [3.0, 1.0]
+    pop = rerank_frame(recs, context, "popularity:1.0", 2)  # v's head share 0.5: one head, one tail item
+    assert pop["item_id"].tolist() == ["a", "b"]
+    assert rerank_frame(recs, context, "", 2) is recs
+
+
+def test_user_groups_and_group_accuracy() -> None:
+    train = pd.DataFrame({"user_id": ["1"] * 1 + ["2"] * 2 + ["3"] * 3, "item_id": list("abcdef")})
+    users = pd.DataFrame(
+        {"user_id": [1, 2, 3], "age": [17, 30, 60], "gender": ["F", "M", "F"], "occupation": ["a", "b", "a"]}
+    )
+    g = user_groups(train, users)
+    assert g.set_index("user_id")["activity"].to_dict() == {"1": "light", "2": "medium", "3": "heavy"}
+    assert g.set_index("user_id")["age"].to_dict() == {"1": "under 18", "2": "25-34", "3": "56+"}
+    per_user = pd.DataFrame({"user_id": ["1", "2", "3"], "ndcg@10": [1.0, 0.0, 0.5]})
+    rows = {(r["grouping"], r["group"]): r for r in group_accuracy(per_user, g, "ndcg@10", n_boot=50)}
+    assert rows[("gender", "F")]["ndcg@10"] == pytest.approx(0.75) and rows[("gender", "F")]["users"] == 2
+    assert rows[("gender", "M")]["ci_low"] == rows[("gender", "M")]["ci_high"] == 0.0
+
+
+def test_evaluate_split_reports_responsibility_and_reranks() -> None:
+    from tokrec.data.dataset import Dataset
+    from tokrec.evaluation.protocol import evaluate_split
+    from tokrec.evaluation.splits import leave_last_out
+
+    rng = np.random.default_rng(0)
+    genres = ["p", "q", "r", "s"]
+    items = pd.DataFrame(
+        {"item_id": [str(i) for i in range(40)], "genres": [genres[i % 4] for i in range(40)]}
+    )
+    rows = [(str(u), str(int(rng.integers(40))), t) for u in range(30) for t in range(8)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).drop_duplicates(
+        ["user_id", "item_id"]
+    )
+    ds = Dataset(
+        inter, items, pd.DataFrame({"user_id": [str(u) for u in range(30)], "gender": ["F", "M"] * 15})
+    )
+    vectors = np.eye(4)[np.arange(40) % 4] + 0.01 * rng.normal(size=(40, 4))
+    split = leave_last_out(ds)
+    base = evaluate_split(split, ["popularity"], ks=[5], item_vectors=vectors, users=ds.users)
+    div = evaluate_split(
+        split, ["popularity"], ks=[5], item_vectors=vectors, users=ds.users, rerank="mmr:0.8"
+    )
+    m0, m1 = base.runs[0].metrics, div.runs[0].metrics
+    for key in ("ild@5", "category_coverage@5", "miscalibration@5", "gini@5"):
+        assert np.isfinite(m0[key])
+    assert m1["ild@5"] > m0["ild@5"]
+    assert div.runs[0].rerank == "mmr:0.8"
+    assert {g["grouping"] for g in base.runs[0].groups} == {"activity", "gender"}
+
+
+def _files(tmp_path) -> tuple[str, str, str]:
+    rng = np.random.default_rng(1)
+    genres = ["p", "q", "r", "s"]
+    items = pd.DataFrame({"item_id": [str(i) for i in range(30)], "title": [f"film {i}" for i in range(30)]})
+    items["genres"] = [genres[i % 4] for i in range(30)]
+    # item i is picked with weight 1 / (i + 1): a long tail
+    w = 1.0 / np.arange(1, 31)
+    rows = [(str(u), str(int(rng.choice(30, p=w / w.sum()))), t) for u in range(24) for t in range(10)]
+    inter = pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]).drop_duplicates(
+        ["user_id", "item_id"]
+    )
+    paths = (tmp_path / "items.csv", tmp_path / "events.csv", tmp_path / "users.csv")
+    items.to_csv(paths[0], index=False)
+    inter.to_csv(paths[1], index=False)
+    pd.DataFrame({"user_id": range(24), "gender": ["F", "M"] * 12, "age": [20, 40, 60] * 8}).to_csv(
+        paths[2], index=False
+    )
+    return tuple(str(p) for p in paths)  # type: ignore[return-value]
+
+
+def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
+    import json
+
+    from tokrec.cli.main import main
+
+    items, events, users = _files(tmp_path)
+    monkeypatch.setattr(
+        "tokrec.cli.evaluate._vector_source",
+        lambda args, ds: lambda: np.eye(4)[np.arange(ds.n_items) % 4] + 0.1,
+    )
+    out = tmp_path / "ev"
+    argv = ["evaluate", "--items", items, "--interactions", events, "--models", "popularity", "--k", "5"]
+    assert main([*argv, "--output-dir", str(out / "base"), "--users", users]) == 0
+    assert main([*argv, "--output-dir", str(out / "pop"), "--rerank", "popularity:0.9"]) == 0
+    base = json.loads((out / "base" / "metrics.json").read_text())["protocols"]["leave-last-out"]["models"][
+        "popularity"
+    ]
+    pop = json.loads((out / "pop" / "metrics.json").read_text())["protocols"]["leave-last-out"]["models"][
+        "popularity"
+    ]
+    assert pop["rerank"] == "popularity:0.9" and base["rerank"] is None
+    assert pop["metrics"]["long_tail@5"] > base["metrics"]["long_tail@5"]
+    assert {g["grouping"] for g in base["groups"]} == {"activity", "gender", "age"}
+    report = (out / "base" / "report.md").read_text()
+    assert "accuracy per user group" in report and "ILD@5" in report
+    recs_path = tmp_path / "recs.csv"
+    rargv = ["recommend", "--items", items, "--interactions", events, "--model", "popularity", "--k", "3"]
+    assert main([*rargv, "--output", str(recs_path), "--rerank", "popularity:1.0"]) == 0
+    recs = pd.read_csv(recs_path, dtype=str)
+    assert recs.groupby("user_id").size().max() == 3
+    assert main([*rargv, "--output", str(recs_path), "--rerank", "fair:0.2"]) == 2
