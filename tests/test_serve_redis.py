@@ -86,7 +86,9 @@ def test_two_instances_share_events_and_items(tmp_path, redis_url, toy_registry)
         }
         assert b.post("/items", json={"items": [item]}, headers=KEY).json()["added"] == ["shared-new"]
         assert a.get("/items/shared-new").json()["label"] == item["title"]
-        assert "shared-new" in _ids(a.post("/recommend", json={"user_id": "walker", "k": 4}))
+        # recommendable at once through the model's cold path: first against a kitchen item for a jazz fan
+        both = {"user_id": "walker", "k": 2, "candidates": ["kitchen-1", "shared-new"]}
+        assert _ids(a.post("/recommend", json=both)) == ["shared-new", "kitchen-1"]
         assert a.get("/health").json()["n_items"] == 49
     # a third process started later sees everything (from Redis; the log was replayed once, not twice)
     with TestClient(create_app(bundle, settings=settings, encoder=HashingEncoder())) as c:
@@ -97,4 +99,5 @@ def test_two_instances_share_events_and_items(tmp_path, redis_url, toy_registry)
     with TestClient(create_app(bundle, settings=fresh, encoder=HashingEncoder())) as c:
         h = c.get("/health").json()
         assert h["events"] == 3 and h["n_items"] == 49
-        assert "shared-new" in _ids(c.post("/recommend", json={"user_id": "walker", "k": 4}))
+        both = {"user_id": "walker", "k": 2, "candidates": ["kitchen-1", "shared-new"]}
+        assert _ids(c.post("/recommend", json=both)) == ["shared-new", "kitchen-1"]
