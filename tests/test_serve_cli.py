@@ -243,3 +243,18 @@ def test_serve_fails_on_a_taken_port_before_printing_a_url(fitted):
         timeout=120,
     )
     assert r.returncode == 2 and "--redis-url" in r.stderr
+
+
+def test_serve_policy_arguments(capsys):
+    from tokrec.cli.main import build_parser
+    from tokrec.cli.serve import settings_from_args
+    from tokrec.errors import ConfigError
+
+    args = build_parser().parse_args(["serve", "--model", "m", "--policy", '{"policy": "ts", "dim": 4}'])
+    st = settings_from_args(args)
+    assert st.policy["policy"] == "ts" and st.policy["dim"] == 4 and st.explore_share == 0.2
+    args = build_parser().parse_args(["serve", "--model", "m", "--policy", '{"policy": "ucb"}'])
+    with pytest.raises(ConfigError, match="--policy"):
+        settings_from_args(args)
+    with pytest.raises(ConfigError, match="needs --policy"):
+        settings_from_args(build_parser().parse_args(["serve", "--model", "m", "--explore-share", "0.5"]))

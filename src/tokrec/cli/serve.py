@@ -45,6 +45,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=1,
         help="server processes (default 1); more than one needs --redis-url, through which they share state",
     )
+    p.add_argument(
+        "--policy",
+        default=None,
+        help='serve through a bandit policy: JSON (or a JSON file) of its options, e.g. \'{"policy": "linucb", '
+        '"mode": "shared"}\' (policies: linucb, ts, egreedy); it learns from every POST /events',
+    )
+    p.add_argument(
+        "--explore-share",
+        type=float,
+        default=None,
+        help="with --policy: share of each list's slots given to exploration (default 0.2; per request: explore_share)",
+    )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     p.set_defaults(func=run)
@@ -65,6 +77,18 @@ def settings_from_args(args: argparse.Namespace):
         opts["state_path"] = args.state
     if args.max_k is not None:
         opts["max_k"] = args.max_k
+    if args.policy:
+        from tokrec.bandits import PolicyConfig
+        from tokrec.config import read_json_config, validate_config
+
+        opts["policy"] = validate_config(
+            PolicyConfig, read_json_config(args.policy), what="--policy"
+        ).model_dump()
+        opts["explore_share"] = 0.2 if args.explore_share is None else args.explore_share
+    elif args.explore_share is not None:
+        from tokrec.errors import ConfigError
+
+        raise ConfigError("--explore-share needs --policy")
     try:
         return ServeSettings.model_validate(opts)
     except Exception as e:

@@ -72,6 +72,12 @@ class ServeSettings(BaseModel):
         ann_kind: ``ivf`` (IVF-Flat, default) or ``hnsw``.
         reload_interval: seconds between checks for a refitted model directory (0: never); a new one is
             loaded beside the running one and swapped in without a restart.
+        policy: serve through a bandit policy (:class:`tokrec.bandits.PolicyConfig` fields, e.g.
+            ``{"policy": "linucb", "mode": "shared"}``) over the catalog's vectors; it learns from every
+            ``POST /events`` (reward: the event's value, 0 for a negative event) in every process, and is
+            rebuilt from the state log on restart.
+        explore_share: with a policy, the share of each list's slots given to exploration (a request's
+            ``explore_share`` overrides it).
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -91,6 +97,8 @@ class ServeSettings(BaseModel):
     ann: bool | None = None
     ann_kind: AnnKind = "ivf"
     reload_interval: float = Field(2.0, ge=0)
+    policy: dict[str, Any] | None = None
+    explore_share: float = Field(0.0, ge=0.0, le=1.0)
     ef_search: int = Field(HNSW_EF_SEARCH, ge=1)
     nprobe: int | None = Field(None, ge=1)
     negative_events: list[str] = ["dislike", "skip", "hide"]
@@ -108,7 +116,9 @@ class Service:
         self.bundle = bundle
         self.settings = settings
         self.metrics = Metrics()
-        self.store = make_store(settings.redis_url, prefix=settings.redis_prefix)
+        self.store = make_store(
+            settings.redis_url, prefix=settings.redis_prefix, stream=settings.policy is not None
+        )
         if not self.store.ping():
             raise ConfigError(f"cannot reach Redis at {settings.redis_url}")
         self.engine = self._make_engine(bundle)
@@ -148,8 +158,16 @@ class Service:
             negative_events=tuple(st.negative_events),
             facets=tuple(st.facets) if st.facets is not None else None,
             blocked=tuple(st.blocked),
+            explore_share=st.explore_share,
         )
-        return Engine(bundle.model, bundle.items, bundle.item_vectors, self.store, opts, index=index)
+        policy = None
+        if st.policy is not None:
+            from tokrec.bandits import BanditPolicy
+
+            policy = BanditPolicy(st.policy).fit_items(list(bundle.items["item_id"]), bundle.item_vectors)
+        return Engine(
+            bundle.model, bundle.items, bundle.item_vectors, self.store, opts, index=index, policy=policy
+        )
 
     # ---- model lifecycle -------------------------------------------------------------------------
     def reload(self) -> bool:
@@ -484,11 +502,18 @@ def _add_recommend_route(app: FastAPI, service: Service) -> None:
                 exclude=req.exclude,
                 exclude_seen=req.exclude_seen,
                 explain=req.explain,
+                explore_share=req.explore_share,
             )
         except ConfigError as e:  # e.g. a visitor's history for a model that cannot score one
             raise HTTPException(422, str(e)) from e
         items = [
-            {"item_id": r.item_id, "score": r.score, "label": r.label, "because": r.because}
+            {
+                "item_id": r.item_id,
+                "score": r.score,
+                "label": r.label,
+                "because": r.because,
+                "explored": r.explored,
+            }
             for r in res.items
         ]
         return {

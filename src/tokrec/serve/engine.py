@@ -61,6 +61,10 @@ class EngineOptions:
     explain_attributes: int = 2
     explain_window: int = 50
     negative_events: tuple[str, ...] = ("dislike", "skip", "hide")
+    #: with a policy: the share of a list's slots given to exploration unless a request says otherwise
+    explore_share: float = 0.0
+    #: with a policy: the model's best items the policy chooses among (besides the items added online)
+    policy_pool: int = 100
     facets: tuple[str, ...] | None = None
     blocked: tuple[str, ...] = ()
 
@@ -71,6 +75,7 @@ class Recommendation:
     score: float
     label: str
     because: list[dict[str, Any]]
+    explored: bool = False
 
 
 @dataclass
@@ -91,6 +96,8 @@ class Engine:
         store: the online-state backend.
         options: scoring options.
         index: a prebuilt :class:`VectorIndex` (default: built from ``vectors``).
+        policy: a :class:`tokrec.bandits.BanditPolicy` fitted on the catalog's vectors, to serve through
+            (exploration slots, see :meth:`recommend`); it learns from every event in the store's stream.
     """
 
     def __init__(
@@ -101,6 +108,7 @@ class Engine:
         store: Store,
         options: EngineOptions | None = None,
         index: VectorIndex | None = None,
+        policy: Any = None,
     ) -> None:
         self.model = model
         self.options = options or EngineOptions()
@@ -124,6 +132,10 @@ class Engine:
         self._blocked = np.array(sorted(self.blocked_rows), dtype=np.int64)
         self._items_applied = 0
         self._write_lock = threading.RLock()
+        self.policy = policy
+        self._policy_lock = threading.Lock()
+        self._events_applied = 0
+        self._online_rows: dict[str, list[int]] = {}  # each user's positive online rows, for contexts
         if model.item_vocab_ is None or list(model.item_vocab_.ids[: len(self.ids)]) != self.ids:
             raise ConfigError("the model's item vocabulary does not start with the catalog's items, in order")
         if len(model.item_vocab_) != len(self.ids):
@@ -160,7 +172,14 @@ class Engine:
         """Applies item records other processes (or this one) added to the store; returns how many.
 
         The records go to the catalog and, through :meth:`Recommender.add_items`, to a copy of the model
-        that is then swapped in (one ``add_items`` call per sync)."""
+        that is then swapped in (one ``add_items`` call per sync). With a policy, the new items join its
+        arms and every event not yet seen updates it (:meth:`_learn`)."""
+        n = self._sync_items()
+        if self.policy is not None:
+            self._learn()
+        return n
+
+    def _sync_items(self) -> int:
         if self.store.items_count() <= self._items_applied:
             return 0
         with self._write_lock:
@@ -179,8 +198,43 @@ class Engine:
             model = copy.copy(self.model)
             model.add_items(ids, vectors, items=frame)
             self.model = model
+            if self.policy is not None:
+                with self._policy_lock:
+                    self.policy.add_items(ids, vectors)
             self._items_applied += len(records)
             return len(records)
+
+    def _learn(self) -> None:
+        """Updates the policy with every event in the store's stream it has not seen, in arrival order:
+        reward 0 for a negative event (``skip``, ``dislike``, ``hide``: shown and not wanted), else the
+        event's value; the context is the user's profile before the event. Every process derives the same
+        state from the same stream (Redis), and a restart rebuilds it from the replayed log."""
+        with self._write_lock:
+            events = self.store.events_since(self._events_applied)
+            if not events:
+                return
+            neg = set(self.options.negative_events)
+            model = self.model
+            with self._policy_lock:
+                for e in events:
+                    row = self.row_of.get(e.item_id)
+                    if row is None:
+                        continue
+                    online = self._online_rows.setdefault(e.user_id, [])
+                    user_row = model.user_vocab_.get(e.user_id)
+                    context = self._context(model, user_row, np.asarray(online, dtype=np.int64))
+                    self.policy.update(e.item_id, context, 0.0 if e.event in neg else float(e.value))
+                    if e.event not in neg:
+                        online.append(row)
+                        del online[: -self.options.user_history_window]
+            self._events_applied += len(events)
+
+    def _context(self, model: Any, user_row: int, extra: np.ndarray) -> np.ndarray:
+        """The policy's context: the user's profile ``Z_U`` (training history + ``extra`` rows)."""
+        from tokrec.features import user_profiles
+
+        rows = model.history_rows(user_row, extra)
+        return user_profiles([rows], self.index.vectors, n_last=self.options.user_history_window)[0]
 
     def _apply_item(self, rec: ItemRecord) -> None:
         attrs = {k: v for k, v in rec.attributes.items() if k != "item_id"}
@@ -262,8 +316,11 @@ class Engine:
         exclude: list[str] | None = None,
         exclude_seen: bool = True,
         explain: bool = True,
+        explore_share: float | None = None,
     ) -> Result:
-        """Top-``k`` for a user or a visitor's history: the model's scores, ranked the batch way."""
+        """Top-``k`` for a user or a visitor's history: the model's scores, ranked the batch way. With a
+        policy and an exploration share (``explore_share``, else the options'), that share of the slots is
+        filled by the policy's exploration choice (flagged ``explored``), the rest in the model's order."""
         self.sync()
         model = self.model  # one model for the whole request, whatever is swapped in meanwhile
         ignored: list[str] = []
@@ -297,13 +354,59 @@ class Engine:
             ex_rows, ex_unknown = self.resolve(exclude)
             ignored += ex_unknown
             drop.append(ex_rows)
-        top = top_k_rows(scores, k, allowed=allowed, drop=drop)
+        share = self.options.explore_share if explore_share is None else float(explore_share)
+        if self.policy is not None and share > 0:
+            top, explored = self._through_policy(model, scores, k, share, allowed, drop, mrow, extra)
+        else:
+            top = top_k_rows(scores, k, allowed=allowed, drop=drop)
+            explored = np.zeros(len(top), dtype=bool)
         reasons = self.explain_many(top, positive) if explain else [[] for _ in top]
-        recs = [
-            Recommendation(self.ids[int(r)], round(float(scores[r]), 6), self.labels[int(r)], because)
-            for r, because in zip(top, reasons, strict=True)
-        ]
+        recs = []
+        for r, because, ex in zip(top, reasons, explored, strict=True):
+            if ex:
+                because = [
+                    {"kind": "explore", "label": "shown to learn how it is liked (exploration)"},
+                    *because,
+                ]
+            recs.append(
+                Recommendation(
+                    self.ids[int(r)], round(float(scores[r]), 6), self.labels[int(r)], because, bool(ex)
+                )
+            )
         return Result(recs, ignored, mode, len(positive))
+
+    def _through_policy(
+        self,
+        model: Any,
+        scores: np.ndarray,
+        k: int,
+        share: float,
+        allowed: np.ndarray | None,
+        drop: list[np.ndarray | None],
+        user_row: int,
+        extra: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """A slate from the policy: it chooses among the model's best ``policy_pool`` items and the items
+        added online (so that new items get shown), the model's order filling the exploitation slots."""
+        pool = top_k_rows(scores, max(self.options.policy_pool, k), allowed=allowed, drop=drop)
+        online = np.arange(self.n_model_items, self.n_items, dtype=np.int64)[-1000:]
+        if len(online):
+            mask = np.zeros(len(scores), dtype=bool)
+            mask[online] = True
+            if allowed is not None:
+                mask &= allowed
+            for rows in drop:
+                if rows is not None and len(rows):
+                    mask[rows[(rows >= 0) & (rows < len(mask))]] = False
+            pool = np.concatenate([pool, np.setdiff1d(np.flatnonzero(mask), pool)])
+        if len(pool) == 0:
+            return pool, np.zeros(0, dtype=bool)
+        context = self._context(model, user_row, extra)
+        base = np.where(np.isfinite(scores[pool]), scores[pool], np.finfo(np.float32).min)
+        with self._policy_lock:
+            slate = self.policy.select(context, [self.ids[int(r)] for r in pool], k, share, base_scores=base)
+        rows = np.array([self.row_of[s.item_id] for s in slate], dtype=np.int64)
+        return rows, np.array([s.explored for s in slate], dtype=bool)
 
     # ---- explanations ----------------------------------------------------------------------------
     def explain(self, row: int, history: np.ndarray) -> list[dict[str, Any]]:

@@ -40,6 +40,12 @@ class RecommendRequest(_Strict):
     exclude: list[ItemId] | None = Field(None, max_length=HARD_LIST_CAP)
     exclude_seen: StrictBool = True
     explain: StrictBool = True
+    explore_share: float | None = Field(
+        None,
+        ge=0.0,
+        le=1.0,
+        description="with a policy: share of the slots given to exploration (default: the server's)",
+    )
 
     @model_validator(mode="after")
     def _one_of(self) -> RecommendRequest:
@@ -51,7 +57,7 @@ class RecommendRequest(_Strict):
 class Reason(BaseModel):
     """One reason for a recommendation."""
 
-    kind: Literal["similar_item", "attribute"]
+    kind: Literal["similar_item", "attribute", "explore"]
     item_id: str | None = None
     label: str | None = None
     similarity: float | None = None
@@ -65,6 +71,7 @@ class RecommendedItem(BaseModel):
     score: float
     label: str
     because: list[Reason] = []
+    explored: bool = Field(False, description="shown by the policy to learn how it is liked (exploration)")
 
 
 class RecommendResponse(BaseModel):

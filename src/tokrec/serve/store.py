@@ -72,6 +72,8 @@ class Store(Protocol):
 
     def n_events(self) -> int: ...
 
+    def events_since(self, offset: int) -> list[Event]: ...
+
     def add_items(self, records: list[ItemRecord]) -> None: ...
 
     def items_count(self) -> int: ...
@@ -90,9 +92,11 @@ class MemoryStore:
 
     kind = "memory"
 
-    def __init__(self, *, max_user_events: int = 10_000) -> None:
+    def __init__(self, *, max_user_events: int = 10_000, stream: bool = False) -> None:
         self.max_user_events = max_user_events
+        self.stream = stream
         self._events: dict[str, list[Event]] = defaultdict(list)
+        self._stream: list[Event] = []
         self._n_events = 0
         self._items: list[ItemRecord] = []
         self._lock = threading.Lock()
@@ -104,6 +108,8 @@ class MemoryStore:
                 lst.append(e)
                 if len(lst) > self.max_user_events:
                     del lst[: len(lst) - self.max_user_events]
+            if self.stream:
+                self._stream.extend(events)
             self._n_events += len(events)
 
     def user_events(self, user_id: str, limit: int) -> list[Event]:
@@ -113,6 +119,12 @@ class MemoryStore:
 
     def n_events(self) -> int:
         return self._n_events
+
+    def events_since(self, offset: int) -> list[Event]:
+        """Every event in arrival order from ``offset`` on (kept only with ``stream=True``: a policy
+        learns from them)."""
+        with self._lock:
+            return list(self._stream[offset:])
 
     def add_items(self, records: list[ItemRecord]) -> None:
         with self._lock:
@@ -140,10 +152,13 @@ class RedisStore:
 
     kind = "redis"
 
-    def __init__(self, url: str, *, prefix: str = "tokrec", max_user_events: int = 10_000) -> None:
+    def __init__(
+        self, url: str, *, prefix: str = "tokrec", max_user_events: int = 10_000, stream: bool = False
+    ) -> None:
         import redis
 
         self.prefix = prefix
+        self.stream = stream
         self.max_user_events = max_user_events
         self._r = redis.Redis.from_url(url, socket_timeout=5, socket_connect_timeout=5)
 
@@ -161,6 +176,8 @@ class RedisStore:
             key = self._k("ev", user)
             pipe.rpush(key, *payloads)
             pipe.ltrim(key, -self.max_user_events, -1)
+        if self.stream:
+            pipe.rpush(self._k("stream"), *[json.dumps(e.to_json()) for e in events])
         pipe.incrby(self._k("nev"), len(events))
         pipe.execute()
 
@@ -170,6 +187,10 @@ class RedisStore:
 
     def n_events(self) -> int:
         return int(self._r.get(self._k("nev")) or 0)  # type: ignore[arg-type]
+
+    def events_since(self, offset: int) -> list[Event]:
+        raw = self._r.lrange(self._k("stream"), offset, -1)
+        return [Event.from_json(json.loads(x)) for x in raw]  # type: ignore[union-attr]
 
     def add_items(self, records: list[ItemRecord]) -> None:
         if records:
@@ -195,8 +216,9 @@ class RedisStore:
         self._r.close()
 
 
-def make_store(redis_url: str | None, *, prefix: str = "tokrec") -> Store:
-    """A Redis store for ``redis_url``, else an in-memory one."""
+def make_store(redis_url: str | None, *, prefix: str = "tokrec", stream: bool = False) -> Store:
+    """A Redis store for ``redis_url``, else an in-memory one; ``stream``: also keep every event in arrival
+    order (:meth:`events_since`), for a policy that learns from them."""
     if redis_url:
-        return RedisStore(redis_url, prefix=prefix)
-    return MemoryStore()
+        return RedisStore(redis_url, prefix=prefix, stream=stream)
+    return MemoryStore(stream=stream)

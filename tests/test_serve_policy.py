@@ -1,0 +1,51 @@
+"""Serving through a bandit policy: exploration slots (flagged and explained), new items explored at once,
+learning from every event, the state rebuilt from the log after a restart."""
+
+from __future__ import annotations
+
+from fastapi.testclient import TestClient
+
+from test_serve_support import HashingEncoder, make_bundle
+from tokrec.serve.app import create_app
+
+KEY = {"X-API-Key": "k"}
+POLICY = {"policy": "linucb", "mode": "shared", "dim": 8, "alpha": 2.0}
+
+
+def _app(path, **settings):
+    settings = {"api_key": "k", "policy": POLICY, "explore_share": 0.5, **settings}
+    return create_app(path, settings=settings, encoder=HashingEncoder())
+
+
+def test_exploration_slots_new_items_and_learning(tmp_path):
+    model_dir = make_bundle(tmp_path / "model")
+    with TestClient(_app(model_dir)) as c:
+        plain = c.post("/recommend", json={"user_id": "jazz-u1", "k": 4, "explore_share": 0.0}).json()["items"]
+        assert not any(it["explored"] for it in plain)
+        with TestClient(create_app(model_dir, settings={"persist": False}, encoder=HashingEncoder())) as ref:
+            want = ref.post("/recommend", json={"user_id": "jazz-u1", "k": 4}).json()["items"]
+        assert [it["item_id"] for it in plain] == [it["item_id"] for it in want]  # share 0: the model's list
+
+        item = {"item_id": "g-new", "title": "Bebop saxophone quartet jazz night", "genres": "Music"}
+        assert c.post("/items", json={"items": [item]}, headers=KEY).status_code == 200
+        got = c.post("/recommend", json={"user_id": "jazz-u1", "k": 4}).json()["items"]
+        explored = [it for it in got if it["explored"]]
+        assert len(explored) == 2 and [it["item_id"] for it in got[:2]] == [it["item_id"] for it in plain[:2]]
+        assert all(it["because"][0]["kind"] == "explore" for it in explored)
+        assert "g-new" in {it["item_id"] for it in explored}  # a new item is shown at once, to learn
+
+        service = c.app.state.service
+        before = service.engine.policy.n_updates_
+        evs = [
+            {"user_id": "jazz-u1", "item_id": "g-new", "event": "click", "timestamp": 2000},
+            {"user_id": "jazz-u1", "item_id": "space-1", "event": "skip", "timestamp": 2001},
+        ]
+        assert c.post("/events", json={"events": evs}, headers=KEY).json()["accepted"] == 2
+        c.post("/recommend", json={"user_id": "jazz-u1", "k": 4})
+        assert service.engine.policy.n_updates_ == before + 2
+        learnt = service.engine.policy.n_updates_
+    with TestClient(_app(model_dir)) as again:  # restart: the policy is rebuilt from the state log
+        again.post("/recommend", json={"user_id": "jazz-u1", "k": 4})
+        assert again.app.state.service.engine.policy.n_updates_ == learnt
+    bad = TestClient(_app(model_dir)).post("/recommend", json={"user_id": "jazz-u1", "explore_share": 2})
+    assert bad.status_code == 422
