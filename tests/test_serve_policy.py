@@ -49,3 +49,28 @@ def test_exploration_slots_new_items_and_learning(tmp_path):
         assert again.app.state.service.engine.policy.n_updates_ == learnt
     bad = TestClient(_app(model_dir)).post("/recommend", json={"user_id": "jazz-u1", "explore_share": 2})
     assert bad.status_code == 422
+
+
+def test_rerankers_in_the_service(tmp_path):
+    import numpy as np
+
+    model_dir = make_bundle(tmp_path / "model")
+    with TestClient(create_app(model_dir, settings={"persist": False}, encoder=HashingEncoder())) as c:
+        vecs = c.app.state.service.engine.index.vectors
+        row = c.app.state.service.engine.row_of
+
+        def ild(ids: list[str]) -> float:
+            v = vecs[[row[i] for i in ids]]
+            sim = v @ v.T
+            return float((sim.sum() - np.trace(sim)) / (len(ids) * (len(ids) - 1)))
+
+        def ask(**extra) -> list[str]:
+            r = c.post("/recommend", json={"history": ["jazz-0", "jazz-1", "jazz-2"], "k": 8, **extra})
+            assert r.status_code == 200, r.text
+            return [it["item_id"] for it in r.json()["items"]]
+
+        base, diverse = ask(), ask(rerank="mmr:0.9")
+        assert len(diverse) == 8 and diverse != base and ild(diverse) < ild(base)
+        cal = ask(rerank="calibration:1.0")
+        assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(i.startswith("jazz-") for i in base)
+        assert c.post("/recommend", json={"history": ["jazz-0"], "rerank": "shuffle:1"}).status_code == 422

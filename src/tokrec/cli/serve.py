@@ -57,6 +57,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="with --policy: share of each list's slots given to exploration (default 0.2; per request: explore_share)",
     )
+    p.add_argument(
+        "--rerank",
+        default=None,
+        help="re-rank every list: mmr:W, calibration:W, popularity:W, chained with + (per request: rerank)",
+    )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     p.set_defaults(func=run)
@@ -77,6 +82,11 @@ def settings_from_args(args: argparse.Namespace):
         opts["state_path"] = args.state
     if args.max_k is not None:
         opts["max_k"] = args.max_k
+    if args.rerank:
+        from tokrec.rerank import parse_rerank
+
+        parse_rerank(args.rerank)  # a bad spec fails before the server starts
+        opts["rerank"] = args.rerank
     if args.policy:
         from tokrec.bandits import PolicyConfig
         from tokrec.config import read_json_config, validate_config

@@ -78,6 +78,8 @@ class ServeSettings(BaseModel):
             rebuilt from the state log on restart.
         explore_share: with a policy, the share of each list's slots given to exploration (a request's
             ``explore_share`` overrides it).
+        rerank: re-rank every list (``mmr:W``, ``calibration:W``, ``popularity:W``, chained with ``+``;
+            :mod:`tokrec.rerank`); a request's ``rerank`` overrides it.
     """
 
     model_config = ConfigDict(extra="forbid")
@@ -99,6 +101,7 @@ class ServeSettings(BaseModel):
     reload_interval: float = Field(2.0, ge=0)
     policy: dict[str, Any] | None = None
     explore_share: float = Field(0.0, ge=0.0, le=1.0)
+    rerank: str | None = None
     ef_search: int = Field(HNSW_EF_SEARCH, ge=1)
     nprobe: int | None = Field(None, ge=1)
     negative_events: list[str] = ["dislike", "skip", "hide"]
@@ -159,6 +162,7 @@ class Service:
             facets=tuple(st.facets) if st.facets is not None else None,
             blocked=tuple(st.blocked),
             explore_share=st.explore_share,
+            rerank=st.rerank,
         )
         policy = None
         if st.policy is not None:
@@ -503,6 +507,7 @@ def _add_recommend_route(app: FastAPI, service: Service) -> None:
                 exclude_seen=req.exclude_seen,
                 explain=req.explain,
                 explore_share=req.explore_share,
+                rerank=req.rerank,
             )
         except ConfigError as e:  # e.g. a visitor's history for a model that cannot score one
             raise HTTPException(422, str(e)) from e

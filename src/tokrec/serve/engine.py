@@ -43,6 +43,7 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 from tokrec.models.base import top_k_rows
+from tokrec.rerank import parse_rerank
 from tokrec.serve.index import VectorIndex
 from tokrec.serve.store import Event, ItemRecord, Store
 
@@ -65,6 +66,9 @@ class EngineOptions:
     explore_share: float = 0.0
     #: with a policy: the model's best items the policy chooses among (besides the items added online)
     policy_pool: int = 100
+    #: re-rank every list unless a request says otherwise (``mmr:W``, ``calibration:W``, ``popularity:W``,
+    #: chained with ``+``; see :mod:`tokrec.rerank`)
+    rerank: str | None = None
     facets: tuple[str, ...] | None = None
     blocked: tuple[str, ...] = ()
 
@@ -136,6 +140,7 @@ class Engine:
         self._policy_lock = threading.Lock()
         self._events_applied = 0
         self._online_rows: dict[str, list[int]] = {}  # each user's positive online rows, for contexts
+        self._in_head: np.ndarray | None = None  # the training short head, for the popularity re-ranker
         if model.item_vocab_ is None or list(model.item_vocab_.ids[: len(self.ids)]) != self.ids:
             raise ConfigError("the model's item vocabulary does not start with the catalog's items, in order")
         if len(model.item_vocab_) != len(self.ids):
@@ -317,6 +322,7 @@ class Engine:
         exclude_seen: bool = True,
         explain: bool = True,
         explore_share: float | None = None,
+        rerank: str | None = None,
     ) -> Result:
         """Top-``k`` for a user or a visitor's history: the model's scores, ranked the batch way. With a
         policy and an exploration share (``explore_share``, else the options'), that share of the slots is
@@ -355,7 +361,13 @@ class Engine:
             ignored += ex_unknown
             drop.append(ex_rows)
         share = self.options.explore_share if explore_share is None else float(explore_share)
-        if self.policy is not None and share > 0:
+        steps = parse_rerank(self.options.rerank if rerank is None else rerank)
+        if steps and self.policy is not None and share > 0:
+            raise ConfigError("give either an exploration share or a re-ranker, not both")
+        if steps:
+            top = self._reranked(model, scores, k, allowed, drop, positive, steps)
+            explored = np.zeros(len(top), dtype=bool)
+        elif self.policy is not None and share > 0:
             top, explored = self._through_policy(model, scores, k, share, allowed, drop, mrow, extra)
         else:
             top = top_k_rows(scores, k, allowed=allowed, drop=drop)
@@ -374,6 +386,50 @@ class Engine:
                 )
             )
         return Result(recs, ignored, mode, len(positive))
+
+    def _reranked(
+        self,
+        model: Any,
+        scores: np.ndarray,
+        k: int,
+        allowed: np.ndarray | None,
+        drop: list[np.ndarray | None],
+        history: np.ndarray,
+        steps: list[Any],
+    ) -> np.ndarray:
+        """The model's best ``pool_size(k)`` items re-ranked to ``k`` by ``steps`` (:mod:`tokrec.rerank`), with
+        the user's category mix and short-head share taken from the whole history (training + online)."""
+        from tokrec.evaluation.metrics import short_head
+        from tokrec.rerank import RerankContext, category_matrix, pool_size
+
+        pool = top_k_rows(scores, pool_size(k), allowed=allowed, drop=drop)
+        if self._in_head is None:
+            counts = np.zeros(self.n_model_items)
+            for rows in model.seen_.values():
+                np.add.at(counts, np.unique(rows[rows < self.n_model_items]), 1.0)
+            known = self.ids[: self.n_model_items]
+            head = short_head(pd.Series(counts, index=known), known)
+            self._in_head = np.array([i in head for i in self.ids[: self.n_model_items]])
+        in_head = np.zeros(self.n_items, dtype=bool)
+        in_head[: len(self._in_head)] = self._in_head
+        rows = np.concatenate([pool, history])
+        frame = pd.DataFrame([self.attributes[int(r)] for r in rows])
+        cm = category_matrix(frame) if len(frame.columns) else None
+        cats = None if cm is None else cm[0]
+        user_cat = {}
+        if cats is not None and len(history):
+            dist = cats[len(pool) :].sum(axis=0)
+            user_cat = {"u": dist / dist.sum()} if dist.sum() > 0 else {}
+        context = RerankContext(
+            [self.ids[int(r)] for r in pool],
+            self.index.vectors[pool].astype(np.float64),
+            None if cats is None else cats[: len(pool)],
+            in_head[pool],
+            user_cat,
+            {"u": float(in_head[history].mean()) if len(history) else 1.0},
+        )
+        pos = context.rerank_user("u", context.item_ids, scores[pool].astype(np.float64), k, steps)
+        return pool[pos]
 
     def _through_policy(
         self,

@@ -40,6 +40,10 @@ class RecommendRequest(_Strict):
     exclude: list[ItemId] | None = Field(None, max_length=HARD_LIST_CAP)
     exclude_seen: StrictBool = True
     explain: StrictBool = True
+    rerank: Annotated[StrictStr, Field(max_length=200)] | None = Field(
+        None,
+        description="re-rank the list: mmr:W, calibration:W, popularity:W, chained with + (default: the server's)",
+    )
     explore_share: float | None = Field(
         None,
         ge=0.0,
