@@ -118,7 +118,7 @@ def test_learns_a_separable_task_and_reranks(tiny_bert: Path, tmp_path: Path, lo
             "rank": [1, 2, 3, 4, 5],
         }
     )
-    out = clf.rerank(ds, recs, top_n=4)
+    out = clf.rerank(ds, recs, top_n=4, weight=1.0)
     assert set(out["item_id"][:2]) == {f"{mine}0", f"{mine}1"} and out["item_id"].iloc[4] == f"{other}2"
     assert out["rank"].tolist() == [1, 2, 3, 4, 5]
     path = clf.save(tmp_path / "clf")
@@ -180,10 +180,12 @@ def test_cli_classify_end_to_end(tiny_bert: Path, tmp_path: Path, capsys) -> Non
         str(tmp_path / "out.csv"),
         "--top-n",
         "3",
+        "--blend-weight",
+        "1",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "ROC-AUC" in out and "precision" in out
     assert json.loads(out.strip().splitlines()[-1])["roc_auc"] > 0.9
     assert pd.read_csv(tmp_path / "out.csv")["item_id"].iloc[0] == "a0"
-    assert main(argv[:-6] + ["--rerank", str(tmp_path / "recs.csv")]) == 2  # --rerank needs --output
+    assert main(argv[:-8] + ["--rerank", str(tmp_path / "recs.csv")]) == 2  # --rerank needs --output
