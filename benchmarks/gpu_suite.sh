@@ -6,7 +6,9 @@
 # BUNDLE (a folder) holds: src/ and benchmarks/ (this checkout), minilm16/ (all-MiniLM-L6-v2 with fp16
 # weights: 45 MB instead of 90), data/<split>/**.csv.gz (ml-100k-splits, amazon-beauty-splits, gzipped)
 # and bench/score_recs.py (the official scorer). OUT gets summary.txt (one line per figure) and log.txt.
-# `tiny` runs every step at toy size (a CPU check of the script itself); PY picks the python.
+# `tiny` runs every step at toy size (a CPU check of the script itself); `cold` runs only the tuned
+# encoder's first epoch and benchmarks/cold_tuned.py (the default model's weights chosen on validation
+# for the tuned vectors); PY picks the python.
 #
 # Steps, in order of importance, each skipped when the time left (BUDGET_S, default 540 s) is too short:
 #   1. cold ml-100k: the default model `tokrec` with the frozen encoder, `tokrec finetune` on
@@ -80,11 +82,24 @@ if [ "$MODE" = tiny ]; then
   SAS='{"attributes": false, "epochs": 1, "patience": 1, "refit_seeds": 1, "threads": 2}'
   DEV=cpu
 else
-  FT=(--epochs 5 --batch-size 128)
+  FT=(--epochs 5 --batch-size 128 --max-seconds 100)
   CLF=(max_pairs=60000 negatives=3 epochs=2 batch_size=64 lora=false lr=3e-5 dtype=bfloat16 threads=8)
-  ENC=(--synthetic 50000 --batch-size 512 --repeat 2 --threads 8)
-  SAS='{"attributes": false}'
+  ENC=(--synthetic 20000 --batch-size 512 --threads 8)
+  SAS='{"attributes": false, "dtype": "bfloat16"}'
   DEV=cuda
+fi
+
+# ---- `cold` mode: the tuned encoder's epoch 1 again, then the default model's weights re-chosen on validation
+if [ "$MODE" = cold ]; then
+  S=$W/data/ml-100k-splits
+  run "ml100k-cold finetune (epoch 1)" 120 "${TK[@]}" finetune --items "$S/items.csv" --interactions "$S/cold/train.csv" \
+    --model-path "$BASE" --output "$W/tuned-cold" --device cuda --epochs 5 --batch-size 128 --max-seconds 35 &&
+    say "finetune result: $(grep '^{' "$LOG" | tail -1)"
+  run "cold_tuned" 200 "$PY" "$B/benchmarks/cold_tuned.py" --encoder "$W/tuned-cold" --splits "$S" \
+    --scorer "$B/bench/score_recs.py" --out "$W/ct"
+  grep -E "^validation NDCG|^chosen" "$LOG" | sed 's/^/cold_tuned: /' | tee -a "$SUM" >/dev/null
+  say "done in $(($(date +%s) - T0))s"
+  exit 0
 fi
 
 # ---- 1, 4, 6: the default model with the frozen and the behaviour-tuned encoder --------------------------
@@ -103,6 +118,7 @@ frozen_vs_tuned() {  # NAME DATA SPLIT FT_LIMIT
         "${cand[@]}" --k 100 --model-path "$W/tuned-$name" --output "$W/$name-tuned.csv"; then
       say "$name tuned score: $(score "$W/$name-tuned.csv" "$d/$split/test.csv" "$d/$split/train.csv" "$candf")"
     fi
+    cp "$W/tuned-$name/tokrec_finetune.json" "$OUT/finetune-$name.json"
   fi
 }
 
@@ -115,15 +131,15 @@ if run "classifier" 150 "$PY" "$B/benchmarks/deep_classifier.py" --splits "$W/da
   grep -E "^ROC-AUC|^chosen|^validation NDCG|^training pairs" "$LOG" | tail -5 | sed 's/^/classifier: /' | tee -a "$SUM" >/dev/null
 fi
 
+# ---- 4: warm ------------------------------------------------------------------------------------------------
+frozen_vs_tuned ml100k-warm ml-100k-splits warm 150
+
 # ---- 3: encoding throughput ---------------------------------------------------------------------------------
 for dt in bf16 fp16; do
   if run "encode $dt" 90 "$PY" "$B/benchmarks/encode_speed.py" --device "$DEV" --model "$BASE" --dtype "$dt" "${ENC[@]}"; then
     grep -E "texts/s|ratio|cosine|^[0-9]+ texts" "$LOG" | tail -5 | sed "s/^/encode $dt: /" | tee -a "$SUM" >/dev/null
   fi
 done
-
-# ---- 4: warm ------------------------------------------------------------------------------------------------
-frozen_vs_tuned ml100k-warm ml-100k-splits warm 150
 
 # ---- 5: text-sasrec warm fit on the GPU ---------------------------------------------------------------------
 S=$W/data/ml-100k-splits

@@ -38,6 +38,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--patience", type=int, default=2)
     p.add_argument("--batch-size", type=int, default=128, help="events per step (default 128)")
     p.add_argument("--max-steps-per-epoch", type=int, default=None, help="cap for small CPU runs")
+    p.add_argument(
+        "--max-seconds",
+        type=float,
+        default=None,
+        help="time budget: the epoch running when it is spent is the last",
+    )
     p.add_argument("--history-items", type=int, default=5)
     p.add_argument("--hard-negatives", type=int, default=4, help="per event (default 4)")
     p.add_argument("--temperature", type=float, default=0.05)
@@ -65,6 +71,7 @@ def run(args: argparse.Namespace) -> int:
         patience=args.patience,
         batch_size=args.batch_size,
         max_steps_per_epoch=args.max_steps_per_epoch,
+        max_seconds=args.max_seconds,
         history_items=args.history_items,
         hard_negatives=args.hard_negatives,
         temperature=args.temperature,

@@ -71,6 +71,9 @@ class FinetuneConfig(BaseModel):
     epochs: int = Field(6, ge=1, description="most epochs; early stopping may end sooner")
     patience: int = Field(2, ge=1, description="epochs without a better validation loss before stopping")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for small (CPU) runs")
+    max_seconds: float | None = Field(
+        None, gt=0, description="training time budget: the epoch running when it is spent is the last"
+    )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="items held out for validation")
     max_val_events: int = Field(4000, ge=1)
     max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the encoder's)")
@@ -361,7 +364,11 @@ def finetune_encoder(
         for epoch in range(1, cfg.epochs + 1):
             order = rng.permutation(len(train_ex.pos))[: per_epoch * cfg.batch_size]
             run, n = 0.0, 0
+            out_of_time = False
             for b in _progress(range(per_epoch), cfg.progress, f"finetune epoch {epoch}"):
+                if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+                    out_of_time = True
+                    break
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
                 loss = _step_loss(tr, train_ex, idx, seen, seen_mat, draw, cfg)
                 opt.zero_grad(set_to_none=True)
@@ -389,6 +396,9 @@ def finetune_encoder(
                 best_loss, best_epoch = vl, epoch
                 best_state = {k2: v.detach().to("cpu", copy=True) for k2, v in model.state_dict().items()}
             elif epoch - best_epoch >= cfg.patience:
+                break
+            if out_of_time:
+                log.info("time budget of %.0fs spent in epoch %d: stopping", cfg.max_seconds, epoch)
                 break
         if best_state is not None:
             model.load_state_dict(best_state)

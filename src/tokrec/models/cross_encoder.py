@@ -13,12 +13,15 @@ harder and stop the model from learning "popular = positive"; ``mixed``, the def
 each). Evaluation pairs come from held-out users only. Saved with
 ``save_pretrained(safe_serialization=True)``: no pickle.
 
-Behaviour features (``behaviour_features``, on by default): next to the text, the classifier sees four
-numbers per pair computed from the TRAINING users' events only: the candidate's log popularity, and
-the candidate's co-occurrence with the user's last ``feature_history`` items (the mean of
-``log(1 + count)``, and the mean and the max of the cosine ``count / sqrt(pop_h * pop_c)``). A training
-user's own events are taken out of the counts for their own pairs (leave-one-user-out), so a positive
-does not see itself. A small MLP on the standardised features adds to the text logit; both are trained
+Behaviour features (``behaviour_features``, on by default): next to the text, the classifier sees five
+numbers per pair computed from the TRAINING users' events only: the candidate's log popularity; the
+candidate's co-occurrence with the user's last ``feature_history`` items (the mean of
+``log(1 + count)``, and the mean and the max of the cosine ``count / sqrt(pop_h * pop_c)``); and the
+EASE score of the candidate given those items (Steck 2019; ``ease_lambda`` 1000, the default model's
+validated value). A training user's own events never inform their own pairs' features: they are
+taken out of the counts (leave-one-user-out), and the EASE score comes from a model fitted on the
+other half of the training users (held-out users get the mean of both halves). Catalogs over
+``EASE_MAX_ITEMS`` items get 0 for the EASE feature. A small MLP on the standardised features adds to the text logit; both are trained
 together with binary cross-entropy. Without them (``behaviour_features=false``) it is the text alone.
 
 Re-ranking blends, per user over the re-ranked rows, the z-scored first-stage score (``score``
@@ -66,6 +69,7 @@ class CrossEncoderConfig(BaseModel):
     behaviour_features: bool = True
     feature_history: int = Field(50, ge=1, description="history items the behaviour features look at")
     head_lr: float = Field(3e-3, gt=0, description="learning rate of the behaviour-feature MLP")
+    ease_lambda: float = Field(1000.0, gt=0, description="EASE feature's L2 (the default model's value)")
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float | None = Field(None, gt=0, description="default 3e-4 with LoRA, 3e-5 for full fine-tuning")
@@ -202,21 +206,29 @@ def heldout_pairs(
     )
 
 
+#: catalogs larger than this get no EASE feature (two dense item x item matrices)
+EASE_MAX_ITEMS = 6000
+
+
 class Behaviour:
-    """Popularity and co-occurrence counts of a set of users (the classifier's training users) and the
-    four behaviour features of a pair (see the module docstring)."""
+    """Popularity and co-occurrence counts of a set of users (the classifier's training users), two
+    EASE item-item models fitted on two halves of them, and the five behaviour features of a pair
+    (see the module docstring). ``users`` maps each counted user id to their half (0 or 1)."""
 
-    names = ("log_popularity", "cooc_log_mean", "cooc_cos_max", "cooc_cos_mean")
+    names = ("log_popularity", "cooc_log_mean", "cooc_cos_max", "cooc_cos_mean", "ease")
 
-    def __init__(self, pop: np.ndarray, cooc: Any, users: list[str]) -> None:
+    def __init__(self, pop: np.ndarray, cooc: Any, users: dict[str, int], ease: list[np.ndarray]) -> None:
         self.pop = np.asarray(pop, dtype=np.float64)
         self.cooc = cooc.tocsr()
-        self.users = set(users)
+        self.users = dict(users)
+        self.ease = ease
 
     @classmethod
-    def fit(cls, dataset: Dataset, users: np.ndarray) -> Behaviour:
+    def fit(
+        cls, dataset: Dataset, users: np.ndarray, *, ease_lambda: float = 1000.0, seed: int = 0
+    ) -> Behaviour:
         """Counts over ``users`` (user rows): ``pop[i]`` users who had item i, ``cooc[i, j]`` users who
-        had both."""
+        had both; EASE (Steck 2019, ``ease_lambda``) on each random half of them."""
         import scipy.sparse as sp
 
         seqs = dataset.sequences()
@@ -230,7 +242,18 @@ class Behaviour:
         x = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(users), dataset.n_items))
         cooc = (x.T @ x).tocsr()
         pop = np.asarray(x.sum(0)).ravel()
-        return cls(pop, cooc, [str(v) for v in dataset.user_vocab.decode(np.asarray(users, dtype=np.int64))])
+        half = np.random.default_rng(seed).random(len(users)) < 0.5
+        ease: list[np.ndarray] = []
+        if dataset.n_items <= EASE_MAX_ITEMS:
+            for f in (half, ~half):
+                g = (x[np.flatnonzero(f)].T @ x[np.flatnonzero(f)]).toarray().astype(np.float64)
+                g[np.diag_indices_from(g)] += ease_lambda
+                pinv = np.linalg.inv(g)
+                b = -pinv / np.diag(pinv)
+                np.fill_diagonal(b, 0.0)
+                ease.append(b.astype(np.float32))
+        ids = [str(v) for v in dataset.user_vocab.decode(np.asarray(users, dtype=np.int64))]
+        return cls(pop, cooc, {u: int(not h) for u, h in zip(ids, half, strict=True)}, ease)
 
     def features(self, dataset: Dataset, pairs: Pairs) -> np.ndarray:
         """``(len(pairs), 4)`` float32; a counted user's own events are taken out of their pairs' counts."""
@@ -244,7 +267,8 @@ class Behaviour:
         cand = pairs.items.astype(np.int64)
         in_cand = np.zeros(len(cand), dtype=bool)
         own_h = np.zeros(len(flat_h), dtype=bool)  # history items are the user's own by construction
-        counted = np.array([str(u) in self.users for u in ids], dtype=bool)
+        fold = np.array([self.users.get(str(u), -1) for u in ids], dtype=np.int64)
+        counted = fold >= 0
         for k in np.flatnonzero(counted):
             in_cand[k] = int(cand[k]) in set(seqs[int(pairs.users[k])].tolist())
         own_h[:] = counted[pair_of]
@@ -258,7 +282,15 @@ class Behaviour:
         cos_mean = np.bincount(pair_of, cos, minlength=len(cand)) / n
         cos_max = np.zeros(len(cand))
         np.maximum.at(cos_max, pair_of, cos)
-        return np.stack([np.log1p(np.maximum(pop_c, 0.0)), log_mean, cos_max, cos_mean], 1).astype(np.float32)
+        ease: np.ndarray = np.zeros(len(cand), dtype=np.float64)
+        if self.ease:
+            # a counted user's pairs use the EASE half fitted WITHOUT them; others the mean of both
+            cc, f = cand[pair_of], fold[pair_of]
+            b0, b1 = self.ease[0][flat_h, cc], self.ease[1][flat_h, cc]
+            vals = np.where(f == 0, b1, np.where(f == 1, b0, 0.5 * (b0 + b1)))
+            ease = np.bincount(pair_of, vals, minlength=len(cand))
+        cols = [np.log1p(np.maximum(pop_c, 0.0)), log_mean, cos_max, cos_mean, ease]
+        return np.stack(cols, 1).astype(np.float32)
 
     def popularity(self, pairs: Pairs) -> np.ndarray:
         """The candidates' counts (the popularity-only score)."""
@@ -272,17 +304,19 @@ class Behaviour:
             "cooc_indices": c.indices.astype(np.int64),
             "cooc_indptr": c.indptr.astype(np.int64),
             "cooc_shape": np.array(c.shape, dtype=np.int64),
+            **{f"ease{k}": b for k, b in enumerate(self.ease)},
         }
 
     @classmethod
-    def from_arrays(cls, a: dict[str, np.ndarray], users: list[str]) -> Behaviour:
+    def from_arrays(cls, a: dict[str, np.ndarray], users: dict[str, int]) -> Behaviour:
         import scipy.sparse as sp
 
         cooc = sp.csr_matrix(
             (a["cooc_data"], a["cooc_indices"], a["cooc_indptr"]),
             shape=tuple(int(x) for x in a["cooc_shape"]),
         )
-        return cls(a["pop"], cooc, users)
+        ease = [a[k] for k in ("ease0", "ease1") if k in a]
+        return cls(a["pop"], cooc, users, ease)
 
 
 class CrossEncoderClassifier:
@@ -413,7 +447,7 @@ class CrossEncoderClassifier:
             feats_t = None
             if c.behaviour_features:
                 users = np.unique(pairs.users) if stats_users is None else np.asarray(stats_users)
-                self.behaviour_ = Behaviour.fit(dataset, users)
+                self.behaviour_ = Behaviour.fit(dataset, users, ease_lambda=c.ease_lambda, seed=c.seed)
                 raw = self.behaviour_.features(dataset, pairs)
                 self.feat_mean_ = raw.mean(0)
                 self.feat_std_ = raw.std(0) + 1e-6
@@ -600,7 +634,7 @@ class CrossEncoderClassifier:
             arrays["feat_mean"] = np.asarray(self.feat_mean_, dtype=np.float32)
             arrays["feat_std"] = np.asarray(self.feat_std_, dtype=np.float32)
             save_file(arrays, str(tmp / "behaviour.safetensors"))
-            meta["behaviour_users"] = sorted(self.behaviour_.users)
+            meta["behaviour_users"] = self.behaviour_.users
         (tmp / "tokrec_classifier.json").write_text(json.dumps(meta, indent=1))
         if path.exists():
             shutil.rmtree(path)
@@ -632,7 +666,7 @@ class CrossEncoderClassifier:
             a = load_file(str(path / "behaviour.safetensors"))
             clf.behaviour_ = Behaviour.from_arrays(
                 {k.split(".", 1)[1]: v for k, v in a.items() if k.startswith("behaviour.")},
-                list(meta.get("behaviour_users", [])),
+                dict(meta.get("behaviour_users", {})),
             )
             clf.head_ = cls._new_head()
             clf.head_.load_state_dict(
