@@ -370,7 +370,7 @@ def finetune_encoder(
                     out_of_time = True
                     break
                 idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                loss = _step_loss(tr, train_ex, idx, seen, seen_mat, draw, cfg)
+                loss = _step_loss(tr, train_ex, idx, seen_mat, draw, cfg)
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 torch.nn.utils.clip_grad_norm_(params, 1.0)
@@ -438,7 +438,6 @@ def _step_loss(
     tr: _Trainer,
     ex: _Examples,
     idx: np.ndarray,
-    seen: list[set[int]],
     seen_mat: Any,
     draw: Any,
     cfg: FinetuneConfig,
