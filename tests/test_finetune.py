@@ -48,7 +48,7 @@ def tiny_st(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("ft") / "st", sentence_transformers=True)
 
 
-SMALL = {"batch_size": 16, "epochs": 3, "patience": 3, "lr": 2e-3, "hard_negatives": 2, "device": "cpu"}
+SMALL = {"batch_size": 16, "epochs": 2, "patience": 2, "lr": 2e-3, "hard_negatives": 2, "device": "cpu", "threads": 1}
 
 
 def test_finetune_lowers_validation_loss_and_writes_a_loadable_encoder(tiny: Path, tmp_path: Path) -> None:
@@ -77,14 +77,15 @@ def test_finetune_lowers_validation_loss_and_writes_a_loadable_encoder(tiny: Pat
     assert margin(tuned) > margin(base) + 0.05
 
 
-def test_finetune_lora_merges_adapters(tiny: Path, tmp_path: Path) -> None:
+@pytest.mark.parametrize("adapter", ["lora", "adalora"])
+def test_finetune_adapters_are_merged(tiny: Path, tmp_path: Path, adapter: str) -> None:
     pytest.importorskip("peft")
     from safetensors.numpy import load_file
 
     from tokrec.encoders.finetune import finetune_encoder
 
     small = {**SMALL, "epochs": 1}
-    r = finetune_encoder(planted(), tmp_path / "lora", model=str(tiny), adapter="lora", lora_r=4, **small)
+    r = finetune_encoder(planted(), tmp_path / "lora", model=str(tiny), adapter=adapter, lora_r=4, **small)
     weights = load_file(str(tmp_path / "lora" / "model.safetensors"))
     assert not any("lora" in k for k in weights)  # merged into the plain weights
     assert min(r.val_loss) < r.base_val_loss

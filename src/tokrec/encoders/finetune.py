@@ -60,7 +60,10 @@ class FinetuneConfig(BaseModel):
     adapter: Literal["none", "lora", "adalora"] = Field("none", description="none = full fine-tuning")
     lora_r: int = Field(16, ge=1)
     lora_alpha: int = Field(32, ge=1)
-    target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value", "dense"])
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "key", "value", "intermediate.dense", "output.dense"],
+        description="adapter targets (BERT names; the pooler, unused by pooling, is left out)",
+    )
     history_items: int = Field(5, ge=1, description="recent items that make the query")
     hard_negatives: int = Field(4, ge=0, description="popularity-drawn unseen items per example")
     temperature: float = Field(0.05, gt=0)
