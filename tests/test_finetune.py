@@ -48,7 +48,15 @@ def tiny_st(tmp_path_factory) -> Path:
     return make_tiny_bert(tmp_path_factory.mktemp("ft") / "st", sentence_transformers=True)
 
 
-SMALL = {"batch_size": 16, "epochs": 2, "patience": 2, "lr": 2e-3, "hard_negatives": 2, "device": "cpu", "threads": 1}
+SMALL = {
+    "batch_size": 16,
+    "epochs": 2,
+    "patience": 2,
+    "lr": 2e-3,
+    "hard_negatives": 2,
+    "device": "cpu",
+    "threads": 1,
+}
 
 
 def test_finetune_lowers_validation_loss_and_writes_a_loadable_encoder(tiny: Path, tmp_path: Path) -> None:
