@@ -6,6 +6,7 @@ sentence-transformers' (fp32) vectors. The embedding cache is off: this measures
     .venv/bin/python benchmarks/encode_speed.py                       # ml-100k item texts if present
     .venv/bin/python benchmarks/encode_speed.py --synthetic 2000      # 2000 synthetic ~43-token texts
     .venv/bin/python benchmarks/encode_speed.py --dtype fp32 --repeat 2
+    python benchmarks/encode_speed.py --device cuda --synthetic 50000 --batch-size 512 --dtype bf16   # on a GPU
 
 Timings on a shared 2-core machine are noisy; compare the ratio, and run it more than once.
 """
@@ -97,6 +98,8 @@ def main() -> None:
     ap.add_argument("--dtype", default="auto", help="tokrec dtype (auto, fp32, bf16)")
     ap.add_argument("--batch-size", type=int, default=64)
     ap.add_argument("--repeat", type=int, default=1, help="timed repetitions of each (alternating)")
+    ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="both encoders run here")
+    ap.add_argument("--model", default=None, help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
     args = ap.parse_args()
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
@@ -113,25 +116,32 @@ def main() -> None:
         if args.synthetic or not args.items.is_file()
         else item_texts(args.items)
     )
-    path = default_model_path()
-    st = SentenceTransformer(path, device="cpu")
-    enc = load_encoder(path, dtype=args.dtype, batch_size=args.batch_size, device="cpu")
+    path = args.model or default_model_path()
+    st = SentenceTransformer(path, device=args.device)
+    enc = load_encoder(path, dtype=args.dtype, batch_size=args.batch_size, device=args.device)
     tokens = enc.count_tokens(texts)
     print(
-        f"{len(texts)} texts, mean {np.mean(tokens):.1f} tokens; threads {args.threads}; tokrec: {enc.describe()}"
+        f"{len(texts)} texts, mean {np.mean(tokens):.1f} tokens; device {args.device}; threads {args.threads}; "
+        f"tokrec: {enc.describe()}; sentence-transformers: {next(st.parameters()).dtype}"
     )
-    warm = texts[:64]
+    warm = texts[:2048]
     st.encode(warm)
     enc.encode(warm)
+
+    def sync() -> None:
+        if args.device == "cuda":
+            torch.cuda.synchronize()
 
     st_times, tk_times = [], []
     ref = mine = None
     for _ in range(args.repeat):
         t0 = time.perf_counter()
         ref = st.encode(texts)
+        sync()
         st_times.append(time.perf_counter() - t0)
         t0 = time.perf_counter()
         mine = enc.encode(texts)
+        sync()
         tk_times.append(time.perf_counter() - t0)
     assert ref is not None and mine is not None
     ref = ref / np.linalg.norm(ref, axis=1, keepdims=True)

@@ -118,7 +118,7 @@ def test_learns_a_separable_task_and_reranks(tiny_bert: Path, tmp_path: Path, lo
             "rank": [1, 2, 3, 4, 5],
         }
     )
-    out = clf.rerank(ds, recs, top_n=4)
+    out = clf.rerank(ds, recs, top_n=4, weight=1.0)
     assert set(out["item_id"][:2]) == {f"{mine}0", f"{mine}1"} and out["item_id"].iloc[4] == f"{other}2"
     assert out["rank"].tolist() == [1, 2, 3, 4, 5]
     path = clf.save(tmp_path / "clf")
@@ -180,10 +180,51 @@ def test_cli_classify_end_to_end(tiny_bert: Path, tmp_path: Path, capsys) -> Non
         str(tmp_path / "out.csv"),
         "--top-n",
         "3",
+        "--blend-weight",
+        "1",
     ]
     assert main(argv) == 0
     out = capsys.readouterr().out
     assert "ROC-AUC" in out and "precision" in out
     assert json.loads(out.strip().splitlines()[-1])["roc_auc"] > 0.9
     assert pd.read_csv(tmp_path / "out.csv")["item_id"].iloc[0] == "a0"
-    assert main(argv[:-6] + ["--rerank", str(tmp_path / "recs.csv")]) == 2  # --rerank needs --output
+    assert main(argv[:-8] + ["--rerank", str(tmp_path / "recs.csv")]) == 2  # --rerank needs --output
+
+
+def test_behaviour_features_keep_a_users_own_events_out() -> None:
+    from tokrec.models.cross_encoder import Behaviour, Pairs
+
+    items = pd.DataFrame({"item_id": ["x", "y", "z"], "title": ["x", "y", "z"]})
+    rows = [("u0", "x", 0), ("u0", "y", 1), ("u1", "x", 0), ("u1", "y", 1), ("u2", "x", 0), ("u2", "z", 1)]
+    ds = Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
+    users = ds.user_vocab.encode(["u0", "u1"], missing="mask")
+    b = Behaviour.fit(ds, users)
+    x, y, z = ds.item_vocab.encode(["x", "y", "z"], missing="mask")
+    assert b.pop.tolist() == [2.0, 2.0, 0.0] and b.cooc[x, y] == 2.0
+    u0, u2 = ds.user_vocab.encode(["u0", "u2"], missing="mask")
+    hist = [np.array([x])] * 3
+    pairs = Pairs(np.array([u0, u2, u2]), hist, np.array([y, y, z]), np.zeros(3, np.int64))
+    f = b.features(ds, pairs)
+    # u0 was counted: their own (x, y) is taken out, leaving u1's; u2 was not counted: nothing taken out
+    assert f[0, 0] == pytest.approx(np.log1p(1.0)) and f[0, 1] == pytest.approx(np.log1p(1.0))
+    assert f[1, 0] == pytest.approx(np.log1p(2.0)) and f[1, 1] == pytest.approx(np.log1p(2.0))
+    assert f[2, 0] == 0.0 and f[2, 1] == 0.0 and f[2, 2] == 0.0
+
+
+def test_rerank_blends_first_stage_and_classifier() -> None:
+    ds = two_taste_data(n_users=4)
+    clf = CrossEncoderClassifier()
+    logits = {"b0": 3.0, "b1": 2.0, "a0": 0.0, "a1": 1.0}  # the classifier's order: b0 b1 a1 a0
+    clf.predict_logit = lambda dataset, pairs, **kw: np.array(  # type: ignore[method-assign]
+        [logits[i] for i in dataset.item_vocab.decode(pairs.items)], dtype=np.float32
+    )
+    recs = pd.DataFrame({"user_id": "u0", "item_id": ["a0", "a1", "b0", "b1", "a2"], "rank": [1, 2, 3, 4, 5]})
+    order = lambda w: clf.rerank(ds, recs, top_n=4, weight=w)["item_id"].tolist()  # noqa: E731
+    assert order(0.0) == ["a0", "a1", "b0", "b1", "a2"]  # the first stage's order
+    assert order(1.0) == ["b0", "b1", "a1", "a0", "a2"]  # the classifier's, the tail untouched
+    # w=0.5: z(-rank) = (1.34, .45, -.45, -1.34) and z(logit) = (-1.34, -.45, 1.34, .45) for a0 a1 b0 b1:
+    # blend (0, 0, .45, -.45) (a0 and a1 tie up to rounding)
+    mid = order(0.5)
+    assert mid[0] == "b0" and set(mid[1:3]) == {"a0", "a1"} and mid[3:] == ["b1", "a2"]
+    with pytest.raises(ConfigError):
+        clf.rerank(ds, recs, weight=1.5)

@@ -39,6 +39,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--output", metavar="CSV", help="where to write the re-ranked recommendations (with --rerank)"
     )
     p.add_argument("--top-n", type=int, default=20, help="re-rank each user's top N rows (default 20)")
+    p.add_argument(
+        "--blend-weight",
+        type=float,
+        default=0.5,
+        help="re-ranking score = (1-w) * z(first stage) + w * z(classifier); choose w on validation "
+        "(benchmarks/deep_classifier.py does); default 0.5",
+    )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
         "--lora", dest="lora", action="store_true", default=True, help="LoRA fine-tuning (default)"
@@ -49,15 +56,27 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--negatives", type=int, default=1, help="sampled negatives per positive (default 1)")
     p.add_argument(
         "--negative-sampling",
-        choices=("uniform", "popularity"),
-        default="popularity",
-        help="how negatives are drawn",
+        choices=("uniform", "popularity", "mixed"),
+        default="mixed",
+        help="how training negatives are drawn (mixed: half uniform, half popularity-weighted)",
     )
     p.add_argument(
         "--eval-negatives", type=int, default=1, help="negatives per held-out positive (default 1)"
     )
     p.add_argument(
         "--heldout-fraction", type=float, default=0.2, help="users held out of training (default 0.2)"
+    )
+    p.add_argument(
+        "--eval-negative-sampling",
+        choices=("uniform", "popularity"),
+        default="popularity",
+        help="how held-out negatives are drawn (default popularity: the harder test)",
+    )
+    p.add_argument(
+        "--no-behaviour",
+        dest="behaviour",
+        action="store_false",
+        help="text only: no popularity / co-occurrence features beside the text",
     )
     p.add_argument("--max-length", type=int, default=128, help="tokens per pair (default 128)")
     p.add_argument("--history-items", type=int, default=5, help="history items in the text (default 5)")
@@ -91,6 +110,7 @@ def run(args: argparse.Namespace) -> int:
         max_pairs=args.max_pairs,
         negatives=args.negatives,
         negative_sampling=args.negative_sampling,
+        behaviour_features=args.behaviour,
         epochs=args.epochs,
         batch_size=args.batch_size,
         lr=args.lr,
@@ -114,13 +134,13 @@ def run(args: argparse.Namespace) -> int:
         seed=c.seed,
     )
     t0 = time.perf_counter()
-    clf.fit(ds, pairs)
+    clf.fit(ds, pairs, stats_users=train_users)
     fit_s = time.perf_counter() - t0
     ev_pairs = heldout_pairs(
         ds,
         held_users,
         negatives=args.eval_negatives,
-        how=c.negative_sampling,
+        how=args.eval_negative_sampling,
         history_items=c.history_items,
         seed=c.seed,
         test=test,
@@ -132,9 +152,13 @@ def run(args: argparse.Namespace) -> int:
     )
     print(f"held-out users: {len(held_users)}; pairs: {ev['n_pairs']} ({ev['positives']} positives)")
     print(ev["report"])
-    print(f"ROC-AUC: {ev['roc_auc']:.4f}")
+    print(
+        f"ROC-AUC: {ev['roc_auc']:.4f} (popularity alone on the same pairs: {ev['popularity_roc_auc']:.4f}; "
+        f"{args.eval_negative_sampling} negatives)"
+    )
     result = {
         "roc_auc": round(ev["roc_auc"], 5),
+        "popularity_roc_auc": round(ev["popularity_roc_auc"], 5),
         "eval_pairs": ev["n_pairs"],
         "train_pairs": len(pairs),
         "fit_seconds": round(fit_s, 1),
@@ -144,9 +168,11 @@ def run(args: argparse.Namespace) -> int:
         print(f"saved the classifier to {args.save}")
     if args.rerank:
         recs = _read_recs(args.rerank)
-        out = clf.rerank(ds, recs, top_n=args.top_n)
+        out = clf.rerank(ds, recs, top_n=args.top_n, weight=args.blend_weight)
         _write_csv_atomic(out, Path(args.output))
-        print(f"re-ranked the top {args.top_n} of {recs['user_id'].nunique()} users -> {args.output}")
+        print(
+            f"re-ranked (blend weight {args.blend_weight}) the top {args.top_n} of {recs['user_id'].nunique()} users -> {args.output}"
+        )
         result["reranked_users"] = int(recs["user_id"].nunique())
     print(json.dumps(result))
     sys.stdout.flush()

@@ -9,8 +9,24 @@ the most recent items survive ``max_length``), and the candidate is the item's t
 Training pairs: a positive is one of a user's events given the events before it; each positive gets
 ``negatives`` sampled items the user never interacted with, drawn uniformly from the catalog or in
 proportion to training popularity (``negative_sampling``; popularity-weighted negatives make the task
-harder and stop the model from learning "popular = positive"). Evaluation pairs come from held-out
-users only. Saved with ``save_pretrained(safe_serialization=True)``: no pickle.
+harder and stop the model from learning "popular = positive"; ``mixed``, the default, draws half of
+each). Evaluation pairs come from held-out users only. Saved with
+``save_pretrained(safe_serialization=True)``: no pickle.
+
+Behaviour features (``behaviour_features``, on by default): next to the text, the classifier sees five
+numbers per pair computed from the TRAINING users' events only: the candidate's log popularity; the
+candidate's co-occurrence with the user's last ``feature_history`` items (the mean of
+``log(1 + count)``, and the mean and the max of the cosine ``count / sqrt(pop_h * pop_c)``); and the
+EASE score of the candidate given those items (Steck 2019; ``ease_lambda`` 1000, the default model's
+validated value). A training user's own events never inform their own pairs' features: they are
+taken out of the counts (leave-one-user-out), and the EASE score comes from a model fitted on the
+other half of the training users (held-out users get the mean of both halves). Catalogs over
+``EASE_MAX_ITEMS`` items get 0 for the EASE feature. A small MLP on the standardised features adds to the text logit; both are trained
+together with binary cross-entropy. Without them (``behaviour_features=false``) it is the text alone.
+
+Re-ranking blends, per user over the re-ranked rows, the z-scored first-stage score (``score``
+column, else ``-rank``) with the z-scored classifier logit: ``(1 - w) * first + w * classifier``;
+``w`` (``blend_weight``) should be chosen on validation (``benchmarks/deep_classifier.py`` does).
 """
 
 from __future__ import annotations
@@ -49,7 +65,11 @@ class CrossEncoderConfig(BaseModel):
     history_items: int = Field(5, ge=1)
     max_pairs: int = Field(4000, ge=2, description="training pairs, positives and negatives together")
     negatives: int = Field(1, ge=1, description="sampled negatives per positive")
-    negative_sampling: Literal["uniform", "popularity"] = "popularity"
+    negative_sampling: Literal["uniform", "popularity", "mixed"] = "mixed"
+    behaviour_features: bool = True
+    feature_history: int = Field(50, ge=1, description="history items the behaviour features look at")
+    head_lr: float = Field(3e-3, gt=0, description="learning rate of the behaviour-feature MLP")
+    ease_lambda: float = Field(1000.0, gt=0, description="EASE feature's L2 (the default model's value)")
     epochs: int = Field(1, ge=1)
     batch_size: int = Field(16, ge=1)
     lr: float | None = Field(None, gt=0, description="default 3e-4 with LoRA, 3e-5 for full fine-tuning")
@@ -62,12 +82,14 @@ class CrossEncoderConfig(BaseModel):
 
 @dataclass
 class Pairs:
-    """(history, candidate, label) triples; ``histories[k]`` are item rows, oldest first."""
+    """(history, candidate, label) triples; ``histories[k]`` are item rows, oldest first;
+    ``long_histories[k]`` the longer history the behaviour features look at (``None``: ``histories``)."""
 
     users: np.ndarray
     histories: list[np.ndarray]
     items: np.ndarray
     labels: np.ndarray
+    long_histories: list[np.ndarray] | None = None
 
     def __len__(self) -> int:
         return len(self.items)
@@ -83,14 +105,15 @@ def split_users(dataset: Dataset, fraction: float, seed: int) -> tuple[np.ndarra
 
 def _negative_sampler(dataset: Dataset, how: str, rng: np.random.Generator) -> Any:
     counts = np.bincount(dataset.item_idx, minlength=dataset.n_items).astype(np.float64)
-    p = (counts + 1.0) / (counts + 1.0).sum() if how == "popularity" else None
+    pop = (counts + 1.0) / (counts + 1.0).sum()
 
     def draw(exclude: set[int], n: int) -> list[int]:
         out: list[int] = []
         for _ in range(100 * n):
             if len(out) == n:
                 break
-            i = int(rng.choice(dataset.n_items, p=p))
+            weighted = how == "popularity" or (how == "mixed" and len(out) % 2 == 1)
+            i = int(rng.choice(dataset.n_items, p=pop if weighted else None))
             if i not in exclude and i not in out:
                 out.append(i)
         return out
@@ -107,6 +130,7 @@ def sample_pairs(
     how: str,
     history_items: int,
     seed: int,
+    feature_history: int = 50,
 ) -> Pairs:
     """Training pairs from random (user, position) events of ``users``: the event given the
     ``history_items`` events before it (label 1), plus ``negatives`` sampled unseen items (label 0)."""
@@ -118,17 +142,21 @@ def sample_pairs(
     n_pos = max(1, min(len(slots), n_pairs // (1 + negatives)))
     pick = rng.choice(len(slots), size=n_pos, replace=False)
     draw = _negative_sampler(dataset, how, rng)
-    out_u, out_h, out_i, out_y = [], [], [], []
+    out_u, out_h, out_i, out_y, out_l = [], [], [], [], []
     for k in pick:
         u, t = slots[k]
         s = seqs[u]
         hist = s[max(0, t - history_items) : t]
+        long = s[max(0, t - feature_history) : t]
         for item, label in [(int(s[t]), 1)] + [(i, 0) for i in draw(set(s.tolist()), negatives)]:
             out_u.append(u)
             out_h.append(hist)
             out_i.append(item)
             out_y.append(label)
-    return Pairs(np.array(out_u), out_h, np.array(out_i, dtype=np.int64), np.array(out_y, dtype=np.int64))
+            out_l.append(long)
+    return Pairs(
+        np.array(out_u), out_h, np.array(out_i, dtype=np.int64), np.array(out_y, dtype=np.int64), out_l
+    )
 
 
 def heldout_pairs(
@@ -140,6 +168,7 @@ def heldout_pairs(
     history_items: int,
     seed: int,
     test: pd.DataFrame | None = None,
+    feature_history: int = 50,
 ) -> Pairs:
     """Evaluation pairs of held-out users: their test event given their whole training history when
     ``test`` (user_id, item_id) is given, else their last training event given the events before it;
@@ -153,13 +182,14 @@ def heldout_pairs(
             u, i = dataset.user_vocab.get(uid), dataset.item_vocab.get(iid)
             if u >= 0 and i >= 0:
                 targets.setdefault(u, []).append(i)
-    out_u, out_h, out_i, out_y = [], [], [], []
+    out_u, out_h, out_i, out_y, out_l = [], [], [], [], []
     for u in users:
         s = seqs[int(u)]
         if test is not None:
-            hist, pos = s[-history_items:], targets.get(int(u), [])[:1]
+            before, pos = s, targets.get(int(u), [])[:1]
         else:
-            hist, pos = s[-1 - history_items : -1], [int(s[-1])]
+            before, pos = s[:-1], [int(s[-1])]
+        hist, long = before[-history_items:], before[-feature_history:]
         if not pos or len(hist) == 0:
             continue
         seen = set(s.tolist()) | set(targets.get(int(u), []))
@@ -168,9 +198,125 @@ def heldout_pairs(
             out_h.append(hist)
             out_i.append(item)
             out_y.append(label)
+            out_l.append(long)
     if not out_u:
         raise DataError("no held-out user has an evaluation event")
-    return Pairs(np.array(out_u), out_h, np.array(out_i, dtype=np.int64), np.array(out_y, dtype=np.int64))
+    return Pairs(
+        np.array(out_u), out_h, np.array(out_i, dtype=np.int64), np.array(out_y, dtype=np.int64), out_l
+    )
+
+
+#: catalogs larger than this get no EASE feature (two dense item x item matrices)
+EASE_MAX_ITEMS = 6000
+
+
+class Behaviour:
+    """Popularity and co-occurrence counts of a set of users (the classifier's training users), two
+    EASE item-item models fitted on two halves of them, and the five behaviour features of a pair
+    (see the module docstring). ``users`` maps each counted user id to their half (0 or 1)."""
+
+    names = ("log_popularity", "cooc_log_mean", "cooc_cos_max", "cooc_cos_mean", "ease")
+
+    def __init__(self, pop: np.ndarray, cooc: Any, users: dict[str, int], ease: list[np.ndarray]) -> None:
+        self.pop = np.asarray(pop, dtype=np.float64)
+        self.cooc = cooc.tocsr()
+        self.users = dict(users)
+        self.ease = ease
+
+    @classmethod
+    def fit(
+        cls, dataset: Dataset, users: np.ndarray, *, ease_lambda: float = 1000.0, seed: int = 0
+    ) -> Behaviour:
+        """Counts over ``users`` (user rows): ``pop[i]`` users who had item i, ``cooc[i, j]`` users who
+        had both; EASE (Steck 2019, ``ease_lambda``) on each random half of them."""
+        import scipy.sparse as sp
+
+        seqs = dataset.sequences()
+        rows, cols = [], []
+        for k, u in enumerate(users):
+            items = np.unique(seqs[int(u)])
+            rows.append(np.full(len(items), k))
+            cols.append(items)
+        r = np.concatenate(rows) if rows else np.empty(0, np.int64)
+        c = np.concatenate(cols) if cols else np.empty(0, np.int64)
+        x = sp.csr_matrix((np.ones(len(r), np.float32), (r, c)), shape=(len(users), dataset.n_items))
+        cooc = (x.T @ x).tocsr()
+        pop = np.asarray(x.sum(0)).ravel()
+        half = np.random.default_rng(seed).random(len(users)) < 0.5
+        ease: list[np.ndarray] = []
+        if dataset.n_items <= EASE_MAX_ITEMS:
+            for f in (half, ~half):
+                g = (x[np.flatnonzero(f)].T @ x[np.flatnonzero(f)]).toarray().astype(np.float64)
+                g[np.diag_indices_from(g)] += ease_lambda
+                pinv = np.linalg.inv(g)
+                b = -pinv / np.diag(pinv)
+                np.fill_diagonal(b, 0.0)
+                ease.append(b.astype(np.float32))
+        ids = [str(v) for v in dataset.user_vocab.decode(np.asarray(users, dtype=np.int64))]
+        return cls(pop, cooc, {u: int(not h) for u, h in zip(ids, half, strict=True)}, ease)
+
+    def features(self, dataset: Dataset, pairs: Pairs) -> np.ndarray:
+        """``(len(pairs), 4)`` float32; a counted user's own events are taken out of their pairs' counts."""
+        seqs = dataset.sequences()
+        hists = pairs.long_histories if pairs.long_histories is not None else pairs.histories
+        ids = dataset.user_vocab.decode(np.asarray(pairs.users, dtype=np.int64))
+        lens = np.array([len(h) for h in hists], dtype=np.int64)
+        flat_h = np.concatenate([np.asarray(h, dtype=np.int64) for h in hists]) if len(hists) else np.empty(0)
+        flat_h = flat_h.astype(np.int64)
+        pair_of = np.repeat(np.arange(len(hists)), lens)
+        cand = pairs.items.astype(np.int64)
+        in_cand = np.zeros(len(cand), dtype=bool)
+        own_h = np.zeros(len(flat_h), dtype=bool)  # history items are the user's own by construction
+        fold = np.array([self.users.get(str(u), -1) for u in ids], dtype=np.int64)
+        counted = fold >= 0
+        for k in np.flatnonzero(counted):
+            in_cand[k] = int(cand[k]) in set(seqs[int(pairs.users[k])].tolist())
+        own_h[:] = counted[pair_of]
+        pop_c = self.pop[cand] - in_cand
+        pop_h = self.pop[flat_h] - own_h
+        co = np.asarray(self.cooc[flat_h, cand[pair_of]]).ravel() - (own_h & in_cand[pair_of])
+        co = np.maximum(co, 0.0)
+        cos = co / np.sqrt(np.maximum(pop_h, 1.0) * np.maximum(pop_c[pair_of], 1.0))
+        n = np.maximum(lens, 1)
+        log_mean = np.bincount(pair_of, np.log1p(co), minlength=len(cand)) / n
+        cos_mean = np.bincount(pair_of, cos, minlength=len(cand)) / n
+        cos_max = np.zeros(len(cand))
+        np.maximum.at(cos_max, pair_of, cos)
+        ease: np.ndarray = np.zeros(len(cand), dtype=np.float64)
+        if self.ease:
+            # a counted user's pairs use the EASE half fitted WITHOUT them; others the mean of both
+            cc, f = cand[pair_of], fold[pair_of]
+            b0, b1 = self.ease[0][flat_h, cc], self.ease[1][flat_h, cc]
+            vals = np.where(f == 0, b1, np.where(f == 1, b0, 0.5 * (b0 + b1)))
+            ease = np.bincount(pair_of, vals, minlength=len(cand))
+        cols = [np.log1p(np.maximum(pop_c, 0.0)), log_mean, cos_max, cos_mean, ease]
+        return np.stack(cols, 1).astype(np.float32)
+
+    def popularity(self, pairs: Pairs) -> np.ndarray:
+        """The candidates' counts (the popularity-only score)."""
+        return self.pop[pairs.items.astype(np.int64)]
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        c = self.cooc
+        return {
+            "pop": self.pop.astype(np.float64),
+            "cooc_data": c.data.astype(np.float32),
+            "cooc_indices": c.indices.astype(np.int64),
+            "cooc_indptr": c.indptr.astype(np.int64),
+            "cooc_shape": np.array(c.shape, dtype=np.int64),
+            **{f"ease{k}": b for k, b in enumerate(self.ease)},
+        }
+
+    @classmethod
+    def from_arrays(cls, a: dict[str, np.ndarray], users: dict[str, int]) -> Behaviour:
+        import scipy.sparse as sp
+
+        cooc = sp.csr_matrix(
+            (a["cooc_data"], a["cooc_indices"], a["cooc_indptr"]),
+            shape=tuple(int(x) for x in a["cooc_shape"]),
+        )
+        ease = [a[k] for k in ("ease0", "ease1") if k in a]
+        return cls(a["pop"], cooc, users, ease)
 
 
 class CrossEncoderClassifier:
@@ -185,6 +331,10 @@ class CrossEncoderClassifier:
         self.config = config
         self.model_: Any = None
         self.tokenizer_: Any = None
+        self.head_: Any = None
+        self.behaviour_: Behaviour | None = None
+        self.feat_mean_: np.ndarray | None = None
+        self.feat_std_: np.ndarray | None = None
         self.train_loss_: float = float("nan")
 
     # ---- model construction ----------------------------------------------------------------
@@ -225,6 +375,32 @@ class CrossEncoderClassifier:
             )
             model = get_peft_model(model, lora)
         self.model_ = model
+        self.head_ = self._new_head() if self.config.behaviour_features else None
+
+    @staticmethod
+    def _new_head() -> Any:
+        import torch
+
+        return torch.nn.Sequential(
+            torch.nn.Linear(len(Behaviour.names), 16), torch.nn.GELU(), torch.nn.Linear(16, 1)
+        )
+
+    def _features(self, dataset: Dataset, pairs: Pairs) -> np.ndarray | None:
+        if self.behaviour_ is None or self.feat_mean_ is None or self.feat_std_ is None:
+            return None
+        return ((self.behaviour_.features(dataset, pairs) - self.feat_mean_) / self.feat_std_).astype(
+            np.float32
+        )
+
+    def _logit(self, enc: dict[str, Any], feats: Any, device: Any) -> Any:
+        """The text logit (log-odds of 'buy') plus the behaviour MLP's, fp32."""
+        with _autocast(device, self.config.dtype):
+            two = self.model_(**enc).logits
+        two = two.float()
+        logit = two[:, 1] - two[:, 0]
+        if self.head_ is not None and feats is not None:
+            logit = logit + self.head_(feats).squeeze(-1).float()
+        return logit
 
     # ---- texts -----------------------------------------------------------------------------
     @staticmethod
@@ -250,8 +426,13 @@ class CrossEncoderClassifier:
         )
 
     # ---- training --------------------------------------------------------------------------
-    def fit(self, dataset: Dataset, pairs: Pairs) -> CrossEncoderClassifier:
-        """Fine-tunes on ``pairs`` (see :func:`sample_pairs`) with cross-entropy; returns self."""
+    def fit(
+        self, dataset: Dataset, pairs: Pairs, *, stats_users: np.ndarray | None = None
+    ) -> CrossEncoderClassifier:
+        """Fine-tunes on ``pairs`` (see :func:`sample_pairs`) with binary cross-entropy; returns self.
+
+        ``stats_users``: the user rows whose events the behaviour features count (default: the users of
+        ``pairs``); never the held-out users."""
         import torch
 
         from tokrec.models.sequential import _progress
@@ -263,16 +444,28 @@ class CrossEncoderClassifier:
             device = self._device()
             model = self.model_.to(device)
             texts = self.item_texts(dataset)
+            feats_t = None
+            if c.behaviour_features:
+                users = np.unique(pairs.users) if stats_users is None else np.asarray(stats_users)
+                self.behaviour_ = Behaviour.fit(dataset, users, ease_lambda=c.ease_lambda, seed=c.seed)
+                raw = self.behaviour_.features(dataset, pairs)
+                self.feat_mean_ = raw.mean(0)
+                self.feat_std_ = raw.std(0) + 1e-6
+                feats_t = torch.from_numpy(self._features(dataset, pairs)).to(device)
+                self.head_ = self.head_.to(device)
             lr = c.lr or (3e-4 if c.lora else 3e-5)
             params = [p for p in model.parameters() if p.requires_grad]
-            opt = torch.optim.AdamW(params, lr=lr, weight_decay=0.01)
+            groups = [{"params": params, "lr": lr}]
+            if self.head_ is not None:
+                groups.append({"params": list(self.head_.parameters()), "lr": c.head_lr})
+            opt = torch.optim.AdamW(groups, weight_decay=0.01)
             steps = c.epochs * -(-len(pairs) // c.batch_size)
             warm = max(1, steps // 10)
             sched = torch.optim.lr_scheduler.LambdaLR(
                 opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / steps)
             )
             rng = np.random.default_rng(c.seed)
-            labels = torch.from_numpy(pairs.labels)
+            labels = torch.from_numpy(pairs.labels).float()
             total, n = 0.0, 0
             bar = _progress(range(steps), c.progress, "cross-encoder (train)")
             batches = (
@@ -281,11 +474,13 @@ class CrossEncoderClassifier:
                 for idx in np.array_split(rng.permutation(len(pairs)), -(-len(pairs) // c.batch_size))
             )
             model.train()
+            if self.head_ is not None:
+                self.head_.train()
             for _, idx in zip(bar, batches, strict=False):
                 enc = {k: v.to(device) for k, v in self._encode(texts, pairs, idx).items()}
-                with _autocast(device, c.dtype):
-                    logits = model(**enc).logits
-                loss = torch.nn.functional.cross_entropy(logits.float(), labels[idx].to(device))
+                f = feats_t[torch.from_numpy(idx).to(device)] if feats_t is not None else None
+                logit = self._logit(enc, f, device)
+                loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, labels[idx].to(device))
                 opt.zero_grad(set_to_none=True)
                 loss.backward()
                 opt.step()
@@ -294,11 +489,19 @@ class CrossEncoderClassifier:
                 n += len(idx)
             self.train_loss_ = total / max(n, 1)
             self.model_ = model.eval()
+            if self.head_ is not None:
+                self.head_.eval()
         return self
 
     # ---- inference -------------------------------------------------------------------------
     def predict_proba(self, dataset: Dataset, pairs: Pairs, *, batch_size: int = 64) -> np.ndarray:
         """P(like) ``(len(pairs),)`` float32, computed in length-sorted batches."""
+        return (1.0 / (1.0 + np.exp(-self.predict_logit(dataset, pairs, batch_size=batch_size)))).astype(
+            np.float32
+        )
+
+    def predict_logit(self, dataset: Dataset, pairs: Pairs, *, batch_size: int = 64) -> np.ndarray:
+        """The log-odds of P(like) ``(len(pairs),)`` float32 (the ranking score: no saturation)."""
         import torch
 
         from tokrec.models.sequential import _progress
@@ -317,12 +520,14 @@ class CrossEncoderClassifier:
         order = np.argsort(lengths, kind="stable")
         out = np.empty(len(pairs), dtype=np.float32)
         chunks = [order[s : s + batch_size] for s in range(0, len(order), batch_size)]
+        feats = self._features(dataset, pairs)
+        if self.head_ is not None:
+            self.head_ = self.head_.to(device)
         with _threads(c.threads), torch.no_grad():
             for idx in _progress(chunks, c.progress, "cross-encoder (score)"):
                 enc = {k: v.to(device) for k, v in self._encode(texts, pairs, idx).items()}
-                with _autocast(device, c.dtype):
-                    logits = self.model_(**enc).logits.float()
-                out[idx] = torch.softmax(logits, -1)[:, 1].cpu().numpy()
+                f = torch.from_numpy(feats[idx]).to(device) if feats is not None else None
+                out[idx] = self._logit(enc, f, device).cpu().numpy()
         return out
 
     def evaluate(self, dataset: Dataset, pairs: Pairs) -> dict[str, Any]:
@@ -337,15 +542,30 @@ class CrossEncoderClassifier:
             digits=4,
             zero_division=0,
         )
-        auc = (
-            float(roc_auc_score(pairs.labels, prob)) if len(set(pairs.labels.tolist())) == 2 else float("nan")
-        )
-        return {"report": report, "roc_auc": auc, "n_pairs": len(pairs), "positives": int(pairs.labels.sum())}
+        both = len(set(pairs.labels.tolist())) == 2
+        auc = float(roc_auc_score(pairs.labels, prob)) if both else float("nan")
+        pop = np.bincount(dataset.item_idx, minlength=dataset.n_items)[pairs.items.astype(np.int64)]
+        pop_auc = float(roc_auc_score(pairs.labels, pop)) if both else float("nan")
+        return {
+            "report": report,
+            "roc_auc": auc,
+            "popularity_roc_auc": pop_auc,
+            "n_pairs": len(pairs),
+            "positives": int(pairs.labels.sum()),
+        }
 
-    def rerank(self, dataset: Dataset, recs: pd.DataFrame, *, top_n: int = 20) -> pd.DataFrame:
-        """Re-orders each user's top ``top_n`` rows of ``recs`` (user_id, item_id, rank) by P(like)
-        given the user's whole training history; the rows below ``top_n`` keep their order after them.
-        Returns ``user_id, item_id, score, rank`` (score = P(like) for re-ranked rows)."""
+    def rerank(
+        self, dataset: Dataset, recs: pd.DataFrame, *, top_n: int = 20, weight: float = 0.5
+    ) -> pd.DataFrame:
+        """Re-orders each user's top ``top_n`` rows of ``recs`` (user_id, item_id[, score], rank) by a
+        blend of the first stage and the classifier: per user, over those rows,
+        ``(1 - weight) * z(first-stage score) + weight * z(classifier logit)`` (first-stage score: the
+        ``score`` column, else ``-rank``; z = standardised over the user's re-ranked rows); rows below
+        ``top_n`` keep their order after them, and so do rows of users or items the dataset lacks.
+        ``weight`` 0 keeps the first stage's order, 1 ranks by the classifier alone.
+        Returns ``user_id, item_id, score, rank`` (score = the blend for re-ranked rows)."""
+        if not 0.0 <= weight <= 1.0:
+            raise ConfigError(f"re-rank blend weight must be in [0, 1], not {weight}")
         for col in ("user_id", "item_id"):
             if col not in recs.columns:
                 raise DataError("missing column", column=col)
@@ -355,21 +575,34 @@ class CrossEncoderClassifier:
         if "rank" not in recs.columns:
             recs["rank"] = recs.groupby("user_id", sort=False).cumcount() + 1
         recs = recs.sort_values(["user_id", "rank"], kind="stable").reset_index(drop=True)
-        head = recs.groupby("user_id", sort=False).cumcount() < top_n
+        head = (recs.groupby("user_id", sort=False).cumcount() < top_n).to_numpy()
         u_rows = dataset.user_vocab.encode(recs["user_id"], missing="mask")
         i_rows = dataset.item_vocab.encode(recs["item_id"], missing="mask")
-        use = head.to_numpy() & (u_rows >= 0) & (i_rows >= 0)
+        use = head & (u_rows >= 0) & (i_rows >= 0)
         seqs = dataset.sequences()
-        h = self.config.history_items
+        h, fh = self.config.history_items, self.config.feature_history
         pairs = Pairs(
-            u_rows[use], [seqs[u][-h:] for u in u_rows[use]], i_rows[use], np.zeros(int(use.sum()), np.int64)
+            u_rows[use],
+            [seqs[u][-h:] for u in u_rows[use]],
+            i_rows[use],
+            np.zeros(int(use.sum()), np.int64),
+            [seqs[u][-fh:] for u in u_rows[use]],
         )
-        prob = self.predict_proba(dataset, pairs) if len(pairs) else np.empty(0, np.float32)
-        score = np.where(head, np.nan, -recs["rank"].to_numpy(dtype=np.float64))
-        score[np.flatnonzero(use)] = prob
-        recs["score"] = score
-        recs["_head"] = head.to_numpy()
-        recs["_key"] = np.where(use, prob_full(prob, use), -1.0)
+        logit = self.predict_logit(dataset, pairs) if len(pairs) else np.empty(0, np.float32)
+        first = (
+            pd.to_numeric(recs["score"], errors="coerce").to_numpy(dtype=np.float64)
+            if "score" in recs.columns
+            else -recs["rank"].to_numpy(dtype=np.float64)
+        )
+        first = np.where(np.isnan(first), -recs["rank"].to_numpy(dtype=np.float64), first)
+        clf = np.zeros(len(recs))
+        clf[np.flatnonzero(use)] = logit
+        users = recs["user_id"].to_numpy()
+        blend = (1.0 - weight) * _zscore(first, users, use) + weight * _zscore(clf, users, use)
+        recs["score"] = np.where(use, blend, np.nan)
+        # rows of the head that cannot be scored keep their place among the head via their first-stage z
+        recs["_head"] = head
+        recs["_key"] = np.where(use, blend, np.where(head, _zscore(first, users, head), -np.inf))
         recs = recs.sort_values(
             ["user_id", "_head", "_key", "rank"], ascending=[True, False, False, True], kind="stable"
         )
@@ -379,7 +612,10 @@ class CrossEncoderClassifier:
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
         """Writes ``tokrec_classifier.json`` + the model (LoRA adapter and head, or the full model) and
-        tokenizer via ``save_pretrained(safe_serialization=True)``, atomically (temp dir + rename)."""
+        tokenizer via ``save_pretrained(safe_serialization=True)``, plus the behaviour counts and MLP
+        (``behaviour.safetensors``), atomically (temp dir + rename)."""
+        from safetensors.numpy import save_file
+
         if self.model_ is None:
             raise ConfigError("cross-encoder is not fitted")
         path = Path(path)
@@ -387,11 +623,18 @@ class CrossEncoderClassifier:
         tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
         self.model_.save_pretrained(str(tmp / "model"), safe_serialization=True)
         self.tokenizer_.save_pretrained(str(tmp / "model"))
-        meta = {
-            "format": "tokrec-cross-encoder/1",
+        meta: dict[str, Any] = {
+            "format": "tokrec-cross-encoder/2",
             "config": self.config.model_dump(mode="json"),
             "base": self._base_path(),
         }
+        if self.behaviour_ is not None and self.head_ is not None:
+            arrays = {f"behaviour.{k}": v for k, v in self.behaviour_.arrays().items()}
+            arrays.update({f"head.{k}": v.detach().cpu().numpy() for k, v in self.head_.state_dict().items()})
+            arrays["feat_mean"] = np.asarray(self.feat_mean_, dtype=np.float32)
+            arrays["feat_std"] = np.asarray(self.feat_std_, dtype=np.float32)
+            save_file(arrays, str(tmp / "behaviour.safetensors"))
+            meta["behaviour_users"] = self.behaviour_.users
         (tmp / "tokrec_classifier.json").write_text(json.dumps(meta, indent=1))
         if path.exists():
             shutil.rmtree(path)
@@ -400,6 +643,8 @@ class CrossEncoderClassifier:
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> CrossEncoderClassifier:
+        import torch
+        from safetensors.numpy import load_file
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = Path(path)
@@ -417,13 +662,32 @@ class CrossEncoderClassifier:
             clf.model_ = PeftModel.from_pretrained(base, str(path / "model")).eval()
         else:
             clf.model_ = AutoModelForSequenceClassification.from_pretrained(str(path / "model")).eval()
+        if (path / "behaviour.safetensors").is_file():
+            a = load_file(str(path / "behaviour.safetensors"))
+            clf.behaviour_ = Behaviour.from_arrays(
+                {k.split(".", 1)[1]: v for k, v in a.items() if k.startswith("behaviour.")},
+                dict(meta.get("behaviour_users", {})),
+            )
+            clf.head_ = cls._new_head()
+            clf.head_.load_state_dict(
+                {k.split(".", 1)[1]: torch.from_numpy(v) for k, v in a.items() if k.startswith("head.")}
+            )
+            clf.head_.eval()
+            clf.feat_mean_, clf.feat_std_ = a["feat_mean"], a["feat_std"]
+        else:
+            clf.head_ = None
         return clf
 
 
-def prob_full(prob: np.ndarray, use: np.ndarray) -> np.ndarray:
-    """Spreads ``prob`` (one per True of ``use``) over an array shaped like ``use`` (0 elsewhere)."""
-    out = np.zeros(len(use), dtype=np.float64)
-    out[np.flatnonzero(use)] = prob
+def _zscore(x: np.ndarray, groups: np.ndarray, use: np.ndarray) -> np.ndarray:
+    """``x`` standardised within each group over the rows where ``use`` (0 elsewhere; std 0 -> 0)."""
+    out = np.zeros(len(x), dtype=np.float64)
+    if not use.any():
+        return out
+    df = pd.DataFrame({"g": groups[use], "x": x[use]})
+    g = df.groupby("g", sort=False)["x"]
+    mean, std = g.transform("mean").to_numpy(), g.transform("std", ddof=0).to_numpy()
+    out[use] = np.where(std > 0, (df["x"].to_numpy() - mean) / np.where(std > 0, std, 1.0), 0.0)
     return out
 
 

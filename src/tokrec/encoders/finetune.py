@@ -1,0 +1,531 @@
+"""Behaviour-tuned encoders: contrastive fine-tuning of the text encoder on what users did.
+
+The query is a user's recent items: the normalised mean of the vectors of the ``history_items`` items
+before an event (the same shape as the ``profile`` signal of the default model); the positive is the
+text of the event's item. Every other item whose text is encoded in the step is a negative: the other
+examples' positives and histories (in-batch) and ``hard_negatives`` items per example drawn in
+proportion to training popularity among items the user never interacted with (popular items the user
+passed over). Items the user did interact with are masked out of their own softmax, so they are never
+pushed away. Loss: InfoNCE (cross-entropy over cosine / ``temperature``).
+
+Why a loop of its own instead of sentence-transformers' trainer: the catalog is small next to the
+events (ml-100k: 1,682 items, 80,000 events), so each step encodes every DISTINCT item text of the
+batch once and builds all queries from those vectors; a pair-wise trainer (MultipleNegativesRanking-
+Loss) would encode each history and positive text again for every event, several times the compute, and
+it needs the ``datasets`` package. The rest is transformers and peft: ``AutoModel`` for the weights,
+LoRA / AdaLoRA adapters from ``peft`` (merged into the weights before saving), ``save_pretrained`` with
+safetensors.
+
+Validation (early stopping): a cold-item split cut from the training events with
+:func:`tokrec.evaluation.splits.cold_item_split`. Its held-out items are never a positive in training;
+each of their events is a validation query (the user's recent training items before it), ranked
+against all held-out items, so the stopping rule measures what new items need: text vectors that land
+where users who will like them already are. The epoch with the lowest validation loss is kept.
+
+The output folder is a sentence-transformers folder like the base (config, safetensors weights,
+tokenizer, pooling settings copied from the base) plus ``tokrec_finetune.json`` (settings and the
+validation curve); every command takes it through ``--model-path`` / ``--model``, and its fingerprint
+differs from the base's because the fingerprint hashes the weight files.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError, DataError
+
+log = logging.getLogger(__name__)
+
+_ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
+
+
+class FinetuneConfig(BaseModel):
+    """Settings of :func:`finetune_encoder` (unknown keys are rejected)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    model: str | None = Field(None, description="base encoder folder (default: the bundled all-MiniLM-L6-v2)")
+    adapter: Literal["none", "lora", "adalora"] = Field("none", description="none = full fine-tuning")
+    lora_r: int = Field(16, ge=1)
+    lora_alpha: int = Field(32, ge=1)
+    target_modules: list[str] = Field(
+        default_factory=lambda: ["query", "key", "value", "intermediate.dense", "output.dense"],
+        description="adapter targets (BERT names; the pooler, unused by pooling, is left out)",
+    )
+    history_items: int = Field(5, ge=1, description="recent items that make the query")
+    hard_negatives: int = Field(4, ge=0, description="popularity-drawn unseen items per example")
+    temperature: float = Field(0.05, gt=0)
+    batch_size: int = Field(128, ge=2, description="events per step")
+    lr: float | None = Field(None, gt=0, description="default 3e-5 full, 3e-4 with an adapter")
+    weight_decay: float = Field(0.01, ge=0)
+    warmup: float = Field(0.1, ge=0, lt=1, description="share of the steps with a rising learning rate")
+    epochs: int = Field(6, ge=1, description="most epochs; early stopping may end sooner")
+    patience: int = Field(2, ge=1, description="epochs without a better validation loss before stopping")
+    max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for small (CPU) runs")
+    max_seconds: float | None = Field(
+        None, gt=0, description="training time budget: the epoch running when it is spent is the last"
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="items held out for validation")
+    max_val_events: int = Field(4000, ge=1)
+    max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the encoder's)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU"
+    )
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    seed: int = 42
+    progress: bool = False
+
+
+@dataclass
+class FinetuneResult:
+    """What :func:`finetune_encoder` did: the folder, the validation curve, the chosen epoch, timings."""
+
+    path: Path
+    val_loss: list[float]
+    val_recall10: list[float]
+    train_loss: list[float]
+    best_epoch: int
+    base_val_loss: float
+    base_val_recall10: float
+    seconds: float
+    steps: int
+    device: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "best_epoch": self.best_epoch,
+            "base_val_loss": round(self.base_val_loss, 5),
+            "base_val_recall@10": round(self.base_val_recall10, 5),
+            "val_loss": [round(x, 5) for x in self.val_loss],
+            "val_recall@10": [round(x, 5) for x in self.val_recall10],
+            "train_loss": [round(x, 5) for x in self.train_loss],
+            "seconds": round(self.seconds, 1),
+            "steps": self.steps,
+            "device": self.device,
+            **self.info,
+        }
+
+
+@dataclass
+class _Examples:
+    users: np.ndarray  # user row per example
+    hist: np.ndarray  # (n, history_items) item rows, -1 = none
+    pos: np.ndarray  # item row per example
+
+
+def make_config(config: FinetuneConfig | dict[str, Any] | None = None, **kwargs: Any) -> FinetuneConfig:
+    """A validated :class:`FinetuneConfig` from a config, a dict and/or keyword overrides."""
+    base = config.model_dump() if isinstance(config, FinetuneConfig) else dict(config or {})
+    try:
+        return FinetuneConfig.model_validate({**base, **kwargs})
+    except ValidationError as e:
+        raise ConfigError(f"finetune: invalid config: {e}") from e
+
+
+def _examples(seqs: list[np.ndarray], k: int, keep: np.ndarray, target: np.ndarray) -> _Examples:
+    """One example per event whose item is in ``target``: its last ``k`` earlier events among
+    ``keep`` items as the history (events with no such earlier event are skipped)."""
+    users, hists, pos = [], [], []
+    for u, s in enumerate(seqs):
+        s = np.asarray(s)
+        kept = keep[s]
+        for t in range(1, len(s)):
+            if not target[s[t]]:
+                continue
+            before = s[:t][kept[:t]][-k:]
+            if len(before) == 0:
+                continue
+            row = np.full(k, -1, dtype=np.int64)
+            row[: len(before)] = before
+            users.append(u)
+            hists.append(row)
+            pos.append(int(s[t]))
+    if not pos:
+        return _Examples(np.empty(0, np.int64), np.empty((0, k), np.int64), np.empty(0, np.int64))
+    return _Examples(np.array(users, dtype=np.int64), np.stack(hists), np.array(pos, dtype=np.int64))
+
+
+def _resolve_device(want: str) -> Any:
+    import torch
+
+    if want == "cuda" and not torch.cuda.is_available():
+        raise ConfigError("finetune: device 'cuda' asked for but torch sees no CUDA device")
+    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
+        return torch.device("cuda")
+    return torch.device("cpu")
+
+
+class _Trainer:
+    """Holds the model, the tokenised catalog and the step / evaluation code."""
+
+    def __init__(self, cfg: FinetuneConfig, dataset: Dataset, total_steps: int) -> None:
+        import torch
+        from transformers import AutoModel
+
+        from tokrec.encoders import load_encoder
+        from tokrec.features import item_texts
+
+        self.cfg = cfg
+        self.base = cfg.model or _default_path()
+        enc = load_encoder(self.base, device="cpu", dtype="fp32")
+        self.pooling = enc.pooling
+        self.max_length = int(cfg.max_length or enc.max_length)
+        self.tokenizer = enc.tokenizer_
+        self.device = _resolve_device(cfg.device)
+        self.bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and self.device.type == "cuda")
+        texts = item_texts(dataset)
+        self.ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, verbose=False)[
+            "input_ids"
+        ]
+        self.pad = int(self.tokenizer.pad_token_id or 0)
+        model = AutoModel.from_pretrained(self.base, dtype=torch.float32)
+        if cfg.adapter != "none":
+            model = _with_adapter(model, cfg, total_steps)
+        self.model = model.to(self.device)
+
+    def embed(self, rows: np.ndarray) -> Any:
+        """Normalised vectors of item ``rows`` (a tensor with grad when the model is in train mode)."""
+        import torch
+
+        from tokrec.encoders import pool
+
+        ids = [self.ids[int(r)] for r in rows]
+        width = max(len(x) for x in ids)
+        input_ids = np.full((len(ids), width), self.pad, dtype=np.int64)
+        mask = np.zeros((len(ids), width), dtype=np.int64)
+        for r, x in enumerate(ids):
+            input_ids[r, : len(x)] = x
+            mask[r, : len(x)] = 1
+        t_ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
+        t_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
+        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+            hidden = self.model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
+        return torch.nn.functional.normalize(pool(hidden.float(), t_mask, self.pooling), dim=-1)
+
+    def embed_all(self, n_items: int, batch: int = 256) -> Any:
+        import torch
+
+        order = np.argsort([len(x) for x in self.ids], kind="stable")
+        parts = []
+        was = self.model.training
+        self.model.eval()
+        with torch.no_grad():
+            for s in range(0, n_items, batch):
+                parts.append(self.embed(order[s : s + batch]))
+        self.model.train(was)
+        out = torch.empty((n_items, parts[0].shape[1]), device=self.device)
+        out[torch.from_numpy(order).to(self.device)] = torch.cat(parts)
+        return out
+
+    @staticmethod
+    def queries(vecs: Any, hist_local: Any) -> Any:
+        """Normalised mean of the history vectors (``hist_local``: local rows, -1 = padding)."""
+        import torch
+
+        valid = (hist_local >= 0).float().unsqueeze(-1)
+        h = vecs[hist_local.clamp(min=0)] * valid
+        return torch.nn.functional.normalize(h.sum(1) / valid.sum(1).clamp(min=1), dim=-1)
+
+
+def _default_path() -> str:
+    from tokrec.encoders import default_model_path
+
+    return default_model_path()
+
+
+def _with_adapter(model: Any, cfg: FinetuneConfig, total_steps: int) -> Any:
+    from peft import AdaLoraConfig, LoraConfig, get_peft_model
+
+    if cfg.adapter == "lora":
+        pc: Any = LoraConfig(r=cfg.lora_r, lora_alpha=cfg.lora_alpha, target_modules=list(cfg.target_modules))
+    else:
+        pc = AdaLoraConfig(
+            init_r=cfg.lora_r,
+            target_r=max(1, cfg.lora_r // 2),
+            lora_alpha=cfg.lora_alpha,
+            target_modules=list(cfg.target_modules),
+            total_step=max(total_steps, 2),
+        )
+    try:
+        return get_peft_model(model, pc)
+    except ValueError as e:
+        raise ConfigError(f"finetune: adapter: {e}") from e
+
+
+def _popularity_sampler(counts: np.ndarray, allowed: np.ndarray, rng: np.random.Generator) -> Any:
+    """``draw(n, users, seen_mat)``: ``(len(users), n)`` items drawn in proportion to popularity + 1
+    among ``allowed`` items each user never interacted with (-1 where too few were found)."""
+    p = (counts + 1.0) * allowed
+    p = p / p.sum()
+
+    def draw(n: int, users: np.ndarray, seen_mat: Any) -> np.ndarray:
+        cand = rng.choice(len(p), size=(len(users), 4 * n), p=p)
+        bad = np.take_along_axis(seen_mat[users].toarray(), cand, axis=1)
+        out = np.full((len(users), n), -1, dtype=np.int64)
+        for b in range(len(users)):
+            ok = cand[b][~bad[b]][:n]
+            out[b, : len(ok)] = ok
+        return out
+
+    return draw
+
+
+def finetune_encoder(
+    dataset: Dataset,
+    output: str | os.PathLike[str],
+    config: FinetuneConfig | dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> FinetuneResult:
+    """Fine-tunes the encoder on ``dataset``'s events and writes the tuned encoder folder to ``output``.
+
+    Args:
+        dataset: items (with text columns) and training interactions; test events must not be in it.
+        output: the folder to write (replaced atomically if it exists).
+        config: a :class:`FinetuneConfig` or dict; ``kwargs`` override single settings.
+
+    Returns:
+        A :class:`FinetuneResult`.
+
+    Raises:
+        DataError: too few events to make training and validation examples.
+        ConfigError: bad settings, or CUDA asked for where there is none.
+    """
+    import torch
+
+    from tokrec.evaluation.splits import cold_item_split
+
+    cfg = make_config(config, **kwargs)
+    t_start = time.perf_counter()
+    old_threads = torch.get_num_threads()
+    if cfg.threads:
+        torch.set_num_threads(cfg.threads)
+    try:
+        torch.manual_seed(cfg.seed)
+        rng = np.random.default_rng(cfg.seed)
+        split = cold_item_split(dataset, fraction=cfg.val_fraction, seed=cfg.seed)
+        held = np.zeros(dataset.n_items, dtype=bool)
+        held[dataset.item_vocab.encode(split.candidates or [], missing="mask")] = True
+        seqs = dataset.sequences()
+        k = cfg.history_items
+        train_ex = _examples(seqs, k, ~held, ~held)
+        val_ex = _examples(seqs, k, ~held, held)
+        if len(train_ex.pos) < cfg.batch_size or len(val_ex.pos) == 0:
+            raise DataError(
+                f"finetune: too few events ({len(train_ex.pos)} training, {len(val_ex.pos)} validation examples "
+                f"for batch size {cfg.batch_size})"
+            )
+        if len(val_ex.pos) > cfg.max_val_events:
+            keep = np.sort(rng.choice(len(val_ex.pos), cfg.max_val_events, replace=False))
+            val_ex = _Examples(val_ex.users[keep], val_ex.hist[keep], val_ex.pos[keep])
+        seen = [set(map(int, s)) for s in seqs]
+        seen_mat = _seen_matrix(seqs, dataset.n_items)
+        counts = np.bincount(dataset.item_idx, minlength=dataset.n_items).astype(np.float64)
+        draw = _popularity_sampler(counts, (~held).astype(np.float64), rng)
+
+        per_epoch = len(train_ex.pos) // cfg.batch_size
+        if cfg.max_steps_per_epoch:
+            per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
+        total = per_epoch * cfg.epochs
+        tr = _Trainer(cfg, dataset, total)
+        model = tr.model
+        params = [p for p in model.parameters() if p.requires_grad]
+        lr = cfg.lr or (3e-4 if cfg.adapter != "none" else 3e-5)
+        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
+        warm = max(1, int(cfg.warmup * total))
+        sched = torch.optim.lr_scheduler.LambdaLR(
+            opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / total)
+        )
+        held_rows = np.flatnonzero(held)
+
+        def validate() -> tuple[float, float]:
+            vecs = tr.embed_all(dataset.n_items)
+            return _val_loss(vecs, val_ex, held_rows, seen, cfg.temperature)
+
+        base_loss, base_rec = validate()
+        log.info("base encoder: validation loss %.4f, recall@10 %.4f", base_loss, base_rec)
+        best_loss, best_epoch, best_state = base_loss, 0, None
+        val_losses, val_recs, train_losses = [], [], []
+        steps = 0
+        from tokrec.models.sequential import _progress
+
+        model.train()
+        for epoch in range(1, cfg.epochs + 1):
+            order = rng.permutation(len(train_ex.pos))[: per_epoch * cfg.batch_size]
+            run, n = 0.0, 0
+            out_of_time = False
+            for b in _progress(range(per_epoch), cfg.progress, f"finetune epoch {epoch}"):
+                if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
+                    out_of_time = True
+                    break
+                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+                loss = _step_loss(tr, train_ex, idx, seen_mat, draw, cfg)
+                opt.zero_grad(set_to_none=True)
+                loss.backward()
+                torch.nn.utils.clip_grad_norm_(params, 1.0)
+                opt.step()
+                sched.step()
+                if cfg.adapter == "adalora":
+                    model.base_model.update_and_allocate(steps)
+                run += float(loss.detach())
+                n += 1
+                steps += 1
+            train_losses.append(run / max(n, 1))
+            vl, vr = validate()
+            val_losses.append(vl)
+            val_recs.append(vr)
+            log.info(
+                "epoch %d: train loss %.4f, validation loss %.4f, recall@10 %.4f",
+                epoch,
+                train_losses[-1],
+                vl,
+                vr,
+            )
+            if vl < best_loss - 1e-4:
+                best_loss, best_epoch = vl, epoch
+                best_state = {k2: v.detach().to("cpu", copy=True) for k2, v in model.state_dict().items()}
+            elif epoch - best_epoch >= cfg.patience:
+                break
+            if out_of_time:
+                log.info("time budget of %.0fs spent in epoch %d: stopping", cfg.max_seconds, epoch)
+                break
+        if best_state is not None:
+            model.load_state_dict(best_state)
+        seconds = time.perf_counter() - t_start
+        result = FinetuneResult(
+            path=Path(output),
+            val_loss=val_losses,
+            val_recall10=val_recs,
+            train_loss=train_losses,
+            best_epoch=best_epoch,
+            base_val_loss=base_loss,
+            base_val_recall10=base_rec,
+            seconds=seconds,
+            steps=steps,
+            device=str(tr.device),
+            info={
+                "train_examples": int(len(train_ex.pos)),
+                "val_examples": int(len(val_ex.pos)),
+                "val_items": int(held.sum()),
+            },
+        )
+        _save(tr, cfg, result)
+        return result
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+def _seen_matrix(seqs: list[np.ndarray], n_items: int) -> Any:
+    import scipy.sparse as sp
+
+    rows = np.repeat(np.arange(len(seqs)), [len(s) for s in seqs])
+    cols = np.concatenate(seqs) if seqs else np.empty(0, np.int64)
+    return sp.csr_matrix((np.ones(len(cols), dtype=bool), (rows, cols)), shape=(len(seqs), n_items))
+
+
+def _step_loss(
+    tr: _Trainer,
+    ex: _Examples,
+    idx: np.ndarray,
+    seen_mat: Any,
+    draw: Any,
+    cfg: FinetuneConfig,
+) -> Any:
+    """InfoNCE of one batch: every distinct item of the batch encoded once (see the module docstring)."""
+    import torch
+
+    users, hist, pos = ex.users[idx], ex.hist[idx], ex.pos[idx]
+    parts = [pos, hist[hist >= 0]]
+    if cfg.hard_negatives:
+        negs = draw(cfg.hard_negatives, users, seen_mat)
+        parts.append(negs[negs >= 0])
+    uniq = np.unique(np.concatenate(parts))
+    vecs = tr.embed(uniq)
+    h_local = np.where(hist >= 0, np.searchsorted(uniq, hist), -1)
+    q = tr.queries(vecs, torch.from_numpy(h_local).to(tr.device))
+    logits = (q @ vecs.T) / cfg.temperature
+    mask = seen_mat[users][:, uniq].toarray().astype(bool)  # the user's own items, except the positive
+    target = np.searchsorted(uniq, pos)
+    mask[np.arange(len(idx)), target] = False
+    logits = logits.masked_fill(torch.from_numpy(mask).to(tr.device), float("-inf"))
+    return torch.nn.functional.cross_entropy(logits, torch.from_numpy(target).to(tr.device))
+
+
+def _val_loss(
+    vecs: Any, ex: _Examples, held_rows: np.ndarray, seen: list[set[int]], temperature: float
+) -> tuple[float, float]:
+    """Validation InfoNCE and recall@10 of each held-out event among all held-out items (the user's
+    other items masked), as in the cold-item protocol."""
+    import torch
+
+    pos_local = {int(r): i for i, r in enumerate(held_rows)}
+    cand = vecs[torch.from_numpy(held_rows).to(vecs.device)]
+    total, hits, n = 0.0, 0, 0
+    for s in range(0, len(ex.pos), 512):
+        hist = torch.from_numpy(ex.hist[s : s + 512]).to(vecs.device)
+        q = _Trainer.queries(vecs, hist)
+        logits = (q @ cand.T) / temperature
+        mask = np.zeros(tuple(logits.shape), dtype=bool)
+        target = np.array([pos_local[int(p)] for p in ex.pos[s : s + 512]], dtype=np.int64)
+        for b, u in enumerate(ex.users[s : s + 512]):
+            for r in seen[int(u)]:
+                j = pos_local.get(r)
+                if j is not None and j != target[b]:
+                    mask[b, j] = True
+        logits = logits.masked_fill(torch.from_numpy(mask).to(vecs.device), float("-inf"))
+        t = torch.from_numpy(target).to(vecs.device)
+        total += float(torch.nn.functional.cross_entropy(logits, t, reduction="sum"))
+        rank = (logits > logits.gather(1, t[:, None])).sum(1)
+        hits += int((rank < 10).sum())
+        n += len(target)
+    return total / n, hits / n
+
+
+def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult) -> None:
+    """Writes the tuned folder atomically: merged weights (safetensors), tokenizer, the base's
+    sentence-transformers settings, and ``tokrec_finetune.json``."""
+    model = tr.model
+    if cfg.adapter != "none":
+        model = model.merge_and_unload()
+    model = model.to("cpu").eval()
+    path = Path(result.path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        model.save_pretrained(str(tmp), safe_serialization=True)
+        tr.tokenizer.save_pretrained(str(tmp))
+        base = Path(tr.base)
+        if base.is_dir():
+            for name in _ST_FILES:
+                if (base / name).is_file():
+                    shutil.copy2(base / name, tmp / name)
+            for sub in base.iterdir():
+                if sub.is_dir() and sub.name[:1].isdigit() and sub.name.endswith("Pooling"):
+                    shutil.copytree(sub, tmp / sub.name)
+        meta = {
+            "format": "tokrec-finetuned-encoder/1",
+            "base": str(tr.base),
+            "config": cfg.model_dump(mode="json"),
+            "result": {k: v for k, v in result.to_json().items() if k != "path"},
+        }
+        (tmp / "tokrec_finetune.json").write_text(json.dumps(meta, indent=1))
+        if path.exists():
+            shutil.rmtree(path)
+        os.replace(tmp, path)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise

@@ -1,0 +1,124 @@
+"""`tokrec finetune`: contrastive fine-tuning of a tiny BERT built in the test on planted behaviour."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError
+
+pytest.importorskip("transformers")
+
+WORDS = ["alpha", "beta"]
+
+
+def planted(n_users: int = 40, n_items: int = 40, seed: int = 0) -> Dataset:
+    """Two tastes told apart by one word of the title: each user consumes items of one word only."""
+    rng = np.random.default_rng(seed)
+    items = pd.DataFrame(
+        {
+            "item_id": [f"i{i}" for i in range(n_items)],
+            "title": [f"{WORDS[i % 2]} film {i}" for i in range(n_items)],
+        }
+    )
+    rows = []
+    for u in range(n_users):
+        mine = [i for i in range(n_items) if i % 2 == u % 2]
+        for t, i in enumerate(rng.choice(mine, 10, replace=False)):
+            rows.append((f"u{u}", f"i{i}", t))
+    return Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
+
+
+@pytest.fixture(scope="module")
+def tiny(tmp_path_factory) -> Path:
+    from tokrec.encoders.testing import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("ft") / "bert")
+
+
+@pytest.fixture(scope="module")
+def tiny_st(tmp_path_factory) -> Path:
+    from tokrec.encoders.testing import make_tiny_bert
+
+    return make_tiny_bert(tmp_path_factory.mktemp("ft") / "st", sentence_transformers=True)
+
+
+SMALL = {
+    "batch_size": 16,
+    "epochs": 2,
+    "patience": 2,
+    "lr": 2e-3,
+    "hard_negatives": 2,
+    "device": "cpu",
+    "threads": 1,
+}
+
+
+def test_finetune_lowers_validation_loss_and_writes_a_loadable_encoder(tiny: Path, tmp_path: Path) -> None:
+    from tokrec.encoders import load_encoder
+    from tokrec.encoders.finetune import finetune_encoder
+
+    ds = planted()
+    r = finetune_encoder(ds, tmp_path / "tuned", model=str(tiny), **SMALL)
+    assert r.best_epoch >= 1 and min(r.val_loss) < r.base_val_loss - 0.05, r.to_json()
+    out = tmp_path / "tuned"
+    assert (out / "model.safetensors").is_file() and not list(out.glob("*.bin"))
+    meta = json.loads((out / "tokrec_finetune.json").read_text())
+    assert meta["result"]["best_epoch"] == r.best_epoch and meta["config"]["batch_size"] == 16
+    base, tuned = load_encoder(str(tiny)), load_encoder(str(out))
+    assert tuned.fingerprint != base.fingerprint
+    assert (tuned.pooling, tuned.max_length) == (base.pooling, base.max_length)
+    # the tuned vectors put same-taste items closer together than the base vectors do
+    texts = [f"{WORDS[i % 2]} film {i}" for i in range(40)]
+
+    def margin(enc) -> float:
+        v = enc.encode(texts)
+        sim = v @ v.T
+        same = np.equal.outer(np.arange(40) % 2, np.arange(40) % 2) & ~np.eye(40, dtype=bool)
+        return float(sim[same].mean() - sim[~np.equal.outer(np.arange(40) % 2, np.arange(40) % 2)].mean())
+
+    assert margin(tuned) > margin(base) + 0.05
+
+
+@pytest.mark.parametrize("adapter", ["lora", "adalora"])
+def test_finetune_adapters_are_merged(tiny: Path, tmp_path: Path, adapter: str) -> None:
+    pytest.importorskip("peft")
+    from safetensors.numpy import load_file
+
+    from tokrec.encoders.finetune import finetune_encoder
+
+    small = {**SMALL, "epochs": 1}
+    r = finetune_encoder(planted(), tmp_path / "lora", model=str(tiny), adapter=adapter, lora_r=4, **small)
+    weights = load_file(str(tmp_path / "lora" / "model.safetensors"))
+    assert not any("lora" in k for k in weights)  # merged into the plain weights
+    assert min(r.val_loss) < r.base_val_loss
+
+
+def test_cli_finetune_and_bad_input(tiny_st: Path, tmp_path: Path, capsys) -> None:
+    from tokrec.cli.main import main
+    from tokrec.encoders import load_encoder
+
+    ds = planted()
+    ds.items.to_csv(tmp_path / "items.csv", index=False)
+    ds.interactions[["user_id", "item_id", "timestamp"]].to_csv(tmp_path / "train.csv", index=False)
+    argv = ["finetune", "--items", str(tmp_path / "items.csv"), "--interactions", str(tmp_path / "train.csv")]
+    argv += ["--model-path", str(tiny_st), "--output", str(tmp_path / "enc"), "--device", "cpu"]
+    argv += ["--epochs", "1", "--batch-size", "16", "--max-steps-per-epoch", "2"]
+    assert main(argv) == 0
+    out = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert out["steps"] == 2 and out["val_items"] == 8
+    # a sentence-transformers base: its pooling and length settings travel with the tuned folder
+    assert (tmp_path / "enc" / "sentence_bert_config.json").is_file()
+    base, tuned = load_encoder(str(tiny_st)), load_encoder(str(tmp_path / "enc"))
+    assert (tuned.pooling, tuned.max_length) == (base.pooling, base.max_length) == ("cls", 16)
+    assert tuned.fingerprint != base.fingerprint
+    assert main([*argv[:-6], "--epochs", "1", "--batch-size", "100000"]) == 2  # too few events: DataError
+    with pytest.raises(ConfigError):
+        from tokrec.encoders.finetune import make_config
+
+        make_config(no_such_option=1)
