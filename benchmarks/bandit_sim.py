@@ -193,7 +193,7 @@ def main(argv: list[str] | None = None) -> int:
         )
     from matplotlib.figure import Figure
 
-    from tokrec.evaluation.report import atomic_write
+    from tokrec.fileio import atomic_write
 
     fig = Figure(figsize=(13, 4.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)

@@ -122,7 +122,7 @@ def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
         ax.set_title(f"{control}: weight 0 .. 0.9 (chosen circled)")
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
-    from tokrec.evaluation.report import atomic_write
+    from tokrec.fileio import atomic_write
 
     atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
 

@@ -178,7 +178,13 @@ def test_the_loaders_hints_are_flags_the_command_takes(tmp_path, capsys):
 
     (tmp_path / "items.csv").write_bytes("item_id,title\na,Caf\xe9\nb,B\n".encode("latin-1"))
     (tmp_path / "inter.csv").write_text("user_id,item_id\nu,a\nu,zzz\nv,b\n")
-    argv = ["recommend", "--items", str(tmp_path / "items.csv"), "--interactions", str(tmp_path / "inter.csv")]
+    argv = [
+        "recommend",
+        "--items",
+        str(tmp_path / "items.csv"),
+        "--interactions",
+        str(tmp_path / "inter.csv"),
+    ]
     argv += ["--model", "popularity", "--k", "2", "--output", str(tmp_path / "recs.csv")]
     assert main(argv) == 2
     err = capsys.readouterr().err

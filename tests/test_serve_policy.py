@@ -20,7 +20,9 @@ def _app(path, **settings):
 def test_exploration_slots_new_items_and_learning(tmp_path):
     model_dir = make_bundle(tmp_path / "model")
     with TestClient(_app(model_dir)) as c:
-        plain = c.post("/recommend", json={"user_id": "jazz-u1", "k": 4, "explore_share": 0.0}).json()["items"]
+        plain = c.post("/recommend", json={"user_id": "jazz-u1", "k": 4, "explore_share": 0.0}).json()[
+            "items"
+        ]
         assert not any(it["explored"] for it in plain)
         with TestClient(create_app(model_dir, settings={"persist": False}, encoder=HashingEncoder())) as ref:
             want = ref.post("/recommend", json={"user_id": "jazz-u1", "k": 4}).json()["items"]
@@ -72,5 +74,7 @@ def test_rerankers_in_the_service(tmp_path):
         base, diverse = ask(), ask(rerank="mmr:0.9")
         assert len(diverse) == 8 and diverse != base and ild(diverse) < ild(base)
         cal = ask(rerank="calibration:1.0")
-        assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(i.startswith("jazz-") for i in base)
+        assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(
+            i.startswith("jazz-") for i in base
+        )
         assert c.post("/recommend", json={"history": ["jazz-0"], "rerank": "shuffle:1"}).status_code == 422

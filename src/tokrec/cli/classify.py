@@ -9,9 +9,7 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
-import tempfile
 import time
 from pathlib import Path
 
@@ -169,7 +167,9 @@ def run(args: argparse.Namespace) -> int:
     if args.rerank:
         recs = _read_recs(args.rerank)
         out = clf.rerank(ds, recs, top_n=args.top_n, weight=args.blend_weight)
-        _write_csv_atomic(out, Path(args.output))
+        from tokrec.fileio import atomic_write
+
+        atomic_write(Path(args.output), lambda tmp: out.to_csv(tmp, index=False))
         print(
             f"re-ranked (blend weight {args.blend_weight}) the top {args.top_n} of {recs['user_id'].nunique()} users -> {args.output}"
         )
@@ -198,15 +198,3 @@ def _read_recs(path: str):
         if col not in recs.columns:
             raise DataError("missing column", file=path, column=col)
     return recs
-
-
-def _write_csv_atomic(df, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    os.close(fd)
-    try:
-        df.to_csv(tmp, index=False)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise

@@ -34,7 +34,6 @@ import json
 import logging
 import os
 import shutil
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -502,10 +501,12 @@ def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult) -> None:
     if cfg.adapter != "none":
         model = model.merge_and_unload()
     model = model.to("cpu").eval()
+    from tokrec.fileio import atomic_dir
+
     path = Path(result.path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-    try:
+    with atomic_dir(
+        path, replaceable=lambda p: (p / "tokrec_finetune.json").is_file() or not any(p.iterdir())
+    ) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tr.tokenizer.save_pretrained(str(tmp))
         base = Path(tr.base)
@@ -523,9 +524,3 @@ def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult) -> None:
             "result": {k: v for k, v in result.to_json().items() if k != "path"},
         }
         (tmp / "tokrec_finetune.json").write_text(json.dumps(meta, indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        os.replace(tmp, path)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -34,8 +34,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import shutil
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -323,11 +321,12 @@ class CrossEncoderClassifier:
     """P(like | user history, candidate item) from a fine-tuned cross-encoder (see module docstring)."""
 
     def __init__(self, config: CrossEncoderConfig | dict[str, Any] | None = None, **kwargs: Any) -> None:
-        if not isinstance(config, CrossEncoderConfig):
-            try:
-                config = CrossEncoderConfig(**{**(config or {}), **kwargs})
-            except Exception as e:  # pydantic.ValidationError
-                raise ConfigError(f"cross-encoder: invalid config: {e}") from e
+        from tokrec.config import validate_config, with_overrides
+
+        if isinstance(config, CrossEncoderConfig):
+            config = with_overrides(config, kwargs, what="cross-encoder") if kwargs else config
+        else:
+            config = validate_config(CrossEncoderConfig, {**(config or {}), **kwargs}, what="cross-encoder")
         self.config = config
         self.model_: Any = None
         self.tokenizer_: Any = None
@@ -405,13 +404,9 @@ class CrossEncoderClassifier:
     # ---- texts -----------------------------------------------------------------------------
     @staticmethod
     def item_texts(dataset: Dataset) -> list[str]:
-        try:
-            from tokrec.features import item_texts
+        from tokrec.features import item_texts
 
-            return item_texts(dataset)
-        except ImportError:  # pragma: no cover - the features module ships with tokrec
-            cols = dataset.item_text_columns()
-            return [". ".join(f"{c}: {r[c]}" for c in cols) for _, r in dataset.items.iterrows()]
+        return item_texts(dataset)
 
     def _encode(self, texts: list[str], pairs: Pairs, idx: np.ndarray) -> dict[str, Any]:
         hist = [" ; ".join(texts[i] for i in pairs.histories[k]) for k in idx]
@@ -618,27 +613,27 @@ class CrossEncoderClassifier:
 
         if self.model_ is None:
             raise ConfigError("cross-encoder is not fitted")
+        from tokrec.fileio import atomic_dir
+
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
-        self.model_.save_pretrained(str(tmp / "model"), safe_serialization=True)
-        self.tokenizer_.save_pretrained(str(tmp / "model"))
-        meta: dict[str, Any] = {
-            "format": "tokrec-cross-encoder/2",
-            "config": self.config.model_dump(mode="json"),
-            "base": self._base_path(),
-        }
-        if self.behaviour_ is not None and self.head_ is not None:
-            arrays = {f"behaviour.{k}": v for k, v in self.behaviour_.arrays().items()}
-            arrays.update({f"head.{k}": v.detach().cpu().numpy() for k, v in self.head_.state_dict().items()})
-            arrays["feat_mean"] = np.asarray(self.feat_mean_, dtype=np.float32)
-            arrays["feat_std"] = np.asarray(self.feat_std_, dtype=np.float32)
-            save_file(arrays, str(tmp / "behaviour.safetensors"))
-            meta["behaviour_users"] = self.behaviour_.users
-        (tmp / "tokrec_classifier.json").write_text(json.dumps(meta, indent=1))
-        if path.exists():
-            shutil.rmtree(path)
-        tmp.rename(path)
+        with atomic_dir(path, replaceable=lambda p: (p / "tokrec_classifier.json").is_file()) as tmp:
+            self.model_.save_pretrained(str(tmp / "model"), safe_serialization=True)
+            self.tokenizer_.save_pretrained(str(tmp / "model"))
+            meta: dict[str, Any] = {
+                "format": "tokrec-cross-encoder/2",
+                "config": self.config.model_dump(mode="json"),
+                "base": self._base_path(),
+            }
+            if self.behaviour_ is not None and self.head_ is not None:
+                arrays = {f"behaviour.{k}": v for k, v in self.behaviour_.arrays().items()}
+                arrays.update(
+                    {f"head.{k}": v.detach().cpu().numpy() for k, v in self.head_.state_dict().items()}
+                )
+                arrays["feat_mean"] = np.asarray(self.feat_mean_, dtype=np.float32)
+                arrays["feat_std"] = np.asarray(self.feat_std_, dtype=np.float32)
+                save_file(arrays, str(tmp / "behaviour.safetensors"))
+                meta["behaviour_users"] = self.behaviour_.users
+            (tmp / "tokrec_classifier.json").write_text(json.dumps(meta, indent=1))
         return path
 
     @classmethod
