@@ -160,6 +160,18 @@ def test_cli_item_vectors(tmp_path, capsys):
             "/recommend", json={"history": [ds.item_vocab.ids[0]], "k": 5, "candidates": ["brand-new"]}
         )
         assert [it["item_id"] for it in got.json()["items"]] == ["brand-new"]
+        # an item that brings its own image vector: that block is its unit vector times the set's weight
+        name, dim, w = fusion.config.names[0], fusion.config.dims[0], fusion.config.weights[0]
+        own = {"item_id": "with-image", "title": "A picture", "vectors": {name: image[0].tolist()}}
+        assert c.post("/items", json={"items": [own]}).status_code == 200
+        v = engine.index.vectors[engine.row_of["with-image"]]
+        np.testing.assert_allclose(
+            v[fusion.config.text_dim :], w * image[0] / np.linalg.norm(image[0]), atol=1e-5
+        )
+        bad = {"item_id": "x", "title": "X", "vectors": {name: [1.0] * (dim + 1)}}
+        assert c.post("/items", json={"items": [bad]}).status_code == 422
+        bad = {"item_id": "x", "title": "X", "vectors": {"nope": [1.0]}}
+        assert c.post("/items", json={"items": [bad]}).status_code == 422
 
 
 def test_embed_images_with_a_tiny_clip(tmp_path, capsys):

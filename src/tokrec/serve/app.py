@@ -217,8 +217,12 @@ class Service:
             self._template = self.bundle.make_template()
         return self._template
 
-    def encode_items(self, frame: pd.DataFrame) -> np.ndarray:
-        """Vectors ``(n, d)`` of new items, through the embedding cache."""
+    def encode_items(
+        self, frame: pd.DataFrame, vectors: list[dict[str, list[float]] | None] | None = None
+    ) -> np.ndarray:
+        """Vectors ``(n, d)`` of new items, through the embedding cache; for a fused bundle, fused with the
+        items' own vectors of the extra sets where given (``vectors[j]``: set name -> vector), the rest
+        predicted from the text as fit did."""
         from tokrec.features import item_vectors
 
         encoder, template = self.encoder(), self.template()
@@ -229,9 +233,36 @@ class Service:
         )
         if self.fusion is None:
             return text
-        # a bundle fitted with --item-vectors: the new items' other modalities are unknown here, so they
-        # are predicted from the text (or zero), exactly as fit treated catalog items missing from a set
-        return np.asarray(self.fusion.fuse(text, [None] * len(self.fusion.config.names)), dtype=np.float32)
+        # a bundle fitted with --item-vectors: a set an item does not bring is predicted from its text (or
+        # zero), exactly as fit treated catalog items missing from that set
+        cfg = self.fusion.config
+        given = vectors or [None] * len(frame)
+        extras: list[np.ndarray | None] = []
+        present: list[np.ndarray | None] = []
+        for name, dim in zip(cfg.names, cfg.dims, strict=True):
+            block = np.zeros((len(frame), dim), dtype=np.float32)
+            mask = np.zeros(len(frame), dtype=bool)
+            for j, v in enumerate(given):
+                if v and name in v:
+                    block[j], mask[j] = v[name], True
+            extras.append(block)
+            present.append(mask)
+        return np.asarray(self.fusion.fuse(text, extras, present), dtype=np.float32)
+
+    def check_vectors(self, vectors: dict[str, list[float]] | None) -> None:
+        """Refuses (ConfigError) extra vectors the model was not fitted with, or of the wrong length."""
+        if not vectors:
+            return
+        if self.fusion is None:
+            raise ConfigError(
+                "vectors: this model was fitted without extra vector sets (tokrec fit --item-vectors)"
+            )
+        dims = dict(zip(self.fusion.config.names, self.fusion.config.dims, strict=True))
+        for name, v in vectors.items():
+            if name not in dims:
+                raise ConfigError(f"vectors: no set {name[:64]!r} in this model (sets: {', '.join(dims)})")
+            if len(v) != dims[name]:
+                raise ConfigError(f"vectors[{name!r}]: {len(v)} numbers, the set has {dims[name]}")
 
     def close(self) -> None:
         self._stop.set()
@@ -583,6 +614,11 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
             engine = service.engine
             engine.sync()
             latest = {it.item_id: it for it in req.items}  # a repeated id: the last one wins
+            try:
+                for it in latest.values():
+                    service.check_vectors(it.vectors)
+            except ConfigError as e:
+                raise HTTPException(422, str(e)) from e
             attrs = []
             for item_id, it in latest.items():
                 row = engine.row_of.get(item_id)
@@ -590,7 +626,7 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
                 attrs.append({**base, **it.attributes()})
             frame = _frame(list(latest), attrs, engine.columns)
             try:
-                vectors = service.encode_items(frame)
+                vectors = service.encode_items(frame, [it.vectors for it in latest.values()])
             except TokrecError as e:
                 raise HTTPException(503, f"cannot encode new items: {e}") from e
             records = [ItemRecord(i, a, v) for i, a, v in zip(latest, attrs, vectors, strict=True)]

@@ -121,9 +121,18 @@ class ItemIn(BaseModel):
     model_config = ConfigDict(extra="allow")
 
     item_id: ItemId
+    vectors: dict[Annotated[str, Field(min_length=1, max_length=64)], list[float]] | None = Field(
+        None,
+        description="for a model fitted with --item-vectors: the item's vector in any of those sets "
+        "(e.g. an image embedding), by set name; a set not given is predicted from the text",
+        max_length=16,
+    )
 
     @model_validator(mode="after")
     def _attributes(self) -> ItemIn:
+        for name, vec in (self.vectors or {}).items():
+            if not 1 <= len(vec) <= 8192 or not all(x == x and abs(x) != float("inf") for x in vec):
+                raise ValueError(f"vectors[{name[:64]!r}]: 1 to 8192 finite numbers")
         extra = self.model_extra or {}
         for name, v in extra.items():
             if not (1 <= len(name) <= 64):
