@@ -291,17 +291,15 @@ class AttributeLayout:
                 continue
             txt = s.fillna("").astype(str)
             sep = "|" if txt.str.contains("|", regex=False).any() else ","
-            tokens = txt.str.get_dummies(sep)
-            singletons = float((tokens.sum(axis=0) == 1).mean()) if tokens.shape[1] else 1.0
-            if 0 < tokens.shape[1] <= max_tokens and singletons <= 0.8:  # not free text / ids
-                cols.append(
-                    {
-                        "name": str(col),
-                        "kind": "tokens",
-                        "sep": sep,
-                        "tokens": [str(t) for t in tokens.columns],
-                    }
-                )
+            # tokens counted without a dense items x tokens table (free text has a token per item)
+            tokens = txt.str.split(sep, regex=False).explode()
+            tokens = tokens[tokens != ""]
+            per_item = tokens.reset_index().drop_duplicates()
+            counts = per_item.groupby(per_item.columns[1]).size() if len(per_item) else pd.Series(dtype=int)
+            singletons = float((counts == 1).mean()) if len(counts) else 1.0
+            if 0 < len(counts) <= max_tokens and singletons <= 0.8:  # not free text / ids
+                names = sorted(map(str, counts.index))
+                cols.append({"name": str(col), "kind": "tokens", "sep": sep, "tokens": names})
         return cls(cols)
 
     @property
