@@ -1,6 +1,6 @@
 """Replay simulation of bandit policies on MovieLens 100K: cumulative reward and regret, new items explored.
 
-    PYTHONPATH=src python benchmarks/bandit_sim.py [--shared ../shared] [--rounds 6000] [--k 10] [--out DIR]
+    PYTHONPATH=src python benchmarks/bandit_sim.py [--shared ../shared] [--rounds 4000] [--k 10] [--out DIR]
 
 Protocol. Events are cut at the median timestamp: the first half is history (each user's profile, the
 popularity counts, and a warm start for the learning policies), the second half the future. Rounds follow
@@ -45,7 +45,7 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", help="the shared folder (default: ../shared or $TOKREC_SHARED)")
-    ap.add_argument("--rounds", type=int, default=6000)
+    ap.add_argument("--rounds", type=int, default=4000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument(
         "--warm", type=int, default=5000, help="history events replayed to warm-start the learners"
