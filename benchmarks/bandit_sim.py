@@ -51,7 +51,7 @@ def main(argv: list[str] | None = None) -> int:
         "--warm", type=int, default=5000, help="history events replayed to warm-start the learners"
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="bench-out/bandit_sim")
+    ap.add_argument("--out", default="runs/bandit_sim")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 

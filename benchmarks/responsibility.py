@@ -1,6 +1,6 @@
 """Diversity, calibration and popularity controls on MovieLens 100K warm: trade-off curves and chosen settings.
 
-    PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out bench-out/responsibility]
+    PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out runs/responsibility]
 
 The default model ``tokrec`` (default config) ranks the whole catalog for each user; each re-ranker of
 ``tokrec.rerank`` (mmr, calibration, popularity = xQuAD, propensity) re-ranks the user's top 100 into a top 10 at weights
@@ -131,7 +131,7 @@ def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", help="the shared folder (default: ../shared or $TOKREC_SHARED)")
-    ap.add_argument("--out", default="bench-out/responsibility", help="folder for the PNG and JSON")
+    ap.add_argument("--out", default="runs/responsibility", help="folder for the PNG and JSON")
     ap.add_argument("--model", default="tokrec", help="registry model (default: tokrec)")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
