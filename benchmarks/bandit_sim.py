@@ -1,6 +1,6 @@
 """Replay simulation of bandit policies on MovieLens 100K: cumulative reward and regret, new items explored.
 
-    PYTHONPATH=src python benchmarks/bandit_sim.py [--shared ../shared] [--rounds 6000] [--k 10] [--out DIR]
+    PYTHONPATH=src python benchmarks/bandit_sim.py [--shared ../shared] [--rounds 4000] [--k 10] [--out DIR]
 
 Protocol. Events are cut at the median timestamp: the first half is history (each user's profile, the
 popularity counts, and a warm start for the learning policies), the second half the future. Rounds follow
@@ -16,8 +16,10 @@ Policies. ``random``; ``popularity`` (history counts plus rewards so far); ``gre
 exploiting its mean only (``explore_share=0``); ``linucb``: hybrid LinUCB ranking by its upper confidence
 bound (``explore_share=1``); ``ts``: linear Thompson sampling. The three learning policies are warm-started
 identically by replaying history: each of up to ``--warm`` history events as reward 1 for its item and
-reward 0 for one random item the user never had. Their hyperparameters are the package defaults (not
-tuned on this simulation). Regret is against an oracle paid whenever the user has any remaining future
+reward 0 for one random item the user never had. Their scale (UCB width, TS posterior scale) is the
+package default 0.5 unless ``--choose`` picks it from 0.1 / 0.25 / 0.5 / 1 on a validation window that
+ends where the test window's history ends (history before the 25% time quantile, future up to the
+median; ``--choose-rounds`` rounds), so no test-window event is used to choose. Regret is against an oracle paid whenever the user has any remaining future
 item (an upper bound no policy can reach with unknown futures).
 
 A new item is one with no history event; the script counts the new items each policy showed, and those
@@ -45,13 +47,21 @@ REPO = Path(__file__).resolve().parents[1]
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", help="the shared folder (default: ../shared or $TOKREC_SHARED)")
-    ap.add_argument("--rounds", type=int, default=6000)
+    ap.add_argument("--rounds", type=int, default=4000)
     ap.add_argument("--k", type=int, default=10)
     ap.add_argument(
         "--warm", type=int, default=5000, help="history events replayed to warm-start the learners"
     )
     ap.add_argument("--seed", type=int, default=0)
-    ap.add_argument("--out", default="bench-out/bandit_sim")
+    ap.add_argument("--alpha-linucb", type=float, default=0.5, help="LinUCB width (default: the package's)")
+    ap.add_argument("--alpha-ts", type=float, default=0.5, help="TS posterior scale (default: the package's)")
+    ap.add_argument(
+        "--choose",
+        action="store_true",
+        help="choose both scales on a validation window before the test window",
+    )
+    ap.add_argument("--choose-rounds", type=int, default=1500, help="rounds per validation replay")
+    ap.add_argument("--out", default="runs/bandit_sim")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
 
@@ -66,111 +76,130 @@ def main(argv: list[str] | None = None) -> int:
     vectors = item_vectors(ds).astype(np.float64)
     ids = list(ds.item_vocab.ids)
     inter = ds.interactions.sort_values(["timestamp", "user_id", "item_id"], kind="mergesort")
-    cut = inter["timestamp"].median()
-    hist, fut = inter[inter["timestamp"] <= cut], inter[inter["timestamp"] > cut]
-    item_row = {i: j for j, i in enumerate(ids)}
-    n_items = len(ids)
-    history: dict[str, set[int]] = {}
-    for u, i in zip(hist["user_id"], hist["item_id"], strict=True):
-        history.setdefault(u, set()).add(item_row[i])
-    future: dict[str, set[int]] = {}
-    for u, i in zip(fut["user_id"], fut["item_id"], strict=True):
-        if item_row[i] not in history.get(u, set()):
-            future.setdefault(u, set()).add(item_row[i])
-    pop = np.bincount([item_row[i] for i in hist["item_id"]], minlength=n_items).astype(float)
-    new_items = pop == 0
-    arrivals = fut["user_id"].tolist()[: args.rounds]
-    unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
-    global_mean = unit.mean(axis=0)
-    print(
-        f"history {len(hist)} events, future {len(fut)}; {int(new_items.sum())} new items; {len(arrivals)} rounds of k={args.k}",
-        file=sys.stderr,
-    )
 
-    def context(hist_rows: set[int]) -> np.ndarray:
-        return unit[sorted(hist_rows)].mean(axis=0) if hist_rows else global_mean
+    def run_window(cut: float, upper: float, policies: dict, rounds: int) -> tuple[dict, np.ndarray, int]:
+        """One replay: history = events up to ``cut``, future = events in (``cut``, ``upper``]."""
+        ts = inter["timestamp"]
+        hist, fut = inter[ts <= cut], inter[(ts > cut) & (ts <= upper)]
+        item_row = {i: j for j, i in enumerate(ids)}
+        n_items = len(ids)
+        history: dict[str, set[int]] = {}
+        for u, i in zip(hist["user_id"], hist["item_id"], strict=True):
+            history.setdefault(u, set()).add(item_row[i])
+        future: dict[str, set[int]] = {}
+        for u, i in zip(fut["user_id"], fut["item_id"], strict=True):
+            if item_row[i] not in history.get(u, set()):
+                future.setdefault(u, set()).add(item_row[i])
+        pop = np.bincount([item_row[i] for i in hist["item_id"]], minlength=n_items).astype(float)
+        new_items = pop == 0
+        arrivals = fut["user_id"].tolist()[:rounds]
+        unit = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+        global_mean = unit.mean(axis=0)
+        print(
+            f"history {len(hist)} events, future {len(fut)}; {int(new_items.sum())} new items; {len(arrivals)} rounds of k={args.k}",
+            file=sys.stderr,
+        )
 
-    rng0 = np.random.default_rng(args.seed)
-    warm_rows = rng0.choice(len(hist), size=min(args.warm, len(hist)), replace=False)
-    warm = [(hist["user_id"].iloc[j], item_row[hist["item_id"].iloc[j]]) for j in sorted(warm_rows)]
-    warm_neg = []
-    for u, _ in warm:
-        while True:
-            j = int(rng0.integers(n_items))
-            if j not in history.get(u, set()):
-                warm_neg.append(j)
-                break
+        def context(hist_rows: set[int]) -> np.ndarray:
+            return unit[sorted(hist_rows)].mean(axis=0) if hist_rows else global_mean
 
-    def learner(config: dict) -> BanditPolicy:
-        p = BanditPolicy(dict(config, seed=args.seed)).fit_items(ids, vectors)
-        for (u, pos), neg in zip(warm, warm_neg, strict=True):
-            c = context(history.get(u, set()))
-            p.update(ids[pos], c, 1.0)
-            p.update(ids[neg], c, 0.0)
-        return p
+        rng0 = np.random.default_rng(args.seed)
+        warm_rows = rng0.choice(len(hist), size=min(args.warm, len(hist)), replace=False)
+        warm = [(hist["user_id"].iloc[j], item_row[hist["item_id"].iloc[j]]) for j in sorted(warm_rows)]
+        warm_neg = []
+        for u, _ in warm:
+            while True:
+                j = int(rng0.integers(n_items))
+                if j not in history.get(u, set()):
+                    warm_neg.append(j)
+                    break
 
+        def learner(config: dict) -> BanditPolicy:
+            p = BanditPolicy(dict(config, seed=args.seed)).fit_items(ids, vectors)
+            for (u, pos), neg in zip(warm, warm_neg, strict=True):
+                c = context(history.get(u, set()))
+                p.update(ids[pos], c, 1.0)
+                p.update(ids[neg], c, 0.0)
+            return p
+
+        results = {}
+        for name, spec in policies.items():
+            t = time.perf_counter()
+            rng = np.random.default_rng(args.seed + 1)
+            hist_u = {u: set(s) for u, s in history.items()}
+            fut_u = {u: set(s) for u, s in future.items()}
+            counts = pop.copy()
+            policy = learner(spec[0]) if spec else None
+            rewards, oracle, shown = (
+                np.zeros(len(arrivals)),
+                np.zeros(len(arrivals)),
+                np.zeros(n_items, dtype=bool),
+            )
+            for t_, u in enumerate(arrivals):
+                seen = hist_u.setdefault(u, set())
+                remaining = fut_u.get(u, set())
+                oracle[t_] = 1.0 if remaining else 0.0
+                allowed = np.ones(n_items, dtype=bool)
+                allowed[list(seen)] = False
+                cand = np.flatnonzero(allowed)
+                c = context(seen)
+                if name == "random":
+                    rows = rng.choice(cand, size=args.k, replace=False)
+                elif name == "popularity":
+                    rows = cand[np.lexsort((cand, -counts[cand]))[: args.k]]
+                else:
+                    assert policy is not None and spec is not None
+                    slate = policy.select(c, [ids[j] for j in cand], k=args.k, explore_share=spec[1])
+                    rows = np.array([item_row[s.item_id] for s in slate])
+                shown[rows] = True
+                hits = [j for j in rows if j in remaining]
+                rewards[t_] = 1.0 if hits else 0.0
+                if policy is not None:
+                    for j in rows:
+                        policy.update(ids[j], c, 1.0 if j in remaining else 0.0)
+                for j in hits:
+                    remaining.discard(j)
+                    seen.add(j)
+                    counts[j] += 1
+            results[name] = {
+                "rewards": rewards,
+                "oracle": oracle,
+                "shown": shown,
+                "seconds": time.perf_counter() - t,
+            }
+            print(
+                f"{name}: reward {rewards.sum():.0f} / {len(arrivals)} in {results[name]['seconds']:.0f}s",
+                file=sys.stderr,
+            )
+        return results, new_items, len(arrivals)
+
+    alphas = {"linucb": args.alpha_linucb, "ts": args.alpha_ts}
+    if args.choose:
+        # validation window: history before the 25% time quantile, future up to the median (the test
+        # window's history); every candidate scale is replayed there and the best total reward wins
+        q25, q50 = inter["timestamp"].quantile(0.25), inter["timestamp"].median()
+        grid = (0.1, 0.25, 0.5, 1.0)
+        for name, config in (("linucb", {"policy": "linucb", "mode": "hybrid"}), ("ts", {"policy": "ts"})):
+            scores = {}
+            for a in grid:
+                res, _, _ = run_window(q25, q50, {name: (dict(config, alpha=a), 1.0)}, args.choose_rounds)
+                scores[a] = float(res[name]["rewards"].sum())
+            alphas[name] = max(grid, key=lambda a: (scores[a], -a))
+            print(f"validation {name}: reward by alpha {scores} -> {alphas[name]}", file=sys.stderr)
     policies = {
         "random": None,
         "popularity": None,
-        "greedy": ({"policy": "linucb", "mode": "hybrid"}, 0.0),
-        "linucb": ({"policy": "linucb", "mode": "hybrid"}, 1.0),
-        "ts": ({"policy": "ts"}, 1.0),
+        "greedy": ({"policy": "linucb", "mode": "hybrid", "alpha": alphas["linucb"]}, 0.0),
+        "linucb": ({"policy": "linucb", "mode": "hybrid", "alpha": alphas["linucb"]}, 1.0),
+        "ts": ({"policy": "ts", "alpha": alphas["ts"]}, 1.0),
     }
-    results = {}
-    for name, spec in policies.items():
-        t = time.perf_counter()
-        rng = np.random.default_rng(args.seed + 1)
-        hist_u = {u: set(s) for u, s in history.items()}
-        fut_u = {u: set(s) for u, s in future.items()}
-        counts = pop.copy()
-        policy = learner(spec[0]) if spec else None
-        rewards, oracle, shown = (
-            np.zeros(len(arrivals)),
-            np.zeros(len(arrivals)),
-            np.zeros(n_items, dtype=bool),
-        )
-        for t_, u in enumerate(arrivals):
-            seen = hist_u.setdefault(u, set())
-            remaining = fut_u.get(u, set())
-            oracle[t_] = 1.0 if remaining else 0.0
-            allowed = np.ones(n_items, dtype=bool)
-            allowed[list(seen)] = False
-            cand = np.flatnonzero(allowed)
-            c = context(seen)
-            if name == "random":
-                rows = rng.choice(cand, size=args.k, replace=False)
-            elif name == "popularity":
-                rows = cand[np.lexsort((cand, -counts[cand]))[: args.k]]
-            else:
-                assert policy is not None and spec is not None
-                slate = policy.select(c, [ids[j] for j in cand], k=args.k, explore_share=spec[1])
-                rows = np.array([item_row[s.item_id] for s in slate])
-            shown[rows] = True
-            hits = [j for j in rows if j in remaining]
-            rewards[t_] = 1.0 if hits else 0.0
-            if policy is not None:
-                for j in rows:
-                    policy.update(ids[j], c, 1.0 if j in remaining else 0.0)
-            for j in hits:
-                remaining.discard(j)
-                seen.add(j)
-                counts[j] += 1
-        results[name] = {
-            "rewards": rewards,
-            "oracle": oracle,
-            "shown": shown,
-            "seconds": time.perf_counter() - t,
-        }
-        print(
-            f"{name}: reward {rewards.sum():.0f} / {len(arrivals)} in {results[name]['seconds']:.0f}s",
-            file=sys.stderr,
-        )
+    results, new_items, n_rounds = run_window(inter["timestamp"].median(), np.inf, policies, args.rounds)
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     greedy_new = results["greedy"]["shown"] & new_items
     table = {}
     print(
-        f"\n| policy | cumulative reward ({len(arrivals)} rounds) | hit rate | regret vs oracle | distinct items shown | new items shown | new items greedy never showed | seconds |"
+        f"\n| policy | cumulative reward ({n_rounds} rounds) | hit rate | regret vs oracle | distinct items shown | new items shown | new items greedy never showed | seconds |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     for name, r in results.items():
@@ -197,7 +226,7 @@ def main(argv: list[str] | None = None) -> int:
 
     fig = Figure(figsize=(13, 4.6), layout="constrained")
     ax1, ax2 = fig.subplots(1, 2)
-    x = np.arange(1, len(arrivals) + 1)
+    x = np.arange(1, n_rounds + 1)
     for name, r in results.items():
         ax1.plot(x, np.cumsum(r["rewards"]), label=name)
         ax2.plot(x, np.cumsum(r["oracle"] - r["rewards"]), label=name)

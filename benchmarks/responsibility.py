@@ -1,9 +1,9 @@
 """Diversity, calibration and popularity controls on MovieLens 100K warm: trade-off curves and chosen settings.
 
-    PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out bench-out/responsibility]
+    PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out runs/responsibility]
 
 The default model ``tokrec`` (default config) ranks the whole catalog for each user; each re-ranker of
-``tokrec.rerank`` (mmr, calibration, popularity) re-ranks the user's top 100 into a top 10 at weights
+``tokrec.rerank`` (mmr, calibration, popularity = xQuAD, propensity) re-ranks the user's top 100 into a top 10 at weights
 0 .. 0.9. Every weight is measured on a validation split cut from the warm training file
 (``tokrec.evaluation.splits.validation_split``: each user's last training event), and the setting of each
 control is chosen there: the weight with the largest gain in the control's goal (intra-list diversity,
@@ -41,6 +41,7 @@ CONTROLS = {
     "mmr": ("ild", "up", 0.05),
     "calibration": ("miscalibration", "down", 0.05),
     "popularity": ("long_tail", "up", 0.10),
+    "propensity": ("long_tail", "up", 0.10),
 }
 
 
@@ -91,8 +92,8 @@ def choose(curves: dict[float, dict[str, float]], goal: str, direction: str, bud
 def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(16, 4.6), layout="constrained")
-    axes = fig.subplots(1, 3)
+    fig = Figure(figsize=(21, 4.6), layout="constrained")
+    axes = fig.subplots(1, len(CONTROLS))
     for ax, (control, (goal, _, budget)) in zip(axes, CONTROLS.items(), strict=True):
         for name, data, style in (("validation", val, "--"), ("test", test, "-")):
             xs = [data[control][w][goal] for w in WEIGHTS]
@@ -130,7 +131,7 @@ def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--shared", help="the shared folder (default: ../shared or $TOKREC_SHARED)")
-    ap.add_argument("--out", default="bench-out/responsibility", help="folder for the PNG and JSON")
+    ap.add_argument("--out", default="runs/responsibility", help="folder for the PNG and JSON")
     ap.add_argument("--model", default="tokrec", help="registry model (default: tokrec)")
     args = ap.parse_args(argv)
     from threadpoolctl import threadpool_limits
@@ -165,6 +166,7 @@ def main(argv: list[str] | None = None) -> int:
             "mmr": "ILD +20%, NDCG -5% at most",
             "calibration": "KL halved, NDCG -5% at most",
             "popularity": "long tail x2, NDCG -10% at most",
+            "propensity": "long tail x2, NDCG -10% at most",
         }[control]
         print(
             f"| {control} | {w:g} | {b['ndcg']:.4f} → {r['ndcg']:.4f} | {dn:+.1%} | {goal} | {b[goal]:.4f} → {r[goal]:.4f} | {dg:+.1%} | {target} |"

@@ -18,7 +18,15 @@ from tokrec.evaluation.responsibility import (
     miscalibration,
     user_groups,
 )
-from tokrec.rerank import RerankContext, calibrate, mmr, parse_rerank, rerank_frame, xquad_long_tail
+from tokrec.rerank import (
+    RerankContext,
+    calibrate,
+    mmr,
+    parse_rerank,
+    propensity_rerank,
+    rerank_frame,
+    xquad_long_tail,
+)
 
 SCORES = np.array([1.0, 0.9, 0.0])
 
@@ -45,6 +53,13 @@ def test_xquad_exact() -> None:
     assert xquad_long_tail(SCORES, head, 0.5, 2, 0.7).tolist() == [0, 2]
 
 
+def test_propensity_exact() -> None:
+    log_pop = np.array([1.0, 0.0, 0.0])
+    assert propensity_rerank(SCORES, log_pop, 3, 0.0).tolist() == [0, 1, 2]
+    # 0.5 * [1, .9, 0] + 0.5 * [0, 1, 1] = [.5, .95, .5]: item 1, then the tie in base order
+    assert propensity_rerank(SCORES, log_pop, 2, 0.5).tolist() == [1, 0]
+
+
 def test_parse_rerank() -> None:
     steps = parse_rerank("calibration:0.5+mmr:0.25")
     assert [(s.name, s.weight) for s in steps] == [("calibration", 0.5), ("mmr", 0.25)]
@@ -68,6 +83,8 @@ def test_context_and_metrics(context: RerankContext) -> None:
     assert context.in_head.tolist() == [True, False, False, False]  # ceil(0.2 * 4) = 1 item: a
     np.testing.assert_allclose(context.user_category["u"], [0.5, 0.5])
     assert context.user_head_share == {"u": 0.5, "v": 0.5, "w": 1.0}
+    # training users per item: a 3, b 1, c 1, d 0
+    np.testing.assert_allclose(context.log_popularity, np.log1p([3, 1, 1, 0]) / np.log1p(3))
     clean = pd.DataFrame(
         {"user_id": ["u", "u", "v", "v"], "item_id": ["a", "b", "c", "d"], "pos": [0, 1, 0, 1]}
     )

@@ -15,6 +15,10 @@ means the same on any model's scale.
   ``(1 - w) rel_i + w sum_{c in {head, tail}} P(c|u) [i in c] prod_{j in S} (1 - [j in c])``, ``P(c|u)``
   the share of the user's training items in the short head / long tail (the head as in
   :func:`tokrec.evaluation.metrics.short_head`).
+* ``propensity`` (popularity re-weighting): items sorted by ``(1 - w) rel_i + w (1 - log(1 + n_i) / log(1 + n_max))``,
+  ``n_i`` the item's training users and ``n_max`` the catalog's largest: in log space, relevance divided by
+  a power of the item's exposure propensity, so unlike xQuAD's head/tail switch it keeps pushing toward
+  the tail as ``w`` grows.
 
 Specs name a re-ranker and its weight, ``"mmr:0.3"``, several chained with ``+``:
 ``"calibration:0.5+mmr:0.2"``. :class:`RerankContext` holds what they need (item vectors, category
@@ -36,7 +40,7 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 
-RERANKERS = ("mmr", "calibration", "popularity")
+RERANKERS = ("mmr", "calibration", "popularity", "propensity")
 #: Steck's smoothing of the list's category distribution
 CALIBRATION_ALPHA = 0.01
 #: columns read as item categories (first found), values split on "|" or ","
@@ -148,6 +152,13 @@ def xquad_long_tail(
     return np.asarray(chosen, dtype=np.int64)
 
 
+def propensity_rerank(scores: np.ndarray, log_popularity: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """Positions of the ``k`` best by ``(1 - w) rel + w (1 - log_popularity)`` (``log_popularity`` in [0, 1]);
+    ties keep the base order."""
+    obj = (1 - weight) * _scale(scores) + weight * (1.0 - np.asarray(log_popularity, dtype=np.float64))
+    return np.lexsort((np.arange(len(obj)), -obj))[: min(k, len(obj))]
+
+
 def category_matrix(items: pd.DataFrame, column: str | None = None) -> tuple[np.ndarray, list[str]] | None:
     """``(n_items, n_categories)`` rows summing to 1 (an item's categories share it), in ``items`` order,
     and the category names; None when the catalog has no category column."""
@@ -189,6 +200,8 @@ class RerankContext:
     user_category: dict[str, np.ndarray] = field(default_factory=dict)
     user_head_share: dict[str, float] = field(default_factory=dict)
     category_names: list[str] = field(default_factory=list)
+    #: ``log(1 + training users) / log(1 + the largest count)`` per item, in [0, 1]
+    log_popularity: np.ndarray | None = None
 
     def __post_init__(self) -> None:
         self.index = {i: j for j, i in enumerate(self.item_ids)}
@@ -210,6 +223,8 @@ class RerankContext:
         counts, _ = item_popularity(train)
         head = short_head(counts, ids)
         in_head = np.array([i in head for i in ids])
+        n = counts.reindex(ids).fillna(0).to_numpy(dtype=np.float64)
+        log_pop = np.log1p(n) / max(np.log1p(n.max()), 1e-12)
         cm = category_matrix(items, category_column)
         cats, names = (None, []) if cm is None else cm
         index = {i: j for j, i in enumerate(ids)}
@@ -235,6 +250,7 @@ class RerankContext:
             user_cat,
             {u: float(head_share[j]) for j, u in enumerate(uniq)},
             names,
+            log_pop,
         )
 
     def rerank_user(
@@ -262,6 +278,9 @@ class RerankContext:
                     pick = np.arange(min(kk, len(r)))
                 else:
                     pick = calibrate(sc, self.categories[r], p, kk, step.weight)
+            elif step.name == "propensity":
+                assert self.log_popularity is not None
+                pick = propensity_rerank(sc, self.log_popularity[r], kk, step.weight)
             else:
                 pick = xquad_long_tail(
                     sc, self.in_head[r], self.user_head_share.get(user, 1.0), kk, step.weight

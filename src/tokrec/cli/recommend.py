@@ -120,6 +120,8 @@ def run(args: argparse.Namespace) -> int:
 
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
+    if args.rerank and args.engine == "ray":
+        raise ConfigError("--rerank works with --engine local only")
     if args.threads:
         import torch
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tokrec.data.bandit_log import BanditLog
 from tokrec.errors import DataError
-from tokrec.evaluation.ope import BanditLog
 
 REQUIRED = ("timestamp", "item_id", "position", "click", "propensity_score")
 

@@ -198,12 +198,14 @@ def groups_summary(result: ProtocolResult, k: int) -> str:
             f"by {grouping}, {best['group']} users get NDCG@{k} {fmt_metric(best[f'ndcg@{k}'])} and "
             f"{worst['group']} {fmt_metric(worst[f'ndcg@{k}'])} "
             + (
-                "(intervals apart: a real gap)"
+                "(95% intervals apart)"
                 if apart
-                else "(intervals overlap: no gap the test users can resolve)"
+                else "(95% intervals overlap: no gap these test users resolve)"
             )
         )
-    return f"{run.model}, groups of 20+ users: " + "; ".join(parts) + "." if parts else ""
+    head = f"{run.model}, best and worst group of 20+ users (one comparison per grouping; with many groups "
+    head += "a chance gap is likelier): "
+    return head + "; ".join(parts) + "." if parts else ""
 
 
 def by_k_table(result: ProtocolResult, *, sampled: bool = False) -> Table:
