@@ -183,18 +183,39 @@ class TokrecHybrid(Recommender):
         if "age" in which:
             b = sig.age_bins(user_times, self.release_)
             out["age"] = self.age_rates_[np.where(b >= 0, b, len(self.age_rates_) - 1)]
+        # map and profile both read the unit text vectors Z (features_ = [Z, attributes, 1]): one product
+        # with both right-hand sides reads Z once (the catalog's largest block) instead of twice
+        rhs: list[np.ndarray] = []
+        d = self.vectors_.shape[1]
         if "map" in which:
-            out["map"] = np.asarray(plain @ self.map_t_) @ self.features_.T
+            w = np.asarray(plain @ self.map_t_)  # (users, d + attributes + 1)
+            rhs.append(w[:, :d])
+        if "profile" in which:
+            rhs.append(user_profiles(seqs, self.vectors_, half_life=c.profile_half_life))
+        if rhs:
+            both = self.vectors_ @ np.vstack(rhs).T  # (n_items, k * users)
+            u = len(seqs)
+            if "map" in which:
+                attrs = self._attribute_block()
+                out["map"] = (both[:, :u] + attrs @ w[:, d:-1].T + w[:, -1]).T
+            if "profile" in which:
+                out["profile"] = both[:, -u:].T
         if "prop" in which:
             full = self._ease_scores(plain, nf)
             out["prop"] = np.asarray((self.neighbours_ @ full.T).T)
         if "prior" in which:
             out["prior"] = np.tile(self.prior_, (len(seqs), 1))
-        if "profile" in which:
-            out["profile"] = (
-                user_profiles(seqs, self.vectors_, half_life=c.profile_half_life) @ self.vectors_.T
-            )
         return {k: v.astype(np.float32) for k, v in out.items()}
+
+    def _attribute_block(self) -> np.ndarray:
+        """The attribute columns of ``features_`` (between the text vector and the constant), contiguous;
+        cached per catalog (``add_items`` replaces ``features_``, which drops it)."""
+        cached = self.__dict__.get("_attr_cache")
+        if cached is not None and cached[0] is self.features_:
+            return cached[1]
+        block = np.ascontiguousarray(self.features_[:, self.vectors_.shape[1] : -1])
+        self.__dict__["_attr_cache"] = (self.features_, block)
+        return block
 
     def _ease_scores(self, rows: sp.csr_matrix, n: int) -> np.ndarray:
         """EASE scores ``(users, n)`` from user rows over the fitted items (0 outside EASE's items)."""
