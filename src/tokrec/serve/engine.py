@@ -50,7 +50,6 @@ from tokrec.serve.store import Event, ItemRecord, Store
 log = logging.getLogger(__name__)
 
 _LABEL_COLUMNS = ("title", "name", "label")
-_EMPTY: frozenset[str] = frozenset()
 
 
 @dataclass
@@ -478,7 +477,11 @@ class Engine:
         sims = vecs[recent] @ vecs[rows].T  # (len(recent), len(rows))
         n_top = self.options.explain_items
         order = np.argsort(-sims, axis=0, kind="stable")[:n_top]
-        hist_facets = [self.item_facets[int(h)] for h in recent]
+        hist_counts: dict[tuple[str, str], int] = {}  # history items holding each attribute value
+        for h in recent:
+            for col, vals in self.item_facets[int(h)].items():
+                for v in vals:
+                    hist_counts[(col, v)] = hist_counts.get((col, v), 0) + 1
         out = []
         for j, row in enumerate(rows):
             reasons: list[dict[str, Any]] = []
@@ -496,11 +499,12 @@ class Engine:
                 )
             mine = self.item_facets[int(row)]
             if mine:
-                counts: dict[tuple[str, str], int] = {}
-                for facets in hist_facets:
-                    for col, vals in facets.items():
-                        for v in mine.get(col, _EMPTY) & vals:
-                            counts[(col, v)] = counts.get((col, v), 0) + 1
+                counts = {
+                    (col, v): hist_counts[(col, v)]
+                    for col, vals in mine.items()
+                    for v in vals
+                    if (col, v) in hist_counts
+                }
                 best = sorted(counts.items(), key=lambda kv: (-kv[1], kv[0]))[
                     : self.options.explain_attributes
                 ]
