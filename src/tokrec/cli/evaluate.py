@@ -72,6 +72,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--n-recs", type=int, default=None, help="recommendations kept per user (default max(100, K))"
     )
+    from tokrec.cli.tune import add_tune_args
+
+    add_tune_args(p)
     p.set_defaults(func=run)
 
 
@@ -179,15 +182,19 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(items=args.items, interactions=args.interactions)
     splits = _splits(args, dataset)
     vectors = _vector_source(args, dataset)
+    from tokrec.cli.tune import tune_split, tuning_markdown
+
     results = []
+    tuned: dict[str, list[Any]] = {}
     for split in splits:
         print(f"{split.protocol}: {split.summary()}", file=sys.stderr)
+        split_configs, tuned[split.protocol] = tune_split(args, split, models, configs, vectors)
         results.append(
             evaluate_split(
                 split,
                 models,
                 ks=ks,
-                configs=configs,
+                configs=split_configs,
                 item_vectors=vectors,
                 n_recs=args.n_recs,
                 sampled_negatives=args.sampled_negatives,
@@ -201,6 +208,16 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         command="tokrec evaluate " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None,
     )
+    if any(tuned.values()):
+        from tokrec.evaluation.report import atomic_write
+        from tokrec.tuning import TUNING_FILE
+
+        tuned = {p: rs for p, rs in tuned.items() if rs}
+        data = json.dumps({p: [r.to_json() for r in rs] for p, rs in tuned.items()}, indent=1)
+        atomic_write(Path(args.output_dir) / TUNING_FILE, lambda tmp: tmp.write_text(data))
+        if args.format == "md":
+            text = written["report"].read_text() + tuning_markdown(tuned)
+            atomic_write(written["report"], lambda tmp: tmp.write_text(text))
     k = main_k(ks)
     for r in results:
         head, rows = main_table(r, k)

@@ -40,6 +40,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="build the ANN (IVF-Flat) index now (auto: >= 20,000 items)",
     )
     p.add_argument("--progress", action="store_true", help="show encoding progress")
+    from tokrec.cli.tune import add_tune_args
+
+    add_tune_args(p)
     p.set_defaults(func=run)
 
 
@@ -76,6 +79,11 @@ def run(args: argparse.Namespace) -> int:
     )
     name = args.model or registry.DEFAULT_MODEL
     model = registry.create_model(name, _model_config(args.config))
+    from tokrec.cli.tune import tune_vectors_step
+
+    tuned = tune_vectors_step(args, name, dataset, _model_config(args.config))
+    if tuned is not None:
+        model = registry.create_model(name, tuned.config)
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
     out = fit_bundle(
         dataset,
@@ -87,5 +95,9 @@ def run(args: argparse.Namespace) -> int:
         ann=ann,
         progress=args.progress,
     )
+    if tuned is not None:
+        from tokrec.tuning import write_tuning
+
+        write_tuning(tuned, out)
     print(f"wrote {out} (model {name}, {dataset.n_items} items) in {time.perf_counter() - t0:.1f}s")
     return 0

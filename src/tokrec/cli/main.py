@@ -25,6 +25,7 @@ COMMANDS = (
     "fit",
     "serve",
     "classify",
+    "tune",
 )
 
 

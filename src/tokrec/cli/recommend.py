@@ -61,6 +61,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    from tokrec.cli.tune import add_tune_args
+
+    add_tune_args(p)
     ray = p.add_argument_group("scale-out")
     ray.add_argument(
         "--engine",
@@ -172,6 +175,15 @@ def run(args: argparse.Namespace) -> int:
         )
         vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
         times["embed"] = time.perf_counter() - t
+    from tokrec.cli.tune import tune_step
+
+    t = time.perf_counter()
+    tuned, _ = tune_step(
+        args, args.model, ds, vectors, candidates=candidates, user_config=parse_config(args.config)
+    )
+    if tuned is not None:
+        model = create_model(args.model, tuned)
+        times["tune"] = time.perf_counter() - t
     t = time.perf_counter()
     model.fit(ds, vectors)
     times["fit"] = time.perf_counter() - t

@@ -27,6 +27,11 @@ same scale as a warm item's: the signals that exist for it (age, map, prop, prio
 the ones that do not (ease, trans, time) give it the z-score of a raw 0, that of a warm item with no
 collaborative evidence for this user. One default model serves
 warm ranking (the whole catalog) and cold ranking (candidates with no training events).
+
+Fitting computes only what the signals with a positive weight need (``needed_parts``); the ``ease``
+signal is the registered :class:`~tokrec.models.ease.EASE` model (its weights also feed ``prop``).
+:func:`tokrec.tuning.tune_tokrec` chooses the signals, weights and hyperparameters on a validation
+split cut from the user's own log; the defaults below are what it falls back to (``--no-tune``).
 """
 
 from __future__ import annotations
@@ -34,13 +39,32 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 import numpy as np
+import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError
 from tokrec.models import _signals as sig
 from tokrec.models.base import ModelConfig, Recommender
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
+#: signals computed from the item text vectors (the language-model signals)
+LM_SIGNALS = ("map", "prop", "prior", "profile")
+#: signals that read the order or the timing of a user's events
+ORDER_SIGNALS = ("trans", "time")
+#: hyperparameters used only when scoring: :meth:`TokrecHybrid.with_scoring` changes them without refitting
+SCORING_PARAMS = ("ease_half_life", "trans_last", "trans_decay", "time_bandwidth_bins", "profile_half_life")
+#: fitted state each signal needs (``ease_`` also serves ``prop``)
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "ease": ("ease",),
+    "trans": ("trans",),
+    "time": ("time",),
+    "age": ("time", "age"),
+    "map": ("features",),
+    "prop": ("ease", "neighbours"),
+    "prior": ("features",),
+    "profile": ("vectors",),
+}
 DAY = 86400.0
 
 
@@ -90,30 +114,51 @@ class TokrecHybrid(Recommender):
     config: TokrecConfig
 
     # ---- fitting -----------------------------------------------------------------------------
+    def needed_parts(self) -> set[str]:
+        """The fitted pieces the signals with a positive weight need."""
+        return {p for s in self._active() for p in _NEEDS[s]}
+
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
+        from tokrec.models.ease import EASE
+
         c = self.config
-        seqs = dataset.sequences()
+        need = self.needed_parts()
+        n = dataset.n_items
+        empty2 = np.zeros((0, 0), dtype=np.float32)
         x = dataset.interaction_matrix()
         pop = np.asarray(x.sum(axis=0)).ravel()
         warm = np.flatnonzero(pop > 0)
-        self.ease_ = sig.ease_weights(x, c.ease_lambda)
-        self.trans_ = sig.transition_matrix(seqs, dataset.n_items, c.trans_window, c.trans_gap_decay)
+        self.ease_ = empty2
+        if "ease" in need:  # the registered `ease` model, with this blend's lambda and half-life
+            part = EASE.Config.model_validate({"l2": c.ease_lambda, "half_life": c.ease_half_life})
+            ease = EASE(part)
+            ease.fit(dataset)
+            self.ease_ = ease.weights_
+        self.trans_ = sp.csr_matrix((n, n), dtype=np.float32)
+        if "trans" in need:
+            self.trans_ = sig.transition_matrix(dataset.sequences(), n, c.trans_window, c.trans_gap_decay)
         self._fit_time(dataset)
-        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         attrs, release = sig.attribute_features(dataset.items)
         self.release_ = release
-        self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
-        f = sig.content_features(item_vectors, attrs, c.attr_weight)
-        self.features_ = f
-        self.map_op_ = sig.ridge_operator(f, warm, c.map_lambda)
-        prior = np.zeros(len(z), dtype=np.float32)
-        if len(warm):
-            w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
-            prior = (f @ w).ravel().astype(np.float32)
-        self.prior_ = prior
+        self.age_rates_ = np.zeros(len(sig.AGE_EDGES_DAYS) + 2, dtype=np.float32)
+        if "age" in need:
+            self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
+        self.features_ = empty2
+        self.map_op_ = empty2
+        self.prior_ = np.zeros(n, dtype=np.float32)
+        if "features" in need:
+            f = sig.content_features(item_vectors, attrs, c.attr_weight)
+            self.features_ = f
+            self.map_op_ = sig.ridge_operator(f, warm, c.map_lambda)
+            if len(warm):
+                w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
+                self.prior_ = (f @ w).ravel().astype(np.float32)
+        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         self.vectors_ = z
-        self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=pop > 0)
+        self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
+        if "neighbours" in need:
+            self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=pop > 0)
 
     def _fit_time(self, dataset: Dataset) -> None:
         """Events per item and time bin, and each user's last timestamp."""
@@ -143,6 +188,9 @@ class TokrecHybrid(Recommender):
         and the time of each history's last event (epoch seconds)."""
         c = self.config
         n = self.n_items
+        missing = sorted(set(which) - set(self._active()))
+        if missing:
+            raise ConfigError(f"tokrec: signals {missing} were not fitted (their weights are 0)")
         out: dict[str, np.ndarray] = {}
         plain = sig.user_rows(seqs, n, None)
         if "ease" in which:
@@ -180,6 +228,20 @@ class TokrecHybrid(Recommender):
     def _active(self) -> tuple[str, ...]:
         return tuple(s for s, w in self._weights().items() if w)
 
+    def with_scoring(self, **params: Any) -> TokrecHybrid:
+        """The fitted model with other scoring-time hyperparameters (:data:`SCORING_PARAMS`), sharing
+        every fitted array (no refit): the tuner scores half-lives and decays this way."""
+        bad = sorted(set(params) - set(SCORING_PARAMS))
+        if bad:
+            raise ConfigError(
+                f"tokrec: {bad} change the fit; only {list(SCORING_PARAMS)} can change after it"
+            )
+        self._check_fitted()
+        cfg = TokrecConfig.model_validate({**self.config.model_dump(), **params})
+        other = TokrecHybrid(cfg)
+        other.__dict__.update({k: v for k, v in self.__dict__.items() if k != "config"})
+        return other
+
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
@@ -196,7 +258,7 @@ class TokrecHybrid(Recommender):
 
     # ---- persistence ---------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
-        out = {
+        out: dict[str, np.ndarray] = {
             "ease": self.ease_,
             "time_counts": self.time_counts_,
             "user_time": self.user_time_,
