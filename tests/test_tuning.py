@@ -20,7 +20,14 @@ from tokrec.models.recommended import SIGNALS, TokrecConfig, TokrecHybrid  # noq
 from tokrec.models.registry import load_model  # noqa: E402
 from tokrec.tuning import make_validation, tune_baseline, tune_tokrec  # noqa: E402
 
-FAST = {"weight_trials": 30, "budget_s": 600.0}
+#: a short grid (two values per hyperparameter) keeps these tests fast; the search is the same
+GRID = {
+    "ease": [("ease_lambda", [100.0, 1000.0]), ("ease_half_life", [2.0, 1e9])],
+    "trans": [("trans_last", [1, 20])],
+    "map": [("map_lambda", [1.0, 30.0])],
+    "profile": [("profile_half_life", [2.0, 1e9])],
+}
+FAST = {"weight_trials": 30, "budget_s": 600.0, "grid": GRID}
 
 
 @pytest.fixture(scope="module")
@@ -54,7 +61,7 @@ def test_tuning_never_reads_test_events(data, monkeypatch):
     that occur only in test, as every user's next event) must get the same choices."""
     import tokrec.tuning as tuning
 
-    monkeypatch.setattr(tuning, "tune_tokrec", _fast(tuning.tune_tokrec, weight_trials=20))
+    monkeypatch.setattr(tuning, "tune_tokrec", _fast(tuning.tune_tokrec, weight_trials=20, grid=GRID))
     monkeypatch.setattr(tuning, "tune_baseline", _fast(tuning.tune_baseline, max_trials=4))
     ds, vecs = data
     split = leave_last_out(ds)
@@ -189,3 +196,34 @@ def test_tune_command_writes_choice(tmp_path, data, monkeypatch):
     cfg = json.loads((tmp_path / "out" / "config.json").read_text())
     assert cfg == saved["config"]
     assert pd.notna(saved["val_ndcg"])
+
+
+def test_a_registered_model_joins_the_blend_and_round_trips(data, tmp_path):
+    """Composition: tokrec + the registered itemknn model as a part; the part's z-scores add to the blend."""
+    from tokrec.models import _signals as sig
+    from tokrec.models.registry import create_model
+
+    ds, vecs = data
+    only_ease = {f"w_{s}": 0.0 for s in SIGNALS} | {"w_ease": 1.0}
+    m = TokrecHybrid(
+        {**only_ease, "parts": [{"model": "itemknn", "config": {"neighbours": 20}, "weight": 0.5}]}
+    )
+    m.fit(ds, vecs)
+    users = list(ds.user_vocab.ids[:6])
+    plain = TokrecHybrid(only_ease).fit(ds, vecs).score(users)
+    knn = create_model("itemknn", {"neighbours": 20}).fit(ds).score(users)
+    np.testing.assert_allclose(m.score(users), plain + 0.5 * sig.znorm_rows(knn), rtol=1e-5, atol=1e-5)
+    m.save(tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").score(users), m.score(users), rtol=1e-6)
+    with pytest.raises(ConfigError, match="registered"):
+        TokrecHybrid({"parts": [{"model": "tokrec"}]})
+
+
+def test_the_tuner_weighs_parts_like_signals(data):
+    ds, vecs = data
+    r = tune_tokrec(ds, vecs, parts=("popularity",), **FAST)
+    part = [s for s in r.signals if s.signal == "0:popularity"]
+    assert part and part[0].available and part[0].alone_ndcg is not None
+    assert r.val_ndcg >= part[0].alone_ndcg - 1e-9
+    chosen = [p["model"] for p in r.config["parts"]]
+    assert chosen == (["popularity"] if part[0].weight > 0 else [])

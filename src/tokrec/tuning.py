@@ -9,7 +9,7 @@ same validation split, so that comparisons between them are fair:
    the candidates. Test events are never an input: every function here takes the training log only.
    At most ``max_users`` validation users (a seeded draw) keep the score matrices small.
 2. **Each signal alone** (``tokrec`` only): every signal's hyperparameters by a coordinate search over a
-   short grid (the ones that change the fit refit the signal's pieces; half-lives and decays only
+   short grid (rounds until one changes nothing, at most three) (the ones that change the fit refit the signal's pieces; half-lives and decays only
    rescore, :meth:`~tokrec.models.recommended.TokrecHybrid.with_scoring`). Each setting's validation
    score matrix is computed once, z-normalised and kept for the best setting only. A signal whose
    scores are constant for every user (no timestamps, no release dates, no text, no user with two
@@ -36,7 +36,7 @@ from __future__ import annotations
 import json
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -305,6 +305,8 @@ def tune_tokrec(
     max_users: int = MAX_USERS,
     weight_trials: int = 200,
     base: dict[str, Any] | None = None,
+    parts: Sequence[str] = (),
+    grid: dict[str, list[tuple[str, list[Any]]]] | None = None,
 ) -> TuneResult:
     """Chooses ``tokrec``'s signals, weights and hyperparameters on a validation split of ``train``.
 
@@ -318,11 +320,16 @@ def tune_tokrec(
         seed: seeds the validation draw and the sampler; the same inputs and seed give the same choice.
         max_users: validation users scored at most.
         base: hyperparameters to start from (default: the shipped ``TokrecConfig``).
+        parts: registered models that may join the blend (e.g. ``als``); each is tuned first as a
+            baseline on the same validation split (a fifth of the budget) where it has a tuner, and
+            validation decides its weight like a signal's.
+        grid: the values each signal's search tries (default :data:`SIGNAL_GRID`).
 
     Returns:
         A :class:`TuneResult`; ``config`` validates as a ``TokrecConfig``.
     """
     clock = _Clock(budget_s)
+    grid_all = grid
     start = TokrecConfig.model_validate(base or {}).model_dump()
     val = (
         train
@@ -346,29 +353,52 @@ def tune_tokrec(
     if not checks["item_text"]:
         order = [s for s in order if s not in LM_SIGNALS]
     for s in order:
-        grid = SIGNAL_GRID[s]
+        sgrid = (SIGNAL_GRID if grid_all is None else grid_all).get(s, [])
         best_z = cache.matrix(s, params)
         if _constant(best_z):
             log.info("tune: %s is constant on this data: off", s)
             continue
         best = val.ndcg(best_z)
-        for name, values in grid:
-            if clock.left() <= 0:
-                budget_hit = True
+        # scoring-time values first (no refit), then the fit's; repeated while a round improves
+        grid_order = sorted(sgrid, key=lambda g: g[0] not in SCORING_PARAMS)
+        for _round in range(3):
+            improved = False
+            for name, values in grid_order:
+                if clock.left() <= 0:
+                    budget_hit = True
+                    break
+                for v in values:
+                    if v == params[name]:
+                        continue
+                    z = cache.matrix(s, {**params, name: v})
+                    score = val.ndcg(z)
+                    log.info("tune: %s %s=%s -> %.4f", s, name, v, score)
+                    if score > best + 1e-6:
+                        best, best_z, params[name], improved = score, z, v, True
+            if not improved or len(grid_order) < 2:
                 break
-            for v in values:
-                if v == params[name]:
-                    continue
-                z = cache.matrix(s, {**params, name: v})
-                score = val.ndcg(z)
-                log.info("tune: %s %s=%s -> %.4f", s, name, v, score)
-                if score > best + 1e-6:
-                    best, best_z, params[name] = score, z, v
         mats[s], alone[s] = best_z, best
-        chosen[s] = {name: params[name] for name, _ in grid}
+        chosen[s] = {name: params[name] for name, _ in sgrid}
         if s == "map":  # prior shares map's ridge features
             chosen["prior"] = {k: params[k] for k in ("map_lambda", "attr_weight")}
         log.info("tune: %s alone %.4f %s (%.0fs)", s, best, chosen[s], clock.elapsed())
+    part_cfgs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for i, name in enumerate(parts):
+        key = f"{i}:{name}"
+        cfg = {}
+        if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
+            cfg = tune_baseline(name, val, budget_s=budget_s / 5, seed=seed).config
+        from tokrec.models.recommended import BlendPart, fit_part
+
+        part = BlendPart.model_validate({"model": name, "config": cfg})
+        model = fit_part(part, val.train, item_vectors)
+        z = cache._znorm(np.nan_to_num(model.score(val.user_ids)))
+        z = val.restrict(z)
+        if _constant(z):
+            continue
+        mats[key], alone[key], part_cfgs[key] = z, val.ndcg(z), (name, part.config)
+        chosen[key] = dict(part.config)
+        log.info("tune: part %s alone %.4f (%.0fs)", name, alone[key], clock.elapsed())
     if not mats:
         checks["notes"].append("every signal is constant on this data: the shipped defaults are kept")
         return TuneResult(
@@ -381,6 +411,11 @@ def tune_tokrec(
         weights = {s: float(s == best_single) for s in mats}
         blend, choice = alone[best_single], f"single signal {best_single}"
     config = {**params, **{f"w_{s}": float(weights.get(s, 0.0)) for s in SIGNALS}}
+    config["parts"] = [
+        {"model": m, "config": c, "weight": float(weights.get(k, 0.0))}
+        for k, (m, c) in part_cfgs.items()
+        if weights.get(k, 0.0) > 0
+    ]
     config = TokrecConfig.model_validate(config).model_dump()
     ablation = {}
     for label, group in (("without LM signals", LM_SIGNALS), ("without order signals", ORDER_SIGNALS)):
@@ -395,7 +430,7 @@ def tune_tokrec(
         ablation["without order signals or recency"] = _blend_ndcg({**mats, "ease": z}, w, val)
     reports = [
         SignalReport(s, s in mats, alone.get(s), float(weights.get(s, 0.0)), chosen.get(s, {}))
-        for s in SIGNALS
+        for s in [*SIGNALS, *part_cfgs]
     ]
     return TuneResult(
         "tokrec",
@@ -455,7 +490,7 @@ def _search_weights(
 
     sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
     study = optuna.create_study(direction="maximize", sampler=sampler)
-    shipped = {s: float(start[f"w_{s}"]) for s in names}
+    shipped = {s: float(start.get(f"w_{s}", 0.0)) for s in names}
     top = max(shipped.values()) or 1.0
     study.enqueue_trial({f"w_{s}": shipped[s] / top for s in names})
     study.enqueue_trial({f"w_{s}": 1.0 for s in names})
@@ -602,12 +637,16 @@ def tune(
     budget_s: float = 120.0,
     seed: int = 0,
     max_users: int = MAX_USERS,
+    parts: Sequence[str] = (),
 ) -> TuneResult:
-    """Tunes ``tokrec`` or a baseline on a validation split of ``train``."""
+    """Tunes ``tokrec`` (``parts``: registered models that may join its blend) or a baseline on a
+    validation split of ``train``."""
     if name == "tokrec":
         if item_vectors is None:
             raise ConfigError("tuning tokrec needs item vectors")
-        return tune_tokrec(train, item_vectors, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users)
+        return tune_tokrec(
+            train, item_vectors, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, parts=parts
+        )
     return tune_baseline(
         name, train, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, item_vectors=item_vectors
     )

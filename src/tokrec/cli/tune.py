@@ -51,6 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--seed", type=int, default=0, help="seed of the validation draw and the search (default 0)"
     )
     p.add_argument("--output-dir", required=True, help="where tuning.json and config.json go")
+    _parts_arg(p)
     p.add_argument("--model-path", help="encoder for item vectors (default: bundled all-MiniLM-L6-v2)")
     p.add_argument(
         "--cache", help="embedding cache folder (default $TOKREC_CACHE_DIR or ~/.cache/tokrec; 'none' = off)"
@@ -74,6 +75,20 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     g.add_argument(
         "--tune-seed", type=int, default=0, help="seed of the validation draw and search (default 0)"
     )
+    _parts_arg(g)
+
+
+def _parts_arg(p: Any) -> None:
+    p.add_argument(
+        "--blend-parts",
+        default="",
+        metavar="NAMES",
+        help="tokrec: comma-separated registered models validation may add to the blend (e.g. als,itemknn)",
+    )
+
+
+def _parts(args: argparse.Namespace) -> list[str]:
+    return [x.strip() for x in (getattr(args, "blend_parts", "") or "").split(",") if x.strip()]
 
 
 def candidates_are_new(dataset: Any, candidates: list[str] | None) -> bool:
@@ -105,7 +120,9 @@ def tune_step(
         print(f"tuning skipped: --config gives {name}'s hyperparameters", file=sys.stderr)
         return None, None
     cold = candidates_are_new(dataset, candidates)
-    result = tune(name, dataset, vectors, cold=cold, budget_s=args.tune_budget, seed=args.tune_seed)
+    result = tune(
+        name, dataset, vectors, cold=cold, budget_s=args.tune_budget, seed=args.tune_seed, parts=_parts(args)
+    )
     print(result.table(), file=sys.stderr)
     return result.config, result
 
@@ -134,7 +151,9 @@ def run(args: argparse.Namespace) -> int:
         )
         vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
     cold = candidates_are_new(ds, candidates)
-    result = tune(args.model, ds, vectors, cold=cold, budget_s=args.budget, seed=args.seed)
+    result = tune(
+        args.model, ds, vectors, cold=cold, budget_s=args.budget, seed=args.seed, parts=_parts(args)
+    )
     out = Path(args.output_dir)
     write_tuning(result, out)
     text = json.dumps(result.config, indent=1)
@@ -188,7 +207,9 @@ def tune_split(
     results = []
     for name in todo:
         if name == "tokrec":
-            r = tune_tokrec(val, vectors(), budget_s=args.tune_budget, seed=args.tune_seed)
+            r = tune_tokrec(
+                val, vectors(), budget_s=args.tune_budget, seed=args.tune_seed, parts=_parts(args)
+            )
         else:
             r = tune_baseline(name, val, budget_s=args.tune_budget, seed=args.tune_seed)
         print(r.table(), file=sys.stderr)

@@ -68,6 +68,22 @@ _NEEDS: dict[str, tuple[str, ...]] = {
 DAY = 86400.0
 
 
+class BlendPart(ModelConfig):
+    """A registered model added to the blend: its scores, z-normalised per user, times ``weight``."""
+
+    model: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> BlendPart:
+        from tokrec.models.registry import available_models
+
+        if self.model == "tokrec" or self.model not in available_models():
+            raise ValueError(f"blend part {self.model!r} is not a registered model other than tokrec")
+        return self
+
+
 class TokrecConfig(ModelConfig):
     """Hyperparameters of :class:`TokrecHybrid`.
 
@@ -96,10 +112,14 @@ class TokrecConfig(ModelConfig):
     w_prop: float = Field(0.25, ge=0)
     w_prior: float = Field(1.0, ge=0)
     w_profile: float = Field(0.5, ge=0)
+    #: registered models added to the blend (``tokrec tune --parts``; none by default)
+    parts: tuple[BlendPart, ...] = ()
 
     @model_validator(mode="after")
     def _some_weight(self) -> TokrecConfig:
-        if not any(getattr(self, f"w_{s}") > 0 for s in SIGNALS):
+        if not any(getattr(self, f"w_{s}") > 0 for s in SIGNALS) and not any(
+            p.weight > 0 for p in self.parts
+        ):
             raise ValueError("at least one signal weight (w_*) must be positive")
         return self
 
@@ -159,6 +179,7 @@ class TokrecHybrid(Recommender):
         self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
         if "neighbours" in need:
             self.neighbours_ = sig.top_k_neighbours(z @ z.T, c.prop_neighbours, allowed=pop > 0)
+        self.parts_ = [fit_part(p, dataset, item_vectors) for p in c.parts if p.weight > 0]
 
     def _fit_time(self, dataset: Dataset) -> None:
         """Events per item and time bin, and each user's last timestamp."""
@@ -242,10 +263,19 @@ class TokrecHybrid(Recommender):
         other.__dict__.update({k: v for k, v in self.__dict__.items() if k != "config"})
         return other
 
+    def _parts_score(self, scores: list[np.ndarray]) -> np.ndarray | float:
+        """The weighted, z-normalised scores of the blend's registered parts (0.0 without parts)."""
+        weights = [p.weight for p in self.config.parts if p.weight > 0]
+        return sum(
+            (np.float32(w) * sig.znorm_rows(np.nan_to_num(s)) for w, s in zip(weights, scores, strict=True)),
+            0.0,
+        )
+
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
-        return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active()))
+        parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
+        return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active())) + parts
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         """Scores for an anonymous history; without timestamps the history is taken to end at the
@@ -254,7 +284,8 @@ class TokrecHybrid(Recommender):
         if timestamps is not None and len(timestamps):
             t = int(timestamps[-1])
         seq = np.asarray(item_rows, dtype=np.int64)
-        return self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active()))[0]
+        parts = self._parts_score([p._score_history(seq, timestamps)[None, :] for p in self.parts_])
+        return (self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active())) + parts)[0]
 
     # ---- persistence ---------------------------------------------------------------------------
     def _arrays(self) -> dict[str, np.ndarray]:
@@ -271,6 +302,8 @@ class TokrecHybrid(Recommender):
         }
         out.update(sig.csr_to_arrays("trans", self.trans_))
         out.update(sig.csr_to_arrays("neighbours", self.neighbours_))
+        for i, part in enumerate(self.parts_):
+            out.update({f"part{i}.{k}": v for k, v in part._arrays().items()})
         return out
 
     def _set_arrays(self, arrays: dict[str, np.ndarray]) -> None:
@@ -286,13 +319,42 @@ class TokrecHybrid(Recommender):
         n = len(self.prior_)
         self.trans_ = sig.csr_from_arrays("trans", arrays, (n, n))
         self.neighbours_ = sig.csr_from_arrays("neighbours", arrays, (n, n))
+        from tokrec.models.registry import model_class
+
+        self.parts_ = []
+        active = [p for p in self.config.parts if p.weight > 0]
+        for i, (p, state) in enumerate(
+            zip(active, getattr(self, "_part_states", [{}] * len(active)), strict=True)
+        ):
+            part = model_class(p.model)(p.config)
+            part.item_vocab_, part.user_vocab_, part.seen_ = self.item_vocab_, self.user_vocab_, self.seen_
+            part._set_extra_state(state)
+            part._set_arrays(
+                {k[len(f"part{i}.") :]: v for k, v in arrays.items() if k.startswith(f"part{i}.")}
+            )
+            self.parts_.append(part)
 
     def _extra_state(self) -> dict[str, Any]:
-        return {"t0": self.t0_, "bin_seconds": self.bin_seconds_}
+        return {
+            "t0": self.t0_,
+            "bin_seconds": self.bin_seconds_,
+            "parts": [p._extra_state() for p in self.parts_],
+        }
 
     def _set_extra_state(self, state: dict[str, Any]) -> None:
         self.t0_ = int(state["t0"])
         self.bin_seconds_ = float(state["bin_seconds"])
+        self._part_states = list(state.get("parts", []))
 
 
-__all__ = ["SIGNALS", "TokrecConfig", "TokrecHybrid"]
+def fit_part(part: BlendPart, dataset: Dataset, item_vectors: np.ndarray | None) -> Recommender:
+    """Fits a blend part: the registered model with its config (item vectors when it wants them)."""
+    from tokrec.models.base import wants_item_vectors
+    from tokrec.models.registry import create_model
+
+    model = create_model(part.model, part.config)
+    model.fit(dataset, item_vectors if wants_item_vectors(model) else None)
+    return model
+
+
+__all__ = ["SIGNALS", "BlendPart", "TokrecConfig", "TokrecHybrid", "fit_part"]
