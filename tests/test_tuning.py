@@ -227,3 +227,32 @@ def test_the_tuner_weighs_parts_like_signals(data):
     assert r.val_ndcg >= part[0].alone_ndcg - 1e-9
     chosen = [p["model"] for p in r.config["parts"]]
     assert chosen == (["popularity"] if part[0].weight > 0 else [])
+
+
+def test_evaluate_tunes_baselines_on_one_validation_split_and_reports_it(tmp_path):
+    from tokrec.cli.main import main
+    from tokrec.data.synthetic import write_synthetic
+
+    paths = write_synthetic(tmp_path / "data", n_items=80, n_users=50, seed=1)
+    out = tmp_path / "o"
+    args = ["evaluate", "--items", str(paths["items"]), "--interactions", str(paths["interactions"])]
+    args += [
+        "--models",
+        "popularity,ease,itemknn",
+        "--k",
+        "10",
+        "--tune-budget",
+        "1",
+        "--output-dir",
+        str(out),
+    ]
+    assert main(args) == 0
+    tuned = json.loads((out / "tuning.json").read_text())["leave-last-out"]
+    assert [r["model"] for r in tuned] == ["ease", "itemknn"]  # popularity has nothing to tune
+    assert len({json.dumps(r["validation"], sort_keys=True) for r in tuned}) == 1  # the same split
+    report = (out / "report.md").read_text()
+    assert "## Tuning" in report and "itemknn: validation NDCG@10" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocols"]["leave-last-out"]["models"]["ease"]["error"] is None
+    assert main(args[:-4] + ["--no-tune", "--output-dir", str(tmp_path / "n")]) == 0
+    assert not (tmp_path / "n" / "tuning.json").exists()

@@ -182,7 +182,7 @@ def run(args: argparse.Namespace) -> int:
     dataset = load_dataset(items=args.items, interactions=args.interactions)
     splits = _splits(args, dataset)
     vectors = _vector_source(args, dataset)
-    from tokrec.cli.tune import tune_split, tuning_markdown
+    from tokrec.cli.tune import tune_split, write_tuning_report
 
     results = []
     tuned: dict[str, list[Any]] = {}
@@ -208,16 +208,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         command="tokrec evaluate " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None,
     )
-    if any(tuned.values()):
-        from tokrec.evaluation.report import atomic_write
-        from tokrec.tuning import TUNING_FILE
-
-        tuned = {p: rs for p, rs in tuned.items() if rs}
-        data = json.dumps({p: [r.to_json() for r in rs] for p, rs in tuned.items()}, indent=1)
-        atomic_write(Path(args.output_dir) / TUNING_FILE, lambda tmp: tmp.write_text(data))
-        if args.format == "md":
-            text = written["report"].read_text() + tuning_markdown(tuned)
-            atomic_write(written["report"], lambda tmp: tmp.write_text(text))
+    write_tuning_report(tuned, args.output_dir, written["report"] if args.format == "md" else None)
     k = main_k(ks)
     for r in results:
         head, rows = main_table(r, k)

@@ -229,3 +229,19 @@ def tuning_markdown(per_split: dict[str, list[Any]]) -> str:
         lines.append("```")
         lines.append("")
     return "\n".join(lines)
+
+
+def write_tuning_report(tuned: dict[str, list[Any]], out_dir: str, report: Path | None) -> None:
+    """``tuning.json`` (every tuned model per split) into the evaluate folder, and the tuning section
+    appended to the Markdown ``report`` (None: no report to extend)."""
+    from tokrec.evaluation.report import atomic_write
+    from tokrec.tuning import TUNING_FILE
+
+    tuned = {p: rs for p, rs in tuned.items() if rs}
+    if not tuned:
+        return
+    data = json.dumps({p: [r.to_json() for r in rs] for p, rs in tuned.items()}, indent=1)
+    atomic_write(Path(out_dir) / TUNING_FILE, lambda tmp: tmp.write_text(data))
+    if report is not None:
+        text = report.read_text() + tuning_markdown(tuned)
+        atomic_write(report, lambda tmp: tmp.write_text(text))
