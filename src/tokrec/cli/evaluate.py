@@ -89,6 +89,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="user attributes for per-group accuracy (CSV/Parquet/JSONL with user_id, or MovieLens' u.user)",
     )
     add_loading_options(p)
+    from tokrec.cli.tune import add_tune_args
+
+    add_tune_args(p)
     p.set_defaults(func=run)
 
 
@@ -218,15 +221,19 @@ def run(args: argparse.Namespace) -> int:
         return _run_impressions(args, dataset, models, configs)
     splits = _splits(args, dataset)
     vectors = _vector_source(args, dataset)
+    from tokrec.cli.tune import tune_split, write_tuning_report
+
     results = []
+    tuned: dict[str, list[Any]] = {}
     for split in splits:
         print(f"{split.protocol}: {split.summary()}", file=sys.stderr)
+        split_configs, tuned[split.protocol] = tune_split(args, split, models, configs, vectors)
         results.append(
             evaluate_split(
                 split,
                 models,
                 ks=ks,
-                configs=configs,
+                configs=split_configs,
                 item_vectors=vectors,
                 n_recs=args.n_recs,
                 sampled_negatives=args.sampled_negatives,
@@ -242,6 +249,7 @@ def run(args: argparse.Namespace) -> int:
         fmt=args.format,
         command="tokrec evaluate " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None,
     )
+    write_tuning_report(tuned, args.output_dir, written["report"] if args.format == "md" else None)
     k = main_k(ks)
     for r in results:
         head, rows = main_table(r, k)

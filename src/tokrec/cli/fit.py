@@ -40,9 +40,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--progress", action="store_true", help="show encoding progress")
     from tokrec.cli._fusion import add_item_vectors_args
+    from tokrec.cli.tune import add_tune_args
 
     add_item_vectors_args(p)
     add_loading_options(p)
+    add_tune_args(p)
     p.set_defaults(func=run)
 
 
@@ -60,6 +62,11 @@ def run(args: argparse.Namespace) -> int:
         f"loaded {dataset.n_items} items, {dataset.n_users} users, {len(dataset)} interactions ({dataset.report.summary()})",
         file=sys.stderr,
     )
+    from tokrec.cli.tune import tune_vectors_step
+
+    tuned = tune_vectors_step(args, name, dataset, read_json_config(args.config))
+    if tuned is not None:
+        model = registry.create_model(name, tuned.config)
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
     if args.item_vectors:  # fused item vectors + fusion.json in the bundle (see tokrec.fusion)
         from tokrec.cli._fusion import fit_fused_bundle
@@ -79,5 +86,9 @@ def run(args: argparse.Namespace) -> int:
         ann=ann,
         progress=args.progress,
     )
+    if tuned is not None:
+        from tokrec.tuning import write_tuning
+
+        write_tuning(tuned, out)
     print(f"wrote {out} (model {name}, {dataset.n_items} items) in {time.perf_counter() - t0:.1f}s")
     return 0

@@ -66,6 +66,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "(W in [0, 1]), chained with + (tokrec.rerank)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    from tokrec.cli.tune import add_tune_args
+
+    add_tune_args(p)
     ray = p.add_argument_group("scale-out")
     ray.add_argument(
         "--engine",
@@ -157,6 +160,15 @@ def run(args: argparse.Namespace) -> int:
                 args, ds.item_vocab.ids, vectors, dataset=ds, model=args.model, config=config
             )
         times["embed"] = time.perf_counter() - t
+    from tokrec.cli.tune import tune_step
+
+    t = time.perf_counter()
+    tuned, _ = tune_step(
+        args, args.model, ds, vectors, candidates=candidates, user_config=read_json_config(args.config)
+    )
+    if tuned is not None:
+        model = create_model(args.model, tuned)
+        times["tune"] = time.perf_counter() - t
     t = time.perf_counter()
     model.fit(ds, vectors)
     times["fit"] = time.perf_counter() - t

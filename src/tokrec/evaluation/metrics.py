@@ -37,6 +37,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+import scipy.sparse as sp
 
 from tokrec.errors import DataError
 
@@ -414,3 +415,38 @@ def score_recommendations(
     out["users_without_recs"] = int((~pd.Series(users).isin(set(recs["user_id"].astype(str)))).sum())
     out.update(prep.filtered)
     return out
+
+
+def ndcg_from_scores(
+    scores: np.ndarray, rel: sp.csr_matrix, seen: sp.csr_matrix | None = None, *, k: int = 10
+) -> float:
+    """Mean NDCG@k straight from a score matrix (for tuning loops; the same rules as the scorer).
+
+    Args:
+        scores: ``(n_users, n_items)`` float; ``-inf`` = never recommended.
+        rel: ``(n_users, n_items)`` sparse, non-zero = a held-out item of that user.
+        seen: ``(n_users, n_items)`` sparse, non-zero = a training item (dropped before the cut).
+        k: the cut-off.
+
+    Returns:
+        NDCG@k averaged over users with at least one relevant item (0.0 when there are none).
+    """
+    s = np.array(scores, dtype=np.float32, copy=True)
+    if seen is not None:
+        s[sp.csr_matrix(seen).nonzero()] = -np.inf
+    rel = sp.csr_matrix(rel)
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    if len(users) == 0:
+        return 0.0
+    s = s[users]
+    k = min(k, s.shape[1])
+    top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k), (len(s), 1))
+    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
+    top = np.take_along_axis(top, order, axis=1)
+    r = rel[users]
+    gains = np.asarray(r[np.repeat(np.arange(len(users)), k), top.ravel()]).reshape(len(users), k) != 0
+    gains &= np.isfinite(np.take_along_axis(s, top, axis=1))
+    disc = 1.0 / np.log2(np.arange(2, k + 2))
+    n_rel = np.minimum(np.diff(r.indptr), k)
+    idcg = np.cumsum(disc)[n_rel - 1]
+    return float(np.mean((gains * disc).sum(axis=1) / idcg))

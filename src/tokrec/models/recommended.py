@@ -27,6 +27,11 @@ same scale as a warm item's: the signals that exist for it (age, map, prop, prio
 the ones that do not (ease, trans, time) give it the z-score of a raw 0, that of a warm item with no
 collaborative evidence for this user. One default model serves
 warm ranking (the whole catalog) and cold ranking (candidates with no training events).
+
+Fitting computes only what the signals with a positive weight need (``needed_parts``); the ``ease``
+signal is the registered :class:`~tokrec.models.ease.EASE` model (its weights also feed ``prop``).
+:func:`tokrec.tuning.tune_tokrec` chooses the signals, weights and hyperparameters on a validation
+split cut from the user's own log; the defaults below are what it falls back to (``--no-tune``).
 """
 
 from __future__ import annotations
@@ -39,6 +44,7 @@ import scipy.sparse as sp
 from pydantic import Field, model_validator
 
 from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError
 from tokrec.features import user_profiles
 from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
@@ -46,7 +52,40 @@ from tokrec.models.base import ModelConfig, Recommender
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
 #: signals that exist only for items with events (an item without events gets their z-score of 0)
 COLLAB_SIGNALS = ("ease", "trans", "time")
+#: signals computed from the item text vectors (the language-model signals)
+LM_SIGNALS = ("map", "prop", "prior", "profile")
+#: signals that read the order or the timing of a user's events
+ORDER_SIGNALS = ("trans", "time")
+#: hyperparameters used only when scoring: :meth:`TokrecHybrid.with_scoring` changes them without refitting
+SCORING_PARAMS = ("ease_half_life", "trans_last", "trans_decay", "time_bandwidth_bins", "profile_half_life")
+#: fitted state each signal needs (``ease_`` also serves ``prop``)
+_NEEDS: dict[str, tuple[str, ...]] = {
+    "ease": ("ease",),
+    "trans": ("trans",),
+    "time": ("time",),
+    "age": ("time", "age"),
+    "map": ("features",),
+    "prop": ("ease", "neighbours"),
+    "prior": ("features",),
+    "profile": ("vectors",),
+}
 DAY = 86400.0
+
+
+class BlendPart(ModelConfig):
+    """A registered model added to the blend: its scores, z-normalised per user, times ``weight``."""
+
+    model: str
+    config: dict[str, Any] = Field(default_factory=dict)
+    weight: float = Field(1.0, ge=0)
+
+    @model_validator(mode="after")
+    def _known(self) -> BlendPart:
+        from tokrec.models.registry import available_models
+
+        if self.model == "tokrec" or self.model not in available_models():
+            raise ValueError(f"blend part {self.model!r} is not a registered model other than tokrec")
+        return self
 
 
 class TokrecConfig(ModelConfig):
@@ -83,10 +122,14 @@ class TokrecConfig(ModelConfig):
     w_prop: float = Field(0.25, ge=0)
     w_prior: float = Field(1.0, ge=0)
     w_profile: float = Field(0.5, ge=0)
+    #: registered models added to the blend (``tokrec tune --parts``; none by default)
+    parts: tuple[BlendPart, ...] = ()
 
     @model_validator(mode="after")
     def _some_weight(self) -> TokrecConfig:
-        if not any(getattr(self, f"w_{s}") > 0 for s in SIGNALS):
+        if not any(getattr(self, f"w_{s}") > 0 for s in SIGNALS) and not any(
+            p.weight > 0 for p in self.parts
+        ):
             raise ValueError("at least one signal weight (w_*) must be positive")
         return self
 
@@ -101,28 +144,45 @@ class TokrecHybrid(Recommender):
     config: TokrecConfig
 
     # ---- fitting -----------------------------------------------------------------------------
+    def needed_parts(self) -> set[str]:
+        """The fitted pieces the signals with a positive weight need."""
+        return {p for s in self._active() for p in _NEEDS[s]}
+
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
+        from tokrec.models.ease import EASE
+
         c = self.config
-        seqs = dataset.sequences()
+        need = self.needed_parts()
+        n = dataset.n_items
+        empty2 = np.zeros((0, 0), dtype=np.float32)
         x = dataset.interaction_matrix()
         pop = np.asarray(x.sum(axis=0)).ravel()
         warm = np.flatnonzero(pop > 0)
-        if dataset.n_items > c.ease_max_items:  # EASE over the most popular items; a stable order
-            self.ease_items_ = np.sort(np.argsort(-pop, kind="stable")[: c.ease_max_items]).astype(np.int64)
-        else:
-            self.ease_items_ = np.arange(dataset.n_items, dtype=np.int64)
-        self.ease_ = sig.ease_weights(x[:, self.ease_items_].tocsr(), c.ease_lambda)
-        self.trans_ = sig.transition_matrix(seqs, dataset.n_items, c.trans_window, c.trans_gap_decay)
-        self._fit_time(dataset)
-        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+        self.warm_ = pop > 0
         self.layout_ = sig.AttributeLayout.fit(dataset.items)
         attrs, release = self.layout_.transform(dataset.items)
+        self.ease_ = empty2
+        self.ease_items_ = np.arange(0, dtype=np.int64)
+        if "ease" in need:  # the registered `ease` model, with this blend's lambda, half-life and size bound
+            part = EASE.Config.model_validate(
+                {"l2": c.ease_lambda, "half_life": c.ease_half_life, "max_items": c.ease_max_items}
+            )
+            ease = EASE(part)
+            ease.fit(dataset)
+            self.ease_, self.ease_items_ = ease.weights_, ease.items_
+        self.trans_ = sp.csr_matrix((n, n), dtype=np.float32)
+        if "trans" in need:
+            self.trans_ = sig.transition_matrix(dataset.sequences(), n, c.trans_window, c.trans_gap_decay)
+        self._fit_time(dataset)
         self.release_ = release
-        self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
+        self.age_rates_ = np.zeros(len(sig.AGE_EDGES_DAYS) + 2, dtype=np.float32)
+        if "age" in need:
+            self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
+        # content features, the content map and the popularity prior: always (the cold path of items added
+        # online needs them even when the blend gives map and prior no weight)
         f = sig.content_features(item_vectors, attrs, c.attr_weight)
         self.features_ = f
-        self.warm_ = pop > 0
         # kept transposed, (n_items, p) C-contiguous: a sparse user row times it reads rows, no copy per query
         self.map_t_ = np.ascontiguousarray(sig.ridge_operator(f, warm, c.map_lambda).T)
         self.prior_w_ = np.zeros(f.shape[1], dtype=np.float32)
@@ -130,8 +190,12 @@ class TokrecHybrid(Recommender):
             w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
             self.prior_w_ = w.ravel().astype(np.float32)
         self.prior_ = (f @ self.prior_w_).astype(np.float32)
+        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         self.vectors_ = z
-        self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
+        self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
+        if "neighbours" in need:
+            self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
+        self.parts_ = [fit_part(p, dataset, item_vectors) for p in c.parts if p.weight > 0]
 
     def _fit_time(self, dataset: Dataset) -> None:
         """Events per item and time bin, and each user's last timestamp."""
@@ -167,6 +231,9 @@ class TokrecHybrid(Recommender):
         """
         c = self.config
         n = self.n_items
+        missing = sorted(set(which) - set(self._active()))
+        if missing:
+            raise ConfigError(f"tokrec: signals {missing} were not fitted (their weights are 0)")
         nf = self.n_fitted
         fitted = seqs if n == nf else [s[s < nf] for s in (np.asarray(q, dtype=np.int64) for q in seqs)]
         out: dict[str, np.ndarray] = {}
@@ -279,10 +346,19 @@ class TokrecHybrid(Recommender):
     def _active(self) -> tuple[str, ...]:
         return tuple(s for s, w in self._weights().items() if w)
 
+    def _parts_score(self, scores: list[np.ndarray]) -> np.ndarray | float:
+        """The weighted, z-normalised scores of the blend's registered parts (0.0 without parts)."""
+        weights = [p.weight for p in self.config.parts if p.weight > 0]
+        return sum(
+            (np.float32(w) * sig.znorm_rows(np.nan_to_num(s)) for w, s in zip(weights, scores, strict=True)),
+            0.0,
+        )
+
     def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
-        return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active()))
+        parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
+        return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active())) + parts
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         """Scores for an anonymous history; without timestamps the history is taken to end at the
@@ -291,7 +367,8 @@ class TokrecHybrid(Recommender):
         if timestamps is not None and len(timestamps):
             t = int(timestamps[-1])
         seq = np.asarray(item_rows, dtype=np.int64)
-        return self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active()))[0]
+        parts = self._parts_score([p._score_history(seq, timestamps)[None, :] for p in self.parts_])
+        return (self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active())) + parts)[0]
 
     # ---- new items -------------------------------------------------------------------------------
     def _add_items(self, rows: np.ndarray, item_vectors: np.ndarray, items: pd.DataFrame | None) -> None:
@@ -350,7 +427,10 @@ class TokrecHybrid(Recommender):
         "t0_",
         "bin_seconds_",
         "layout_",
+        "parts_",
     )
+    #: hyperparameters used only when scoring: ``with_scoring`` changes them on a fitted model, no refit
+    scoring_options: ClassVar[frozenset[str]] = frozenset(SCORING_PARAMS)
 
     legacy_keys: ClassVar[dict[str, str]] = {"map_t_": "map_op"}
 
@@ -379,6 +459,8 @@ class TokrecHybrid(Recommender):
             self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
         if getattr(self, "warm_", None) is None and getattr(self, "map_t_", None) is not None:
             self.warm_ = np.abs(self.map_t_).sum(axis=1) > 0
+        if getattr(self, "parts_", None) is None:
+            self.parts_ = []  # format 1: no registered parts
         if getattr(self, "prior_w_", None) is None and getattr(self, "features_", None) is not None:
             f, y = self.features_.astype(np.float64), self.prior_.astype(np.float64)
             self.prior_w_ = np.linalg.lstsq(f, y, rcond=None)[0].astype(np.float32)
@@ -400,4 +482,14 @@ def _grown(
     return out
 
 
-__all__ = ["SIGNALS", "TokrecConfig", "TokrecHybrid"]
+def fit_part(part: BlendPart, dataset: Dataset, item_vectors: np.ndarray | None) -> Recommender:
+    """Fits a blend part: the registered model with its config (item vectors when it wants them)."""
+    from tokrec.models.base import wants_item_vectors
+    from tokrec.models.registry import create_model
+
+    model = create_model(part.model, part.config)
+    model.fit(dataset, item_vectors if wants_item_vectors(model) else None)
+    return model
+
+
+__all__ = ["SIGNALS", "BlendPart", "TokrecConfig", "TokrecHybrid", "fit_part"]

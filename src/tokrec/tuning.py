@@ -1,0 +1,670 @@
+"""Choosing a model's configuration on a validation split cut from the user's own training log.
+
+The recommended model (``tokrec``) and the classical baselines are tuned by the same procedure on the
+same validation split, so that comparisons between them are fair:
+
+1. **Validation split** (:func:`make_validation`): cut from the training log the way the benchmark cuts
+   test — each user's last event by time (ties by item id; users with one event stay in train), or, when
+   the task ranks new items (``cold=True``), 20% of the items with events become pseudo-new items and
+   the candidates. Test events are never an input: every function here takes the training log only.
+   At most ``max_users`` validation users (a seeded draw) keep the score matrices small.
+2. **Each signal alone** (``tokrec`` only): every signal's hyperparameters by a coordinate search over a
+   short grid (rounds until one changes nothing, at most three) (the ones that change the fit refit the signal's pieces; half-lives and decays only
+   rescore, :meth:`~tokrec.models.recommended.TokrecHybrid.with_scoring`). Each setting's validation
+   score matrix is computed once, z-normalised and kept for the best setting only. A signal whose
+   scores are constant for every user (no timestamps, no release dates, no text, no user with two
+   events) is reported unavailable and left out.
+3. **Blend weights** by Optuna's TPE sampler (seeded) over the cached matrices: each trial is a weighted
+   sum and one NDCG@10, no refit. The shipped weights, equal weights and every single signal are
+   enqueued as the first trials; then weights that validation does not need are switched off one by
+   one (kept off when NDCG does not drop).
+4. **The guarantee**: the chosen blend's validation NDCG@10 is never below the best single signal's;
+   if it were, the best single signal is chosen.
+5. The caller refits on the whole log with the chosen configuration.
+
+The baselines (``ease`` with or without recency weighting, ``als``, ``bpr``, ``itemknn``) are tuned by
+Optuna over a small search space each (:data:`BASELINE_SPACES`), their registry defaults enqueued first.
+
+Why hand-written: Optuna does the search; what is tokrec's own is the caching of per-signal validation
+matrices (a blend trial costs one weighted sum instead of a refit) and the checks of what the data can
+support. ``budget_s`` is a target: the stage in progress finishes, and the weight search always runs at
+least ``min_trials`` trials.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError
+from tokrec.evaluation.metrics import ndcg_from_scores
+from tokrec.evaluation.splits import Split, cold_item_split, leave_last_out
+from tokrec.models import registry
+from tokrec.models.base import wants_item_vectors
+from tokrec.models.recommended import (
+    LM_SIGNALS,
+    ORDER_SIGNALS,
+    SCORING_PARAMS,
+    SIGNALS,
+    TokrecConfig,
+    TokrecHybrid,
+)
+
+log = logging.getLogger(__name__)
+
+#: a half-life this long weighs every past event the same (recency off)
+NO_RECENCY = 1e9
+#: default cap on validation users (a seeded draw when there are more)
+MAX_USERS = 3000
+#: the file ``tokrec fit`` writes next to the model
+TUNING_FILE = "tuning.json"
+
+#: each signal's hyperparameters and the values the coordinate search tries, in search order
+SIGNAL_GRID: dict[str, list[tuple[str, list[Any]]]] = {
+    "ease": [
+        ("ease_lambda", [100.0, 300.0, 1000.0, 3000.0]),
+        ("ease_half_life", [1.0, 2.0, 4.0, 8.0, NO_RECENCY]),
+    ],
+    "trans": [
+        ("trans_window", [1, 3, 8]),
+        ("trans_last", [1, 3, 10, 20]),
+        ("trans_decay", [0.3, 0.5, 0.7]),
+    ],
+    "time": [("time_bandwidth_bins", [1.0, 3.0, 10.0, 30.0])],
+    "age": [],
+    "map": [("map_lambda", [1.0, 3.0, 10.0, 30.0]), ("attr_weight", [0.0, 0.3, 1.0])],
+    "prop": [("prop_neighbours", [10, 20, 50, 100])],
+    "prior": [],
+    "profile": [("profile_half_life", [2.0, 10.0, NO_RECENCY])],
+}
+
+
+# ---- the validation split ----------------------------------------------------------------------
+@dataclass
+class Validation:
+    """A validation split as matrices: the users scored, what they had, what they must find."""
+
+    split: Split
+    users: np.ndarray  # user rows of split.train scored (at most max_users)
+    seen: sp.csr_matrix  # (len(users), n_items) the users' training items
+    rel: sp.csr_matrix  # (len(users), n_items) held-out items
+    cols: np.ndarray | None  # candidate item rows (cold), None = the whole catalog
+
+    @property
+    def train(self) -> Dataset:
+        return self.split.train
+
+    @property
+    def user_ids(self) -> list[str]:
+        return self.train.user_vocab.decode(self.users)
+
+    def restrict(self, full: np.ndarray) -> np.ndarray:
+        """Full-catalog scores ``(len(users), n_items)`` -> the columns ranked (candidates when cold)."""
+        return full if self.cols is None else full[:, self.cols]
+
+    def ndcg(self, scores: np.ndarray, k: int = 10) -> float:
+        """Mean NDCG@k of restricted scores (seen items and non-candidates never count)."""
+        seen, rel = self.seen, self.rel
+        if self.cols is not None:
+            seen, rel = seen[:, self.cols], rel[:, self.cols]
+        return ndcg_from_scores(scores, rel, seen, k=k)
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "protocol": self.split.protocol,
+            "train_events": len(self.train),
+            "held_out_events": len(self.split.test),
+            "users_scored": len(self.users),
+            "candidates": None if self.cols is None else len(self.cols),
+        }
+
+
+def make_validation(
+    train: Dataset, *, cold: bool = False, seed: int = 0, max_users: int = MAX_USERS
+) -> Validation:
+    """Cuts the validation split from ``train`` (the training log only; see the module docstring)."""
+    split = cold_item_split(train, fraction=0.2, seed=seed) if cold else leave_last_out(train)
+    vt = split.train
+    u = vt.user_vocab.encode(split.test.interactions["user_id"])
+    i = vt.item_vocab.encode(split.test.interactions["item_id"])
+    rel_all = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(vt.n_users, vt.n_items))
+    rel_all.data[:] = 1.0
+    users = np.flatnonzero(np.diff(rel_all.indptr) > 0)
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    seen = vt.interaction_matrix()[users].tocsr()
+    cols = None
+    if cold:
+        assert split.candidates is not None
+        cols = vt.item_vocab.encode(split.candidates)
+    return Validation(split, users, seen, rel_all[users].tocsr(), cols)
+
+
+# ---- what the data supports ----------------------------------------------------------------------
+def data_checks(train: Dataset, item_vectors: np.ndarray | None) -> dict[str, Any]:
+    """What the log can support: timestamps, text, users with more than one event (for the report)."""
+    ts = train.interactions["timestamp"].to_numpy(dtype=np.int64)
+    span_days = float((ts.max() - ts.min()) / 86400.0) if len(ts) else 0.0
+    per_user = train.interactions.groupby("user_id", sort=False).size()
+    text = bool(train.item_text_columns())
+    if item_vectors is not None and len(item_vectors) > 1:
+        text = text and float(np.asarray(item_vectors, dtype=np.float64).std(axis=0).max()) > 1e-6
+    notes = []
+    if span_days < 1.0:
+        notes.append(
+            "timestamps span less than a day (or are event positions): the time signal is plain popularity"
+        )
+    if not text:
+        notes.append("no item text: the language-model signals are off")
+    if len(per_user) and float((per_user > 1).mean()) == 0.0:
+        notes.append("every user has one event: nothing to validate on, nor any order to learn")
+    return {
+        "timestamps_span_days": round(span_days, 2),
+        "item_text": text,
+        "users_with_two_or_more_events": round(float((per_user > 1).mean()) if len(per_user) else 0.0, 4),
+        "notes": notes,
+    }
+
+
+# ---- the result --------------------------------------------------------------------------------
+@dataclass
+class SignalReport:
+    signal: str
+    available: bool
+    alone_ndcg: float | None
+    weight: float
+    params: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class TuneResult:
+    """What the tuner chose and why (``to_json`` is what ``tuning.json`` holds)."""
+
+    model: str
+    config: dict[str, Any]
+    val_ndcg: float
+    validation: dict[str, Any]
+    seconds: float
+    seed: int
+    budget_s: float
+    choice: str = "blend"
+    signals: list[SignalReport] = field(default_factory=list)
+    ablation: dict[str, float] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+    trials: int = 0
+    budget_hit: bool = False
+
+    def to_json(self) -> dict[str, Any]:
+        out = asdict(self)
+        out["val_ndcg"] = round(self.val_ndcg, 5)
+        out["seconds"] = round(self.seconds, 1)
+        return out
+
+    def table(self) -> str:
+        """One short table: each signal's validation NDCG@10 alone, its weight, the blend, the ablation."""
+        lines = [
+            f"{self.model}: validation NDCG@10 {self.val_ndcg:.4f} ({self.choice}; "
+            f"{self.validation.get('protocol')}, {self.validation.get('users_scored')} users; "
+            f"tuned in {self.seconds:.0f}s, {self.trials} trials"
+            + (", budget reached" if self.budget_hit else "")
+            + ")"
+        ]
+        if self.signals:
+            lines.append(f"  {'signal':8s} {'alone':>7s} {'weight':>7s}  params")
+            for s in self.signals:
+                alone = "n/a" if s.alone_ndcg is None else f"{s.alone_ndcg:.4f}"
+                params = ", ".join(f"{k}={_fmt(v)}" for k, v in s.params.items())
+                if not s.available:
+                    params = "unavailable on this data"
+                lines.append(f"  {s.signal:8s} {alone:>7s} {s.weight:7.3f}  {params}")
+        for name, v in self.ablation.items():
+            lines.append(f"  {name}: {v:.4f}")
+        for note in self.data.get("notes", []):
+            lines.append(f"  note: {note}")
+        return "\n".join(lines)
+
+
+def _fmt(v: Any) -> str:
+    if isinstance(v, float) and v >= NO_RECENCY:
+        return "off"
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def write_tuning(result: TuneResult | dict[str, Any], folder: str | Path) -> Path:
+    """Writes ``tuning.json`` into ``folder`` atomically."""
+    from tokrec.evaluation.report import atomic_write
+
+    data = result.to_json() if isinstance(result, TuneResult) else result
+    text = json.dumps(data, indent=1)
+    return atomic_write(Path(folder) / TUNING_FILE, lambda tmp: tmp.write_text(text))
+
+
+# ---- tuning the recommended model ----------------------------------------------------------------
+class _Clock:
+    def __init__(self, budget_s: float) -> None:
+        self.t0 = time.perf_counter()
+        self.budget_s = budget_s
+
+    def elapsed(self) -> float:
+        return time.perf_counter() - self.t0
+
+    def left(self) -> float:
+        return self.budget_s - self.elapsed()
+
+
+class _SignalScores:
+    """Fits the pieces one signal needs on the validation train and returns its z-normalised,
+    restricted validation matrix; fitted models are kept per (signal, fit parameters)."""
+
+    def __init__(self, val: Validation, vectors: np.ndarray, base: dict[str, Any]) -> None:
+        from tokrec.models import signals as sig
+
+        self.val = val
+        self.vectors = vectors
+        self.base = base
+        self._models: dict[tuple[Any, ...], TokrecHybrid] = {}
+        self._znorm = sig.znorm_rows
+        train = val.train
+        seqs = train.sequences()
+        self.seqs = [seqs[int(u)] for u in val.users]
+
+    def matrix(self, signal: str, params: dict[str, Any]) -> np.ndarray:
+        cfg = {**self.base, **params, **{f"w_{s}": 0.0 for s in SIGNALS}, f"w_{signal}": 1.0}
+        fit_key = (signal,) + tuple(sorted((k, v) for k, v in cfg.items() if k not in SCORING_PARAMS))
+        model = self._models.get(fit_key)
+        if model is None:
+            model = TokrecHybrid(TokrecConfig.model_validate(cfg))
+            model.fit(self.val.train, self.vectors)
+            self._models = {fit_key: model}  # keep one: the coordinate search moves away from the rest
+        scoring = {k: cfg[k] for k in SCORING_PARAMS}
+        m = model.with_scoring(**scoring)
+        assert isinstance(m, TokrecHybrid)
+        raw = m.signals(self.seqs, m.user_time_[self.val.users], (signal,))[signal]
+        return self.val.restrict(self._znorm(raw))
+
+
+def _constant(z: np.ndarray) -> bool:
+    return not bool(np.any(z))
+
+
+def tune_tokrec(
+    train: Dataset | Validation,
+    item_vectors: np.ndarray,
+    *,
+    cold: bool = False,
+    budget_s: float = 120.0,
+    seed: int = 0,
+    max_users: int = MAX_USERS,
+    weight_trials: int = 200,
+    base: dict[str, Any] | None = None,
+    parts: Sequence[str] = (),
+    grid: dict[str, list[tuple[str, list[Any]]]] | None = None,
+) -> TuneResult:
+    """Chooses ``tokrec``'s signals, weights and hyperparameters on a validation split of ``train``.
+
+    Args:
+        train: the training log (never the test events), or a validation split already cut from it.
+        item_vectors: ``(n_items, d)`` item vectors aligned with ``train.item_vocab``.
+        cold: the task ranks new items (``--candidates``): validate on pseudo-new items.
+        budget_s: seconds to aim for: the per-signal search stops trying new values when it runs out
+            (``budget_hit`` in the result says so; a run that hits it may choose differently on a slower
+            machine). The weight search always runs ``weight_trials`` trials (cheap: cached matrices).
+        seed: seeds the validation draw and the sampler; the same inputs and seed give the same choice.
+        max_users: validation users scored at most.
+        base: hyperparameters to start from (default: the shipped ``TokrecConfig``).
+        parts: registered models that may join the blend (e.g. ``als``); each is tuned first as a
+            baseline on the same validation split (a fifth of the budget) where it has a tuner, and
+            validation decides its weight like a signal's.
+        grid: the values each signal's search tries (default :data:`SIGNAL_GRID`).
+
+    Returns:
+        A :class:`TuneResult`; ``config`` validates as a ``TokrecConfig``.
+    """
+    clock = _Clock(budget_s)
+    grid_all = grid
+    start = TokrecConfig.model_validate(base or {}).model_dump()
+    val = (
+        train
+        if isinstance(train, Validation)
+        else make_validation(train, cold=cold, seed=seed, max_users=max_users)
+    )
+    checks = data_checks(val.train, item_vectors)
+    vsum = val.summary()
+    if len(val.users) == 0:
+        checks["notes"].append("no validation user: the shipped defaults are kept")
+        return TuneResult(
+            "tokrec", start, 0.0, vsum, clock.elapsed(), seed, budget_s, "defaults", data=checks
+        )
+    cache = _SignalScores(val, item_vectors, start)
+    budget_hit = False
+    params = dict(start)
+    mats: dict[str, np.ndarray] = {}
+    alone: dict[str, float] = {}
+    chosen: dict[str, dict[str, Any]] = {}
+    order = list(SIGNALS)
+    if not checks["item_text"]:
+        order = [s for s in order if s not in LM_SIGNALS]
+    for s in order:
+        sgrid = (SIGNAL_GRID if grid_all is None else grid_all).get(s, [])
+        best_z = cache.matrix(s, params)
+        if _constant(best_z):
+            log.info("tune: %s is constant on this data: off", s)
+            continue
+        best = val.ndcg(best_z)
+        # scoring-time values first (no refit), then the fit's; repeated while a round improves
+        grid_order = sorted(sgrid, key=lambda g: g[0] not in SCORING_PARAMS)
+        for _round in range(3):
+            improved = False
+            for name, values in grid_order:
+                if clock.left() <= 0:
+                    budget_hit = True
+                    break
+                for v in values:
+                    if v == params[name]:
+                        continue
+                    z = cache.matrix(s, {**params, name: v})
+                    score = val.ndcg(z)
+                    log.info("tune: %s %s=%s -> %.4f", s, name, v, score)
+                    if score > best + 1e-6:
+                        best, best_z, params[name], improved = score, z, v, True
+            if not improved or len(grid_order) < 2:
+                break
+        mats[s], alone[s] = best_z, best
+        chosen[s] = {name: params[name] for name, _ in sgrid}
+        if s == "map":  # prior shares map's ridge features
+            chosen["prior"] = {k: params[k] for k in ("map_lambda", "attr_weight")}
+        log.info("tune: %s alone %.4f %s (%.0fs)", s, best, chosen[s], clock.elapsed())
+    part_cfgs: dict[str, tuple[str, dict[str, Any]]] = {}
+    for i, name in enumerate(parts):
+        key = f"{i}:{name}"
+        cfg = {}
+        if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
+            cfg = tune_baseline(name, val, budget_s=budget_s / 5, seed=seed).config
+        from tokrec.models.recommended import BlendPart, fit_part
+
+        part = BlendPart.model_validate({"model": name, "config": cfg})
+        model = fit_part(part, val.train, item_vectors)
+        z = cache._znorm(np.nan_to_num(model.score(val.user_ids)))
+        z = val.restrict(z)
+        if _constant(z):
+            continue
+        mats[key], alone[key], part_cfgs[key] = z, val.ndcg(z), (name, part.config)
+        chosen[key] = dict(part.config)
+        log.info("tune: part %s alone %.4f (%.0fs)", name, alone[key], clock.elapsed())
+    if not mats:
+        checks["notes"].append("every signal is constant on this data: the shipped defaults are kept")
+        return TuneResult(
+            "tokrec", start, 0.0, vsum, clock.elapsed(), seed, budget_s, "defaults", data=checks
+        )
+    weights, blend, trials = _search_weights(mats, val, seed, weight_trials, start)
+    best_single = max(alone, key=lambda k: alone[k])
+    choice = "blend"
+    if blend < alone[best_single]:  # the guarantee: never below the best single component
+        weights = {s: float(s == best_single) for s in mats}
+        blend, choice = alone[best_single], f"single signal {best_single}"
+    config = {**params, **{f"w_{s}": float(weights.get(s, 0.0)) for s in SIGNALS}}
+    config["parts"] = [
+        {"model": m, "config": c, "weight": float(weights.get(k, 0.0))}
+        for k, (m, c) in part_cfgs.items()
+        if weights.get(k, 0.0) > 0
+    ]
+    config = TokrecConfig.model_validate(config).model_dump()
+    ablation = {}
+    for label, group in (("without LM signals", LM_SIGNALS), ("without order signals", ORDER_SIGNALS)):
+        w = {s: (0.0 if s in group else weights.get(s, 0.0)) for s in mats}
+        if any(w.values()):
+            ablation[label] = _blend_ndcg(mats, w, val)
+        else:
+            ablation[label] = 0.0
+    if "ease" in mats and chosen["ease"].get("ease_half_life", NO_RECENCY) < NO_RECENCY:
+        z = cache.matrix("ease", {**params, "ease_half_life": NO_RECENCY})
+        w = {s: (0.0 if s in ORDER_SIGNALS else weights.get(s, 0.0)) for s in mats}
+        ablation["without order signals or recency"] = _blend_ndcg({**mats, "ease": z}, w, val)
+    reports = [
+        SignalReport(s, s in mats, alone.get(s), float(weights.get(s, 0.0)), chosen.get(s, {}))
+        for s in [*SIGNALS, *part_cfgs]
+    ]
+    return TuneResult(
+        "tokrec",
+        config,
+        blend,
+        vsum,
+        clock.elapsed(),
+        seed,
+        budget_s,
+        choice,
+        reports,
+        ablation,
+        checks,
+        trials,
+        budget_hit,
+    )
+
+
+def _blend_ndcg(mats: dict[str, np.ndarray], w: dict[str, float], val: Validation) -> float:
+    first = next(iter(mats.values()))
+    total = np.zeros(first.shape, dtype=np.float32)
+    for s, m in mats.items():
+        if w.get(s):
+            total += np.float32(w[s]) * m
+    return val.ndcg(total)
+
+
+def _optuna() -> Any:
+    try:
+        import optuna
+    except ImportError as e:  # pragma: no cover - optuna is in the recs extra
+        raise ConfigError("tuning needs optuna: pip install 'tokrec[recs]' (or pass --no-tune)") from e
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    return optuna
+
+
+def _search_weights(
+    mats: dict[str, np.ndarray],
+    val: Validation,
+    seed: int,
+    n_trials: int,
+    start: dict[str, Any],
+) -> tuple[dict[str, float], float, int]:
+    """Optuna TPE over blend weights on cached matrices, then switch-offs that do not cost NDCG."""
+    optuna = _optuna()
+    names = list(mats)
+    cache: dict[tuple[float, ...], float] = {}
+
+    def score(w: dict[str, float]) -> float:
+        key = tuple(round(w.get(s, 0.0), 6) for s in names)
+        if key not in cache:
+            cache[key] = _blend_ndcg(mats, w, val) if any(key) else 0.0
+        return cache[key]
+
+    def objective(trial: Any) -> float:
+        return score({s: trial.suggest_float(f"w_{s}", 0.0, 1.0) for s in names})
+
+    sampler = optuna.samplers.TPESampler(seed=seed, n_startup_trials=10)
+    study = optuna.create_study(direction="maximize", sampler=sampler)
+    shipped = {s: float(start.get(f"w_{s}", 0.0)) for s in names}
+    top = max(shipped.values()) or 1.0
+    study.enqueue_trial({f"w_{s}": shipped[s] / top for s in names})
+    study.enqueue_trial({f"w_{s}": 1.0 for s in names})
+    for s in names:
+        study.enqueue_trial({f"w_{t}": float(t == s) for t in names})
+    study.optimize(objective, n_trials=max(n_trials, len(names) + 2))
+    best = {s: float(study.best_params[f"w_{s}"]) for s in names}
+    best_score = score(best)
+    changed = True
+    while changed:  # switch off what validation does not need
+        changed = False
+        for s in sorted((s for s in names if best[s] > 0), key=lambda t: best[t]):
+            trial = {**best, s: 0.0}
+            if any(trial.values()) and score(trial) >= best_score:
+                best, best_score, changed = trial, score(trial), True
+    top = max(best.values()) or 1.0
+    best = {s: round(w / top, 4) for s, w in best.items()}  # largest weight 1 (scale-free blend)
+    return best, score(best), len(study.trials)
+
+
+# ---- tuning the baselines --------------------------------------------------------------------------
+def _ease_space(trial: Any) -> dict[str, Any]:
+    return {"l2": trial.suggest_float("l2", 10.0, 20000.0, log=True)}
+
+
+def _ease_recency_space(trial: Any) -> dict[str, Any]:
+    hl = trial.suggest_categorical("half_life", [0.0, 1.0, 2.0, 4.0, 8.0, 16.0, 32.0])
+    return {"l2": trial.suggest_float("l2", 10.0, 20000.0, log=True), "half_life": hl or None}
+
+
+def _itemknn_space(trial: Any) -> dict[str, Any]:
+    return {"neighbours": trial.suggest_int("neighbours", 5, 400, log=True)}
+
+
+def _als_space(trial: Any) -> dict[str, Any]:
+    return {
+        "factors": trial.suggest_categorical("factors", [16, 32, 64, 128]),
+        "regularization": trial.suggest_float("regularization", 0.01, 100.0, log=True),
+        "alpha": trial.suggest_float("alpha", 1.0, 100.0, log=True),
+        "iterations": 15,
+    }
+
+
+def _bpr_space(trial: Any) -> dict[str, Any]:
+    return {
+        "factors": trial.suggest_categorical("factors", [16, 32, 64, 128]),
+        "learning_rate": trial.suggest_float("learning_rate", 0.003, 0.1, log=True),
+        "regularization": trial.suggest_float("regularization", 1e-4, 0.1, log=True),
+        "iterations": trial.suggest_categorical("iterations", [50, 100, 200]),
+    }
+
+
+#: baseline -> (registry model, search space, the first trial's parameters)
+BASELINE_SPACES: dict[str, tuple[str, Callable[[Any], dict[str, Any]], dict[str, Any]]] = {
+    "ease": ("ease", _ease_space, {"l2": 300.0}),
+    "ease-recency": ("ease", _ease_recency_space, {"l2": 300.0, "half_life": 2.0}),
+    "itemknn": ("itemknn", _itemknn_space, {"neighbours": 50}),
+    "als": ("als", _als_space, {"factors": 64, "regularization": 1.0, "alpha": 20.0}),
+    "bpr": (
+        "bpr",
+        _bpr_space,
+        {"factors": 32, "learning_rate": 0.01, "regularization": 0.01, "iterations": 200},
+    ),
+}
+
+
+def tunable(name: str) -> bool:
+    """Whether ``name`` (a registry name, or ``ease-recency``) has a tuner."""
+    return name == "tokrec" or name in BASELINE_SPACES
+
+
+def tune_baseline(
+    name: str,
+    train: Dataset | Validation,
+    *,
+    cold: bool = False,
+    budget_s: float = 60.0,
+    seed: int = 0,
+    max_users: int = MAX_USERS,
+    max_trials: int = 40,
+    item_vectors: np.ndarray | None = None,
+) -> TuneResult:
+    """Tunes a classical baseline (a key of :data:`BASELINE_SPACES`) by Optuna on the same validation
+    split :func:`tune_tokrec` uses; ``config`` is the registry model's config."""
+    optuna = _optuna()
+    if name not in BASELINE_SPACES:
+        raise ConfigError(f"no tuner for {name!r}; tunable: tokrec, {', '.join(BASELINE_SPACES)}")
+    model_name, space, first = BASELINE_SPACES[name]
+    clock = _Clock(budget_s)
+    val = (
+        train
+        if isinstance(train, Validation)
+        else make_validation(train, cold=cold, seed=seed, max_users=max_users)
+    )
+    if len(val.users) == 0:
+        cfg = registry.model_class(model_name).Config.model_validate({}).model_dump()
+        return TuneResult(name, cfg, 0.0, val.summary(), clock.elapsed(), seed, budget_s, "defaults")
+    cls = registry.model_class(model_name)
+    vecs = item_vectors if wants_item_vectors(cls) else None
+    user_ids = val.user_ids
+
+    def objective(trial: Any) -> float:
+        cfg = cls.Config.model_validate(space(trial))
+        model = registry.create_model(model_name, cfg.model_dump()).fit(val.train, vecs)
+        scores = model.score(user_ids)
+        return val.ndcg(val.restrict(np.nan_to_num(scores, nan=-np.inf)))
+
+    study = optuna.create_study(direction="maximize", sampler=optuna.samplers.TPESampler(seed=seed))
+    study.enqueue_trial(first)
+    n, hit = 0, False
+    while n < max_trials:
+        if n and clock.left() <= 0:
+            hit = True
+            break
+        study.optimize(objective, n_trials=1)
+        n += 1
+    best = study.best_trial
+    cfg = cls.Config.model_validate(space(optuna.trial.FixedTrial(best.params))).model_dump()
+    return TuneResult(
+        name,
+        cfg,
+        float(best.value),
+        val.summary(),
+        clock.elapsed(),
+        seed,
+        budget_s,
+        "search",
+        trials=len(study.trials),
+        budget_hit=hit,
+    )
+
+
+def baseline_model(name: str) -> str:
+    """The registry model a baseline name stands for (``ease-recency`` is the ``ease`` model)."""
+    return BASELINE_SPACES[name][0] if name in BASELINE_SPACES else name
+
+
+def tune(
+    name: str,
+    train: Dataset,
+    item_vectors: np.ndarray | None,
+    *,
+    cold: bool = False,
+    budget_s: float = 120.0,
+    seed: int = 0,
+    max_users: int = MAX_USERS,
+    parts: Sequence[str] = (),
+) -> TuneResult:
+    """Tunes ``tokrec`` (``parts``: registered models that may join its blend) or a baseline on a
+    validation split of ``train``."""
+    if name == "tokrec":
+        if item_vectors is None:
+            raise ConfigError("tuning tokrec needs item vectors")
+        return tune_tokrec(
+            train, item_vectors, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, parts=parts
+        )
+    return tune_baseline(
+        name, train, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, item_vectors=item_vectors
+    )
+
+
+__all__ = [
+    "BASELINE_SPACES",
+    "NO_RECENCY",
+    "TUNING_FILE",
+    "TuneResult",
+    "Validation",
+    "baseline_model",
+    "data_checks",
+    "make_validation",
+    "tunable",
+    "tune",
+    "tune_baseline",
+    "tune_tokrec",
+    "write_tuning",
+]

@@ -1,0 +1,260 @@
+"""The tuner (tokrec.tuning): it never reads test events, keeps its guarantee, reproduces its choice for a
+seed, and switches off what the data cannot support. Tiny synthetic data, random item vectors."""
+
+from __future__ import annotations
+
+import argparse
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+pytest.importorskip("optuna", reason="the tuner needs optuna (tokrec[recs])")
+
+from tokrec.cli.tune import tune_split  # noqa: E402
+from tokrec.data.synthetic import make_synthetic  # noqa: E402
+from tokrec.errors import ConfigError  # noqa: E402
+from tokrec.evaluation.splits import given_split, leave_last_out  # noqa: E402
+from tokrec.models.recommended import SIGNALS, TokrecConfig, TokrecHybrid  # noqa: E402
+from tokrec.models.registry import load_model  # noqa: E402
+from tokrec.tuning import make_validation, tune_baseline, tune_tokrec  # noqa: E402
+
+#: a short grid (two values per hyperparameter) keeps these tests fast; the search is the same
+GRID = {
+    "ease": [("ease_lambda", [100.0, 1000.0]), ("ease_half_life", [2.0, 1e9])],
+    "trans": [("trans_last", [1, 20])],
+    "map": [("map_lambda", [1.0, 30.0])],
+    "profile": [("profile_half_life", [2.0, 1e9])],
+}
+FAST = {"weight_trials": 30, "budget_s": 600.0, "grid": GRID}
+
+
+@pytest.fixture(scope="module")
+def data():
+    ds = make_synthetic(n_items=120, n_users=80, events_per_user=(6, 14), seed=3)
+    vecs = np.random.default_rng(0).normal(size=(ds.n_items, 16)).astype(np.float32)
+    return ds, vecs
+
+
+def test_validation_is_cut_from_train_only(data):
+    ds, _ = data
+    split = leave_last_out(ds)
+    val = make_validation(split.train)
+    train_keys = set(
+        zip(split.train.interactions["user_id"], split.train.interactions["item_id"], strict=True)
+    )
+    held = val.split.test.interactions
+    assert len(held) > 0
+    assert set(zip(held["user_id"], held["item_id"], strict=True)) <= train_keys
+    test_keys = set(zip(split.test.interactions["user_id"], split.test.interactions["item_id"], strict=True))
+    vt = val.split.train.interactions
+    assert not test_keys & set(zip(vt["user_id"], vt["item_id"], strict=True))
+
+
+def _args(**kw):
+    return argparse.Namespace(no_tune=False, tune_budget=600.0, tune_seed=0, **kw)
+
+
+def test_tuning_never_reads_test_events(data, monkeypatch):
+    """Two splits with the same training events and very different test events (one planted with items
+    that occur only in test, as every user's next event) must get the same choices."""
+    import tokrec.tuning as tuning
+
+    monkeypatch.setattr(tuning, "tune_tokrec", _fast(tuning.tune_tokrec, weight_trials=20, grid=GRID))
+    monkeypatch.setattr(tuning, "tune_baseline", _fast(tuning.tune_baseline, max_trials=4))
+    ds, vecs = data
+    split = leave_last_out(ds)
+    test_items = set(split.test.interactions["item_id"])
+    train_items = set(split.train.interactions["item_id"])
+    planted_items = sorted(set(ds.item_vocab.ids) - train_items) or sorted(test_items)
+    real = given_split(split.train, split.test.interactions, source="a")
+    planted = split.test.interactions.copy()
+    planted["item_id"] = [planted_items[i % len(planted_items)] for i in range(len(planted))]
+    fake = given_split(split.train, planted, source="b")
+    models = ["tokrec", "ease"]
+    a, ra = tune_split(_args(), real, models, {}, lambda: vecs)
+    b, rb = tune_split(_args(), fake, models, {}, lambda: vecs)
+    assert a == b
+    assert [r.val_ndcg for r in ra] == [r.val_ndcg for r in rb]
+    # and what validation held out are training events, never the planted test events
+    val = make_validation(real.train)
+    held = set(
+        zip(val.split.test.interactions["user_id"], val.split.test.interactions["item_id"], strict=True)
+    )
+    assert not held & set(zip(planted["user_id"], planted["item_id"], strict=True)) - set(
+        zip(split.train.interactions["user_id"], split.train.interactions["item_id"], strict=True)
+    )
+
+
+def _fast(fn, **fast):
+    def wrapped(*a, **kw):
+        return fn(*a, **{**kw, **fast})
+
+    return wrapped
+
+
+@pytest.fixture(scope="module")
+def tuned(data):
+    ds, vecs = data
+    return tune_tokrec(ds, vecs, seed=1, **FAST)
+
+
+def test_blend_never_below_best_single_signal_and_config_is_valid(tuned):
+    r = tuned
+    alone = [s.alone_ndcg for s in r.signals if s.available]
+    assert alone and r.val_ndcg >= max(alone) - 1e-9
+    cfg = TokrecConfig.model_validate(r.config)
+    assert any(getattr(cfg, f"w_{s}") > 0 for s in SIGNALS)
+    # the blend the result reports is what the chosen weights score on the validation split
+    assert set(r.ablation) >= {"without LM signals", "without order signals"}
+    assert "ease" in r.table()
+
+
+def test_guarantee_holds_when_the_blend_loses(data, monkeypatch):
+    """If the weight search returned something worse than the best signal alone, the single signal wins."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setattr(tuning, "_search_weights", lambda mats, *a, **k: ({s: 1.0 for s in mats}, -1.0, 1))
+    r = tuning.tune_tokrec(ds, vecs, **FAST)
+    best = max((s for s in r.signals if s.available), key=lambda s: s.alone_ndcg)
+    assert r.choice == f"single signal {best.signal}"
+    assert r.val_ndcg == pytest.approx(best.alone_ndcg)
+    assert [s.signal for s in r.signals if s.weight > 0] == [best.signal]
+
+
+def test_same_seed_same_choice(data, tuned):
+    ds, vecs = data
+    a = tuned
+    b = tune_tokrec(ds, vecs, seed=1, **FAST)
+    assert a.config == b.config and a.val_ndcg == b.val_ndcg
+    c = tune_baseline("ease-recency", ds, seed=1, max_trials=6)
+    d = tune_baseline("ease-recency", ds, seed=1, max_trials=6)
+    assert c.config == d.config and c.val_ndcg == d.val_ndcg
+    assert c.trials == 6
+
+
+def test_what_the_data_cannot_support_is_switched_off(data):
+    """Equal timestamps and a catalog without text: the age and language-model signals are off (the
+    time signal degrades to popularity, which validation may keep)."""
+    ds, vecs = data
+    inter = ds.interactions.copy()
+    inter["timestamp"] = 0
+    items = ds.items[["item_id"]].copy()
+    from tokrec.data.dataset import Dataset
+
+    flat = Dataset(interactions=inter, items=items)
+    r = tune_tokrec(flat, np.ones((flat.n_items, 4), dtype=np.float32), **FAST)
+    off = {s.signal for s in r.signals if not s.available}
+    assert {"age", "map", "prop", "prior", "profile"} <= off
+    assert all(r.config[f"w_{s}"] == 0 for s in off)
+    assert any("no item text" in n for n in r.data["notes"])
+
+
+def test_fitted_with_switched_off_signals_saves_loads_and_refuses_missing_signals(data, tmp_path):
+    ds, vecs = data
+    cfg = {f"w_{s}": 0.0 for s in SIGNALS} | {"w_ease": 1.0, "w_profile": 0.5}
+    m = TokrecHybrid(cfg).fit(ds, vecs)
+    assert (
+        m.trans_.nnz == 0 and m.neighbours_.nnz == 0
+    )  # not computed (content features always are: the cold path)
+    m.save(tmp_path / "m")
+    back = load_model(tmp_path / "m")
+    users = list(ds.user_vocab.ids[:5])
+    np.testing.assert_allclose(back.score(users), m.score(users), rtol=1e-6)
+    with pytest.raises(ConfigError, match="not fitted"):
+        m.signals([np.array([0])], np.array([0]), ("trans",))
+    with pytest.raises(ConfigError, match="fit a new model"):
+        m.with_scoring(ease_lambda=5.0)
+    other = m.with_scoring(ease_half_life=1.0)
+    assert other.ease_ is m.ease_ and other.config.ease_half_life == 1.0
+
+
+def test_tune_command_writes_choice(tmp_path, data, monkeypatch):
+    from tokrec.cli.main import main
+
+    ds, _ = data
+    ds.items.to_csv(tmp_path / "items.csv", index=False)
+    ds.interactions[["user_id", "item_id", "timestamp"]].to_csv(tmp_path / "train.csv", index=False)
+    rc = main(
+        [
+            "tune",
+            "--items",
+            str(tmp_path / "items.csv"),
+            "--interactions",
+            str(tmp_path / "train.csv"),
+            "--model",
+            "ease",
+            "--budget",
+            "5",
+            "--output-dir",
+            str(tmp_path / "out"),
+        ]
+    )
+    assert rc == 0
+    saved = json.loads((tmp_path / "out" / "tuning.json").read_text())
+    assert saved["model"] == "ease" and saved["config"]["l2"] > 0
+    cfg = json.loads((tmp_path / "out" / "config.json").read_text())
+    assert cfg == saved["config"]
+    assert pd.notna(saved["val_ndcg"])
+
+
+def test_a_registered_model_joins_the_blend_and_round_trips(data, tmp_path):
+    """Composition: tokrec + the registered itemknn model as a part; the part's z-scores add to the blend."""
+    from tokrec.models import signals as sig
+    from tokrec.models.registry import create_model
+
+    ds, vecs = data
+    only_ease = {f"w_{s}": 0.0 for s in SIGNALS} | {"w_ease": 1.0}
+    m = TokrecHybrid(
+        {**only_ease, "parts": [{"model": "itemknn", "config": {"neighbours": 20}, "weight": 0.5}]}
+    )
+    m.fit(ds, vecs)
+    users = list(ds.user_vocab.ids[:6])
+    plain = TokrecHybrid(only_ease).fit(ds, vecs).score(users)
+    knn = create_model("itemknn", {"neighbours": 20}).fit(ds).score(users)
+    np.testing.assert_allclose(m.score(users), plain + 0.5 * sig.znorm_rows(knn), rtol=1e-5, atol=1e-5)
+    m.save(tmp_path / "m")
+    np.testing.assert_allclose(load_model(tmp_path / "m").score(users), m.score(users), rtol=1e-6)
+    with pytest.raises(ConfigError, match="registered"):
+        TokrecHybrid({"parts": [{"model": "tokrec"}]})
+
+
+def test_the_tuner_weighs_parts_like_signals(data):
+    ds, vecs = data
+    r = tune_tokrec(ds, vecs, parts=("popularity",), **FAST)
+    part = [s for s in r.signals if s.signal == "0:popularity"]
+    assert part and part[0].available and part[0].alone_ndcg is not None
+    assert r.val_ndcg >= part[0].alone_ndcg - 1e-9
+    chosen = [p["model"] for p in r.config["parts"]]
+    assert chosen == (["popularity"] if part[0].weight > 0 else [])
+
+
+def test_evaluate_tunes_baselines_on_one_validation_split_and_reports_it(tmp_path):
+    from tokrec.cli.main import main
+    from tokrec.data.synthetic import write_synthetic
+
+    paths = write_synthetic(tmp_path / "data", n_items=80, n_users=50, seed=1)
+    out = tmp_path / "o"
+    args = ["evaluate", "--items", str(paths["items"]), "--interactions", str(paths["interactions"])]
+    args += [
+        "--models",
+        "popularity,ease,itemknn",
+        "--k",
+        "10",
+        "--tune-budget",
+        "1",
+        "--output-dir",
+        str(out),
+    ]
+    assert main(args) == 0
+    tuned = json.loads((out / "tuning.json").read_text())["leave-last-out"]
+    assert [r["model"] for r in tuned] == ["ease", "itemknn"]  # popularity has nothing to tune
+    assert len({json.dumps(r["validation"], sort_keys=True) for r in tuned}) == 1  # the same split
+    report = (out / "report.md").read_text()
+    assert "## Tuning" in report and "itemknn: validation NDCG@10" in report
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocols"]["leave-last-out"]["models"]["ease"]["error"] is None
+    assert main(args[:-4] + ["--no-tune", "--output-dir", str(tmp_path / "n")]) == 0
+    assert not (tmp_path / "n" / "tuning.json").exists()
