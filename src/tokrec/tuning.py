@@ -27,8 +27,9 @@ Optuna over a small search space each (:data:`BASELINE_SPACES`), their registry 
 
 Why hand-written: Optuna does the search; what is tokrec's own is the caching of per-signal validation
 matrices (a blend trial costs one weighted sum instead of a refit) and the checks of what the data can
-support. ``budget_s`` is a target: the stage in progress finishes, and the weight search always runs at
-least ``min_trials`` trials.
+support. ``budget_s`` is a target: each signal's first (default) fit runs, no further fit starts once it is
+spent, and the weight search runs its seeded starting points and then TPE trials until the budget or
+``weight_trials`` runs out (``budget_hit`` in the result says when the budget decided).
 """
 
 from __future__ import annotations
@@ -371,6 +372,9 @@ def tune_tokrec(
                 for v in values:
                     if v == params[name]:
                         continue
+                    if clock.left() <= 0:  # between two fits too: one fit can take minutes on a big catalog
+                        budget_hit = True
+                        break
                     z = cache.matrix(s, {**params, name: v})
                     score = val.ndcg(z)
                     log.info("tune: %s %s=%s -> %.4f", s, name, v, score)
@@ -405,7 +409,8 @@ def tune_tokrec(
         return TuneResult(
             "tokrec", start, 0.0, vsum, clock.elapsed(), seed, budget_s, "defaults", data=checks
         )
-    weights, blend, trials = _search_weights(mats, val, seed, weight_trials, start)
+    weights, blend, trials = _search_weights(mats, val, seed, weight_trials, start, clock.left())
+    budget_hit = budget_hit or trials < weight_trials
     best_single = max(alone, key=lambda k: alone[k])
     choice = "blend"
     if blend < alone[best_single]:  # the guarantee: never below the best single component
@@ -474,8 +479,12 @@ def _search_weights(
     seed: int,
     n_trials: int,
     start: dict[str, Any],
+    seconds_left: float = float("inf"),
 ) -> tuple[dict[str, float], float, int]:
-    """Optuna TPE over blend weights on cached matrices, then switch-offs that do not cost NDCG."""
+    """Optuna TPE over blend weights on cached matrices, then switch-offs that do not cost NDCG.
+
+    The seeded starting points (the shipped weights, all equal, each signal alone) always run; the TPE
+    trials after them stop at ``n_trials`` or when ``seconds_left`` is spent, whichever comes first."""
     optuna = _optuna()
     names = list(mats)
     cache: dict[tuple[float, ...], float] = {}
@@ -497,7 +506,10 @@ def _search_weights(
     study.enqueue_trial({f"w_{s}": 1.0 for s in names})
     for s in names:
         study.enqueue_trial({f"w_{t}": float(t == s) for t in names})
-    study.optimize(objective, n_trials=max(n_trials, len(names) + 2))
+    study.optimize(objective, n_trials=len(names) + 2)  # the enqueued starting points
+    more = n_trials - len(study.trials)
+    if more > 0:
+        study.optimize(objective, n_trials=more, timeout=max(seconds_left, 1.0))
     best = {s: float(study.best_params[f"w_{s}"]) for s in names}
     best_score = score(best)
     changed = True
