@@ -42,7 +42,9 @@ def main() -> None:
         d = Path(tmp)
         items[~items["item_id"].isin(new)].to_csv(d / "old_items.csv", index=False)
         t0 = time.perf_counter()
-        argv = ["fit", "--items", str(d / "old_items.csv"), "--interactions", str(s / "cold" / "train.csv")]
+        # --no-tune on both sides: the same configuration online and in batch (tuning would pick its own)
+        argv = ["fit", "--no-tune", "--items", str(d / "old_items.csv")]
+        argv += ["--interactions", str(s / "cold" / "train.csv")]
         assert tokrec([*argv, "--output", str(d / "model")]) == 0
         print(f"fit without the new items: {time.perf_counter() - t0:.1f}s")
         with TestClient(create_app(d / "model", settings={"api_key": "k", "persist": False})) as c:
@@ -77,7 +79,8 @@ def main() -> None:
         pd.DataFrame(out, columns=["user_id", "item_id", "score", "rank"]).to_csv(
             d / "online.csv", index=False
         )
-        argv = ["recommend", "--items", str(s / "items.csv"), "--interactions", str(s / "cold" / "train.csv")]
+        argv = ["recommend", "--no-tune", "--items", str(s / "items.csv")]
+        argv += ["--interactions", str(s / "cold" / "train.csv")]
         argv += [
             "--candidates",
             str(s / "cold" / "candidates.csv"),
