@@ -98,16 +98,10 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
             # a known user id, typed in
             driver.find_element(By.ID, "user").send_keys("space-u1")
             driver.find_element(By.ID, "go-user").click()
-            wait.until(
+            rec_ids_js = "return [...document.querySelectorAll('#recs li.rec')].map(e => e.dataset.itemId)"
+            wait.until(  # read in one script: the list is replaced as a whole, never half-read
                 lambda d: (
-                    [
-                        r.get_attribute("data-item-id")
-                        for r in d.find_elements(By.CSS_SELECTOR, "#recs li.rec")
-                    ]
-                    and all(
-                        r.get_attribute("data-item-id").startswith("space-")
-                        for r in d.find_elements(By.CSS_SELECTOR, "#recs li.rec")[:3]
-                    )
+                    (ids := d.execute_script(rec_ids_js)) and all(i.startswith("space-") for i in ids[:3])
                 )
             )
             # k over the server's limit: said, not clamped; no stale list beside the error
@@ -115,7 +109,7 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
             k.send_keys("5000")
             driver.find_element(By.ID, "go").click()
             wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "from 1 to 1000"))
-            assert driver.find_elements(By.CSS_SELECTOR, "#recs li.rec") == []
+            assert driver.execute_script(rec_ids_js) == []
             shot = tmp_path / "page.png"
             driver.save_screenshot(str(shot))
             assert shot.stat().st_size > 10_000
