@@ -194,3 +194,20 @@ def test_the_loaders_hints_are_flags_the_command_takes(tmp_path, capsys):
     assert "--unknown-items drop" in err and "inter.csv" in err
     assert main([*argv, "--encoding", "latin-1", "--unknown-items", "drop"]) == 0
     assert (tmp_path / "recs.csv").read_text().count("\n") == 3  # header + u: b, v: a
+
+
+def test_a_binary_file_is_named_and_never_echoed(tmp_path, capsys):
+    from tokrec.cli.main import main
+
+    (tmp_path / "items.csv").write_text("item_id,title\na,A\n")
+    (tmp_path / "inter.csv").write_bytes(b"\x7fELF\x02\x01\x00\x00\x1b[31m\xf0\x9f" * 20)
+    argv = [
+        "recommend",
+        "--items",
+        str(tmp_path / "items.csv"),
+        "--interactions",
+        str(tmp_path / "inter.csv"),
+    ]
+    assert main([*argv, "--model", "popularity", "--output", str(tmp_path / "r.csv")]) == 2
+    err = capsys.readouterr().err
+    assert "inter.csv" in err and "binary" in err and "\x1b" not in err and "ELF" not in err

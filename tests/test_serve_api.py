@@ -215,6 +215,9 @@ def test_api_key_guards_writes_only(bundle_dir):
             assert c.post(path, json=body, headers={"X-API-Key": "s3cret!"}).status_code == 401
             assert c.post(path, json=body, headers={"X-API-Key": "S3CRET"}).status_code == 401
         assert c.get("/health").json()["events"] == 0 and c.get("/health").json()["n_items"] == 48
+        # the key is checked before the body is read: an anonymous invalid body learns nothing about the schema
+        r = c.post("/items", json={"items": [{"bogus": 1}]})
+        assert r.status_code == 401 and "detail" not in r.json()
         assert c.post("/events", json=ev, headers=KEY).status_code == 200
         assert c.post("/items", json=item, headers=KEY).status_code == 200
         assert c.post("/recommend", json={"history": ["space-1"]}).status_code == 200
@@ -267,3 +270,15 @@ def test_empty_history_gets_model_cold_scores(bundle_dir):
         assert r.status_code == 422 and "none of the 2 item ids" in r.json()["error"]
         r = c.post("/events", json={"events": [{"user_id": "u", "item_id": "ghost"}]}, headers=KEY)
         assert r.status_code == 422 and "ghost" in r.json()["error"]
+
+
+def test_item_ids_with_slashes_are_reachable(bundle_dir):
+    with _client(bundle_dir) as c:
+        item = {"item_id": "shop/a/b", "title": "Bebop saxophone quartet", "genres": "Music"}
+        assert c.post("/items", json={"items": [item]}, headers=KEY).status_code == 200
+        assert c.get("/items/shop%2Fa%2Fb").json()["item_id"] == "shop/a/b"
+        assert c.get("/items/shop/a/b").json()["label"] == "Bebop saxophone quartet"
+        sim = c.get("/items/shop/a/b/similar?k=3")
+        assert (
+            sim.status_code == 200 and sim.json()["item_id"] == "shop/a/b" and len(sim.json()["items"]) == 3
+        )
