@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import argparse
 import sys
-from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -59,52 +58,6 @@ def fuse_from_args(
             file=sys.stderr,
         )
     return fused, fusion
-
-
-def fit_fused_bundle(args: argparse.Namespace, dataset: Any, model: Any) -> Path:
-    """`tokrec fit --item-vectors`: the bundle with fused item vectors, plus fusion.json/.safetensors.
-
-    The steps of :func:`tokrec.serve.bundle.fit_bundle` with the fusion between encoding and fitting; the
-    fusion state is written into the bundle directory before it is renamed into place.
-    """
-    from tokrec.encoders import load_encoder
-    from tokrec.features import item_vectors
-    from tokrec.serve.bundle import EncoderSpec, save_bundle, template_spec
-    from tokrec.serve.index import ANN_THRESHOLD, build_ann, write_ann
-    from tokrec.text import ItemTemplate, TemplateSpec
-
-    encoder = load_encoder(args.encoder)
-    spec = template_spec(ItemTemplate.from_spec(args.template), dataset.items)
-    tmpl = ItemTemplate.from_spec(TemplateSpec.model_validate(spec))
-    text = item_vectors(
-        dataset,
-        encoder=encoder,
-        cache=None if args.no_cache else "default",
-        template=tmpl,
-        progress=args.progress,
-    )
-    fused, fusion = fuse_from_args(args, dataset.item_vocab.ids, text, dataset=dataset, model=model.name)
-    model.fit(dataset, fused)
-    enc = EncoderSpec.of(encoder, model=args.encoder)
-    enc = EncoderSpec(enc.model, enc.options, enc.fingerprint, fusion.dim, {**enc.info, "text_dim": enc.dim})
-    build = len(fused) >= ANN_THRESHOLD if args.ann == "auto" else args.ann == "yes"
-
-    def extra_files(directory: Path) -> None:
-        fusion.save(directory)
-        if build:
-            write_ann(build_ann(fused), directory)
-
-    extra = {"fusion": {"file": "fusion.json", **fusion.config.model_dump()}}
-    return save_bundle(
-        args.output,
-        model=model,
-        item_vectors=fused,
-        items=dataset.items,
-        encoder=enc,
-        template=spec,
-        ann_index=extra_files,
-        extra=extra,
-    )
 
 
 def check_no_learning(args: argparse.Namespace, command: str) -> None:

@@ -68,14 +68,13 @@ def run(args: argparse.Namespace) -> int:
     if tuned is not None:
         model = registry.create_model(name, tuned.config)
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
+    fuse = None
     if args.item_vectors:  # fused item vectors + fusion.json in the bundle (see tokrec.fusion)
-        from tokrec.cli._fusion import fit_fused_bundle
+        from tokrec.cli._fusion import fuse_from_args
 
-        out = fit_fused_bundle(args, dataset, model)
-        print(
-            f"wrote {out} (model {name}, {dataset.n_items} items, fused item vectors) in {time.perf_counter() - t0:.1f}s"
-        )
-        return 0
+        def fuse(text):
+            return fuse_from_args(args, dataset.item_vocab.ids, text, dataset=dataset, model=model.name)
+
     out = fit_bundle(
         dataset,
         args.output,
@@ -85,6 +84,7 @@ def run(args: argparse.Namespace) -> int:
         cache=None if args.no_cache else "default",
         ann=ann,
         progress=args.progress,
+        fuse=fuse,
     )
     if tuned is not None:
         from tokrec.tuning import write_tuning

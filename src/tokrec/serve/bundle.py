@@ -254,6 +254,7 @@ def fit_bundle(
     cache: Any = "default",
     ann: bool | None = None,
     progress: bool = False,
+    fuse: Callable[[np.ndarray], tuple[np.ndarray, Any]] | None = None,
 ) -> Path:
     """Computes item vectors, fits a model and writes the bundle.
 
@@ -268,6 +269,9 @@ def fit_bundle(
         cache: the embedding cache (``"default"``, None, or an ``EmbeddingCache``).
         ann: build the ANN index now (default: when the catalog is large, see ``index.ANN_THRESHOLD``).
         progress: show encoding progress.
+        fuse: fuses the text vectors with other item-vector sets (``tokrec fit --item-vectors``): returns
+            ``(fused vectors, ItemFusion)``; the model is fitted on the fused vectors and the fusion state
+            (``fusion.json`` / ``.safetensors``) is written into the bundle, where the service reads it.
 
     Returns:
         The bundle directory.
@@ -295,12 +299,26 @@ def fit_bundle(
     t0 = time.perf_counter()
     vectors = compute_item_vectors(dataset, encoder=encoder, cache=cache, template=tmpl, progress=progress)
     log.info("item vectors %s in %.1fs", vectors.shape, time.perf_counter() - t0)
+    fusion = None
+    if fuse is not None:
+        vectors, fusion = fuse(vectors)
     t0 = time.perf_counter()
     rec.fit(dataset, vectors)
     log.info("fitted %s in %.1fs", rec.name, time.perf_counter() - t0)
     build = len(vectors) >= ANN_THRESHOLD if ann is None else ann
-    writer = (lambda d: write_ann(build_ann(vectors), d)) if build else None
     enc_spec = EncoderSpec.of(encoder, model=encoder_model, options=encoder_options)
+    extra: dict[str, Any] | None = None
+    if fusion is not None:  # the bundle's vectors are the fused ones; the encoder's own size is kept in info
+        info = {**enc_spec.info, "text_dim": enc_spec.dim}
+        enc_spec = EncoderSpec(enc_spec.model, enc_spec.options, enc_spec.fingerprint, fusion.dim, info)
+        extra = {"fusion": {"file": "fusion.json", **fusion.config.model_dump()}}
+
+    def extra_files(directory: Path) -> None:
+        if fusion is not None:
+            fusion.save(directory)
+        if build:
+            write_ann(build_ann(vectors), directory)
+
     return save_bundle(
         output,
         model=rec,
@@ -308,7 +326,8 @@ def fit_bundle(
         items=dataset.items,
         encoder=enc_spec,
         template=spec,
-        ann_index=writer,
+        ann_index=extra_files if build or fusion is not None else None,
+        extra=extra,
     )
 
 

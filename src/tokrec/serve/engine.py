@@ -340,10 +340,8 @@ class Engine:
             online_seen = extra
         positive = model.history_rows(mrow, extra)
         scores = model.score_rows(mrow, extra, times)
-        if (
-            not np.isfinite(scores).any()
-            or float(np.nanstd(np.where(np.isfinite(scores), scores, np.nan))) == 0
-        ):
+        finite = scores[np.isfinite(scores)]
+        if finite.size == 0 or finite.min() == finite.max():
             return Result([], ignored, "exact", len(positive))  # nothing to go on: no arbitrary items
         allowed, mode = None, "exact"
         if candidates is not None:
