@@ -97,3 +97,68 @@ def test_cold_calibration_places_new_items_without_reordering_them(synthetic):
         full_b = [i for i, _ in calib.recommend(u, k=150)]
         moved += sum(full_b.index(i) < full_a.index(i) for i in cold)
     assert moved > 0.6 * len(users) * len(cold)
+
+
+def test_large_ease_is_solved_in_float32_in_place_to_the_same_weights(monkeypatch):
+    import scipy.sparse as sp
+
+    from tokrec.models import signals as sig
+
+    x = sp.random(400, 300, density=0.05, random_state=3, format="csr")
+    x.data[:] = 1.0
+    exact = sig.ease_weights(x, 50.0)
+    monkeypatch.setattr(sig, "EASE_FLOAT64_MAX", 100)  # 300 items: the float32 Cholesky path
+    approx = sig.ease_weights(x, 50.0)
+    assert approx.dtype == np.float32 and approx.flags["C_CONTIGUOUS"]
+    assert np.all(np.diag(approx) == 0)
+    np.testing.assert_allclose(approx, exact, atol=2e-6 * np.abs(exact).max())
+
+
+def test_age_rates_count_pairs_by_binary_search_as_the_definition_does():
+    import scipy.sparse as sp
+
+    from tokrec.models import signals as sig
+
+    rng = np.random.default_rng(1)
+    x = sp.random(60, 80, density=0.1, random_state=4, format="csr")
+    x.data[:] = 1.0
+    t = rng.integers(8e8, 9e8, 60)
+    rel = rng.uniform(6e8, 9.2e8, 80)
+    rel[::9] = np.nan
+    items = np.flatnonzero(np.asarray(x.sum(axis=0)).ravel() > 0)
+    got = sig.age_log_rates(x, t, rel, items)
+    # the definition, one (user, item) pair at a time
+    known = items[np.isfinite(rel[items])]
+    nb = len(sig.AGE_EDGES_DAYS) + 1
+    events, pairs = np.zeros(nb), np.zeros(nb)
+    dense = x.toarray()
+    for u in range(60):
+        for i in known:
+            b = np.digitize((t[u] - rel[i]) / 86400.0, sig.AGE_EDGES_DAYS)
+            pairs[b] += 1
+            events[b] += dense[u, i]
+    overall = (events.sum() + 1) / (pairs.sum() + 1)
+    want = np.log(np.append((events + 50 * overall) / (pairs + 50), overall))
+    np.testing.assert_allclose(got, want, rtol=1e-6)
+
+
+def test_text_neighbours_of_a_large_pool_come_from_an_ann_index_with_the_exact_answer():
+    from tokrec.models import signals as sig
+
+    rng = np.random.default_rng(0)
+    centres = rng.normal(size=(60, 16)).astype(np.float32)
+    z = sig.l2_rows(np.repeat(centres, 50, axis=0) * 2 + rng.normal(size=(3000, 16)).astype(np.float32))
+    pool = np.flatnonzero(rng.random(3000) < 0.7)
+    exact = sig.neighbours_among(z, z, pool, 10, np.arange(3000))
+    ann = sig.neighbours_among(z, z, pool, 10, np.arange(3000), exact_max=100)  # the faiss path
+    assert ann.shape == exact.shape and np.all(np.diff(ann.indptr) <= 10)
+    assert ann.diagonal().max() == 0  # never an item's own row
+    assert set(ann.indices) <= set(pool)
+    overlap = [
+        len(
+            set(ann.indices[ann.indptr[r] : ann.indptr[r + 1]])
+            & set(exact.indices[exact.indptr[r] : exact.indptr[r + 1]])
+        )
+        for r in range(3000)
+    ]
+    assert np.mean(overlap) / 10 > 0.95

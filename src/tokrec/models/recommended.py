@@ -184,11 +184,9 @@ class TokrecHybrid(Recommender):
         f = sig.content_features(item_vectors, attrs, c.attr_weight)
         self.features_ = f
         # kept transposed, (n_items, p) C-contiguous: a sparse user row times it reads rows, no copy per query
-        self.map_t_ = np.ascontiguousarray(sig.ridge_operator(f, warm, c.map_lambda).T)
-        self.prior_w_ = np.zeros(f.shape[1], dtype=np.float32)
-        if len(warm):
-            w = sig.ridge(f[warm].astype(np.float64), np.log1p(pop[warm])[:, None], c.map_lambda)
-            self.prior_w_ = w.ravel().astype(np.float32)
+        # one factorised ridge system for both: the map's operator and the prior's weights
+        self.map_t_, prior_w = sig.content_ridge(f, warm, c.map_lambda, np.log1p(pop[warm]))
+        self.prior_w_ = prior_w if prior_w is not None and len(warm) else np.zeros(f.shape[1], np.float32)
         self.prior_ = (f @ self.prior_w_).astype(np.float32)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
         self.vectors_ = z

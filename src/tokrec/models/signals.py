@@ -31,8 +31,17 @@ def check_dense(n_items: int, what: str) -> None:
         )
 
 
+#: EASE solves in float64 up to this many items (16 bytes x N^2: 1 GB); larger ones in float32, in place
+EASE_FLOAT64_MAX = 8_000
+
+
 def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
     """EASE item-item weights (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lam I)^-1``, zero diagonal.
+
+    Up to :data:`EASE_FLOAT64_MAX` items the inverse is taken in float64 (16 bytes x N^2 at the peak);
+    above, in float32 and in place by Cholesky (LAPACK ``spotrf`` / ``spotri`` on the one Gram buffer:
+    4 bytes x N^2, 1.6 GB at 20,000 items; ``X'X + lam I`` is symmetric positive definite, and with
+    ``lam`` in the hundreds its condition number keeps float32's relative error near 1e-5).
 
     Args:
         x: ``(n_users, n_items)`` binary interactions.
@@ -45,13 +54,56 @@ def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
         ConfigError: the catalog has more than :data:`MAX_DENSE_ITEMS` items.
     """
     check_dense(x.shape[1], "EASE")
-    g = (x.T @ x).toarray().astype(np.float64)
-    g[np.diag_indices_from(g)] += lam
-    p = np.linalg.inv(g)
-    del g  # peak memory 16 bytes x n_items^2 (the Gram matrix and its inverse), then 12
-    p /= -np.diag(p)[None, :].copy()
-    np.fill_diagonal(p, 0.0)
-    return p.astype(np.float32)
+    n = x.shape[1]
+    if n <= EASE_FLOAT64_MAX:
+        g = (x.T @ x).toarray().astype(np.float64)
+        g[np.diag_indices_from(g)] += lam
+        p = np.linalg.inv(g)
+        del g  # peak memory 16 bytes x n_items^2 (the Gram matrix and its inverse), then 12
+        p /= -np.diag(p)[None, :].copy()
+        np.fill_diagonal(p, 0.0)
+        return p.astype(np.float32)
+    from scipy.linalg import lapack
+
+    x32 = sp.csr_matrix(x, dtype=np.float32)
+    g = np.zeros((n, n), dtype=np.float32, order="F")
+    for start in range(0, x32.shape[0], 50_000):  # the sparse Gram of a block of users, added densely
+        blk = x32[start : start + 50_000]
+        gb = (blk.T @ blk).tocoo()  # a product's entries are unique: plain fancy-index addition is exact
+        g[gb.row, gb.col] += gb.data
+        del gb
+    g[np.diag_indices_from(g)] += np.float32(lam)
+    c, info = lapack.spotrf(g, lower=0, overwrite_a=1, clean=0)
+    if info != 0:
+        from tokrec.errors import ConfigError
+
+        raise ConfigError(f"EASE: X'X + lambda I is not positive definite in float32 (lapack info {info})")
+    p, info = lapack.spotri(c, lower=0, overwrite_c=1)
+    del c, g
+    if info != 0:
+        from tokrec.errors import ConfigError
+
+        raise ConfigError(f"EASE: the Cholesky inverse failed (lapack info {info})")
+    _symmetrise_upper(p)
+    pc = p.T  # P is symmetric: its transpose view is P in C order, no copy
+    pc /= -np.diag(pc).copy()[None, :]
+    np.fill_diagonal(pc, 0.0)
+    return pc
+
+
+def _symmetrise_upper(a: np.ndarray, block: int = 2048) -> None:
+    """Copies the upper triangle of square ``a`` onto its lower triangle, in place, block by block."""
+    n = a.shape[0]
+    for i in range(0, n, block):
+        ie = min(i + block, n)
+        for j in range(0, i + 1, block):
+            je = min(j + block, n)
+            if j == i:
+                sub = a[i:ie, i:ie]
+                low = np.tril_indices(ie - i, -1)
+                sub[low] = sub.T[low]
+            else:
+                a[i:ie, j:je] = a[j:je, i:ie].T
 
 
 def transition_matrix(
@@ -125,12 +177,41 @@ def ridge(f: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
 
 def ridge_operator(f: np.ndarray, rows: np.ndarray, lam: float) -> np.ndarray:
     """``(F_r'F_r + lam I)^-1 F_r'`` spread over all items (zero columns outside ``rows``): ``(p, n_items)``."""
-    fr = f[rows].astype(np.float64)
-    a = fr.T @ fr
+    return content_ridge(f, rows, lam)[0].T
+
+
+def content_ridge(
+    f: np.ndarray, rows: np.ndarray, lam: float, y: np.ndarray | None = None, block: int = 65_536
+) -> tuple[np.ndarray, np.ndarray | None]:
+    """The ridge models over item content features ``f`` ``(n, p)`` fitted on ``rows``, sharing one factorised
+    ``A = F_r'F_r + lam I`` (float64, Cholesky):
+
+    - the content map's operator, transposed: ``(n, p)`` float32, row ``i`` = ``A^-1 f_i`` for ``i`` in
+      ``rows`` and 0 elsewhere (a user row times it is the ridge map of that user's items);
+    - with ``y`` ``(len(rows),)``: the weights ``A^-1 F_r' y`` ``(p,)`` float32 (the popularity prior).
+
+    ``F_r'F_r`` is accumulated ``block`` rows at a time, so the float64 temporaries are ``block x p`` and
+    ``p x p``, never ``n x p``.
+    """
+    from scipy.linalg import cho_factor, cho_solve
+
+    rows = np.asarray(rows, dtype=np.int64)
+    p = f.shape[1]
+    a = np.zeros((p, p), dtype=np.float64)
+    fy = np.zeros(p, dtype=np.float64)
+    for s in range(0, len(rows), block):
+        fr = f[rows[s : s + block]].astype(np.float64)
+        a += fr.T @ fr
+        if y is not None:
+            fy += fr.T @ np.asarray(y[s : s + block], dtype=np.float64)
     a[np.diag_indices_from(a)] += lam
-    op = np.zeros((f.shape[1], f.shape[0]), dtype=np.float64)
-    op[:, rows] = np.linalg.solve(a, fr.T)
-    return op.astype(np.float32)
+    c = cho_factor(a)
+    op_t = np.zeros(f.shape, dtype=np.float32)
+    for s in range(0, len(rows), block):
+        r = rows[s : s + block]
+        op_t[r] = cho_solve(c, f[r].astype(np.float64).T).T
+    w = cho_solve(c, fy).astype(np.float32) if y is not None else None
+    return op_t, w
 
 
 def top_k_neighbours(sim: np.ndarray, k: int, allowed: np.ndarray | None = None) -> sp.csr_matrix:
@@ -160,6 +241,12 @@ def top_k_neighbour_rows(
     return out
 
 
+#: pools up to this size are searched exactly; larger ones through a faiss IVF index (:mod:`tokrec.ann`)
+EXACT_NEIGHBOURS_MAX = 50_000
+#: bytes a block of the exact search may take (similarities, their copy and arg-partition indices)
+NEIGHBOUR_BLOCK_BYTES = 256 * 2**20
+
+
 def neighbours_among(
     queries: np.ndarray,
     z: np.ndarray,
@@ -167,29 +254,61 @@ def neighbours_among(
     k: int,
     self_rows: np.ndarray | None = None,
     chunk: int = 2048,
+    exact_max: int | None = None,
 ) -> sp.csr_matrix:
     """Each query vector's ``k`` most similar (positive cosine) rows of ``z`` among the rows ``pool``, never
     its own row ``self_rows[r]`` (-1: none): ``(len(queries), len(z))`` CSR, columns in ``pool`` only.
 
-    Computed in blocks of ``chunk`` queries, so memory is ``chunk x len(pool)``, never ``n x n``.
+    Up to :data:`EXACT_NEIGHBOURS_MAX` pool rows (``exact_max``) the search is exact, in blocks of at most
+    ``chunk`` queries and :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, a faiss IVF index over the
+    pool answers it (``O(n sqrt(n))`` instead of ``O(n^2)`` work; see :mod:`tokrec.ann` for its recall).
     """
     n = len(z)
     pool = np.asarray(pool, dtype=np.int64)
-    zp = z[pool]
+    if len(queries) == 0 or len(pool) == 0:
+        return sp.csr_matrix((len(queries), n), dtype=np.float32)
+    zp = np.ascontiguousarray(z[pool], dtype=np.float32)
     pos = np.full(n, -1, dtype=np.int64)
     pos[pool] = np.arange(len(pool))
+    own_all = np.full(len(queries), -1, dtype=np.int64)
+    if self_rows is not None:
+        r = np.asarray(self_rows, dtype=np.int64)
+        own_all = np.where(r >= 0, pos[np.maximum(r, 0)], -1)
+    kk = min(k, max(len(pool) - 1, 1))
+    if len(pool) > (EXACT_NEIGHBOURS_MAX if exact_max is None else exact_max):
+        return _neighbours_ann(np.asarray(queries, dtype=np.float32), zp, pool, kk, own_all, n)
+    chunk = int(max(1, min(chunk, NEIGHBOUR_BLOCK_BYTES // (16 * len(pool)))))
     parts = []
     for start in range(0, len(queries), chunk):
         stop = min(start + chunk, len(queries))
-        own = None
-        if self_rows is not None:
-            r = np.asarray(self_rows[start:stop], dtype=np.int64)
-            own = np.where(r >= 0, pos[np.maximum(r, 0)], -1)
-        block = top_k_neighbour_rows(queries[start:stop] @ zp.T, min(k, max(len(pool) - 1, 1)), None, own)
+        block = top_k_neighbour_rows(queries[start:stop] @ zp.T, kk, None, own_all[start:stop])
         parts.append(sp.csr_matrix((block.data, pool[block.indices], block.indptr), shape=(stop - start, n)))
-    if not parts:
-        return sp.csr_matrix((0, n), dtype=np.float32)
     return sp.vstack(parts, format="csr").astype(np.float32)
+
+
+def _neighbours_ann(
+    queries: np.ndarray, zp: np.ndarray, pool: np.ndarray, k: int, own: np.ndarray, n: int
+) -> sp.csr_matrix:
+    """:func:`neighbours_among` through a faiss IVF index over the pool (positions ``own`` excluded)."""
+    from tokrec import ann
+
+    index = ann.build_ann(zp, "ivf")
+    rows, cols, vals = [], [], []
+    nprobe = 2 * ann.default_nprobe(ann.ivf_cells(len(zp)))
+    for start in range(0, len(queries), 8192):
+        q = queries[start : start + 8192]
+        d, i = ann.search(index, q, k + 1, nprobe)
+        mine = own[start : start + len(q)]
+        keep = (i >= 0) & (i != mine[:, None]) & (d > 0)
+        # at most k per row: drop the (k+1)-th where the own row was not among the results
+        keep &= np.cumsum(keep, axis=1) <= k
+        r, c = np.nonzero(keep)
+        rows.append(r + start)
+        cols.append(pool[i[r, c]])
+        vals.append(d[r, c])
+    return sp.csr_matrix(
+        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(queries), n)
+    ).astype(np.float32)
 
 
 def znorm_rows(s: np.ndarray) -> np.ndarray:
@@ -422,14 +541,19 @@ def age_log_rates(
     """
     n_bins = len(AGE_EDGES_DAYS) + 1
     items = items[np.isfinite(release[items])]
-    events = np.zeros(n_bins)
-    pairs = np.zeros(n_bins)
-    sub = x[:, items].tocsr()
-    for start in range(0, x.shape[0], 2048):
-        b = age_bins(user_time[start : start + 2048], release[items])
-        pairs += np.bincount(b.ravel(), minlength=n_bins)
-        r, c = sub[start : start + 2048].nonzero()
-        events += np.bincount(b[r, c], minlength=n_bins)
+    # events: the (user, item) pairs with an event, binned by the item's age at the user's time
+    sub = x[:, items].tocoo()
+    age = (user_time[sub.row].astype(np.float64) - release[items][sub.col]) / 86400.0
+    events = np.bincount(np.digitize(age, AGE_EDGES_DAYS), minlength=n_bins).astype(np.float64)
+    # pairs: for each user, the items released in each age window, counted by binary search over the
+    # sorted release dates (O(users x bins x log items), never a users x items table)
+    rel = np.sort(release[items])
+    cut = user_time.astype(np.float64)[:, None] - AGE_EDGES_DAYS[None, :] * 86400.0  # (users, edges)
+    newer = len(rel) - np.searchsorted(rel, cut, side="right")  # items released after each cut
+    per_user = np.concatenate(
+        [newer[:, :1], np.diff(newer, axis=1), len(rel) - newer[:, -1:]], axis=1
+    )  # bin 0: released after the first cut; bin j: between cuts j and j-1; last: before the last cut
+    pairs = per_user.sum(axis=0).astype(np.float64)
     overall = (events.sum() + 1.0) / (pairs.sum() + 1.0)
     rate = (events + smoothing * overall) / (pairs + smoothing)
     return np.log(np.append(rate, overall)).astype(np.float32)

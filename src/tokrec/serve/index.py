@@ -18,50 +18,24 @@ from __future__ import annotations
 
 import threading
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
+
+from tokrec.ann import (  # noqa: F401  (re-exported: the service's names)
+    DEFAULT_ANN_KIND,
+    HNSW_EF_CONSTRUCTION,
+    HNSW_EF_SEARCH,
+    HNSW_M,
+    AnnKind,
+    build_ann,
+    default_nprobe,
+    ivf_cells,
+)
 
 #: catalogs at least this large get an ANN index (smaller ones are searched exactly)
 ANN_THRESHOLD = 20_000
 ANN_FILE = "ann.faiss"
-AnnKind = Literal["ivf", "hnsw"]
-DEFAULT_ANN_KIND: AnnKind = "ivf"
-HNSW_M = 32
-HNSW_EF_CONSTRUCTION = 80
-HNSW_EF_SEARCH = 128
-
-
-def ivf_cells(n: int) -> int:
-    """Number of IVF cells for ``n`` vectors: ``sqrt(n)``, within [16, 4096]."""
-    return int(min(4096, max(16, round(np.sqrt(n)))))
-
-
-def default_nprobe(nlist: int) -> int:
-    """Cells scanned per query: 1/32 of them, at least 8."""
-    return int(min(nlist, max(8, nlist // 32)))
-
-
-def build_ann(vectors: np.ndarray, kind: AnnKind = DEFAULT_ANN_KIND, *, seed: int = 0):
-    """An inner-product faiss index over ``vectors`` ``(n, d)`` float32 (entry i = row i)."""
-    import faiss
-
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
-    n, d = x.shape
-    if kind == "hnsw":
-        index: Any = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
-        index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
-    elif kind == "ivf":
-        nlist = ivf_cells(n)
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
-        index.cp.seed = seed
-        rng = np.random.default_rng(seed)
-        sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
-        index.train(sample)
-    else:
-        raise ValueError(f"unknown ANN index kind {kind!r} (ivf or hnsw)")
-    index.add(x)
-    return index
 
 
 def build_hnsw(vectors: np.ndarray):
