@@ -39,7 +39,7 @@ def build_ann(vectors: np.ndarray, kind: AnnKind = DEFAULT_ANN_KIND, *, seed: in
         index: Any = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     elif kind == "ivf":
-        nlist = ivf_cells(n)
+        nlist = max(1, min(ivf_cells(n), n // 39))  # faiss wants 39 training points per cell
         index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
         index.cp.seed = seed
         rng = np.random.default_rng(seed)

@@ -63,6 +63,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="re-rank every list: mmr:W, calibration:W, popularity:W, chained with + (per request: rerank)",
     )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")
+    p.add_argument(
+        "--threads",
+        type=int,
+        default=1,
+        help="BLAS threads per server process (default 1: requests run in parallel rather than each on all cores)",
+    )
     p.add_argument("--log-level", default="warning", help="uvicorn log level (default warning)")
     p.set_defaults(func=run)
 
@@ -140,6 +146,9 @@ def run(args: argparse.Namespace) -> int:
     sock.set_inheritable(True)
     os.environ["TOKREC_SERVE_MODEL"] = str(args.model)
     os.environ["TOKREC_SERVE_SETTINGS"] = json.dumps(settings.model_dump(mode="json"))
+    if args.threads < 1:
+        raise ConfigError("--threads must be at least 1")
+    os.environ["TOKREC_SERVE_THREADS"] = str(args.threads)
     if args.workers == 1:
         from tokrec.serve.app import app_from_env
 

@@ -69,6 +69,9 @@ class Recommender(ABC):
     scoring_options: ClassVar[frozenset[str]] = frozenset()
     #: True when the model can score items it never saw in training (from their text vectors).
     scores_new_items: ClassVar[bool] = False
+    #: True when ``_score_users`` / ``_score_history`` take ``candidates`` (item rows) and score only those
+    #: (models that retrieve their own candidates on large catalogs; see :meth:`score_rows`).
+    scores_candidates: ClassVar[bool] = False
     #: True when the model needs item vectors (``item_vectors`` passed to fit).
     needs_item_vectors: ClassVar[bool] = False
     #: True when the model works without item vectors but uses them when given (e.g. F_ij features).
@@ -187,10 +190,11 @@ class Recommender(ABC):
         rows = self.user_vocab_.encode(user_ids, missing="mask")
         out = np.full((len(rows), self.n_items), np.nan, dtype=np.float32)
         known = rows >= 0
+        cols = None if item_ids is None else self.item_vocab_.encode(item_ids)
         if known.any():
-            out[known] = self._pad(self._score_users(rows[known]), np.nan)
-        if item_ids is not None:
-            out = out[:, self.item_vocab_.encode(item_ids)]
+            out[known] = self._pad(self._score_users(rows[known], **self._candidate_kw(cols)), np.nan)
+        if cols is not None:
+            out = out[:, cols]
         return out
 
     def recommend(
@@ -218,10 +222,11 @@ class Recommender(ABC):
             row = -1
             extra = self.item_vocab_.encode(history, missing="mask")
             extra = extra[extra >= 0]
-        scores = self.score_rows(row, extra)
+        allowed = self._candidate_mask(candidates)
+        scores = self.score_rows(row, extra, candidates=None if allowed is None else np.flatnonzero(allowed))
         seen = self.history_rows(row, extra) if exclude_seen else None
         drop = self.item_vocab_.encode(exclude, missing="mask") if exclude else None
-        top = top_k_rows(scores, k, allowed=self._candidate_mask(candidates), drop=(seen, drop))
+        top = top_k_rows(scores, k, allowed=allowed, drop=(seen, drop))
         ids = self.item_vocab_.decode(top)
         return [(i, float(scores[t])) for i, t in zip(ids, top, strict=True)]
 
@@ -234,7 +239,11 @@ class Recommender(ABC):
         return np.concatenate([base, extra]) if len(extra) else np.asarray(base, dtype=np.int64)
 
     def score_rows(
-        self, user_row: int = -1, extra_rows: np.ndarray | None = None, extra_times: np.ndarray | None = None
+        self,
+        user_row: int = -1,
+        extra_rows: np.ndarray | None = None,
+        extra_times: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
     ) -> np.ndarray:
         """Scores of every catalog item ``(n_items,)`` float32 for one query: a known user (``user_row`` >= 0,
         their training history), followed by ``extra_rows`` (item rows, oldest first) with their times
@@ -247,11 +256,16 @@ class Recommender(ABC):
         training events' from :meth:`user_timestamps`). A model without ``_score_history`` scores a known
         user from the training history alone and refuses a visitor (ConfigError). Items the model cannot
         score (added after fitting to a model without a cold path) get -inf.
+
+        ``candidates`` (item rows) says which items the caller will rank: a model that retrieves its own
+        candidates on large catalogs (``scores_candidates``, e.g. ``tokrec``) then scores exactly those and
+        gives every other item -inf; other models score the whole catalog as always.
         """
         self._check_fitted()
         extra = _NO_ROWS if extra_rows is None else np.asarray(extra_rows, dtype=np.int64)
+        kw = self._candidate_kw(candidates)
         if user_row >= 0 and len(extra) == 0:
-            return self._pad(self._score_users(np.array([user_row]))[0])
+            return self._pad(self._score_users(np.array([user_row]), **kw)[0])
         history = self.history_rows(user_row, extra)
         times: np.ndarray | None = None
         if extra_times is not None and len(extra_times) == len(extra):
@@ -260,11 +274,20 @@ class Recommender(ABC):
             if base_times is not None and len(base_times) == n_base:
                 times = np.concatenate([np.asarray(base_times, np.int64), np.asarray(extra_times, np.int64)])
         try:
-            return self._pad(np.asarray(self._score_history(history, times), dtype=np.float32).reshape(-1))
+            return self._pad(
+                np.asarray(self._score_history(history, times, **kw), dtype=np.float32).reshape(-1)
+            )
         except NotImplementedError:
             if user_row >= 0:
-                return self._pad(self._score_users(np.array([user_row]))[0])
+                return self._pad(self._score_users(np.array([user_row]), **kw)[0])
             raise ConfigError(f"{self.name} cannot score an anonymous history") from None
+
+    def _candidate_kw(self, candidates: np.ndarray | None) -> dict[str, Any]:
+        """``{"candidates": rows}`` for a model that scores given candidates only (``scores_candidates``)."""
+        if candidates is None or not self.scores_candidates:
+            return {}
+        rows = np.asarray(candidates, dtype=np.int64)
+        return {"candidates": rows[(rows >= 0) & (rows < self.n_items)]}
 
     def _pad(self, scores: np.ndarray, fill: float = -np.inf) -> np.ndarray:
         """Scores over the fitted items, padded with ``fill`` for items added later without a cold path."""
@@ -329,6 +352,7 @@ class Recommender(ABC):
         out_s: list[float] = []
         out_r: list[int] = []
         ids = np.asarray(self.item_vocab_.ids, dtype=object)
+        batch_size = max(1, min(batch_size, 2**26 // max(self.n_items, 1)))  # score blocks <= 256 MB
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
             uids = list(user_ids[start : start + batch_size])
@@ -336,7 +360,8 @@ class Recommender(ABC):
             if not known.any():
                 continue
             scores = np.full((len(chunk), self.n_items), -np.inf, dtype=np.float32)
-            scores[known] = self._pad(self._score_users(chunk[known]))
+            kw = self._candidate_kw(None if allowed is None else np.flatnonzero(allowed))
+            scores[known] = self._pad(self._score_users(chunk[known], **kw))
             for j, r in enumerate(chunk):
                 if r < 0:
                     continue

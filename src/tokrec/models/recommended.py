@@ -48,6 +48,7 @@ from tokrec.errors import ConfigError
 from tokrec.features import user_profiles
 from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.retrieval import CatalogIndex
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
 #: signals that exist only for items with events (an item without events gets their z-score of 0)
@@ -57,7 +58,15 @@ LM_SIGNALS = ("map", "prop", "prior", "profile")
 #: signals that read the order or the timing of a user's events
 ORDER_SIGNALS = ("trans", "time")
 #: hyperparameters used only when scoring: :meth:`TokrecHybrid.with_scoring` changes them without refitting
-SCORING_PARAMS = ("ease_half_life", "trans_last", "trans_decay", "time_bandwidth_bins", "profile_half_life")
+SCORING_PARAMS = (
+    "ease_half_life",
+    "trans_last",
+    "trans_decay",
+    "time_bandwidth_bins",
+    "profile_half_life",
+    "retrieval_min_items",
+    "retrieval_per_source",
+)
 #: fitted state each signal needs (``ease_`` also serves ``prop``)
 _NEEDS: dict[str, tuple[str, ...]] = {
     "ease": ("ease",),
@@ -124,6 +133,11 @@ class TokrecConfig(ModelConfig):
     w_profile: float = Field(0.5, ge=0)
     #: registered models added to the blend (``tokrec tune --parts``; none by default)
     parts: tuple[BlendPart, ...] = ()
+    #: catalogs of at least this many items are scored by candidate retrieval and the exact blend over the
+    #: candidates (:mod:`tokrec.models.retrieval`); smaller ones by the blend over every item
+    retrieval_min_items: int = Field(20_000, ge=1)
+    #: candidates each signal's index contributes per query
+    retrieval_per_source: int = Field(200, ge=10)
 
     @model_validator(mode="after")
     def _some_weight(self) -> TokrecConfig:
@@ -141,6 +155,7 @@ class TokrecHybrid(Recommender):
     Config: ClassVar[type[ModelConfig]] = TokrecConfig
     needs_item_vectors: ClassVar[bool] = True
     scores_new_items: ClassVar[bool] = True
+    scores_candidates: ClassVar[bool] = True
     config: TokrecConfig
 
     # ---- fitting -----------------------------------------------------------------------------
@@ -352,19 +367,54 @@ class TokrecHybrid(Recommender):
             0.0,
         )
 
-    def _score_users(self, user_rows: np.ndarray) -> np.ndarray:
+    def uses_retrieval(self) -> bool:
+        """Whether queries go through candidate retrieval (a catalog of at least ``retrieval_min_items``
+        items; a blend with registered parts always scores every item)."""
+        return self.n_items >= self.config.retrieval_min_items and not self.parts_
+
+    def catalog_index(self) -> CatalogIndex:
+        """The retrieval index of the current catalog (built on first use, a few seconds at a million items;
+        :meth:`add_items` extends it)."""
+        cached = self.__dict__.get("_catalog")
+        if cached is not None and cached[0] is self.features_:
+            return cached[1]
+        index = CatalogIndex.build(self)
+        self.__dict__["_catalog"] = (self.features_, index)
+        return index
+
+    def _retrieved(self, seq: np.ndarray, t: int, candidates: np.ndarray | None) -> np.ndarray:
+        rows, scores = self.catalog_index().scores(self, seq, t, candidates)
+        out = np.full(self.n_items, -np.inf, dtype=np.float32)
+        out[rows] = scores
+        return out
+
+    def _score_users(self, user_rows: np.ndarray, candidates: np.ndarray | None = None) -> np.ndarray:
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
+        if self.uses_retrieval():
+            return np.vstack(
+                [
+                    self._retrieved(s, int(self.user_time_[r]), candidates)
+                    for s, r in zip(seqs, user_rows, strict=True)
+                ]
+            ).reshape(len(user_rows), self.n_items)
         parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
         return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active())) + parts
 
-    def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
+    def _score_history(
+        self,
+        item_rows: np.ndarray,
+        timestamps: np.ndarray | None = None,
+        candidates: np.ndarray | None = None,
+    ) -> np.ndarray:
         """Scores for an anonymous history; without timestamps the history is taken to end at the
         training data's last event."""
         t = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
         if timestamps is not None and len(timestamps):
             t = int(timestamps[-1])
         seq = np.asarray(item_rows, dtype=np.int64)
+        if self.uses_retrieval():
+            return self._retrieved(seq, t, candidates)
         parts = self._parts_score([p._score_history(seq, timestamps)[None, :] for p in self.parts_])
         return (self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active())) + parts)[0]
 
@@ -391,6 +441,8 @@ class TokrecHybrid(Recommender):
             c.prop_neighbours,
             np.where(rows < nf, rows, -1),
         )
+        cached = self.__dict__.get("_catalog")
+        old_features = self.features_
         self.vectors_ = _grown(self.vectors_, n_new, rows, z)
         self.features_ = _grown(self.features_, n_new, rows, f)
         self.prior_ = _grown(self.prior_, n_new, rows, (f @ self.prior_w_).astype(np.float32))
@@ -405,6 +457,8 @@ class TokrecHybrid(Recommender):
                 lil.data[r] = list(block.data[block.indptr[j] : block.indptr[j + 1]])
             nb = lil.tocsr()
         self.neighbours_ = nb.astype(np.float32)
+        if cached is not None and cached[0] is old_features:  # a built retrieval index follows the catalog
+            self.__dict__["_catalog"] = (self.features_, cached[1].extended(self, rows, old_features))
 
     # ---- persistence ---------------------------------------------------------------------------
     state: ClassVar[tuple[str, ...]] = (

@@ -339,16 +339,19 @@ class Engine:
             ignored += unknown
             online_seen = extra
         positive = model.history_rows(mrow, extra)
-        scores = model.score_rows(mrow, extra, times)
+        cand_rows: np.ndarray | None = None
+        if candidates is not None:
+            cand_rows, unknown = self.resolve(candidates)
+            ignored += unknown
+        scores = model.score_rows(mrow, extra, times, candidates=cand_rows)
         finite = scores[np.isfinite(scores)]
         if finite.size == 0 or finite.min() == finite.max():
-            return Result([], ignored, "exact", len(positive))  # nothing to go on: no arbitrary items
+            mode = "exact" if cand_rows is None else "candidates"
+            return Result([], ignored, mode, len(positive))  # nothing to go on: no arbitrary items
         allowed, mode = None, "exact"
-        if candidates is not None:
-            rows, unknown = self.resolve(candidates)
-            ignored += unknown
+        if cand_rows is not None:
             allowed = np.zeros(len(scores), dtype=bool)
-            allowed[rows] = True
+            allowed[cand_rows] = True
             mode = "candidates"
         drop: list[np.ndarray | None] = [self._blocked]
         if exclude_seen:

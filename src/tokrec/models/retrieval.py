@@ -1,0 +1,401 @@
+"""Large catalogs for ``tokrec``: candidate retrieval, then the exact blend over the candidates.
+
+Scoring the whole catalog for every query costs ``O(n_items x d)`` (the text map and profile read every
+item vector), several milliseconds at 10,000 items and a second at a million. On catalogs of at least
+``retrieval_min_items`` items, :class:`CatalogIndex` answers a query in three steps:
+
+1. **Candidates** from each signal's own index: the best items of the user's EASE row and transition
+   row (sparse products over the history), of the time kernel at the user's time bin and of the
+   popularity prior (cached per bin / once), of the content map and of the text profile (one faiss
+   IVF index over the content features ``F = [Z, attributes, 1]``: both signals are inner products
+   with ``F``), and the text neighbours of the user's best EASE items (the ``prop`` signal's reverse
+   lists). Items added online after the index was built are searched exactly.
+2. **Per-user statistics of every signal over the whole catalog**, exactly where they have a closed form:
+   the map and profile means and variances from ``sum(F)`` and ``F'F`` (``O(p^2)`` per query), EASE and
+   transitions from their sparse rows, the time kernel from a per-bin cache, item age by binary search
+   over the sorted release dates, the prior once. Only the ``prop`` signal's spread and the cold-item
+   calibration line come from a fixed seeded sample of ``SAMPLE`` catalog rows.
+3. **The same blend** (:meth:`tokrec.models.recommended.TokrecHybrid.blend`'s z-scores and weights) over
+   the candidates: a candidate's score equals its score in the full computation up to those sampled
+   statistics, so the ranking among candidates is the model's own.
+
+Given candidates (``--candidates``, a request's list) are scored exactly the same way, without step 1.
+Batch ``recommend``, ``evaluate`` and the service all reach this through ``Recommender.score_rows``:
+one scoring path, the same numbers online and offline.
+
+Hand-written because the blend's z-normalisation needs whole-catalog statistics per user, which no
+retrieval library computes; the nearest-neighbour search itself is faiss's (:mod:`tokrec.ann`).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+import scipy.sparse as sp
+
+from tokrec.features import user_profiles
+from tokrec.models import signals as sig
+
+if TYPE_CHECKING:
+    from tokrec.models.recommended import TokrecHybrid
+
+#: catalog rows scored for the statistics that have no closed form (prop's spread, the cold calibration)
+SAMPLE = 2048
+#: the prop signal's reverse lists are read for this many of the user's best EASE items
+PROP_SEEDS = 20
+#: items added after the ANN index was built are searched exactly up to this many; beyond, it is rebuilt
+MAX_TAIL = 50_000
+
+
+@dataclass
+class CatalogIndex:
+    """What retrieval and the per-user statistics need, derived from a fitted ``tokrec`` model (never saved:
+    rebuilt on load in seconds). Immutable once built: :meth:`extended` returns a new one for a model
+    that gained items, so a copy of the model being served keeps its own."""
+
+    n: int
+    fsum: np.ndarray  # (p,) float64: sum of the content-feature rows
+    fgram: np.ndarray  # (p, p) float64: F'F
+    prior_mean: float
+    prior_sd: float
+    prior_top: np.ndarray
+    release_sorted: np.ndarray  # known release times, sorted
+    n_release_unknown: int
+    ease_pos: np.ndarray  # (n_fitted,) position of a fitted row among EASE's items, -1 outside
+    nb_t: sp.csr_matrix  # neighbours_ transposed: row j lists the items that have j as a text neighbour
+    sample: np.ndarray  # catalog rows scored for sampled statistics
+    ann: Any  # faiss index over F[:n_ann]
+    n_ann: int
+    n_warm: int  # items with training events
+    time_cache: dict[tuple[int, float, int], tuple[float, float, np.ndarray]] = field(default_factory=dict)
+
+    @classmethod
+    def build(cls, m: TokrecHybrid) -> CatalogIndex:
+        from tokrec import ann
+
+        f = m.features_
+        n, p = f.shape
+        fsum = np.zeros(p, dtype=np.float64)
+        fgram = np.zeros((p, p), dtype=np.float64)
+        for s in range(0, n, 65_536):
+            blk = f[s : s + 65_536].astype(np.float64)
+            fsum += blk.sum(axis=0)
+            fgram += blk.T @ blk
+        nf = m.n_fitted
+        pos = np.full(nf, -1, dtype=np.int64)
+        pos[m.ease_items_] = np.arange(len(m.ease_items_))
+        rel = np.asarray(m.release_, dtype=np.float64)
+        known = np.isfinite(rel)
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(n, size=min(SAMPLE, n), replace=False)).astype(np.int64)
+        prior = m.prior_.astype(np.float64)
+        return cls(
+            n=n,
+            fsum=fsum,
+            fgram=fgram,
+            prior_mean=float(prior.mean()),
+            prior_sd=float(prior.std()),
+            prior_top=_top(m.prior_, m.config.retrieval_per_source),
+            release_sorted=np.sort(rel[known]),
+            n_release_unknown=int((~known).sum()),
+            ease_pos=pos,
+            nb_t=sp.csr_matrix(m.neighbours_.T),
+            sample=sample,
+            ann=ann.build_ann(f, "ivf"),
+            n_ann=n,
+            n_warm=int(np.sum(m.warm_)),
+        )
+
+    def extended(self, m: TokrecHybrid, rows: np.ndarray, old_features: np.ndarray) -> CatalogIndex:
+        """The index of ``m`` after :meth:`TokrecHybrid.add_items` wrote ``rows`` (``old_features``: the
+        content features before, ``len(old_features)`` rows); the ANN index is shared, new rows beyond it
+        are searched exactly until there are :data:`MAX_TAIL` of them."""
+        f = m.features_  # add_items runs before the vocabulary grows: the catalog size is the arrays'
+        if len(f) - self.n_ann > MAX_TAIL:
+            return CatalogIndex.build(m)
+        replaced = rows[rows < len(old_features)]
+        fsum, fgram = self.fsum.copy(), self.fgram.copy()
+        if len(replaced):
+            old = old_features[replaced].astype(np.float64)
+            fsum -= old.sum(axis=0)
+            fgram -= old.T @ old
+        new = f[rows].astype(np.float64)
+        fsum += new.sum(axis=0)
+        fgram += new.T @ new
+        rel = np.asarray(m.release_, dtype=np.float64)
+        known = np.isfinite(rel)
+        prior = m.prior_.astype(np.float64)
+        return CatalogIndex(
+            n=len(f),
+            fsum=fsum,
+            fgram=fgram,
+            prior_mean=float(prior.mean()),
+            prior_sd=float(prior.std()),
+            prior_top=_top(m.prior_, m.config.retrieval_per_source),
+            release_sorted=np.sort(rel[known]),
+            n_release_unknown=int((~known).sum()),
+            ease_pos=self.ease_pos,
+            nb_t=sp.csr_matrix(m.neighbours_.T),
+            sample=self.sample,
+            ann=self.ann,
+            n_ann=self.n_ann,
+            n_warm=self.n_warm,
+        )
+
+    # ---- one query ---------------------------------------------------------------------------------
+    def scores(
+        self, m: TokrecHybrid, seq: np.ndarray, t: int, candidates: np.ndarray | None = None
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """``(rows, scores)``: the blend's score for each candidate row (retrieved when ``candidates`` is
+        None), z-normalised with whole-catalog statistics of this query."""
+        c = m.config
+        n, nf = self.n, m.n_fitted
+        seq = np.asarray(seq, dtype=np.int64)
+        fitted = seq[seq < nf]
+        active = set(m._active())
+        d = m.vectors_.shape[1]
+        q = _Query()
+        # the pieces every candidate's signals are read from
+        if "ease" in active:
+            row = sig.user_rows([fitted], nf, c.ease_half_life).astype(np.float32)
+            q.ease = _ease_row(m, row)
+        if "prop" in active:
+            q.prop_full = np.zeros(nf, dtype=np.float32)
+            e = _ease_row(m, sig.user_rows([fitted], nf, None).astype(np.float32))
+            q.prop_full[m.ease_items_] = e
+        if "trans" in active:
+            q.trans = _next_item_row(m.trans_, fitted, c.trans_last, c.trans_decay)
+        if "time" in active:
+            nb = m.time_counts_.shape[1]
+            q.time_bin = int(np.clip((t - m.t0_) // m.bin_seconds_, 0, nb - 1))
+            q.kernel = np.exp(
+                -np.abs(np.arange(nb, dtype=np.float64) - q.time_bin) / max(c.time_bandwidth_bins, 1e-6)
+            )
+        if "map" in active:
+            plain = sig.user_rows([fitted], nf, None).astype(np.float32)
+            q.map_w = np.asarray(plain @ m.map_t_).ravel().astype(np.float64)
+        if "profile" in active:
+            u = user_profiles([seq], m.vectors_, half_life=c.profile_half_life)[0]
+            q.profile_w = np.concatenate([u.astype(np.float64), np.zeros(m.features_.shape[1] - d)])
+        if candidates is None:
+            candidates = self._retrieve(m, q, active)
+        cand = np.unique(np.asarray(candidates, dtype=np.int64))
+        rows = np.union1d(cand, self.sample)
+        raw = self._signals(m, q, rows, active, t)
+        keep = np.isin(rows, cand)
+        # the sampled statistics, stratified: every candidate counts once (the user's extreme items, which
+        # a plain sample would mostly miss, are among them), the sample stands for the rest of the catalog
+        weight = np.where(keep, 1.0, max(n - len(cand), 0) / max(int((~keep).sum()), 1))
+        z: dict[str, np.ndarray] = {}
+        for name, vals in raw.items():
+            mean, sd = self._stats(m, q, name, vals, weight, t)
+            z[name] = np.where(sd > 1e-12, (vals - mean) / max(sd, 1e-12), 0.0).astype(np.float32)
+        total = _blend(m, z, rows, keep, self.n_warm)
+        return rows[keep], total[keep]
+
+    def _retrieve(self, m: TokrecHybrid, q: _Query, active: set[str]) -> np.ndarray:
+        per = m.config.retrieval_per_source
+        found: list[np.ndarray] = [self.prior_top]
+        if q.ease is not None:
+            found.append(m.ease_items_[_top(q.ease, per)])
+        if q.trans is not None and q.trans.nnz:
+            found.append(q.trans.indices[_top(q.trans.data, per)])
+        if q.kernel is not None:
+            found.append(self._time_stats(m, q)[2])
+        for w in (q.map_w, q.profile_w):
+            if w is not None and np.any(w):
+                found.append(self._search(m, w, per))
+        if q.prop_full is not None and np.any(q.prop_full):
+            seeds = _top(q.prop_full, PROP_SEEDS)
+            found.append(self.nb_t[seeds].indices)
+        return np.concatenate(found)
+
+    def _search(self, m: TokrecHybrid, w: np.ndarray, k: int) -> np.ndarray:
+        """The ``k`` rows with the largest ``F @ w``: faiss over the indexed rows, exact over the tail."""
+        from tokrec import ann
+
+        _, ids = ann.search(self.ann, w[None, :], k, 2 * ann.default_nprobe(ann.ivf_cells(self.n_ann)))
+        ids = ids[0][ids[0] >= 0]
+        if self.n > self.n_ann:
+            tail = m.features_[self.n_ann : self.n] @ w.astype(np.float32)
+            ids = np.concatenate([ids, self.n_ann + _top(tail, k)])
+        return ids
+
+    def _signals(
+        self, m: TokrecHybrid, q: _Query, rows: np.ndarray, active: set[str], t: int
+    ) -> dict[str, np.ndarray]:
+        """Raw signals of ``rows``, computed as :meth:`TokrecHybrid.signals` computes them for every item."""
+        nf = m.n_fitted
+        fit_rows = rows < nf
+        out: dict[str, np.ndarray] = {}
+        if q.ease is not None:
+            v = np.zeros(len(rows), dtype=np.float32)
+            pos = np.full(len(rows), -1, dtype=np.int64)
+            pos[fit_rows] = self.ease_pos[rows[fit_rows]]
+            v[pos >= 0] = q.ease[pos[pos >= 0]]
+            out["ease"] = v
+        if q.trans is not None:
+            v = np.zeros(len(rows), dtype=np.float32)
+            if q.trans.nnz:
+                order = np.argsort(q.trans.indices)
+                idx, val = q.trans.indices[order], q.trans.data[order]
+                at = np.minimum(np.searchsorted(idx, rows), len(idx) - 1)
+                hit = idx[at] == rows
+                v[hit] = val[at[hit]]
+            out["trans"] = v
+        if q.kernel is not None:
+            v = np.zeros(len(rows), dtype=np.float32)
+            v[fit_rows] = np.log1p(np.asarray(m.time_counts_[rows[fit_rows]] @ q.kernel)).astype(np.float32)
+            out["time"] = v
+        if "age" in active:
+            b = sig.age_bins(np.array([t]), m.release_[rows])[0]
+            out["age"] = m.age_rates_[np.where(b >= 0, b, len(m.age_rates_) - 1)]
+        # map and profile are both inner products with the content features: one product for both
+        ws = [w for w in (q.map_w, q.profile_w) if w is not None]
+        if ws:
+            both = m.features_[rows] @ np.stack(ws, axis=1).astype(np.float32)
+            if q.map_w is not None:
+                out["map"] = np.ascontiguousarray(both[:, 0])
+            if q.profile_w is not None:
+                out["profile"] = np.ascontiguousarray(both[:, -1])
+        if q.prop_full is not None:
+            # items added online have neighbour lists too (rows beyond the fitted ones)
+            out["prop"] = np.asarray(m.neighbours_[rows] @ q.prop_full, dtype=np.float32).ravel()
+        if "prior" in active:
+            out["prior"] = m.prior_[rows].astype(np.float32)
+        return out
+
+    def _stats(
+        self, m: TokrecHybrid, q: _Query, name: str, vals: np.ndarray, weight: np.ndarray, t: int
+    ) -> tuple[float, float]:
+        """Mean and standard deviation of one signal over the whole catalog for this query."""
+        n = self.n
+        if name == "ease" and q.ease is not None:
+            return _moments(q.ease.astype(np.float64), n)
+        if name == "trans" and q.trans is not None:
+            return _moments(q.trans.data.astype(np.float64), n)
+        if name == "time":
+            mean, sd, _ = self._time_stats(m, q)
+            return mean, sd
+        if name == "age":
+            return self._age_stats(m, t)
+        if name in ("map", "profile"):
+            w = q.map_w if name == "map" else q.profile_w
+            mean = float(self.fsum @ w) / n
+            second = float(w @ self.fgram @ w) / n
+            return mean, float(np.sqrt(max(second - mean * mean, 0.0)))
+        if name == "prior":
+            return self.prior_mean, self.prior_sd
+        return _weighted_moments(vals, weight)  # prop: candidates + the sample
+
+    def _time_stats(self, m: TokrecHybrid, q: _Query) -> tuple[float, float, np.ndarray]:
+        """The time kernel at the query's bin over the whole catalog: mean, sd and best rows (cached per bin)."""
+        key = (q.time_bin, float(m.config.time_bandwidth_bins), self.n)
+        hit = self.time_cache.get(key)
+        if hit is None:
+            full = np.log1p(np.asarray(m.time_counts_ @ q.kernel)).astype(np.float32)
+            mean, sd = _moments(full.astype(np.float64), self.n)
+            hit = (mean, sd, _top(full, m.config.retrieval_per_source))
+            if len(self.time_cache) > 4096:
+                self.time_cache.clear()
+            self.time_cache[key] = hit
+        return hit
+
+    def _age_stats(self, m: TokrecHybrid, t: int) -> tuple[float, float]:
+        """Mean and sd of the age signal at time ``t``: items per age bin by binary search over release dates."""
+        rel = self.release_sorted
+        cut = float(t) - sig.AGE_EDGES_DAYS * 86400.0
+        newer = len(rel) - np.searchsorted(rel, cut, side="right")
+        counts = np.concatenate([newer[:1], np.diff(newer), [len(rel) - newer[-1]]]).astype(np.float64)
+        rates = m.age_rates_.astype(np.float64)
+        counts = np.append(counts, self.n_release_unknown)  # unknown release: the overall rate (last entry)
+        mean = float(counts @ rates) / self.n
+        second = float(counts @ (rates * rates)) / self.n
+        return mean, float(np.sqrt(max(second - mean * mean, 0.0)))
+
+
+@dataclass
+class _Query:
+    ease: np.ndarray | None = None  # (len(ease_items_),) the recency-weighted EASE row
+    prop_full: np.ndarray | None = None  # (n_fitted,) the plain EASE row, for prop
+    trans: sp.csr_matrix | None = None  # (1, n_fitted)
+    time_bin: int = 0
+    kernel: np.ndarray | None = None
+    map_w: np.ndarray | None = None  # (p,)
+    profile_w: np.ndarray | None = None  # (p,), zero outside the text block
+
+
+def _blend(
+    m: TokrecHybrid, z: dict[str, np.ndarray], rows: np.ndarray, cand: np.ndarray, n_warm: int
+) -> np.ndarray:
+    """:meth:`TokrecHybrid.blend` for a set of rows (candidates ``cand`` and the sample): the cold-item
+    calibration line is fitted over the items with events among them, each candidate counting once and each
+    sample-only item for its share of the catalog's other items with events."""
+    from tokrec.models.recommended import COLLAB_SIGNALS
+
+    weights = m._weights()
+    collab = np.zeros(len(rows), dtype=np.float32)
+    content = np.zeros(len(rows), dtype=np.float32)
+    for name, w in weights.items():
+        if w and name in z:
+            part = collab if name in COLLAB_SIGNALS else content
+            part += np.float32(w) * z[name]
+    if m.config.cold_calibration:
+        warm = np.zeros(len(rows), dtype=bool)
+        fit = rows < m.n_fitted
+        warm[fit] = m.warm_[rows[fit]]
+        if warm.sum() > 1 and 0 < n_warm < m.n_items and collab.any():
+            c_w, s_w = int((warm & cand).sum()), int((warm & ~cand).sum())
+            wt = np.where(cand, 1.0, max(n_warm - c_w, 0) / max(s_w, 1))[warm]
+            x, y = content[warm].astype(np.float64), collab[warm].astype(np.float64)
+            mx, my = np.average(x, weights=wt), np.average(y, weights=wt)
+            var = np.average((x - mx) ** 2, weights=wt)
+            b = max(np.average((x - mx) * (y - my), weights=wt) / max(var, 1e-12), 0.0)
+            collab[~warm] = (my - b * mx + b * content[~warm]).astype(np.float32)
+    return collab + content
+
+
+def _ease_row(m: TokrecHybrid, row: sp.csr_matrix) -> np.ndarray:
+    """A user row (over the fitted items) times EASE's weights: ``(len(ease_items_),)``."""
+    cols = m.ease_items_
+    if len(cols) == row.shape[1]:
+        return np.asarray(row @ m.ease_, dtype=np.float32).ravel()
+    return np.asarray(row[:, cols] @ m.ease_, dtype=np.float32).ravel()
+
+
+def _next_item_row(t: sp.csr_matrix, seq: np.ndarray, n_last: int, decay: float) -> sp.csr_matrix:
+    """:func:`tokrec.models.signals.next_item_scores` for one history, kept sparse."""
+    last = np.asarray(seq[::-1][:n_last], dtype=np.int64)
+    w = sp.csr_matrix(
+        (decay ** np.arange(len(last), dtype=np.float64), (np.zeros(len(last), dtype=np.int64), last)),
+        shape=(1, t.shape[0]),
+    )
+    r = sp.csr_matrix(w @ t)
+    r.sum_duplicates()
+    return r
+
+
+def _weighted_moments(vals: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
+    v = vals.astype(np.float64)
+    mean = float(np.average(v, weights=weight))
+    return mean, float(np.sqrt(max(np.average((v - mean) ** 2, weights=weight), 0.0)))
+
+
+def _moments(nonzero: np.ndarray, n: int) -> tuple[float, float]:
+    """Mean and sd over ``n`` values of which all but ``nonzero`` are 0."""
+    mean = float(nonzero.sum()) / n
+    second = float((nonzero * nonzero).sum()) / n
+    return mean, float(np.sqrt(max(second - mean * mean, 0.0)))
+
+
+def _top(values: np.ndarray, k: int) -> np.ndarray:
+    """Indices of the ``k`` largest values (any order)."""
+    values = np.asarray(values)
+    if len(values) <= k:
+        return np.arange(len(values))
+    return np.argpartition(-values, k - 1)[:k]
+
+
+__all__ = ["CatalogIndex", "MAX_TAIL", "PROP_SEEDS", "SAMPLE"]
