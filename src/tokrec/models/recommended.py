@@ -392,12 +392,16 @@ class TokrecHybrid(Recommender):
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
         if self.uses_retrieval():
-            return np.vstack(
-                [
+            from threadpoolctl import threadpool_limits
+
+            # one query at a time: its products are small, and a multi-threaded BLAS spends longer
+            # synchronising its threads than computing them
+            with threadpool_limits(limits=1):
+                out = [
                     self._retrieved(s, int(self.user_time_[r]), candidates)
                     for s, r in zip(seqs, user_rows, strict=True)
                 ]
-            ).reshape(len(user_rows), self.n_items)
+            return np.vstack(out).reshape(len(user_rows), self.n_items)
         parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
         return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active())) + parts
 
