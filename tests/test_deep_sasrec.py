@@ -419,7 +419,8 @@ def test_ema_of_the_weights_is_the_decayed_average_of_the_iterates(tmp_path) -> 
     import torch
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from tokrec.models._sasrec_impl import train_epoch, training_windows
+    from tokrec.models._sasrec_impl import NextItemLoss, training_windows
+    from tokrec.training import train_epoch
 
     ds, vecs = cycle_data(n_users=12, length=6)
     model = TextSASRec({**TINY, "ema_decay": 0.5})
@@ -438,10 +439,11 @@ def test_ema_of_the_weights_is_the_decayed_average_of_the_iterates(tmp_path) -> 
     inputs, targets = training_windows(ds.sequences(), max_len=10)
     z = torch.from_numpy(model._normalise(vecs))
     ids = torch.zeros(len(vecs), dtype=torch.long)
-    train_epoch(
-        net, Recording(net.parameters(), lr=0.5), z, ids, inputs, targets, batch_size=4, id_dropout=0.0,
-        rng=np.random.default_rng(0), device=torch.device("cpu"), dtype="float32", ema=ema,
+    loss = NextItemLoss(
+        net, z, ids, inputs, targets, batch_size=4, id_dropout=0.0, rng=np.random.default_rng(0),
+        device=torch.device("cpu"), dtype="float32",
     )  # fmt: skip
+    train_epoch(net, Recording(net.parameters(), lr=0.5), loss.batches(), loss, averaged=ema)
     assert len(snaps) == 3  # 12 windows in batches of 4
     expected = snaps[0]  # the first update copies the weights, then e = 0.5 e + 0.5 w
     for snap in snaps[1:]:
