@@ -328,8 +328,8 @@ class Trainer:
         self.optimizer = make(groups, lr=config.lr, weight_decay=config.weight_decay)
         self.scheduler: Any = None
         if config.lr_schedule != "constant" or config.warmup_ratio or config.warmup_steps:
-            if config.lr_schedule != "constant" and not total_steps:
-                raise ConfigError(f"{config.desc}: a {config.lr_schedule} schedule needs total_steps")
+            if (config.lr_schedule != "constant" or config.warmup_steps is None) and not total_steps:
+                raise ConfigError(f"{config.desc}: a decay or a warm-up ratio needs total_steps")
             self.scheduler = torch.optim.lr_scheduler.LambdaLR(
                 self.optimizer, lambda s: lr_factor(s, config, total_steps)
             )
