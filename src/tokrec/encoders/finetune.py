@@ -12,7 +12,8 @@ Why a loop of its own instead of sentence-transformers' trainer: the catalog is 
 events (ml-100k: 1,682 items, 80,000 events), so each step encodes every DISTINCT item text of the
 batch once and builds all queries from those vectors; a pair-wise trainer (MultipleNegativesRanking-
 Loss) would encode each history and positive text again for every event, several times the compute, and
-it needs the ``datasets`` package. The rest is transformers and peft: ``AutoModel`` for the weights,
+it needs the ``datasets`` package. The epochs, schedule, clipping and early stopping are tokrec's one
+trainer's (:class:`tokrec.training.Trainer`). The rest is transformers and peft: ``AutoModel`` for the weights,
 LoRA / AdaLoRA adapters from ``peft`` (merged into the weights before saving), ``save_pretrained`` with
 safetensors.
 
