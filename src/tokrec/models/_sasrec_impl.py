@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
@@ -398,6 +399,17 @@ class NextItemLoss:
         return loss, len(idx)
 
 
+class _Query(NamedTuple):
+    """How :func:`score_histories` runs: batch size, device, dtype, and the side inputs."""
+
+    batch_size: int
+    device: torch.device
+    dtype: str
+    gaps: Sequence[np.ndarray] | None
+    days: Sequence[np.ndarray] | None
+    release: torch.Tensor | None
+
+
 @torch.no_grad()
 def score_histories(
     net: SASRecNet,
@@ -410,11 +422,27 @@ def score_histories(
     gaps: Sequence[np.ndarray] | None = None,
     days: Sequence[np.ndarray] | None = None,
     release: torch.Tensor | None = None,
+    half_life: float | None = None,
 ) -> np.ndarray:
-    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first);
+    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first):
+    the last position's logits ("what comes next"), or with ``half_life`` the log of a recency-weighted
+    mixture of the next-item distributions after every prefix (:func:`_mixture_scores`).
+
     ``gaps``: each history's gap buckets; ``days``: its event times in days (the last one is the query
-    time of the age bias); ``release`` ``(N,)``: the items' release days (None: unknown)."""
+    time of the age bias; in the mixture, each position's own); ``release`` ``(N,)``: the items'
+    release days (None: unknown)."""
     net.eval()
+    q = _Query(batch_size, device, dtype, gaps, days, release)
+    if half_life is not None:
+        return _mixture_scores(net, table, histories, q, half_life)
+    return _next_scores(net, table, histories, q)
+
+
+def _next_scores(
+    net: SASRecNet, table: torch.Tensor, histories: Sequence[np.ndarray], q: _Query
+) -> np.ndarray:
+    """The last position's logits after each history."""
+    batch_size, device, dtype, gaps, days, release = q
     out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
     for start in range(0, len(histories), batch_size):
         chunk = histories[start : start + batch_size]
@@ -433,19 +461,8 @@ def score_histories(
     return out
 
 
-@torch.no_grad()
-def score_histories_mixture(
-    net: SASRecNet,
-    table: torch.Tensor,
-    histories: Sequence[np.ndarray],
-    *,
-    half_life: float,
-    batch_size: int,
-    device: torch.device,
-    dtype: str,
-    gaps: Sequence[np.ndarray] | None = None,
-    days: Sequence[np.ndarray] | None = None,
-    release: torch.Tensor | None = None,
+def _mixture_scores(
+    net: SASRecNet, table: torch.Tensor, histories: Sequence[np.ndarray], q: _Query, half_life: float
 ) -> np.ndarray:
     """Log of a recency-weighted mixture of the next-item distributions after EVERY prefix of each history.
 
@@ -453,11 +470,10 @@ def score_histories_mixture(
     ``0.5 ** ((n - 1 - t) / half_life)`` (``inf``: uniform): where the last-position score answers
     "what comes next", this answers "what fits anywhere in this user's timeline", which is the
     question when the held-out events of new items are spread over the whole history. Long histories
-    are cut into non-overlapping ``max_len`` windows from the end (as in training). ``gaps``, ``days``,
-    ``release``: as in :func:`score_histories` (each position's own time is its query time). Returns ``(len(histories), N)`` float32; an empty history
-    gives a row of zeros.
+    are cut into non-overlapping ``max_len`` windows from the end (as in training); each position's own
+    time is its query time for the age bias. An empty history gives a row of zeros.
     """
-    net.eval()
+    batch_size, device, dtype, gaps, days, release = q
     length = net.max_len
     windows: list[np.ndarray] = []
     gap_wins: list[np.ndarray] = []

@@ -569,22 +569,18 @@ class TextSASRec(Recommender):
         seed ensemble averages its members' scores (logits, or log-mixtures with ``score_half_life``)."""
         import torch
 
-        from tokrec.models._sasrec_impl import score_histories, score_histories_mixture
+        from tokrec.models._sasrec_impl import score_histories
 
         cpu = torch.device("cpu")
         gaps, days = self._side(times)
-        release = self._release(cpu)
+        hl = self.config.score_half_life
+        side = {"gaps": gaps, "days": days, "release": self._release(cpu), "device": cpu, "dtype": "float32"}
         total: np.ndarray | None = None
         with self._threads():
             for j, net in enumerate(self._nets()):
-                side = {"gaps": gaps, "days": days, "release": release, "device": cpu, "dtype": "float32"}
-                if self.config.score_half_life is not None:
-                    hl = self.config.score_half_life
-                    s = score_histories_mixture(
-                        net, self._table(j), histories, half_life=hl, batch_size=64, **side
-                    )
-                else:
-                    s = score_histories(net, self._table(j), histories, batch_size=512, **side)
+                s = score_histories(
+                    net, self._table(j), histories, batch_size=512 if hl is None else 64, half_life=hl, **side
+                )
                 total = s if total is None else total + s
         assert total is not None
         return total / len(self._nets()) if len(self._nets()) > 1 else total
