@@ -388,6 +388,7 @@ class Trainer:
         if validate is not None and c.validate_first:
             initial = self._metrics(validate(self.evaluated_module()), monitor)
             best = initial[monitor]
+            log.info("%s before training: %s", c.desc, _describe(initial))
         history: list[dict[str, Any]] = []
         stopped = "epochs"
         running, steps = RunningLoss(), 0

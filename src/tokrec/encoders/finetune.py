@@ -375,11 +375,6 @@ def finetune_encoder(
             started=t_start,
         )
         assert fit.initial is not None
-        log.info(
-            "base encoder: validation loss %.4f, recall@10 %.4f",
-            fit.initial["val_loss"],
-            fit.initial["val_recall10"],
-        )
         seconds = time.perf_counter() - t_start
         result = FinetuneResult(
             path=Path(output),
