@@ -180,7 +180,7 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
     history longer than ``max_len`` is cut into windows from the end (as in training)."""
     import torch
 
-    from tokrec.models._sasrec_impl import left_pad, score_histories, score_histories_mixture
+    from tokrec.models._sasrec_impl import left_pad, score_histories
 
     ds, vecs = cycle_data(n_users=30, length=8)
     model = TextSASRec({**TINY, "epochs": 2, "patience": 2, "refit": "none"}).fit(ds, vecs)
@@ -189,7 +189,7 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
     rng = np.random.default_rng(0)
     hists = [rng.integers(0, ds.n_items, size=n) for n in (1, 4, 10, 23)]  # max_len is 10
     half_life = 3.0
-    got = score_histories_mixture(net, table, hists, half_life=half_life, **kw)
+    got = score_histories(net, table, hists, half_life=half_life, **kw)
     with torch.no_grad():
         for h, row in zip(hists, got, strict=True):
             want = np.zeros(ds.n_items)
@@ -203,14 +203,14 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
                 want += (w[start:end, None] * probs).sum(0)
             np.testing.assert_allclose(row, np.log(want), rtol=1e-4, atol=1e-5)
     last = score_histories(net, table, hists, **kw)
-    sharp = score_histories_mixture(net, table, hists, half_life=1e-6, **kw)
+    sharp = score_histories(net, table, hists, half_life=1e-6, **kw)
     log_softmax = (
         last
         - np.log(np.exp(last - last.max(1, keepdims=True)).sum(1, keepdims=True))
         - last.max(1, keepdims=True)
     )
     np.testing.assert_allclose(sharp, log_softmax, rtol=1e-4, atol=1e-4)
-    assert (score_histories_mixture(net, table, [np.empty(0, np.int64)], half_life=2.0, **kw) == 0).all()
+    assert (score_histories(net, table, [np.empty(0, np.int64)], half_life=2.0, **kw) == 0).all()
     # a copy with another scoring option scores through the mixture; the fitted model is unchanged
     fitted_config = model.config
     model = model.with_scoring(score_half_life=half_life)
@@ -218,7 +218,7 @@ def test_whole_history_scoring_is_a_recency_weighted_mixture_of_next_item_distri
     u = ds.user_vocab.get("u3")
     np.testing.assert_allclose(
         model.score(["u3"])[0],
-        score_histories_mixture(net, table, [model.seen_[u]], half_life=half_life, **kw)[0],
+        score_histories(net, table, [model.seen_[u]], half_life=half_life, **kw)[0],
         rtol=1e-5,
     )
 
@@ -419,7 +419,8 @@ def test_ema_of_the_weights_is_the_decayed_average_of_the_iterates(tmp_path) -> 
     import torch
     from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
 
-    from tokrec.models._sasrec_impl import train_epoch, training_windows
+    from tokrec.models._sasrec_impl import NextItemLoss, training_windows
+    from tokrec.training import train_epoch
 
     ds, vecs = cycle_data(n_users=12, length=6)
     model = TextSASRec({**TINY, "ema_decay": 0.5})
@@ -438,10 +439,11 @@ def test_ema_of_the_weights_is_the_decayed_average_of_the_iterates(tmp_path) -> 
     inputs, targets = training_windows(ds.sequences(), max_len=10)
     z = torch.from_numpy(model._normalise(vecs))
     ids = torch.zeros(len(vecs), dtype=torch.long)
-    train_epoch(
-        net, Recording(net.parameters(), lr=0.5), z, ids, inputs, targets, batch_size=4, id_dropout=0.0,
-        rng=np.random.default_rng(0), device=torch.device("cpu"), dtype="float32", ema=ema,
+    loss = NextItemLoss(
+        net, z, ids, inputs, targets, batch_size=4, id_dropout=0.0, rng=np.random.default_rng(0),
+        device=torch.device("cpu"), dtype="float32",
     )  # fmt: skip
+    train_epoch(net, Recording(net.parameters(), lr=0.5), loss.batches(), loss, averaged=ema)
     assert len(snaps) == 3  # 12 windows in batches of 4
     expected = snaps[0]  # the first update copies the weights, then e = 0.5 e + 0.5 w
     for snap in snaps[1:]:

@@ -309,6 +309,16 @@ def _first(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
+def _frame_start(
+    df: pd.DataFrame, rows: np.ndarray | None, report: LoadReport | None
+) -> tuple[pd.DataFrame, np.ndarray, LoadReport]:
+    """An in-memory table's validation start: a 0..n-1 index, each record's row number for messages
+    (default ``index + 2``, as in a CSV with a header), and the report to fill (a new one if None)."""
+    df = df.reset_index(drop=True)
+    rows = np.arange(2, len(df) + 2, dtype=np.int64) if rows is None else np.asarray(rows)
+    return df, rows, report if report is not None else LoadReport()
+
+
 def _require_columns(df: pd.DataFrame, required: Mapping[str, str], file: str | None) -> None:
     for canonical, source in required.items():
         if source not in df.columns:
@@ -491,9 +501,7 @@ def items_from_frame(
         empty_ids: see :func:`load_items`.
         report: see :func:`load_items`.
     """
-    df = df.reset_index(drop=True)
-    rows = np.arange(2, len(df) + 2, dtype=np.int64) if rows is None else np.asarray(rows)
-    report = report if report is not None else LoadReport()
+    df, rows, report = _frame_start(df, rows, report)
     _require_columns(df, {"item_id": id_column}, file)
     if id_column != "item_id" and "item_id" in df.columns:
         raise DataError("both the id column and another 'item_id' column exist", file=file, column="item_id")
@@ -646,9 +654,7 @@ def interactions_from_frame(
         duplicates: see :func:`load_interactions`.
         report: see :func:`load_interactions`.
     """
-    df = df.reset_index(drop=True)
-    rows = np.arange(2, len(df) + 2, dtype=np.int64) if rows is None else np.asarray(rows)
-    report = report if report is not None else LoadReport()
+    df, rows, report = _frame_start(df, rows, report)
     header = [str(c) for c in df.columns]
     m = _resolve_columns(columns, header, file)
     _require_columns(

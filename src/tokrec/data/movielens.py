@@ -152,6 +152,14 @@ def _ml100k_items(folder: Path, report: LoadReport) -> pd.DataFrame:
     return items_from_frame(items, rows, file=str(folder / "u.item"), report=report)
 
 
+def _ratings(path: Path, sep: str, items: pd.DataFrame, report: LoadReport) -> pd.DataFrame:
+    """The ``user_id, item_id, rating, timestamp`` file of 100K / 1M (latin-1), validated, every item
+    known to the catalog."""
+    df, rows = _read_delimited(path, ["user_id", "item_id", "rating", "timestamp"], sep, "latin-1")
+    inter = interactions_from_frame(df, rows, file=str(path), report=report)
+    return check_known_items(inter, items, report=report)
+
+
 def load_ml100k(folder: PathLike) -> Dataset:
     """MovieLens 100K: ``u.data`` ratings, ``u.item`` movies, ``u.user`` users (when present).
 
@@ -162,11 +170,7 @@ def load_ml100k(folder: PathLike) -> Dataset:
     folder = Path(folder)
     report = LoadReport()
     items = _ml100k_items(folder, report)
-    df, rows = _read_delimited(
-        folder / "u.data", ["user_id", "item_id", "rating", "timestamp"], "\t", "latin-1"
-    )
-    inter = interactions_from_frame(df, rows, file=str(folder / "u.data"), report=report)
-    inter = check_known_items(inter, items, report=report)
+    inter = _ratings(folder / "u.data", "\t", items, report)
     users = None
     if (folder / "u.user").is_file():
         users, _ = _read_delimited(
@@ -187,11 +191,7 @@ def load_ml1m(folder: PathLike) -> Dataset:
     report = LoadReport()
     mdf, mrows = _read_delimited(folder / "movies.dat", ["item_id", "title", "genres"], "::", "latin-1")
     items = items_from_frame(mdf, mrows, file=str(folder / "movies.dat"), report=report)
-    df, rows = _read_delimited(
-        folder / "ratings.dat", ["user_id", "item_id", "rating", "timestamp"], "::", "latin-1"
-    )
-    inter = interactions_from_frame(df, rows, file=str(folder / "ratings.dat"), report=report)
-    inter = check_known_items(inter, items, report=report)
+    inter = _ratings(folder / "ratings.dat", "::", items, report)
     users = None
     if (folder / "users.dat").is_file():
         users, urows = _read_delimited(

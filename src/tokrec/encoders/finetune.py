@@ -12,7 +12,8 @@ Why a loop of its own instead of sentence-transformers' trainer: the catalog is 
 events (ml-100k: 1,682 items, 80,000 events), so each step encodes every DISTINCT item text of the
 batch once and builds all queries from those vectors; a pair-wise trainer (MultipleNegativesRanking-
 Loss) would encode each history and positive text again for every event, several times the compute, and
-it needs the ``datasets`` package. The rest is transformers and peft: ``AutoModel`` for the weights,
+it needs the ``datasets`` package. The epochs, schedule, clipping and early stopping are tokrec's one
+trainer's (:class:`tokrec.training.Trainer`). The rest is transformers and peft: ``AutoModel`` for the weights,
 LoRA / AdaLoRA adapters from ``peft`` (merged into the weights before saving), ``save_pretrained`` with
 safetensors.
 
@@ -35,6 +36,7 @@ import logging
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -159,16 +161,6 @@ def _examples(seqs: list[np.ndarray], k: int, keep: np.ndarray, target: np.ndarr
     return _Examples(np.array(users, dtype=np.int64), np.stack(hists), np.array(pos, dtype=np.int64))
 
 
-def _resolve_device(want: str) -> Any:
-    import torch
-
-    if want == "cuda" and not torch.cuda.is_available():
-        raise ConfigError("finetune: device 'cuda' asked for but torch sees no CUDA device")
-    if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-        return torch.device("cuda")
-    return torch.device("cpu")
-
-
 class _Trainer:
     """Holds the model, the tokenised catalog and the step / evaluation code."""
 
@@ -178,6 +170,7 @@ class _Trainer:
 
         from tokrec.encoders import load_encoder
         from tokrec.features import item_texts
+        from tokrec.training import resolve_device, resolve_dtype
 
         self.cfg = cfg
         self.base = cfg.model or _default_path()
@@ -185,8 +178,8 @@ class _Trainer:
         self.pooling = enc.pooling
         self.max_length = int(cfg.max_length or enc.max_length)
         self.tokenizer = enc.tokenizer_
-        self.device = _resolve_device(cfg.device)
-        self.bf16 = cfg.dtype == "bf16" or (cfg.dtype == "auto" and self.device.type == "cuda")
+        self.device = resolve_device(cfg.device, what="finetune")
+        self.dtype = resolve_dtype(cfg.dtype, self.device)
         texts = item_texts(dataset)
         self.ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, verbose=False)[
             "input_ids"
@@ -202,6 +195,7 @@ class _Trainer:
         import torch
 
         from tokrec.encoders import pool
+        from tokrec.training import autocast
 
         ids = [self.ids[int(r)] for r in rows]
         width = max(len(x) for x in ids)
@@ -212,7 +206,7 @@ class _Trainer:
             mask[r, : len(x)] = 1
         t_ids = torch.from_numpy(input_ids).to(self.device, non_blocking=True)
         t_mask = torch.from_numpy(mask).to(self.device, non_blocking=True)
-        with torch.autocast(self.device.type, dtype=torch.bfloat16, enabled=self.bf16):
+        with autocast(self.device, self.dtype):
             hidden = self.model(input_ids=t_ids, attention_mask=t_mask).last_hidden_state
         return torch.nn.functional.normalize(pool(hidden.float(), t_mask, self.pooling), dim=-1)
 
@@ -304,18 +298,13 @@ def finetune_encoder(
         DataError: too few events to make training and validation examples.
         ConfigError: bad settings, or CUDA asked for where there is none.
     """
-    import torch
-
     from tokrec.evaluation.splits import cold_item_split
+    from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
 
     cfg = make_config(config, **kwargs)
     t_start = time.perf_counter()
-    old_threads = torch.get_num_threads()
-    if cfg.threads:
-        torch.set_num_threads(cfg.threads)
-    try:
-        torch.manual_seed(cfg.seed)
-        rng = np.random.default_rng(cfg.seed)
+    with torch_threads(cfg.threads):
+        rng = seed_all(cfg.seed)
         split = cold_item_split(dataset, fraction=cfg.val_fraction, seed=cfg.seed)
         held = np.zeros(dataset.n_items, dtype=bool)
         held[dataset.item_vocab.encode(split.candidates or [], missing="mask")] = True
@@ -342,79 +331,61 @@ def finetune_encoder(
         total = per_epoch * cfg.epochs
         tr = _Trainer(cfg, dataset, total)
         model = tr.model
-        params = [p for p in model.parameters() if p.requires_grad]
-        lr = cfg.lr or (3e-4 if cfg.adapter != "none" else 3e-5)
-        opt = torch.optim.AdamW(params, lr=lr, weight_decay=cfg.weight_decay)
-        warm = max(1, int(cfg.warmup * total))
-        sched = torch.optim.lr_scheduler.LambdaLR(
-            opt, lambda s: min(1.0, (s + 1) / warm) * max(0.05, 1 - s / total)
+        trainer_config = TrainerConfig.model_validate(
+            {
+                "epochs": cfg.epochs,
+                "optimizer": "adamw",
+                "lr": cfg.lr or (3e-4 if cfg.adapter != "none" else 3e-5),
+                "weight_decay": cfg.weight_decay,
+                "lr_schedule": "linear",
+                "warmup_ratio": cfg.warmup,
+                "min_lr_ratio": 0.05,
+                "max_grad_norm": 1.0,
+                "monitor": "val_loss",
+                "mode": "min",
+                "min_delta": 1e-4,
+                "patience": cfg.patience,
+                "validate_first": True,
+                "max_seconds": cfg.max_seconds,
+                "progress": cfg.progress,
+                "desc": "finetune",
+            }
         )
+        trainer = Trainer(model, trainer_config, device=tr.device, total_steps=total)
         held_rows = np.flatnonzero(held)
 
-        def validate() -> tuple[float, float]:
-            vecs = tr.embed_all(dataset.n_items)
-            return _val_loss(vecs, val_ex, held_rows, seen, cfg.temperature)
-
-        base_loss, base_rec = validate()
-        log.info("base encoder: validation loss %.4f, recall@10 %.4f", base_loss, base_rec)
-        best_loss, best_epoch, best_state = base_loss, 0, None
-        val_losses, val_recs, train_losses = [], [], []
-        steps = 0
-        from tokrec.models.sequential import _progress
-
-        model.train()
-        for epoch in range(1, cfg.epochs + 1):
+        def batches(epoch: int) -> Iterator[np.ndarray]:
             order = rng.permutation(len(train_ex.pos))[: per_epoch * cfg.batch_size]
-            run, n = 0.0, 0
-            out_of_time = False
-            for b in _progress(range(per_epoch), cfg.progress, f"finetune epoch {epoch}"):
-                if cfg.max_seconds and time.perf_counter() - t_start > cfg.max_seconds:
-                    out_of_time = True
-                    break
-                idx = order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
-                loss = _step_loss(tr, train_ex, idx, seen_mat, draw, cfg)
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                torch.nn.utils.clip_grad_norm_(params, 1.0)
-                opt.step()
-                sched.step()
-                if cfg.adapter == "adalora":
-                    model.base_model.update_and_allocate(steps)
-                run += float(loss.detach())
-                n += 1
-                steps += 1
-            train_losses.append(run / max(n, 1))
-            vl, vr = validate()
-            val_losses.append(vl)
-            val_recs.append(vr)
-            log.info(
-                "epoch %d: train loss %.4f, validation loss %.4f, recall@10 %.4f",
-                epoch,
-                train_losses[-1],
-                vl,
-                vr,
-            )
-            if vl < best_loss - 1e-4:
-                best_loss, best_epoch = vl, epoch
-                best_state = {k2: v.detach().to("cpu", copy=True) for k2, v in model.state_dict().items()}
-            elif epoch - best_epoch >= cfg.patience:
-                break
-            if out_of_time:
-                log.info("time budget of %.0fs spent in epoch %d: stopping", cfg.max_seconds, epoch)
-                break
-        if best_state is not None:
-            model.load_state_dict(best_state)
+            for b in range(per_epoch):
+                yield order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+
+        def validate(_: Any) -> dict[str, float]:
+            vecs = tr.embed_all(dataset.n_items)
+            loss, recall = _val_loss(vecs, val_ex, held_rows, seen, cfg.temperature)
+            return {"val_loss": loss, "val_recall10": recall}
+
+        def allocate(step: int) -> None:  # AdaLoRA re-allocates its ranks after each step
+            model.base_model.update_and_allocate(step)
+
+        fit = trainer.fit(
+            batches,
+            lambda idx: _step_loss(tr, train_ex, idx, seen_mat, draw, cfg),
+            validate,
+            on_step=allocate if cfg.adapter == "adalora" else None,
+            started=t_start,
+        )
+        assert fit.initial is not None
         seconds = time.perf_counter() - t_start
         result = FinetuneResult(
             path=Path(output),
-            val_loss=val_losses,
-            val_recall10=val_recs,
-            train_loss=train_losses,
-            best_epoch=best_epoch,
-            base_val_loss=base_loss,
-            base_val_recall10=base_rec,
+            val_loss=[h["val_loss"] for h in fit.history],
+            val_recall10=[h["val_recall10"] for h in fit.history],
+            train_loss=[h["loss"] for h in fit.history],
+            best_epoch=fit.best_epoch,
+            base_val_loss=fit.initial["val_loss"],
+            base_val_recall10=fit.initial["val_recall10"],
             seconds=seconds,
-            steps=steps,
+            steps=fit.steps,
             device=str(tr.device),
             info={
                 "train_examples": int(len(train_ex.pos)),
@@ -424,8 +395,6 @@ def finetune_encoder(
         )
         _save(tr, cfg, result)
         return result
-    finally:
-        torch.set_num_threads(old_threads)
 
 
 def _seen_matrix(seqs: list[np.ndarray], n_items: int) -> Any:

