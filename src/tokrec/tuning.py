@@ -66,6 +66,10 @@ log = logging.getLogger(__name__)
 NO_RECENCY = 1e9
 #: default cap on validation users (a seeded draw when there are more)
 MAX_USERS = 3000
+#: bytes the cached validation matrices may take together (fewer users on a large catalog), and the
+#: fewest users scored whatever the catalog
+MATRIX_BYTES = 2 * 2**30
+MIN_USERS = 100
 #: the file ``tokrec fit`` writes next to the model
 TUNING_FILE = "tuning.json"
 
@@ -140,6 +144,8 @@ def make_validation(
     rel_all = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(vt.n_users, vt.n_items))
     rel_all.data[:] = 1.0
     users = np.flatnonzero(np.diff(rel_all.indptr) > 0)
+    # the search keeps a (users x items) float32 matrix per signal: bound them together by MATRIX_BYTES
+    max_users = min(max_users, max(MIN_USERS, MATRIX_BYTES // (4 * (len(SIGNALS) + 2) * max(vt.n_items, 1))))
     if len(users) > max_users:
         users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
     seen = vt.interaction_matrix()[users].tocsr()
@@ -355,6 +361,26 @@ def tune_tokrec(
     if not checks["item_text"]:
         order = [s for s in order if s not in LM_SIGNALS]
     for s in order:
+        if mats and clock.left() <= 0:
+            # a large catalog: the budget went before every signal was seen once; the blend cannot be
+            # chosen without them, so the shipped defaults stay (tuning.json says so)
+            budget_hit = True
+            checks["notes"].append(
+                f"the tuning budget ({budget_s:.0f} s) ran out before every signal was scored on validation: "
+                "the shipped defaults are kept (a larger --tune-budget tunes)"
+            )
+            return TuneResult(
+                "tokrec",
+                start,
+                0.0,
+                vsum,
+                clock.elapsed(),
+                seed,
+                budget_s,
+                "defaults",
+                data=checks,
+                budget_hit=True,
+            )
         sgrid = (SIGNAL_GRID if grid_all is None else grid_all).get(s, [])
         best_z = cache.matrix(s, params)
         if _constant(best_z):
