@@ -159,12 +159,10 @@ class CatalogIndex:
         q = _Query()
         # the pieces every candidate's signals are read from
         if "ease" in active:
-            row = sig.user_rows([fitted], nf, c.ease_half_life).astype(np.float32)
-            q.ease = _ease_row(m, row)
+            q.ease = self._ease_row(m, *_history_weights(fitted, c.ease_half_life))
         if "prop" in active:
             q.prop_full = np.zeros(nf, dtype=np.float32)
-            e = _ease_row(m, sig.user_rows([fitted], nf, None).astype(np.float32))
-            q.prop_full[m.ease_items_] = e
+            q.prop_full[m.ease_items_] = self._ease_row(m, *_history_weights(fitted, None))
         if "trans" in active:
             q.trans = _next_item_row(m.trans_, fitted, c.trans_last, c.trans_decay)
         if "time" in active:
@@ -173,9 +171,9 @@ class CatalogIndex:
             q.kernel = np.exp(
                 -np.abs(np.arange(nb, dtype=np.float64) - q.time_bin) / max(c.time_bandwidth_bins, 1e-6)
             )
-        if "map" in active:
-            plain = sig.user_rows([fitted], nf, None).astype(np.float32)
-            q.map_w = np.asarray(plain @ m.map_t_).ravel().astype(np.float64)
+        if "map" in active:  # the plain user row times the map's operator: the sum of its items' rows
+            items = np.unique(fitted)
+            q.map_w = m.map_t_[items].sum(axis=0, dtype=np.float32).astype(np.float64)
         if "profile" in active:
             u = user_profiles([seq], m.vectors_, half_life=c.profile_half_life)[0]
             q.profile_w = np.concatenate([u.astype(np.float64), np.zeros(m.features_.shape[1] - d)])
@@ -194,6 +192,14 @@ class CatalogIndex:
             z[name] = np.where(sd > 1e-12, (vals - mean) / max(sd, 1e-12), 0.0).astype(np.float32)
         total = _blend(m, z, rows, keep, self.n_warm)
         return rows[keep], total[keep]
+
+    def _ease_row(self, m: TokrecHybrid, items: np.ndarray, weights: np.ndarray) -> np.ndarray:
+        """A history's EASE scores over EASE's items: its items' weight rows, summed with their weights."""
+        pos = self.ease_pos[items]
+        keep = pos >= 0
+        if not keep.any():
+            return np.zeros(len(m.ease_items_), dtype=np.float32)
+        return (weights[keep].astype(np.float32) @ m.ease_[pos[keep]]).astype(np.float32)
 
     def _retrieve(self, m: TokrecHybrid, q: _Query, active: set[str]) -> np.ndarray:
         per = m.config.retrieval_per_source
@@ -357,12 +363,14 @@ def _blend(
     return collab + content
 
 
-def _ease_row(m: TokrecHybrid, row: sp.csr_matrix) -> np.ndarray:
-    """A user row (over the fitted items) times EASE's weights: ``(len(ease_items_),)``."""
-    cols = m.ease_items_
-    if len(cols) == row.shape[1]:
-        return np.asarray(row @ m.ease_, dtype=np.float32).ravel()
-    return np.asarray(row[:, cols] @ m.ease_, dtype=np.float32).ravel()
+def _history_weights(seq: np.ndarray, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
+    """The distinct items of a history and their weights, as :func:`tokrec.features.user_rows` weighs them:
+    ``0.5 ** (age / half_life)``, a repeated item once with its latest (largest) weight."""
+    from tokrec.features import recency_weights
+
+    w = recency_weights(len(seq), half_life)
+    items, latest = np.unique(np.asarray(seq, dtype=np.int64)[::-1], return_index=True)
+    return items, w[::-1][latest]
 
 
 def _next_item_row(t: sp.csr_matrix, seq: np.ndarray, n_last: int, decay: float) -> sp.csr_matrix:
