@@ -47,13 +47,16 @@ def _engine(clustered, ann: bool, **opts) -> Engine:
     )
 
 
-def test_the_service_ranks_exactly_as_batch(clustered):
+@pytest.mark.parametrize("retrieval", [False, True], ids=["whole-catalog", "retrieval"])
+def test_the_service_ranks_exactly_as_batch(clustered, retrieval):
     """One scoring path: the engine returns recommend_batch's ranking (ties included) for known users, the
-    model's own recommend() ranking for a visitor's history, with the recommended model ``tokrec``."""
+    model's own recommend() ranking for a visitor's history, with the recommended model ``tokrec`` (also
+    when it retrieves candidates, as it does on large catalogs)."""
     from tokrec.models import create_model
 
     ds, _, vecs, _ = clustered
-    model = create_model("tokrec").fit(ds, vecs)
+    model = create_model("tokrec", {"retrieval_min_items": 1 if retrieval else 20_000}).fit(ds, vecs)
+    assert model.uses_retrieval() == retrieval
     engine = Engine(model, ds.items, vecs, MemoryStore(), EngineOptions(), index=VectorIndex(vecs, ann=True))
     users = list(ds.user_vocab)[:25]
     batch = model.recommend_batch(users, k=20)

@@ -121,6 +121,11 @@ class Recommender(ABC):
         """Drops caches derived from the config or the learned state (models with caches override)."""
         return None
 
+    def prepare(self) -> None:
+        """Builds what scoring derives from the learned state (indexes, tables) now instead of on the first
+        query; the service calls it before it answers. Models without such state do nothing."""
+        return None
+
     # ---- to implement --------------------------------------------------------------------------
     @abstractmethod
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:

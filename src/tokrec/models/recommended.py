@@ -382,6 +382,10 @@ class TokrecHybrid(Recommender):
         self.__dict__["_catalog"] = (self.features_, index)
         return index
 
+    def prepare(self) -> None:
+        if self.uses_retrieval():
+            self.catalog_index()
+
     def _retrieved(self, seq: np.ndarray, t: int, candidates: np.ndarray | None) -> np.ndarray:
         rows, scores = self.catalog_index().scores(self, seq, t, candidates)
         out = np.full(self.n_items, -np.inf, dtype=np.float32)

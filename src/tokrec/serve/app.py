@@ -169,6 +169,7 @@ class Service:
             from tokrec.bandits import BanditPolicy
 
             policy = BanditPolicy(st.policy).fit_items(list(bundle.items["item_id"]), bundle.item_vectors)
+        bundle.model.prepare()  # e.g. tokrec's retrieval index, before the first request rather than in it
         return Engine(
             bundle.model, bundle.items, bundle.item_vectors, self.store, opts, index=index, policy=policy
         )
