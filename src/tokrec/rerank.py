@@ -327,7 +327,8 @@ class RerankContext:
         self, user: str, item_ids: Sequence[str], scores: np.ndarray, k: int, steps: list[RerankStep]
     ) -> np.ndarray:
         """Positions into ``item_ids`` of the re-ranked list of ``k`` (chained steps each keep ``k``...
-        the first step picks ``k`` from all candidates, later ones reorder those)."""
+        the first step picks ``k`` from all candidates, or from its ``@N`` best by score, later ones
+        reorder those)."""
         rows = np.array([self.index[i] for i in item_ids], dtype=np.int64)
         order = np.arange(len(rows))
         s = np.asarray(scores, dtype=np.float64)
