@@ -3,12 +3,13 @@
     PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out runs/responsibility]
 
 The default model ``tokrec`` (default config) ranks the whole catalog for each user; each re-ranker of
-``tokrec.rerank`` (mmr, calibration, popularity = xQuAD, propensity) re-ranks the user's top 100 into a top 10 at weights
-0 .. 0.9. Every weight is measured on a validation split cut from the warm training file
-(``tokrec.evaluation.splits.validation_split``: each user's last training event), and the setting of each
-control is chosen there: the weight with the largest gain in the control's goal (intra-list diversity,
-lower miscalibration, long-tail share) whose NDCG@10 loss stays within the budget (5%, 5%, 10%). The
-same weights are then measured on the test file, and the chosen ones reported. Writes ``tradeoffs.png``
+``tokrec.rerank`` (mmr, dpp, calibration, popularity = xQuAD, propensity) re-ranks the user's top 100 into a top 10
+at weights 0 .. 0.9; mmr, dpp and calibration also within the user's top 30 and top 50 only (``@30``, ``@50``),
+dpp on a finer grid of weights as well. Every setting (weight, pool) is measured on a validation split cut
+from the warm training file (``tokrec.evaluation.splits.validation_split``: each user's last training event),
+and the setting of each control is chosen there: the one with the largest gain in the control's goal
+(intra-list diversity, lower miscalibration, long-tail share) whose NDCG@10 loss stays within the budget (5%,
+5%, 10%). The same settings are then measured on the test file, and the chosen ones reported. Writes ``tradeoffs.png``
 (NDCG@10 against each goal, validation and test, chosen weights circled), ``responsibility.json`` and
 prints a Markdown table.
 """
@@ -36,13 +37,28 @@ REPO = Path(__file__).resolve().parents[1]
 K = 10
 POOL = 100
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+DPP_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
 #: control -> (goal metric, "up"/"down", NDCG@10 loss budget)
 CONTROLS = {
     "mmr": ("ild", "up", 0.05),
+    "dpp": ("ild", "up", 0.05),
     "calibration": ("miscalibration", "down", 0.05),
     "popularity": ("long_tail", "up", 0.10),
     "propensity": ("long_tail", "up", 0.10),
 }
+#: control -> pools measured (POOL = the whole top 100, no ``@``)
+POOLS = {"mmr": (30, 50, POOL), "dpp": (30, 50, POOL), "calibration": (30, 50, POOL)}
+
+
+def settings(control: str) -> list[tuple[float, int]]:
+    """(weight, pool) pairs measured for ``control``; weight 0 (the base list) once."""
+    weights = DPP_WEIGHTS if control == "dpp" else WEIGHTS
+    return [(0.0, POOL)] + [(w, p) for p in POOLS.get(control, (POOL,)) for w in weights if w > 0]
+
+
+def key(weight: float, pool: int) -> str:
+    """The setting as written after ``control:`` in a ``--rerank`` spec: ``0.6`` or ``0.65@50``."""
+    return f"{weight:g}" if pool == POOL else f"{weight:g}@{pool}"
 
 
 def shared_dir(arg: str | None) -> Path:
@@ -52,23 +68,23 @@ def shared_dir(arg: str | None) -> Path:
     return d
 
 
-def measure(split, vectors: np.ndarray, model_name: str) -> dict[str, dict[float, dict[str, float]]]:
-    """Every control at every weight on ``split``: {control: {weight: figures}}."""
+def measure(split, vectors: np.ndarray, model_name: str) -> dict[str, dict[str, dict[str, float]]]:
+    """Every control at every setting on ``split``: {control: {setting key: figures}}."""
     model = create_model(model_name, {})
     model.fit(split.train, vectors)
     recs = model.recommend_batch(split.test_users, k=POOL)
     train, test = split.train.interactions, split.test.interactions
     catalog = split.train.item_vocab.ids
     context = RerankContext.from_train(train, split.train.items, vectors=vectors)
-    out: dict[str, dict[float, dict[str, float]]] = {}
+    out: dict[str, dict[str, dict[str, float]]] = {}
     for control in CONTROLS:
         out[control] = {}
-        for w in WEIGHTS:
-            r = rerank_frame(recs, context, f"{control}:{w}", K) if w > 0 else recs
+        for w, pool in settings(control):
+            r = rerank_frame(recs, context, f"{control}:{key(w, pool)}", K) if w > 0 else recs
             m = score_recommendations(r, test, train, k=K, catalog=catalog)
             clean, _ = clean_recommendations(r, train, users=split.test_users)
             m.update(responsibility_metrics(clean, context, catalog, K))
-            out[control][w] = {
+            out[control][key(w, pool)] = {
                 "ndcg": m[f"ndcg@{K}"],
                 "ild": m[f"ild@{K}"],
                 "miscalibration": m[f"miscalibration@{K}"],
@@ -81,27 +97,33 @@ def measure(split, vectors: np.ndarray, model_name: str) -> dict[str, dict[float
     return out
 
 
-def choose(curves: dict[float, dict[str, float]], goal: str, direction: str, budget: float) -> float:
-    """The weight with the best goal whose NDCG loss against weight 0 is within ``budget``."""
-    base = curves[0.0]
+def choose(curves: dict[str, dict[str, float]], goal: str, direction: str, budget: float) -> str:
+    """The setting with the best goal whose NDCG loss against weight 0 is within ``budget`` (ties: the
+    smaller weight)."""
+    base = curves["0"]
     ok = [w for w, m in curves.items() if m["ndcg"] >= (1 - budget) * base["ndcg"]]
     sign = 1.0 if direction == "up" else -1.0
-    return max(ok, key=lambda w: (sign * curves[w][goal], -w))
+    return max(ok, key=lambda w: (sign * curves[w][goal], -float(w.split("@")[0])))
 
 
-def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
+def plot(val: dict, test: dict, chosen: dict[str, str], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(21, 4.6), layout="constrained")
+    fig = Figure(figsize=(26, 4.8), layout="constrained")
     axes = fig.subplots(1, len(CONTROLS))
     for ax, (control, (goal, _, budget)) in zip(axes, CONTROLS.items(), strict=True):
-        for name, data, style in (("validation", val, "--"), ("test", test, "-")):
-            xs = [data[control][w][goal] for w in WEIGHTS]
-            ys = [data[control][w]["ndcg"] for w in WEIGHTS]
-            ax.plot(xs, ys, style, marker="o", label=name)
-            for w, x, y in zip(WEIGHTS, xs, ys, strict=True):
-                if w in (0.0, 0.2, 0.5, 0.9):
-                    ax.annotate(f"{w:g}", (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        pools = POOLS.get(control, (POOL,))
+        for colour, pool in enumerate(pools):
+            keys = ["0"] + [key(w, p) for w, p in settings(control) if p == pool and w > 0]
+            for name, data, style in (("validation", val, "--"), ("test", test, "-")):
+                xs = [data[control][k][goal] for k in keys]
+                ys = [data[control][k]["ndcg"] for k in keys]
+                label = name if len(pools) == 1 else f"{name}, top {pool}"
+                ax.plot(xs, ys, style, marker="o", markersize=3, color=f"C{colour}", label=label)
+                for k, x, y in zip(keys, xs, ys, strict=True):
+                    if k.split("@")[0] in ("0.2", "0.5", "0.9") and pool == POOL:
+                        ax.annotate(k, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
+        for data in (val, test):
             c = chosen[control]
             ax.scatter(
                 [data[control][c][goal]],
@@ -110,7 +132,7 @@ def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
                 facecolors="none",
                 edgecolors="red",
             )
-        base = test[control][0.0]["ndcg"]
+        base = test[control]["0"]["ndcg"]
         ax.axhline((1 - budget) * base, color="grey", linestyle=":", label=f"test NDCG -{budget:.0%}")
         ax.set_xlabel(
             {
@@ -120,9 +142,9 @@ def plot(val: dict, test: dict, chosen: dict[str, float], path: Path) -> None:
             }[goal]
         )
         ax.set_ylabel("NDCG@10")
-        ax.set_title(f"{control}: weight 0 .. 0.9 (chosen circled)")
+        ax.set_title(f"{control}: weight 0 .. 0.9 (chosen circled)", fontsize=10)
         ax.grid(alpha=0.3)
-        ax.legend(fontsize=8)
+        ax.legend(fontsize=7)
     from tokrec.fileio import atomic_write
 
     atomic_write(path, lambda t: fig.savefig(t, dpi=110, format="png"))
@@ -154,29 +176,32 @@ def main(argv: list[str] | None = None) -> int:
     plot(val, test, chosen, out / "tradeoffs.png")
     rows = []
     print(
-        "\n| control | weight (chosen on validation) | NDCG@10 base → re-ranked | change | goal | base → re-ranked | change | target |"
+        "\n| control | setting (chosen on validation) | validation NDCG@10 / goal change | NDCG@10 base → re-ranked | change | goal | base → re-ranked | change | target |"
     )
-    print("| --- | ---: | ---: | ---: | --- | ---: | ---: | --- |")
+    print("| --- | ---: | ---: | ---: | ---: | --- | ---: | ---: | --- |")
     for control, (goal, _, _) in CONTROLS.items():
         w = chosen[control]
-        b, r = test[control][0.0], test[control][w]
+        b, r = test[control]["0"], test[control][w]
+        vb, vr = val[control]["0"], val[control][w]
+        vchange = f"{vr['ndcg'] / vb['ndcg'] - 1:+.1%} / {vr[goal] / vb[goal] - 1:+.1%}"
         dn = r["ndcg"] / b["ndcg"] - 1
         dg = r[goal] / b[goal] - 1
         target = {
             "mmr": "ILD +20%, NDCG -5% at most",
+            "dpp": "ILD +20%, NDCG -5% at most",
             "calibration": "KL halved, NDCG -5% at most",
             "popularity": "long tail x2, NDCG -10% at most",
             "propensity": "long tail x2, NDCG -10% at most",
         }[control]
         print(
-            f"| {control} | {w:g} | {b['ndcg']:.4f} → {r['ndcg']:.4f} | {dn:+.1%} | {goal} | {b[goal]:.4f} → {r[goal]:.4f} | {dg:+.1%} | {target} |"
+            f"| {control} | {control}:{w} | {vchange} | {b['ndcg']:.4f} → {r['ndcg']:.4f} | {dn:+.1%} | {goal} | {b[goal]:.4f} → {r[goal]:.4f} | {dg:+.1%} | {target} |"
         )
         rows.append({"control": control, "weight": w, "base": b, "reranked": r})
     data = {
         "model": args.model,
         "k": K,
         "pool": POOL,
-        "weights": WEIGHTS,
+        "settings": {c: [key(w, p) for w, p in settings(c)] for c in CONTROLS},
         "chosen": chosen,
         "validation": val,
         "test": test,

@@ -20,7 +20,9 @@ from tokrec.evaluation.responsibility import (
 )
 from tokrec.rerank import (
     RerankContext,
+    RerankStep,
     calibrate,
+    dpp,
     mmr,
     parse_rerank,
     propensity_rerank,
@@ -60,11 +62,70 @@ def test_propensity_exact() -> None:
     assert propensity_rerank(SCORES, log_pop, 2, 0.5).tolist() == [1, 0]
 
 
+# cos(v0, v1) = 0.8, cos(v1, v2) = 0.6, v0 and v2 orthogonal, v3 orthogonal to all (hand-worked DPP example)
+DPP_VECTORS = np.array([[1.0, 0.0, 0.0], [0.8, 0.6, 0.0], [0.0, 1.0, 0.0], [0.0, 0.0, 1.0]])
+DPP_SCORES = np.array([1.0, 0.9, 0.5, 0.0])  # min-max relevance = the scores
+
+
+def test_dpp_exact() -> None:
+    # w = 0.5: a = 0.5, gain = rel + log d^2. Step 1: d^2 = 1 for all -> item 0. Step 2 given v0:
+    # d^2 = [-, 0.36, 1, 1]: item 1 0.9 + log 0.36 = -0.12, item 2 0.5, item 3 0 -> item 2. Step 3: v1 lies
+    # in span(v0, v2) (d^2 = 0), item 3 -> 0 -> item 3; then only item 1 is left, filled by relevance.
+    assert dpp(DPP_SCORES, DPP_VECTORS, 3, 0.5).tolist() == [0, 2, 3]
+    assert dpp(DPP_SCORES, DPP_VECTORS, 4, 0.5).tolist() == [0, 2, 3, 1]
+    # w = 0.1: a = 4.5, gain = 9 rel + log d^2: item 1 8.1 - 1.02 = 7.08 > item 2 4.5 -> item 1; then
+    # v2 lies in span(v0, v1) -> item 3
+    assert dpp(DPP_SCORES, DPP_VECTORS, 3, 0.1).tolist() == [0, 1, 3]
+    assert dpp(DPP_SCORES, DPP_VECTORS, 3, 0.0).tolist() == [0, 1, 2]
+    # w = 1: volume only; all start at d^2 = 1 (tie -> first), then items 2 and 3 tie at d^2 = 1 -> 2
+    assert dpp(DPP_SCORES, DPP_VECTORS, 2, 1.0).tolist() == [0, 2]
+
+
+def test_dpp_greedy_is_log_det_greedy() -> None:
+    """Each step adds the item maximising log det L_Y of L = diag(q) S diag(q), q = exp(a rel)."""
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(9, 5))
+    scores = rng.normal(size=9)
+    w = 0.4
+    a = (1 - w) / (2 * w)
+    rel = (scores - scores.min()) / (scores.max() - scores.min())
+    u = v / np.linalg.norm(v, axis=1, keepdims=True)
+    q = np.exp(a * rel)
+    kernel = q[:, None] * (u @ u.T) * q[None, :]
+    chosen: list[int] = []
+    for _ in range(5):
+        dets = {
+            i: np.linalg.slogdet(kernel[np.ix_(chosen + [i], chosen + [i])])[1]
+            for i in range(9)
+            if i not in chosen
+        }
+        chosen.append(max(dets, key=dets.__getitem__))
+    assert dpp(scores, v, 5, w).tolist() == chosen
+
+
+def test_set_rerankers_keep_base_order_and_pool() -> None:
+    cats = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])  # a, b: x; c, d: y
+    ctx = RerankContext(
+        list("abcd"), DPP_VECTORS, cats, np.zeros(4, dtype=bool), {"u": np.array([0.25, 0.75])}
+    )
+    scores = np.array([3.0, 2.0, 1.0, 0.0])
+    # w = 1, KL only. Alone: x 3.11 nats, y 0.94 -> c first; then {c, x} q = [.5, .5] KL 0.13 < {c, d} -> a
+    assert calibrate(scores, cats, ctx.user_category["u"], 2, 1.0).tolist() == [2, 0]
+    steps = parse_rerank("calibration:1.0")
+    assert ctx.rerank_user("u", list("abcd"), scores, 2, steps).tolist() == [0, 2]  # the set, in score order
+    # @2: only a and b (the 2 best by score) are considered -> both x
+    assert ctx.rerank_user("u", list("abcd"), scores, 2, parse_rerank("calibration:1.0@2")).tolist() == [0, 1]
+    # dpp: greedy [0, 2, 3] (test_dpp_exact), returned in score order; @3 drops item 3 -> [0, 2, 1] -> sorted
+    assert ctx.rerank_user("u", list("abcd"), DPP_SCORES, 3, parse_rerank("dpp:0.5")).tolist() == [0, 2, 3]
+    assert ctx.rerank_user("u", list("abcd"), DPP_SCORES, 3, parse_rerank("dpp:0.5@3")).tolist() == [0, 1, 2]
+
+
 def test_parse_rerank() -> None:
     steps = parse_rerank("calibration:0.5+mmr:0.25")
     assert [(s.name, s.weight) for s in steps] == [("calibration", 0.5), ("mmr", 0.25)]
     assert parse_rerank(None) == []
-    for bad in ("diverse:0.3", "mmr", "mmr:2"):
+    assert parse_rerank("dpp:0.65@50") == [RerankStep("dpp", 0.65, 50)]
+    for bad in ("diverse:0.3", "mmr", "mmr:2", "dpp:0.5@", "dpp:0.5@0", "dpp:0.5@x"):
         with pytest.raises(ConfigError):
             parse_rerank(bad)
 
@@ -108,6 +169,8 @@ def test_rerank_frame(context: RerankContext) -> None:
     out = rerank_frame(recs, context, "mmr:0.9", 2)
     assert out["item_id"].tolist() == ["a", "d"] and out["rank"].tolist() == [1, 2]
     assert out["score"].tolist() == [3.0, 1.0]
+    # dpp:0.5: a first (relevance 1); b duplicates a (no volume), d at d^2 = 0.5 -> d
+    assert rerank_frame(recs, context, "dpp:0.5", 2)["item_id"].tolist() == ["a", "d"]
     pop = rerank_frame(recs, context, "popularity:1.0", 2)  # v's head share 0.5: one head, one tail item
     assert pop["item_id"].tolist() == ["a", "b"]
     assert rerank_frame(recs, context, "", 2) is recs

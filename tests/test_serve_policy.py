@@ -73,6 +73,8 @@ def test_rerankers_in_the_service(tmp_path):
 
         base, diverse = ask(), ask(rerank="mmr:0.9")
         assert len(diverse) == 8 and diverse != base and ild(diverse) < ild(base)
+        dpp = ask(rerank="dpp:0.9@20")
+        assert len(dpp) == 8 and dpp != base and ild(dpp) < ild(base)
         cal = ask(rerank="calibration:1.0")
         assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(
             i.startswith("jazz-") for i in base

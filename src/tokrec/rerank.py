@@ -20,8 +20,21 @@ means the same on any model's scale.
   a power of the item's exposure propensity, so unlike xQuAD's head/tail switch it keeps pushing toward
   the tail as ``w`` grows.
 
+* ``dpp`` (determinantal point process, fast greedy MAP inference of Chen, Zhang & Zhou, NeurIPS 2018):
+  the list ``Y`` greedily maximises ``log det L_Y`` for the kernel ``L = diag(q) S diag(q)``, ``S`` the cosine
+  similarities of the LM item vectors and ``q_i = exp(a rel_i)`` with ``a = (1 - w) / (2 w)``, i.e. the
+  paper's trade-off ``(1 - w) sum_{i in Y} rel_i + w log det S_Y`` (``w = 1``: volume only).
+
+``calibration`` (uniform rank weights ``w_r(i) = 1``, as the KL is measured) and ``dpp`` optimise an objective of
+the *set* of ``k`` items, so they return the chosen set in the base model's order (by score): the order their
+greedy search happened to add items in has no meaning for their objective, and the model's order is the one
+that keeps the most relevant of them on top. ``mmr``, ``popularity`` and ``propensity`` rank (their greedy order
+is their answer).
+
 Specs name a re-ranker and its weight, ``"mmr:0.3"``, several chained with ``+``:
-``"calibration:0.5+mmr:0.2"``. :class:`RerankContext` holds what they need (item vectors, category
+``"calibration:0.5+mmr:0.2"``. ``@N`` after the weight limits a step to the user's ``N`` best candidates by
+score (at least ``k``): ``"dpp:0.65@50"`` diversifies within the top 50 of the pool (``pool_size(k)`` in
+``recommend`` and ``serve``; ``n_recs`` in ``evaluate``). :class:`RerankContext` holds what they need (item vectors, category
 matrix, head set, each user's profile), built once from the training data.
 
 Written by hand because these are a few lines of greedy selection each over tokrec's own arrays; no
@@ -40,7 +53,11 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 
-RERANKERS = ("mmr", "calibration", "popularity", "propensity")
+RERANKERS = ("mmr", "calibration", "popularity", "propensity", "dpp")
+#: re-rankers whose objective is over the set of k items: their list keeps the base order (module doc)
+SET_RERANKERS = ("calibration", "dpp")
+#: conditional variance below which a DPP candidate adds no volume (lies in the chosen items' span)
+DPP_EPS = 1e-10
 #: Steck's smoothing of the list's category distribution
 CALIBRATION_ALPHA = 0.01
 #: columns read as item categories (first found), values split on "|" or ","
@@ -51,6 +68,8 @@ CATEGORY_COLUMNS = ("genres", "genre", "categories", "category")
 class RerankStep:
     name: str
     weight: float
+    #: the step considers only the ``pool`` best candidates by score (at least ``k``); None = all
+    pool: int | None = None
 
 
 def parse_rerank(spec: str | None) -> list[RerankStep]:
@@ -62,13 +81,24 @@ def parse_rerank(spec: str | None) -> list[RerankStep]:
         name, _, w = part.strip().partition(":")
         if name not in RERANKERS:
             raise ConfigError(f"--rerank: unknown re-ranker {name!r}; choose from {', '.join(RERANKERS)}")
+        w, at, n = w.partition("@")
         try:
             weight = float(w)
         except ValueError:
             raise ConfigError(f"--rerank: {part!r} needs a weight in [0, 1], e.g. {name}:0.3") from None
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"--rerank: weight of {name} must lie in [0, 1], got {weight}")
-        steps.append(RerankStep(name, weight))
+        pool = None
+        if at:
+            try:
+                pool = int(n)
+            except ValueError:
+                pool = 0
+            if pool < 1:
+                raise ConfigError(
+                    f"--rerank: {part!r}: the pool after @ must be a positive integer, e.g. {name}:{w}@50"
+                )
+        steps.append(RerankStep(name, weight, pool))
     return steps
 
 
@@ -95,6 +125,46 @@ def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.nd
         free[j] = False
         max_sim = np.maximum(max_sim, v @ v[j])
     return np.asarray(chosen, dtype=np.int64)
+
+
+def dpp(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.ndarray:
+    """Positions (into ``scores``) of the DPP's greedy MAP list of ``k``, in the order the greedy search adds them.
+
+    Chen, Zhang & Zhou (NeurIPS 2018), Algorithm 1, on ``L = diag(q) S diag(q)``, ``S = V V^T`` over the
+    unit-normalised ``vectors`` and ``q = exp(a rel)``, ``a = (1 - weight) / (2 weight)``: each step adds the
+    candidate with the largest ``log det L_{Y + i} - log det L_Y = 2 a rel_i + log d_i^2``, ``d_i^2`` its
+    conditional variance under ``S`` given the chosen items, updated incrementally (one Cholesky row per step,
+    ``O(n k)`` each). The Cholesky runs on ``S`` and the quality enters in log space, which is the same
+    argmax as on ``L`` (``d_i^2(L) = q_i^2 d_i^2(S)``) without ``exp`` overflowing at small weights. Once no
+    candidate adds volume (``d_i^2 <= DPP_EPS``) the rest are filled by relevance. ``weight = 0``: the base
+    order.
+    """
+    rel = _scale(scores)
+    n = len(rel)
+    k = min(k, n)
+    by_rel = np.lexsort((np.arange(n), -rel))
+    if weight <= 0.0:
+        return by_rel[:k].astype(np.int64)
+    a = (1.0 - weight) / (2.0 * weight)
+    v = np.asarray(vectors, dtype=np.float64)
+    v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
+    var = np.einsum("ij,ij->i", v, v)
+    chol = np.zeros((k, n))
+    free = np.ones(n, dtype=bool)
+    chosen: list[int] = []
+    for t in range(k):
+        ok = free & (var > DPP_EPS)
+        if not ok.any():
+            chosen.extend(int(i) for i in by_rel if free[i])
+            break
+        gain = np.where(ok, 2.0 * a * rel + np.log(np.where(ok, var, 1.0)), -np.inf)
+        j = int(np.argmax(gain))
+        chosen.append(j)
+        free[j] = False
+        e = (v @ v[j] - chol[:t, j] @ chol[:t]) / math.sqrt(var[j])
+        chol[t] = e
+        var = var - e * e
+    return np.asarray(chosen[:k], dtype=np.int64)
 
 
 def kl_divergence(p: np.ndarray, q: np.ndarray, alpha: float = CALIBRATION_ALPHA) -> float:
@@ -257,14 +327,21 @@ class RerankContext:
         self, user: str, item_ids: Sequence[str], scores: np.ndarray, k: int, steps: list[RerankStep]
     ) -> np.ndarray:
         """Positions into ``item_ids`` of the re-ranked list of ``k`` (chained steps each keep ``k``...
-        the first step picks ``k`` from all candidates, later ones reorder those)."""
+        the first step picks ``k`` from all candidates, or from its ``@N`` best by score, later ones
+        reorder those)."""
         rows = np.array([self.index[i] for i in item_ids], dtype=np.int64)
         order = np.arange(len(rows))
         s = np.asarray(scores, dtype=np.float64)
         for step_no, step in enumerate(steps):
             kk = k if step_no == 0 else len(order)
+            if step.pool is not None:
+                order = order[np.lexsort((np.arange(len(order)), -s[order]))[: max(step.pool, kk)]]
             r, sc = rows[order], s[order]
-            if step.name == "mmr":
+            if step.name == "dpp":
+                if self.vectors is None:
+                    raise ConfigError("dpp needs item vectors")
+                pick = dpp(sc, self.vectors[r], kk, step.weight)
+            elif step.name == "mmr":
                 if self.vectors is None:
                     raise ConfigError("mmr needs item vectors")
                 pick = mmr(sc, self.vectors[r], kk, step.weight)
@@ -285,6 +362,8 @@ class RerankContext:
                 pick = xquad_long_tail(
                     sc, self.in_head[r], self.user_head_share.get(user, 1.0), kk, step.weight
                 )
+            if step.name in SET_RERANKERS:  # the chosen set in the base model's order (module doc)
+                pick = pick[np.lexsort((pick, -sc[pick]))]
             order = order[pick]
         return order[:k]
 
@@ -333,14 +412,14 @@ def rerank_recommendations(
 ) -> pd.DataFrame:
     """Re-ranks a model's ``recs`` (best ``pool_size(k)`` per user) over ``dataset`` (a fitted-on
     :class:`~tokrec.data.dataset.Dataset`) to ``k`` per user; ``vectors`` (catalog order, or a callable
-    computing them) are needed by ``mmr`` only."""
+    computing them) are needed by ``mmr`` and ``dpp`` only."""
     steps = parse_rerank(spec)
     if not steps:
         return recs
     v = None
-    if any(s.name == "mmr" for s in steps):
+    if any(s.name in ("mmr", "dpp") for s in steps):
         v = vectors() if callable(vectors) else vectors
         if v is None:
-            raise ConfigError("--rerank mmr needs item vectors")
+            raise ConfigError("--rerank mmr / dpp need item vectors")
     context = RerankContext.from_train(dataset.interactions, dataset.items, vectors=v)
     return rerank_frame(recs, context, steps, k)

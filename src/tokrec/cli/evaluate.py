@@ -82,7 +82,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--rerank",
-        help="re-rank every model's lists before scoring: mmr:W, calibration:W, popularity:W, chained with +",
+        help="re-rank every model's lists before scoring: mmr:W, dpp:W, calibration:W, popularity:W, propensity:W, "
+        "optionally @N (the N best candidates only), chained with +",
     )
     p.add_argument(
         "--users",
