@@ -226,6 +226,12 @@ def parse_args() -> argparse.Namespace:
         help="where bundles are kept (default $TOKREC_CACHE_DIR or ~/.cache/tokrec)/serve_load",
     )
     p.add_argument("--rebuild", action="store_true")
+    p.add_argument(
+        "--bundle",
+        default=None,
+        help="serve this model directory instead (e.g. benchmarks/scale.py's WORKDIR/model-N, written by "
+        "`tokrec fit` on make_synthetic(--items, --users, --seed)'s data; requests come from the same data)",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--port", type=int, default=0, help="0: a free port")
     p.add_argument("--ann-kind", choices=("ivf", "hnsw"), default="ivf")
@@ -310,8 +316,14 @@ def main() -> None:
 
     args = parse_args()
     work = Path(args.workdir) if args.workdir else default_cache_dir() / "serve_load"
-    bundle = work / f"bundle-{args.items}-{args.users}-{args.encoder}-{args.model}-s{args.seed}"
-    ds = build_bundle(args, bundle)
+    if args.bundle:
+        from tokrec.data.synthetic import make_synthetic
+
+        bundle = Path(args.bundle)
+        ds = make_synthetic(n_items=args.items, n_users=args.users, seed=args.seed)
+    else:
+        bundle = work / f"bundle-{args.items}-{args.users}-{args.encoder}-{args.model}-s{args.seed}"
+        ds = build_bundle(args, bundle)
     if args.requests:
         report(args, load_test(args, bundle, ds))
     if args.recall_queries:

@@ -86,22 +86,13 @@ class CatalogIndex:
         nf = m.n_fitted
         pos = np.full(nf, -1, dtype=np.int64)
         pos[m.ease_items_] = np.arange(len(m.ease_items_))
-        rel = np.asarray(m.release_, dtype=np.float64)
-        known = np.isfinite(rel)
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(n, size=min(SAMPLE, n), replace=False)).astype(np.int64)
-        prior = m.prior_.astype(np.float64)
         return cls(
-            n=n,
+            **_item_tables(m),
             fsum=fsum,
             fgram=fgram,
-            prior_mean=float(prior.mean()),
-            prior_sd=float(prior.std()),
-            prior_top=_top(m.prior_, m.config.retrieval_per_source),
-            release_sorted=np.sort(rel[known]),
-            n_release_unknown=int((~known).sum()),
             ease_pos=pos,
-            nb_t=sp.csr_matrix(m.neighbours_.T),
             sample=sample,
             ann=ann.build_ann(f, "ivf"),
             n_ann=n,
@@ -124,20 +115,11 @@ class CatalogIndex:
         new = f[rows].astype(np.float64)
         fsum += new.sum(axis=0)
         fgram += new.T @ new
-        rel = np.asarray(m.release_, dtype=np.float64)
-        known = np.isfinite(rel)
-        prior = m.prior_.astype(np.float64)
         return CatalogIndex(
-            n=len(f),
+            **_item_tables(m),
             fsum=fsum,
             fgram=fgram,
-            prior_mean=float(prior.mean()),
-            prior_sd=float(prior.std()),
-            prior_top=_top(m.prior_, m.config.retrieval_per_source),
-            release_sorted=np.sort(rel[known]),
-            n_release_unknown=int((~known).sum()),
             ease_pos=self.ease_pos,
-            nb_t=sp.csr_matrix(m.neighbours_.T),
             sample=self.sample,
             ann=self.ann,
             n_ann=self.n_ann,
@@ -361,6 +343,23 @@ def _blend(
             b = max(np.average((x - mx) * (y - my), weights=wt) / max(var, 1e-12), 0.0)
             collab[~warm] = (my - b * mx + b * content[~warm]).astype(np.float32)
     return collab + content
+
+
+def _item_tables(m: TokrecHybrid) -> dict[str, Any]:
+    """The per-item tables of the index that follow the catalog as it is: size, prior statistics and best
+    items, sorted release dates, reverse neighbour lists."""
+    rel = np.asarray(m.release_, dtype=np.float64)
+    known = np.isfinite(rel)
+    prior = m.prior_.astype(np.float64)
+    return {
+        "n": len(m.features_),  # add_items runs before the vocabulary grows: the catalog size is the arrays'
+        "prior_mean": float(prior.mean()),
+        "prior_sd": float(prior.std()),
+        "prior_top": _top(m.prior_, m.config.retrieval_per_source),
+        "release_sorted": np.sort(rel[known]),
+        "n_release_unknown": int((~known).sum()),
+        "nb_t": sp.csr_matrix(m.neighbours_.T),
+    }
 
 
 def _history_weights(seq: np.ndarray, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
