@@ -64,6 +64,7 @@ def run(args: argparse.Namespace) -> int:
     )
     from tokrec.cli.tune import tune_vectors_step
 
+    _check_memory(args, model, dataset)  # before anything is encoded or tuned
     tuned = tune_vectors_step(args, name, dataset, read_json_config(args.config))
     if tuned is not None:
         model = registry.create_model(name, tuned.config)
@@ -92,3 +93,18 @@ def run(args: argparse.Namespace) -> int:
         write_tuning(tuned, out)
     print(f"wrote {out} (model {name}, {dataset.n_items} items) in {time.perf_counter() - t0:.1f}s")
     return 0
+
+
+def _check_memory(args: argparse.Namespace, model, dataset) -> None:
+    """The model's memory estimate for this encoder's vector size, with the tuning step's matrices when it
+    runs, against the memory available (:func:`tokrec.models.base.check_memory`)."""
+    from tokrec.models.base import check_memory, wants_item_vectors
+    from tokrec.tuning import MATRIX_BYTES, tunable
+
+    dim = 384
+    if wants_item_vectors(model):
+        from tokrec.encoders import load_encoder
+
+        dim = int(load_encoder(args.encoder).dim)
+    tuning = not args.no_tune and tunable(model.name) and not args.config
+    check_memory(model, dataset, dim=dim, extra=MATRIX_BYTES if tuning else 0)

@@ -140,9 +140,10 @@ class Recommender(ABC):
         ``timestamps`` (seconds, aligned with the rows) where known."""
         raise NotImplementedError(f"{self.name} cannot score an anonymous history")
 
-    def memory_estimate(self, dataset: Dataset) -> int:
-        """Bytes the model needs at its peak while fitting on ``dataset`` (0: small, not estimated). Checked
-        by :func:`check_memory` before anything is encoded, so that a catalog too large fails at once."""
+    def memory_estimate(self, dataset: Dataset, dim: int = 384) -> int:
+        """Bytes the model needs at its peak while fitting on ``dataset`` with ``dim``-dimensional item
+        vectors (0: small, not estimated). Checked by :func:`check_memory` before anything is encoded, so
+        that a catalog too large fails at once."""
         return 0
 
     def memory_advice(self) -> str:
@@ -425,14 +426,17 @@ def available_memory() -> int:
     return avail
 
 
-def check_memory(model: Recommender, dataset: Dataset, limit: int | None = None) -> None:
-    """Refuses, before any encoding, a fit that would not fit in memory: the model's estimate against
-    ``limit`` (default: :func:`available_memory`).
+def check_memory(
+    model: Recommender, dataset: Dataset, limit: int | None = None, dim: int = 384, extra: int = 0
+) -> None:
+    """Refuses, before any encoding, a fit that would not fit in memory: the model's estimate for
+    ``dim``-dimensional item vectors, plus ``extra`` bytes (a tuning step's), against ``limit`` (default:
+    :func:`available_memory`).
 
     Raises:
         ConfigError: with the estimate, the limit and what to do instead.
     """
-    need = int(model.memory_estimate(dataset))
+    need = int(model.memory_estimate(dataset, dim)) + int(extra)
     limit = available_memory() if limit is None else int(limit)
     if need and limit and need > limit:
         raise ConfigError(

@@ -49,9 +49,8 @@ class EASE(Recommender):
         if getattr(self, "items_", None) is None and getattr(self, "weights_", None) is not None:
             self.items_ = np.arange(len(self.weights_), dtype=np.int64)  # saved before max_items (format 1)
 
-    def memory_estimate(self, dataset: Dataset) -> int:
-        m = min(dataset.n_items, self.config.max_items)
-        return int(16 * m * m)
+    def memory_estimate(self, dataset: Dataset, dim: int = 384) -> int:
+        return sig.ease_memory(min(dataset.n_items, self.config.max_items))
 
     def memory_advice(self) -> str:
         return "lower max_items (--config '{\"max_items\": 10000}'), or use als / bpr"

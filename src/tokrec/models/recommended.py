@@ -311,13 +311,24 @@ class TokrecHybrid(Recommender):
         """Items the model was fitted on (the first rows of the catalog); later rows came by :meth:`add_items`."""
         return int(len(self.warm_))
 
-    def memory_estimate(self, dataset: Dataset) -> int:
-        """Peak bytes while fitting: EASE's dense solve (16 x N^2, N = min(items, ``ease_max_items``)) and the
-        item blocks (vectors, content features, the ridge operator and their float64 temporaries)."""
-        n = dataset.n_items
-        m = min(n, self.config.ease_max_items)
-        d = 1024  # text vector plus attribute block: an upper bound for the encoders tokrec ships with
-        return int(16 * m * m + 6 * 8 * n * d + 64 * len(dataset))
+    def memory_estimate(self, dataset: Dataset, dim: int = 384) -> int:
+        """Peak bytes while fitting (the tuning step included), from the data's sizes before any encoding:
+        the loaded log (~200 bytes an event) and catalog, the encoder (1 GiB), the item vectors (encoder
+        output and the model's copy), the item blocks (content features, the map's operator and their
+        ridge blocks: 3 x 4 bytes x items x (dim + 128 attribute columns)), the text-neighbour search (its
+        index's copy of the vectors, 50 neighbours an item), transitions and time statistics (~300 bytes
+        an event while built) and EASE's solve (:func:`~tokrec.models.signals.ease_memory`); the tuning
+        step's matrices are the caller's to add (``check_memory(..., extra=)``)."""
+        n, e = dataset.n_items, len(dataset)
+        p = dim + 128
+        item_blocks = 8 * n * dim + 12 * n * p + 4 * n * dim + 600 * n + 1024 * n
+        events = 500 * e
+        ease = (
+            sig.ease_memory(min(n, self.config.ease_max_items))
+            if self.config.w_ease or self.config.w_prop
+            else 0
+        )
+        return int(2**30 + item_blocks + events + ease)
 
     def memory_advice(self) -> str:
         return (

@@ -35,6 +35,12 @@ def check_dense(n_items: int, what: str) -> None:
 EASE_FLOAT64_MAX = 8_000
 
 
+def ease_memory(n: int) -> int:
+    """Peak bytes of :func:`ease_weights` on ``n`` items: 16 x N^2 in float64, 4 x N^2 (+ the sparse Gram of a
+    block of users, bounded here by another 4 x N^2) in float32."""
+    return int(16 * n * n) if n <= EASE_FLOAT64_MAX else int(8 * n * n)
+
+
 def ease_weights(x: sp.csr_matrix, lam: float) -> np.ndarray:
     """EASE item-item weights (Steck 2019): ``B = I - P / diag(P)``, ``P = (X'X + lam I)^-1``, zero diagonal.
 
@@ -115,7 +121,22 @@ def transition_matrix(
     Returns:
         ``(n_items, n_items)`` float32 CSR.
     """
-    rows, cols, vals = [], [], []
+    rows: list[np.ndarray] = []
+    cols: list[np.ndarray] = []
+    vals: list[np.ndarray] = []
+    t = sp.csr_matrix((n_items, n_items), dtype=np.float64)
+    pending = 0
+
+    def flush() -> None:  # pairs summed into the matrix a few million at a time: memory ~ the matrix
+        nonlocal t, pending
+        if rows:
+            t = t + sp.csr_matrix(
+                (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items)
+            )
+            for pending_list in (rows, cols, vals):
+                pending_list.clear()
+        pending = 0
+
     for s in seqs:
         for gap in range(1, window + 1):
             if len(s) <= gap:
@@ -123,11 +144,12 @@ def transition_matrix(
             rows.append(s[:-gap])
             cols.append(s[gap:])
             vals.append(np.full(len(s) - gap, gap_decay ** (gap - 1)))
-    if not rows:
+            pending += len(s) - gap
+        if pending > 4_000_000:
+            flush()
+    flush()
+    if t.nnz == 0:
         return sp.csr_matrix((n_items, n_items), dtype=np.float32)
-    t = sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(n_items, n_items)
-    )
     t.setdiag(0)
     t.eliminate_zeros()
     norm = np.asarray(t.sum(axis=1)).ravel() + 1.0
