@@ -143,8 +143,9 @@ class CatalogIndex:
         if "ease" in active:
             q.ease = self._ease_row(m, *_history_weights(fitted, c.ease_half_life))
         if "prop" in active:
+            q.prop_ease = self._ease_row(m, *_history_weights(fitted, None))
             q.prop_full = np.zeros(nf, dtype=np.float32)
-            q.prop_full[m.ease_items_] = self._ease_row(m, *_history_weights(fitted, None))
+            q.prop_full[m.ease_items_] = q.prop_ease
         if "trans" in active:
             q.trans = _next_item_row(m.trans_, fitted, c.trans_last, c.trans_decay)
         if "time" in active:
@@ -195,8 +196,8 @@ class CatalogIndex:
         for w in (q.map_w, q.profile_w):
             if w is not None and np.any(w):
                 found.append(self._search(m, w, per))
-        if q.prop_full is not None and np.any(q.prop_full):
-            seeds = _top(q.prop_full, PROP_SEEDS)
+        if q.prop_ease is not None and np.any(q.prop_ease):
+            seeds = m.ease_items_[_top(q.prop_ease, PROP_SEEDS)]
             found.append(self.nb_t[seeds].indices)
         return np.concatenate(found)
 
@@ -307,7 +308,8 @@ class CatalogIndex:
 @dataclass
 class _Query:
     ease: np.ndarray | None = None  # (len(ease_items_),) the recency-weighted EASE row
-    prop_full: np.ndarray | None = None  # (n_fitted,) the plain EASE row, for prop
+    prop_ease: np.ndarray | None = None  # (len(ease_items_),) the plain EASE row, for prop
+    prop_full: np.ndarray | None = None  # (n_fitted,) the same over every fitted item
     trans: sp.csr_matrix | None = None  # (1, n_fitted)
     time_bin: int = 0
     kernel: np.ndarray | None = None
@@ -373,15 +375,15 @@ def _history_weights(seq: np.ndarray, half_life: float | None) -> tuple[np.ndarr
 
 
 def _next_item_row(t: sp.csr_matrix, seq: np.ndarray, n_last: int, decay: float) -> sp.csr_matrix:
-    """:func:`tokrec.models.signals.next_item_scores` for one history, kept sparse."""
+    """:func:`tokrec.models.signals.next_item_scores` for one history, kept sparse: the transition rows of its
+    last ``n_last`` items, weighted ``decay ** age`` and summed (read row by row, never a product with the
+    whole matrix: scipy's sparse product allocates per catalog column)."""
     last = np.asarray(seq[::-1][:n_last], dtype=np.int64)
-    w = sp.csr_matrix(
-        (decay ** np.arange(len(last), dtype=np.float64), (np.zeros(len(last), dtype=np.int64), last)),
-        shape=(1, t.shape[0]),
-    )
-    r = sp.csr_matrix(w @ t)
-    r.sum_duplicates()
-    return r
+    sub = t[last]
+    vals = sub.data * np.repeat(decay ** np.arange(len(last), dtype=np.float64), np.diff(sub.indptr))
+    cols, inv = np.unique(sub.indices, return_inverse=True)
+    sums = np.bincount(inv, weights=vals, minlength=len(cols))
+    return sp.csr_matrix((sums, cols, np.array([0, len(cols)])), shape=(1, t.shape[1]))
 
 
 def _weighted_moments(vals: np.ndarray, weight: np.ndarray) -> tuple[float, float]:
