@@ -11,6 +11,9 @@ import argparse
 import json
 import sys
 
+from tokrec.cli._args import add_torch_args
+from tokrec.cli._data import add_data_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "output folder works as --model-path / --model of every command."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument("--interactions", required=True, help="training interactions (never the test events)")
+    add_data_args(p, "training interactions (never the test events)")
     p.add_argument("--output", required=True, metavar="DIR", help="the tuned encoder folder to write")
     p.add_argument(
         "--model-path", default=None, help="base encoder folder (default: the bundled all-MiniLM-L6-v2)"
@@ -49,9 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=None, help="default 3e-5 (full) / 3e-4 (adapter)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="items held out for validation")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_torch_args(p, ("auto", "fp32", "bf16"), None, "torch CPU threads")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=run)
