@@ -31,9 +31,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tokrec.data._formats import first_error, read_delimited, read_text
+from tokrec.data._formats import read_delimited, read_text
 from tokrec.data.dataset import Dataset, LoadReport
-from tokrec.data.loaders import interactions_from_frame, read_table
+from tokrec.data.loaders import check_unique, first_error, interactions_from_frame, read_table
 from tokrec.errors import DataError
 
 ARTISTS_HEADER = ("id", "name", "url", "pictureURL")
@@ -88,12 +88,7 @@ def _artists(art: Path, report: LoadReport) -> pd.DataFrame:
     a, a_rows = _read(art, ARTISTS_HEADER, report)
     ids = a["id"].str.strip()
     _ints(a, a_rows, "id", str(art))
-    dup = ids.duplicated().to_numpy()
-    if dup.any():
-        i = first_error(dup)
-        raise DataError(
-            f"duplicate artist id {ids.iloc[i]!r}", file=str(art), row=int(a_rows[i]), column="id"
-        )
+    check_unique(ids, a_rows, "artist id", file=str(art), column="id")
     report.rows_read["artists"] = len(ids)
     return pd.DataFrame({"item_id": ids, "name": a["name"].str.strip()})
 
