@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+from typing import Any
 
 
 def add_torch_args(
@@ -13,3 +14,8 @@ def add_torch_args(
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--dtype", choices=dtypes, default=dtypes[0])
     p.add_argument("--threads", type=int, default=threads, help=threads_help)
+
+
+def same_named(args: argparse.Namespace, *names: str) -> dict[str, Any]:
+    """``{name: args.name}``: the options a command passes on under the flag's own name."""
+    return {n: getattr(args, n) for n in names}

@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tokrec.cli._args import add_torch_args
+from tokrec.cli._args import add_torch_args, same_named
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 
@@ -100,46 +100,26 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--heldout-fraction must be between 0 and 1")
     clf = CrossEncoderClassifier(
         model=args.model,
-        lora=args.lora,
-        max_length=args.max_length,
-        history_items=args.history_items,
-        max_pairs=args.max_pairs,
-        negatives=args.negatives,
-        negative_sampling=args.negative_sampling,
         behaviour_features=args.behaviour,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-        threads=args.threads,
         progress=not args.no_progress,
-    )
+        **same_named(
+            args, "lora", "max_length", "history_items", "max_pairs", "negatives", "negative_sampling",
+            "epochs", "batch_size", "lr", "seed", "device", "dtype", "threads",
+        ),
+    )  # fmt: skip
     ds = load_from_args(args, args.items, args.interactions)
     test = _read_test(args.test) if args.test else None
     train_users, held_users = split_users(ds, args.heldout_fraction, args.seed)
     c = clf.config
+    common = {"history_items": c.history_items, "seed": c.seed}  # the same for training and held-out pairs
     pairs = sample_pairs(
-        ds,
-        train_users,
-        n_pairs=c.max_pairs,
-        negatives=c.negatives,
-        how=c.negative_sampling,
-        history_items=c.history_items,
-        seed=c.seed,
+        ds, train_users, n_pairs=c.max_pairs, negatives=c.negatives, how=c.negative_sampling, **common
     )
     t0 = time.perf_counter()
     clf.fit(ds, pairs, stats_users=train_users)
     fit_s = time.perf_counter() - t0
     ev_pairs = heldout_pairs(
-        ds,
-        held_users,
-        negatives=args.eval_negatives,
-        how=args.eval_negative_sampling,
-        history_items=c.history_items,
-        seed=c.seed,
-        test=test,
+        ds, held_users, negatives=args.eval_negatives, how=args.eval_negative_sampling, test=test, **common
     )
     ev = clf.evaluate(ds, ev_pairs)
     print(

@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from tokrec.cli._args import add_torch_args
+from tokrec.cli._args import add_torch_args, same_named
 from tokrec.cli._data import add_data_args
 
 
@@ -65,24 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = make_config(
         model=args.model_path,
-        adapter=args.adapter,
-        lora_r=args.lora_r,
-        epochs=args.epochs,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        max_seconds=args.max_seconds,
-        history_items=args.history_items,
-        hard_negatives=args.hard_negatives,
-        temperature=args.temperature,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        device=args.device,
-        dtype=args.dtype,
-        threads=args.threads,
-        seed=args.seed,
-        progress=args.progress,
-    )
+        **same_named(
+            args, "adapter", "lora_r", "epochs", "patience", "batch_size", "max_steps_per_epoch", "max_seconds",
+            "history_items", "hard_negatives", "temperature", "lr", "val_fraction", "device", "dtype",
+            "threads", "seed", "progress",
+        ),
+    )  # fmt: skip
     ds = load_dataset(items=args.items, interactions=args.interactions)
     logging.getLogger("tokrec.encoders.finetune").setLevel(logging.INFO)
     if not logging.getLogger().handlers:
