@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from collections.abc import Collection, Iterable
 
 _UNPRINTABLE = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
@@ -47,3 +48,12 @@ class DataError(TokrecError, ValueError):
         prefix = ", ".join(where)
         message = _UNPRINTABLE.sub(lambda m: f"\\x{ord(m.group()):02x}", message)
         super().__init__(f"{prefix}: {message}" if prefix else message)
+
+
+def require_columns(
+    present: Collection[object], needed: Iterable[str], message: str, *, file: str | None
+) -> None:
+    """Raises ``DataError(message)`` at the header (row 1), naming the first of ``needed`` not in ``present``."""
+    for col in needed:
+        if col not in present:
+            raise DataError(message, file=file, row=1, column=col)

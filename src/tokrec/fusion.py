@@ -45,7 +45,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from tokrec.errors import ConfigError, DataError
+from tokrec.errors import ConfigError, DataError, require_columns
 
 #: the weights tried for a modality whose weight is learnt (the text's weight is 1)
 WEIGHT_GRID = (0.0, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -109,14 +109,8 @@ def read_vector_set(path: str | os.PathLike[str]) -> tuple[list[str], np.ndarray
         table = pq.read_table(file)
     except Exception as e:  # pyarrow raises many types for a corrupt file
         raise DataError(f"cannot read Parquet: {e}", file=file) from e
-    for col in ("item_id", "vector"):
-        if col not in table.column_names:
-            raise DataError(
-                f"missing column; an item-vector file needs item_id and vector, found {table.column_names}",
-                file=file,
-                row=1,
-                column=col,
-            )
+    why = f"missing column; an item-vector file needs item_id and vector, found {table.column_names}"
+    require_columns(table.column_names, ("item_id", "vector"), why, file=file)
     if table.num_rows == 0:
         raise DataError("no rows", file=file)
     ids_col = table.column("item_id").to_pandas()

@@ -9,6 +9,16 @@ from __future__ import annotations
 import argparse
 from typing import Any
 
+#: ``--items`` help, the same in every command that reads a catalog
+ITEMS_HELP = "item catalog (CSV / Parquet / JSONL)"
+
+
+def add_data_args(p: argparse.ArgumentParser, interactions: str) -> None:
+    """``--items`` and ``--interactions`` (both required); ``interactions`` is the latter's help (what
+    the command does with the log)."""
+    p.add_argument("--items", required=True, help=ITEMS_HELP)
+    p.add_argument("--interactions", required=True, help=interactions)
+
 
 def add_loading_options(p: argparse.ArgumentParser) -> None:
     """``--encoding``, ``--unknown-items``, ``--empty-ids`` (the loaders' ``encoding``, ``unknown_items``,

@@ -13,7 +13,8 @@ import sys
 import time
 from pathlib import Path
 
-from tokrec.cli._data import add_loading_options, load_from_args
+from tokrec.cli._args import add_torch_args, same_named
+from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -27,8 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "ROC-AUC on users held out of training, and re-ranks a recommendations file with P(like)."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument("--interactions", required=True, help="training interactions")
+    add_data_args(p, "training interactions")
     p.add_argument("--test", help="test events (user_id,item_id): held-out users' positives come from here")
     p.add_argument(
         "--rerank", metavar="RECS", help="recommendations CSV (user_id,item_id[,score][,rank]) to re-rank"
@@ -82,9 +82,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--lr", type=float, default=None, help="default 3e-4 (LoRA) / 3e-5 (full)")
     p.add_argument("--seed", type=int, default=42)
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--dtype", choices=("float32", "bfloat16", "float16"), default="float32")
-    p.add_argument("--threads", type=int, default=2, help="torch CPU threads (default 2)")
+    add_torch_args(p, ("float32", "bfloat16", "float16"), 2, "torch CPU threads (default 2)")
     p.add_argument("--save", metavar="DIR", help="save the fine-tuned model (safetensors) here")
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_loading_options(p)
@@ -102,46 +100,26 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--heldout-fraction must be between 0 and 1")
     clf = CrossEncoderClassifier(
         model=args.model,
-        lora=args.lora,
-        max_length=args.max_length,
-        history_items=args.history_items,
-        max_pairs=args.max_pairs,
-        negatives=args.negatives,
-        negative_sampling=args.negative_sampling,
         behaviour_features=args.behaviour,
-        epochs=args.epochs,
-        batch_size=args.batch_size,
-        lr=args.lr,
-        seed=args.seed,
-        device=args.device,
-        dtype=args.dtype,
-        threads=args.threads,
         progress=not args.no_progress,
-    )
+        **same_named(
+            args, "lora", "max_length", "history_items", "max_pairs", "negatives", "negative_sampling",
+            "epochs", "batch_size", "lr", "seed", "device", "dtype", "threads",
+        ),
+    )  # fmt: skip
     ds = load_from_args(args, args.items, args.interactions)
     test = _read_test(args.test) if args.test else None
     train_users, held_users = split_users(ds, args.heldout_fraction, args.seed)
     c = clf.config
+    common = {"history_items": c.history_items, "seed": c.seed}  # the same for training and held-out pairs
     pairs = sample_pairs(
-        ds,
-        train_users,
-        n_pairs=c.max_pairs,
-        negatives=c.negatives,
-        how=c.negative_sampling,
-        history_items=c.history_items,
-        seed=c.seed,
+        ds, train_users, n_pairs=c.max_pairs, negatives=c.negatives, how=c.negative_sampling, **common
     )
     t0 = time.perf_counter()
     clf.fit(ds, pairs, stats_users=train_users)
     fit_s = time.perf_counter() - t0
     ev_pairs = heldout_pairs(
-        ds,
-        held_users,
-        negatives=args.eval_negatives,
-        how=args.eval_negative_sampling,
-        history_items=c.history_items,
-        seed=c.seed,
-        test=test,
+        ds, held_users, negatives=args.eval_negatives, how=args.eval_negative_sampling, test=test, **common
     )
     ev = clf.evaluate(ds, ev_pairs)
     print(

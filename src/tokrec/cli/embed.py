@@ -12,6 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
+from tokrec.cli._args import same_named
 from tokrec.errors import ConfigError
 
 
@@ -67,13 +68,7 @@ def encoder_from_args(args: argparse.Namespace) -> Any:
 
         torch.set_num_threads(int(args.threads))
     enc = load_encoder(
-        args.model,
-        pooling=args.pooling,
-        batch_size=args.batch_size,
-        dtype=args.dtype,
-        device=args.device,
-        max_length=args.max_length,
-        prompt=args.prompt,
+        args.model, **same_named(args, "pooling", "batch_size", "dtype", "device", "max_length", "prompt")
     )
     if getattr(args, "no_cache", False):
         return enc

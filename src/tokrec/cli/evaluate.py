@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tokrec.cli._data import add_loading_options, load_from_args
+from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 log = logging.getLogger(__name__)
 
@@ -28,10 +28,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "sampled evaluation."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument(
-        "--interactions", required=True, help="interaction log; the training events when --test is given"
-    )
+    add_data_args(p, "interaction log; the training events when --test is given")
     p.add_argument(
         "--models", default=DEFAULT_MODELS, help=f"comma-separated registry names (default {DEFAULT_MODELS})"
     )

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokrec.cli._data import add_loading_options, load_from_args
+from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, encoder_from_args
 from tokrec.errors import ConfigError, DataError
 
@@ -27,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "cosine R_ij of text_vector and vector, user_vector, item_vector, plus the pairs file's other columns)."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument("--interactions", required=True, help="interaction log")
+    add_data_args(p, "interaction log")
     p.add_argument("--output-dir", required=True, help="folder for the Parquet files")
     p.add_argument(
         "--pairs", default=None, help="CSV/Parquet of user_id,item_id pairs (other columns are kept)"

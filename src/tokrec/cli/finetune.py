@@ -11,6 +11,9 @@ import argparse
 import json
 import sys
 
+from tokrec.cli._args import add_torch_args, same_named
+from tokrec.cli._data import add_data_args
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -24,8 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "output folder works as --model-path / --model of every command."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument("--interactions", required=True, help="training interactions (never the test events)")
+    add_data_args(p, "training interactions (never the test events)")
     p.add_argument("--output", required=True, metavar="DIR", help="the tuned encoder folder to write")
     p.add_argument(
         "--model-path", default=None, help="base encoder folder (default: the bundled all-MiniLM-L6-v2)"
@@ -49,9 +51,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=None, help="default 3e-5 (full) / 3e-4 (adapter)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="items held out for validation")
-    p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
-    p.add_argument("--dtype", choices=("auto", "fp32", "bf16"), default="auto")
-    p.add_argument("--threads", type=int, default=None, help="torch CPU threads")
+    add_torch_args(p, ("auto", "fp32", "bf16"), None, "torch CPU threads")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=run)
@@ -65,24 +65,12 @@ def run(args: argparse.Namespace) -> int:
 
     cfg = make_config(
         model=args.model_path,
-        adapter=args.adapter,
-        lora_r=args.lora_r,
-        epochs=args.epochs,
-        patience=args.patience,
-        batch_size=args.batch_size,
-        max_steps_per_epoch=args.max_steps_per_epoch,
-        max_seconds=args.max_seconds,
-        history_items=args.history_items,
-        hard_negatives=args.hard_negatives,
-        temperature=args.temperature,
-        lr=args.lr,
-        val_fraction=args.val_fraction,
-        device=args.device,
-        dtype=args.dtype,
-        threads=args.threads,
-        seed=args.seed,
-        progress=args.progress,
-    )
+        **same_named(
+            args, "adapter", "lora_r", "epochs", "patience", "batch_size", "max_steps_per_epoch", "max_seconds",
+            "history_items", "hard_negatives", "temperature", "lr", "val_fraction", "device", "dtype",
+            "threads", "seed", "progress",
+        ),
+    )  # fmt: skip
     ds = load_dataset(items=args.items, interactions=args.interactions)
     logging.getLogger("tokrec.encoders.finetune").setLevel(logging.INFO)
     if not logging.getLogger().handlers:

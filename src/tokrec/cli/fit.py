@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from tokrec.cli._data import add_loading_options, load_from_args
+from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 log = logging.getLogger(__name__)
 
@@ -22,8 +22,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "spec, item template) that `tokrec serve --model DIR` loads without pickle."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument("--interactions", required=True, help="interaction log (CSV / Parquet / JSONL)")
+    add_data_args(p, "interaction log (CSV / Parquet / JSONL)")
     p.add_argument("--model", default=None, help="registry name (default: the registry's DEFAULT_MODEL)")
     p.add_argument("--config", help="JSON file (or inline JSON object) of the model's hyperparameters")
     p.add_argument("--output", required=True, help="the model directory to write (replaced atomically)")

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from tokrec.cli._data import add_loading_options, load_from_args
+from tokrec.cli._data import ITEMS_HELP, add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, load_items_frame
 from tokrec.errors import ConfigError, DataError
 
@@ -20,7 +20,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "with its id, and the count against the budget, using the encoder's own tokenizer."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
+    p.add_argument("--items", required=True, help=ITEMS_HELP)
     p.add_argument("--item", help="an item id")
     p.add_argument("--interactions", help="interaction log (with --user)")
     p.add_argument("--user", help="a user id (with --interactions)")

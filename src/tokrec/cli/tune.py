@@ -17,6 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokrec.cli._data import add_data_args
+
 #: default seconds of tuning inside fit / recommend / evaluate
 DEFAULT_BUDGET = 120.0
 
@@ -33,8 +35,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "their own hyperparameters."
         ),
     )
-    p.add_argument("--items", required=True, help="item catalog (CSV / Parquet / JSONL)")
-    p.add_argument("--interactions", required=True, help="interaction log (the training events)")
+    add_data_args(p, "interaction log (the training events)")
     p.add_argument(
         "--model",
         default="tokrec",

@@ -187,7 +187,3 @@ def read_records(
     if not out:
         raise DataError("file has no records", file=file)
     return out, np.asarray(rows, dtype=np.int64)
-
-
-def first_error(mask: np.ndarray) -> int:
-    return int(np.flatnonzero(mask)[0])

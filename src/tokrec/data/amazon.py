@@ -36,9 +36,9 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
-from tokrec.data._formats import first_error, read_records
+from tokrec.data._formats import read_records
 from tokrec.data.dataset import Dataset, LoadReport
-from tokrec.data.loaders import check_known_items, interactions_from_frame
+from tokrec.data.loaders import check_known_items, check_unique, first_error, interactions_from_frame
 from tokrec.errors import ConfigError, DataError
 
 REVIEW_FIELDS = ("reviewerID", "asin", "overall", "unixReviewTime")
@@ -115,10 +115,7 @@ def read_amazon_meta(path: str | Path, *, report: LoadReport | None = None) -> p
     empty = np.asarray([not a for a in asin])
     if empty.any():
         raise DataError("missing asin", file=file, row=int(rows[first_error(empty)]), column="asin")
-    dup = pd.Series(asin).duplicated().to_numpy()
-    if dup.any():
-        i = first_error(dup)
-        raise DataError(f"duplicate asin {asin[i]!r}", file=file, row=int(rows[i]), column="asin")
+    check_unique(pd.Series(asin, dtype=object), rows, "asin", file=file, column="asin")
     also, image = [], []
     for r in recs:
         related = r.get("related")

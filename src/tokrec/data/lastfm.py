@@ -31,10 +31,10 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from tokrec.data._formats import first_error, read_delimited, read_text
+from tokrec.data._formats import read_delimited, read_text
 from tokrec.data.dataset import Dataset, LoadReport
-from tokrec.data.loaders import interactions_from_frame, read_table
-from tokrec.errors import DataError
+from tokrec.data.loaders import check_unique, first_error, interactions_from_frame, read_table
+from tokrec.errors import DataError, require_columns
 
 ARTISTS_HEADER = ("id", "name", "url", "pictureURL")
 TAGS_HEADER = ("tagID", "tagValue")
@@ -88,12 +88,7 @@ def _artists(art: Path, report: LoadReport) -> pd.DataFrame:
     a, a_rows = _read(art, ARTISTS_HEADER, report)
     ids = a["id"].str.strip()
     _ints(a, a_rows, "id", str(art))
-    dup = ids.duplicated().to_numpy()
-    if dup.any():
-        i = first_error(dup)
-        raise DataError(
-            f"duplicate artist id {ids.iloc[i]!r}", file=str(art), row=int(a_rows[i]), column="id"
-        )
+    check_unique(ids, a_rows, "artist id", file=str(art), column="id")
     report.rows_read["artists"] = len(ids)
     return pd.DataFrame({"item_id": ids, "name": a["name"].str.strip()})
 
@@ -219,14 +214,8 @@ def load_listening_events(path: str | Path, *, name: str | None = None) -> Datas
         alias = {"track_id": "item_id", "track": "item_id", "artist": "artist_name", "user": "user_id"}
         df = df.rename(columns={k: v for k, v in alias.items() if k in df.columns and v not in df.columns})
     text_cols = [c for c in ("track_name", "artist_name") if c in df.columns]
-    for col in ("user_id", "item_id", "timestamp"):
-        if col not in df.columns:
-            raise DataError(
-                f"a listening log needs user_id, item_id (or track_id) and timestamp; found {', '.join(map(str, df.columns))}",
-                file=file,
-                row=1,
-                column=col,
-            )
+    why = f"a listening log needs user_id, item_id (or track_id) and timestamp; found {', '.join(map(str, df.columns))}"
+    require_columns(df.columns, ("user_id", "item_id", "timestamp"), why, file=file)
     inter = interactions_from_frame(
         df[["user_id", "item_id", "timestamp"]].assign(event="play"), rows, file=file, report=report
     )

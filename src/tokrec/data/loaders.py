@@ -305,8 +305,17 @@ def _missing(s: pd.Series) -> np.ndarray:
     return miss
 
 
-def _first(mask: np.ndarray) -> int:
+def first_error(mask: np.ndarray) -> int:
+    """The position of the first ``True`` of ``mask`` (the row a ``DataError`` names)."""
     return int(np.flatnonzero(mask)[0])
+
+
+def check_unique(ids: pd.Series, rows: np.ndarray, what: str, *, file: str | None, column: str) -> None:
+    """Raises ``DataError("duplicate {what} {id!r}")`` at the first id seen before."""
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        i = first_error(dup)
+        raise DataError(f"duplicate {what} {ids.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
 
 
 def _frame_start(
@@ -349,7 +358,7 @@ def _check_ids(
         if empty == "drop":
             report.count(f"{what} rows with empty {column}", int(miss.sum()))
             return ~miss
-        i = _first(miss)
+        i = first_error(miss)
         raise DataError(
             f"missing id ({int(miss.sum())} rows have none); to drop them: --empty-ids drop (Python: empty_ids='drop')",
             file=file,
@@ -383,7 +392,7 @@ def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str | None, column
     if pd.api.types.is_datetime64_any_dtype(s):
         dt = pd.to_datetime(s, utc=True)
         if dt.isna().any():
-            i = _first(dt.isna().to_numpy())
+            i = first_error(dt.isna().to_numpy())
             raise DataError("missing timestamp", file=file, row=int(rows[i]), column=column)
         return _epoch_seconds(dt)
     out = np.floor(_to_float(s))
@@ -397,7 +406,7 @@ def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str | None, column
             dt = dt.where(~rest, dt2) if len(dt2) else dt
         bad = dt.isna().to_numpy()
         if bad.any():
-            i = np.flatnonzero(todo)[_first(bad)]
+            i = np.flatnonzero(todo)[first_error(bad)]
             raw = s.iloc[i]
             why = "missing timestamp" if _missing(s.iloc[[i]])[0] else f"cannot parse timestamp {raw!r}"
             raise DataError(
@@ -423,17 +432,17 @@ def _parse_values(
     miss = _missing(s)
     bad = np.isnan(num) & ~miss
     if bad.any():
-        i = _first(bad)
+        i = first_error(bad)
         raise DataError(f"not a number: {s.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
     if miss.any():
         allowed = np.zeros(len(s), dtype=bool) if events is None else (events.to_numpy() != "rating")
         need = miss & ~allowed
         if need.any():
-            i = _first(need)
+            i = first_error(need)
             raise DataError("missing rating/value", file=file, row=int(rows[i]), column=column)
         num = np.where(miss, 1.0, num)
     if not np.isfinite(num).all():
-        i = _first(~np.isfinite(num))
+        i = first_error(~np.isfinite(num))
         raise DataError(f"not a finite number: {s.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
     return num
 
@@ -510,8 +519,8 @@ def items_from_frame(
     ids = ids.str.strip()
     dup = ids.duplicated(keep="first").to_numpy() & keep
     if dup.any():
-        i = _first(dup)
-        first_i = _first((ids == ids.iloc[i]).to_numpy() & keep)
+        i = first_error(dup)
+        first_i = first_error((ids == ids.iloc[i]).to_numpy() & keep)
         raise DataError(
             f"duplicate item id {ids.iloc[i]!r} (first at row {int(rows[first_i])}; "
             f"{int(dup.sum())} duplicate rows in all)",
@@ -542,10 +551,7 @@ def load_users(
     ids = id_strings(df[id_column])
     _check_ids(ids, rows, id_column, file, empty="error", report=LoadReport(), what="user")
     ids = ids.str.strip()
-    dup = ids.duplicated().to_numpy()
-    if dup.any():
-        i = _first(dup)
-        raise DataError(f"duplicate user id {ids.iloc[i]!r}", file=file, row=int(rows[i]), column=id_column)
+    check_unique(ids, rows, "user id", file=file, column=id_column)
     out = df.drop(columns=[id_column])
     out.insert(0, "user_id", ids)
     if report is not None:
@@ -646,9 +652,7 @@ def interactions_from_frame(
     """Validates an in-memory interaction table exactly as :func:`load_interactions` validates a file.
 
     Args:
-        df: the raw table.
-        rows: each record's row number for error messages (default: ``index + 2``, as in a CSV).
-        file: the name used in error messages.
+        df, rows, file: the raw table, its records' row numbers and its name, as in :func:`items_from_frame`.
         columns: see :func:`load_interactions`.
         empty_ids: see :func:`load_interactions`.
         duplicates: see :func:`load_interactions`.
@@ -701,7 +705,7 @@ def _standard_columns(
         ev = df[m["event"]]
         miss = _missing(ev)
         if miss.any():
-            i = _first(miss)
+            i = first_error(miss)
             raise DataError("missing event", file=file, row=int(rows[i]), column=m["event"])
         events = ev.astype(str).str.strip()
     if "value" in m:
@@ -745,7 +749,7 @@ def check_known_items(
         return out
     if unknown_items != "error":
         raise ConfigError(f"unknown_items must be 'error' or 'drop', not {unknown_items!r}")
-    i = _first(unknown)
+    i = first_error(unknown)
     row = int(rows[i]) if rows is not None else i + 2
     raise DataError(
         f"item {interactions['item_id'].iloc[i]!r} is not in the item catalog ({n} interactions reference "

@@ -39,8 +39,9 @@ from typing import Literal
 import numpy as np
 import pandas as pd
 
-from tokrec.data._formats import first_error, read_delimited
+from tokrec.data._formats import read_delimited
 from tokrec.data.dataset import Dataset, LoadReport
+from tokrec.data.loaders import check_unique, first_error
 from tokrec.errors import ConfigError, DataError
 
 NEWS_COLUMNS = (
@@ -111,12 +112,7 @@ def load_mind_news(
         empty = ids.eq("").to_numpy()
         if empty.any():
             raise DataError("missing News ID", file=file, row=int(rows[first_error(empty)]), column="news_id")
-        dup = ids.duplicated().to_numpy()
-        if dup.any():
-            i = first_error(dup)
-            raise DataError(
-                f"duplicate News ID {ids.iloc[i]!r}", file=file, row=int(rows[i]), column="news_id"
-            )
+        check_unique(ids, rows, "News ID", file=file, column="news_id")
         title_e = _entity_labels(df["title_entities"], rows, file, "title_entities")
         abs_e = _entity_labels(df["abstract_entities"], rows, file, "abstract_entities")
         entities = [", ".join(dict.fromkeys(a + b)) for a, b in zip(title_e, abs_e, strict=True)]

@@ -13,7 +13,9 @@ deterministic given the seed.
 
 from __future__ import annotations
 
+import json
 import os
+from importlib import resources
 from pathlib import Path
 from typing import Literal
 
@@ -26,78 +28,18 @@ from tokrec.fileio import atomic_write
 
 Domain = Literal["ecommerce", "movies", "news", "music"]
 
-# category -> (nouns, adjectives, uses)
-ECOMMERCE_TOPICS: dict[str, tuple[str, str, str]] = {
-    "Kitchen": ("skillet knife saucepan blender kettle cutting-board whisk colander", "nonstick stainless cast-iron ceramic", "cooking weeknight dinners"),
-    "Garden": ("hose trowel planter pruner seed-tray wheelbarrow sprinkler rake", "weatherproof galvanised organic terracotta", "backyard gardening"),
-    "Running": ("running-shoe singlet shorts armband hydration-vest headlamp insole", "breathable lightweight reflective cushioned", "marathon training"),
-    "Camping": ("tent sleeping-bag lantern stove backpack hammock water-filter", "waterproof ultralight insulated rugged", "backcountry camping"),
-    "Photography": ("camera lens tripod flash memory-card camera-bag filter", "mirrorless full-frame telephoto wide-angle", "landscape photography"),
-    "Gaming": ("controller headset gaming-mouse keyboard monitor gaming-chair", "wireless mechanical rgb low-latency", "competitive gaming"),
-    "Baby": ("stroller crib diaper-bag pacifier baby-monitor high-chair onesie", "hypoallergenic soft foldable bpa-free", "newborn care"),
-    "Pets": ("dog-bed leash cat-tree litter-box chew-toy pet-carrier kibble", "durable washable grain-free orthopedic", "dogs and cats"),
-    "Office": ("desk-lamp stapler notebook monitor-stand ergonomic-chair planner", "adjustable compact minimalist ergonomic", "home office work"),
-    "Beauty": ("serum moisturiser lipstick mascara cleanser face-mask perfume", "vegan fragrance-free hydrating matte", "daily skincare"),
-    "Music": ("guitar ukulele keyboard-piano drumsticks amplifier capo metronome", "acoustic electric vintage tuned", "music practice"),
-    "Books": ("novel hardcover paperback anthology audiobook box-set", "bestselling illustrated classic signed", "weekend reading"),
-    "Tools": ("drill hammer wrench screwdriver saw tape-measure toolbox", "cordless heavy-duty precision magnetic", "home repair"),
-    "Cycling": ("bike-helmet bike-light saddle pedals cycling-jersey bike-lock", "aero carbon clip-in puncture-proof", "road cycling"),
-    "Coffee": ("espresso-machine grinder french-press pour-over coffee-beans milk-frother", "single-origin burr barista dark-roast", "morning coffee"),
-    "Yoga": ("yoga-mat yoga-block strap meditation-cushion leggings foam-roller", "non-slip eco-friendly stretchy cork", "yoga practice"),
-    "Fishing": ("fishing-rod reel tackle-box lure fishing-line waders", "telescopic saltwater braided spinning", "lake fishing"),
-    "Audio": ("headphones earbuds speaker turntable soundbar microphone", "noise-cancelling bluetooth hi-fi studio", "listening to music"),
-    "Toys": ("puzzle building-blocks plush-toy board-game doll toy-car", "educational colourful wooden battery-powered", "kids playtime"),
-    "Painting": ("paintbrush canvas watercolour-set easel acrylic-paint sketchbook", "artist-grade vibrant archival fine-tip", "painting and drawing"),
-    "Bedding": ("duvet pillow mattress-topper bedsheet blanket weighted-blanket", "cotton cooling memory-foam silky", "better sleep"),
-    "Swimming": ("swim-goggles swimsuit swim-cap kickboard fins towel", "chlorine-resistant anti-fog quick-dry streamlined", "pool swimming"),
-    "Tea": ("teapot loose-leaf-tea tea-infuser matcha-whisk tea-cups chai", "green oolong herbal ceremonial", "afternoon tea"),
-    "Skiing": ("ski-goggles ski-jacket ski-gloves snowboard ski-helmet thermal-base-layer", "insulated windproof heated all-mountain", "winter skiing"),
-}  # fmt: skip
-
-MOVIE_TOPICS: dict[str, tuple[str, str, str]] = {
-    "Sci-Fi": ("starship android galaxy colony wormhole alien robot", "interstellar cybernetic orbital quantum", "a crew lost in deep space"),
-    "Western": ("gunslinger sheriff outlaw frontier saloon stagecoach ranch", "dusty lawless wild desert", "a showdown in a frontier town"),
-    "Horror": ("haunting curse ghost cellar ritual demon asylum", "cursed haunted bloody sinister", "a family trapped in an old house"),
-    "Romance": ("wedding love-letter summer heart kiss proposal", "tender passionate bittersweet secret", "two strangers falling in love"),
-    "Crime": ("heist detective mob gangster alibi informant", "ruthless corrupt undercover noir", "a detective chasing a killer"),
-    "Animation": ("dragon princess talking-animal toy kingdom adventure", "magical enchanted colourful musical", "a young hero on a quest"),
-    "War": ("battalion trench sniper general invasion resistance", "heroic brutal wartime allied", "soldiers behind enemy lines"),
-    "Sports": ("champion coach boxer underdog team final-match", "unbeatable gritty record-breaking legendary", "an underdog team chasing a title"),
-    "Documentary": ("ocean wildlife climate expedition history archive", "untold true remarkable hidden", "the real story of a scientist"),
-    "Comedy": ("roommate road-trip bachelor party mix-up prank", "hilarious awkward zany chaotic", "friends on a disastrous trip"),
-    "Musical": ("stage dancer singer broadway chorus rhythm", "show-stopping dazzling melodic jazzy", "a dancer chasing a dream"),
-    "Fantasy": ("wizard sword sorcerer elf prophecy castle", "mythical ancient arcane cursed", "an unlikely fellowship"),
-}  # fmt: skip
-
-NEWS_TOPICS: dict[str, tuple[str, str, str]] = {
-    "Politics": ("senate election governor ballot campaign veto", "bipartisan contested landmark federal", "the midterm race"),
-    "Football": ("quarterback touchdown playoff coach defense draft", "undefeated injured rookie clutch", "the championship season"),
-    "Weather": ("storm hurricane blizzard heatwave flood forecast", "record-breaking severe tropical icy", "the coming weekend"),
-    "Finance": ("stocks inflation earnings bank mortgage merger", "volatile quarterly bullish bearish", "investors and markets"),
-    "Health": ("vaccine diet sleep virus clinic therapy", "preventive chronic seasonal experimental", "staying healthy"),
-    "Royals": ("princess duke wedding palace coronation heir", "royal regal lavish secret", "the royal family"),
-    "Tech": ("smartphone chip startup app robot algorithm", "foldable quantum open-source wearable", "the tech industry"),
-    "Travel": ("airline resort cruise passport beach itinerary", "budget luxury hidden scenic", "summer holidays"),
-    "Food": ("recipe casserole barbecue dessert brunch pasta", "homemade crispy one-pan seasonal", "family dinners"),
-    "Autos": ("pickup sedan electric-car recall dealership engine", "hybrid turbocharged affordable rugged", "car buyers"),
-    "Movies": ("premiere sequel trailer box-office director cast", "blockbuster indie anticipated animated", "the film festival"),
-    "Science": ("telescope fossil asteroid genome glacier species", "ancient distant microscopic frozen", "a new discovery"),
-}  # fmt: skip
-
-MUSIC_TOPICS: dict[str, tuple[str, str, str]] = {
-    "Jazz": ("saxophone trumpet swing standard quartet bebop", "smoky improvised mellow brassy", "late-night jazz clubs"),
-    "Metal": ("riff breakdown scream distortion anthem thrash", "heavy brutal dark thunderous", "headbanging in the pit"),
-    "Hip-Hop": ("beat verse mixtape freestyle sample flow", "gritty bouncy lyrical underground", "the block party"),
-    "Classical": ("symphony sonata concerto nocturne quartet overture", "romantic baroque majestic tender", "the concert hall"),
-    "Electronic": ("synth bassline drop loop remix groove", "pulsing hypnotic euphoric glitchy", "the dance floor"),
-    "Country": ("guitar truck whiskey highway porch heartbreak", "twangy dusty honest rowdy", "small-town nights"),
-    "Reggae": ("riddim dub island skank roots groove", "laid-back sunny conscious rolling", "island evenings"),
-    "Folk": ("banjo ballad harmony fiddle campfire hymn", "acoustic rustic gentle wistful", "storytelling songs"),
-    "K-Pop": ("idol chorus choreography debut comeback hook", "catchy glossy bright energetic", "fan chants"),
-    "Blues": ("harmonica slide shuffle lament crossroads juke", "soulful weary raw electric", "the delta"),
-    "Punk": ("chord anthem riot garage shout zine", "fast loud snotty raw", "basement shows"),
-    "Ambient": ("drone texture pad field-recording tide hum", "calm spacious glacial warm", "quiet focus"),
-}  # fmt: skip
+#: domain -> topic (category / genre) -> (nouns, adjectives, uses), in the order the topics are numbered;
+#: the word lists are data, kept in ``synthetic_topics.json`` beside this module
+TOPICS: dict[str, dict[str, tuple[str, str, str]]] = {
+    domain: {topic: (words[0], words[1], words[2]) for topic, words in table.items()}
+    for domain, table in json.loads(
+        resources.files("tokrec.data").joinpath("synthetic_topics.json").read_text(encoding="utf-8")
+    ).items()
+}
+ECOMMERCE_TOPICS = TOPICS["ecommerce"]
+MOVIE_TOPICS = TOPICS["movies"]
+NEWS_TOPICS = TOPICS["news"]
+MUSIC_TOPICS = TOPICS["music"]
 
 _SYLLABLES = (
     "ka",
@@ -120,14 +62,8 @@ _SYLLABLES = (
 
 
 def _topics(domain: str) -> dict[str, tuple[str, str, str]]:
-    if domain == "ecommerce":
-        return ECOMMERCE_TOPICS
-    if domain == "movies":
-        return MOVIE_TOPICS
-    if domain == "news":
-        return NEWS_TOPICS
-    if domain == "music":
-        return MUSIC_TOPICS
+    if domain in TOPICS:
+        return TOPICS[domain]
     raise ConfigError(f"unknown synthetic domain {domain!r}; use 'ecommerce', 'movies', 'news' or 'music'")
 
 

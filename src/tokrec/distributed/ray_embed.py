@@ -36,16 +36,8 @@ from typing import Any, Literal
 import numpy as np
 import pandas as pd
 
+from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import (
-    collect_rows,
-    guarded,
-    input_hash,
-    ray_session,
-    read_column,
-    read_dataset,
-    require_ray,
-)
 from tokrec.encoders.spec import EncoderSpec
 from tokrec.errors import ConfigError, DataError, TokrecError
 
@@ -104,7 +96,7 @@ def embed_items_ray(
     """
     from tokrec.text import ItemTemplate
 
-    require_ray()
+    _ray.require_ray()
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
     if num_workers is not None and num_workers < 1:
@@ -120,7 +112,7 @@ def embed_items_ray(
     t_start = time.perf_counter()
     cores = os.cpu_count() or 1
     local_cpus = None if ray_address else max(cores, num_workers or 1) + 1  # +1: Ray Data's read/render tasks
-    with ray_session(ray_address, num_cpus=local_cpus) as ray:
+    with _ray.ray_session(ray_address, num_cpus=local_cpus) as ray:
         ids = _input_ids(src, tmpl)
         job, ihash = _job_key(src, tmpl, model)
         workers, gpus, cpus_per = _worker_count(ray, num_workers)
@@ -208,7 +200,7 @@ def _model_spec(model: ModelSpec) -> str:
 
 def _job_key(src: str, tmpl: Any, model: ModelSpec) -> tuple[str, str]:
     """(job key, input hash): the job key names the input bytes, the template and the model argument."""
-    ihash = input_hash(src)
+    ihash = _ray.input_hash(src)
     payload = {
         "format": sh.FORMAT,
         "input": ihash,
@@ -226,7 +218,7 @@ def _input_ids(src: str, tmpl: Any) -> list[str]:
     from tokrec.data.loaders import id_strings
 
     id_column = tmpl.id_column
-    raw, fmt, cols = read_column(src, id_column)
+    raw, fmt, cols = _ray.read_column(src, id_column)
     tmpl.render_many(pd.DataFrame(columns=cols))  # raises naming a missing template field
     ids = id_strings(raw)
     first_row = 2 if fmt == "csv" else 1
@@ -313,7 +305,7 @@ class _EncodeShards:
         self.job = job
         self.parts = Path(parts)
 
-    @guarded
+    @_ray.guarded
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         ids = batch["item_id"].astype(str).tolist()
         texts = batch["text"].astype(str).tolist()
@@ -369,7 +361,7 @@ def _build_encoder(model: ModelSpec, batch_size: int) -> Any:
 
 def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
     """Executes the Ray Data plan; returns one row per shard written."""
-    ds, _fmt = read_dataset(plan.src)
+    ds, _fmt = _ray.read_dataset(plan.src)
     ds = ds.map_batches(
         _render, batch_format="pandas", fn_kwargs={"template": plan.tmpl, "done": frozenset(done)}
     )
@@ -397,7 +389,7 @@ def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
         num_cpus=plan.cpus,
         num_gpus=plan.gpus or None,
     )
-    return [r for r in collect_rows(results) if int(r["rows"]) > 0]
+    return [r for r in _ray.collect_rows(results) if int(r["rows"]) > 0]
 
 
 # ---- completion ------------------------------------------------------------------------------

@@ -22,16 +22,8 @@ import numpy as np
 import pandas as pd
 import pyarrow as pa
 
+from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import (
-    collect_rows,
-    guarded,
-    input_hash,
-    ray_session,
-    read_column,
-    read_dataset,
-    require_ray,
-)
 from tokrec.distributed.ray_embed import _check_complete, _resume
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
@@ -71,7 +63,7 @@ def recommend_ray(
         to recommend), ``duplicate_user_rows``, ``shards``, ``shards_reused``, ``users_per_s``,
         ``seconds``, ``workers``, ``output``.
     """
-    require_ray()
+    _ray.require_ray()
     if k < 1:
         raise ConfigError(f"k must be >= 1, not {k}")
     if batch_size < 1:
@@ -86,7 +78,7 @@ def recommend_ray(
     src = str(users_path)
     t0 = time.perf_counter()
     workers = num_workers or max(1, (os.cpu_count() or 1) // 2)
-    with ray_session(ray_address, num_cpus=None if ray_address else workers + 1) as ray:
+    with _ray.ray_session(ray_address, num_cpus=None if ray_address else workers + 1) as ray:
         users, dups = _user_ids(src)
         job = _job_key(model_dir, src, k, cands, exclude_seen)
         reused = _resume(parts, job, users, "user_id")
@@ -134,7 +126,7 @@ def _user_ids(src: str) -> tuple[list[str], int]:
     """Distinct user ids in input order, and how many repeated rows were folded."""
     from tokrec.data.loaders import id_strings
 
-    raw, fmt, _cols = read_column(src, "user_id")
+    raw, fmt, _cols = _ray.read_column(src, "user_id")
     ids = id_strings(raw)
     blank = ids.isna().to_numpy() | ids.fillna("").str.strip().eq("").to_numpy()
     if blank.any():
@@ -157,7 +149,7 @@ def _job_key(model_dir: Path, src: str, k: int, cands: list[str] | None, exclude
     payload = {
         "f": RECS_FORMAT,
         "model": h.hexdigest(),
-        "users": input_hash(src),
+        "users": _ray.input_hash(src),
         "k": k,
         "seen": exclude_seen,
     }
@@ -195,7 +187,7 @@ class _RecommendShards:
         self.k, self.candidates, self.exclude_seen, self.batch_size = k, candidates, exclude_seen, batch_size
         self.job, self.parts = job, Path(parts)
 
-    @guarded
+    @_ray.guarded
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
         users = list(dict.fromkeys(batch["user_id"].astype(str).tolist()))
         recs = self.model.recommend_batch(
@@ -234,7 +226,7 @@ def _run(
     workers: int,
     opts: dict[str, Any],
 ) -> list[dict[str, Any]]:
-    ds, _fmt = read_dataset(src)
+    ds, _fmt = _ray.read_dataset(src)
     ds = ds.map_batches(_users_only, batch_format="pandas", fn_kwargs={"done": frozenset(done)})
     ds = ds.repartition(target_num_rows_per_block=shard_rows, strict=True)
     parts.mkdir(parents=True, exist_ok=True)
@@ -247,7 +239,7 @@ def _run(
         compute=ray.data.ActorPoolStrategy(size=workers),
         num_cpus=1 if cpus > workers else cpus / (workers + 1),
     )
-    return [r for r in collect_rows(results) if int(r["rows"]) > 0]
+    return [r for r in _ray.collect_rows(results) if int(r["rows"]) > 0]
 
 
 def _assemble(parts: Path, shards: list[sh.ShardInfo], users: list[str]) -> pd.DataFrame:

@@ -22,16 +22,8 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
-from tokrec.distributed._ray import (
-    collect_rows,
-    guarded,
-    input_hash,
-    ray_session,
-    read_column,
-    read_dataset,
-    require_ray,
-)
 from tokrec.distributed.ray_embed import (
     _ENV_FOR_WORKERS,
     EncoderSpec,
@@ -83,7 +75,7 @@ def embed_users_ray(
     """
     from tokrec.data.loaders import load_items
 
-    require_ray()
+    _ray.require_ray()
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
     out = Path(output).expanduser().absolute()
@@ -94,7 +86,9 @@ def embed_users_ray(
     src = str(interactions_path)
     t0 = time.perf_counter()
     cores = os.cpu_count() or 1
-    with ray_session(ray_address, num_cpus=None if ray_address else max(cores, num_workers or 1) + 1) as ray:
+    with _ray.ray_session(
+        ray_address, num_cpus=None if ray_address else max(cores, num_workers or 1) + 1
+    ) as ray:
         users = _user_order(src)
         job = _job_key(src, str(items_path), model, budget)
         workers, gpus, cpus = _worker_count(ray, num_workers)
@@ -153,7 +147,7 @@ def embed_users_ray(
 def _user_order(src: str) -> list[str]:
     from tokrec.data.loaders import id_strings
 
-    raw, _fmt, _cols = read_column(src, "user_id")
+    raw, _fmt, _cols = _ray.read_column(src, "user_id")
     ids = id_strings(raw).dropna().astype(str).str.strip()
     users = [u for u in pd.unique(ids) if u]
     if not users:
@@ -164,8 +158,8 @@ def _user_order(src: str) -> list[str]:
 def _job_key(src: str, items: str, model: ModelSpec, budget: int | None) -> str:
     payload = {
         "f": USERS_FORMAT,
-        "in": input_hash(src),
-        "items": input_hash(items),
+        "in": _ray.input_hash(src),
+        "items": _ray.input_hash(items),
         "model": _model_spec(model),
         "budget": budget,
     }
@@ -211,7 +205,7 @@ class _EncodeUsers:
         self.chunk = max(batch_size * 8, 256)
         self.first_row = first_row
 
-    @guarded
+    @_ray.guarded
     def __call__(self, group: pd.DataFrame) -> pd.DataFrame:
         from tokrec.data.dataset import Dataset
         from tokrec.data.loaders import interactions_from_frame
@@ -253,7 +247,7 @@ class _EncodeUsers:
 
 
 def _run(ray: Any, src: str, done: set[str], n_shards: int, workers: int, gpus: float, cpus: float, ctor: dict[str, Any], parts: Path) -> list[dict[str, Any]]:  # fmt: skip
-    ds, fmt = read_dataset(src)
+    ds, fmt = _ray.read_dataset(src)
     ctor = {**ctor, "first_row": 2 if fmt == "csv" else 1}
     n = ds.count()
     ds = ds.zip(
@@ -271,7 +265,7 @@ def _run(ray: Any, src: str, done: set[str], n_shards: int, workers: int, gpus: 
         num_cpus=cpus,
         num_gpus=gpus or None,
     )
-    return [r for r in collect_rows(results) if int(r["rows"]) > 0]
+    return [r for r in _ray.collect_rows(results) if int(r["rows"]) > 0]
 
 
 __all__ = ["EncoderSpec", "embed_users_ray"]

@@ -18,14 +18,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokrec.evaluation.metrics import (
-    bootstrap_ci,
-    clean_recommendations,
-    per_user_scores,
-    popularity_deciles,
-    score_recommendations,
-    tied_share,
-)
+from tokrec.evaluation import metrics as em
 from tokrec.evaluation.responsibility import group_accuracy, responsibility_metrics, user_groups
 from tokrec.evaluation.splits import Split
 from tokrec.models.base import tie_order, wants_item_vectors
@@ -214,21 +207,21 @@ def run_model(
 
         recs = rerank_frame(recs, context, rerank, max(ks))
     rec_s = time.perf_counter() - t0
-    metrics = score_recommendations(recs, test, train, k=ks, candidates=split.candidates, catalog=catalog)
-    clean, _ = clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
+    metrics = em.score_recommendations(recs, test, train, k=ks, candidates=split.candidates, catalog=catalog)
+    clean, _ = em.clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
     for kk in ks:
-        metrics[f"tied@{kk}"] = tied_share(clean, kk)
+        metrics[f"tied@{kk}"] = em.tied_share(clean, kk)
     k0 = main_k(ks)
-    per_user = per_user_scores(recs, test, train, k=k0, candidates=split.candidates)
-    lo, hi = bootstrap_ci(per_user[f"ndcg@{k0}"].to_numpy(), seed=seed)
+    per_user = em.per_user_scores(recs, test, train, k=k0, candidates=split.candidates)
+    lo, hi = em.bootstrap_ci(per_user[f"ndcg@{k0}"].to_numpy(), seed=seed)
     metrics[f"ndcg@{k0}_ci_low"], metrics[f"ndcg@{k0}_ci_high"] = lo, hi
-    deciles = popularity_deciles(clean, train, catalog, k=main_k(ks))
+    deciles = em.popularity_deciles(clean, train, catalog, k=main_k(ks))
     metrics.update(responsibility_metrics(clean, context, split.candidates or catalog, k0))
     groups = group_accuracy(per_user, user_groups(train, users), f"ndcg@{k0}", seed=seed)
     sampled = None
     if sampled_negatives:
         srecs = sampled_recommendations(model, split, n_negatives=sampled_negatives, k=max(ks), seed=seed)
-        sampled = score_recommendations(
+        sampled = em.score_recommendations(
             srecs, test, train, k=ks, candidates=split.candidates, catalog=catalog
         )
         sampled["ranking"] = sampling_label(sampled_negatives)

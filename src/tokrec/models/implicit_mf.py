@@ -7,9 +7,10 @@ history's items (an approximation: BPR has no closed-form user step).
 
 from __future__ import annotations
 
+import importlib
 import os
 import warnings
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
@@ -38,6 +39,13 @@ class BPRConfig(ModelConfig):
     seed: int = 0
 
 
+#: registry name -> (module, class) of the ``implicit`` model it fits (imported when fitting)
+IMPLICIT_CLASSES: dict[str, tuple[str, str]] = {
+    "als": ("implicit.cpu.als", "AlternatingLeastSquares"),
+    "bpr": ("implicit.cpu.bpr", "BayesianPersonalizedRanking"),
+}
+
+
 def _quiet_implicit() -> None:
     os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
     warnings.filterwarnings("ignore", module="implicit")
@@ -53,14 +61,11 @@ class _ImplicitMF(Recommender):
     user_factors_: np.ndarray
     item_factors_: np.ndarray
 
-    @staticmethod
-    def _implicit_class() -> Any:
-        raise NotImplementedError
-
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         """Fits the ``implicit`` model on the user x item matrix and keeps its factors as float32 arrays."""
         kwargs = {("random_state" if k == "seed" else k): v for k, v in self.config.model_dump().items()}
-        mf = self._implicit_class()(**kwargs, num_threads=self.runtime.threads)
+        module, cls = IMPLICIT_CLASSES[self.name]
+        mf = getattr(importlib.import_module(module), cls)(**kwargs, num_threads=self.runtime.threads)
         _quiet_implicit()
         mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
         self.user_factors_ = _to_numpy(mf.user_factors)
@@ -91,12 +96,6 @@ class ALS(_ImplicitMF):
     Config: ClassVar[type[ModelConfig]] = ALSConfig
     config: ALSConfig
 
-    @staticmethod
-    def _implicit_class() -> Any:
-        from implicit.cpu.als import AlternatingLeastSquares
-
-        return AlternatingLeastSquares
-
     def fold_in(self, item_rows: np.ndarray) -> np.ndarray:
         """The ALS user step for one history: ``(f,)``."""
         return als_fold_in(self.item_factors_, item_rows, self.config.alpha, self.config.regularization)
@@ -113,12 +112,6 @@ class BPR(_ImplicitMF):
     name: ClassVar[str] = "bpr"
     Config: ClassVar[type[ModelConfig]] = BPRConfig
     config: BPRConfig
-
-    @staticmethod
-    def _implicit_class() -> Any:
-        from implicit.cpu.bpr import BayesianPersonalizedRanking
-
-        return BayesianPersonalizedRanking
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         u = np.zeros(self.item_factors_.shape[1], dtype=np.float32)
