@@ -395,7 +395,7 @@ class TokrecHybrid(Recommender):
 
     def prepare(self) -> None:
         if self.uses_retrieval():
-            self.catalog_index()
+            self.catalog_index().warm_time(self)
 
     def _retrieved(self, seq: np.ndarray, t: int, candidates: np.ndarray | None) -> np.ndarray:
         rows, scores = self.catalog_index().scores(self, seq, t, candidates)

@@ -42,7 +42,7 @@ if TYPE_CHECKING:
     from tokrec.models.recommended import TokrecHybrid
 
 #: catalog rows scored for the statistics that have no closed form (prop's spread, the cold calibration)
-SAMPLE = 2048
+SAMPLE = 1024
 #: the prop signal's reverse lists are read for this many of the user's best EASE items
 PROP_SEEDS = 20
 #: items added after the ANN index was built are searched exactly up to this many; beyond, it is rebuilt
@@ -197,8 +197,11 @@ class CatalogIndex:
             if w is not None and np.any(w):
                 found.append(self._search(m, w, per))
         if q.prop_ease is not None and np.any(q.prop_ease):
-            seeds = m.ease_items_[_top(q.prop_ease, PROP_SEEDS)]
-            found.append(self.nb_t[seeds].indices)
+            # the items that have the user's best EASE items as text neighbours, strongest links first
+            best = _top(q.prop_ease, PROP_SEEDS)
+            sub = self.nb_t[m.ease_items_[best]]
+            link = sub.data * np.repeat(q.prop_ease[best], np.diff(sub.indptr))
+            found.append(sub.indices[_top(link, per)])
         return np.concatenate(found)
 
     def _search(self, m: TokrecHybrid, w: np.ndarray, k: int) -> np.ndarray:
@@ -291,6 +294,25 @@ class CatalogIndex:
                 self.time_cache.clear()
             self.time_cache[key] = hit
         return hit
+
+    def warm_time(self, m: TokrecHybrid, max_bins: int = 4096) -> None:
+        """Computes the time kernel's statistics and best items for every time bin now (at most ``max_bins``
+        bins, 64 at a time), so that no query pays for its bin's first use."""
+        if "time" not in m._active():
+            return
+        nb = m.time_counts_.shape[1]
+        if nb > max_bins:
+            return
+        bw = float(m.config.time_bandwidth_bins)
+        bins = np.arange(nb, dtype=np.float64)
+        for start in range(0, nb, 64):
+            cols = np.arange(start, min(start + 64, nb))
+            k = np.exp(-np.abs(bins[:, None] - cols[None, :].astype(np.float64)) / max(bw, 1e-6))
+            block = np.log1p(np.asarray(m.time_counts_ @ k)).astype(np.float32)  # (n_fitted, len(cols))
+            for j, b in enumerate(cols):
+                full = block[:, j]
+                mean, sd = _moments(full.astype(np.float64), self.n)
+                self.time_cache[(int(b), bw, self.n)] = (mean, sd, _top(full, m.config.retrieval_per_source))
 
     def _age_stats(self, m: TokrecHybrid, t: int) -> tuple[float, float]:
         """Mean and sd of the age signal at time ``t``: items per age bin by binary search over release dates."""
