@@ -361,26 +361,6 @@ def tune_tokrec(
     if not checks["item_text"]:
         order = [s for s in order if s not in LM_SIGNALS]
     for s in order:
-        if mats and clock.left() <= 0:
-            # a large catalog: the budget went before every signal was seen once; the blend cannot be
-            # chosen without them, so the shipped defaults stay (tuning.json says so)
-            budget_hit = True
-            checks["notes"].append(
-                f"the tuning budget ({budget_s:.0f} s) ran out before every signal was scored on validation: "
-                "the shipped defaults are kept (a larger --tune-budget tunes)"
-            )
-            return TuneResult(
-                "tokrec",
-                start,
-                0.0,
-                vsum,
-                clock.elapsed(),
-                seed,
-                budget_s,
-                "defaults",
-                data=checks,
-                budget_hit=True,
-            )
         sgrid = (SIGNAL_GRID if grid_all is None else grid_all).get(s, [])
         best_z = cache.matrix(s, params)
         if _constant(best_z):
