@@ -34,7 +34,7 @@ def main() -> None:
     p.add_argument("--encoder", choices=("minilm", "tiny"), default="minilm")
     p.add_argument("--tiny-width", type=int, default=32, help="vector size of the tiny stand-in encoder")
     p.add_argument("--tiny-layers", type=int, default=2, help="layers of the tiny stand-in encoder")
-    p.add_argument("--fit-args", default="", help="extra `tokrec fit` arguments, e.g. '--no-tune'")
+    p.add_argument("--fit-args", default="", help="extra `tokrec fit` arguments, e.g. --fit-args=--no-tune")
     p.add_argument(
         "--workdir", default=None, help="where the data and models go (default: a temporary folder)"
     )
