@@ -72,3 +72,14 @@ def test_the_former_profile_paths_agree(data) -> None:
     times = np.full(len(seqs), 10, dtype=np.int64)
     profile = tokrec.signals(seqs, times, ("profile",))["profile"]
     np.testing.assert_allclose(profile, want @ vecs.T, rtol=1e-4, atol=1e-5)
+
+
+def test_one_historys_dense_weights_are_its_user_row():
+    from tokrec.features import history_weights, user_rows
+
+    seq = np.array([4, 2, 7, 2, 9, 4, 4])
+    items, w = history_weights(seq, half_life=2.0)
+    row = user_rows([seq], 10, 2.0)
+    np.testing.assert_array_equal(items, row.indices[np.argsort(row.indices)])
+    np.testing.assert_allclose(w, row.toarray()[0, items])
+    assert w[list(items).index(4)] == 1.0  # item 4's latest event is the latest: weight 1

@@ -147,6 +147,14 @@ def recency_weights(n: int, half_life: float | None) -> np.ndarray:
     return np.power(0.5, age / float(half_life))
 
 
+def history_weights(seq: np.ndarray, half_life: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """One history's row of :func:`user_rows`, dense: its distinct items (sorted) and their weights, a repeated
+    item once with the weight of its latest event."""
+    w = recency_weights(len(seq), half_life)
+    items, latest = np.unique(np.asarray(seq, dtype=np.int64)[::-1], return_index=True)
+    return items, w[::-1][latest]
+
+
 def user_rows(seqs: Sequence[np.ndarray], n_items: int, half_life: float | None = None) -> sp.csr_matrix:
     """Recency-weighted user rows: ``(len(seqs), n_items)`` CSR; a repeated item keeps its largest weight
     (that of its latest event)."""

@@ -63,8 +63,8 @@ def run(args: argparse.Namespace) -> int:
     )
     from tokrec.cli.tune import tune_vectors_step
 
-    _check_memory(args, model, dataset)  # before anything is encoded or tuned
-    tuned = tune_vectors_step(args, name, dataset, read_json_config(args.config))
+    encoder = _check_memory(args, model, dataset)  # before anything is encoded or tuned
+    tuned = tune_vectors_step(args, name, dataset, read_json_config(args.config), encoder)
     if tuned is not None:
         model = registry.create_model(name, tuned.config)
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
@@ -79,6 +79,7 @@ def run(args: argparse.Namespace) -> int:
         dataset,
         args.output,
         model=model,
+        encoder=encoder,
         encoder_model=args.encoder,
         template=args.template,
         cache=None if args.no_cache else "default",
@@ -94,16 +95,19 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _check_memory(args: argparse.Namespace, model, dataset) -> None:
+def _check_memory(args: argparse.Namespace, model, dataset):
     """The model's memory estimate for this encoder's vector size, with the tuning step's matrices when it
-    runs, against the memory available (:func:`tokrec.models.base.check_memory`)."""
+    runs, against the memory available (:func:`tokrec.models.base.check_memory`); returns the encoder it
+    loaded to learn that size (None when the model reads no item vectors), for the steps that follow."""
     from tokrec.models.base import check_memory, wants_item_vectors
     from tokrec.tuning import MATRIX_BYTES, tunable
 
-    dim = 384
+    dim, encoder = 384, None
     if wants_item_vectors(model):
         from tokrec.encoders import load_encoder
 
-        dim = int(load_encoder(args.encoder).dim)
+        encoder = load_encoder(args.encoder)
+        dim = int(encoder.dim)
     tuning = not args.no_tune and tunable(model.name) and not args.config
     check_memory(model, dataset, dim=dim, extra=MATRIX_BYTES if tuning else 0)
+    return encoder

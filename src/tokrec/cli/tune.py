@@ -166,9 +166,12 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def tune_vectors_step(args: argparse.Namespace, name: str, dataset: Any, user_config: dict[str, Any]) -> Any:
-    """The tuning step of ``tokrec fit``: item vectors with the command's encoder and template (through
-    the cache, so the fit that follows reads them back), then :func:`tune_step`; a TuneResult or None."""
+def tune_vectors_step(
+    args: argparse.Namespace, name: str, dataset: Any, user_config: dict[str, Any], encoder: Any = None
+) -> Any:
+    """The tuning step of ``tokrec fit``: item vectors with the command's encoder (``encoder``, already loaded,
+    or ``--encoder``) and template (through the cache, so the fit that follows reads them back), then
+    :func:`tune_step`; a TuneResult or None."""
     from tokrec.models.base import wants_item_vectors
     from tokrec.models.registry import model_class
     from tokrec.tuning import baseline_model, tunable
@@ -184,7 +187,7 @@ def tune_vectors_step(args: argparse.Namespace, name: str, dataset: Any, user_co
         from tokrec.features import item_vectors
         from tokrec.text import ItemTemplate
 
-        encoder = load_encoder(args.encoder)
+        encoder = encoder if encoder is not None else load_encoder(args.encoder)
         cache = None if args.no_cache else "default"
         vectors = item_vectors(
             dataset, encoder=encoder, cache=cache, template=ItemTemplate.from_spec(args.template)

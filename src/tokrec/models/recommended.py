@@ -407,11 +407,14 @@ class TokrecHybrid(Recommender):
         empty = np.empty(0, dtype=np.int64)
         seqs = [self.seen_.get(int(r), empty) for r in user_rows]
         if self.uses_retrieval():
+            from contextlib import nullcontext
+
             from threadpoolctl import threadpool_limits
 
-            # one query at a time: its products are small, and a multi-threaded BLAS spends longer
-            # synchronising its threads than computing them
-            with threadpool_limits(limits=1):
+            # a batch of queries, one at a time: their products are small, and a multi-threaded BLAS spends
+            # longer synchronising its threads than computing them (a single query, the service's case, runs
+            # under the process's own limit: `tokrec serve --threads`)
+            with threadpool_limits(limits=1) if len(user_rows) > 1 else nullcontext():
                 out = [
                     self._retrieved(s, int(self.user_time_[r]), candidates)
                     for s, r in zip(seqs, user_rows, strict=True)

@@ -35,7 +35,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import scipy.sparse as sp
 
-from tokrec.features import user_profiles
+from tokrec.features import history_weights, user_profiles
 from tokrec.models import signals as sig
 
 if TYPE_CHECKING:
@@ -64,7 +64,7 @@ class CatalogIndex:
     release_sorted: np.ndarray  # known release times, sorted
     n_release_unknown: int
     ease_pos: np.ndarray  # (n_fitted,) position of a fitted row among EASE's items, -1 outside
-    nb_t: sp.csr_matrix  # neighbours_ transposed: row j lists the items that have j as a text neighbour
+    nb_t: sp.csr_matrix  # neighbours_[:n_ann] transposed: row j lists the indexed items with j as a neighbour
     sample: np.ndarray  # catalog rows scored for sampled statistics
     ann: Any  # faiss index over F[:n_ann]
     n_ann: int
@@ -93,6 +93,7 @@ class CatalogIndex:
             fsum=fsum,
             fgram=fgram,
             ease_pos=pos,
+            nb_t=sp.csr_matrix(m.neighbours_.T),
             sample=sample,
             ann=ann.build_ann(f, "ivf"),
             n_ann=n,
@@ -101,8 +102,9 @@ class CatalogIndex:
 
     def extended(self, m: TokrecHybrid, rows: np.ndarray, old_features: np.ndarray) -> CatalogIndex:
         """The index of ``m`` after :meth:`TokrecHybrid.add_items` wrote ``rows`` (``old_features``: the
-        content features before, ``len(old_features)`` rows); the ANN index is shared, new rows beyond it
-        are searched exactly until there are :data:`MAX_TAIL` of them."""
+        content features before, ``len(old_features)`` rows); the ANN index and the reverse neighbour lists are
+        shared, new rows beyond them are searched exactly until there are :data:`MAX_TAIL` of them. A replaced
+        row keeps its old entries there: they only propose it as a candidate, which is then scored exactly."""
         f = m.features_  # add_items runs before the vocabulary grows: the catalog size is the arrays'
         if len(f) - self.n_ann > MAX_TAIL:
             return CatalogIndex.build(m)
@@ -120,6 +122,7 @@ class CatalogIndex:
             fsum=fsum,
             fgram=fgram,
             ease_pos=self.ease_pos,
+            nb_t=self.nb_t,  # the indexed rows' lists; rows added since are read from neighbours_ itself
             sample=self.sample,
             ann=self.ann,
             n_ann=self.n_ann,
@@ -141,9 +144,9 @@ class CatalogIndex:
         q = _Query()
         # the pieces every candidate's signals are read from
         if "ease" in active:
-            q.ease = self._ease_row(m, *_history_weights(fitted, c.ease_half_life))
+            q.ease = self._ease_row(m, *history_weights(fitted, c.ease_half_life))
         if "prop" in active:
-            q.prop_ease = self._ease_row(m, *_history_weights(fitted, None))
+            q.prop_ease = self._ease_row(m, *history_weights(fitted, None))
             q.prop_full = np.zeros(nf, dtype=np.float32)
             q.prop_full[m.ease_items_] = q.prop_ease
         if "trans" in active:
@@ -199,9 +202,13 @@ class CatalogIndex:
         if q.prop_ease is not None and np.any(q.prop_ease):
             # the items that have the user's best EASE items as text neighbours, strongest links first
             best = _top(q.prop_ease, PROP_SEEDS)
-            sub = self.nb_t[m.ease_items_[best]]
+            seeds = m.ease_items_[best]
+            sub = self.nb_t[seeds]
             link = sub.data * np.repeat(q.prop_ease[best], np.diff(sub.indptr))
             found.append(sub.indices[_top(link, per)])
+            if self.n > self.n_ann:  # items added since the index was built: their own neighbour lists
+                tail = m.neighbours_[self.n_ann : self.n][:, seeds]
+                found.append(self.n_ann + np.unique(tail.nonzero()[0]))
         return np.concatenate(found)
 
     def _search(self, m: TokrecHybrid, w: np.ndarray, k: int) -> np.ndarray:
@@ -371,7 +378,7 @@ def _blend(
 
 def _item_tables(m: TokrecHybrid) -> dict[str, Any]:
     """The per-item tables of the index that follow the catalog as it is: size, prior statistics and best
-    items, sorted release dates, reverse neighbour lists."""
+    items, sorted release dates."""
     rel = np.asarray(m.release_, dtype=np.float64)
     known = np.isfinite(rel)
     prior = m.prior_.astype(np.float64)
@@ -382,18 +389,7 @@ def _item_tables(m: TokrecHybrid) -> dict[str, Any]:
         "prior_top": _top(m.prior_, m.config.retrieval_per_source),
         "release_sorted": np.sort(rel[known]),
         "n_release_unknown": int((~known).sum()),
-        "nb_t": sp.csr_matrix(m.neighbours_.T),
     }
-
-
-def _history_weights(seq: np.ndarray, half_life: float | None) -> tuple[np.ndarray, np.ndarray]:
-    """The distinct items of a history and their weights, as :func:`tokrec.features.user_rows` weighs them:
-    ``0.5 ** (age / half_life)``, a repeated item once with its latest (largest) weight."""
-    from tokrec.features import recency_weights
-
-    w = recency_weights(len(seq), half_life)
-    items, latest = np.unique(np.asarray(seq, dtype=np.int64)[::-1], return_index=True)
-    return items, w[::-1][latest]
 
 
 def _next_item_row(t: sp.csr_matrix, seq: np.ndarray, n_last: int, decay: float) -> sp.csr_matrix:

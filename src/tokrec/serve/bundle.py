@@ -288,11 +288,11 @@ def fit_bundle(
         if model is None or isinstance(model, str)
         else model
     )
-    check_memory(rec, dataset)
     if encoder is None:
         from tokrec.encoders import load_encoder  # type: ignore[attr-defined]
 
         encoder = load_encoder(encoder_model, **(encoder_options or {}))
+    check_memory(rec, dataset, dim=int(getattr(encoder, "dim", 384)))  # loaded, nothing encoded yet
     tmpl = ItemTemplate.from_spec(template)
     spec = template_spec(tmpl, dataset.items)
     tmpl = ItemTemplate.from_spec(_template_spec_model(spec))
