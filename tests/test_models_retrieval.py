@@ -93,3 +93,18 @@ def test_a_saved_model_retrieves_the_same_after_loading(data, tmp_path):
     back = load_model(tmp_path / "m")
     assert back.uses_retrieval()
     np.testing.assert_array_equal(back.score(users), ret.score(users))
+
+
+def test_replacing_a_sampled_items_content_refreshes_the_indexs_copies(data):
+    # the index keeps the sampled rows' features and neighbour lists contiguous; a replaced row must not
+    # leave a stale copy behind (the sampled statistics would then describe the old catalog)
+    ds, vecs = data
+    _, ret = _pair(ds, vecs)
+    before = ret.catalog_index()
+    row = int(before.sample[3])
+    ret.add_items([ret.item_vocab_.ids[row]], -vecs[row : row + 1])
+    after = ret.catalog_index()
+    assert after is not before and after.n == before.n
+    np.testing.assert_array_equal(after.sample_features, ret.features_[after.sample])
+    assert not np.array_equal(after.sample_features[3], before.sample_features[3])
+    assert (after.sample_nb != ret.neighbours_[after.sample]).nnz == 0

@@ -135,7 +135,7 @@ class TokrecConfig(ModelConfig):
     parts: tuple[BlendPart, ...] = ()
     #: catalogs of at least this many items are scored by candidate retrieval and the exact blend over the
     #: candidates (:mod:`tokrec.models.retrieval`); smaller ones by the blend over every item
-    retrieval_min_items: int = Field(20_000, ge=1)
+    retrieval_min_items: int = Field(10_000, ge=1)
     #: candidates each signal's index contributes per query
     retrieval_per_source: int = Field(200, ge=10)
 

@@ -66,6 +66,8 @@ class CatalogIndex:
     ease_pos: np.ndarray  # (n_fitted,) position of a fitted row among EASE's items, -1 outside
     nb_t: sp.csr_matrix  # neighbours_[:n_ann] transposed: row j lists the indexed items with j as a neighbour
     sample: np.ndarray  # catalog rows scored for sampled statistics
+    sample_features: np.ndarray  # (len(sample), p) their content features, contiguous (no gather per query)
+    sample_nb: sp.csr_matrix  # (len(sample), n) their text-neighbour rows
     ann: Any  # faiss index over F[:n_ann]
     n_ann: int
     n_warm: int  # items with training events
@@ -90,11 +92,11 @@ class CatalogIndex:
         sample = np.sort(rng.choice(n, size=min(SAMPLE, n), replace=False)).astype(np.int64)
         return cls(
             **_item_tables(m),
+            **_sample_tables(m, sample),
             fsum=fsum,
             fgram=fgram,
             ease_pos=pos,
             nb_t=sp.csr_matrix(m.neighbours_.T),
-            sample=sample,
             ann=ann.build_ann(f, "ivf"),
             n_ann=n,
             n_warm=int(np.sum(m.warm_)),
@@ -119,11 +121,11 @@ class CatalogIndex:
         fgram += new.T @ new
         return CatalogIndex(
             **_item_tables(m),
+            **_sample_tables(m, self.sample),  # a replaced row of the sample has new features and neighbours
             fsum=fsum,
             fgram=fgram,
             ease_pos=self.ease_pos,
             nb_t=self.nb_t,  # the indexed rows' lists; rows added since are read from neighbours_ itself
-            sample=self.sample,
             ann=self.ann,
             n_ann=self.n_ann,
             n_warm=self.n_warm,
@@ -166,9 +168,10 @@ class CatalogIndex:
         if candidates is None:
             candidates = self._retrieve(m, q, active)
         cand = np.unique(np.asarray(candidates, dtype=np.int64))
-        rows = np.union1d(cand, self.sample)
-        raw = self._signals(m, q, rows, active, t)
-        keep = np.isin(rows, cand)
+        rest = ~np.isin(self.sample, cand, assume_unique=True)  # the sample's rows that are not candidates
+        rows = np.concatenate([cand, self.sample[rest]])
+        raw = self._signals(m, q, rows, len(cand), rest, active, t)
+        keep = np.arange(len(rows)) < len(cand)
         # the sampled statistics, stratified: every candidate counts once (the user's extreme items, which
         # a plain sample would mostly miss, are among them), the sample stands for the rest of the catalog
         weight = np.where(keep, 1.0, max(n - len(cand), 0) / max(int((~keep).sum()), 1))
@@ -196,9 +199,9 @@ class CatalogIndex:
             found.append(q.trans.indices[_top(q.trans.data, per)])
         if q.kernel is not None:
             found.append(self._time_stats(m, q)[2])
-        for w in (q.map_w, q.profile_w):
-            if w is not None and np.any(w):
-                found.append(self._search(m, w, per))
+        ws = [w for w in (q.map_w, q.profile_w) if w is not None and np.any(w)]
+        if ws:
+            found.append(self._search(m, np.stack(ws), per))
         if q.prop_ease is not None and np.any(q.prop_ease):
             # the items that have the user's best EASE items as text neighbours, strongest links first
             best = _top(q.prop_ease, PROP_SEEDS)
@@ -211,21 +214,32 @@ class CatalogIndex:
                 found.append(self.n_ann + np.unique(tail.nonzero()[0]))
         return np.concatenate(found)
 
-    def _search(self, m: TokrecHybrid, w: np.ndarray, k: int) -> np.ndarray:
-        """The ``k`` rows with the largest ``F @ w``: faiss over the indexed rows, exact over the tail."""
+    def _search(self, m: TokrecHybrid, ws: np.ndarray, k: int) -> np.ndarray:
+        """For each row ``w`` of ``ws``, the ``k`` rows with the largest ``F @ w`` (one faiss call for all:
+        faiss over the indexed rows, exact over the tail), concatenated."""
         from tokrec import ann
 
-        _, ids = ann.search(self.ann, w[None, :], k, 2 * ann.default_nprobe(ann.ivf_cells(self.n_ann)))
-        ids = ids[0][ids[0] >= 0]
+        _, ids = ann.search(self.ann, ws, k, 2 * ann.default_nprobe(ann.ivf_cells(self.n_ann)))
+        found = [ids[ids >= 0]]
         if self.n > self.n_ann:
-            tail = m.features_[self.n_ann : self.n] @ w.astype(np.float32)
-            ids = np.concatenate([ids, self.n_ann + _top(tail, k)])
-        return ids
+            tail = m.features_[self.n_ann : self.n] @ ws.T.astype(np.float32)
+            found += [self.n_ann + _top(tail[:, j], k) for j in range(len(ws))]
+        return np.concatenate(found)
 
     def _signals(
-        self, m: TokrecHybrid, q: _Query, rows: np.ndarray, active: set[str], t: int
+        self,
+        m: TokrecHybrid,
+        q: _Query,
+        rows: np.ndarray,
+        n_cand: int,
+        rest: np.ndarray,
+        active: set[str],
+        t: int,
     ) -> dict[str, np.ndarray]:
-        """Raw signals of ``rows``, computed as :meth:`TokrecHybrid.signals` computes them for every item."""
+        """Raw signals of ``rows`` (the ``n_cand`` candidates, then the sample's rows where ``rest``), computed
+        as :meth:`TokrecHybrid.signals` computes them for every item; the sample's features and neighbour rows
+        are read from the index's own contiguous copies."""
+        cand = rows[:n_cand]
         nf = m.n_fitted
         fit_rows = rows < nf
         out: dict[str, np.ndarray] = {}
@@ -254,14 +268,17 @@ class CatalogIndex:
         # map and profile are both inner products with the content features: one product for both
         ws = [w for w in (q.map_w, q.profile_w) if w is not None]
         if ws:
-            both = m.features_[rows] @ np.stack(ws, axis=1).astype(np.float32)
+            wmat = np.stack(ws, axis=1).astype(np.float32)
+            both = np.concatenate([m.features_[cand] @ wmat, (self.sample_features @ wmat)[rest]])
             if q.map_w is not None:
                 out["map"] = np.ascontiguousarray(both[:, 0])
             if q.profile_w is not None:
                 out["profile"] = np.ascontiguousarray(both[:, -1])
         if q.prop_full is not None:
             # items added online have neighbour lists too (rows beyond the fitted ones)
-            out["prop"] = np.asarray(m.neighbours_[rows] @ q.prop_full, dtype=np.float32).ravel()
+            out["prop"] = np.concatenate(
+                [m.neighbours_[cand] @ q.prop_full, (self.sample_nb @ q.prop_full)[rest]]
+            ).astype(np.float32)
         if "prior" in active:
             out["prior"] = m.prior_[rows].astype(np.float32)
         return out
@@ -389,6 +406,15 @@ def _item_tables(m: TokrecHybrid) -> dict[str, Any]:
         "prior_top": _top(m.prior_, m.config.retrieval_per_source),
         "release_sorted": np.sort(rel[known]),
         "n_release_unknown": int((~known).sum()),
+    }
+
+
+def _sample_tables(m: TokrecHybrid, sample: np.ndarray) -> dict[str, Any]:
+    """The sample's rows of the content features and of the text-neighbour lists, as the catalog is now."""
+    return {
+        "sample": sample,
+        "sample_features": np.ascontiguousarray(m.features_[sample]),
+        "sample_nb": sp.csr_matrix(m.neighbours_[sample]),
     }
 
 
