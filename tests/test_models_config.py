@@ -105,6 +105,30 @@ def test_a_format_1_directory_still_loads(tmp_path) -> None:
     assert loaded.recommend("u0", k=5) == model.recommend("u0", k=5)
 
 
+def test_a_tokrec_directory_with_the_item_sized_map_operator_still_loads(tmp_path) -> None:
+    """Directories saved before the content map kept its p x p ridge inverse hold an (n_items, p) operator
+    (row i = A^-1 f_i for items with events) and no inverse: the inverse is derived on load, same scores."""
+    from safetensors.numpy import load_file, save_file
+
+    from tokrec.data.synthetic import make_synthetic
+
+    ds = make_synthetic(n_items=120, n_users=60, seed=2)
+    vecs = np.random.default_rng(0).normal(size=(ds.n_items, 16)).astype(np.float32)
+    model = create_model("tokrec", {}).fit(ds, vecs)
+    model.save(tmp_path / "m")
+    arrays = load_file(str(tmp_path / "m" / "arrays.safetensors"))
+    warm = model.warm_
+    old_op = (model.features_[: len(warm)] @ arrays.pop("map_inv")).astype(np.float32) * warm[:, None]
+    save_file({**arrays, "map_t": old_op}, str(tmp_path / "m" / "arrays.safetensors"))
+    meta = json.loads((tmp_path / "m" / "config.json").read_text())
+    meta["state"] = {("map_t_" if k == "map_inv_" else k): v for k, v in meta["state"].items()}
+    (tmp_path / "m" / "config.json").write_text(json.dumps(meta))
+    back = load_model(tmp_path / "m")
+    np.testing.assert_allclose(back.map_inv_, model.map_inv_, rtol=1e-12, atol=1e-14)
+    users = list(ds.user_vocab)[:10]
+    np.testing.assert_allclose(back.score(users), model.score(users), rtol=1e-6, atol=1e-6)
+
+
 def test_every_registered_model_runs_the_conformance_suite() -> None:
     """Adding a model means adding it to the conformance suite (tests/conformance.py)."""
     import importlib

@@ -63,8 +63,9 @@ class Recommender(ABC):
     Runtime: ClassVar[type[RuntimeOptions]] = RuntimeOptions
     #: the learned attributes (besides vocabularies and histories) that ``save`` writes and ``load`` restores
     state: ClassVar[tuple[str, ...]] = ()
-    #: format-1 array names of state fields renamed since (field -> old name), for loading old directories
-    legacy_keys: ClassVar[dict[str, str]] = {}
+    #: state fields that a directory saved by an older version may lack: loaded as None, derived in
+    #: ``_reset_caches`` from the rest
+    optional_state: ClassVar[frozenset[str]] = frozenset()
     #: config fields that change only scoring, not what is learned: :meth:`with_scoring` may set them
     scoring_options: ClassVar[frozenset[str]] = frozenset()
     #: True when the model can score items it never saw in training (from their text vectors).

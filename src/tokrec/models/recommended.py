@@ -198,9 +198,8 @@ class TokrecHybrid(Recommender):
         # online needs them even when the blend gives map and prior no weight)
         f = sig.content_features(item_vectors, attrs, c.attr_weight)
         self.features_ = f
-        # kept transposed, (n_items, p) C-contiguous: a sparse user row times it reads rows, no copy per query
-        # one factorised ridge system for both: the map's operator and the prior's weights
-        self.map_t_, prior_w = sig.content_ridge(f, warm, c.map_lambda, np.log1p(pop[warm]))
+        # one factorised ridge system for both: the map's operator A^-1 (p x p) and the prior's weights
+        self.map_inv_, prior_w = sig.content_ridge(f, warm, c.map_lambda, np.log1p(pop[warm]))
         self.prior_w_ = prior_w if prior_w is not None and len(warm) else np.zeros(f.shape[1], np.float32)
         self.prior_ = (f @ self.prior_w_).astype(np.float32)
         z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
@@ -268,7 +267,7 @@ class TokrecHybrid(Recommender):
         rhs: list[np.ndarray] = []
         d = self.vectors_.shape[1]
         if "map" in which:
-            w = np.asarray(plain @ self.map_t_)  # (users, d + attributes + 1)
+            w = self.map_weights(plain)  # (users, d + attributes + 1)
             rhs.append(w[:, :d])
         if "profile" in which:
             rhs.append(user_profiles(seqs, self.vectors_, half_life=c.profile_half_life))
@@ -286,6 +285,14 @@ class TokrecHybrid(Recommender):
         if "prior" in which:
             out["prior"] = np.tile(self.prior_, (len(seqs), 1))
         return {k: v.astype(np.float32) for k, v in out.items()}
+
+    def map_weights(self, rows: sp.csr_matrix) -> np.ndarray:
+        """The content map's weights over the content features for user rows ``(users, n_fitted)``: the ridge
+        map ``A^-1 sum f_i`` of each row's items with events (weighted by the row), ``(users, p)`` float32."""
+        keep = rows.copy()
+        keep.data = keep.data * self.warm_[keep.indices]  # items without events are not in the ridge fit
+        sums = np.asarray(keep @ self.features_[: rows.shape[1]], dtype=np.float64)
+        return (sums @ self.map_inv_).astype(np.float32)
 
     def _attribute_block(self) -> np.ndarray:
         """The attribute columns of ``features_`` (between the text vector and the constant), contiguous;
@@ -314,14 +321,15 @@ class TokrecHybrid(Recommender):
     def memory_estimate(self, dataset: Dataset, dim: int = 384) -> int:
         """Peak bytes while fitting (the tuning step included), from the data's sizes before any encoding:
         the loaded log (~200 bytes an event) and catalog, the encoder (1 GiB), the item vectors (encoder
-        output and the model's copy), the item blocks (content features, the map's operator and their
-        ridge blocks: 3 x 4 bytes x items x (dim + 128 attribute columns)), the text-neighbour search (its
-        index's copy of the vectors, 50 neighbours an item), transitions and time statistics (~300 bytes
-        an event while built) and EASE's solve (:func:`~tokrec.models.signals.ease_memory`); the tuning
-        step's matrices are the caller's to add (``check_memory(..., extra=)``)."""
+        output and the model's copy), the content features (4 bytes x items x (dim + 128 attribute
+        columns)) and the ridge fit's float64 blocks (two of 65,536 rows at most), the text-neighbour search
+        (its index's copy of the vectors, 50 neighbours an item), transitions and time statistics (~300
+        bytes an event while built) and EASE's solve (:func:`~tokrec.models.signals.ease_memory`); the
+        tuning step's matrices are the caller's to add (``check_memory(..., extra=)``)."""
         n, e = dataset.n_items, len(dataset)
         p = dim + 128
-        item_blocks = 8 * n * dim + 12 * n * p + 4 * n * dim + 600 * n + 1024 * n
+        ridge_blocks = 2 * 8 * min(n, 65_536) * p
+        item_blocks = 8 * n * dim + 4 * n * p + ridge_blocks + 4 * n * dim + 600 * n + 1024 * n
         events = 500 * e
         ease = (
             sig.ease_memory(min(n, self.config.ease_max_items))
@@ -491,7 +499,7 @@ class TokrecHybrid(Recommender):
         "release_",
         "age_rates_",
         "features_",
-        "map_t_",
+        "map_inv_",
         "prior_",
         "prior_w_",
         "warm_",
@@ -506,7 +514,8 @@ class TokrecHybrid(Recommender):
     #: hyperparameters used only when scoring: ``with_scoring`` changes them on a fitted model, no refit
     scoring_options: ClassVar[frozenset[str]] = frozenset(SCORING_PARAMS)
 
-    legacy_keys: ClassVar[dict[str, str]] = {"map_t_": "map_op"}
+    #: saved by an older version without them: derived on load (``_reset_caches``)
+    optional_state: ClassVar[frozenset[str]] = frozenset({"map_inv_"})
 
     def _encode_state(self, field: str, value: Any) -> Any:
         if field == "layout_":
@@ -525,14 +534,22 @@ class TokrecHybrid(Recommender):
         return value
 
     def _reset_caches(self) -> None:
-        """Fills what a model saved before online items existed lacks (format 1: ``map_op`` untransposed,
-        no prior weights, warm mask or EASE item list): each follows exactly from the rest."""
-        if getattr(self, "warm_", None) is None and getattr(self, "map_t_", None) is not None:
-            self.map_t_ = np.ascontiguousarray(self.map_t_.T)  # format 1 stored it as (p, n_items)
+        """Fills what a model saved by an older version lacks (format 1: no prior weights, warm mask or EASE
+        item list; before this version: the content map's ``(n_items, p)`` operator instead of its ``p x p``
+        ridge inverse): each follows exactly from the rest."""
         if getattr(self, "ease_items_", None) is None and getattr(self, "ease_", None) is not None:
             self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
-        if getattr(self, "warm_", None) is None and getattr(self, "map_t_", None) is not None:
-            self.warm_ = np.abs(self.map_t_).sum(axis=1) > 0
+        if getattr(self, "warm_", None) is None and getattr(self, "features_", None) is not None:
+            # the items with training events: every one is in some user's training history
+            warm = np.zeros(len(self.features_), dtype=bool)
+            for rows in (self.seen_ or {}).values():
+                warm[rows[rows < len(warm)]] = True
+            self.warm_ = warm
+        if getattr(self, "map_inv_", None) is None and getattr(self, "features_", None) is not None:
+            nf = len(self.warm_)
+            self.map_inv_ = sig.content_ridge(
+                self.features_[:nf], np.flatnonzero(self.warm_), self.config.map_lambda
+            )[0]
         if getattr(self, "parts_", None) is None:
             self.parts_ = []  # format 1: no registered parts
         if getattr(self, "prior_w_", None) is None and getattr(self, "features_", None) is not None:

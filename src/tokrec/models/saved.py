@@ -191,10 +191,10 @@ def load_model(path: str | os.PathLike[str]) -> Recommender:
     model.seen_ = {int(u): items[bounds[j] : bounds[j + 1]] for j, u in enumerate(users)}
     specs = meta["state"] if fmt == FORMAT else _legacy_specs(cls, meta, arrays, cfg)
     for field in model.state:
-        if field not in specs:
+        if field not in specs and field not in cls.optional_state:
             raise ConfigError(f"{cfg}: the saved state has no {field!r}")
-        key = cls.legacy_keys.get(field, _key(field)) if fmt == LEGACY_FORMAT else _key(field)
-        value = _decode(path, key, specs[field], arrays)
+        spec = specs.get(field, {"kind": "none"})
+        value = _decode(path, _key(field), spec, arrays)
         setattr(model, field, model._decode_state(field, value))
     model._reset_caches()
     return model
@@ -209,7 +209,7 @@ def _legacy_specs(
     old = meta.get("state", {})
     specs: dict[str, Any] = {}
     for field in cls.state:
-        key = cls.legacy_keys.get(field, _key(field))
+        key = _key(field)
         if key in arrays:
             specs[field] = {"kind": "array"}
         elif f"{key}.indptr" in arrays:

@@ -197,19 +197,14 @@ def ridge(f: np.ndarray, y: np.ndarray, lam: float) -> np.ndarray:
     return np.linalg.solve(a, f.T @ y)
 
 
-def ridge_operator(f: np.ndarray, rows: np.ndarray, lam: float) -> np.ndarray:
-    """``(F_r'F_r + lam I)^-1 F_r'`` spread over all items (zero columns outside ``rows``): ``(p, n_items)``."""
-    return content_ridge(f, rows, lam)[0].T
-
-
 def content_ridge(
     f: np.ndarray, rows: np.ndarray, lam: float, y: np.ndarray | None = None, block: int = 65_536
 ) -> tuple[np.ndarray, np.ndarray | None]:
     """The ridge models over item content features ``f`` ``(n, p)`` fitted on ``rows``, sharing one factorised
     ``A = F_r'F_r + lam I`` (float64, Cholesky):
 
-    - the content map's operator, transposed: ``(n, p)`` float32, row ``i`` = ``A^-1 f_i`` for ``i`` in
-      ``rows`` and 0 elsewhere (a user row times it is the ridge map of that user's items);
+    - the content map's operator ``A^-1`` ``(p, p)`` float64: the ridge map of a user's items ``S`` (item rows
+      among ``rows``) is ``A^-1 sum_{i in S} f_i``, so nothing item-sized is kept beside ``f``;
     - with ``y`` ``(len(rows),)``: the weights ``A^-1 F_r' y`` ``(p,)`` float32 (the popularity prior).
 
     ``F_r'F_r`` is accumulated ``block`` rows at a time, so the float64 temporaries are ``block x p`` and
@@ -228,12 +223,10 @@ def content_ridge(
             fy += fr.T @ np.asarray(y[s : s + block], dtype=np.float64)
     a[np.diag_indices_from(a)] += lam
     c = cho_factor(a)
-    op_t = np.zeros(f.shape, dtype=np.float32)
-    for s in range(0, len(rows), block):
-        r = rows[s : s + block]
-        op_t[r] = cho_solve(c, f[r].astype(np.float64).T).T
+    inverse = cho_solve(c, np.eye(p))
+    inverse = (inverse + inverse.T) / 2  # symmetric to the last bit, as A is
     w = cho_solve(c, fy).astype(np.float32) if y is not None else None
-    return op_t, w
+    return inverse, w
 
 
 def top_k_neighbours(sim: np.ndarray, k: int, allowed: np.ndarray | None = None) -> sp.csr_matrix:
