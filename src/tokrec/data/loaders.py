@@ -310,12 +310,24 @@ def first_error(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def check_unique(ids: pd.Series, rows: np.ndarray, what: str, *, file: str | None, column: str) -> None:
-    """Raises ``DataError("duplicate {what} {id!r}")`` at the first id seen before."""
-    dup = ids.duplicated().to_numpy()
+def check_unique(
+    ids: pd.Series,
+    rows: np.ndarray,
+    what: str,
+    *,
+    file: str | None,
+    column: str,
+    keep: np.ndarray | None = None,
+) -> None:
+    """Raises ``DataError("duplicate {what} {id!r} (first at row R; N duplicate rows in all)")`` at the
+    first id seen before, among the rows ``keep`` marks (default: all)."""
+    keep = np.ones(len(ids), dtype=bool) if keep is None else keep
+    dup = ids.duplicated(keep="first").to_numpy() & keep
     if dup.any():
         i = first_error(dup)
-        raise DataError(f"duplicate {what} {ids.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
+        first = int(rows[first_error((ids == ids.iloc[i]).to_numpy() & keep)])
+        at = f"(first at row {first}; {int(dup.sum())} duplicate rows in all)"
+        raise DataError(f"duplicate {what} {ids.iloc[i]!r} {at}", file=file, row=int(rows[i]), column=column)
 
 
 def _frame_start(
@@ -517,17 +529,7 @@ def items_from_frame(
     ids = id_strings(df[id_column])
     keep = _check_ids(ids, rows, id_column, file, empty=empty_ids, report=report, what="item")
     ids = ids.str.strip()
-    dup = ids.duplicated(keep="first").to_numpy() & keep
-    if dup.any():
-        i = first_error(dup)
-        first_i = first_error((ids == ids.iloc[i]).to_numpy() & keep)
-        raise DataError(
-            f"duplicate item id {ids.iloc[i]!r} (first at row {int(rows[first_i])}; "
-            f"{int(dup.sum())} duplicate rows in all)",
-            file=file,
-            row=int(rows[i]),
-            column=id_column,
-        )
+    check_unique(ids, rows, "item id", file=file, column=id_column, keep=keep)
     out = df.drop(columns=[id_column])
     out.insert(0, "item_id", ids)
     out = out[keep].reset_index(drop=True)
