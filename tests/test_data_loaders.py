@@ -14,6 +14,7 @@ from tokrec.data.loaders import (
     load_dataset,
     load_interactions,
     load_items,
+    load_users,
     parse_timestamps,
 )
 from tokrec.errors import ConfigError, DataError
@@ -359,9 +360,15 @@ def test_users_table(tmp_path):
     ds = load_dataset(items=tmp_path / "items.csv", interactions=tmp_path / "i.csv", users=few)
     assert ds.report.summary().endswith("filtered: none; 1 interaction users are not in the user table")
     dup = write(tmp_path, "dup.csv", "user_id,age\n10,30\n10,40\n")
-    with pytest.raises(DataError, match="duplicate user id '10'") as e:
+    with pytest.raises(
+        DataError, match=r"duplicate user id '10' \(first at row 2; 1 duplicate rows in all\)"
+    ) as e:
         load_dataset(items=tmp_path / "items.csv", interactions=tmp_path / "i.csv", users=dup)
     assert_where(e.value, dup, 3, "user_id")
+    # the user table follows the item table's rules (one function): a second 'user_id' column is named
+    both = write(tmp_path, "both.csv", "uid,user_id\n10,x\n")
+    with pytest.raises(DataError, match="both the id column and another 'user_id' column exist"):
+        load_users(both, id_column="uid")
 
 
 def test_compressed_files(tmp_path):

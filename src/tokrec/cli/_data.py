@@ -25,18 +25,16 @@ def add_loading_options(p: argparse.ArgumentParser) -> None:
     ``empty_ids``)."""
     g = p.add_argument_group("reading the data")
     g.add_argument("--encoding", default="utf-8", help="text encoding of the input files (default utf-8)")
-    g.add_argument(
-        "--unknown-items",
-        choices=("error", "drop"),
-        default="error",
-        help="events on items missing from the catalog: stop with an error (default) or drop and count them",
-    )
-    g.add_argument(
-        "--empty-ids",
-        choices=("error", "drop"),
-        default="error",
-        help="rows with an empty user or item id: stop with an error (default) or drop and count them",
-    )
+    for flag, rows in (
+        ("--unknown-items", "events on items missing from the catalog"),
+        ("--empty-ids", "rows with an empty user or item id"),
+    ):
+        g.add_argument(
+            flag,
+            choices=("error", "drop"),
+            default="error",
+            help=f"{rows}: stop with an error (default) or drop and count them",
+        )
 
 
 def load_from_args(args: argparse.Namespace, items: Any, interactions: Any) -> Any:

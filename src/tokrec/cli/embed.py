@@ -154,10 +154,10 @@ def ray_model_spec(args: argparse.Namespace) -> Any:
 
 
 def _run_ray(args: argparse.Namespace) -> int:
-    try:
-        from tokrec.distributed.ray_embed import embed_items_ray
-    except ImportError as e:
-        raise ConfigError(f"--engine ray needs tokrec.distributed.ray_embed and ray[data] ({e})") from e
+    from tokrec.distributed import require_ray
+    from tokrec.distributed.ray_embed import embed_items_ray
+
+    require_ray()
     model = ray_model_spec(args)
     t0 = time.perf_counter()
     result = embed_items_ray(

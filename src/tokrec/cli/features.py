@@ -182,12 +182,11 @@ def _encode_ray(args: argparse.Namespace, ds: Any, out: Path, dim: int) -> tuple
 
     if args.user_template is not None:
         raise ConfigError("--user-template is not supported with --engine ray (the workers use the default)")
-    try:
-        from tokrec.distributed.ray_embed import embed_items_ray
-        from tokrec.distributed.ray_users import embed_users_ray
-        from tokrec.distributed.shards import read_vectors
-    except ImportError as e:
-        raise ConfigError(f"--engine ray needs Ray: pip install 'tokrec[ray]' ({e})") from e
+    from tokrec.distributed import read_vectors, require_ray
+    from tokrec.distributed.ray_embed import embed_items_ray
+    from tokrec.distributed.ray_users import embed_users_ray
+
+    require_ray()
     model = ray_model_spec(args)
     cache = False if getattr(args, "no_cache", False) else getattr(args, "cache", None)
     common = {"model": model, "cache_dir": cache, "batch_size": args.batch_size}

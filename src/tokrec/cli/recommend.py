@@ -210,10 +210,10 @@ def _recommend_ray(
     """Scores users in a Ray actor pool with the model just fitted (saved to a folder next to the output)."""
     import shutil
 
-    try:
-        from tokrec.distributed.ray_recommend import recommend_ray
-    except ImportError as e:  # ray not installed
-        raise ConfigError(f"--engine ray needs Ray: pip install 'tokrec[ray]' ({e})") from e
+    from tokrec.distributed import require_ray
+    from tokrec.distributed.ray_recommend import recommend_ray
+
+    require_ray()  # before the model is saved for the workers
     out = Path(args.output)
     out.parent.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=f".{out.name}.ray.", dir=out.parent))

@@ -310,12 +310,24 @@ def first_error(mask: np.ndarray) -> int:
     return int(np.flatnonzero(mask)[0])
 
 
-def check_unique(ids: pd.Series, rows: np.ndarray, what: str, *, file: str | None, column: str) -> None:
-    """Raises ``DataError("duplicate {what} {id!r}")`` at the first id seen before."""
-    dup = ids.duplicated().to_numpy()
+def check_unique(
+    ids: pd.Series,
+    rows: np.ndarray,
+    what: str,
+    *,
+    file: str | None,
+    column: str,
+    keep: np.ndarray | None = None,
+) -> None:
+    """Raises ``DataError("duplicate {what} {id!r} (first at row R; N duplicate rows in all)")`` at the
+    first id seen before, among the rows ``keep`` marks (default: all)."""
+    keep = np.ones(len(ids), dtype=bool) if keep is None else keep
+    dup = ids.duplicated(keep="first").to_numpy() & keep
     if dup.any():
         i = first_error(dup)
-        raise DataError(f"duplicate {what} {ids.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
+        first = int(rows[first_error((ids == ids.iloc[i]).to_numpy() & keep)])
+        at = f"(first at row {first}; {int(dup.sum())} duplicate rows in all)"
+        raise DataError(f"duplicate {what} {ids.iloc[i]!r} {at}", file=file, row=int(rows[i]), column=column)
 
 
 def _frame_start(
@@ -510,28 +522,34 @@ def items_from_frame(
         empty_ids: see :func:`load_items`.
         report: see :func:`load_items`.
     """
+    return _id_table(df, rows, "item", file=file, id_column=id_column, empty_ids=empty_ids, report=report)
+
+
+def _id_table(
+    df: pd.DataFrame,
+    rows: np.ndarray | None,
+    what: Literal["item", "user"],
+    *,
+    file: str | None,
+    id_column: str,
+    empty_ids: Literal["error", "drop"],
+    report: LoadReport | None,
+) -> pd.DataFrame:
+    """An item or user table, validated: ``{what}_id`` (from ``id_column``: present, not empty unless
+    dropped, unique) first, then the other columns in file order; rows read counted under ``{what}s``."""
     df, rows, report = _frame_start(df, rows, report)
-    _require_columns(df, {"item_id": id_column}, file)
-    if id_column != "item_id" and "item_id" in df.columns:
-        raise DataError("both the id column and another 'item_id' column exist", file=file, column="item_id")
+    key = f"{what}_id"
+    _require_columns(df, {key: id_column}, file)
+    if id_column != key and key in df.columns:
+        raise DataError(f"both the id column and another {key!r} column exist", file=file, column=key)
     ids = id_strings(df[id_column])
-    keep = _check_ids(ids, rows, id_column, file, empty=empty_ids, report=report, what="item")
+    keep = _check_ids(ids, rows, id_column, file, empty=empty_ids, report=report, what=what)
     ids = ids.str.strip()
-    dup = ids.duplicated(keep="first").to_numpy() & keep
-    if dup.any():
-        i = first_error(dup)
-        first_i = first_error((ids == ids.iloc[i]).to_numpy() & keep)
-        raise DataError(
-            f"duplicate item id {ids.iloc[i]!r} (first at row {int(rows[first_i])}; "
-            f"{int(dup.sum())} duplicate rows in all)",
-            file=file,
-            row=int(rows[i]),
-            column=id_column,
-        )
+    check_unique(ids, rows, f"{what} id", file=file, column=id_column, keep=keep)
     out = df.drop(columns=[id_column])
-    out.insert(0, "item_id", ids)
+    out.insert(0, key, ids)
     out = out[keep].reset_index(drop=True)
-    report.rows_read["items"] = report.rows_read.get("items", 0) + len(df)
+    report.rows_read[f"{what}s"] = report.rows_read.get(f"{what}s", 0) + len(df)
     return out
 
 
@@ -544,19 +562,10 @@ def load_users(
     sep: str | None = None,
     report: LoadReport | None = None,
 ) -> pd.DataFrame:
-    """Loads a user table (``user_id`` plus attributes); same rules as :func:`load_items`."""
-    file = str(path)
+    """Loads a user table (``user_id`` plus attributes); same rules as :func:`load_items` (an empty id is
+    an error)."""
     df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
-    _require_columns(df, {"user_id": id_column}, file)
-    ids = id_strings(df[id_column])
-    _check_ids(ids, rows, id_column, file, empty="error", report=LoadReport(), what="user")
-    ids = ids.str.strip()
-    check_unique(ids, rows, "user id", file=file, column=id_column)
-    out = df.drop(columns=[id_column])
-    out.insert(0, "user_id", ids)
-    if report is not None:
-        report.rows_read["users"] = report.rows_read.get("users", 0) + len(out)
-    return out
+    return _id_table(df, rows, "user", file=str(path), id_column=id_column, empty_ids="error", report=report)
 
 
 def _resolve_columns(

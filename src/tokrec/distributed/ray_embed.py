@@ -120,12 +120,9 @@ def embed_items_ray(
         plan = _Plan(
             src, tmpl, model, cache_path, batch_size, job, parts, workers, gpus, cpus_per, shard_rows
         )
-        reused = _resume(parts, job, ids)
-        done = set(sh.shard_ids(parts, reused))
-        t_enc = time.perf_counter()
-        new = _run_encode(ray, plan, done) if len(done) < len(ids) else []
-        enc_s = time.perf_counter() - t_enc
-    shards = _check_complete(parts, reused, new, ids)
+        shards, reused, new, enc_s = _run_resumable(
+            parts, job, ids, lambda done: _run_encode(ray, plan, done)
+        )
     summary = _summary(plan, shards, reused, new, enc_s, n_rows=len(ids))
     summary.update(seconds=time.perf_counter() - t_start, output=str(out))
     manifest = _manifest(plan, ihash, len(ids), shards, summary)
@@ -263,6 +260,28 @@ def _resume(parts: Path, job: str, ids: Sequence[str], column: str = "item_id") 
     return keep
 
 
+def _run_resumable(
+    parts: Path,
+    job: str,
+    ids: Sequence[str],
+    run: Callable[[set[str]], list[dict[str, Any]]],
+    column: str = "item_id",
+) -> tuple[list[sh.ShardInfo], list[sh.ShardInfo], list[dict[str, Any]], float]:
+    """A sharded job, resumed: keeps this job's finished shards, calls ``run(done)`` (the ids already
+    written) when ids are left, and checks that every id is written exactly once.
+
+    Returns:
+        ``(shards, reused, new, run_s)``: every shard of the output, the shards kept from an earlier
+        run, one row per shard ``run`` wrote, and the seconds ``run`` took.
+    """
+    reused = _resume(parts, job, ids, column)
+    done = set(sh.shard_ids(parts, reused, column))
+    t_run = time.perf_counter()
+    new = run(done) if len(done) < len(ids) else []
+    run_s = time.perf_counter() - t_run
+    return _check_complete(parts, reused, new, ids, column), reused, new, run_s
+
+
 # ---- the Ray Data plan -----------------------------------------------------------------------
 def _render(batch: pd.DataFrame, *, template: Any, done: frozenset[str]) -> pd.DataFrame:
     """Ray Data task: rows -> (item_id, text), skipping ids already in finished shards."""
@@ -280,30 +299,51 @@ def _render(batch: pd.DataFrame, *, template: Any, done: frozenset[str]) -> pd.D
     )
 
 
-class _EncodeShards:
+@dataclass(frozen=True)
+class _EncoderSetup:
+    """What an encoding actor (:class:`_EncoderActor`) is built from."""
+
+    model: ModelSpec
+    cache_path: str | None
+    batch_size: int
+    job: str
+    parts: str
+    #: the actor's torch threads
+    threads: int
+    #: the driver's hub / tokenizer settings (``_ENV_FOR_WORKERS``), set in the actor's process
+    env: dict[str, str]
+
+    @classmethod
+    def of(
+        cls, model: ModelSpec, cache_path: str | None, batch_size: int, job: str, parts: Path, cpus: float
+    ) -> _EncoderSetup:
+        """The setup of actors given ``cpus`` CPUs each, with this process's environment."""
+        env = {k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ}
+        return cls(model, cache_path, batch_size, job, str(parts), max(1, int(cpus)), env)
+
+
+class _EncoderActor:
+    """A Ray Data actor that encodes: the driver's environment, one encoder, its torch threads, the
+    output folder (item shards: :class:`_EncodeShards`; user shards: ``ray_users._EncodeUsers``)."""
+
+    def __init__(self, setup: _EncoderSetup) -> None:
+        os.environ.update(setup.env)
+        os.environ.setdefault("OMP_NUM_THREADS", str(setup.threads))
+        self.encoder = _build_encoder(setup.model, setup.batch_size)
+        _limit_threads(setup.threads)
+        self.chunk = max(setup.batch_size * 8, 256)
+        self.cache_path = setup.cache_path
+        self.job = setup.job
+        self.parts = Path(setup.parts)
+
+
+class _EncodeShards(_EncoderActor):
     """Ray Data actor: one encoder per actor; each call gets one shard and writes it."""
 
-    def __init__(
-        self,
-        *,
-        model: ModelSpec,
-        cache_path: str | None,
-        batch_size: int,
-        job: str,
-        parts: str,
-        threads: int,
-        env: dict[str, str],
-    ) -> None:
-        os.environ.update(env)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        self.encoder = _build_encoder(model, batch_size)
-        _limit_threads(threads)
+    def __init__(self, *, setup: _EncoderSetup) -> None:
+        super().__init__(setup)
         self.fingerprint = str(self.encoder.fingerprint)
         self.dim = int(self.encoder.dim)
-        self.chunk = max(batch_size * 8, 256)
-        self.cache_path = cache_path
-        self.job = job
-        self.parts = Path(parts)
 
     @_ray.guarded
     def __call__(self, batch: pd.DataFrame) -> pd.DataFrame:
@@ -366,17 +406,7 @@ def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
         _render, batch_format="pandas", fn_kwargs={"template": plan.tmpl, "done": frozenset(done)}
     )
     ds = ds.repartition(target_num_rows_per_block=plan.shard_rows, strict=True)
-    threads = max(1, int(plan.cpus))
-    env = {k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ}
-    ctor = dict(
-        model=plan.model,
-        cache_path=plan.cache_path,
-        batch_size=plan.batch_size,
-        job=plan.job,
-        parts=str(plan.parts),
-        threads=threads,
-        env=env,
-    )
+    setup = _EncoderSetup.of(plan.model, plan.cache_path, plan.batch_size, plan.job, plan.parts, plan.cpus)
     plan.parts.mkdir(parents=True, exist_ok=True)
     # Ray Data gives its actors max_restarts=-1 and max_task_retries=-1: a dead actor is restarted and
     # the shard it held is handed out again (same rows, same file name).
@@ -384,7 +414,7 @@ def _run_encode(ray: Any, plan: _Plan, done: set[str]) -> list[dict[str, Any]]:
         _EncodeShards,
         batch_size=None,
         batch_format="pandas",
-        fn_constructor_kwargs=ctor,
+        fn_constructor_kwargs={"setup": setup},
         compute=ray.data.ActorPoolStrategy(size=plan.workers),
         num_cpus=plan.cpus,
         num_gpus=plan.gpus or None,

@@ -24,7 +24,7 @@ import pyarrow as pa
 
 from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
-from tokrec.distributed.ray_embed import _check_complete, _resume
+from tokrec.distributed.ray_embed import _run_resumable
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
 
@@ -81,16 +81,17 @@ def recommend_ray(
     with _ray.ray_session(ray_address, num_cpus=None if ray_address else workers + 1) as ray:
         users, dups = _user_ids(src)
         job = _job_key(model_dir, src, k, cands, exclude_seen)
-        reused = _resume(parts, job, users, "user_id")
-        done = set(sh.shard_ids(parts, reused, "user_id"))
         shard_rows = int(min(4096, max(64, math.ceil(len(users) / (4 * workers)))))
         opts = dict(
             model_dir=str(model_dir), k=k, candidates=cands, exclude_seen=exclude_seen, batch_size=batch_size
         )
-        t_run = time.perf_counter()
-        new = _run(ray, src, parts, job, done, shard_rows, workers, opts) if len(done) < len(users) else []
-        run_s = time.perf_counter() - t_run
-    shards = _check_complete(parts, reused, new, users, "user_id")
+        shards, reused, new, run_s = _run_resumable(
+            parts,
+            job,
+            users,
+            lambda done: _run(ray, src, parts, job, done, shard_rows, workers, opts),
+            "user_id",
+        )
     recs = _assemble(parts, shards, users)
     summary = {
         "users": len(users),

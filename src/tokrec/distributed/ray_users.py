@@ -25,16 +25,14 @@ import pandas as pd
 from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
 from tokrec.distributed.ray_embed import (
-    _ENV_FOR_WORKERS,
     EncoderSpec,
     ModelSpec,
-    _build_encoder,
     _cache_path,
-    _check_complete,
-    _limit_threads,
+    _EncoderActor,
+    _EncoderSetup,
     _model_spec,
     _one_fingerprint,
-    _resume,
+    _run_resumable,
     _worker_count,
 )
 from tokrec.errors import ConfigError, DataError
@@ -93,19 +91,13 @@ def embed_users_ray(
         job = _job_key(src, str(items_path), model, budget)
         workers, gpus, cpus = _worker_count(ray, num_workers)
         n_shards = max(1, min(math.ceil(len(users) / 64), 4 * workers))
-        reused = _resume(parts, job, users, "user_id")
-        done = set(sh.shard_ids(parts, reused, "user_id"))
-        t_run = time.perf_counter()
-        new: list[dict[str, Any]] = []
-        if len(done) < len(users):
-            ctor = dict(
-                model=model, items=ray.put(items), cache_path=cache_path, batch_size=batch_size, budget=budget,
-                job=job, parts=str(parts), threads=max(1, int(cpus)),
-                env={k: os.environ[k] for k in _ENV_FOR_WORKERS if k in os.environ},
-            )  # fmt: skip
-            new = _run(ray, src, done, n_shards, workers, gpus, cpus, ctor, parts)
-        run_s = time.perf_counter() - t_run
-    shards = _check_complete(parts, reused, new, users, "user_id")
+        setup = _EncoderSetup.of(model, cache_path, batch_size, job, parts, cpus)
+
+        def encode(done: set[str]) -> list[dict[str, Any]]:
+            ctor = {"setup": setup, "items": ray.put(items), "budget": budget}
+            return _run(ray, src, done, n_shards, workers, gpus, cpus, ctor, parts)
+
+        shards, reused, new, run_s = _run_resumable(parts, job, users, encode, "user_id")
     fingerprint = _one_fingerprint(parts, shards, new)
     summary = {
         "users": len(users),
@@ -188,21 +180,17 @@ def _tag(batch: pd.DataFrame, *, n_shards: int, done: frozenset[str]) -> pd.Data
     return batch[~users.isin(done).to_numpy()] if done else batch
 
 
-class _EncodeUsers:
+class _EncodeUsers(_EncoderActor):
     """Ray Data actor: renders and encodes the histories of one shard's users."""
 
-    def __init__(self, *, model: ModelSpec, items: pd.DataFrame, cache_path: str | None, batch_size: int, budget: int | None, job: str, parts: str, threads: int, env: dict[str, str], first_row: int) -> None:  # fmt: skip
-        os.environ.update(env)
-        os.environ.setdefault("OMP_NUM_THREADS", str(threads))
-        self.encoder = _build_encoder(model, batch_size)
-        _limit_threads(threads)
+    def __init__(self, *, setup: _EncoderSetup, items: Any, budget: int | None, first_row: int) -> None:
+        super().__init__(setup)
         import ray
 
         if isinstance(items, ray.ObjectRef):  # the catalog is put in the object store once, not per actor
             items = ray.get(items)
-        self.items, self.cache_path, self.budget = items, cache_path, budget
-        self.job, self.parts = job, Path(parts)
-        self.chunk = max(batch_size * 8, 256)
+        self.items: pd.DataFrame = items
+        self.budget = budget
         self.first_row = first_row
 
     @_ray.guarded
@@ -246,7 +234,17 @@ class _EncodeUsers:
         )
 
 
-def _run(ray: Any, src: str, done: set[str], n_shards: int, workers: int, gpus: float, cpus: float, ctor: dict[str, Any], parts: Path) -> list[dict[str, Any]]:  # fmt: skip
+def _run(
+    ray: Any,
+    src: str,
+    done: set[str],
+    n_shards: int,
+    workers: int,
+    gpus: float,
+    cpus: float,
+    ctor: dict[str, Any],
+    parts: Path,
+) -> list[dict[str, Any]]:
     ds, fmt = _ray.read_dataset(src)
     ctor = {**ctor, "first_row": 2 if fmt == "csv" else 1}
     n = ds.count()

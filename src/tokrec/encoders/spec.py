@@ -9,7 +9,7 @@ an encoder whose fingerprint differs); the Ray jobs take one to build the encode
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 
@@ -49,13 +49,8 @@ class EncoderSpec:
         return self.build(batch_size)
 
     def to_json(self) -> dict[str, Any]:
-        return {
-            "model": self.model,
-            "options": self.options,
-            "fingerprint": self.fingerprint,
-            "dim": self.dim,
-            "info": self.info,
-        }
+        """The fields by name (``model``, ``options``, ``fingerprint``, ``dim``, ``info``), copied."""
+        return asdict(self)
 
     @classmethod
     def from_json(cls, d: dict[str, Any]) -> EncoderSpec:

@@ -8,7 +8,7 @@ weights cover the ``max_items`` most popular items (``items_``) and every other 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from pydantic import Field
@@ -30,11 +30,11 @@ class EASEConfig(ModelConfig):
 class EASE(Recommender):
     """EASE item-item model; with ``half_life`` the recency-weighted variant."""
 
-    name: ClassVar[str] = "ease"
-    Config: ClassVar[type[ModelConfig]] = EASEConfig
+    name = "ease"
+    Config = EASEConfig
     config: EASEConfig
-    state: ClassVar[tuple[str, ...]] = ("weights_", "items_")
-    scoring_options: ClassVar[frozenset[str]] = frozenset({"half_life"})
+    state = ("weights_", "items_")
+    scoring_options = frozenset({"half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         x = dataset.interaction_matrix()

@@ -12,15 +12,13 @@ event (torch, CPU, fixed seed). Every term comes from text, so new items are sco
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
 from tokrec.features import user_profiles
 from tokrec.models import signals as sig
-from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
+from tokrec.models.base import ModelConfig, Recommender, ThreadOptions
 
 
 class FijScorerConfig(ModelConfig):
@@ -58,14 +56,14 @@ def _contexts(seqs: list[np.ndarray], z: np.ndarray, n_last: int) -> tuple[np.nd
 class FijScorer(Recommender):
     """A scorer over ``F_ij = (R_ij, Z_U, Z_I)`` trained with sampled negatives."""
 
-    name: ClassVar[str] = "fij-scorer"
-    Config: ClassVar[type[ModelConfig]] = FijScorerConfig
-    needs_item_vectors: ClassVar[bool] = True
-    scores_new_items: ClassVar[bool] = True
+    name = "fij-scorer"
+    Config = FijScorerConfig
+    needs_item_vectors = True
+    scores_new_items = True
     config: FijScorerConfig
-    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    Runtime = ThreadOptions
     runtime: ThreadOptions
-    state: ClassVar[tuple[str, ...]] = ("vectors_", "p_", "q_", "a_", "scalars_")
+    state = ("vectors_", "p_", "q_", "a_", "scalars_")
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         import torch

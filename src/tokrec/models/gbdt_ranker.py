@@ -19,14 +19,14 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError
-from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
+from tokrec.models.base import ModelConfig, Recommender, ThreadOptions
 
 log = logging.getLogger(__name__)
 
@@ -74,12 +74,12 @@ class GBDTRankerConfig(ModelConfig):
 class GBDTRanker(Recommender):
     """LightGBM LambdaRank re-ranker over a first stage's candidates (see module docstring)."""
 
-    name: ClassVar[str] = "gbdt-ranker"
-    Config: ClassVar[type[ModelConfig]] = GBDTRankerConfig
+    name = "gbdt-ranker"
+    Config = GBDTRankerConfig
     #: F_ij's Z_U / Z_I features come from item vectors when given (the CLI and evaluate give them)
-    uses_item_vectors: ClassVar[bool] = True
+    uses_item_vectors = True
     config: GBDTRankerConfig
-    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    Runtime = ThreadOptions
     runtime: ThreadOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
@@ -254,7 +254,7 @@ class GBDTRanker(Recommender):
 
     # ---- persistence -----------------------------------------------------------------------
     #: each source model is saved as its own part (a sub-directory); the booster in LightGBM's text format
-    state: ClassVar[tuple[str, ...]] = (
+    state = (
         "sources_",
         "booster_",
         "item_vectors_",

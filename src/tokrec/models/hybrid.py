@@ -7,14 +7,12 @@ unit length, plus a constant column). ``score(u, i) = U_u . V_i``.
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
 from tokrec.models import signals as sig
-from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
+from tokrec.models.base import Recommender, ThreadOptions
 from tokrec.models.implicit_mf import ALS, ALSConfig, als_fold_in
 
 
@@ -27,14 +25,14 @@ class HybridMapConfig(ALSConfig):
 class HybridMap(Recommender):
     """ALS whose item factors for items without events are predicted from their text."""
 
-    name: ClassVar[str] = "hybrid-map"
-    Config: ClassVar[type[ModelConfig]] = HybridMapConfig
-    needs_item_vectors: ClassVar[bool] = True
-    scores_new_items: ClassVar[bool] = True
+    name = "hybrid-map"
+    Config = HybridMapConfig
+    needs_item_vectors = True
+    scores_new_items = True
     config: HybridMapConfig
-    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    Runtime = ThreadOptions
     runtime: ThreadOptions
-    state: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+    state = ("user_factors_", "item_factors_")
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None

@@ -10,13 +10,12 @@ from __future__ import annotations
 import importlib
 import os
 import warnings
-from typing import ClassVar
 
 import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions, ThreadOptions
+from tokrec.models.base import ModelConfig, Recommender, ThreadOptions
 
 
 class ALSConfig(ModelConfig):
@@ -55,9 +54,9 @@ class _ImplicitMF(Recommender):
     """Shared fitting, scoring and state of the factor models: the config's fields are the ``implicit``
     model's keyword arguments (``seed`` is its ``random_state``)."""
 
-    Runtime: ClassVar[type[RuntimeOptions]] = ThreadOptions
+    Runtime = ThreadOptions
     runtime: ThreadOptions
-    state: ClassVar[tuple[str, ...]] = ("user_factors_", "item_factors_")
+    state = ("user_factors_", "item_factors_")
     user_factors_: np.ndarray
     item_factors_: np.ndarray
 
@@ -92,8 +91,8 @@ def als_fold_in(
 class ALS(_ImplicitMF):
     """Alternating least squares for implicit feedback (Hu, Koren & Volinsky 2008)."""
 
-    name: ClassVar[str] = "als"
-    Config: ClassVar[type[ModelConfig]] = ALSConfig
+    name = "als"
+    Config = ALSConfig
     config: ALSConfig
 
     def fold_in(self, item_rows: np.ndarray) -> np.ndarray:
@@ -109,8 +108,8 @@ class ALS(_ImplicitMF):
 class BPR(_ImplicitMF):
     """Bayesian personalised ranking (Rendle et al. 2009); item factors carry a bias column."""
 
-    name: ClassVar[str] = "bpr"
-    Config: ClassVar[type[ModelConfig]] = BPRConfig
+    name = "bpr"
+    Config = BPRConfig
     config: BPRConfig
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:

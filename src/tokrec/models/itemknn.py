@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 import scipy.sparse as sp
 from pydantic import Field
@@ -25,11 +23,11 @@ class ItemKNN(Recommender):
     """``score(u, j) = sum_i w_u(i) * sim(i, j)`` over the user's items ``i``; ``sim`` is cosine of item
     columns of the binary interaction matrix, kept for each item's ``neighbours`` most similar items."""
 
-    name: ClassVar[str] = "itemknn"
-    Config: ClassVar[type[ModelConfig]] = ItemKNNConfig
+    name = "itemknn"
+    Config = ItemKNNConfig
     config: ItemKNNConfig
-    state: ClassVar[tuple[str, ...]] = ("sim_",)
-    scoring_options: ClassVar[frozenset[str]] = frozenset({"half_life"})
+    state = ("sim_",)
+    scoring_options = frozenset({"half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         sig.check_dense(dataset.n_items, "itemknn")

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 
 from tokrec.data.dataset import Dataset
@@ -19,11 +17,11 @@ class PopularityConfig(ModelConfig):
 class Popularity(Recommender):
     """Scores each item by how many distinct users interacted with it."""
 
-    name: ClassVar[str] = "popularity"
-    Config: ClassVar[type[ModelConfig]] = PopularityConfig
+    name = "popularity"
+    Config = PopularityConfig
     config: PopularityConfig
-    state: ClassVar[tuple[str, ...]] = ("counts_",)
-    scoring_options: ClassVar[frozenset[str]] = frozenset({"log"})
+    state = ("counts_",)
+    scoring_options = frozenset({"log"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         counts = np.asarray(dataset.interaction_matrix().sum(axis=0)).ravel().astype(np.float32)

@@ -36,7 +36,7 @@ split cut from the user's own log; the defaults below are what it falls back to 
 
 from __future__ import annotations
 
-from typing import Any, ClassVar
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -151,11 +151,11 @@ class TokrecConfig(ModelConfig):
 class TokrecHybrid(Recommender):
     """The recommended model: a validated blend of collaborative, sequential and LM signals."""
 
-    name: ClassVar[str] = "tokrec"
-    Config: ClassVar[type[ModelConfig]] = TokrecConfig
-    needs_item_vectors: ClassVar[bool] = True
-    scores_new_items: ClassVar[bool] = True
-    scores_candidates: ClassVar[bool] = True
+    name = "tokrec"
+    Config = TokrecConfig
+    needs_item_vectors = True
+    scores_new_items = True
+    scores_candidates = True
     config: TokrecConfig
 
     # ---- fitting -----------------------------------------------------------------------------
@@ -491,7 +491,7 @@ class TokrecHybrid(Recommender):
             self.__dict__["_catalog"] = (self.features_, cached[1].extended(self, rows, old_features))
 
     # ---- persistence ---------------------------------------------------------------------------
-    state: ClassVar[tuple[str, ...]] = (
+    state = (
         "ease_",
         "ease_items_",
         "time_counts_",
@@ -512,10 +512,10 @@ class TokrecHybrid(Recommender):
         "parts_",
     )
     #: hyperparameters used only when scoring: ``with_scoring`` changes them on a fitted model, no refit
-    scoring_options: ClassVar[frozenset[str]] = frozenset(SCORING_PARAMS)
+    scoring_options = frozenset(SCORING_PARAMS)
 
     #: saved by an older version without them: derived on load (``_reset_caches``)
-    optional_state: ClassVar[frozenset[str]] = frozenset({"map_inv_"})
+    optional_state = frozenset({"map_inv_"})
 
     def _encode_state(self, field: str, value: Any) -> Any:
         if field == "layout_":

@@ -30,7 +30,7 @@ import threading
 import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from typing import Any, ClassVar, Literal, TypeVar
+from typing import Any, Literal, TypeVar
 
 import numpy as np
 from pydantic import Field
@@ -176,15 +176,15 @@ class TorchOptions(RuntimeOptions):
 class TextSASRec(Recommender):
     """Text-aware SASRec (see module docstring). Scores new items from their text vectors."""
 
-    name: ClassVar[str] = "text-sasrec"
-    Config: ClassVar[type[ModelConfig]] = TextSASRecConfig
-    scores_new_items: ClassVar[bool] = True
-    needs_item_vectors: ClassVar[bool] = True
+    name = "text-sasrec"
+    Config = TextSASRecConfig
+    scores_new_items = True
+    needs_item_vectors = True
     config: TextSASRecConfig
-    Runtime: ClassVar[type[RuntimeOptions]] = TorchOptions
+    Runtime = TorchOptions
     runtime: TorchOptions
     #: options that change only how a fitted network scores (see ``Recommender.with_scoring``)
-    scoring_options: ClassVar[frozenset[str]] = frozenset({"score_half_life", "new_items", "new_item_lambda"})
+    scoring_options = frozenset({"score_half_life", "new_items", "new_item_lambda"})
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
         super().__init__(*args, **kwargs)
@@ -684,7 +684,7 @@ class TextSASRec(Recommender):
         self._table_cache = {}
 
     # ---- persistence -----------------------------------------------------------------------
-    state: ClassVar[tuple[str, ...]] = (
+    state = (
         "item_vectors_",
         "text_mean_",
         "text_proj_",

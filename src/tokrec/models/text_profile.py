@@ -3,8 +3,6 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
 import numpy as np
 from pydantic import Field
 
@@ -24,13 +22,13 @@ class TextProfileConfig(ModelConfig):
 class TextProfile(Recommender):
     """Cosine between each item's LM vector ``Z_I`` and the user's profile ``Z_U`` (mean of recent ``Z_I``)."""
 
-    name: ClassVar[str] = "text-profile"
-    Config: ClassVar[type[ModelConfig]] = TextProfileConfig
-    needs_item_vectors: ClassVar[bool] = True
-    scores_new_items: ClassVar[bool] = True
+    name = "text-profile"
+    Config = TextProfileConfig
+    needs_item_vectors = True
+    scores_new_items = True
     config: TextProfileConfig
-    state: ClassVar[tuple[str, ...]] = ("vectors_",)
-    scoring_options: ClassVar[frozenset[str]] = frozenset({"n_last", "half_life"})
+    state = ("vectors_",)
+    scoring_options = frozenset({"n_last", "half_life"})
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
