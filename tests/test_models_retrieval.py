@@ -108,3 +108,26 @@ def test_replacing_a_sampled_items_content_refreshes_the_indexs_copies(data):
     np.testing.assert_array_equal(after.sample_features, ret.features_[after.sample])
     assert not np.array_equal(after.sample_features[3], before.sample_features[3])
     assert (after.sample_nb != ret.neighbours_[after.sample]).nnz == 0
+
+
+@pytest.mark.parametrize("retrieval", [False, True])
+def test_cold_offset_shifts_items_without_events_and_nothing_else(data, retrieval):
+    ds, vecs = data
+    full, ret = _pair(ds, vecs)
+    base = ret if retrieval else full
+    rng = np.random.default_rng(5)
+    base.add_items(["n1", "n2", "n3"], vecs[rng.choice(ds.n_items, 3)] + 0.1)
+    boosted = base.with_scoring(cold_offset=7.5)
+    assert boosted.uses_retrieval() == retrieval
+    new = np.arange(ds.n_items, ds.n_items + 3)
+    row = base.user_vocab_.get(list(ds.user_vocab)[9])
+    cands = np.concatenate([np.arange(0, ds.n_items, 7), new])  # known and new items, all scored
+    a = base.score_rows(row, candidates=cands)
+    b = boosted.score_rows(row, candidates=cands)
+    np.testing.assert_allclose(b[new] - a[new], 7.5, atol=1e-4)
+    known = cands[cands < ds.n_items]
+    with_events, without = known[base.warm_[known]], known[~base.warm_[known]]
+    assert len(with_events) and len(without)  # the catalog has items without events too: shifted alike
+    np.testing.assert_array_equal(b[with_events], a[with_events])
+    np.testing.assert_allclose(b[without] - a[without], 7.5, atol=1e-4)
+    assert list(np.argsort(-a[new])) == list(np.argsort(-b[new]))

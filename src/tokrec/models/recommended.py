@@ -66,6 +66,7 @@ SCORING_PARAMS = (
     "profile_half_life",
     "retrieval_min_items",
     "retrieval_per_source",
+    "cold_offset",
 )
 #: fitted state each signal needs (``ease_`` also serves ``prop``)
 _NEEDS: dict[str, tuple[str, ...]] = {
@@ -122,6 +123,10 @@ class TokrecConfig(ModelConfig):
     prop_neighbours: int = Field(50, ge=1)
     #: place items without events in one list with the rest as their content predicts (see ``blend``)
     cold_calibration: bool = True
+    #: added to the score of every item without events (the blend's units: weighted z-scores): 0 places new
+    #: items where their content predicts; a positive value favours them over known items (a freshness boost,
+    #: at a cost in accuracy that ``benchmarks/cold_placement.py`` measures)
+    cold_offset: float = 0.0
     profile_half_life: float = Field(2.0, gt=0)
     w_ease: float = Field(6.0, ge=0)
     w_trans: float = Field(4.0, ge=0)
@@ -353,6 +358,8 @@ class TokrecHybrid(Recommender):
         the content part: a least-squares line ``collab = a + b * content`` over the items with events
         (``b`` kept >= 0). So new items are placed in one list with known ones as their text predicts,
         and among themselves keep the content part's order (a ranking of new items only is unchanged).
+        ``cold_offset`` is then added to every item without events (the same for all: their order among
+        themselves is unchanged again).
         """
         weights = weights or self._weights()
         first = next(iter(signals.values()))
@@ -362,9 +369,9 @@ class TokrecHybrid(Recommender):
             if w and name in signals:
                 part = collab if name in COLLAB_SIGNALS else content
                 part += np.float32(w) * sig.znorm_rows(signals[name])
+        warm = np.zeros(first.shape[1], dtype=bool)
+        warm[: len(self.warm_)] = self.warm_
         if self.config.cold_calibration:
-            warm = np.zeros(first.shape[1], dtype=bool)
-            warm[: len(self.warm_)] = self.warm_
             if warm.any() and not warm.all() and collab.any():
                 x, y = content[:, warm], collab[:, warm]
                 mx, my = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
@@ -373,6 +380,8 @@ class TokrecHybrid(Recommender):
                     ((x - mx) * (y - my)).mean(axis=1, keepdims=True) / np.maximum(var, 1e-12), 0.0
                 )
                 collab[:, ~warm] = my - b * mx + b * content[:, ~warm]
+        if self.config.cold_offset:
+            collab[:, ~warm] += np.float32(self.config.cold_offset)
         return collab + content
 
     def _active(self) -> tuple[str, ...]:
