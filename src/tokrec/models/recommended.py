@@ -371,15 +371,12 @@ class TokrecHybrid(Recommender):
                 part += np.float32(w) * sig.znorm_rows(signals[name])
         warm = np.zeros(first.shape[1], dtype=bool)
         warm[: len(self.warm_)] = self.warm_
-        if self.config.cold_calibration:
-            if warm.any() and not warm.all() and collab.any():
-                x, y = content[:, warm], collab[:, warm]
-                mx, my = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
-                var = ((x - mx) ** 2).mean(axis=1, keepdims=True)
-                b = np.maximum(
-                    ((x - mx) * (y - my)).mean(axis=1, keepdims=True) / np.maximum(var, 1e-12), 0.0
-                )
-                collab[:, ~warm] = my - b * mx + b * content[:, ~warm]
+        if self.config.cold_calibration and warm.any() and not warm.all() and collab.any():
+            x, y = content[:, warm], collab[:, warm]
+            mx, my = x.mean(axis=1, keepdims=True), y.mean(axis=1, keepdims=True)
+            var = ((x - mx) ** 2).mean(axis=1, keepdims=True)
+            b = np.maximum(((x - mx) * (y - my)).mean(axis=1, keepdims=True) / np.maximum(var, 1e-12), 0.0)
+            collab[:, ~warm] = my - b * mx + b * content[:, ~warm]
         if self.config.cold_offset:
             collab[:, ~warm] += np.float32(self.config.cold_offset)
         return collab + content

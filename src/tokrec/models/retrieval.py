@@ -382,15 +382,14 @@ def _blend(
     warm = np.zeros(len(rows), dtype=bool)
     fit = rows < m.n_fitted
     warm[fit] = m.warm_[rows[fit]]
-    if m.config.cold_calibration:
-        if warm.sum() > 1 and 0 < n_warm < m.n_items and collab.any():
-            c_w, s_w = int((warm & cand).sum()), int((warm & ~cand).sum())
-            wt = np.where(cand, 1.0, max(n_warm - c_w, 0) / max(s_w, 1))[warm]
-            x, y = content[warm].astype(np.float64), collab[warm].astype(np.float64)
-            mx, my = np.average(x, weights=wt), np.average(y, weights=wt)
-            var = np.average((x - mx) ** 2, weights=wt)
-            b = max(np.average((x - mx) * (y - my), weights=wt) / max(var, 1e-12), 0.0)
-            collab[~warm] = (my - b * mx + b * content[~warm]).astype(np.float32)
+    if m.config.cold_calibration and warm.sum() > 1 and 0 < n_warm < m.n_items and collab.any():
+        c_w, s_w = int((warm & cand).sum()), int((warm & ~cand).sum())
+        wt = np.where(cand, 1.0, max(n_warm - c_w, 0) / max(s_w, 1))[warm]
+        x, y = content[warm].astype(np.float64), collab[warm].astype(np.float64)
+        mx, my = np.average(x, weights=wt), np.average(y, weights=wt)
+        var = np.average((x - mx) ** 2, weights=wt)
+        b = max(np.average((x - mx) * (y - my), weights=wt) / max(var, 1e-12), 0.0)
+        collab[~warm] = (my - b * mx + b * content[~warm]).astype(np.float32)
     if m.config.cold_offset:
         collab[~warm] += np.float32(m.config.cold_offset)
     return collab + content
