@@ -262,6 +262,8 @@ def test_evaluate_split_reports_responsibility_and_reranks() -> None:
         assert np.isfinite(m0[key])
     assert m1["ild@5"] > m0["ild@5"]
     assert div.runs[0].rerank == "mmr:0.8"
+    sd = evaluate_split(split, ["popularity"], ks=[5], item_vectors=vectors, rerank="sdpp:0.9")
+    assert sd.runs[0].metrics["ild@5"] > m0["ild@5"] and sd.runs[0].rerank == "sdpp:0.9"
     assert {g["grouping"] for g in base.runs[0].groups} == {"activity", "gender"}
 
 
