@@ -81,6 +81,12 @@ def test_rerankers_in_the_service(tmp_path):
         assert len(scales) == 1 and list(scales.values())[0] > 0  # computed once, from the training users
         ask(rerank="sdpp:0.5")
         assert len(scales) == 1
+        # propensity: the training popularity reaches the service (it used to have none)
+        engine = c.app.state.service.engine
+        tail = ask(rerank="propensity:1.0")
+        assert len(tail) == 8 and engine._log_pop is not None
+        pop = {engine.ids[r]: engine._log_pop[r] for r in range(len(engine._log_pop))}
+        assert sum(pop[i] for i in tail) < sum(pop[i] for i in base)
         cal = ask(rerank="calibration:1.0")
         assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(
             i.startswith("jazz-") for i in base

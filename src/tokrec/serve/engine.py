@@ -143,6 +143,7 @@ class Engine:
         self._events_applied = 0
         self._online_rows: dict[str, list[int]] = {}  # each user's positive online rows, for contexts
         self._in_head: np.ndarray | None = None  # the training short head, for the popularity re-ranker
+        self._log_pop: np.ndarray | None = None  # log(1 + training users) / log(1 + max), for propensity
         self._score_scales: dict[tuple[int, int], float] = {}  # sdpp's unit per (model, pool size)
         if model.item_vocab_ is None or list(model.item_vocab_.ids[: len(self.ids)]) != self.ids:
             raise ConfigError("the model's item vocabulary does not start with the catalog's items, in order")
@@ -414,8 +415,12 @@ class Engine:
             known = self.ids[: self.n_model_items]
             head = short_head(pd.Series(counts, index=known), known)
             self._in_head = np.array([i in head for i in self.ids[: self.n_model_items]])
+            self._log_pop = np.log1p(counts) / max(float(np.log1p(counts.max())), 1e-12)
         in_head = np.zeros(self.n_items, dtype=bool)
         in_head[: len(self._in_head)] = self._in_head
+        log_pop = np.zeros(self.n_items)  # items added online have no training users
+        assert self._log_pop is not None
+        log_pop[: len(self._log_pop)] = self._log_pop
         rows = np.concatenate([pool, history])
         frame = pd.DataFrame([self.attributes[int(r)] for r in rows])
         cm = category_matrix(frame) if len(frame.columns) else None
@@ -431,6 +436,7 @@ class Engine:
             in_head[pool],
             user_cat,
             {"u": float(in_head[history].mean()) if len(history) else 1.0},
+            log_popularity=log_pop[pool],
             score_scale=self._score_scale(model, pool_size(k))
             if any(s.name == "sdpp" for s in steps)
             else None,
