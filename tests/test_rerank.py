@@ -318,3 +318,26 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     recs = pd.read_csv(recs_path, dtype=str)
     assert recs.groupby("user_id").size().max() == 3
     assert main([*rargv, "--output", str(recs_path), "--rerank", "fair:0.2"]) == 2
+
+
+def test_cli_recommend_sdpp_scale_does_not_depend_on_the_requested_users(tmp_path, monkeypatch) -> None:
+    """``recommend --users`` takes sdpp's unit from the first training users (as serve does), so a user's list
+    is the same whether asked alone or with everyone (the test data has fewer than SCALE_USERS users)."""
+    from tokrec.cli.main import main
+
+    items, events, _ = _files(tmp_path)
+    vecs = np.random.default_rng(5).normal(size=(30, 6)) + 0.3  # the same vectors in every run
+    monkeypatch.setattr("tokrec.features.item_vectors_for", lambda ds, **kw: vecs[: ds.n_items])
+    argv = ["recommend", "--items", items, "--interactions", events, "--model", "ease", "--k", "4"]
+    lists = {}
+    for spec in ("sdpp:0.7", "dpp:0.7"):
+        out = tmp_path / f"{spec}.csv"
+        assert main([*argv, "--output", str(out), "--rerank", spec]) == 0
+        lists[spec] = pd.read_csv(out, dtype=str).groupby("user_id")["item_id"].apply(list).to_dict()
+    # users whose list the shared unit changes: asked alone, a unit from their own range would give dpp's list
+    changed = [u for u, ls in lists["sdpp:0.7"].items() if ls != lists["dpp:0.7"][u]]
+    assert changed
+    for user in changed[:3]:
+        out = tmp_path / f"one-{user}.csv"
+        assert main([*argv, "--output", str(out), "--rerank", "sdpp:0.7", "--users", user]) == 0
+        assert pd.read_csv(out, dtype=str)["item_id"].tolist() == lists["sdpp:0.7"][user]

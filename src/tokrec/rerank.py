@@ -26,7 +26,9 @@ means the same on any model's scale.
   paper's trade-off ``(1 - w) sum_{i in Y} rel_i + w log det S_Y`` (``w = 1``: volume only).
 * ``sdpp`` (the same DPP with relevance on the model's score scale, shared by all users): ``rel_i = (s_i -
   max_j s_j) / c`` instead of min-max, ``c`` one constant per run (:func:`score_scale`: the median over the
-  users of the range of their candidates' scores). Min-max scaling stretches every user's candidates over
+  users of the range of their candidates' scores; over the users re-ranked in ``evaluate``, over the first
+  ``SCALE_USERS`` training users in ``serve`` and in ``recommend --users``, so a few users' lists do not set
+  it). Min-max scaling stretches every user's candidates over
   [0, 1], so one weight diversifies a user whose top items the model scores far above the rest as hard as a
   user whose candidates it can hardly tell apart; on the shared scale the first keeps more of the model's
   order and the second is diversified more, i.e. the per-user trade-off ``a_u = a (max - min)_u / c``.
@@ -64,6 +66,8 @@ RERANKERS = ("mmr", "calibration", "popularity", "propensity", "dpp", "sdpp")
 SET_RERANKERS = ("calibration", "dpp", "sdpp")
 #: re-rankers that need LM item vectors
 VECTOR_RERANKERS = ("mmr", "dpp", "sdpp")
+#: training users (first by row) whose lists set ``sdpp``'s score unit when only some users are re-ranked
+SCALE_USERS = 200
 #: conditional variance below which a DPP candidate adds no volume (lies in the chosen items' span)
 DPP_EPS = 1e-10
 #: Steck's smoothing of the list's category distribution
@@ -446,10 +450,12 @@ def rerank_recommendations(
     spec: str,
     k: int,
     vectors: Callable[[], np.ndarray | None] | np.ndarray | None = None,
+    scale: float | None = None,
 ) -> pd.DataFrame:
     """Re-ranks a model's ``recs`` (best ``pool_size(k)`` per user) over ``dataset`` (a fitted-on
     :class:`~tokrec.data.dataset.Dataset`) to ``k`` per user; ``vectors`` (catalog order, or a callable
-    computing them) are needed by ``mmr``, ``dpp`` and ``sdpp`` only."""
+    computing them) are needed by ``mmr``, ``dpp`` and ``sdpp`` only; ``scale``: ``sdpp``'s unit (None: from
+    ``recs``, :func:`score_scale`)."""
     steps = parse_rerank(spec)
     if not steps:
         return recs
@@ -459,4 +465,5 @@ def rerank_recommendations(
         if v is None:
             raise ConfigError("--rerank mmr / dpp / sdpp need item vectors")
     context = RerankContext.from_train(dataset.interactions, dataset.items, vectors=v)
+    context.score_scale = scale
     return rerank_frame(recs, context, steps, k)

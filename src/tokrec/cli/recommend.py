@@ -185,12 +185,24 @@ def run(args: argparse.Namespace) -> int:
         pool = pool_size(args.k) if parse_rerank(args.rerank) else args.k
         recs = model.recommend_batch(users, k=pool, candidates=candidates, exclude_seen=not args.include_seen)
         if args.rerank:
+            scale = None
+            if users is not None and any(s.name == "sdpp" for s in parse_rerank(args.rerank)):
+                # sdpp's unit from the first training users, not from the few requested (tokrec.rerank)
+                from tokrec.rerank import SCALE_USERS, score_scale
+
+                sample = list(ds.user_vocab.ids[:SCALE_USERS])
+                scale = score_scale(
+                    model.recommend_batch(
+                        sample, k=pool, candidates=candidates, exclude_seen=not args.include_seen
+                    )
+                )
             recs = rerank_recommendations(
                 recs,
                 ds,
                 args.rerank,
                 args.k,
                 vectors if vectors is not None else lambda: item_vectors_for(ds, model=args.model_path),
+                scale=scale,
             )
         atomic_write(args.output, lambda tmp: recs.to_csv(tmp, index=False))
     times["recommend"] = time.perf_counter() - t

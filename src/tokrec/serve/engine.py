@@ -43,14 +43,11 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 from tokrec.models.base import top_k_rows
-from tokrec.rerank import parse_rerank
+from tokrec.rerank import SCALE_USERS, parse_rerank
 from tokrec.serve.index import VectorIndex
 from tokrec.serve.store import Event, ItemRecord, Store
 
 log = logging.getLogger(__name__)
-
-#: training users whose lists set the sdpp re-ranker's score unit when serving (Engine._score_scale)
-SCALE_USERS = 200
 
 _LABEL_COLUMNS = ("title", "name", "label")
 
