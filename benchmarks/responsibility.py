@@ -3,9 +3,9 @@
     PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out runs/responsibility]
 
 The default model ``tokrec`` (default config) ranks the whole catalog for each user; each re-ranker of
-``tokrec.rerank`` (mmr, dpp, calibration, popularity = xQuAD, propensity) re-ranks the user's top 100 into a top 10
-at weights 0 .. 0.9; mmr, dpp and calibration also within the user's top 30 and top 50 only (``@30``, ``@50``),
-dpp on a finer grid of weights as well. Every setting (weight, pool) is measured on a validation split cut
+``tokrec.rerank`` (mmr, dpp, sdpp = dpp on the model's score scale, calibration, popularity = xQuAD, propensity)
+re-ranks the user's top 100 into a top 10 at weights 0 .. 0.9; mmr, dpp and calibration also within the user's top
+30 and top 50 only (``@30``, ``@50``), dpp and sdpp on a finer grid of weights. Every setting (weight, pool) is measured on a validation split cut
 from the warm training file (``tokrec.evaluation.splits.validation_split``: each user's last training event),
 and the setting of each control is chosen there: the one with the largest gain in the control's goal
 (intra-list diversity, lower miscalibration, long-tail share) whose NDCG@10 loss stays within the budget (5%,
@@ -42,6 +42,7 @@ DPP_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.
 CONTROLS = {
     "mmr": ("ild", "up", 0.05),
     "dpp": ("ild", "up", 0.05),
+    "sdpp": ("ild", "up", 0.05),
     "calibration": ("miscalibration", "down", 0.05),
     "popularity": ("long_tail", "up", 0.10),
     "propensity": ("long_tail", "up", 0.10),
@@ -52,7 +53,7 @@ POOLS = {"mmr": (30, 50, POOL), "dpp": (30, 50, POOL), "calibration": (30, 50, P
 
 def settings(control: str) -> list[tuple[float, int]]:
     """(weight, pool) pairs measured for ``control``; weight 0 (the base list) once."""
-    weights = DPP_WEIGHTS if control == "dpp" else WEIGHTS
+    weights = DPP_WEIGHTS if control in ("dpp", "sdpp") else WEIGHTS
     return [(0.0, POOL)] + [(w, p) for p in POOLS.get(control, (POOL,)) for w in weights if w > 0]
 
 
@@ -109,7 +110,7 @@ def choose(curves: dict[str, dict[str, float]], goal: str, direction: str, budge
 def plot(val: dict, test: dict, chosen: dict[str, str], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(26, 4.8), layout="constrained")
+    fig = Figure(figsize=(31, 4.8), layout="constrained")
     axes = fig.subplots(1, len(CONTROLS))
     for ax, (control, (goal, _, budget)) in zip(axes, CONTROLS.items(), strict=True):
         pools = POOLS.get(control, (POOL,))
@@ -189,6 +190,7 @@ def main(argv: list[str] | None = None) -> int:
         target = {
             "mmr": "ILD +20%, NDCG -5% at most",
             "dpp": "ILD +20%, NDCG -5% at most",
+            "sdpp": "ILD +20%, NDCG -5% at most",
             "calibration": "KL halved, NDCG -5% at most",
             "popularity": "long tail x2, NDCG -10% at most",
             "propensity": "long tail x2, NDCG -10% at most",

@@ -27,6 +27,7 @@ from tokrec.rerank import (
     parse_rerank,
     propensity_rerank,
     rerank_frame,
+    score_scale,
     xquad_long_tail,
 )
 
@@ -79,6 +80,49 @@ def test_dpp_exact() -> None:
     assert dpp(DPP_SCORES, DPP_VECTORS, 3, 0.0).tolist() == [0, 1, 2]
     # w = 1: volume only; all start at d^2 = 1 (tie -> first), then items 2 and 3 tie at d^2 = 1 -> 2
     assert dpp(DPP_SCORES, DPP_VECTORS, 2, 1.0).tolist() == [0, 2]
+
+
+def test_dpp_on_a_score_scale_exact() -> None:
+    # sdpp: rel = (s - max) / scale, w = 0.5 -> gain = rel + log d^2 (a = 0.5, 2a = 1)
+    # scale 0.25: rel = [0, -0.4, -2, -4]. Step 2 given v0: item 1 -0.4 + log 0.36 = -1.42 > item 2 -2 > item 3 -4
+    # -> item 1; step 3: v2 lies in span(v0, v1) -> item 3
+    assert dpp(DPP_SCORES, DPP_VECTORS, 3, 0.5, scale=0.25).tolist() == [0, 1, 3]
+    # scale 2: rel = [0, -0.05, -0.25, -0.5]. Step 2: item 1 -1.07 < item 3 -0.5 < item 2 -0.25 -> item 2,
+    # step 3: v1 lies in span(v0, v2) -> item 3
+    assert dpp(DPP_SCORES, DPP_VECTORS, 3, 0.5, scale=2.0).tolist() == [0, 2, 3]
+    # the scores' own range (1) as the scale = min-max relevance = plain dpp
+    assert (
+        dpp(DPP_SCORES, DPP_VECTORS, 3, 0.5, scale=1.0).tolist()
+        == dpp(DPP_SCORES, DPP_VECTORS, 3, 0.5).tolist()
+    )
+    with pytest.raises(ConfigError):
+        dpp(DPP_SCORES, DPP_VECTORS, 3, 0.5, scale=0.0)
+
+
+def test_sdpp_shares_one_scale_across_users() -> None:
+    """The same scores at three magnitudes: dpp (min-max) gives each user the same list; sdpp's scale is the
+    median range (1.0), so only the user whose scores span 4 keeps the model's second item."""
+    ctx = RerankContext(list("abcd"), DPP_VECTORS, None, np.zeros(4, dtype=bool))
+    recs = pd.DataFrame(
+        {
+            "user_id": np.repeat(["one", "quarter", "four", "flat"], 4),
+            "item_id": list("abcd") * 4,
+            "score": np.concatenate([DPP_SCORES, 0.25 * DPP_SCORES, 4 * DPP_SCORES, np.full(4, 7.0)]),
+        }
+    )
+    assert score_scale(recs) == 1.0  # ranges 1, 0.25, 4; the flat user (range 0) does not count
+    lists = {u: g["item_id"].tolist() for u, g in rerank_frame(recs, ctx, "dpp:0.5", 3).groupby("user_id")}
+    assert lists["one"] == lists["quarter"] == lists["four"] == ["a", "c", "d"]
+    lists = {u: g["item_id"].tolist() for u, g in rerank_frame(recs, ctx, "sdpp:0.5", 3).groupby("user_id")}
+    # one: rel = s - 1, as min-max; quarter: rel = [0, -.025, -.125, -.25] -> item 2 (-0.125) beats item 1
+    # (-0.025 - 1.02); four: rel = [0, -0.4, -2, -4] -> item 1 (-1.42) beats item 2 (-2) (test above)
+    assert lists["one"] == lists["quarter"] == ["a", "c", "d"]
+    assert lists["four"] == ["a", "b", "d"]
+    assert lists["flat"] == ["a", "c", "d"]  # all rel 0: volume only
+    with pytest.raises(ConfigError):  # rerank_user is not given a scale
+        ctx.rerank_user("one", list("abcd"), DPP_SCORES, 3, parse_rerank("sdpp:0.5"))
+    with pytest.raises(ConfigError):
+        rerank_frame(recs.drop(columns="score"), ctx, "sdpp:0.5", 3)
 
 
 def test_dpp_greedy_is_log_det_greedy() -> None:
@@ -218,6 +262,8 @@ def test_evaluate_split_reports_responsibility_and_reranks() -> None:
         assert np.isfinite(m0[key])
     assert m1["ild@5"] > m0["ild@5"]
     assert div.runs[0].rerank == "mmr:0.8"
+    sd = evaluate_split(split, ["popularity"], ks=[5], item_vectors=vectors, rerank="sdpp:0.9")
+    assert sd.runs[0].metrics["ild@5"] > m0["ild@5"] and sd.runs[0].rerank == "sdpp:0.9"
     assert {g["grouping"] for g in base.runs[0].groups} == {"activity", "gender"}
 
 
@@ -272,3 +318,26 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     recs = pd.read_csv(recs_path, dtype=str)
     assert recs.groupby("user_id").size().max() == 3
     assert main([*rargv, "--output", str(recs_path), "--rerank", "fair:0.2"]) == 2
+
+
+def test_cli_recommend_sdpp_scale_does_not_depend_on_the_requested_users(tmp_path, monkeypatch) -> None:
+    """``recommend --users`` takes sdpp's unit from the first training users (as serve does), so a user's list
+    is the same whether asked alone or with everyone (the test data has fewer than SCALE_USERS users)."""
+    from tokrec.cli.main import main
+
+    items, events, _ = _files(tmp_path)
+    vecs = np.random.default_rng(5).normal(size=(30, 6)) + 0.3  # the same vectors in every run
+    monkeypatch.setattr("tokrec.features.item_vectors_for", lambda ds, **kw: vecs[: ds.n_items])
+    argv = ["recommend", "--items", items, "--interactions", events, "--model", "ease", "--k", "4"]
+    lists = {}
+    for spec in ("sdpp:0.7", "dpp:0.7"):
+        out = tmp_path / f"{spec}.csv"
+        assert main([*argv, "--output", str(out), "--rerank", spec]) == 0
+        lists[spec] = pd.read_csv(out, dtype=str).groupby("user_id")["item_id"].apply(list).to_dict()
+    # users whose list the shared unit changes: asked alone, a unit from their own range would give dpp's list
+    changed = [u for u, ls in lists["sdpp:0.7"].items() if ls != lists["dpp:0.7"][u]]
+    assert changed
+    for user in changed[:3]:
+        out = tmp_path / f"one-{user}.csv"
+        assert main([*argv, "--output", str(out), "--rerank", "sdpp:0.7", "--users", user]) == 0
+        assert pd.read_csv(out, dtype=str)["item_id"].tolist() == lists["sdpp:0.7"][user]

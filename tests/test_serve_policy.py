@@ -75,6 +75,18 @@ def test_rerankers_in_the_service(tmp_path):
         assert len(diverse) == 8 and diverse != base and ild(diverse) < ild(base)
         dpp = ask(rerank="dpp:0.9@20")
         assert len(dpp) == 8 and dpp != base and ild(dpp) < ild(base)
+        sdpp = ask(rerank="sdpp:0.9@20")
+        assert len(sdpp) == 8 and sdpp != base and ild(sdpp) < ild(base)
+        scales = c.app.state.service.engine._score_scales
+        assert len(scales) == 1 and list(scales.values())[0] > 0  # computed once, from the training users
+        ask(rerank="sdpp:0.5")
+        assert len(scales) == 1
+        # propensity: the training popularity reaches the service (it used to have none)
+        engine = c.app.state.service.engine
+        tail = ask(rerank="propensity:1.0")
+        assert len(tail) == 8 and engine._log_pop is not None
+        pop = {engine.ids[r]: engine._log_pop[r] for r in range(len(engine._log_pop))}
+        assert sum(pop[i] for i in tail) < sum(pop[i] for i in base)
         cal = ask(rerank="calibration:1.0")
         assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(
             i.startswith("jazz-") for i in base

@@ -24,8 +24,16 @@ means the same on any model's scale.
   the list ``Y`` greedily maximises ``log det L_Y`` for the kernel ``L = diag(q) S diag(q)``, ``S`` the cosine
   similarities of the LM item vectors and ``q_i = exp(a rel_i)`` with ``a = (1 - w) / (2 w)``, i.e. the
   paper's trade-off ``(1 - w) sum_{i in Y} rel_i + w log det S_Y`` (``w = 1``: volume only).
+* ``sdpp`` (the same DPP with relevance on the model's score scale, shared by all users): ``rel_i = (s_i -
+  max_j s_j) / c`` instead of min-max, ``c`` one constant per run (:func:`score_scale`: the median over the
+  users of the range of their candidates' scores; over the users re-ranked in ``evaluate``, over the first
+  ``SCALE_USERS`` training users in ``serve`` and in ``recommend --users``, so a few users' lists do not set
+  it). Min-max scaling stretches every user's candidates over
+  [0, 1], so one weight diversifies a user whose top items the model scores far above the rest as hard as a
+  user whose candidates it can hardly tell apart; on the shared scale the first keeps more of the model's
+  order and the second is diversified more, i.e. the per-user trade-off ``a_u = a (max - min)_u / c``.
 
-``calibration`` (uniform rank weights ``w_r(i) = 1``, as the KL is measured) and ``dpp`` optimise an objective of
+``calibration`` (uniform rank weights ``w_r(i) = 1``, as the KL is measured), ``dpp`` and ``sdpp`` optimise an objective of
 the *set* of ``k`` items, so they return the chosen set in the base model's order (by score): the order their
 greedy search happened to add items in has no meaning for their objective, and the model's order is the one
 that keeps the most relevant of them on top. ``mmr``, ``popularity`` and ``propensity`` rank (their greedy order
@@ -45,7 +53,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -53,9 +61,13 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 
-RERANKERS = ("mmr", "calibration", "popularity", "propensity", "dpp")
+RERANKERS = ("mmr", "calibration", "popularity", "propensity", "dpp", "sdpp")
 #: re-rankers whose objective is over the set of k items: their list keeps the base order (module doc)
-SET_RERANKERS = ("calibration", "dpp")
+SET_RERANKERS = ("calibration", "dpp", "sdpp")
+#: re-rankers that need LM item vectors
+VECTOR_RERANKERS = ("mmr", "dpp", "sdpp")
+#: training users (first by row) whose lists set ``sdpp``'s score unit when only some users are re-ranked
+SCALE_USERS = 200
 #: conditional variance below which a DPP candidate adds no volume (lies in the chosen items' span)
 DPP_EPS = 1e-10
 #: Steck's smoothing of the list's category distribution
@@ -127,7 +139,9 @@ def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.nd
     return np.asarray(chosen, dtype=np.int64)
 
 
-def dpp(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.ndarray:
+def dpp(
+    scores: np.ndarray, vectors: np.ndarray, k: int, weight: float, scale: float | None = None
+) -> np.ndarray:
     """Positions (into ``scores``) of the DPP's greedy MAP list of ``k``, in the order the greedy search adds them.
 
     Chen, Zhang & Zhou (NeurIPS 2018), Algorithm 1, on ``L = diag(q) S diag(q)``, ``S = V V^T`` over the
@@ -137,9 +151,15 @@ def dpp(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.nd
     ``O(n k)`` each). The Cholesky runs on ``S`` and the quality enters in log space, which is the same
     argmax as on ``L`` (``d_i^2(L) = q_i^2 d_i^2(S)``) without ``exp`` overflowing at small weights. Once no
     candidate adds volume (``d_i^2 <= DPP_EPS``) the rest are filled by relevance. ``weight = 0``: the base
-    order.
+    order. ``scale`` given (``sdpp``): ``rel = (scores - max) / scale`` instead of min-max.
     """
-    rel = _scale(scores)
+    if scale is None:
+        rel = _scale(scores)
+    else:
+        if not scale > 0:
+            raise ConfigError(f"sdpp needs a positive score scale, got {scale}")
+        s = np.asarray(scores, dtype=np.float64)
+        rel = (s - np.max(s)) / scale
     n = len(rel)
     k = min(k, n)
     by_rel = np.lexsort((np.arange(n), -rel))
@@ -272,6 +292,8 @@ class RerankContext:
     category_names: list[str] = field(default_factory=list)
     #: ``log(1 + training users) / log(1 + the largest count)`` per item, in [0, 1]
     log_popularity: np.ndarray | None = None
+    #: ``sdpp``'s relevance unit (:func:`score_scale`); None: :func:`rerank_frame` takes it from its frame
+    score_scale: float | None = None
 
     def __post_init__(self) -> None:
         self.index = {i: j for j, i in enumerate(self.item_ids)}
@@ -337,10 +359,13 @@ class RerankContext:
             if step.pool is not None:
                 order = order[np.lexsort((np.arange(len(order)), -s[order]))[: max(step.pool, kk)]]
             r, sc = rows[order], s[order]
-            if step.name == "dpp":
+            if step.name in ("dpp", "sdpp"):
                 if self.vectors is None:
-                    raise ConfigError("dpp needs item vectors")
-                pick = dpp(sc, self.vectors[r], kk, step.weight)
+                    raise ConfigError(f"{step.name} needs item vectors")
+                if step.name == "sdpp" and self.score_scale is None:
+                    raise ConfigError("sdpp needs the score scale (RerankContext.score_scale)")
+                scale = self.score_scale if step.name == "sdpp" else None
+                pick = dpp(sc, self.vectors[r], kk, step.weight, scale)
             elif step.name == "mmr":
                 if self.vectors is None:
                     raise ConfigError("mmr needs item vectors")
@@ -368,17 +393,33 @@ class RerankContext:
         return order[:k]
 
 
+def score_scale(recs: pd.DataFrame) -> float:
+    """``sdpp``'s relevance unit: the median over users of ``max - min`` of their finite scores in ``recs``
+    (``user_id, score``); 1.0 when no user has two different scores."""
+    s = recs[["user_id", "score"]].copy()
+    s = s[np.isfinite(s["score"].to_numpy(dtype=np.float64))]
+    g = s.groupby(s["user_id"].astype(str), sort=False)["score"]
+    ranges = (g.max() - g.min()).to_numpy(dtype=np.float64)
+    ranges = ranges[ranges > 0]
+    return float(np.median(ranges)) if len(ranges) else 1.0
+
+
 def rerank_frame(
     recs: pd.DataFrame, context: RerankContext, spec: str | list[RerankStep], k: int
 ) -> pd.DataFrame:
     """Re-ranks every user's list in ``recs`` (``user_id, item_id, score[, rank]``) to ``k`` items.
 
     Returns ``user_id, item_id, score, rank`` with the base score kept and ``rank`` the new order.
-    Items unknown to the context are dropped.
+    Items unknown to the context are dropped. ``sdpp`` without ``context.score_scale`` takes it from
+    ``recs`` (:func:`score_scale`).
     """
     steps = parse_rerank(spec) if isinstance(spec, str) else spec
     if not steps:
         return recs
+    if any(s.name == "sdpp" for s in steps) and context.score_scale is None:
+        if "score" not in recs.columns:
+            raise ConfigError("sdpp needs the model's scores (a score column)")
+        context = replace(context, score_scale=score_scale(recs))
     r = recs[recs["item_id"].astype(str).isin(context.index)].copy()
     r["user_id"], r["item_id"] = r["user_id"].astype(str), r["item_id"].astype(str)
     if "rank" in r.columns:
@@ -409,17 +450,20 @@ def rerank_recommendations(
     spec: str,
     k: int,
     vectors: Callable[[], np.ndarray | None] | np.ndarray | None = None,
+    scale: float | None = None,
 ) -> pd.DataFrame:
     """Re-ranks a model's ``recs`` (best ``pool_size(k)`` per user) over ``dataset`` (a fitted-on
     :class:`~tokrec.data.dataset.Dataset`) to ``k`` per user; ``vectors`` (catalog order, or a callable
-    computing them) are needed by ``mmr`` and ``dpp`` only."""
+    computing them) are needed by ``mmr``, ``dpp`` and ``sdpp`` only; ``scale``: ``sdpp``'s unit (None: from
+    ``recs``, :func:`score_scale`)."""
     steps = parse_rerank(spec)
     if not steps:
         return recs
     v = None
-    if any(s.name in ("mmr", "dpp") for s in steps):
+    if any(s.name in VECTOR_RERANKERS for s in steps):
         v = vectors() if callable(vectors) else vectors
         if v is None:
-            raise ConfigError("--rerank mmr / dpp need item vectors")
+            raise ConfigError("--rerank mmr / dpp / sdpp need item vectors")
     context = RerankContext.from_train(dataset.interactions, dataset.items, vectors=v)
+    context.score_scale = scale
     return rerank_frame(recs, context, steps, k)

@@ -62,7 +62,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     p.add_argument(
         "--rerank",
-        help="re-rank each list for diversity / calibration / long tail: mmr:W, dpp:W, calibration:W, popularity:W, "
+        help="re-rank each list for diversity / calibration / long tail: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, "
         "propensity:W (W in [0, 1]; @N after W: the N best candidates only), chained with + (tokrec.rerank)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
@@ -185,12 +185,24 @@ def run(args: argparse.Namespace) -> int:
         pool = pool_size(args.k) if parse_rerank(args.rerank) else args.k
         recs = model.recommend_batch(users, k=pool, candidates=candidates, exclude_seen=not args.include_seen)
         if args.rerank:
+            scale = None
+            if users is not None and any(s.name == "sdpp" for s in parse_rerank(args.rerank)):
+                # sdpp's unit from the first training users, not from the few requested (tokrec.rerank)
+                from tokrec.rerank import SCALE_USERS, score_scale
+
+                sample = list(ds.user_vocab.ids[:SCALE_USERS])
+                scale = score_scale(
+                    model.recommend_batch(
+                        sample, k=pool, candidates=candidates, exclude_seen=not args.include_seen
+                    )
+                )
             recs = rerank_recommendations(
                 recs,
                 ds,
                 args.rerank,
                 args.k,
                 vectors if vectors is not None else lambda: item_vectors_for(ds, model=args.model_path),
+                scale=scale,
             )
         atomic_write(args.output, lambda tmp: recs.to_csv(tmp, index=False))
     times["recommend"] = time.perf_counter() - t

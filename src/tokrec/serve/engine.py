@@ -43,7 +43,7 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 from tokrec.models.base import top_k_rows
-from tokrec.rerank import parse_rerank
+from tokrec.rerank import SCALE_USERS, parse_rerank
 from tokrec.serve.index import VectorIndex
 from tokrec.serve.store import Event, ItemRecord, Store
 
@@ -140,6 +140,8 @@ class Engine:
         self._events_applied = 0
         self._online_rows: dict[str, list[int]] = {}  # each user's positive online rows, for contexts
         self._in_head: np.ndarray | None = None  # the training short head, for the popularity re-ranker
+        self._log_pop: np.ndarray | None = None  # log(1 + training users) / log(1 + max), for propensity
+        self._score_scales: dict[tuple[int, int], float] = {}  # sdpp's unit per (model, pool size)
         if model.item_vocab_ is None or list(model.item_vocab_.ids[: len(self.ids)]) != self.ids:
             raise ConfigError("the model's item vocabulary does not start with the catalog's items, in order")
         if len(model.item_vocab_) != len(self.ids):
@@ -410,8 +412,12 @@ class Engine:
             known = self.ids[: self.n_model_items]
             head = short_head(pd.Series(counts, index=known), known)
             self._in_head = np.array([i in head for i in self.ids[: self.n_model_items]])
+            self._log_pop = np.log1p(counts) / max(float(np.log1p(counts.max())), 1e-12)
         in_head = np.zeros(self.n_items, dtype=bool)
         in_head[: len(self._in_head)] = self._in_head
+        log_pop = np.zeros(self.n_items)  # items added online have no training users
+        assert self._log_pop is not None
+        log_pop[: len(self._log_pop)] = self._log_pop
         rows = np.concatenate([pool, history])
         frame = pd.DataFrame([self.attributes[int(r)] for r in rows])
         cm = category_matrix(frame) if len(frame.columns) else None
@@ -427,9 +433,30 @@ class Engine:
             in_head[pool],
             user_cat,
             {"u": float(in_head[history].mean()) if len(history) else 1.0},
+            log_popularity=log_pop[pool],
+            score_scale=self._score_scale(model, pool_size(k))
+            if any(s.name == "sdpp" for s in steps)
+            else None,
         )
         pos = context.rerank_user("u", context.item_ids, scores[pool].astype(np.float64), k, steps)
         return pool[pos]
+
+    def _score_scale(self, model: Any, pool: int) -> float:
+        """``sdpp``'s relevance unit when serving (:func:`tokrec.rerank.score_scale` over the training users'
+        lists): the median range of the model's best ``pool`` scores (seen items dropped) over the first
+        ``SCALE_USERS`` training users by row, computed once per model and pool size."""
+        key = (id(model), pool)
+        if key not in self._score_scales:
+            ranges = []
+            for row in range(min(SCALE_USERS, len(model.user_vocab_))):
+                scores = model.score_rows(row)
+                top = top_k_rows(scores, pool, drop=[self._blocked, model.history_rows(row)])
+                s = scores[top]
+                s = s[np.isfinite(s)]
+                if len(s) > 1 and s.max() > s.min():
+                    ranges.append(float(s.max() - s.min()))
+            self._score_scales[key] = float(np.median(ranges)) if ranges else 1.0
+        return self._score_scales[key]
 
     def _through_policy(
         self,
