@@ -58,7 +58,9 @@ def mixed_lists(s: Path, seed: int, tmp: Path) -> None:
         f"mixed lists: {len(new)} of {ds.n_items} items made new (seed {seed}); {len(users)} test users, "
         f"{on_new.mean():.1%} of them with their test item among the new ones"
     )
-    print("| setting | NDCG@10 | NDCG@10, test item new | NDCG@10, test item known | new items in the top 10 |")
+    print(
+        "| setting | NDCG@10 | NDCG@10, test item new | NDCG@10, test item known | new items in the top 10 |"
+    )
     print("| --- | ---: | ---: | ---: | ---: |")
     fitted = create_model("tokrec", {}).fit(ds, vectors)
     off = create_model("tokrec", {"cold_calibration": False}).fit(ds, vectors)
