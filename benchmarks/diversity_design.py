@@ -45,7 +45,7 @@ from tokrec.evaluation.responsibility import responsibility_metrics
 from tokrec.evaluation.splits import given_split, leave_last_out, validation_split
 from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
-from tokrec.rerank import RerankContext, _scale, calibrate, dpp, mmr, rerank_frame, score_scale
+from tokrec.rerank import RerankContext, calibrate, dpp, min_max, mmr, rerank_frame, score_scale
 
 REPO = Path(__file__).resolve().parents[1]
 K = 10
@@ -161,7 +161,7 @@ def main(argv: list[str] | None = None) -> int:
         "max-sum dispersion, min-max": (
             "comparison",
             [2.0, 3.0, 4.0, 5.0, 6.0],
-            lambda w: lambda u, r, s: model_order(max_sum_dispersion(_scale(s), v[r], K, w), s),
+            lambda w: lambda u, r, s: model_order(max_sum_dispersion(min_max(s), v[r], K, w), s),
         ),
         "max-sum dispersion, shared score scale": (
             "comparison",
@@ -183,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
         "xQuAD over 20 k-means aspects": (
             "comparison",
             [0.4, 0.6, 0.8],
-            lambda w: lambda u, r, s: model_order(xquad_aspects(_scale(s), aspect[r], mix[u], K, w), s),
+            lambda w: lambda u, r, s: model_order(xquad_aspects(min_max(s), aspect[r], mix[u], K, w), s),
         ),
         "calibration to the 20-aspect mix": (
             "comparison",

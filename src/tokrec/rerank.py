@@ -114,7 +114,8 @@ def parse_rerank(spec: str | None) -> list[RerankStep]:
     return steps
 
 
-def _scale(scores: np.ndarray) -> np.ndarray:
+def min_max(scores: np.ndarray) -> np.ndarray:
+    """A list's scores scaled to [0, 1] (all 0 when they are equal): the relevance the per-list re-rankers use."""
     s = np.asarray(scores, dtype=np.float64)
     lo, hi = np.nanmin(s), np.nanmax(s)
     return np.zeros_like(s) if not np.isfinite(hi - lo) or hi == lo else (s - lo) / (hi - lo)
@@ -122,7 +123,7 @@ def _scale(scores: np.ndarray) -> np.ndarray:
 
 def mmr(scores: np.ndarray, vectors: np.ndarray, k: int, weight: float) -> np.ndarray:
     """Positions (into ``scores``) of the MMR list of ``k``; ``vectors`` are the candidates' LM vectors."""
-    rel = _scale(scores)
+    rel = min_max(scores)
     v = np.asarray(vectors, dtype=np.float64)
     v = v / np.maximum(np.linalg.norm(v, axis=1, keepdims=True), 1e-12)
     k = min(k, len(rel))
@@ -154,7 +155,7 @@ def dpp(
     order. ``scale`` given (``sdpp``): ``rel = (scores - max) / scale`` instead of min-max.
     """
     if scale is None:
-        rel = _scale(scores)
+        rel = min_max(scores)
     else:
         if not scale > 0:
             raise ConfigError(f"sdpp needs a positive score scale, got {scale}")
@@ -197,7 +198,7 @@ def kl_divergence(p: np.ndarray, q: np.ndarray, alpha: float = CALIBRATION_ALPHA
 def calibrate(scores: np.ndarray, categories: np.ndarray, p: np.ndarray, k: int, weight: float) -> np.ndarray:
     """Positions of Steck's calibrated list of ``k``; ``categories`` is ``(n_candidates, n_cats)`` (rows
     sum to 1), ``p`` the user's category distribution."""
-    rel = _scale(scores)
+    rel = min_max(scores)
     cats = np.asarray(categories, dtype=np.float64)
     k = min(k, len(rel))
     chosen: list[int] = []
@@ -223,7 +224,7 @@ def xquad_long_tail(
 ) -> np.ndarray:
     """Positions of the xQuAD list of ``k``; ``in_head`` marks short-head candidates, ``p_head`` is the
     share of the user's training items in the head."""
-    rel = _scale(scores)
+    rel = min_max(scores)
     head = np.asarray(in_head, dtype=bool)
     k = min(k, len(rel))
     chosen: list[int] = []
@@ -245,7 +246,7 @@ def xquad_long_tail(
 def propensity_rerank(scores: np.ndarray, log_popularity: np.ndarray, k: int, weight: float) -> np.ndarray:
     """Positions of the ``k`` best by ``(1 - w) rel + w (1 - log_popularity)`` (``log_popularity`` in [0, 1]);
     ties keep the base order."""
-    obj = (1 - weight) * _scale(scores) + weight * (1.0 - np.asarray(log_popularity, dtype=np.float64))
+    obj = (1 - weight) * min_max(scores) + weight * (1.0 - np.asarray(log_popularity, dtype=np.float64))
     return np.lexsort((np.arange(len(obj)), -obj))[: min(k, len(obj))]
 
 
