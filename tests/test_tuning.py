@@ -221,6 +221,22 @@ def test_a_registered_model_joins_the_blend_and_round_trips(data, tmp_path):
         TokrecHybrid({"parts": [{"model": "tokrec"}]})
 
 
+def test_a_blend_of_a_registered_part_alone_ranks_as_that_model(data):
+    """The tuner may give every signal weight 0 and a part weight 1 (text-sasrec alone won validation on
+    ml-100k): the blend is then the part's z-scores, and a visitor's history is scored too."""
+    from tokrec.models import signals as sig
+    from tokrec.models.registry import create_model
+
+    ds, vecs = data
+    cfg = {f"w_{s}": 0.0 for s in SIGNALS} | {"parts": [{"model": "itemknn", "config": {"neighbours": 20}}]}
+    m = TokrecHybrid(cfg).fit(ds, vecs)
+    users = list(ds.user_vocab.ids[:6])
+    knn = create_model("itemknn", {"neighbours": 20}).fit(ds)
+    np.testing.assert_allclose(m.score(users), sig.znorm_rows(knn.score(users)), rtol=1e-5, atol=1e-5)
+    history = list(ds.item_vocab.ids[:3])
+    assert [i for i, _ in m.recommend(history=history, k=5)] == [i for i, _ in knn.recommend(history=history, k=5)]
+
+
 def test_the_tuner_weighs_parts_like_signals(data):
     ds, vecs = data
     r = tune_tokrec(ds, vecs, parts=("popularity",), **FAST)

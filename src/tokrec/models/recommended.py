@@ -435,7 +435,7 @@ class TokrecHybrid(Recommender):
                 ]
             return np.vstack(out).reshape(len(user_rows), self.n_items)
         parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
-        return self.blend(self.signals(seqs, self.user_time_[user_rows], self._active())) + parts
+        return self._signals_score(seqs, self.user_time_[user_rows]) + parts
 
     def _score_history(
         self,
@@ -452,7 +452,15 @@ class TokrecHybrid(Recommender):
         if self.uses_retrieval():
             return self._retrieved(seq, t, candidates)
         parts = self._parts_score([p._score_history(seq, timestamps)[None, :] for p in self.parts_])
-        return (self.blend(self.signals([seq], np.array([t], dtype=np.int64), self._active())) + parts)[0]
+        return (self._signals_score([seq], np.array([t], dtype=np.int64)) + parts)[0]
+
+    def _signals_score(self, seqs: list[np.ndarray], user_times: np.ndarray) -> np.ndarray:
+        """The blend of the active signals, ``(len(seqs), n_items)``; zeros when only registered parts have
+        weight (the tuner may choose a part alone)."""
+        active = self._active()
+        if not active:
+            return np.zeros((len(seqs), self.n_items), dtype=np.float32)
+        return self.blend(self.signals(seqs, user_times, active))
 
     # ---- new items -------------------------------------------------------------------------------
     def _add_items(self, rows: np.ndarray, item_vectors: np.ndarray, items: pd.DataFrame | None) -> None:
