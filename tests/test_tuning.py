@@ -234,7 +234,9 @@ def test_a_blend_of_a_registered_part_alone_ranks_as_that_model(data):
     knn = create_model("itemknn", {"neighbours": 20}).fit(ds)
     np.testing.assert_allclose(m.score(users), sig.znorm_rows(knn.score(users)), rtol=1e-5, atol=1e-5)
     history = list(ds.item_vocab.ids[:3])
-    assert [i for i, _ in m.recommend(history=history, k=5)] == [i for i, _ in knn.recommend(history=history, k=5)]
+    assert [i for i, _ in m.recommend(history=history, k=5)] == [
+        i for i, _ in knn.recommend(history=history, k=5)
+    ]
 
 
 def test_the_tuner_weighs_parts_like_signals(data):
