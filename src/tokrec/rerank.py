@@ -405,6 +405,17 @@ def score_scale(recs: pd.DataFrame) -> float:
     return float(np.median(ranges)) if len(ranges) else 1.0
 
 
+def training_score_scale(
+    model: Any, pool: int, candidates: Sequence[str] | None = None, exclude_seen: bool = True
+) -> float:
+    """``sdpp``'s unit for a fitted model, as ``serve`` and ``recommend --users`` take it: :func:`score_scale`
+    over the best ``pool`` items of the first :data:`SCALE_USERS` training users (by row), so that a few
+    requested users' lists do not set it."""
+    users = list(model.user_vocab_.ids[:SCALE_USERS])
+    recs = model.recommend_batch(users, k=pool, candidates=candidates, exclude_seen=exclude_seen)
+    return score_scale(recs)
+
+
 def rerank_frame(
     recs: pd.DataFrame, context: RerankContext, spec: str | list[RerankStep], k: int
 ) -> pd.DataFrame:

@@ -188,14 +188,9 @@ def run(args: argparse.Namespace) -> int:
             scale = None
             if users is not None and any(s.name == "sdpp" for s in parse_rerank(args.rerank)):
                 # sdpp's unit from the first training users, not from the few requested (tokrec.rerank)
-                from tokrec.rerank import SCALE_USERS, score_scale
+                from tokrec.rerank import training_score_scale
 
-                sample = list(ds.user_vocab.ids[:SCALE_USERS])
-                scale = score_scale(
-                    model.recommend_batch(
-                        sample, k=pool, candidates=candidates, exclude_seen=not args.include_seen
-                    )
-                )
+                scale = training_score_scale(model, pool, candidates, exclude_seen=not args.include_seen)
             recs = rerank_recommendations(
                 recs,
                 ds,

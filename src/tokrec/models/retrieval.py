@@ -159,10 +159,10 @@ class CatalogIndex:
             q.kernel = np.exp(
                 -np.abs(np.arange(nb, dtype=np.float64) - q.time_bin) / max(c.time_bandwidth_bins, 1e-6)
             )
-        if "map" in active:  # the ridge map of the history's items with events (each once, as the plain row)
+        if "map" in active:  # the ridge map of the history's items, each once (the plain user row)
             items = np.unique(fitted)
-            items = items[m.warm_[items]]
-            q.map_w = m.features_[items].sum(axis=0, dtype=np.float64) @ m.map_inv_
+            row = sp.csr_matrix((np.ones(len(items), np.float32), items, [0, len(items)]), shape=(1, nf))
+            q.map_w = m.map_weights(row)[0].astype(np.float64)
         if "profile" in active:
             u = user_profiles([seq], m.vectors_, half_life=c.profile_half_life)[0]
             q.profile_w = np.concatenate([u.astype(np.float64), np.zeros(m.features_.shape[1] - d)])

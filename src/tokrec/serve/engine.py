@@ -43,7 +43,7 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 from tokrec.models.base import top_k_rows
-from tokrec.rerank import SCALE_USERS, parse_rerank
+from tokrec.rerank import parse_rerank, training_score_scale
 from tokrec.serve.index import VectorIndex
 from tokrec.serve.store import Event, ItemRecord, Store
 
@@ -442,20 +442,11 @@ class Engine:
         return pool[pos]
 
     def _score_scale(self, model: Any, pool: int) -> float:
-        """``sdpp``'s relevance unit when serving (:func:`tokrec.rerank.score_scale` over the training users'
-        lists): the median range of the model's best ``pool`` scores (seen items dropped) over the first
-        ``SCALE_USERS`` training users by row, computed once per model and pool size."""
+        """``sdpp``'s relevance unit when serving (:func:`tokrec.rerank.training_score_scale`), computed once per
+        model and pool size."""
         key = (id(model), pool)
         if key not in self._score_scales:
-            ranges = []
-            for row in range(min(SCALE_USERS, len(model.user_vocab_))):
-                scores = model.score_rows(row)
-                top = top_k_rows(scores, pool, drop=[self._blocked, model.history_rows(row)])
-                s = scores[top]
-                s = s[np.isfinite(s)]
-                if len(s) > 1 and s.max() > s.min():
-                    ranges.append(float(s.max() - s.min()))
-            self._score_scales[key] = float(np.median(ranges)) if ranges else 1.0
+            self._score_scales[key] = training_score_scale(model, pool)
         return self._score_scales[key]
 
     def _through_policy(
