@@ -153,3 +153,34 @@ def test_json_config_errors_are_one_line(tmp_path) -> None:
         read_json_config(str(tmp_path / "missing.json"))
     with pytest.raises(ConfigError, match="^x: invalid config: l2: "):
         validate_config(EASEConfig, {"l2": "many"}, what="x")
+
+
+def test_the_type_arguments_name_each_models_config_and_runtime_classes() -> None:
+    from tokrec.models.base import ModelConfig, Recommender, ThreadOptions
+    from tokrec.models.implicit_mf import BPR, ALSConfig, BPRConfig
+
+    assert (EASE.Config, ALS.Config, BPR.Config) == (EASEConfig, ALSConfig, BPRConfig)
+    assert ALS.Runtime is ThreadOptions and BPR(threads=1).runtime == ThreadOptions(threads=1)
+    for name in available_models():
+        cls = type(create_model(name))
+        assert cls.Config is not ModelConfig, f"{name} does not name its config class"
+
+    class OwnConfig(ModelConfig):
+        l2: float = 7.0
+        half_life: float | None = None
+        max_items: int = 10
+
+    class Sub(EASE):  # a subclass that sets Config by assignment keeps it (not the parent's argument)
+        Config = OwnConfig
+
+    class Generic2(Recommender[OwnConfig]):
+        def _fit(self, dataset, item_vectors):  # pragma: no cover - never fitted
+            raise NotImplementedError
+
+        def _score_users(self, user_rows):  # pragma: no cover
+            raise NotImplementedError
+
+    assert Sub.Config is OwnConfig and Sub().config == OwnConfig()
+    assert Generic2.Config is OwnConfig and Generic2(l2=1.0).config.l2 == 1.0
+    with pytest.raises(ConfigError, match="l2"):
+        Generic2(l2="x")

@@ -17,11 +17,12 @@ import os
 from abc import ABC, abstractmethod
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
+from typing_extensions import TypeVar
 
 from tokrec.config import validate_config, with_overrides
 from tokrec.data.dataset import Dataset, Vocab
@@ -51,16 +52,27 @@ class ThreadOptions(RuntimeOptions):
     threads: int = Field(2, ge=0, description="CPU threads (0: the library's own default)")
 
 
-class Recommender(ABC):
+#: a model's config class and runtime options class (``class ALS(Recommender[ALSConfig, ThreadOptions])``)
+C = TypeVar("C", bound=ModelConfig, default=Any)
+R = TypeVar("R", bound=RuntimeOptions, default=Any)
+
+
+class Recommender(ABC, Generic[C, R]):
     """Base class for every recommender.
 
+    A model names its config class (and its runtime options class, where it has runtime options) once,
+    as type arguments (``class ALS(Recommender[ALSConfig, ThreadOptions])``): ``Config`` / ``Runtime``
+    (the classes that validate) and the types of ``config`` / ``runtime`` follow from them.
     Learned state ends in ``_``; ``__init__`` stores the config and the runtime options only. The learned
     state that is saved is declared once, in ``state``; saving and loading follow from it.
     """
 
     name: ClassVar[str] = "base"
+    #: the config and runtime classes, set from the type arguments by ``__init_subclass__``
     Config: ClassVar[type[ModelConfig]] = ModelConfig
     Runtime: ClassVar[type[RuntimeOptions]] = RuntimeOptions
+    config: C
+    runtime: R
     #: the learned attributes (besides vocabularies and histories) that ``save`` writes and ``load`` restores
     state: ClassVar[tuple[str, ...]] = ()
     #: state fields that a directory saved by an older version may lack: loaded as None, derived in
@@ -78,6 +90,18 @@ class Recommender(ABC):
     #: True when the model works without item vectors but uses them when given (e.g. F_ij features).
     uses_item_vectors: ClassVar[bool] = False
 
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        for base in cls.__dict__.get("__orig_bases__", ()):
+            origin, args = get_origin(base), get_args(base)
+            if not (isinstance(origin, type) and issubclass(origin, Recommender)):
+                continue
+            for arg in args:
+                if isinstance(arg, type) and issubclass(arg, ModelConfig):
+                    cls.Config = arg
+                elif isinstance(arg, type) and issubclass(arg, RuntimeOptions):
+                    cls.Runtime = arg
+
     def __init__(
         self,
         config: ModelConfig | dict[str, Any] | None = None,
@@ -92,8 +116,8 @@ class Recommender(ABC):
         data.update(kwargs)
         options = {k: data.pop(k) for k in list(data) if k in self.Runtime.model_fields}
         options.update(runtime.model_dump() if isinstance(runtime, BaseModel) else runtime or {})
-        self.config = validate_config(self.Config, data, what=self.name)
-        self.runtime = validate_config(self.Runtime, options, what=f"{self.name} runtime")
+        self.config = cast(C, validate_config(self.Config, data, what=self.name))
+        self.runtime = cast(R, validate_config(self.Runtime, options, what=f"{self.name} runtime"))
         self.item_vocab_: Vocab | None = None
         self.user_vocab_: Vocab | None = None
         self.seen_: dict[int, np.ndarray] = {}

@@ -27,12 +27,10 @@ class EASEConfig(ModelConfig):
     max_items: int = Field(20_000, ge=1)
 
 
-class EASE(Recommender):
+class EASE(Recommender[EASEConfig]):
     """EASE item-item model; with ``half_life`` the recency-weighted variant."""
 
     name = "ease"
-    Config = EASEConfig
-    config: EASEConfig
     state = ("weights_", "items_")
     scoring_options = frozenset({"half_life"})
 

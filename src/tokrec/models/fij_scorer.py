@@ -53,16 +53,12 @@ def _contexts(seqs: list[np.ndarray], z: np.ndarray, n_last: int) -> tuple[np.nd
     return sig.l2_rows(np.vstack(ctx)), np.concatenate(tgt).astype(np.int64)
 
 
-class FijScorer(Recommender):
+class FijScorer(Recommender[FijScorerConfig, ThreadOptions]):
     """A scorer over ``F_ij = (R_ij, Z_U, Z_I)`` trained with sampled negatives."""
 
     name = "fij-scorer"
-    Config = FijScorerConfig
     needs_item_vectors = True
     scores_new_items = True
-    config: FijScorerConfig
-    Runtime = ThreadOptions
-    runtime: ThreadOptions
     state = ("vectors_", "p_", "q_", "a_", "scalars_")
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:

@@ -71,16 +71,12 @@ class GBDTRankerConfig(ModelConfig):
     seed: int = 42
 
 
-class GBDTRanker(Recommender):
+class GBDTRanker(Recommender[GBDTRankerConfig, ThreadOptions]):
     """LightGBM LambdaRank re-ranker over a first stage's candidates (see module docstring)."""
 
     name = "gbdt-ranker"
-    Config = GBDTRankerConfig
     #: F_ij's Z_U / Z_I features come from item vectors when given (the CLI and evaluate give them)
     uses_item_vectors = True
-    config: GBDTRankerConfig
-    Runtime = ThreadOptions
-    runtime: ThreadOptions
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:  # the arguments of Recommender.__init__
         super().__init__(*args, **kwargs)

@@ -22,16 +22,12 @@ class HybridMapConfig(ALSConfig):
     map_l2: float = Field(1.0, gt=0)
 
 
-class HybridMap(Recommender):
+class HybridMap(Recommender[HybridMapConfig, ThreadOptions]):
     """ALS whose item factors for items without events are predicted from their text."""
 
     name = "hybrid-map"
-    Config = HybridMapConfig
     needs_item_vectors = True
     scores_new_items = True
-    config: HybridMapConfig
-    Runtime = ThreadOptions
-    runtime: ThreadOptions
     state = ("user_factors_", "item_factors_")
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:

@@ -15,7 +15,7 @@ import numpy as np
 from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.models.base import ModelConfig, Recommender, ThreadOptions
+from tokrec.models.base import C, ModelConfig, Recommender, ThreadOptions
 
 
 class ALSConfig(ModelConfig):
@@ -50,12 +50,10 @@ def _quiet_implicit() -> None:
     warnings.filterwarnings("ignore", module="implicit")
 
 
-class _ImplicitMF(Recommender):
+class _ImplicitMF(Recommender[C, ThreadOptions]):
     """Shared fitting, scoring and state of the factor models: the config's fields are the ``implicit``
     model's keyword arguments (``seed`` is its ``random_state``)."""
 
-    Runtime = ThreadOptions
-    runtime: ThreadOptions
     state = ("user_factors_", "item_factors_")
     user_factors_: np.ndarray
     item_factors_: np.ndarray
@@ -88,12 +86,10 @@ def als_fold_in(
     return np.linalg.solve(a, (1.0 + alpha) * vi.sum(axis=0)).astype(np.float32)
 
 
-class ALS(_ImplicitMF):
+class ALS(_ImplicitMF[ALSConfig]):
     """Alternating least squares for implicit feedback (Hu, Koren & Volinsky 2008)."""
 
     name = "als"
-    Config = ALSConfig
-    config: ALSConfig
 
     def fold_in(self, item_rows: np.ndarray) -> np.ndarray:
         """The ALS user step for one history: ``(f,)``."""
@@ -105,12 +101,10 @@ class ALS(_ImplicitMF):
         return (self.item_factors_ @ self.fold_in(item_rows)).astype(np.float32)
 
 
-class BPR(_ImplicitMF):
+class BPR(_ImplicitMF[BPRConfig]):
     """Bayesian personalised ranking (Rendle et al. 2009); item factors carry a bias column."""
 
     name = "bpr"
-    Config = BPRConfig
-    config: BPRConfig
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         u = np.zeros(self.item_factors_.shape[1], dtype=np.float32)

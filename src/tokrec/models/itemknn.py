@@ -19,13 +19,11 @@ class ItemKNNConfig(ModelConfig):
     half_life: float | None = Field(None, gt=0)
 
 
-class ItemKNN(Recommender):
+class ItemKNN(Recommender[ItemKNNConfig]):
     """``score(u, j) = sum_i w_u(i) * sim(i, j)`` over the user's items ``i``; ``sim`` is cosine of item
     columns of the binary interaction matrix, kept for each item's ``neighbours`` most similar items."""
 
     name = "itemknn"
-    Config = ItemKNNConfig
-    config: ItemKNNConfig
     state = ("sim_",)
     scoring_options = frozenset({"half_life"})
 

@@ -14,12 +14,10 @@ class PopularityConfig(ModelConfig):
     log: bool = True
 
 
-class Popularity(Recommender):
+class Popularity(Recommender[PopularityConfig]):
     """Scores each item by how many distinct users interacted with it."""
 
     name = "popularity"
-    Config = PopularityConfig
-    config: PopularityConfig
     state = ("counts_",)
     scoring_options = frozenset({"log"})
 

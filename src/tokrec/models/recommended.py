@@ -153,15 +153,13 @@ class TokrecConfig(ModelConfig):
         return self
 
 
-class TokrecHybrid(Recommender):
+class TokrecHybrid(Recommender[TokrecConfig]):
     """The recommended model: a validated blend of collaborative, sequential and LM signals."""
 
     name = "tokrec"
-    Config = TokrecConfig
     needs_item_vectors = True
     scores_new_items = True
     scores_candidates = True
-    config: TokrecConfig
 
     # ---- fitting -----------------------------------------------------------------------------
     def needed_parts(self) -> set[str]:

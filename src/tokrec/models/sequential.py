@@ -173,16 +173,12 @@ class TorchOptions(RuntimeOptions):
     progress: bool = False
 
 
-class TextSASRec(Recommender):
+class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
     """Text-aware SASRec (see module docstring). Scores new items from their text vectors."""
 
     name = "text-sasrec"
-    Config = TextSASRecConfig
     scores_new_items = True
     needs_item_vectors = True
-    config: TextSASRecConfig
-    Runtime = TorchOptions
-    runtime: TorchOptions
     #: options that change only how a fitted network scores (see ``Recommender.with_scoring``)
     scoring_options = frozenset({"score_half_life", "new_items", "new_item_lambda"})
 

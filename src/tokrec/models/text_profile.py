@@ -19,14 +19,12 @@ class TextProfileConfig(ModelConfig):
     half_life: float | None = Field(None, gt=0)
 
 
-class TextProfile(Recommender):
+class TextProfile(Recommender[TextProfileConfig]):
     """Cosine between each item's LM vector ``Z_I`` and the user's profile ``Z_U`` (mean of recent ``Z_I``)."""
 
     name = "text-profile"
-    Config = TextProfileConfig
     needs_item_vectors = True
     scores_new_items = True
-    config: TextProfileConfig
     state = ("vectors_",)
     scoring_options = frozenset({"n_last", "half_life"})
 
