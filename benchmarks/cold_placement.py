@@ -38,7 +38,7 @@ def shared_dir(arg: str | None) -> Path:
 
 def mixed_lists(s: Path, seed: int, tmp: Path) -> None:
     from tokrec.data.loaders import load_dataset
-    from tokrec.evaluation.metrics import per_user_scores
+    from tokrec.evaluation.metrics import score_recommendations
     from tokrec.features import item_vectors
     from tokrec.models.registry import create_model
 
@@ -69,7 +69,7 @@ def mixed_lists(s: Path, seed: int, tmp: Path) -> None:
     ]
     for name, model in runs:
         recs = model.recommend_batch(users, k=10)
-        per = per_user_scores(recs, test, reduced, k=10).set_index("user_id")
+        per = score_recommendations(recs, test, reduced, k=10, per_user=True)["per_user"].set_index("user_id")
         flags = on_new.reindex(per.index).to_numpy()
         ndcg = per["ndcg@10"].to_numpy()
         share = recs["item_id"].isin(new).mean()

@@ -16,7 +16,6 @@ from tokrec.errors import DataError
 from tokrec.evaluation.metrics import (
     bootstrap_ci,
     clean_recommendations,
-    per_user_scores,
     popularity_deciles,
     score_recommendations,
     tied_share,
@@ -133,10 +132,11 @@ def test_tied_share_flags_top_k_decided_by_tie_break() -> None:
 
 def test_per_user_scores_average_to_the_figures() -> None:
     recs, test, train = _frames()
-    per = per_user_scores(recs, test, train, k=2)
+    m = score_recommendations(recs, test, train, k=2, per_user=True)
+    per = m.pop("per_user")
     assert per["user_id"].tolist() == ["u1", "u2", "u3"]
     assert per["ndcg@2"].tolist() == pytest.approx([(1 / L2) / (1 / L2 + 1 / L3), (1 / L3) / (1 / L2), 0.0])
-    m = score_recommendations(recs, test, train, k=2)
+    assert m == score_recommendations(recs, test, train, k=2)  # the figures are the same with or without
     for col in ("ndcg@2", "recall@2", "hr@2", "mrr@2", "map@2"):
         assert per[col].mean() == pytest.approx(m[col])
 

@@ -3,7 +3,6 @@
 from tokrec.evaluation.metrics import (
     bootstrap_ci,
     clean_recommendations,
-    per_user_scores,
     popularity_deciles,
     score_recommendations,
     tied_share,
@@ -30,7 +29,6 @@ __all__ = [
     "bootstrap_ci",
     "clean_recommendations",
     "evaluate_split",
-    "per_user_scores",
     "run_model",
     "tied_share",
     "write_report",

@@ -33,7 +33,7 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeAlias
 
 import numpy as np
 import pandas as pd
@@ -48,6 +48,11 @@ ACCURACY_METRICS = ("ndcg", "recall", "hr", "mrr", "map")
 #: beyond-accuracy metrics, in the order reports list them
 BEYOND_METRICS = ("coverage", "novelty", "arp", "long_tail")
 
+#: one cut-off K or several
+Cutoffs: TypeAlias = int | Sequence[int]
+#: item ids as any iterable (strings, numbers: compared as strings)
+ItemIds: TypeAlias = Iterable[object]
+
 _SEP = "\x1f"
 
 
@@ -61,7 +66,7 @@ def _need(df: pd.DataFrame, name: str, columns: Iterable[str]) -> None:
             raise DataError(f"{name} frame has no column {c!r}", column=c)
 
 
-def _as_ks(k: int | Sequence[int]) -> list[int]:
+def _as_ks(k: Cutoffs) -> list[int]:
     ks = [int(k)] if isinstance(k, int | np.integer) else sorted({int(x) for x in k})
     if not ks or min(ks) < 1:
         raise DataError(f"k must be positive integers, got {k!r}")
@@ -73,7 +78,7 @@ def clean_recommendations(
     train: pd.DataFrame,
     *,
     users: Sequence[str] | None = None,
-    candidates: Iterable[object] | None = None,
+    candidates: ItemIds | None = None,
 ) -> tuple[pd.DataFrame, dict[str, int]]:
     """Applies the scorer's filters to a recommendations frame.
 
@@ -304,7 +309,7 @@ class _Prepared:
 
 
 def _prepare(
-    recs: pd.DataFrame, test: pd.DataFrame, train: pd.DataFrame, candidates: Iterable[object] | None
+    recs: pd.DataFrame, test: pd.DataFrame, train: pd.DataFrame, candidates: ItemIds | None
 ) -> _Prepared:
     _need(test, "test", ("user_id", "item_id"))
     rel = pd.DataFrame({"user_id": test["user_id"].astype(str), "item_id": test["item_id"].astype(str)})
@@ -330,27 +335,6 @@ def _prepare(
     )
 
 
-def per_user_scores(
-    recs: pd.DataFrame,
-    test: pd.DataFrame,
-    train: pd.DataFrame,
-    *,
-    k: int | Sequence[int] = 10,
-    candidates: Iterable[object] | None = None,
-) -> pd.DataFrame:
-    """Each test user's accuracy figures: ``user_id`` then ``ndcg@K``, ``recall@K``, ... per K.
-
-    The means of these columns are the figures of :func:`score_recommendations` (use them for confidence
-    intervals and paired comparisons between models).
-    """
-    prep = _prepare(recs, test, train, candidates)
-    out = pd.DataFrame({"user_id": prep.users})
-    for kk in _as_ks(k):
-        for name, values in _accuracy(prep.codes, prep.pos, prep.hit, prep.n_rel, kk).items():
-            out[f"{name}@{kk}"] = values
-    return out
-
-
 def bootstrap_ci(
     values: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
 ) -> tuple[float, float]:
@@ -372,9 +356,10 @@ def score_recommendations(
     test: pd.DataFrame,
     train: pd.DataFrame,
     *,
-    k: int | Sequence[int] = 10,
-    candidates: Iterable[object] | None = None,
-    catalog: Iterable[object] | None = None,
+    k: Cutoffs = 10,
+    candidates: ItemIds | None = None,
+    catalog: ItemIds | None = None,
+    per_user: bool = False,
 ) -> dict[str, Any]:
     """Scores a recommendations frame against held-out test events (full ranking).
 
@@ -386,6 +371,9 @@ def score_recommendations(
         candidates: allowed item ids (cold-start protocol); recommendations outside are dropped.
         catalog: the item ids coverage is measured against when ``candidates`` is None (default: every
             item in ``train`` or ``test``).
+        per_user: also return ``per_user``, each test user's accuracy figures (a frame: ``user_id``
+            then ``ndcg@K``, ``recall@K``, ... per K) whose means are the figures above (use them for
+            confidence intervals, groups and paired comparisons between models).
 
     Returns:
         ``users``, then for each K ``ndcg@K``, ``recall@K``, ``hr@K``, ``mrr@K``, ``map@K``,
@@ -404,16 +392,20 @@ def score_recommendations(
     counts, n_train_users = item_popularity(train)
     head = short_head(counts, cat)
     out: dict[str, Any] = {"users": len(users)}
+    each = pd.DataFrame({"user_id": users})
     items = clean["item_id"].to_numpy()
     for kk in ks:
         acc = _accuracy(codes, pos, hit_f, n_rel, kk)
         beyond = _beyond(items[pos < kk], counts, n_train_users, cand or cat, head)
         for name in ACCURACY_METRICS:
             out[f"{name}@{kk}"] = float(np.mean(acc[name]))
+            each[f"{name}@{kk}"] = acc[name]
         for name in BEYOND_METRICS:
             out[f"{name}@{kk}"] = beyond[name]
     out["users_without_recs"] = int((~pd.Series(users).isin(set(recs["user_id"].astype(str)))).sum())
     out.update(prep.filtered)
+    if per_user:
+        out["per_user"] = each
     return out
 
 

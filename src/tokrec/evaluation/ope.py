@@ -42,7 +42,6 @@ __all__ = [
     "estimate_all",
     "fit_reward_model",
     "normal_interval",
-    "round_values",
 ]
 
 
@@ -98,16 +97,10 @@ def _q_terms(log: BanditLog, d: np.ndarray, q_hat: np.ndarray) -> tuple[np.ndarr
     return direct, q[rows, log.action, log.position]
 
 
-def round_values(
-    estimator: str,
-    log: BanditLog,
-    action_dist: np.ndarray,
-    *,
-    q_hat: np.ndarray | None = None,
-    clip: float = np.inf,
+def _round_values(
+    estimator: str, log: BanditLog, d: np.ndarray, q_hat: np.ndarray | None, clip: float
 ) -> np.ndarray:
-    """The per-round terms whose mean is the estimate (``(n_rounds,)``)."""
-    d = _check_dist(log, action_dist)
+    """The per-round terms whose mean is the estimate (``(n_rounds,)``; ``Estimate.round_values``)."""
     if estimator == "ips":
         return log.reward * np.minimum(_weights(log, d), clip)
     if estimator == "snips":
@@ -164,7 +157,7 @@ def estimate(
         clip: cap on importance weights (IPS, DR); infinite = none, as obp's default.
         interval: ``bootstrap`` (obp's draws) or ``normal``.
     """
-    v = round_values(estimator, log, action_dist, q_hat=q_hat, clip=clip)
+    v = _round_values(estimator, log, _check_dist(log, action_dist), q_hat, clip)
     if interval == "bootstrap":
         lo, hi = bootstrap_interval(v, level=level, n_boot=n_boot, seed=seed)
     elif interval == "normal":

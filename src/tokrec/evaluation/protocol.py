@@ -207,12 +207,14 @@ def run_model(
 
         recs = rerank_frame(recs, context, rerank, max(ks))
     rec_s = time.perf_counter() - t0
-    metrics = em.score_recommendations(recs, test, train, k=ks, candidates=split.candidates, catalog=catalog)
+    metrics = em.score_recommendations(
+        recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True
+    )
+    per_user = metrics.pop("per_user")
     clean, _ = em.clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
     for kk in ks:
         metrics[f"tied@{kk}"] = em.tied_share(clean, kk)
     k0 = main_k(ks)
-    per_user = em.per_user_scores(recs, test, train, k=k0, candidates=split.candidates)
     lo, hi = em.bootstrap_ci(per_user[f"ndcg@{k0}"].to_numpy(), seed=seed)
     metrics[f"ndcg@{k0}_ci_low"], metrics[f"ndcg@{k0}_ci_high"] = lo, hi
     deciles = em.popularity_deciles(clean, train, catalog, k=main_k(ks))

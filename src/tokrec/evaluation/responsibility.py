@@ -13,7 +13,7 @@ All figures read a *cleaned* recommendations frame (:func:`tokrec.evaluation.met
 
 ARP and long-tail share are :func:`tokrec.evaluation.metrics.score_recommendations`' ``arp@K`` and
 ``long_tail@K``. Per-group accuracy (:func:`group_accuracy`) is the mean of each user's figure (from
-:func:`tokrec.evaluation.metrics.per_user_scores`, the project's one NDCG) over the users of a group, with a
+:func:`tokrec.evaluation.metrics.score_recommendations` with ``per_user=True``, the project's one NDCG) over the users of a group, with a
 percentile bootstrap interval over those users.
 """
 

@@ -13,30 +13,38 @@ import warnings
 
 import numpy as np
 from pydantic import Field
+from typing_extensions import TypeVar
 
 from tokrec.data.dataset import Dataset
-from tokrec.models.base import C, ModelConfig, Recommender, ThreadOptions
+from tokrec.models.base import ModelConfig, Recommender, ThreadOptions
 
 
-class ALSConfig(ModelConfig):
-    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``); runtime: ``threads``."""
+class FactorConfig(ModelConfig):
+    """What both factor models take: ``factors`` latent dimensions, L2 ``regularization``, training
+    ``iterations`` and ``seed`` (implicit's ``random_state``); the defaults are ALS's."""
 
     factors: int = Field(64, ge=1)
     regularization: float = Field(1.0, ge=0)
-    alpha: float = Field(20.0, gt=0)
     iterations: int = Field(20, ge=1)
     seed: int = 0
 
 
-class BPRConfig(ModelConfig):
-    """Hyperparameters of implicit's BPR; runtime: ``threads``."""
+class ALSConfig(FactorConfig):
+    """Hyperparameters of implicit's ALS (confidence ``1 + alpha * r``); runtime: ``threads``."""
+
+    alpha: float = Field(20.0, gt=0)
+
+
+class BPRConfig(FactorConfig):
+    """Hyperparameters of implicit's BPR (SGD: its own defaults for the shared fields); runtime: ``threads``."""
 
     factors: int = Field(32, ge=1)
     learning_rate: float = Field(0.01, gt=0)
     regularization: float = Field(0.01, ge=0)
     iterations: int = Field(200, ge=1)
-    seed: int = 0
 
+
+F = TypeVar("F", bound=FactorConfig)
 
 #: registry name -> (module, class) of the ``implicit`` model it fits (imported when fitting)
 IMPLICIT_CLASSES: dict[str, tuple[str, str]] = {
@@ -50,7 +58,7 @@ def _quiet_implicit() -> None:
     warnings.filterwarnings("ignore", module="implicit")
 
 
-class _ImplicitMF(Recommender[C, ThreadOptions]):
+class _ImplicitMF(Recommender[F, ThreadOptions]):
     """Shared fitting, scoring and state of the factor models: the config's fields are the ``implicit``
     model's keyword arguments (``seed`` is its ``random_state``)."""
 
