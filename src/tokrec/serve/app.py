@@ -89,25 +89,31 @@ class ServeSettings(BaseModel):
     redis_prefix: str = "tokrec"
     state_path: Path | None = None
     persist: bool = True
-    max_body_bytes: int = Field(1_000_000, ge=1024)
-    max_k: int = Field(1000, ge=1)
-    max_history: int = Field(1000, ge=1)
-    max_candidates: int = Field(100_000, ge=1)
-    max_events: int = Field(10_000, ge=1)
-    max_items: int = Field(1000, ge=1)
-    user_history_window: int = Field(200, ge=1)
+    max_body_bytes: int = Field(1_000_000, ge=1024, description="a larger request body gets 413")
+    max_k: int = Field(1000, ge=1, description="the largest k a request may ask for (also in the schema)")
+    max_history: int = Field(1000, ge=1, description="items in a request's history")
+    max_candidates: int = Field(100_000, ge=1, description="items in a request's candidates or exclude")
+    max_events: int = Field(10_000, ge=1, description="events in one POST /events")
+    max_items: int = Field(1000, ge=1, description="items in one POST /items")
+    user_history_window: int = Field(200, ge=1, description="a known user's latest events that a query uses")
     ann: bool | None = None
     ann_kind: AnnKind = "ivf"
     reload_interval: float = Field(2.0, ge=0)
     policy: dict[str, Any] | None = None
     explore_share: float = Field(0.0, ge=0.0, le=1.0)
     rerank: str | None = None
-    ef_search: int = Field(HNSW_EF_SEARCH, ge=1)
-    nprobe: int | None = Field(None, ge=1)
-    negative_events: list[str] = ["dislike", "skip", "hide"]
-    facets: list[str] | None = None
-    blocked: list[str] = []
-    cache: str | None = "default"
+    ef_search: int = Field(HNSW_EF_SEARCH, ge=1, description="HNSW search breadth (ann_kind hnsw)")
+    nprobe: int | None = Field(None, ge=1, description="IVF lists searched (None: the index's default)")
+    negative_events: list[str] = Field(
+        ["dislike", "skip", "hide"], description="event types that only mark an item as seen"
+    )
+    facets: list[str] | None = Field(
+        None, description="item columns a request may filter on (None: found from the catalog)"
+    )
+    blocked: list[str] = Field([], description="item ids never recommended")
+    cache: str | None = Field(
+        "default", description="the embedding cache for items added online (None: no cache)"
+    )
 
 
 class Service:
