@@ -2,24 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing_extensions import Unpack
 
 from tokrec.encoders.base import Encoder
-from tokrec.encoders.hf import HFEncoder, cpu_has_bf16, default_model_path, pool
+from tokrec.encoders.hf import EncoderOptions, HFEncoder, cpu_has_bf16, default_model_path, pool
 
 
-def load_encoder(
-    model: str | None = None,
-    *,
-    pooling: str = "auto",
-    normalize: bool = True,
-    max_length: int | None = None,
-    batch_size: int = 64,
-    dtype: str = "auto",
-    device: str = "auto",
-    revision: str | None = None,
-    prompt: str = "",
-) -> HFEncoder:
+def load_encoder(model: str | None = None, **options: Unpack[EncoderOptions]) -> HFEncoder:
     """Loads a text encoder.
 
     Args:
@@ -43,17 +32,15 @@ def load_encoder(
     Raises:
         ConfigError: the model cannot be found or an option is invalid.
     """
-    opts: dict[str, Any] = dict(
-        pooling=pooling,
-        normalize=normalize,
-        max_length=max_length,
-        batch_size=batch_size,
-        dtype=dtype,
-        device=device,
-        revision=revision,
-        prompt=prompt,
-    )
-    return HFEncoder(model or default_model_path(), **opts)
+    return HFEncoder(model or default_model_path(), **options)
 
 
-__all__ = ["Encoder", "HFEncoder", "cpu_has_bf16", "default_model_path", "load_encoder", "pool"]
+__all__ = [
+    "Encoder",
+    "EncoderOptions",
+    "HFEncoder",
+    "cpu_has_bf16",
+    "default_model_path",
+    "load_encoder",
+    "pool",
+]

@@ -18,7 +18,7 @@ import time
 from collections.abc import Sequence
 from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, TypedDict
 
 import numpy as np
 
@@ -29,6 +29,21 @@ log = logging.getLogger(__name__)
 Pooling = Literal["auto", "mean", "cls", "last"]
 DType = Literal["auto", "fp32", "bf16", "fp16"]
 Device = Literal["auto", "cpu", "cuda"]
+
+
+class EncoderOptions(TypedDict, total=False):
+    """The keyword options of :class:`HFEncoder` (and :func:`tokrec.encoders.load_encoder`), for typing
+    ``**options``; their defaults and meaning are :class:`HFEncoder`'s."""
+
+    pooling: Pooling
+    normalize: bool
+    max_length: int | None
+    batch_size: int
+    dtype: DType
+    device: Device
+    revision: str | None
+    prompt: str
+
 
 _FILE_HASHES: dict[str, str] = {}
 
