@@ -11,6 +11,7 @@ from test_serve_support import ToyPopularity
 from tokrec.data.dataset import Dataset
 from tokrec.serve.engine import Engine, EngineOptions
 from tokrec.serve.index import VectorIndex
+from tokrec.serve.schemas import RecommendRequest as Q
 from tokrec.serve.store import ItemRecord, MemoryStore
 
 
@@ -62,12 +63,12 @@ def test_the_service_ranks_exactly_as_batch(clustered, retrieval):
     batch = model.recommend_batch(users, k=20)
     for u in users:
         want = batch[batch["user_id"] == u]
-        got = engine.recommend(user_id=u, k=20, explain=False).items
+        got = engine.recommend(Q(user_id=u, k=20, explain=False)).items
         assert [r.item_id for r in got] == want["item_id"].tolist()
         np.testing.assert_allclose([r.score for r in got], want["score"], rtol=1e-5, atol=1e-5)
     history = [f"i{j}" for j in (5, 77, 1203, 2999)]
     want_h = model.recommend(history=history, k=15)
-    got_h = engine.recommend(history=history, k=15, explain=False).items
+    got_h = engine.recommend(Q(history=history, k=15, explain=False)).items
     assert [r.item_id for r in got_h] == [i for i, _ in want_h]
 
 
@@ -99,7 +100,7 @@ def test_items_added_online_score_as_if_fitted_with_them(clustered):
     cands = new_items["item_id"].tolist()
     for u in list(ds.user_vocab)[:20]:
         want = [i for i, _ in batch.recommend(u, k=10, candidates=cands)]
-        got = [r.item_id for r in engine.recommend(user_id=u, k=10, candidates=cands, explain=False).items]
+        got = [r.item_id for r in engine.recommend(Q(user_id=u, k=10, candidates=cands, explain=False)).items]
         assert got == want
 
 
@@ -114,16 +115,18 @@ def test_online_item_enters_the_ann_index(clustered):
     assert ann.index.uses_ann
     assert "fresh" in [r.item_id for r in ann.similar(f"i{members[0]}", 5)]
     # a model without a cold path (this toy) ranks it last (not at all) until a refit; it is explained all the same
-    assert "fresh" not in [r.item_id for r in ann.recommend(history=[f"i{j}" for j in members], k=3000).items]
+    assert "fresh" not in [
+        r.item_id for r in ann.recommend(Q(history=[f"i{j}" for j in members], k=3000)).items
+    ]
     because = ann.explain(ann.row_of["fresh"], members)
     assert {"kind": "attribute", "attribute": "genres", "value": "C4", "count": 6} in because
 
 
 def test_blocked_items_never_come_back(clustered):
     exact = _engine(clustered, False)
-    top = [r.item_id for r in exact.recommend(user_id="u3", k=5).items]
+    top = [r.item_id for r in exact.recommend(Q(user_id="u3", k=5)).items]
     blocked = _engine(clustered, True, blocked=tuple(top[:3]))
-    again = [r.item_id for r in blocked.recommend(user_id="u3", k=5).items]
+    again = [r.item_id for r in blocked.recommend(Q(user_id="u3", k=5)).items]
     assert not set(top[:3]) & set(again)
     assert not set(top[:3]) & {r.item_id for r in blocked.similar(top[4], 20)}
 
@@ -164,11 +167,11 @@ def test_a_known_users_online_events_are_scored_with_the_training_timestamps(clu
             Event("u5", "i12", "view", 1003),
         ]
     )
-    engine.recommend(user_id="u5", k=3, explain=False)
+    engine.recommend(Q(user_id="u5", k=3, explain=False))
     rows, times = model.calls[-1]
     train_rows = list(model.seen_[model.user_vocab_.get("u5")])
     assert rows == [*train_rows, 10, 3000, 12]
     assert times == [*range(8), 1000, 1002, 1003]  # the fixture's training events are at t = 0..7
     engine.add_events([Event("new-user", "i20", "view", 50), Event("new-user", "i21", "view", 70)])
-    engine.recommend(user_id="new-user", k=3, explain=False)
+    engine.recommend(Q(user_id="new-user", k=3, explain=False))
     assert model.calls[-1] == ([20, 21], [50, 70])

@@ -550,17 +550,7 @@ def _add_recommend_route(app: FastAPI, service: Service) -> None:
                     f"{name}: none of the {len(ids)} item ids is in the catalog (first: {ids[0][:100]!r})",
                 )
         try:
-            res = engine.recommend(
-                user_id=req.user_id,
-                history=req.history,
-                k=req.k,
-                candidates=req.candidates,
-                exclude=req.exclude,
-                exclude_seen=req.exclude_seen,
-                explain=req.explain,
-                explore_share=req.explore_share,
-                rerank=req.rerank,
-            )
+            res = engine.recommend(req)
         except ConfigError as e:  # e.g. a visitor's history for a model that cannot score one
             raise HTTPException(422, str(e)) from e
         items = [

@@ -45,6 +45,7 @@ from tokrec.errors import ConfigError
 from tokrec.models.base import top_k_rows
 from tokrec.rerank import parse_rerank, training_score_scale
 from tokrec.serve.index import VectorIndex
+from tokrec.serve.schemas import RecommendRequest
 from tokrec.serve.store import Event, ItemRecord, Store
 
 log = logging.getLogger(__name__)
@@ -312,38 +313,27 @@ class Engine:
         return np.asarray(rows, dtype=np.int64), unknown
 
     # ---- scoring ---------------------------------------------------------------------------------
-    def recommend(
-        self,
-        *,
-        user_id: str | None = None,
-        history: list[str] | None = None,
-        k: int = 10,
-        candidates: list[str] | None = None,
-        exclude: list[str] | None = None,
-        exclude_seen: bool = True,
-        explain: bool = True,
-        explore_share: float | None = None,
-        rerank: str | None = None,
-    ) -> Result:
-        """Top-``k`` for a user or a visitor's history: the model's scores, ranked the batch way. With a
-        policy and an exploration share (``explore_share``, else the options'), that share of the slots is
-        filled by the policy's exploration choice (flagged ``explored``), the rest in the model's order."""
+    def recommend(self, req: RecommendRequest) -> Result:
+        """Top-``k`` for a user or a visitor's history (a validated request: exactly one of ``user_id`` /
+        ``history``): the model's scores, ranked the batch way. With a policy and an exploration share
+        (``explore_share``, else the options'), that share of the slots is filled by the policy's
+        exploration choice (flagged ``explored``), the rest in the model's order."""
         self.sync()
         model = self.model  # one model for the whole request, whatever is swapped in meanwhile
         ignored: list[str] = []
         mrow = -1
         times: np.ndarray | None = None
-        if user_id is not None:
-            mrow = model.user_vocab_.get(user_id)
-            extra, online_seen, _, times = self.user_history(user_id)
+        if req.user_id is not None:
+            mrow = model.user_vocab_.get(req.user_id)
+            extra, online_seen, _, times = self.user_history(req.user_id)
         else:
-            extra, unknown = self.resolve(history)
+            extra, unknown = self.resolve(req.history)
             ignored += unknown
             online_seen = extra
         positive = model.history_rows(mrow, extra)
         cand_rows: np.ndarray | None = None
-        if candidates is not None:
-            cand_rows, unknown = self.resolve(candidates)
+        if req.candidates is not None:
+            cand_rows, unknown = self.resolve(req.candidates)
             ignored += unknown
         scores = model.score_rows(mrow, extra, times, candidates=cand_rows)
         finite = scores[np.isfinite(scores)]
@@ -356,25 +346,25 @@ class Engine:
             allowed[cand_rows] = True
             mode = "candidates"
         drop: list[np.ndarray | None] = [self._blocked]
-        if exclude_seen:
+        if req.exclude_seen:
             drop += [model.history_rows(mrow, online_seen)]
-        if exclude:
-            ex_rows, ex_unknown = self.resolve(exclude)
+        if req.exclude:
+            ex_rows, ex_unknown = self.resolve(req.exclude)
             ignored += ex_unknown
             drop.append(ex_rows)
-        share = self.options.explore_share if explore_share is None else float(explore_share)
-        steps = parse_rerank(self.options.rerank if rerank is None else rerank)
+        share = self.options.explore_share if req.explore_share is None else float(req.explore_share)
+        steps = parse_rerank(self.options.rerank if req.rerank is None else req.rerank)
         if steps and self.policy is not None and share > 0:
             raise ConfigError("give either an exploration share or a re-ranker, not both")
         if steps:
-            top = self._reranked(model, scores, k, allowed, drop, positive, steps)
+            top = self._reranked(model, scores, req.k, allowed, drop, positive, steps)
             explored = np.zeros(len(top), dtype=bool)
         elif self.policy is not None and share > 0:
-            top, explored = self._through_policy(model, scores, k, share, allowed, drop, mrow, extra)
+            top, explored = self._through_policy(model, scores, req.k, share, allowed, drop, mrow, extra)
         else:
-            top = top_k_rows(scores, k, allowed=allowed, drop=drop)
+            top = top_k_rows(scores, req.k, allowed=allowed, drop=drop)
             explored = np.zeros(len(top), dtype=bool)
-        reasons = self.explain_many(top, positive) if explain else [[] for _ in top]
+        reasons = self.explain_many(top, positive) if req.explain else [[] for _ in top]
         recs = []
         for r, because, ex in zip(top, reasons, explored, strict=True):
             if ex:
