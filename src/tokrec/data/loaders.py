@@ -18,10 +18,11 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Literal
+from typing import Literal, TypedDict
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from tokrec.data.dataset import Dataset, LoadReport
 from tokrec.errors import ConfigError, DataError
@@ -60,6 +61,7 @@ __all__ = [
     "load_users",
     "parse_timestamps",
     "read_table",
+    "ReadOptions",
 ]
 
 
@@ -89,6 +91,19 @@ def detect_format(path: PathLike, format: str | None = None) -> str:
             file=str(path),
         )
     return _EXTENSIONS[ext]
+
+
+class ReadOptions(TypedDict, total=False):
+    """How a file is read: the ``**read`` options of every loader, with :func:`read_table`'s defaults.
+
+    ``format``: ``csv``, ``tsv``, ``parquet`` or ``jsonl`` (default: from the extension); ``encoding``:
+    text encoding of CSV / JSON Lines (default ``utf-8``); ``sep``: CSV field separator (default ``,``;
+    ``\\t`` for tsv).
+    """
+
+    format: str | None
+    encoding: str
+    sep: str | None
 
 
 def read_table(
@@ -466,22 +481,18 @@ def load_items(
     path: PathLike,
     *,
     id_column: str = "item_id",
-    format: str | None = None,
-    encoding: str = "utf-8",
-    sep: str | None = None,
     empty_ids: Literal["error", "drop"] = "error",
     report: LoadReport | None = None,
+    **read: Unpack[ReadOptions],
 ) -> pd.DataFrame:
     """Loads an item catalog: an id column plus any attribute columns.
 
     Args:
         path: CSV / TSV / Parquet / JSON Lines file.
         id_column: the file's id column; it is renamed to ``item_id``.
-        format: override the extension-based format detection.
-        encoding: text encoding (CSV / JSON Lines).
-        sep: CSV separator.
         empty_ids: ``"error"`` (default) or ``"drop"`` rows without an id (counted in ``report``).
         report: a :class:`LoadReport` to record rows read and filtered.
+        **read: ``format`` (overrides the extension), ``encoding``, ``sep`` (:class:`ReadOptions`).
 
     Returns:
         Frame with ``item_id`` (str) first, then the attribute columns in file order; one row per
@@ -493,13 +504,13 @@ def load_items(
     A catalog in a public format (MIND ``news.tsv``, Last.fm ``artists.dat``, Amazon metadata; see
     :mod:`tokrec.data.domains`) is recognised by its first line and read by that format's loader.
     """
-    if format is None and id_column == "item_id":
+    if read.get("format") is None and id_column == "item_id":
         from tokrec.data.domains import load_domain_items
 
         domain_items = load_domain_items(path)
         if domain_items is not None:
             return domain_items
-    df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    df, rows = read_table(path, **read)
     return items_from_frame(df, rows, file=str(path), id_column=id_column, empty_ids=empty_ids, report=report)
 
 
@@ -557,14 +568,12 @@ def load_users(
     path: PathLike,
     *,
     id_column: str = "user_id",
-    format: str | None = None,
-    encoding: str = "utf-8",
-    sep: str | None = None,
     report: LoadReport | None = None,
+    **read: Unpack[ReadOptions],
 ) -> pd.DataFrame:
     """Loads a user table (``user_id`` plus attributes); same rules as :func:`load_items` (an empty id is
     an error)."""
-    df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    df, rows = read_table(path, **read)
     return _id_table(df, rows, "user", file=str(path), id_column=id_column, empty_ids="error", report=report)
 
 
@@ -606,12 +615,10 @@ def load_interactions(
     path: PathLike,
     *,
     columns: Mapping[str, str] | None = None,
-    format: str | None = None,
-    encoding: str = "utf-8",
-    sep: str | None = None,
     empty_ids: Literal["error", "drop"] = "error",
     duplicates: Literal["keep", "drop"] = "keep",
     report: LoadReport | None = None,
+    **read: Unpack[ReadOptions],
 ) -> pd.DataFrame:
     """Loads an interaction log.
 
@@ -624,12 +631,10 @@ def load_interactions(
     Args:
         path: CSV / TSV / Parquet / JSON Lines file.
         columns: canonical name -> column in the file.
-        format: override the extension-based format detection.
-        encoding: text encoding (CSV / JSON Lines).
-        sep: CSV separator.
         empty_ids: ``"error"`` or ``"drop"`` rows with an empty user/item id (counted).
         duplicates: ``"keep"`` or ``"drop"`` exact duplicate rows after parsing (counted).
         report: a :class:`LoadReport` to record rows read and filtered.
+        **read: ``format`` (overrides the extension), ``encoding``, ``sep`` (:class:`ReadOptions`).
 
     Returns:
         Frame with ``user_id`` (str), ``item_id`` (str), ``timestamp`` (int64 epoch seconds; the
@@ -642,7 +647,7 @@ def load_interactions(
         DataError: missing columns or ids, unparsable timestamps, non-numeric ratings, bad file.
         ConfigError: an unknown key in ``columns``.
     """
-    df, rows = read_table(path, format=format, encoding=encoding, sep=sep)
+    df, rows = read_table(path, **read)
     return interactions_from_frame(
         df, rows, file=str(path), columns=columns, empty_ids=empty_ids, duplicates=duplicates, report=report
     )
@@ -816,24 +821,15 @@ def load_dataset(
             raise ConfigError(f"a {domain} dataset brings its own users; do not pass a users file")
         return load_domain_dataset(domain, items, interactions, name=name)
     report = LoadReport()
-    items_df = load_items(
-        items, id_column=item_id_column, format=format, encoding=encoding, empty_ids=empty_ids, report=report
-    )
+    read: ReadOptions = {"format": format, "encoding": encoding}  # the same for every file
+    items_df = load_items(items, id_column=item_id_column, empty_ids=empty_ids, report=report, **read)
     inter = load_interactions(
-        interactions,
-        columns=columns,
-        format=format,
-        encoding=encoding,
-        empty_ids=empty_ids,
-        duplicates=duplicates,
-        report=report,
+        interactions, columns=columns, empty_ids=empty_ids, duplicates=duplicates, report=report, **read
     )
     inter = check_known_items(inter, items_df, unknown_items=unknown_items, report=report)
     users_df = None
     if users is not None:
-        users_df = load_users(
-            users, id_column=user_id_column, format=format, encoding=encoding, report=report
-        )
+        users_df = load_users(users, id_column=user_id_column, report=report, **read)
         absent = pd.Index(users_df["user_id"]).get_indexer(inter["user_id"].unique()) < 0
         if absent.any():  # kept (they get vocabulary rows), but said
             report.notes.append(f"{int(absent.sum())} interaction users are not in the user table")
