@@ -160,3 +160,12 @@ def test_a_worker_error_comes_back_as_a_row_and_is_raised_on_the_driver():
         collect_rows(Results("config"))
     with pytest.raises(TokrecError, match="a Ray worker failed: RuntimeError: injected failure"):
         collect_rows(Results("ok", "other"))
+
+
+def test_every_ray_job_checks_its_cluster_options_the_same_way():
+    from tokrec.distributed._ray import cluster_options
+
+    assert cluster_options({}) == (None, None)
+    assert cluster_options({"ray_address": "auto", "num_workers": 3}) == ("auto", 3)
+    with pytest.raises(ConfigError, match="num_workers must be >= 1, not 0"):
+        cluster_options({"num_workers": 0})  # recommend_ray / embed_users_ray used to take 0 as "default"

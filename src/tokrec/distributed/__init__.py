@@ -8,11 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from tokrec.distributed._ray import INSTALL_HINT, ray_available, require_ray
+from tokrec.distributed._ray import INSTALL_HINT, ClusterOptions, ray_available, require_ray
 from tokrec.distributed.shards import read_vectors
 
 __all__ = [
     "INSTALL_HINT",
+    "ClusterOptions",
     "embed_items_ray",
     "embed_users_ray",
     "ray_available",

@@ -11,7 +11,7 @@ import logging
 import os
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, TypedDict
 
 import pandas as pd
 
@@ -32,6 +32,26 @@ _FORMATS = {
 LOCAL_OBJECT_STORE = 512 * 1024**2
 #: inputs smaller than this are hashed by content; larger ones by (path, size, mtime) listing
 _CONTENT_HASH_LIMIT = 1024**3
+
+
+class ClusterOptions(TypedDict, total=False):
+    """Where a Ray job runs: the ``**cluster`` options of every Ray job.
+
+    ``ray_address``: a cluster to join (``"auto"``, ``"ray://head:10001"``, ``"host:6379"``); None or
+    absent starts a local one (or uses the one already initialised in this process). ``num_workers``:
+    the job's actors (>= 1; default: the job's own, see each job).
+    """
+
+    ray_address: str | None
+    num_workers: int | None
+
+
+def cluster_options(cluster: ClusterOptions) -> tuple[str | None, int | None]:
+    """``(ray_address, num_workers)`` of a job's ``**cluster`` options, checked."""
+    workers = cluster.get("num_workers")
+    if workers is not None and workers < 1:
+        raise ConfigError(f"num_workers must be >= 1, not {workers}")
+    return cluster.get("ray_address"), workers
 
 
 def ray_available() -> bool:

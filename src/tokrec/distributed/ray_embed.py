@@ -35,6 +35,7 @@ from typing import Any, Literal
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
@@ -59,8 +60,7 @@ def embed_items_ray(
     cache_dir: str | os.PathLike[str] | Literal[False] | None = None,
     template: Any = None,
     batch_size: int = 64,
-    ray_address: str | None = None,
-    num_workers: int | None = None,
+    **cluster: Unpack[_ray.ClusterOptions],
 ) -> dict[str, Any]:
     """Embeds an item catalog on a Ray cluster into Parquet.
 
@@ -77,11 +77,9 @@ def embed_items_ray(
         template: an :class:`~tokrec.text.ItemTemplate`, a format string or a template file
             (None: the default ``name: value.`` listing).
         batch_size: texts per forward pass.
-        ray_address: a cluster to join (``"auto"``, ``"ray://head:10001"``); None starts a local one
-            (or uses the one already initialised in this process).
-        num_workers: encoder actors (default: one per GPU on a GPU cluster; on CPUs, one per 2 CPUs
-            after one is left to Ray Data's read/render tasks; each actor runs as many torch threads
-            as CPUs it holds).
+        **cluster: ``ray_address`` and ``num_workers`` (:class:`~tokrec.distributed.ClusterOptions`):
+            encoder actors default to one per GPU on a GPU cluster; on CPUs, one per 2 CPUs after one is
+            left to Ray Data's read/render tasks (each actor runs as many torch threads as CPUs it holds).
 
     Returns:
         Summary: ``rows``, ``shards``, ``texts_per_s`` (rows embedded by this run per second of the
@@ -99,8 +97,7 @@ def embed_items_ray(
     _ray.require_ray()
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
-    if num_workers is not None and num_workers < 1:
-        raise ConfigError(f"num_workers must be >= 1, not {num_workers}")
+    ray_address, num_workers = _ray.cluster_options(cluster)
     tmpl = ItemTemplate.from_spec(template)
     src = str(items_path)
     out = Path(output).expanduser().absolute()

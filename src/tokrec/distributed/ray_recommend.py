@@ -21,6 +21,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 import pyarrow as pa
+from typing_extensions import Unpack
 
 from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
@@ -40,8 +41,7 @@ def recommend_ray(
     candidates: Sequence[str] | None = None,
     exclude_seen: bool = True,
     batch_size: int = 256,
-    ray_address: str | None = None,
-    num_workers: int | None = None,
+    **cluster: Unpack[_ray.ClusterOptions],
 ) -> dict[str, Any]:
     """Top-``k`` recommendations for many users with a saved model, on a Ray cluster.
 
@@ -55,8 +55,8 @@ def recommend_ray(
         candidates: rank only these item ids.
         exclude_seen: leave out the items each user had in training.
         batch_size: users scored together (one score matrix of ``batch_size x n_items``).
-        ray_address: a cluster to join; None starts a local one (or uses the initialised one).
-        num_workers: scoring actors (default: one per 2 CPUs).
+        **cluster: ``ray_address`` and ``num_workers`` (:class:`~tokrec.distributed.ClusterOptions`):
+            scoring actors default to one per 2 CPUs.
 
     Returns:
         Summary: ``users``, ``rows``, ``users_without_recs`` (unknown to the model, or nothing left
@@ -64,6 +64,7 @@ def recommend_ray(
         ``seconds``, ``workers``, ``output``.
     """
     _ray.require_ray()
+    ray_address, num_workers = _ray.cluster_options(cluster)
     if k < 1:
         raise ConfigError(f"k must be >= 1, not {k}")
     if batch_size < 1:

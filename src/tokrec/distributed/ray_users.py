@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 import pandas as pd
+from typing_extensions import Unpack
 
 from tokrec.distributed import _ray
 from tokrec.distributed import shards as sh
@@ -49,8 +50,7 @@ def embed_users_ray(
     cache_dir: str | os.PathLike[str] | None = None,
     budget: int | None = None,
     batch_size: int = 64,
-    ray_address: str | None = None,
-    num_workers: int | None = None,
+    **cluster: Unpack[_ray.ClusterOptions],
 ) -> dict[str, Any]:
     """Encodes every user's history text on a Ray cluster.
 
@@ -64,8 +64,8 @@ def embed_users_ray(
         cache_dir: as :func:`~tokrec.distributed.ray_embed.embed_items_ray`.
         budget: token budget of a history (default: the encoder's ``max_length``).
         batch_size: texts per forward pass.
-        ray_address: a cluster to join; None starts a local one (or uses the initialised one).
-        num_workers: encoder actors.
+        **cluster: ``ray_address`` and ``num_workers`` (encoder actors)
+            (:class:`~tokrec.distributed.ClusterOptions`).
 
     Returns:
         Summary: ``users``, ``shards``, ``shards_reused``, ``cache_hits``, ``cache_misses``,
@@ -74,6 +74,7 @@ def embed_users_ray(
     from tokrec.data.loaders import load_items
 
     _ray.require_ray()
+    ray_address, num_workers = _ray.cluster_options(cluster)
     if batch_size < 1:
         raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
     out = Path(output).expanduser().absolute()
