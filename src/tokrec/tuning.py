@@ -113,10 +113,12 @@ TIME_BOUNDED_PARTS: dict[str, dict[str, Any]] = {
 #: (on ml-100k it needs about 30 s of the default 120 s)
 PART_SHARE = 0.7
 #: ``parts="auto"`` (the commands' default): text-sasrec joins on a leave-last-out task when the budget is
-#: at least AUTO_MIN_BUDGET seconds and an epoch is small (events x items at most AUTO_MAX_WORK: about three
-#: times ml-100k's 1.7e8, a few seconds an epoch on two cores), so that a large log never waits on it
+#: at least AUTO_MIN_BUDGET seconds (larger than the default 120 s: at 70% of 150 s it gets about 100 s, the
+#: 20-odd epochs it needed on ml-100k on an idle 2-core CPU; less leaves it too few to enter the blend) and an
+#: epoch is small (events x items at most AUTO_MAX_WORK: about three times ml-100k's 1.7e8, a few seconds an
+#: epoch on two cores), so that a large log never waits on it
 AUTO_PARTS = ("text-sasrec",)
-AUTO_MIN_BUDGET = 60.0
+AUTO_MIN_BUDGET = 150.0
 AUTO_MAX_WORK = 5e8
 
 
