@@ -26,7 +26,8 @@ Registered models may join the blend as parts (``parts``), each fitted on the sa
 weighed like a signal. The sequential model ``text-sasrec`` is time-bounded (:data:`TIME_BOUNDED_PARTS`):
 one network trained for a share of the budget on the validation split's training events, then reused by
 :func:`fit_tuned` with each user's whole history as input instead of trained again; with ``parts="auto"``
-(the commands' default) it joins on leave-last-out tasks whose log is small enough (:func:`auto_parts`).
+(the commands' default) it joins on leave-last-out tasks when the budget is large enough (150 s) and the log
+small enough (:func:`auto_parts`).
 
 The baselines (``ease`` with or without recency weighting, ``als``, ``bpr``, ``itemknn``) are tuned by
 Optuna over a small search space each (:data:`BASELINE_SPACES`), their registry defaults enqueued first.
@@ -238,8 +239,9 @@ class TuneResult:
     data: dict[str, Any] = field(default_factory=dict)
     trials: int = 0
     budget_hit: bool = False
-    #: the weighted parts of ``config["parts"]``, in order: the model the tuner fitted on its validation
-    #: split (None: not kept), and the log that split was cut from; :func:`fit_tuned` reuses them (not saved)
+    #: the models the tuner fitted on its validation split for the weighted parts of ``config["parts"]``, in
+    #: order, and the log that split was cut from (None: a split given ready-made); :func:`fit_tuned` reuses
+    #: them; not saved
     fitted_parts: list[Any] = field(default_factory=list, repr=False, compare=False)
     fitted_on: Any = field(default=None, repr=False, compare=False)
 
@@ -770,8 +772,8 @@ __all__ = [
     "TUNING_FILE",
     "TuneResult",
     "Validation",
-    "baseline_model",
     "auto_parts",
+    "baseline_model",
     "data_checks",
     "fit_tuned",
     "make_validation",

@@ -606,7 +606,7 @@ class TextSASRec(Recommender):
         return self.seen_times_.get(int(user_row))
 
     def with_histories(self, dataset: Dataset) -> TextSASRec:
-        """A copy that shares this fitted model's networks and item table but knows ``dataset``'s users,
+        """A copy that shares this fitted model's networks but knows ``dataset``'s users,
         histories and timestamps (the same item catalog, in the same order); this model is unchanged.
 
         For a network fitted on a leave-last-out validation split cut from ``dataset`` (each user's last
