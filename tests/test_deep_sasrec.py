@@ -511,3 +511,42 @@ def test_item_age_bias_recommends_what_was_new_at_the_time(tmp_path) -> None:
     loaded.add_items(["new"], vecs[:1], item_release=np.array([out]))
     s = loaded._score_history(np.array([loaded.item_vocab_.get("f3")]), np.array([out + 10 * DAY]))
     assert s[loaded.item_vocab_.get("new")] > s[releases].max()
+
+
+def test_max_seconds_ends_the_validation_run_when_spent() -> None:
+    ds, vecs = cycle_data(n_users=30, length=8)
+    base = {**TINY, "epochs": 4, "patience": 4, "refit": "none"}
+    assert len(TextSASRec(base).fit(ds, vecs).history_) == 4
+    # a budget spent before the first step: one (empty) epoch, validated, then the fit stops
+    short = TextSASRec({**base, "max_seconds": 1e-9}).fit(ds, vecs)
+    assert len(short.history_) == 1 and short.best_epoch_ == 1
+    with pytest.raises(ConfigError):
+        TextSASRec({**base, "max_seconds": 0})
+
+
+def test_with_histories_scores_from_the_whole_history_without_retraining() -> None:
+    """A network fitted with each user's last event held out scores, through with_histories, from the
+    whole history (that event as the last input), exactly as scoring that history directly; the fitted
+    model keeps its own histories."""
+    from tokrec.evaluation.splits import leave_last_out
+
+    ds, vecs = cycle_data(n_users=40, length=9)
+    held = leave_last_out(ds).train
+    model = TextSASRec({**TINY, "epochs": 3, "patience": 3, "refit": "none", "time_gaps": True}).fit(
+        held, vecs
+    )
+    before = model.score(["u0", "u1"])
+    full = model.with_histories(ds)
+    assert full.net_ is model.net_ and full.seen_ is not model.seen_
+    seqs, times = ds.sequences(), ds.timestamp_sequences()
+    for j, u in enumerate(["u0", "u1"]):
+        row = ds.user_vocab.encode([u])[0]
+        assert len(full.seen_[row]) == len(model.seen_[row]) + 1
+        np.testing.assert_allclose(
+            full.score([u])[0], model._score_history(seqs[row], times[row]), rtol=1e-5, atol=1e-5
+        )
+        assert not np.allclose(full.score([u])[0], before[j])
+    np.testing.assert_array_equal(model.score(["u0", "u1"]), before)
+    other, _ = cycle_data(n_items=31, n_users=40, length=9)
+    with pytest.raises(ConfigError, match="catalog"):
+        model.with_histories(other)

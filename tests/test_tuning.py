@@ -276,3 +276,107 @@ def test_evaluate_tunes_baselines_on_one_validation_split_and_reports_it(tmp_pat
     assert metrics["protocols"]["leave-last-out"]["models"]["ease"]["error"] is None
     assert main(args[:-4] + ["--no-tune", "--output-dir", str(tmp_path / "n")]) == 0
     assert not (tmp_path / "n" / "tuning.json").exists()
+
+
+SASREC_TINY = {"hidden": 16, "n_blocks": 1, "n_heads": 2, "inner": 32, "max_len": 10, "epochs": 3}
+
+
+def test_a_time_bounded_part_is_reused_with_whole_histories_not_retrained(data, monkeypatch):
+    """text-sasrec as a part: trained once, on the validation split's training events, within its share
+    of the budget; fit_tuned reuses that network on the whole log (each user's held-out event as input)
+    instead of training it again, and fits it anew for any other log."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    # validation gives the part weight 1 (whatever it scores on this small log)
+    monkeypatch.setattr(
+        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
+    )
+    r = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
+    (part,) = r.config["parts"]
+    assert part["model"] == "text-sasrec" and part["config"]["max_seconds"] == 70.0  # PART_SHARE of 100 s
+    assert part["config"]["refit"] == "none" and part["config"]["refit_seeds"] == 1
+    (trained,) = r.fitted_parts
+    assert trained.user_vocab_ is not None and len(trained.seen_) == ds.n_users
+    assert sum(map(len, trained.seen_.values())) == len(r.fitted_on) - r.validation["held_out_events"]
+    json.dumps(r.to_json())  # the fitted models are not part of tuning.json
+    assert "fitted_parts" not in r.to_json()
+
+    model = tuning.fit_tuned(r, ds, vecs)
+    reused = model.parts_[0]
+    assert reused.net_ is trained.net_  # not trained again
+    assert sum(map(len, reused.seen_.values())) == len(ds)  # scores from the whole histories
+    users = list(ds.user_vocab.ids[:5])
+    np.testing.assert_allclose(
+        model.score(users), sig_z(trained.with_histories(ds).score(users)), rtol=1e-5, atol=1e-5
+    )
+    # another log object (even with the same events): the part is fitted on it
+    other = tuning.fit_tuned(r, ds.__class__(ds.interactions, ds.items), vecs)
+    assert other.parts_[0].net_ is not trained.net_
+
+
+def sig_z(scores):
+    from tokrec.models import signals as sig
+
+    return sig.znorm_rows(scores)
+
+
+def test_fit_with_parts_checks_what_it_is_given(data):
+    from tokrec.models.registry import create_model
+
+    ds, vecs = data
+    cfg = {f"w_{s}": 0.0 for s in SIGNALS} | {"w_ease": 1.0, "parts": [{"model": "itemknn", "weight": 0.5}]}
+    knn = create_model("itemknn").fit(ds)
+    m = TokrecHybrid(cfg).fit_with_parts(ds, vecs, [knn])
+    assert m.parts_[0] is knn
+    with pytest.raises(ConfigError, match="weighted parts"):
+        TokrecHybrid(cfg).fit_with_parts(ds, vecs, [])
+    with pytest.raises(ConfigError, match="does not fit"):
+        TokrecHybrid(cfg).fit_with_parts(ds, vecs, [create_model("popularity").fit(ds)])
+
+
+def test_text_sasrec_joins_by_default_only_where_it_is_cheap(data, monkeypatch):
+    import tokrec.tuning as tuning
+    from tokrec.cli.tune import _parts
+    from tokrec.tuning import auto_parts
+
+    ds, _ = data
+    warm = make_validation(ds)
+    assert auto_parts(warm, 150.0) == ["text-sasrec"]
+    assert auto_parts(warm, 120.0) == []  # the default budget: too little for it
+    assert auto_parts(make_validation(ds, cold=True), 600.0) == []  # new items: not a next-item task
+    # a log whose epoch is larger than AUTO_MAX_WORK (events x items): not by default
+    monkeypatch.setattr(tuning, "AUTO_MAX_WORK", len(warm.train) * warm.train.n_items - 1)
+    assert auto_parts(warm, 600.0) == []
+    assert _parts(argparse.Namespace(blend_parts="auto")) == "auto"
+    assert _parts(argparse.Namespace(blend_parts="none")) == []
+    assert _parts(argparse.Namespace(blend_parts="text-sasrec, als")) == ["text-sasrec", "als"]
+
+
+@pytest.mark.parametrize("part", ["itemknn", "text-sasrec"])
+def test_items_added_to_a_blend_reach_its_parts_and_leave_the_fitted_model_alone(data, part):
+    """The service adds items online to a copy of the model: the copy's parts score them (text-sasrec
+    through its own cold path; a part without one ranks them last), the model it was copied from is unchanged."""
+    import copy
+
+    ds, vecs = data
+    cfg = {"neighbours": 20} if part == "itemknn" else SASREC_TINY
+    m = TokrecHybrid({"parts": [{"model": part, "config": cfg, "weight": 1.0}]}).fit(ds, vecs)
+    users = list(ds.user_vocab.ids[:4])
+    before = m.score(users)
+    new = copy.copy(m)
+    new.add_items(["brand-new"], vecs[:1] + 0.1)
+    after = new.score(users)
+    assert after.shape == (4, ds.n_items + 1) and np.isfinite(after).all()
+    assert len(m.parts_[0].item_vocab_) == ds.n_items
+    np.testing.assert_array_equal(m.score(users), before)
+    visitor = new.recommend(history=["brand-new", ds.item_vocab.ids[0]], k=3)
+    assert len(visitor) == 3
+    if part == "text-sasrec":  # through its own cold path
+        assert len(new.parts_[0].item_vocab_) == ds.n_items + 1
+    else:  # no cold path: the part keeps its catalog; the new item gets its lowest score
+        assert new.parts_[0] is m.parts_[0]
+        np.testing.assert_array_equal(new.parts_[0].score(users), m.parts_[0].score(users))

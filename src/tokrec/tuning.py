@@ -20,7 +20,14 @@ same validation split, so that comparisons between them are fair:
    one (kept off when NDCG does not drop).
 4. **The guarantee**: the chosen blend's validation NDCG@10 is never below the best single signal's;
    if it were, the best single signal is chosen.
-5. The caller refits on the whole log with the chosen configuration.
+5. The caller refits on the whole log with the chosen configuration (:func:`fit_tuned`).
+
+Registered models may join the blend as parts (``parts``), each fitted on the same validation split and
+weighed like a signal. The sequential model ``text-sasrec`` is time-bounded (:data:`TIME_BOUNDED_PARTS`):
+one network trained for a share of the budget on the validation split's training events, then reused by
+:func:`fit_tuned` with each user's whole history as input instead of trained again; with ``parts="auto"``
+(the commands' default) it joins on leave-last-out tasks when the budget is large enough (150 s) and the log
+small enough (:func:`auto_parts`).
 
 The baselines (``ease`` with or without recency weighting, ``als``, ``bpr``, ``itemknn``) are tuned by
 Optuna over a small search space each (:data:`BASELINE_SPACES`), their registry defaults enqueued first.
@@ -34,13 +41,14 @@ spent, and the weight search runs its seeded starting points and then TPE trials
 
 from __future__ import annotations
 
+import copy
 import json
 import logging
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 import scipy.sparse as sp
@@ -91,6 +99,28 @@ SIGNAL_GRID: dict[str, list[tuple[str, list[Any]]]] = {
     "prior": [],
     "profile": [("profile_half_life", [2.0, 10.0, NO_RECENCY])],
 }
+
+
+#: registered models the tuner trains within its budget when they join the blend, with the configuration
+#: it trains them with: text-sasrec as ONE network (no seed ensemble), trained on the validation split's
+#: training events (each user's last event held out) with early stopping on its own last training event
+#: and no refit, at a higher learning rate and smaller batches than its defaults so that it converges in
+#: tens of epochs instead of hundreds (chosen on ml-100k's validation split: BENCHMARKS.md). Its
+#: ``max_seconds`` is PART_SHARE of the tuning budget; :func:`fit_tuned` reuses the network it trained.
+TIME_BOUNDED_PARTS: dict[str, dict[str, Any]] = {
+    "text-sasrec": {"refit": "none", "refit_seeds": 1, "lr": 5e-3, "batch_size": 64, "patience": 3},
+}
+#: the share of the tuning budget a time-bounded part may train for; the signals' search gets the rest
+#: (on ml-100k it needs about 30 s of the default 120 s)
+PART_SHARE = 0.7
+#: ``parts="auto"`` (the commands' default): text-sasrec joins on a leave-last-out task when the budget is
+#: at least AUTO_MIN_BUDGET seconds (larger than the default 120 s: at 70% of 150 s it gets about 100 s, the
+#: 20-odd epochs it needed on ml-100k on an idle 2-core CPU; less leaves it too few to enter the blend) and an
+#: epoch is small (events x items at most AUTO_MAX_WORK: about three times ml-100k's 1.7e8, a few seconds an
+#: epoch on two cores), so that a large log never waits on it
+AUTO_PARTS = ("text-sasrec",)
+AUTO_MIN_BUDGET = 150.0
+AUTO_MAX_WORK = 5e8
 
 
 # ---- the validation split ----------------------------------------------------------------------
@@ -209,9 +239,15 @@ class TuneResult:
     data: dict[str, Any] = field(default_factory=dict)
     trials: int = 0
     budget_hit: bool = False
+    #: the models the tuner fitted on its validation split for the weighted parts of ``config["parts"]``, in
+    #: order, and the log that split was cut from (None: a split given ready-made); :func:`fit_tuned` reuses
+    #: them; not saved
+    fitted_parts: list[Any] = field(default_factory=list, repr=False, compare=False)
+    fitted_on: Any = field(default=None, repr=False, compare=False)
 
     def to_json(self) -> dict[str, Any]:
-        out = asdict(self)
+        out = copy.deepcopy({f.name: getattr(self, f.name) for f in fields(self) if f.name not in _NOT_SAVED})
+        out["signals"] = [asdict(s) for s in self.signals]
         out["val_ndcg"] = round(self.val_ndcg, 5)
         out["seconds"] = round(self.seconds, 1)
         return out
@@ -238,6 +274,9 @@ class TuneResult:
         for note in self.data.get("notes", []):
             lines.append(f"  note: {note}")
         return "\n".join(lines)
+
+
+_NOT_SAVED = ("fitted_parts", "fitted_on")
 
 
 def _fmt(v: Any) -> str:
@@ -313,7 +352,7 @@ def tune_tokrec(
     max_users: int = MAX_USERS,
     weight_trials: int = 200,
     base: dict[str, Any] | None = None,
-    parts: Sequence[str] = (),
+    parts: Sequence[str] | Literal["auto"] = (),
     grid: dict[str, list[tuple[str, list[Any]]]] | None = None,
 ) -> TuneResult:
     """Chooses ``tokrec``'s signals, weights and hyperparameters on a validation split of ``train``.
@@ -328,9 +367,10 @@ def tune_tokrec(
         seed: seeds the validation draw and the sampler; the same inputs and seed give the same choice.
         max_users: validation users scored at most.
         base: hyperparameters to start from (default: the shipped ``TokrecConfig``).
-        parts: registered models that may join the blend (e.g. ``als``); each is tuned first as a
-            baseline on the same validation split (a fifth of the budget) where it has a tuner, and
-            validation decides its weight like a signal's.
+        parts: registered models that may join the blend (e.g. ``als``); each is fitted first on the
+            same validation split, tuned as a baseline (a fifth of the budget) where it has a tuner or
+            trained within :data:`PART_SHARE` of the budget where it is time-bounded (text-sasrec), and
+            validation decides its weight like a signal's. ``"auto"``: :func:`auto_parts`.
         grid: the values each signal's search tries (default :data:`SIGNAL_GRID`).
 
     Returns:
@@ -351,6 +391,12 @@ def tune_tokrec(
         return TuneResult(
             "tokrec", start, 0.0, vsum, clock.elapsed(), seed, budget_s, "defaults", data=checks
         )
+    if isinstance(parts, str):  # "auto"
+        parts = auto_parts(val, budget_s)
+    # the parts first: a time-bounded one trains for its share of the budget, the signals get the rest
+    part_mats, part_alone, part_cfgs, part_models = _fit_parts(parts, val, item_vectors, budget_s, seed)
+    for key in part_mats:
+        log.info("tune: part %s alone %.4f (%.0fs)", key, part_alone[key], clock.elapsed())
     cache = _SignalScores(val, item_vectors, start)
     budget_hit = False
     params = dict(start)
@@ -393,23 +439,9 @@ def tune_tokrec(
         if s == "map":  # prior shares map's ridge features
             chosen["prior"] = {k: params[k] for k in ("map_lambda", "attr_weight")}
         log.info("tune: %s alone %.4f %s (%.0fs)", s, best, chosen[s], clock.elapsed())
-    part_cfgs: dict[str, tuple[str, dict[str, Any]]] = {}
-    for i, name in enumerate(parts):
-        key = f"{i}:{name}"
-        cfg = {}
-        if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
-            cfg = tune_baseline(name, val, budget_s=budget_s / 5, seed=seed).config
-        from tokrec.models.recommended import BlendPart, fit_part
-
-        part = BlendPart.model_validate({"model": name, "config": cfg})
-        model = fit_part(part, val.train, item_vectors)
-        z = cache._znorm(np.nan_to_num(model.score(val.user_ids)))
-        z = val.restrict(z)
-        if _constant(z):
-            continue
-        mats[key], alone[key], part_cfgs[key] = z, val.ndcg(z), (name, part.config)
-        chosen[key] = dict(part.config)
-        log.info("tune: part %s alone %.4f (%.0fs)", name, alone[key], clock.elapsed())
+    mats.update(part_mats)
+    alone.update(part_alone)
+    chosen.update({key: dict(cfg) for key, (_, cfg) in part_cfgs.items()})
     if not mats:
         checks["notes"].append("every signal is constant on this data: the shipped defaults are kept")
         return TuneResult(
@@ -423,10 +455,9 @@ def tune_tokrec(
         weights = {s: float(s == best_single) for s in mats}
         blend, choice = alone[best_single], f"single signal {best_single}"
     config = {**params, **{f"w_{s}": float(weights.get(s, 0.0)) for s in SIGNALS}}
+    entered = [k for k in part_cfgs if weights.get(k, 0.0) > 0]
     config["parts"] = [
-        {"model": m, "config": c, "weight": float(weights.get(k, 0.0))}
-        for k, (m, c) in part_cfgs.items()
-        if weights.get(k, 0.0) > 0
+        {"model": part_cfgs[k][0], "config": part_cfgs[k][1], "weight": float(weights[k])} for k in entered
     ]
     config = TokrecConfig.model_validate(config).model_dump()
     ablation = {}
@@ -458,7 +489,71 @@ def tune_tokrec(
         checks,
         trials,
         budget_hit,
+        fitted_parts=[part_models[k] for k in entered],
+        fitted_on=None if isinstance(train, Validation) else train,
     )
+
+
+def auto_parts(val: Validation, budget_s: float) -> list[str]:
+    """The registered models that join the blend by default (``parts="auto"``): :data:`AUTO_PARTS` on a
+    leave-last-out task whose budget and log allow them (:data:`AUTO_MIN_BUDGET`, :data:`AUTO_MAX_WORK`),
+    else none."""
+    train = val.train
+    if val.cols is not None or budget_s < AUTO_MIN_BUDGET or len(train) * train.n_items > AUTO_MAX_WORK:
+        return []
+    return list(AUTO_PARTS)
+
+
+def _fit_parts(
+    parts: Sequence[str], val: Validation, item_vectors: np.ndarray, budget_s: float, seed: int
+) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, tuple[str, dict[str, Any]]], dict[str, Any]]:
+    """Each registered part fitted on the validation split's training events: its z-normalised validation
+    matrix, NDCG@10 alone, ``(model, config)`` and the fitted model, keyed ``"i:name"`` (a part whose
+    scores are constant is left out). A baseline is tuned first (a fifth of the budget); a time-bounded
+    part (:data:`TIME_BOUNDED_PARTS`) trains for :data:`PART_SHARE` of it."""
+    from tokrec.models import signals as sig
+    from tokrec.models.recommended import BlendPart, fit_part, part_scores
+
+    mats: dict[str, np.ndarray] = {}
+    alone: dict[str, float] = {}
+    cfgs: dict[str, tuple[str, dict[str, Any]]] = {}
+    models: dict[str, Any] = {}
+    for i, name in enumerate(parts):
+        key = f"{i}:{name}"
+        cfg: dict[str, Any] = {}
+        if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
+            cfg = tune_baseline(name, val, budget_s=budget_s / 5, seed=seed).config
+        elif name in TIME_BOUNDED_PARTS:
+            cfg = {**TIME_BOUNDED_PARTS[name], "max_seconds": round(PART_SHARE * budget_s, 1)}
+        part = BlendPart.model_validate({"model": name, "config": cfg})
+        model = fit_part(part, val.train, item_vectors)
+        z = val.restrict(sig.znorm_rows(part_scores(model.score(val.user_ids), val.train.n_items)))
+        if _constant(z):
+            continue
+        mats[key], alone[key], cfgs[key], models[key] = z, val.ndcg(z), (name, part.config), model
+    return mats, alone, cfgs, models
+
+
+def fit_tuned(result: TuneResult, dataset: Dataset, item_vectors: np.ndarray | None) -> Any:
+    """The model ``result`` chose, fitted on the whole log ``dataset`` (the log it was tuned on).
+
+    A ``tokrec`` blend part that the tuner fitted on its leave-last-out validation split of this same
+    ``dataset`` and that can score from the whole histories (``with_histories``: text-sasrec) is reused
+    instead of trained again: the event validation held out from each user was only missing as a
+    training target, and the reused model takes it as input. Everything else is fitted here."""
+    model = registry.create_model(baseline_model(result.model), result.config)
+    vecs = item_vectors if wants_item_vectors(model) else None
+    reusable = (
+        result.model == "tokrec"
+        and result.fitted_on is dataset
+        and result.validation.get("protocol") == "leave-last-out"
+        and len(result.fitted_parts) == len(model.config.parts)
+    )
+    if not reusable:
+        return model.fit(dataset, vecs)
+    given = [m.with_histories(dataset) if hasattr(m, "with_histories") else None for m in result.fitted_parts]
+    assert vecs is not None
+    return model.fit_with_parts(dataset, vecs, given)
 
 
 def _blend_ndcg(mats: dict[str, np.ndarray], w: dict[str, float], val: Validation) -> float:
@@ -656,10 +751,10 @@ def tune(
     budget_s: float = 120.0,
     seed: int = 0,
     max_users: int = MAX_USERS,
-    parts: Sequence[str] = (),
+    parts: Sequence[str] | Literal["auto"] = (),
 ) -> TuneResult:
-    """Tunes ``tokrec`` (``parts``: registered models that may join its blend) or a baseline on a
-    validation split of ``train``."""
+    """Tunes ``tokrec`` (``parts``: registered models that may join its blend, or ``"auto"``) or a baseline
+    on a validation split of ``train``."""
     if name == "tokrec":
         if item_vectors is None:
             raise ConfigError("tuning tokrec needs item vectors")
@@ -677,8 +772,10 @@ __all__ = [
     "TUNING_FILE",
     "TuneResult",
     "Validation",
+    "auto_parts",
     "baseline_model",
     "data_checks",
+    "fit_tuned",
     "make_validation",
     "tunable",
     "tune",

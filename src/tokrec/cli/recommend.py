@@ -163,14 +163,18 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.cli.tune import tune_step
 
     t = time.perf_counter()
-    tuned, _ = tune_step(
+    tuned, result = tune_step(
         args, args.model, ds, vectors, candidates=candidates, user_config=read_json_config(args.config)
     )
     if tuned is not None:
-        model = create_model(args.model, tuned)
         times["tune"] = time.perf_counter() - t
     t = time.perf_counter()
-    model.fit(ds, vectors)
+    if result is not None:  # the choice on the whole log (a part the tuner trained is reused, not retrained)
+        from tokrec.tuning import fit_tuned
+
+        model = fit_tuned(result, ds, vectors)
+    else:
+        model.fit(ds, vectors)
     times["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     if users is not None:

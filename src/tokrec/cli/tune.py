@@ -15,7 +15,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from tokrec.cli._data import add_data_args
 
@@ -82,14 +82,22 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
 def _parts_arg(p: Any) -> None:
     p.add_argument(
         "--blend-parts",
-        default="",
+        default="auto",
         metavar="NAMES",
-        help="tokrec: comma-separated registered models validation may add to the blend (e.g. als,itemknn)",
+        help=(
+            "tokrec: comma-separated registered models validation may add to the blend (e.g. "
+            "text-sasrec,als); 'none': no part; 'auto' (default): text-sasrec, trained within 70%% of the "
+            "budget, on next-item tasks (no new-item --candidates) when the budget is at least 150 s and "
+            "the log is small (events x items <= 5e8)"
+        ),
     )
 
 
-def _parts(args: argparse.Namespace) -> list[str]:
-    return [x.strip() for x in (getattr(args, "blend_parts", "") or "").split(",") if x.strip()]
+def _parts(args: argparse.Namespace) -> list[str] | Literal["auto"]:
+    text = (getattr(args, "blend_parts", "") or "").strip()
+    if text == "auto":
+        return "auto"
+    return [x.strip() for x in text.split(",") if x.strip() and x.strip() != "none"]
 
 
 def candidates_are_new(dataset: Any, candidates: list[str] | None) -> bool:

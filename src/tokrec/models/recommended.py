@@ -36,6 +36,8 @@ split cut from the user's own log; the defaults below are what it falls back to 
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -210,7 +212,34 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
         if "neighbours" in need:
             self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
-        self.parts_ = [fit_part(p, dataset, item_vectors) for p in c.parts if p.weight > 0]
+        given = getattr(self, "_given_parts", None) or [None] * sum(p.weight > 0 for p in c.parts)
+        self.parts_ = [
+            model if model is not None else fit_part(p, dataset, item_vectors)
+            for p, model in zip([p for p in c.parts if p.weight > 0], given, strict=True)
+        ]
+
+    def fit_with_parts(
+        self, dataset: Dataset, item_vectors: np.ndarray, parts: Sequence[Recommender | None]
+    ) -> TokrecHybrid:
+        """:meth:`fit`, taking already fitted models as the blend's registered parts: ``parts`` holds one
+        entry per part with a positive weight, in order, a fitted model of that part's registry name (on
+        this catalog) or None to fit it here. The tuner passes the part it fitted on its validation split
+        this way (:func:`tokrec.tuning.fit_tuned`) instead of training it again."""
+        weighted = [p for p in self.config.parts if p.weight > 0]
+        if len(parts) != len(weighted):
+            raise ConfigError(f"fit_with_parts: {len(parts)} models for {len(weighted)} weighted parts")
+        for p, model in zip(weighted, parts, strict=True):
+            if model is not None and (
+                model.name != p.model
+                or model.item_vocab_ is None
+                or model.item_vocab_.to_list() != dataset.item_vocab.to_list()
+            ):
+                raise ConfigError(f"fit_with_parts: the model given for part {p.model!r} does not fit it")
+        self._given_parts = list(parts)
+        try:
+            return self.fit(dataset, item_vectors)  # type: ignore[return-value]
+        finally:
+            self._given_parts = []
 
     def _fit_time(self, dataset: Dataset) -> None:
         """Events per item and time bin, and each user's last timestamp."""
@@ -386,7 +415,10 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         """The weighted, z-normalised scores of the blend's registered parts (0.0 without parts)."""
         weights = [p.weight for p in self.config.parts if p.weight > 0]
         return sum(
-            (np.float32(w) * sig.znorm_rows(np.nan_to_num(s)) for w, s in zip(weights, scores, strict=True)),
+            (
+                np.float32(w) * sig.znorm_rows(part_scores(s, self.n_items))
+                for w, s in zip(weights, scores, strict=True)
+            ),
             0.0,
         )
 
@@ -449,7 +481,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         seq = np.asarray(item_rows, dtype=np.int64)
         if self.uses_retrieval():
             return self._retrieved(seq, t, candidates)
-        parts = self._parts_score([p._score_history(seq, timestamps)[None, :] for p in self.parts_])
+        parts = self._parts_score([_part_history(p, seq, timestamps)[None, :] for p in self.parts_])
         return (self._signals_score([seq], np.array([t], dtype=np.int64)) + parts)[0]
 
     def _signals_score(self, seqs: list[np.ndarray], user_times: np.ndarray) -> np.ndarray:
@@ -461,6 +493,20 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         return self.blend(self.signals(seqs, user_times, active))
 
     # ---- new items -------------------------------------------------------------------------------
+    def add_items(
+        self, item_ids: Sequence[str], item_vectors: np.ndarray, *, items: pd.DataFrame | None = None
+    ) -> None:
+        """:meth:`Recommender.add_items`; the blend's registered parts get the items through their own
+        ``add_items`` where they have a cold path (``scores_new_items``), each on a copy (a copy of this
+        model may share the fitted parts); a part without one keeps its catalog and ranks the new items
+        last (:func:`part_scores`) until the next fit."""
+        super().add_items(item_ids, item_vectors, items=items)
+        parts = [copy.copy(p) if p.scores_new_items else p for p in self.parts_]
+        for p in parts:
+            if p.scores_new_items:
+                p.add_items(item_ids, item_vectors, items=items)
+        self.parts_ = parts
+
     def _add_items(self, rows: np.ndarray, item_vectors: np.ndarray, items: pd.DataFrame | None) -> None:
         """New items through the model's own cold path, exactly as they would be scored had they been in
         the catalog (without events) at fit time: their content features from the fitted attribute
@@ -585,6 +631,30 @@ def _grown(
     return out
 
 
+def part_scores(scores: np.ndarray, n_items: int) -> np.ndarray:
+    """A blend part's scores ``(..., m)`` over the whole catalog of ``n_items`` (before z-normalising):
+    items it cannot score (NaN, -inf, or added after its fit, by a part without a cold path: columns
+    beyond ``m``) take each row's lowest score."""
+    s = np.asarray(scores, dtype=np.float32)
+    finite = np.isfinite(s)
+    low = np.where(finite, s, np.inf).min(axis=-1, keepdims=True)
+    low = np.where(np.isfinite(low), low, 0.0).astype(np.float32)
+    s = np.where(finite, s, low)
+    if s.shape[-1] < n_items:
+        s = np.concatenate([s, np.repeat(low, n_items - s.shape[-1], axis=-1)], axis=-1)
+    return s
+
+
+def _part_history(part: Recommender, seq: np.ndarray, timestamps: np.ndarray | None) -> np.ndarray:
+    """A part's scores for a history; items beyond the part's catalog (added after its fit to a part
+    without a cold path) are left out of the history it sees."""
+    known = seq < part.n_items
+    if not known.all():
+        seq = seq[known]
+        timestamps = None if timestamps is None else np.asarray(timestamps)[known]
+    return part._score_history(seq, timestamps)
+
+
 def fit_part(part: BlendPart, dataset: Dataset, item_vectors: np.ndarray | None) -> Recommender:
     """Fits a blend part: the registered model with its config (item vectors when it wants them)."""
     from tokrec.models.base import wants_item_vectors
@@ -595,4 +665,4 @@ def fit_part(part: BlendPart, dataset: Dataset, item_vectors: np.ndarray | None)
     return model
 
 
-__all__ = ["SIGNALS", "BlendPart", "TokrecConfig", "TokrecHybrid", "fit_part"]
+__all__ = ["SIGNALS", "BlendPart", "TokrecConfig", "TokrecHybrid", "fit_part", "part_scores"]

@@ -24,6 +24,7 @@ the user's timeline, such as new items in a cold-item split).
 from __future__ import annotations
 
 import contextlib
+import copy
 import functools
 import logging
 import threading
@@ -129,6 +130,15 @@ class TextSASRecConfig(ModelConfig):
     batch_size: int = Field(128, ge=1)
     epochs: int = Field(200, ge=1, description="maximum epochs")
     patience: int = Field(10, ge=1, description="epochs without validation gain before stopping")
+    max_seconds: float | None = Field(
+        None,
+        gt=0,
+        description=(
+            "a time budget for the validation run (None: none): training stops within the step that spends "
+            "it and the best epoch so far is the one chosen (with refit='none' its weights are kept); a "
+            "refit from scratch then trains that many epochs. The tuner's blend part sets it from its budget"
+        ),
+    )
     refit: Literal["scratch", "continue", "none"] = Field(
         "scratch",
         description=(
@@ -365,6 +375,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
                     "mode": "max",
                     "patience": c.patience,
                     "restore_best": c.refit != "scratch",  # 'scratch' keeps only the epoch count
+                    "max_seconds": c.max_seconds if desc == "validation" else None,
                     "progress": self.runtime.progress,
                     "desc": f"text-sasrec ({desc}, seed {c.seed + seed_offset})",
                 }
@@ -589,6 +600,28 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
 
     def user_timestamps(self, user_row: int) -> np.ndarray | None:
         return self.seen_times_.get(int(user_row))
+
+    def with_histories(self, dataset: Dataset) -> TextSASRec:
+        """A copy that shares this fitted model's networks but knows ``dataset``'s users,
+        histories and timestamps (the same item catalog, in the same order); this model is unchanged.
+
+        For a network fitted on a leave-last-out validation split cut from ``dataset`` (each user's last
+        event held out), the copy scores each user from the whole history, the held-out event included:
+        that event was missing only as a training target, so the network need not be trained again (the
+        tuner reuses its blend part this way, :func:`tokrec.tuning.fit_tuned`)."""
+        self._check_fitted()
+        assert self.item_vocab_ is not None
+        if dataset.item_vocab.to_list() != self.item_vocab_.to_list():
+            raise ConfigError(
+                "with_histories: the dataset's item catalog is not the one the model was fitted on"
+            )
+        clone = copy.copy(self)
+        clone.user_vocab_ = dataset.user_vocab
+        clone.seen_ = {u: s for u, s in enumerate(dataset.sequences()) if len(s)}
+        if self.config.time_gaps or self.config.item_age:
+            clone.seen_times_ = {u: t for u, t in enumerate(dataset.timestamp_sequences()) if len(t)}
+        clone._table_cache = {}
+        return clone
 
     def _score_history(self, item_rows: np.ndarray, timestamps: np.ndarray | None = None) -> np.ndarray:
         rows = np.asarray(item_rows, dtype=np.int64)
