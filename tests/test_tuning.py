@@ -345,8 +345,8 @@ def test_text_sasrec_joins_by_default_only_where_it_is_cheap(data, monkeypatch):
 
     ds, _ = data
     warm = make_validation(ds)
-    assert auto_parts(warm, 150.0) == ["text-sasrec"]
-    assert auto_parts(warm, 120.0) == []  # the default budget: too little for it
+    assert auto_parts(warm, 120.0) == ["text-sasrec"]  # the default budget
+    assert auto_parts(warm, 100.0) == []  # too little for it
     assert auto_parts(make_validation(ds, cold=True), 600.0) == []  # new items: not a next-item task
     # a log whose epoch is larger than AUTO_MAX_WORK (events x items): not by default
     monkeypatch.setattr(tuning, "AUTO_MAX_WORK", len(warm.train) * warm.train.n_items - 1)

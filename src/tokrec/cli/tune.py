@@ -87,7 +87,7 @@ def _parts_arg(p: Any) -> None:
         help=(
             "tokrec: comma-separated registered models validation may add to the blend (e.g. "
             "text-sasrec,als); 'none': no part; 'auto' (default): text-sasrec, trained within 70%% of the "
-            "budget, on next-item tasks (no new-item --candidates) when the budget is at least 150 s and "
+            "budget, on next-item tasks (no new-item --candidates) when the budget is at least 120 s (the default) and "
             "the log is small (events x items <= 5e8)"
         ),
     )
