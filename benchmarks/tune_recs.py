@@ -188,11 +188,13 @@ def main() -> None:
                     rows.append(("ease", "defaults (lambda 300)", score(shared, p, d, split), 0.0))
             for model, how, ndcg, secs in rows:
                 print(f"| {name} | {split} | {model} | {how} | {ndcg:.4f} | {secs:.0f} |", flush=True)
-            best = max(r[2] for r in rows if r[0] != "tokrec")
-            print(
-                f"\n{name} {split}: tuned tokrec / best baseline = {rows[0][2] / best:.3f}\n```\n{table}\n```\n",
-                flush=True,
+            others = [r[2] for r in rows if r[0] != "tokrec"]
+            ratio = (
+                f"tuned tokrec / best baseline = {rows[0][2] / max(others):.3f}"
+                if others
+                else "no baseline run"
             )
+            print(f"\n{name} {split}: {ratio}\n```\n{table}\n```\n", flush=True)
 
 
 if __name__ == "__main__":
