@@ -28,6 +28,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tokrec.config import parse_key_values
 from tokrec.data.dataset import Dataset
 from tokrec.encoders import load_encoder
 from tokrec.evaluation.splits import leave_last_out
@@ -65,13 +66,7 @@ def main() -> None:
         "--set", nargs="*", default=[], help="CrossEncoderConfig overrides key=value (JSON values)"
     )
     a = ap.parse_args()
-    cfg: dict[str, object] = {}
-    for kv in a.set:
-        key, v = kv.split("=", 1)
-        try:
-            cfg[key] = json.loads(v)
-        except json.JSONDecodeError:
-            cfg[key] = v
+    cfg = parse_key_values(a.set)
     clf = CrossEncoderClassifier(cfg)
     c = clf.config
     items = pd.read_csv(a.splits / "items.csv", dtype=str, keep_default_na=False)

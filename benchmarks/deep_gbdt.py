@@ -18,6 +18,7 @@ from pathlib import Path
 import pandas as pd
 
 from deep_sasrec import SCORER, load_split, load_vectors, score  # type: ignore[import-not-found]
+from tokrec.config import parse_key_values
 from tokrec.models.base import wants_item_vectors
 from tokrec.models.gbdt_ranker import GBDTRanker
 from tokrec.models.registry import create_model
@@ -30,13 +31,7 @@ def main() -> None:
     ap.add_argument("--no-vectors", action="store_true")
     ap.add_argument("--set", nargs="*", default=[], help="GBDTRankerConfig overrides key=value (JSON values)")
     a = ap.parse_args()
-    cfg: dict[str, object] = {}
-    for kv in a.set:
-        k, v = kv.split("=", 1)
-        try:
-            cfg[k] = json.loads(v)
-        except json.JSONDecodeError:
-            cfg[k] = v
+    cfg = parse_key_values(a.set)
     ds, items = load_split(a.splits, "warm")
     vecs = None if a.no_vectors else load_vectors(items, a.vectors)
     users = pd.read_csv(a.splits / "warm" / "test.csv", dtype=str)["user_id"].unique().tolist()

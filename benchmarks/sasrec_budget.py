@@ -25,6 +25,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from tokrec.config import parse_key_values
 from tokrec.data.loaders import load_dataset
 from tokrec.evaluation.metrics import score_recommendations
 from tokrec.features import item_vectors_for
@@ -48,13 +49,7 @@ def main() -> None:
     a = ap.parse_args()
     if a.verbose:
         logging.basicConfig(level=logging.INFO, format="%(asctime)s %(message)s")
-    cfg = {}
-    for pair in a.set:
-        key, value = pair.split("=", 1)
-        try:
-            cfg[key] = json.loads(value)
-        except json.JSONDecodeError:
-            cfg[key] = value
+    cfg = parse_key_values(a.set)
     ds = load_dataset(a.splits / "items.csv", a.splits / "warm" / "train.csv")
     vecs = item_vectors_for(ds, cache="default")
     val = make_validation(ds, seed=0)

@@ -184,3 +184,12 @@ def test_the_type_arguments_name_each_models_config_and_runtime_classes() -> Non
     assert Generic2.Config is OwnConfig and Generic2(l2=1.0).config.l2 == 1.0
     with pytest.raises(ConfigError, match="l2"):
         Generic2(l2="x")
+
+
+def test_key_value_overrides_read_json_values_and_keep_text() -> None:
+    from tokrec.config import parse_key_values
+
+    got = parse_key_values(["lr=0.005", "refit=none", "dims=[64, 32]", "flag=true", "name=a=b"])
+    assert got == {"lr": 0.005, "refit": "none", "dims": [64, 32], "flag": True, "name": "a=b"}
+    with pytest.raises(ConfigError, match="--set: expected key=value, got 'lr'"):
+        parse_key_values(["lr"])

@@ -46,6 +46,21 @@ def with_overrides(config: C, overrides: dict[str, Any], *, what: str) -> C:
     return validate_config(type(config), {**config.model_dump(), **overrides}, what=what)
 
 
+def parse_key_values(pairs: list[str] | tuple[str, ...], *, option: str = "--set") -> dict[str, Any]:
+    """``["lr=0.005", "refit=none"]`` -> ``{"lr": 0.005, "refit": "none"}``: each ``key=value``, the value read as
+    JSON where it is JSON and kept as text otherwise (for scripts' ``--set`` overrides, validated by the config)."""
+    out: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, value = pair.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"{option}: expected key=value, got {pair!r}")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
 def read_json_config(text: str | None, *, option: str = "--config") -> dict[str, Any]:
     """The JSON object of a command-line option given inline (``{...}``) or as a path to a JSON file.
 
