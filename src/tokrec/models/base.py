@@ -22,7 +22,7 @@ from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
-from typing_extensions import TypeVar
+from typing_extensions import Self, TypeVar
 
 from tokrec.config import validate_config, with_overrides
 from tokrec.data.dataset import Dataset, Vocab
@@ -190,7 +190,7 @@ class Recommender(ABC, Generic[C, R]):
         return value
 
     # ---- public API ----------------------------------------------------------------------------
-    def fit(self, dataset: Dataset, item_vectors: np.ndarray | None = None) -> Recommender:
+    def fit(self, dataset: Dataset, item_vectors: np.ndarray | None = None) -> Self:
         if self.needs_item_vectors and item_vectors is None:
             raise ConfigError(f"{self.name} needs item vectors: pass item_vectors (n_items, d)")
         if item_vectors is not None and len(item_vectors) != dataset.n_items:

@@ -159,6 +159,9 @@ class TokrecHybrid(Recommender[TokrecConfig]):
     """The recommended model: a validated blend of collaborative, sequential and LM signals."""
 
     name = "tokrec"
+    #: fitted models :meth:`fit_with_parts` hands to ``_fit`` for the weighted parts (None: fit that part);
+    #: empty outside that call
+    _given_parts: list[Recommender | None] = []  # reassigned, never mutated
     needs_item_vectors = True
     scores_new_items = True
     scores_candidates = True
@@ -212,7 +215,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
         if "neighbours" in need:
             self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
-        given = getattr(self, "_given_parts", None) or [None] * sum(p.weight > 0 for p in c.parts)
+        given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
         self.parts_ = [
             model if model is not None else fit_part(p, dataset, item_vectors)
             for p, model in zip([p for p in c.parts if p.weight > 0], given, strict=True)
@@ -237,7 +240,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
                 raise ConfigError(f"fit_with_parts: the model given for part {p.model!r} does not fit it")
         self._given_parts = list(parts)
         try:
-            return self.fit(dataset, item_vectors)  # type: ignore[return-value]
+            return self.fit(dataset, item_vectors)
         finally:
             self._given_parts = []
 
