@@ -312,6 +312,60 @@ def test_training_windows_and_future_window_targets() -> None:
     assert set(draws[:, 0, 2]) == {14} and set(draws[:, 1, 0]) == {-100}
 
 
+def test_shifted_windows_train_every_event_once_with_a_whole_window_for_the_newest() -> None:
+    from tokrec.models._sasrec_impl import gap_windows, training_windows
+
+    s = np.arange(10, 18)  # inputs 10..16 (7), targets 11..17
+    inputs, targets = training_windows([s], max_len=3, shifts=np.array([2]))
+    # shift 2: the newest two inputs (15, 16) keep a whole window [14 15 16] (only its last two positions
+    # trained); the rest is cut from 15 back: [12 13 14], [-1 10 11]... then the oldest input alone
+    np.testing.assert_array_equal(inputs, [[14, 15, 16], [12, 13, 14], [-1, 10, 11]])
+    np.testing.assert_array_equal(targets[:, :, 0], [[-100, 16, 17], [13, 14, 15], [-100, 11, 12]])
+    trained = targets[:, :, 0][targets[:, :, 0] != -100]
+    np.testing.assert_array_equal(np.sort(trained), s[1:])  # each event a target exactly once
+    # shift 0 is the windows from the end; short histories are never shifted
+    np.testing.assert_array_equal(
+        training_windows([s], 3, shifts=np.array([0]))[0], training_windows([s], 3)[0]
+    )
+    np.testing.assert_array_equal(training_windows([s[:3]], 3, shifts=np.array([2]))[0], [[-1, 10, 11]])
+    # side inputs are cut into the same windows
+    g = gap_windows([s * 100], 3, shifts=np.array([2]))
+    np.testing.assert_array_equal(g, inputs * 100 * (inputs >= 0))
+
+
+def test_shuffle_ties_permutes_only_events_of_equal_time() -> None:
+    from tokrec.models._sasrec_impl import shuffle_ties
+
+    s = np.array([1, 2, 3, 4, 5, 6])
+    t = np.array([10, 20, 20, 20, 30, 30])
+    rng = np.random.default_rng(0)
+    seen = set()
+    for _ in range(100):
+        (out,) = shuffle_ties([s], [t], rng)
+        assert out[0] == 1 and set(out[1:4]) == {2, 3, 4} and set(out[4:]) == {5, 6}
+        seen.add(tuple(out))
+    assert len(seen) == 12  # 3! orders of the first tie times 2! of the second, all drawn
+    untied = np.array([7, 8, 9])
+    assert shuffle_ties([untied], [np.array([1, 2, 3])], rng)[0] is untied
+
+
+def test_epoch_resampling_changes_the_training_windows_but_not_the_defaults() -> None:
+    """tie_order='shuffle' and window_offset='random' re-cut the windows every epoch (the fitted network
+    differs from the default's); the defaults keep one fixed set of windows."""
+    ds, vecs = cycle_data(n_users=20, length=8)
+    inter = ds.interactions[["user_id", "item_id", "timestamp"]].copy()
+    inter["timestamp"] //= 2  # events in same-time pairs
+    ds = Dataset(inter, ds.items)
+    base = {**TINY, "epochs": 2, "patience": 2, "refit": "none", "refit_seeds": 1, "max_len": 4, "seed": 3}
+    ref = TextSASRec(base).fit(ds, vecs).score(["u0", "u1"])
+    again = TextSASRec(base).fit(ds, vecs).score(["u0", "u1"])
+    np.testing.assert_array_equal(ref, again)
+    for extra in ({"window_offset": "random"}, {"tie_order": "shuffle"}):
+        other = TextSASRec({**base, **extra}).fit(ds, vecs).score(["u0", "u1"])
+        assert np.isfinite(other).all()
+        assert not np.allclose(other, ref), extra
+
+
 def test_a_seed_ensemble_averages_its_members_and_round_trips(tmp_path) -> None:
     """refit_seeds=2: one validation run, two networks refitted from scratch with seeds s and s+1; the
     scores are the mean of what each member scores alone, and save/load keeps both members."""

@@ -10,7 +10,7 @@ index 0 is padding.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from typing import NamedTuple
 
 import numpy as np
@@ -259,24 +259,51 @@ def left_pad(seqs: Sequence[np.ndarray], length: int, fill: float, dtype: type =
     return out
 
 
-def _windows(n_inputs: int, max_len: int) -> list[tuple[int, int]]:
-    """``(start, end)`` of the non-overlapping ``max_len`` windows cut from the end of ``n_inputs`` inputs."""
-    return [(max(0, end - max_len), end) for end in range(n_inputs, 0, -max_len)]
+def _windows(n_inputs: int, max_len: int, shift: int = 0) -> list[tuple[int, int, int]]:
+    """``(start, end, first)`` of the ``max_len`` windows cut from ``n_inputs`` inputs: positions
+    ``first`` and after of ``inputs[start:end]`` are trained (every input exactly once).
+
+    ``shift`` 0: non-overlapping windows cut from the end. ``shift`` r in ``1..max_len-1`` moves the cuts
+    r inputs back: the newest r inputs keep a whole window of context (only its last r positions are
+    trained), and the older inputs are cut from ``n_inputs - r``, so window boundaries move between epochs.
+    """
+    r = shift % max_len if n_inputs > max_len else 0
+    head = [(n_inputs - max_len, n_inputs, max_len - r)] if r else []
+    return head + [(max(0, end - max_len), end, 0) for end in range(n_inputs - r, 0, -max_len)]
+
+
+def shuffle_ties(
+    seqs: Sequence[np.ndarray], times: Sequence[np.ndarray], rng: np.random.Generator
+) -> list[np.ndarray]:
+    """Each sequence with its events of equal timestamp put in a fresh random order (``times`` sorted,
+    aligned with ``seqs``): the log's order among ties is often an artifact (sorted by item id)."""
+    out = []
+    for s, t in zip(seqs, times, strict=True):
+        if len(s) < 2 or not (t[1:] == t[:-1]).any():
+            out.append(s)
+            continue
+        key = rng.random(len(s))
+        out.append(s[np.lexsort((key, t))])
+    return out
 
 
 def training_windows(
-    seqs: Sequence[np.ndarray], max_len: int, target_window: int = 1
+    seqs: Sequence[np.ndarray],
+    max_len: int,
+    target_window: int = 1,
+    shifts: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Next-item training pairs: inputs ``(W, L)`` (-1 pad) and targets ``(W, L, T)`` (-100 = none).
 
     Each sequence of length n gives inputs ``s[:-1]``; the targets of position t are the next
-    ``target_window`` events ``s[t+1 : t+1+T]`` (T = 1: the next item only). Sequences are cut from the
-    end into non-overlapping windows of ``max_len`` so every event of a long history is an input once.
+    ``target_window`` events ``s[t+1 : t+1+T]`` (T = 1: the next item only). Sequences are cut into
+    ``max_len`` windows (:func:`_windows`, ``shifts[i]`` for sequence i; default: from the end) so every
+    event of a long history is trained as an input once.
     """
     ins: list[np.ndarray] = []
     outs: list[np.ndarray] = []
     t_w = max(1, target_window)
-    for s in seqs:
+    for i, s in enumerate(seqs):
         if len(s) < 2:
             continue
         inp = s[:-1]
@@ -284,9 +311,11 @@ def training_windows(
         for k in range(t_w):
             nxt = s[1 + k :]
             ahead[: len(nxt), k] = nxt[: len(inp)]
-        for start, end in _windows(len(inp), max_len):
+        for start, end, first in _windows(len(inp), max_len, 0 if shifts is None else int(shifts[i])):
             ins.append(inp[start:end])
-            outs.append(ahead[start:end])
+            o = ahead[start:end].copy() if first else ahead[start:end]
+            o[:first] = -100
+            outs.append(o)
     if not ins:
         return np.empty((0, max_len), np.int64), np.empty((0, max_len, t_w), np.int64)
     targets = np.full((len(outs), max_len, t_w), -100, dtype=np.int64)
@@ -296,17 +325,26 @@ def training_windows(
 
 
 def side_windows(
-    values: Sequence[np.ndarray], max_len: int, fill: float, dtype: type = np.int64
+    values: Sequence[np.ndarray],
+    max_len: int,
+    fill: float,
+    dtype: type = np.int64,
+    shifts: np.ndarray | None = None,
 ) -> np.ndarray:
     """A per-event side input (gap buckets, times) cut into the windows of :func:`training_windows`'
     inputs: ``(W, L)``, ``fill`` for padding; ``values`` aligned with the item sequences."""
-    ins = [g[:-1][start:end] for g in values if len(g) >= 2 for start, end in _windows(len(g) - 1, max_len)]
+    ins = [
+        g[:-1][start:end]
+        for i, g in enumerate(values)
+        if len(g) >= 2
+        for start, end, _ in _windows(len(g) - 1, max_len, 0 if shifts is None else int(shifts[i]))
+    ]
     return left_pad(ins, max_len, fill, dtype) if ins else np.empty((0, max_len), dtype)
 
 
-def gap_windows(gaps: Sequence[np.ndarray], max_len: int) -> np.ndarray:
+def gap_windows(gaps: Sequence[np.ndarray], max_len: int, shifts: np.ndarray | None = None) -> np.ndarray:
     """The gap buckets ``(W, L)`` of :func:`training_windows`' inputs (same windows, 0 = pad)."""
-    return side_windows(gaps, max_len, 0)
+    return side_windows(gaps, max_len, 0, shifts=shifts)
 
 
 def pick_targets(targets: np.ndarray, rng: np.random.Generator) -> np.ndarray:
@@ -325,6 +363,15 @@ def batches(n: int, size: int, rng: np.random.Generator | None) -> Iterator[np.n
         yield order[start : start + size]
 
 
+class EpochWindows(NamedTuple):
+    """One epoch's training windows: inputs, targets and the inputs' side values (None: not used)."""
+
+    inputs: np.ndarray
+    targets: np.ndarray
+    gap_inputs: np.ndarray | None
+    day_inputs: np.ndarray | None
+
+
 class NextItemLoss:
     """text-sasrec's training data for :class:`tokrec.training.Trainer`: ``batches(epoch)`` gives the
     windows' row numbers in a fresh random order, ``loss(rows)`` full-softmax next-item cross-entropy.
@@ -334,8 +381,10 @@ class NextItemLoss:
     ``gap_inputs`` ``(W, L)``: the inputs' gap buckets; each is set to "unknown" with probability
     ``gap_dropout``, so that histories without timestamps (online events) stay in distribution.
     ``day_inputs`` ``(W, L)`` (days since the epoch, NaN = pad) and ``release`` ``(N,)`` (days, NaN =
-    unknown): the inputs' times and the items' release dates for the age bias. Random draws: the order,
-    targets and gap dropout from ``rng``, ID dropout from the network's own generator.
+    unknown): the inputs' times and the items' release dates for the age bias. ``resample(rng)``, where
+    given, re-cuts ``(inputs, targets, gap_inputs, day_inputs)`` at the start of every epoch (ties put in a
+    fresh order, windows moved). Random draws: the order, targets, gap dropout and re-cuts from ``rng``,
+    ID dropout from the network's own generator.
     """
 
     def __init__(
@@ -356,6 +405,7 @@ class NextItemLoss:
         gap_dropout: float = 0.0,
         day_inputs: np.ndarray | None = None,
         release: torch.Tensor | None = None,
+        resample: Callable[[np.random.Generator], EpochWindows] | None = None,
     ) -> None:
         self.net, self.z, self.id_index = net, z, id_index
         self.inputs, self.targets = inputs, targets
@@ -365,8 +415,11 @@ class NextItemLoss:
         self.gap_inputs, self.gap_dropout = gap_inputs, gap_dropout
         self.day_inputs = day_inputs
         self.release = release if release is None or out_items is None else release[out_items]
+        self.resample = resample
 
     def batches(self, epoch: int = 0) -> Iterator[np.ndarray]:
+        if self.resample is not None:
+            self.inputs, self.targets, self.gap_inputs, self.day_inputs = self.resample(self.rng)
         return batches(len(self.inputs), self.batch_size, self.rng)
 
     def __call__(self, idx: np.ndarray) -> tuple[torch.Tensor, int] | None:
@@ -486,7 +539,7 @@ def _mixture_scores(
             continue
         w = recency_weights(n, max(half_life, 1e-9))
         w = w / w.sum()
-        for start, end in _windows(n, length):
+        for start, end, _ in _windows(n, length):
             windows.append(h[start:end])
             if gaps is not None:
                 gap_wins.append(gaps[u][start:end])

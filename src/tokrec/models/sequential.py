@@ -94,6 +94,22 @@ class TextSASRecConfig(ModelConfig):
     gap_dropout: float = Field(
         0.1, ge=0, le=1, description="with time_gaps: probability of hiding an input's gap in training"
     )
+    tie_order: Literal["given", "shuffle"] = Field(
+        "given",
+        description=(
+            "training order of events with the same timestamp: as the log gives them ('given'), or drawn "
+            "afresh every epoch ('shuffle': the log's order among ties is often an artifact, such as item id "
+            "order, which a sequential model otherwise learns)"
+        ),
+    )
+    window_offset: Literal["end", "random"] = Field(
+        "end",
+        description=(
+            "where long histories are cut into max_len training windows: from the end, the same windows every "
+            "epoch ('end'), or from an offset drawn per history every epoch ('random': each event is trained "
+            "once per epoch, with a different context length each time; the newest events keep a whole window)"
+        ),
+    )
     item_age: bool = Field(
         False,
         description=(
@@ -278,7 +294,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
         seqs = [s for s in all_seqs if len(s)]
         self.seen_times_ = {}
         times: list[np.ndarray] | None = None
-        if c.time_gaps or c.item_age:
+        if c.time_gaps or c.item_age or c.tie_order == "shuffle":
             self.seen_times_ = {u: t for u, t in enumerate(dataset.timestamp_sequences()) if len(t)}
             times = [self.seen_times_[u] for u, s in enumerate(all_seqs) if len(s)]
         self.release_days_ = None
@@ -356,6 +372,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
         val_hist = [seqs[j][:-1] for j in val_rows]
         val_tgt = np.array([seqs[j][-1] for j in val_rows], dtype=np.int64)
         gaps, days = self._side(times)
+        val_times = None if times is None else [times[j][:-1] for j in val_rows]
         val_gaps = None if gaps is None else [gaps[j][:-1] for j in val_rows]
         val_days = None if days is None else [days[j][:-1] for j in val_rows]
         release = self._release(device)
@@ -382,8 +399,8 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
             )
             return Trainer(net, cfg, device=device, dtype=dtype), rng
 
-        def data(net: Any, rng: np.random.Generator, hists: list[np.ndarray], g: Any, d: Any) -> Any:
-            return self._next_item_loss(net, rng, z, id_index, release, hists, g, d, device, dtype)
+        def data(net: Any, rng: np.random.Generator, hists: list[np.ndarray], g: Any, d: Any, t: Any) -> Any:
+            return self._next_item_loss(net, rng, z, id_index, release, (hists, g, d, t), device, dtype)
 
         def validate(net: Any) -> dict[str, float]:
             """NDCG@10 of each user's last training event given the events before it."""
@@ -398,7 +415,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
             """One network trained on the histories without their last event, validated every epoch on
             that event until ``patience`` epochs pass without a gain."""
             trainer, rng = start(seed_offset, "validation")
-            loss = data(trainer.module, rng, val_hist, val_gaps, val_days)
+            loss = data(trainer.module, rng, val_hist, val_gaps, val_days, val_times)
             return trainer, rng, trainer.fit(loss.batches, loss, validate)
 
         n_val_runs = c.refit_seeds if c.refit == "none" else 1
@@ -410,14 +427,14 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
         if c.refit == "none":  # an ensemble of best checkpoints: each seed had its own validation run
             self.extra_nets_ = [other.trained.to("cpu").eval() for other, _, _ in runs[1:]]
         elif self.best_epoch_ > 0 and c.refit == "continue":
-            loss = data(trainer.module, rng, seqs, gaps, days)
+            loss = data(trainer.module, rng, seqs, gaps, days, times)
             trainer.fit(loss.batches, loss, epochs=c.continue_epochs)
             net = trainer.trained
         elif self.best_epoch_ > 0:
 
             def refit_member(j: int) -> Any:
                 member, member_rng = start(j, "refit from scratch")
-                loss = data(member.module, member_rng, seqs, gaps, days)
+                loss = data(member.module, member_rng, seqs, gaps, days, times)
                 member.fit(loss.batches, loss, epochs=self.best_epoch_)
                 return member.trained.to("cpu").eval()
 
@@ -434,36 +451,61 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
         z: Any,
         id_index: Any,
         release: Any,
-        hists: list[np.ndarray],
-        gaps: list[np.ndarray] | None,
-        days: list[np.ndarray] | None,
+        data: tuple[list[np.ndarray], list[np.ndarray] | None, list[np.ndarray] | None, Any],
         device: Any,
         dtype: str,
     ) -> Any:
-        """The training windows of these histories and of their side inputs, as a ``NextItemLoss``."""
+        """The training windows of these histories and of their side inputs (``data``: histories, gap
+        buckets, days, timestamps), as a ``NextItemLoss``; re-cut every epoch with ``tie_order='shuffle'``
+        or ``window_offset='random'``."""
         import torch
 
-        from tokrec.models._sasrec_impl import NextItemLoss, gap_windows, side_windows, training_windows
+        from tokrec.models._sasrec_impl import (
+            EpochWindows,
+            NextItemLoss,
+            gap_windows,
+            shuffle_ties,
+            side_windows,
+            training_windows,
+        )
 
         c = self.config
+        hists, gaps, days, times = data
         out_items, remap = self._softmax_items()
-        inputs, targets = training_windows(hists, c.max_len, c.target_window)
+
+        def cut(seqs: list[np.ndarray], shifts: np.ndarray | None) -> EpochWindows:
+            inputs, targets = training_windows(seqs, c.max_len, c.target_window, shifts)
+            return EpochWindows(
+                inputs,
+                remap(targets),
+                None if gaps is None else gap_windows(gaps, c.max_len, shifts),
+                None if days is None else side_windows(days, c.max_len, np.nan, np.float32, shifts),
+            )
+
+        def resample(r: np.random.Generator) -> EpochWindows:
+            seqs = hists if c.tie_order == "given" else shuffle_ties(hists, times, r)
+            shifts = r.integers(0, c.max_len, len(hists)) if c.window_offset == "random" else None
+            return cut(seqs, shifts)
+
+        first = cut(hists, None)
+        varies = c.tie_order == "shuffle" or c.window_offset == "random"
         return NextItemLoss(
             net,
             z,
             id_index,
-            inputs,
-            remap(targets),
+            first.inputs,
+            first.targets,
             batch_size=c.batch_size,
             id_dropout=c.id_dropout,
             rng=rng,
             device=device,
             dtype=dtype,
             out_items=None if out_items is None else torch.from_numpy(out_items).to(device),
-            gap_inputs=None if gaps is None else gap_windows(gaps, c.max_len),
+            gap_inputs=first.gap_inputs,
             gap_dropout=c.gap_dropout,
-            day_inputs=None if days is None else side_windows(days, c.max_len, np.nan, np.float32),
+            day_inputs=first.day_inputs,
             release=release,
+            resample=resample if varies else None,
         )
 
     def _side_by_side(self, jobs: list[Callable[[], _T]], device: Any) -> list[_T]:
