@@ -162,3 +162,20 @@ def test_text_neighbours_of_a_large_pool_come_from_an_ann_index_with_the_exact_a
         for r in range(3000)
     ]
     assert np.mean(overlap) / 10 > 0.95
+
+
+def test_the_neighbour_search_index_scans_a_fixed_number_of_cells_of_4_sqrt_n():
+    """Every item is a query of the text-neighbour search: with 4 sqrt(n) cells and 32 scanned per query,
+    a query reads 8 sqrt(n) vectors (O(n^1.5) in all), where sqrt(n) cells with 1/16 of them scanned read
+    n / 16 (O(n^2))."""
+    from tokrec import ann
+
+    assert ann.join_cells(1_000_000) == 4000 and ann.join_nprobe(4000) == 32
+    assert ann.join_cells(10) == 16 and ann.join_nprobe(16) == 16
+    for n in (200_000, 1_000_000, 10_000_000):
+        scanned = ann.join_nprobe(ann.join_cells(n)) * n / ann.join_cells(n)
+        assert abs(scanned - 8 * np.sqrt(n)) / (8 * np.sqrt(n)) < 0.01
+    rng = np.random.default_rng(0)
+    z = rng.normal(size=(4000, 8)).astype(np.float32)
+    index = ann.build_ann(z, "ivf", nlist=ann.join_cells(4000))
+    assert index.nlist == min(ann.join_cells(4000), 4000 // 39) == 102  # faiss's 39 training rows per cell

@@ -276,7 +276,8 @@ def neighbours_among(
 
     Up to :data:`EXACT_NEIGHBOURS_MAX` pool rows (``exact_max``) the search is exact, in blocks of at most
     ``chunk`` queries and :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, a faiss IVF index over the
-    pool answers it (``O(n sqrt(n))`` instead of ``O(n^2)`` work; see :mod:`tokrec.ann` for its recall).
+    pool answers it (:func:`tokrec.ann.join_cells` cells, a fixed number scanned per query: ``O(n^1.5)``
+    work instead of ``O(n^2)``; see there for its recall).
     """
     n = len(z)
     pool = np.asarray(pool, dtype=np.int64)
@@ -307,9 +308,9 @@ def _neighbours_ann(
     """:func:`neighbours_among` through a faiss IVF index over the pool (positions ``own`` excluded)."""
     from tokrec import ann
 
-    index = ann.build_ann(zp, "ivf")
+    index = ann.build_ann(zp, "ivf", nlist=ann.join_cells(len(zp)))
     rows, cols, vals = [], [], []
-    nprobe = 2 * ann.default_nprobe(ann.ivf_cells(len(zp)))
+    nprobe = ann.join_nprobe(index.nlist)
     for start in range(0, len(queries), 8192):
         q = queries[start : start + 8192]
         d, i = ann.search(index, q, k + 1, nprobe)
