@@ -187,6 +187,7 @@ class CatalogIndex:
         # a plain sample would mostly miss, are among them), the sample stands for the rest of the catalog
         ratio = max(n - nc, 0) / max(len(rows) - nc, 1)
         weight = np.concatenate([np.ones(nc), np.full(len(rows) - nc, ratio)])
+        q.content_stats = self._content_stats(q)
         stats = np.array([self._stats(q, name, raw[i], weight, t, m) for i, name in enumerate(names)])
         stats = stats.reshape(len(names), 2)
         mean, sd = stats[:, 0].astype(np.float32), stats[:, 1]
@@ -331,13 +332,22 @@ class CatalogIndex:
         if name == "age":
             return self._age_stats(m, t)
         if name in ("map", "profile"):
-            w = q.map_w if name == "map" else q.profile_w
-            mean = float(self.fsum @ w) / n
-            second = float(w @ self.fgram @ w) / n
-            return mean, float(np.sqrt(max(second - mean * mean, 0.0)))
+            return q.content_stats[name]
         if name == "prior":
             return self.prior_mean, self.prior_sd
         return _weighted_moments(vals, weight)  # prop: candidates + the sample
+
+    def _content_stats(self, q: _Query) -> dict[str, tuple[float, float]]:
+        """Mean and sd over the whole catalog of the map's and the profile's scores ``F @ w``, from ``sum(F)``
+        and ``F'F`` (both at once)."""
+        names = [name for name, w in (("map", q.map_w), ("profile", q.profile_w)) if w is not None]
+        if not names:
+            return {}
+        ws = np.stack([q.map_w if name == "map" else q.profile_w for name in names])
+        mean = ws @ self.fsum / self.n
+        second = np.einsum("ij,ij->i", ws @ self.fgram, ws) / self.n
+        sd = np.sqrt(np.maximum(second - mean * mean, 0.0))
+        return {name: (float(mean[i]), float(sd[i])) for i, name in enumerate(names)}
 
     def _time_stats(self, m: TokrecHybrid, time_bin: int) -> _TimeStats:
         """The time kernel at ``time_bin`` over the whole catalog: mean, sd, best rows and, within
@@ -402,6 +412,7 @@ class _Query:
     time: _TimeStats | None = None  # the time kernel's whole-catalog statistics at time_bin
     map_w: np.ndarray | None = None  # (p,)
     profile_w: np.ndarray | None = None  # (p,), zero outside the text block
+    content_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # map's and profile's
 
 
 def _blend(m: TokrecHybrid, names: list[str], z: np.ndarray, rows: np.ndarray, n_cand: int, n_warm: int) -> np.ndarray:
