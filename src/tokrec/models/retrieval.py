@@ -151,29 +151,9 @@ class CatalogIndex:
         One query is a few dozen array operations, none of a scipy sparse matrix built or indexed per query
         where a plain array does (each costs tens of microseconds of Python with the GIL held, which is
         what limits two requests in flight in one server process)."""
-        c = m.config
-        n, nf = self.n, m.n_fitted
-        seq = np.asarray(seq, dtype=np.int64)
-        fitted = seq[seq < nf]
+        n = self.n
         active = set(m._active())
-        d = m.vectors_.shape[1]
-        q = _Query()
-        # the history's distinct items of the fit (sorted) with their recency weights (features.history_weights):
-        # EASE's rows (weighted and plain, for prop) and the content map read these
-        items, recent = history_weights(fitted, c.ease_half_life)
-        if "ease" in active or "prop" in active:
-            self._ease_rows(m, q, items, recent, active)
-        if "trans" in active:
-            q.trans_cols, q.trans_vals = _next_item_row(m.trans_, fitted, c.trans_last, c.trans_decay)
-        if "time" in active:
-            nb = m.time_counts_.shape[1]
-            q.time_bin = int(np.clip((t - m.t0_) // m.bin_seconds_, 0, nb - 1))
-            q.time = self._time_stats(m, q.time_bin)
-        if "map" in active:  # the ridge map of the history's items, each once (the plain user row)
-            q.map_w = m.history_map_weights(items).astype(np.float64)
-        if "profile" in active:
-            u = user_profiles([seq], m.vectors_, half_life=c.profile_half_life)[0]
-            q.profile_w = np.concatenate([u.astype(np.float64), np.zeros(m.features_.shape[1] - d)])
+        q = self._query(m, seq, t, active)
         if candidates is None:
             candidates = self._retrieve(m, q)
         cand = np.unique(np.asarray(candidates, dtype=np.int64))
@@ -187,7 +167,6 @@ class CatalogIndex:
         # a plain sample would mostly miss, are among them), the sample stands for the rest of the catalog
         ratio = max(n - nc, 0) / max(len(rows) - nc, 1)
         weight = np.concatenate([np.ones(nc), np.full(len(rows) - nc, ratio)])
-        q.content_stats = self._content_stats(q)
         stats = np.array([self._stats(q, name, raw[i], weight, t, m) for i, name in enumerate(names)])
         stats = stats.reshape(len(names), 2)
         mean, sd = stats[:, 0].astype(np.float32), stats[:, 1]
@@ -195,6 +174,33 @@ class CatalogIndex:
         z[sd <= 1e-12] = 0.0
         total = _blend(m, names, z, rows, nc, self.n_warm)
         return cand, total[:nc]
+
+    def _query(self, m: TokrecHybrid, seq: np.ndarray, t: int, active: set[str]) -> _Query:
+        """The pieces every candidate's signals are read from, for the history ``seq`` at time ``t``."""
+        c = m.config
+        nf = m.n_fitted
+        seq = np.asarray(seq, dtype=np.int64)
+        fitted = seq[seq < nf]
+        d = m.vectors_.shape[1]
+        q = _Query()
+        # the history's distinct items of the fit (sorted) with their recency weights (features.history_weights):
+        # EASE's rows (weighted and plain, for prop) and the content map read these
+        items, recent = history_weights(fitted, c.ease_half_life)
+        if "ease" in active or "prop" in active:
+            self._ease_rows(m, q, items, recent, active)
+        if "trans" in active:
+            q.trans = _next_item_row(m.trans_, fitted, c.trans_last, c.trans_decay)
+        if "time" in active:
+            nb = m.time_counts_.shape[1]
+            q.time_bin = int(np.clip((t - m.t0_) // m.bin_seconds_, 0, nb - 1))
+            q.time = self._time_stats(m, q.time_bin)
+        if "map" in active:  # the ridge map of the history's items, each once (the plain user row)
+            q.map_w = m.history_map_weights(items).astype(np.float64)
+        if "profile" in active:
+            u = user_profiles([seq], m.vectors_, half_life=c.profile_half_life)[0]
+            q.profile_w = np.concatenate([u.astype(np.float64), np.zeros(m.features_.shape[1] - d)])
+        q.content_stats = self._content_stats(q)
+        return q
 
     def _ease_rows(
         self, m: TokrecHybrid, q: _Query, items: np.ndarray, recent: np.ndarray, active: set[str]
@@ -224,8 +230,8 @@ class CatalogIndex:
         found: list[np.ndarray] = [self.prior_top]
         if q.ease is not None:
             found.append(m.ease_items_[_top(q.ease, per)])
-        if q.trans_cols is not None and len(q.trans_cols):
-            found.append(q.trans_cols[_top(q.trans_vals, per)])
+        if q.trans is not None and len(q.trans[0]):
+            found.append(q.trans[0][_top(q.trans[1], per)])
         if q.time is not None:
             found.append(q.time[2])
         ws = [w for w in (q.map_w, q.profile_w) if w is not None and np.any(w)]
@@ -278,13 +284,13 @@ class CatalogIndex:
             pos[fit_rows] = self.ease_pos[rows[fit_rows]]
             v[pos >= 0] = q.ease[pos[pos >= 0]]
             out["ease"] = v
-        if q.trans_cols is not None:
+        if q.trans is not None:
             v = np.zeros(len(rows), dtype=np.float32)
-            idx = q.trans_cols  # sorted
+            idx, val = q.trans  # idx sorted
             if len(idx):
                 at = np.minimum(np.searchsorted(idx, rows), len(idx) - 1)
                 hit = idx[at] == rows
-                v[hit] = q.trans_vals[at[hit]]
+                v[hit] = val[at[hit]]
             out["trans"] = v
         if q.time is not None:
             v = np.zeros(len(rows), dtype=np.float32)
@@ -309,7 +315,9 @@ class CatalogIndex:
                 out["profile"] = both[:, -1]
         if q.prop_full is not None:
             # items added online have neighbour lists too (rows beyond the fitted ones)
-            out["prop"] = np.concatenate([m.neighbours_[cand] @ q.prop_full, (self.sample_nb @ q.prop_full)[rest]])
+            out["prop"] = np.concatenate(
+                [m.neighbours_[cand] @ q.prop_full, (self.sample_nb @ q.prop_full)[rest]]
+            )
         if "prior" in active:
             out["prior"] = m.prior_[rows]
         names = list(out)
@@ -325,8 +333,8 @@ class CatalogIndex:
         n = self.n
         if name == "ease" and q.ease is not None:
             return _moments(q.ease, n)
-        if name == "trans" and q.trans_vals is not None:
-            return _moments(q.trans_vals, n)
+        if name == "trans" and q.trans is not None:
+            return _moments(q.trans[1], n)
         if name == "time" and q.time is not None:
             return q.time[0], q.time[1]
         if name == "age":
@@ -340,10 +348,11 @@ class CatalogIndex:
     def _content_stats(self, q: _Query) -> dict[str, tuple[float, float]]:
         """Mean and sd over the whole catalog of the map's and the profile's scores ``F @ w``, from ``sum(F)``
         and ``F'F`` (both at once)."""
-        names = [name for name, w in (("map", q.map_w), ("profile", q.profile_w)) if w is not None]
-        if not names:
+        given = [(name, w) for name, w in (("map", q.map_w), ("profile", q.profile_w)) if w is not None]
+        if not given:
             return {}
-        ws = np.stack([q.map_w if name == "map" else q.profile_w for name in names])
+        names = [name for name, _ in given]
+        ws = np.stack([w for _, w in given])
         mean = ws @ self.fsum / self.n
         second = np.einsum("ij,ij->i", ws @ self.fgram, ws) / self.n
         sd = np.sqrt(np.maximum(second - mean * mean, 0.0))
@@ -386,7 +395,9 @@ class CatalogIndex:
             k = np.exp(-np.abs(bins[:, None] - cols[None, :].astype(np.float64)) / max(bw, 1e-6))
             block = np.log1p(np.asarray(m.time_counts_ @ k)).astype(np.float32)  # (n_fitted, len(cols))
             for j in range(len(cols) - 1, -1, -1):
-                self.time_cache[(int(cols[j]), bw, self.n)] = self._time_entry(m, np.ascontiguousarray(block[:, j]))
+                self.time_cache[(int(cols[j]), bw, self.n)] = self._time_entry(
+                    m, np.ascontiguousarray(block[:, j])
+                )
 
     def _age_stats(self, m: TokrecHybrid, t: int) -> tuple[float, float]:
         """Mean and sd of the age signal at time ``t``: items per age bin by binary search over release dates."""
@@ -406,8 +417,9 @@ class _Query:
     ease: np.ndarray | None = None  # (len(ease_items_),) the recency-weighted EASE row
     prop_ease: np.ndarray | None = None  # (len(ease_items_),) the plain EASE row, for prop
     prop_full: np.ndarray | None = None  # (n_fitted,) the same over every fitted item
-    trans_cols: np.ndarray | None = None  # the fitted rows with a transition score, sorted
-    trans_vals: np.ndarray | None = None  # their scores (float64)
+    trans: tuple[np.ndarray, np.ndarray] | None = (
+        None  # the fitted rows with a transition score (sorted), scores
+    )
     time_bin: int = 0
     time: _TimeStats | None = None  # the time kernel's whole-catalog statistics at time_bin
     map_w: np.ndarray | None = None  # (p,)
@@ -415,7 +427,9 @@ class _Query:
     content_stats: dict[str, tuple[float, float]] = field(default_factory=dict)  # map's and profile's
 
 
-def _blend(m: TokrecHybrid, names: list[str], z: np.ndarray, rows: np.ndarray, n_cand: int, n_warm: int) -> np.ndarray:
+def _blend(
+    m: TokrecHybrid, names: list[str], z: np.ndarray, rows: np.ndarray, n_cand: int, n_warm: int
+) -> np.ndarray:
     """:meth:`TokrecHybrid.blend` for a set of rows (the ``n_cand`` candidates, then the sample) from their
     z-scores ``z`` (one row per signal of ``names``): the cold-item calibration line is fitted over the items
     with events among them, each candidate counting once and each sample-only item for its share of the
@@ -473,7 +487,9 @@ def _sample_tables(m: TokrecHybrid, sample: np.ndarray) -> dict[str, Any]:
     }
 
 
-def _next_item_row(t: sp.csr_matrix, seq: np.ndarray, n_last: int, decay: float) -> tuple[np.ndarray, np.ndarray]:
+def _next_item_row(
+    t: sp.csr_matrix, seq: np.ndarray, n_last: int, decay: float
+) -> tuple[np.ndarray, np.ndarray]:
     """:func:`tokrec.models.signals.next_item_scores` for one history, kept sparse: the transition rows of its
     last ``n_last`` items, weighted ``decay ** age`` and summed; ``(columns, sums)``, the columns sorted (read
     from the matrix's arrays, never a product with the whole matrix: scipy's sparse product allocates per
