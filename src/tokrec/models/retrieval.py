@@ -212,7 +212,8 @@ class CatalogIndex:
         which = [name for name in ("ease", "prop") if name in active]
         weights = [recent[keep] if name == "ease" else np.ones(int(keep.sum())) for name in which]
         if keep.any():
-            out = np.stack(weights).astype(np.float32) @ m.ease_[pos[keep]]
+            e_rows = m.ease_[pos[keep]]
+            out = np.stack([w.astype(np.float32) @ e_rows for w in weights])
         else:
             out = np.zeros((len(which), len(m.ease_items_)), dtype=np.float32)
         if "ease" in active:
@@ -304,15 +305,13 @@ class CatalogIndex:
         if "age" in active:
             b = sig.age_bins(np.array([t]), m.release_[rows])[0]
             out["age"] = m.age_rates_[np.where(b >= 0, b, len(m.age_rates_) - 1)]
-        # map and profile are both inner products with the content features: one product for both
-        ws = [w for w in (q.map_w, q.profile_w) if w is not None]
-        if ws:
-            wmat = np.stack(ws, axis=1).astype(np.float32)
-            both = np.concatenate([m.features_[cand] @ wmat, (self.sample_features @ wmat)[rest]])
-            if q.map_w is not None:
-                out["map"] = both[:, 0]
-            if q.profile_w is not None:
-                out["profile"] = both[:, -1]
+        # map and profile are both inner products with the content features: the candidates' rows gathered once
+        given = [(name, w) for name, w in (("map", q.map_w), ("profile", q.profile_w)) if w is not None]
+        if given:
+            f_cand = m.features_[cand]
+            for name, w in given:
+                w32 = w.astype(np.float32)
+                out[name] = np.concatenate([f_cand @ w32, (self.sample_features @ w32)[rest]])
         if q.prop_full is not None:
             # items added online have neighbour lists too (rows beyond the fitted ones)
             out["prop"] = np.concatenate(
@@ -347,14 +346,15 @@ class CatalogIndex:
 
     def _content_stats(self, q: _Query) -> dict[str, tuple[float, float]]:
         """Mean and sd over the whole catalog of the map's and the profile's scores ``F @ w``, from ``sum(F)``
-        and ``F'F`` (both at once)."""
+        and ``F'F``."""
         given = [(name, w) for name, w in (("map", q.map_w), ("profile", q.profile_w)) if w is not None]
         if not given:
             return {}
         names = [name for name, _ in given]
         ws = np.stack([w for _, w in given])
         mean = ws @ self.fsum / self.n
-        second = np.einsum("ij,ij->i", ws @ self.fgram, ws) / self.n
+        # one matrix-vector product each: OpenBLAS multiplies by a two-row matrix slower than twice by a vector
+        second = np.array([w @ self.fgram @ w for w in ws]) / self.n
         sd = np.sqrt(np.maximum(second - mean * mean, 0.0))
         return {name: (float(mean[i]), float(sd[i])) for i, name in enumerate(names)}
 
