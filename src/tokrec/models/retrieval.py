@@ -12,7 +12,8 @@ item vector), several milliseconds at 10,000 items and a second at a million. On
    lists). Items added online after the index was built are searched exactly.
 2. **Per-user statistics of every signal over the whole catalog**, exactly where they have a closed form:
    the map and profile means and variances from ``sum(F)`` and ``F'F`` (``O(p^2)`` per query), EASE and
-   transitions from their sparse rows, the time kernel from a per-bin cache, item age by binary search
+   transitions from their sparse rows, the time kernel from a per-bin cache (which also keeps every item's
+   value for the newest bins, :data:`TIME_VALUES_BYTES`), item age by binary search
    over the sorted release dates, the prior once. Only the ``prop`` signal's spread and the cold-item
    calibration line come from a fixed seeded sample of ``SAMPLE`` catalog rows.
 3. **The same blend** (:meth:`tokrec.models.recommended.TokrecHybrid.blend`'s z-scores and weights) over
@@ -148,9 +149,10 @@ class CatalogIndex:
         """``(rows, scores)``: the blend's score for each candidate row (retrieved when ``candidates`` is
         None), z-normalised with whole-catalog statistics of this query.
 
-        One query is a few dozen array operations, none of a scipy sparse matrix built or indexed per query
-        where a plain array does (each costs tens of microseconds of Python with the GIL held, which is
-        what limits two requests in flight in one server process)."""
+        A query is a few dozen array operations over its history, candidates and sample, without a scipy
+        matrix built per query (each costs tens of microseconds of Python holding the GIL, the limit of two
+        requests in flight in one server process) or a product with a two-column matrix (OpenBLAS is slower at
+        those than at two matrix-vector products)."""
         n = self.n
         active = set(m._active())
         q = self._query(m, seq, t, active)
@@ -549,4 +551,4 @@ def _top(values: np.ndarray, k: int) -> np.ndarray:
     return np.argpartition(-values, k - 1)[:k]
 
 
-__all__ = ["CatalogIndex", "MAX_TAIL", "PROP_SEEDS", "SAMPLE"]
+__all__ = ["CatalogIndex", "MAX_TAIL", "PROP_SEEDS", "SAMPLE", "TIME_VALUES_BYTES"]
