@@ -481,15 +481,14 @@ _NO_ROWS = np.empty(0, dtype=np.int64)
 
 
 @functools.lru_cache(maxsize=8)
-@functools.lru_cache(maxsize=8)
 def tie_order(n: int) -> np.ndarray:
     """A fixed pseudo-random rank per item row, used only to break exact score ties.
 
     Catalog order often correlates with popularity (older, lower ids are the famous items), so breaking
     ties by row would quietly hand a model that cannot tell items apart a popularity ranking.
 
-    Computed once per catalog size and shared (read-only): the permutation costs 15 ms at a million items,
-    which every ranked query would otherwise pay.
+    Computed once per catalog size and shared by every query, so read-only: a caller that wrote into it
+    would change every later ranking.
     """
     order = np.empty(n, dtype=np.int64)
     order[np.random.default_rng(20261129).permutation(n)] = np.arange(n)
