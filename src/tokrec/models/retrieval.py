@@ -355,8 +355,9 @@ class CatalogIndex:
         names = [name for name, _ in given]
         ws = np.stack([w for _, w in given])
         mean = ws @ self.fsum / self.n
-        # one matrix-vector product each: OpenBLAS multiplies by a two-row matrix slower than twice by a vector
-        second = np.array([w @ self.fgram @ w for w in ws]) / self.n
+        # one matrix-vector product each (OpenBLAS multiplies by a two-row matrix slower than twice by a vector),
+        # matrix first: NumPy's ``@`` holds the GIL for a vector times a float64 matrix, BLAS's product does not
+        second = np.array([np.dot(self.fgram, w) @ w for w in ws]) / self.n
         sd = np.sqrt(np.maximum(second - mean * mean, 0.0))
         return {name: (float(mean[i]), float(sd[i])) for i, name in enumerate(names)}
 
