@@ -380,6 +380,7 @@ class CatalogIndex:
         keep = self.time_bytes + full.nbytes <= TIME_VALUES_BYTES
         if keep:
             self.time_bytes += full.nbytes
+            full.flags.writeable = False  # read by every query in this bin, from any thread
         return mean, sd, _top(full, m.config.retrieval_per_source), full if keep else None
 
     def warm_time(self, m: TokrecHybrid, max_bins: int = 4096) -> None:
