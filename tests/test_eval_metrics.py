@@ -224,3 +224,15 @@ def test_agrees_with_score_recs_on_benchmark_split(
         ref = _run_score_recs(script, tmp_path / "recs.csv", test_p, train_p, k, cand_p)
         _assert_agree(score_recommendations(recs, test, train, k=k, candidates=cands), ref)
         assert ref["users_without_recs"] == 5 and ref["duplicates_filtered"] > 0
+
+
+def test_the_tie_order_is_computed_once_per_catalog_and_cannot_be_changed() -> None:
+    from tokrec.models.base import tie_order, top_k_rows
+
+    order = tie_order(1000)
+    assert tie_order(1000) is order and not order.flags.writeable  # shared by every query: read-only
+    assert sorted(order.tolist()) == list(range(1000))  # a rank per row
+    with pytest.raises(ValueError):
+        order[0] = 1
+    scores = np.zeros(1000, dtype=np.float32)  # every score tied: the order decides, best rank first
+    np.testing.assert_array_equal(top_k_rows(scores, 5), np.argsort(order)[:5])

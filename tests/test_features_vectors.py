@@ -153,3 +153,20 @@ def test_cached_encoder_is_not_wrapped_twice(tmp_path):
 
     enc = CachedEncoder(TableEncoder({"x": [1.0]}), tmp_path)
     assert resolve_encoder(enc, cache=tmp_path / "other") is enc
+
+
+def test_one_users_profile_is_the_same_as_in_a_batch():
+    # user_profiles of one history (the service's query: no sparse matrix built) gives the bits it gives
+    # for that history among others, repeated items, n_last and half-life included
+    from tokrec.features import user_profiles
+
+    rng = np.random.default_rng(0)
+    vecs = rng.normal(size=(300, 16)).astype(np.float32)
+    for _ in range(200):
+        h = rng.integers(0, 300, int(rng.integers(0, 30)))
+        for half_life in (None, 2.0):
+            for n_last in (None, 8):
+                one = user_profiles([h], vecs, half_life=half_life, n_last=n_last)
+                batch = user_profiles([h, h[::-1], h[:0]], vecs, half_life=half_life, n_last=n_last)
+                np.testing.assert_array_equal(one[0], batch[0])
+    assert not user_profiles([np.array([], dtype=np.int64)], vecs).any()

@@ -131,3 +131,54 @@ def test_cold_offset_shifts_items_without_events_and_nothing_else(data, retrieva
     np.testing.assert_array_equal(b[with_events], a[with_events])
     np.testing.assert_allclose(b[without] - a[without], 7.5, atol=1e-4)
     assert list(np.argsort(-a[new])) == list(np.argsort(-b[new]))
+
+
+def test_each_signal_a_query_reads_is_the_full_computations_at_every_item(data):
+    # what one query reads per row (EASE rows from one product, transitions from the CSR arrays, the time
+    # kernel from the values kept per bin or from a product, the map from history_map_weights, the profile's
+    # one-history path, prop, age, prior) is the whole-catalog signal's value there, for every item
+    from tokrec.models.recommended import SIGNALS
+    from tokrec.models.retrieval import TIME_VALUES_BYTES, CatalogIndex
+
+    ds, vecs = data
+    full, ret = _pair(ds, vecs)
+    active = set(ret._active())
+    assert active == set(SIGNALS)  # the defaults weigh all eight
+    kept = ret.catalog_index()
+    kept.warm_time(ret)
+    assert all(entry[3] is not None for entry in kept.time_cache.values())  # 900 items: every bin kept
+    computed = CatalogIndex.build(ret)
+    computed.time_bytes = TIME_VALUES_BYTES  # no room: each query computes its rows' values
+    every = np.arange(ret.n_items)
+    no_sample = np.zeros(len(kept.sample), dtype=bool)
+    rows = [ret.user_vocab_.get(u) for u in list(ds.user_vocab)[:25]]
+    queries = [(ret.seen_[r], int(ret.user_time_[r])) for r in rows]
+    queries.append((np.array([5, 17, 5, 300, 17, 42]), int(ret.user_time_.max())))  # repeats: latest weight
+    for seq, t in queries:
+        want = full.signals([seq], np.array([t]))
+        for idx in (kept, computed):
+            q = idx._query(ret, seq, t, active)
+            assert (q.time[3] is not None) == (idx is kept)
+            names, raw = idx._signals(ret, q, every, len(every), no_sample, active, t)
+            assert sorted(names) == sorted(SIGNALS)
+            for name, got in zip(names, raw, strict=True):
+                np.testing.assert_allclose(got, want[name][0], rtol=1e-5, atol=1e-5, err_msg=name)
+            for name in sorted(active - {"prop"}):  # the closed forms: the whole catalog's mean and sd
+                mean, sd = idx._stats(q, name, raw[names.index(name)], np.ones(len(every)), t, ret)
+                ref = want[name][0].astype(np.float64)
+                assert (mean, sd) == pytest.approx((ref.mean(), ref.std()), rel=1e-4, abs=1e-6), name
+
+
+def test_the_content_map_of_one_history_is_map_weights_row(data):
+    # the retrieval path's map weights (history_map_weights: no sparse row built) are map_weights' to the bit
+    import scipy.sparse as sp
+
+    ds, vecs = data
+    _, ret = _pair(ds, vecs)
+    rng = np.random.default_rng(2)
+    nf = ret.n_fitted
+    assert not ret.warm_.all()  # items without events take no part in the map: both must leave them out
+    for size in (0, 1, 7, 40):
+        items = np.unique(rng.integers(0, nf, size))
+        row = sp.csr_matrix((np.ones(len(items), np.float32), items, [0, len(items)]), shape=(1, nf))
+        np.testing.assert_array_equal(ret.history_map_weights(items), ret.map_weights(row)[0])

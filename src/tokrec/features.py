@@ -202,11 +202,17 @@ def user_profiles(
         float32 ``(len(histories), d)``; all-zero rows for empty histories.
     """
     recent = [np.asarray(h if n_last is None else h[-n_last:], dtype=np.int64) for h in histories]
-    rows = user_rows(recent, len(item_vecs), half_life)
-    # only the items in the histories, in float64 (the same sums, in the same order, as over the whole
-    # catalog: a query never copies the whole item matrix)
-    cols = np.unique(rows.indices)
-    x = np.asarray(rows[:, cols] @ np.asarray(item_vecs[cols], dtype=np.float64))
+    if len(recent) == 1:
+        # one query (the service's case): the history's row without building sparse matrices; the same
+        # products, summed in the same order (item by item, sorted), as the sparse product below
+        items, w = history_weights(recent[0], half_life)
+        x = np.add.reduce(w[:, None] * np.asarray(item_vecs[items], dtype=np.float64), axis=0, keepdims=True)
+    else:
+        rows = user_rows(recent, len(item_vecs), half_life)
+        # only the items in the histories, in float64 (the same sums, in the same order, as over the whole
+        # catalog: a query never copies the whole item matrix)
+        cols = np.unique(rows.indices)
+        x = np.asarray(rows[:, cols] @ np.asarray(item_vecs[cols], dtype=np.float64))
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
 

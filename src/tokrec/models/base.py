@@ -486,9 +486,13 @@ def tie_order(n: int) -> np.ndarray:
 
     Catalog order often correlates with popularity (older, lower ids are the famous items), so breaking
     ties by row would quietly hand a model that cannot tell items apart a popularity ranking.
+
+    Computed once per catalog size and shared by every query, so read-only: a caller that wrote into it
+    would change every later ranking.
     """
     order = np.empty(n, dtype=np.int64)
     order[np.random.default_rng(20261129).permutation(n)] = np.arange(n)
+    order.flags.writeable = False
     return order
 
 

@@ -478,35 +478,38 @@ class Engine:
         return self.explain_many(np.array([row]), history)[0]
 
     def explain_many(self, rows: np.ndarray, history: np.ndarray) -> list[list[dict[str, Any]]]:
-        """:meth:`explain` for several recommended rows at once (one matmul, facets counted once)."""
+        """:meth:`explain` for several recommended rows at once (one matmul, facets counted once; the loops
+        read Python lists, not NumPy scalars)."""
         recent = _unique_recent(history, self.options.explain_window)
         if len(recent) == 0:
             return [[] for _ in rows]
         vecs = self.index.vectors
         sims = vecs[recent] @ vecs[rows].T  # (len(recent), len(rows))
         n_top = self.options.explain_items
-        order = np.argsort(-sims, axis=0, kind="stable")[:n_top]
+        order = np.argsort(-sims, axis=0, kind="stable")[:n_top].T.tolist()  # per row: its best history items
+        sims_of = sims.T.tolist()
+        recent_rows = recent.tolist()
         hist_counts: dict[tuple[str, str], int] = {}  # history items holding each attribute value
-        for h in recent:
-            for col, vals in self.item_facets[int(h)].items():
+        for h in recent_rows:
+            for col, vals in self.item_facets[h].items():
                 for v in vals:
                     hist_counts[(col, v)] = hist_counts.get((col, v), 0) + 1
         out = []
-        for j, row in enumerate(rows):
+        for row, best_of, sim in zip(rows.tolist(), order, sims_of, strict=True):
             reasons: list[dict[str, Any]] = []
-            for i in order[:, j]:
-                if sims[i, j] <= 0:
+            for i in best_of:
+                if sim[i] <= 0:
                     break
-                h = int(recent[i])
+                h = recent_rows[i]
                 reasons.append(
                     {
                         "kind": "similar_item",
                         "item_id": self.ids[h],
                         "label": self.labels[h],
-                        "similarity": round(float(sims[i, j]), 4),
+                        "similarity": round(sim[i], 4),
                     }
                 )
-            mine = self.item_facets[int(row)]
+            mine = self.item_facets[row]
             if mine:
                 counts = {
                     (col, v): hist_counts[(col, v)]
@@ -603,8 +606,7 @@ def _facet_columns(items: pd.DataFrame, columns: list[str]) -> list[str]:
 def _unique_recent(rows: np.ndarray, window: int) -> np.ndarray:
     seen: set[int] = set()
     out: list[int] = []
-    for r in rows[::-1]:
-        r = int(r)
+    for r in np.asarray(rows)[::-1].tolist():
         if r not in seen:
             seen.add(r)
             out.append(r)
