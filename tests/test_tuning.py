@@ -539,3 +539,57 @@ def test_refitted_fits_only_the_changed_pieces_and_equals_a_fresh_fit(data):
     np.testing.assert_array_equal(m.score(users), TokrecHybrid({}).fit(ds, vecs).score(users))
     with pytest.raises(ConfigError, match="not the ones"):
         m.refitted(ds, vecs[:-1], ease_lambda=100.0)
+
+
+def test_fit_and_evaluate_reuse_the_part_the_tuner_trained(tmp_path, monkeypatch):
+    """`tokrec fit` and `tokrec evaluate` fit the tuned blend through fit_tuned, as `recommend` does: the
+    text-sasrec part trained within the tuning budget is reused, not trained a second time."""
+    import tokrec.tuning as tuning
+    from tokrec.cli.main import main
+    from tokrec.data.synthetic import write_synthetic
+    from tokrec.encoders.testing import make_tiny_bert
+    from tokrec.models.sequential import TextSASRec
+    from tokrec.serve.bundle import load_bundle
+
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    monkeypatch.setattr(  # validation gives the part weight 1
+        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
+    )
+    trained = []
+    real = TextSASRec._fit
+
+    def counted(self, dataset, item_vectors):
+        trained.append(len(dataset))
+        return real(self, dataset, item_vectors)
+
+    monkeypatch.setattr(TextSASRec, "_fit", counted)
+    monkeypatch.setenv("TOKREC_CACHE_DIR", str(tmp_path / "cache"))
+    files = write_synthetic(tmp_path / "data", n_items=60, n_users=40, seed=2)
+    tiny = str(make_tiny_bert(tmp_path / "bert"))
+    data = ["--items", str(files["items"]), "--interactions", str(files["interactions"])]
+    tune = ["--blend-parts", "text-sasrec", "--tune-budget", "100"]
+    assert main(["fit", *data, *tune, "--encoder", tiny, "--output", str(tmp_path / "m")]) == 0
+    assert len(trained) == 1  # in the tuning step only
+    (part,) = load_bundle(tmp_path / "m").model.parts_
+    assert part.name == "text-sasrec"
+    trained.clear()
+    out = tmp_path / "e"
+    argv = [
+        "evaluate",
+        *data,
+        *tune,
+        "--encoder",
+        tiny,
+        "--models",
+        "tokrec",
+        "--k",
+        "10",
+        "--output-dir",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert len(trained) == 1  # the split's tuning step only
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocols"]["leave-last-out"]["models"]["tokrec"]["error"] is None

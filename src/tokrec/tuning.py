@@ -155,6 +155,8 @@ class Validation:
     seen: sp.csr_matrix  # (len(users), n_items) the users' training items
     rel: sp.csr_matrix  # (len(users), n_items) held-out items
     cols: np.ndarray | None  # candidate item rows (cold), None = the whole catalog
+    #: the log the split was cut from (:func:`fit_tuned` reuses what was trained on the split for it)
+    source: Dataset | None = None
 
     @property
     def train(self) -> Dataset:
@@ -205,7 +207,7 @@ def make_validation(
     if cold:
         assert split.candidates is not None
         cols = vt.item_vocab.encode(split.candidates)
-    return Validation(split, users, seen, rel_all[users].tocsr(), cols)
+    return Validation(split, users, seen, rel_all[users].tocsr(), cols, train)
 
 
 # ---- what the data supports ----------------------------------------------------------------------
@@ -266,8 +268,7 @@ class TuneResult:
     #: the step during which the budget ran out (the one step that may overrun it), None: it never did
     overrun: str | None = None
     #: the models the tuner fitted on its validation split for the weighted parts of ``config["parts"]``, in
-    #: order, and the log that split was cut from (None: a split given ready-made); :func:`fit_tuned` reuses
-    #: them; not saved
+    #: order, and the log that split was cut from (None: unknown); :func:`fit_tuned` reuses them; not saved
     fitted_parts: list[Any] = field(default_factory=list, repr=False, compare=False)
     fitted_on: Any = field(default=None, repr=False, compare=False)
 
@@ -551,9 +552,13 @@ def tune_tokrec(
     wmats = {k: m[wrows] for k, m in {**mats, **part_mats}.items()} if wrows is not None else None
     shipped = {s: float(start.get(f"w_{s}", 0.0)) for s in {**mats, **part_mats}}
     t = clk.now()
-    _blend_ndcg(wmats or {**mats, **part_mats}, shipped, wval)
+    with clk.step("a weight trial"):
+        _blend_ndcg(wmats or {**mats, **part_mats}, shipped, wval)
     trial_s = clk.now() - t
-    reserve = min(max(weight_trials, 1) * trial_s, WEIGHT_SHARE * budget_s)
+    # a full blend (all validation users) costs about this: the chosen one is scored so after the search
+    full_s = trial_s * (1 if wrows is None else len(val.users) / len(wrows))
+    keep = full_s if wrows is not None else 0.0
+    reserve = min(max(weight_trials, 1) * trial_s, WEIGHT_SHARE * budget_s) + keep
     log.info(
         "tune: a weight trial %.2fs on %d users; %.0fs kept for the weights",
         trial_s,
@@ -623,7 +628,7 @@ def tune_tokrec(
     # 3. the blend weights on the cached matrices, trials while the budget pays for them
     if wrows is not None:
         wmats = {k: m[wrows] for k, m in mats.items()}
-    weights, blend, trials = _search_weights(wmats or mats, wval, seed, weight_trials, start, clk)
+    weights, blend, trials = _search_weights(wmats or mats, wval, seed, weight_trials, start, clk, keep)
     log.info("tune: %d weight trials -> %.4f (%.0fs)", trials, blend, clk.elapsed())
     if trials < weight_trials:
         skipped.append(f"{weight_trials - trials} of {weight_trials} weight trials")
@@ -641,8 +646,7 @@ def tune_tokrec(
         {"model": part_cfgs[k][0], "config": part_cfgs[k][1], "weight": float(weights[k])} for k in entered
     ]
     config = TokrecConfig.model_validate(config).model_dump()
-    # 4. the ablation (for the report), as far as the budget goes: a full blend costs about this
-    full_s = trial_s * (1 if wrows is None else len(val.users) / len(wrows))
+    # 4. the ablation (for the report), as far as the budget goes
     ablation = {}
     for label, group in (("without LM signals", LM_SIGNALS), ("without order signals", ORDER_SIGNALS)):
         w = {s: (0.0 if s in group else weights.get(s, 0.0)) for s in mats}
@@ -683,7 +687,7 @@ def tune_tokrec(
         skipped=skipped,
         overrun=clk.crossed,
         fitted_parts=[part_models[k] for k in entered],
-        fitted_on=None if isinstance(train, Validation) else train,
+        fitted_on=train.source if isinstance(train, Validation) else train,
     )
 
 
@@ -695,7 +699,9 @@ def _weight_users(val: Validation, seed: int) -> tuple[Validation, np.ndarray | 
     if len(val.users) <= n:
         return val, None
     rows = np.sort(np.random.default_rng(seed).choice(len(val.users), size=n, replace=False))
-    sub = Validation(val.split, val.users[rows], val.seen[rows].tocsr(), val.rel[rows].tocsr(), val.cols)
+    sub = Validation(
+        val.split, val.users[rows], val.seen[rows].tocsr(), val.rel[rows].tocsr(), val.cols, val.source
+    )
     return sub, rows
 
 
@@ -786,26 +792,30 @@ def _search_weights(
     n_trials: int,
     start: dict[str, Any],
     clock: _Clock | None = None,
+    keep_s: float = 0.0,
 ) -> tuple[dict[str, float], float, int]:
     """Optuna TPE over blend weights on cached matrices, then switch-offs that do not cost NDCG.
 
     The seeded starting points (the shipped weights, all equal, each signal alone) run first, then TPE
     trials, ``n_trials`` in all at most; with a ``clock``, a trial (and a switch-off) starts only while the
-    time left pays for the mean trial so far (the first always runs)."""
+    time left, less ``keep_s`` (what must run after the search), pays for the mean trial so far (the first
+    always runs)."""
     optuna = _optuna()
     names = list(mats)
     cache: dict[tuple[float, ...], float] = {}
     spent: list[float] = []
+    clk = clock or _Clock(float("inf"))
 
     def affordable() -> bool:
-        return clock is None or not spent or float(np.mean(spent)) <= clock.left()
+        return not spent or float(np.mean(spent)) <= clk.left() - keep_s
 
     def score(w: dict[str, float]) -> float:
         key = tuple(round(w.get(s, 0.0), 6) for s in names)
         if key not in cache:
-            t = time.perf_counter() if clock is None else clock.now()
-            cache[key] = _blend_ndcg(mats, w, val) if any(key) else 0.0
-            spent.append((time.perf_counter() if clock is None else clock.now()) - t)
+            t = clk.now()
+            with clk.step("a weight trial"):
+                cache[key] = _blend_ndcg(mats, w, val) if any(key) else 0.0
+            spent.append(clk.now() - t)
         return cache[key]
 
     def objective(trial: Any) -> float:
