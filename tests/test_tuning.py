@@ -471,13 +471,13 @@ def test_weight_trials_stop_when_the_time_left_cannot_pay_for_one(data, monkeypa
 
     ds, vecs = data
     clock = FakeClock()
-    real = tuning._blend_ndcg
+    real = tuning._stacked_ndcg
 
-    def one_second(mats, w, val):
+    def one_second(*a):
         clock.advance(1.0)
-        return real(mats, w, val)
+        return real(*a)
 
-    monkeypatch.setattr(tuning, "_blend_ndcg", one_second)
+    monkeypatch.setattr(tuning, "_stacked_ndcg", one_second)
     r = tuning.tune_tokrec(ds, vecs, **{**FAST, "weight_trials": 200, "budget_s": 40.0}, clock=clock)
     assert 10 <= r.trials < 200
     assert r.seconds <= 40.0 + 1.0  # at most one trial past the budget
