@@ -593,3 +593,14 @@ def test_fit_and_evaluate_reuse_the_part_the_tuner_trained(tmp_path, monkeypatch
     assert len(trained) == 1  # the split's tuning step only
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocols"]["leave-last-out"]["models"]["tokrec"]["error"] is None
+
+
+def test_on_new_items_the_collaborative_signals_are_not_scored_but_prop_keeps_its_ease(data):
+    ds, vecs = data
+    r = tune_tokrec(ds, vecs, cold=True, **FAST)
+    by = {s.signal: s for s in r.signals}
+    assert not any(by[s].available for s in ("ease", "trans", "time"))
+    assert all(r.config[f"w_{s}"] == 0 for s in ("ease", "trans", "time"))
+    assert any("candidates have no events" in n for n in r.data["notes"])
+    assert by["prop"].available and by["map"].available  # prop carries EASE's scores: EASE was fitted
+    assert r.val_ndcg >= max(s.alone_ndcg for s in r.signals if s.available) - 1e-9

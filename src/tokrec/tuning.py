@@ -75,6 +75,7 @@ from tokrec.evaluation.splits import Split, cold_item_split, leave_last_out
 from tokrec.models import registry
 from tokrec.models.base import wants_item_vectors
 from tokrec.models.recommended import (
+    COLLAB_SIGNALS,
     LM_SIGNALS,
     ORDER_SIGNALS,
     SCORING_PARAMS,
@@ -534,6 +535,11 @@ def tune_tokrec(
     order = list(SIGNALS)
     if not checks["item_text"]:
         order = [s for s in order if s not in LM_SIGNALS]
+    if val.cols is not None and not val.train.interaction_matrix()[:, val.cols].nnz:
+        # new items: the collaborative signals give every candidate the same score (no events), so they are
+        # not scored (EASE is still fitted when prop, which carries its scores to text neighbours, is)
+        order = [s for s in order if s not in COLLAB_SIGNALS]
+        checks["notes"].append("the candidates have no events: the collaborative signals cannot rank them")
     # 1. every signal once, with the current choice: the least a weighted blend needs
     for s in order:
         if clk.left() <= 0:
