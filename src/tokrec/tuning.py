@@ -406,6 +406,19 @@ class _SignalScores:
         """The signal's z-normalised, restricted validation matrix with ``params``, its NDCG@10, and the
         model that scored it (:meth:`accept` it to keep its pieces)."""
         cfg = self._config(signal, params)
+        model = self.fitted(signal, params)
+        t = self.clock.now()
+        m = model.with_scoring(**{k: getattr(cfg, k) for k in SCORING_PARAMS})
+        assert isinstance(m, TokrecHybrid)
+        raw = m.signals(self.seqs, m.user_time_[self.val.users], (signal,))[signal]
+        z = self.val.restrict(self._znorm(raw))
+        score = self.val.ndcg(z)
+        self.score_s[signal] = self.clock.now() - t
+        return z, score, model
+
+    def fitted(self, signal: str, params: dict[str, Any]) -> TokrecHybrid:
+        """The current model refitted for ``signal`` with ``params`` (the pieces that changes, timed)."""
+        cfg = self._config(signal, params)
         # first what every signal needs (the time signal needs nothing more), timed alone
         if self.model is None:
             t = self.clock.now()
@@ -422,14 +435,7 @@ class _SignalScores:
             spent = self.clock.now() - t
             for p in pieces:  # several pieces in one fit: each is charged the whole (an upper bound)
                 self.piece_s[p] = spent
-        t = self.clock.now()
-        m = model.with_scoring(**{k: getattr(cfg, k) for k in SCORING_PARAMS})
-        assert isinstance(m, TokrecHybrid)
-        raw = m.signals(self.seqs, m.user_time_[self.val.users], (signal,))[signal]
-        z = self.val.restrict(self._znorm(raw))
-        score = self.val.ndcg(z)
-        self.score_s[signal] = self.clock.now() - t
-        return z, score, model
+        return model
 
     def accept(self, model: TokrecHybrid) -> None:
         self.model = model
@@ -541,10 +547,15 @@ def tune_tokrec(
         order = [s for s in order if s not in COLLAB_SIGNALS]
         checks["notes"].append("the candidates have no events: the collaborative signals cannot rank them")
     # 1. every signal once, with the current choice: the least a weighted blend needs
+    out_of_time = "the budget ran out before every signal was scored once: the shipped defaults are kept"
     for s in order:
         if clk.left() <= 0:
-            note = "the budget ran out before every signal was scored once: the shipped defaults are kept"
-            return defaults(note, vsum, checks)
+            return defaults(out_of_time, vsum, checks)
+        if s == "prop" and "ease" not in order:  # EASE alone first: its fit is timed apart from prop's own
+            with clk.step("EASE fit for prop"):
+                cache.accept(cache.fitted("ease", params))
+            if clk.left() <= 0:
+                return defaults(out_of_time, vsum, checks)
         with clk.step(f"{s} with its defaults"):
             z, score, model = cache.matrix(s, params)
         cache.accept(model)
@@ -690,7 +701,7 @@ def tune_tokrec(
         checks,
         trials,
         bool(skipped) or clk.left() <= 0,
-        skipped=skipped,
+        skipped=list(dict.fromkeys(skipped)),
         overrun=clk.crossed,
         fitted_parts=[part_models[k] for k in entered],
         fitted_on=train.source if isinstance(train, Validation) else train,
