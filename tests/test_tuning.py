@@ -604,3 +604,24 @@ def test_on_new_items_the_collaborative_signals_are_not_scored_but_prop_keeps_it
     assert any("candidates have no events" in n for n in r.data["notes"])
     assert by["prop"].available and by["map"].available  # prop carries EASE's scores: EASE was fitted
     assert r.val_ndcg >= max(s.alone_ndcg for s in r.signals if s.available) - 1e-9
+
+
+def test_a_new_ease_lambda_is_tried_only_if_prop_can_be_rescored_after_it(data, monkeypatch):
+    """prop reads EASE: a lambda that wins must be followed by prop's rescoring, so a lambda is tried only
+    when the time left pays for both (else prop would be left out of the blend)."""
+    ds, vecs = data
+    clock = FakeClock()
+    _costly_ease(monkeypatch, clock, 40.0)
+    real = TokrecHybrid.signals
+
+    def slow_prop(self, seqs, times, which=SIGNALS):
+        if "prop" in which:
+            clock.advance(15.0)
+        return real(self, seqs, times, which)
+
+    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+    grid = {"ease": [("ease_lambda", [100.0])]}
+    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 100.0}, clock=clock)
+    assert clock() == 55.0  # EASE, then prop scored once; 40 + 15 more would not fit in the 45 s left
+    assert r.skipped[0] == "ease ease_lambda=100"
+    assert next(s for s in r.signals if s.signal == "prop").available

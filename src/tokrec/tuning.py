@@ -615,7 +615,9 @@ def tune_tokrec(
                     if v == params[name] or (name, v) in tried:
                         continue
                     trial = {**params, name: v}
-                    if cache.estimate(s, trial) > clk.left() - reserve:
+                    # and the signals already scored that read the same piece, rescored if it wins (prop: EASE)
+                    after = sum(cache.score_s.get(d, 0.0) for d in mats if d != s and name in _fit_params(d))
+                    if cache.estimate(s, trial) + after > clk.left() - reserve:
                         skipped.append(f"{s} {name}={_fmt(v)}")
                         tried.add((name, v))
                         continue
