@@ -625,3 +625,30 @@ def test_a_new_ease_lambda_is_tried_only_if_prop_can_be_rescored_after_it(data, 
     assert clock() == 55.0  # EASE, then prop scored once; 40 + 15 more would not fit in the 45 s left
     assert r.skipped[0] == "ease ease_lambda=100"
     assert next(s for s in r.signals if s.signal == "prop").available
+
+
+def test_prop_is_rescored_as_soon_as_a_new_ease_lambda_wins(data, monkeypatch):
+    """The time a lambda's trial kept for prop's rescoring is spent on it at once, not after the searches
+    of the signals between ease and prop (map's refit here), which would leave prop out."""
+    from tokrec.models import signals as sig
+
+    ds, vecs = data
+    clock = FakeClock()
+    _costly_ease(monkeypatch, clock, 40.0)
+    ridge = sig.content_ridge
+    monkeypatch.setattr(sig, "content_ridge", lambda *a, **k: (clock.advance(30.0), ridge(*a, **k))[1])
+    real = TokrecHybrid.signals
+
+    def slow_prop(self, seqs, times, which=SIGNALS):
+        if "prop" in which:
+            clock.advance(15.0)
+        return real(self, seqs, times, which)
+
+    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+    grid = {"ease": [("ease_lambda", [100.0])], "map": [("map_lambda", [1.0])]}
+    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 165.0}, clock=clock)
+    assert r.config["ease_lambda"] == 100.0  # the lambda won on this data (what the test is about)
+    prop = next(s for s in r.signals if s.signal == "prop")
+    assert prop.available and not any("left out" in x for x in r.skipped)
+    # ridge 30, EASE 40, prop 15; lambda 40 + prop 15 = 140; map's ridge (30) no longer fits
+    assert clock() == 140.0 and "map map_lambda=1" in r.skipped

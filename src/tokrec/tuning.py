@@ -629,6 +629,8 @@ def tune_tokrec(
                         best, best_z, params[name], improved = score, z, v, True
                         cache.accept(model)
                         tried = {(n, x) for n, x in tried if n == name}  # other values may now do better
+                        for d in [d for d in mats if d != s and name in _fit_params(d)]:
+                            current(d, float("inf"))  # rescored now: its cost was part of the estimate
             if not improved or len(grid_order) < 2:
                 break
         mats[s], alone[s], scored_with[s] = best_z, best, dict(params)
