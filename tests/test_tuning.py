@@ -380,3 +380,275 @@ def test_items_added_to_a_blend_reach_its_parts_and_leave_the_fitted_model_alone
     else:  # no cold path: the part keeps its catalog; the new item gets its lowest score
         assert new.parts_[0] is m.parts_[0]
         np.testing.assert_array_equal(new.parts_[0].score(users), m.parts_[0].score(users))
+
+
+# ---- the budget: every costly step checks the time left first (an injected clock, no real timing) ----
+class FakeClock:
+    """Seconds that pass only when the test says so (``advance``), never by themselves."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+
+    def __call__(self) -> float:
+        return self.t
+
+    def advance(self, seconds: float) -> None:
+        self.t += seconds
+
+
+def _costly_ease(monkeypatch, clock, seconds):
+    """Every EASE fit takes ``seconds`` on ``clock``; returns the list of the lambdas fitted."""
+    from tokrec.models import signals as sig
+
+    fitted = []
+    real = sig.ease_weights
+
+    def slow(x, lam):
+        fitted.append(lam)
+        clock.advance(seconds)
+        return real(x, lam)
+
+    monkeypatch.setattr(sig, "ease_weights", slow)
+    return fitted
+
+
+def test_a_budget_that_allows_nothing_keeps_the_shipped_defaults_and_says_so(data, monkeypatch):
+    ds, vecs = data
+
+    def no_fit(*a, **k):
+        raise AssertionError("nothing may be fitted on a budget of 0")
+
+    monkeypatch.setattr(TokrecHybrid, "fit", no_fit)
+    r = tune_tokrec(ds, vecs, **{**FAST, "budget_s": 0.0})
+    assert r.choice == "defaults" and r.config == TokrecConfig().model_dump()
+    assert r.budget_hit and "the budget allows no step" in r.table()
+    b = tune_baseline("ease", ds, budget_s=0.0)
+    from tokrec.models.registry import model_class
+
+    assert b.choice == "defaults" and b.trials == 0
+    assert b.config == model_class("ease").Config.model_validate({}).model_dump()
+    assert "the budget allows no trial" in b.table()
+
+
+def test_the_search_skips_what_the_time_left_cannot_pay_for(data, monkeypatch):
+    """EASE fits cost 40 s, nothing else costs anything: a 100 s budget pays for the default fit and one
+    other lambda; the other lambdas are skipped and listed, and the cheap steps all run."""
+    ds, vecs = data
+    clock = FakeClock()
+    fitted = _costly_ease(monkeypatch, clock, 40.0)
+    grid = {**GRID, "ease": [("ease_lambda", [100.0, 300.0, 3000.0])], "prop": [("prop_neighbours", [5, 20])]}
+    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 100.0}, clock=clock)
+    assert fitted == [1000.0, 100.0]  # the default, then the first value the time left paid for
+    assert clock() == 80.0 and r.seconds == 80.0 and r.overrun is None
+    assert r.skipped[:2] == ["ease ease_lambda=300", "ease ease_lambda=3000"]
+    assert "skipped (budget): ease ease_lambda=300, 3000" in r.table()
+    assert r.trials == 30  # the weight trials cost nothing here: all of them ran
+    # one EASE fit serves ease and prop: prop's neighbour counts refit no EASE, and prop is scored with the
+    # lambda ease chose
+    prop = next(s for s in r.signals if s.signal == "prop")
+    assert prop.available and prop.params["prop_neighbours"] in (5, 20, 50)
+    alone = [s.alone_ndcg for s in r.signals if s.available]
+    assert r.val_ndcg >= max(alone) - 1e-9  # the guarantee still holds
+
+
+def test_a_step_that_outlasts_the_budget_is_the_only_overrun_and_is_reported(data, monkeypatch):
+    """The first EASE fit takes longer than the whole budget: it is the one step that overruns; nothing
+    starts after it, and without every signal scored once the shipped defaults are kept."""
+    ds, vecs = data
+    clock = FakeClock()
+    fitted = _costly_ease(monkeypatch, clock, 150.0)
+    r = tune_tokrec(ds, vecs, **{**FAST, "budget_s": 100.0}, clock=clock)
+    assert fitted == [1000.0] and clock() == 150.0
+    assert r.choice == "defaults" and r.config == TokrecConfig().model_dump()
+    assert r.overrun == "ease with its defaults"
+    table = r.table()
+    assert "over by 50s in one step: ease with its defaults" in table
+    assert "before every signal was scored once" in table
+
+
+def test_weight_trials_stop_when_the_time_left_cannot_pay_for_one(data, monkeypatch):
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    clock = FakeClock()
+    real = tuning._stacked_ndcg
+
+    def one_second(*a):
+        clock.advance(1.0)
+        return real(*a)
+
+    monkeypatch.setattr(tuning, "_stacked_ndcg", one_second)
+    r = tuning.tune_tokrec(ds, vecs, **{**FAST, "weight_trials": 200, "budget_s": 40.0}, clock=clock)
+    assert 10 <= r.trials < 200
+    assert r.seconds <= 40.0 + 1.0  # at most one trial past the budget
+    assert f"{200 - r.trials} of 200 weight trials" in r.skipped
+    alone = [s.alone_ndcg for s in r.signals if s.available]
+    assert r.val_ndcg >= max(alone) - 1e-9
+
+
+def test_baseline_trials_stop_when_the_mean_trial_no_longer_fits(data, monkeypatch):
+    ds, _ = data
+    clock = FakeClock()
+    fitted = _costly_ease(monkeypatch, clock, 10.0)
+    r = tune_baseline("ease", ds, budget_s=35.0, max_trials=10, clock=clock)
+    assert len(fitted) == r.trials == 3 and clock() == 30.0  # a fourth would end at 40
+    assert r.budget_hit and r.skipped == ["7 of 10 trials"]
+
+
+def test_the_weight_search_samples_users_on_a_large_catalog_and_scores_the_choice_on_all(data, monkeypatch):
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setattr(tuning, "WEIGHT_CELLS", 10 * ds.n_items)
+    monkeypatch.setattr(tuning, "MIN_USERS", 10)
+    seen = []
+    real = tuning._search_weights
+
+    def spy(mats, val, *a, **k):
+        seen.append(len(val.users))
+        return real(mats, val, *a, **k)
+
+    monkeypatch.setattr(tuning, "_search_weights", spy)
+    r = tuning.tune_tokrec(ds, vecs, **FAST)
+    assert seen == [10] and r.validation["weight_search_users"] == 10
+    assert r.validation["users_scored"] > 10 and "(10 for the weights)" in r.table()
+    # the reported figure is the chosen blend on every validation user, as the signals alone are
+    val = make_validation(ds)
+    model = TokrecHybrid(r.config).fit(val.train, vecs)
+    from tokrec.models import signals as sig
+
+    seqs = val.train.sequences()
+    active = tuple(s for s in SIGNALS if r.config[f"w_{s}"] > 0)
+    raw = model.signals([seqs[int(u)] for u in val.users], model.user_time_[val.users], active)
+    blend = sum(np.float32(r.config[f"w_{s}"]) * sig.znorm_rows(raw[s]) for s in active)
+    assert val.ndcg(blend) == pytest.approx(r.val_ndcg, abs=1e-6)
+
+
+def test_refitted_fits_only_the_changed_pieces_and_equals_a_fresh_fit(data):
+    ds, vecs = data
+    m = TokrecHybrid({}).fit(ds, vecs)
+    assert m.refit_pieces(TokrecConfig(ease_lambda=100.0)) == {"ease"}
+    assert m.refit_pieces(TokrecConfig(prop_neighbours=10)) == {"neighbours"}
+    assert m.refit_pieces(TokrecConfig(ease_half_life=1.0, w_ease=2.0)) == set()
+    r = m.refitted(ds, vecs, ease_lambda=100.0, prop_neighbours=10)
+    fresh = TokrecHybrid({"ease_lambda": 100.0, "prop_neighbours": 10}).fit(ds, vecs)
+    users = list(ds.user_vocab.ids[:6])
+    np.testing.assert_allclose(r.score(users), fresh.score(users), rtol=1e-5, atol=1e-6)
+    assert r.trans_ is m.trans_ and r.features_ is m.features_  # shared, not refitted
+    assert r.ease_ is not m.ease_ and m.config.ease_lambda == 1000.0  # the original is unchanged
+    np.testing.assert_array_equal(m.score(users), TokrecHybrid({}).fit(ds, vecs).score(users))
+    with pytest.raises(ConfigError, match="not the ones"):
+        m.refitted(ds, vecs[:-1], ease_lambda=100.0)
+
+
+def test_fit_and_evaluate_reuse_the_part_the_tuner_trained(tmp_path, monkeypatch):
+    """`tokrec fit` and `tokrec evaluate` fit the tuned blend through fit_tuned, as `recommend` does: the
+    text-sasrec part trained within the tuning budget is reused, not trained a second time."""
+    import tokrec.tuning as tuning
+    from tokrec.cli.main import main
+    from tokrec.data.synthetic import write_synthetic
+    from tokrec.encoders.testing import make_tiny_bert
+    from tokrec.models.sequential import TextSASRec
+    from tokrec.serve.bundle import load_bundle
+
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    monkeypatch.setattr(  # validation gives the part weight 1
+        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
+    )
+    trained = []
+    real = TextSASRec._fit
+
+    def counted(self, dataset, item_vectors):
+        trained.append(len(dataset))
+        return real(self, dataset, item_vectors)
+
+    monkeypatch.setattr(TextSASRec, "_fit", counted)
+    monkeypatch.setenv("TOKREC_CACHE_DIR", str(tmp_path / "cache"))
+    files = write_synthetic(tmp_path / "data", n_items=60, n_users=40, seed=2)
+    tiny = str(make_tiny_bert(tmp_path / "bert"))
+    data = ["--items", str(files["items"]), "--interactions", str(files["interactions"])]
+    tune = ["--blend-parts", "text-sasrec", "--tune-budget", "100"]
+    assert main(["fit", *data, *tune, "--encoder", tiny, "--output", str(tmp_path / "m")]) == 0
+    assert len(trained) == 1  # in the tuning step only
+    (part,) = load_bundle(tmp_path / "m").model.parts_
+    assert part.name == "text-sasrec"
+    trained.clear()
+    out = tmp_path / "e"
+    argv = [
+        "evaluate",
+        *data,
+        *tune,
+        "--encoder",
+        tiny,
+        "--models",
+        "tokrec",
+        "--k",
+        "10",
+        "--output-dir",
+        str(out),
+    ]
+    assert main(argv) == 0
+    assert len(trained) == 1  # the split's tuning step only
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert metrics["protocols"]["leave-last-out"]["models"]["tokrec"]["error"] is None
+
+
+def test_on_new_items_the_collaborative_signals_are_not_scored_but_prop_keeps_its_ease(data):
+    ds, vecs = data
+    r = tune_tokrec(ds, vecs, cold=True, **FAST)
+    by = {s.signal: s for s in r.signals}
+    assert not any(by[s].available for s in ("ease", "trans", "time"))
+    assert all(r.config[f"w_{s}"] == 0 for s in ("ease", "trans", "time"))
+    assert any("candidates have no events" in n for n in r.data["notes"])
+    assert by["prop"].available and by["map"].available  # prop carries EASE's scores: EASE was fitted
+    assert r.val_ndcg >= max(s.alone_ndcg for s in r.signals if s.available) - 1e-9
+
+
+def test_a_new_ease_lambda_is_tried_only_if_prop_can_be_rescored_after_it(data, monkeypatch):
+    """prop reads EASE: a lambda that wins must be followed by prop's rescoring, so a lambda is tried only
+    when the time left pays for both (else prop would be left out of the blend)."""
+    ds, vecs = data
+    clock = FakeClock()
+    _costly_ease(monkeypatch, clock, 40.0)
+    real = TokrecHybrid.signals
+
+    def slow_prop(self, seqs, times, which=SIGNALS):
+        if "prop" in which:
+            clock.advance(15.0)
+        return real(self, seqs, times, which)
+
+    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+    grid = {"ease": [("ease_lambda", [100.0])]}
+    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 100.0}, clock=clock)
+    assert clock() == 55.0  # EASE, then prop scored once; 40 + 15 more would not fit in the 45 s left
+    assert r.skipped[0] == "ease ease_lambda=100"
+    assert next(s for s in r.signals if s.signal == "prop").available
+
+
+def test_prop_is_rescored_as_soon_as_a_new_ease_lambda_wins(data, monkeypatch):
+    """The time a lambda's trial kept for prop's rescoring is spent on it at once, not after the searches
+    of the signals between ease and prop (map's refit here), which would leave prop out."""
+    from tokrec.models import signals as sig
+
+    ds, vecs = data
+    clock = FakeClock()
+    _costly_ease(monkeypatch, clock, 40.0)
+    ridge = sig.content_ridge
+    monkeypatch.setattr(sig, "content_ridge", lambda *a, **k: (clock.advance(30.0), ridge(*a, **k))[1])
+    real = TokrecHybrid.signals
+
+    def slow_prop(self, seqs, times, which=SIGNALS):
+        if "prop" in which:
+            clock.advance(15.0)
+        return real(self, seqs, times, which)
+
+    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+    grid = {"ease": [("ease_lambda", [100.0])], "map": [("map_lambda", [1.0])]}
+    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 165.0}, clock=clock)
+    assert r.config["ease_lambda"] == 100.0  # the lambda won on this data (what the test is about)
+    prop = next(s for s in r.signals if s.signal == "prop")
+    assert prop.available and not any("left out" in x for x in r.skipped)
+    # ridge 30, EASE 40, prop 15; lambda 40 + prop 15 = 140; map's ridge (30) no longer fits
+    assert clock() == 140.0 and "map map_lambda=1" in r.skipped

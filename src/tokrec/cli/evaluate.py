@@ -220,6 +220,7 @@ def run(args: argparse.Namespace) -> int:
     splits = _splits(args, dataset)
     vectors = _vector_source(args, dataset)
     from tokrec.cli.tune import tune_split, write_tuning_report
+    from tokrec.tuning import fit_tuned
 
     results = []
     tuned: dict[str, list[Any]] = {}
@@ -238,6 +239,8 @@ def run(args: argparse.Namespace) -> int:
                 seed=args.seed,
                 rerank=args.rerank,
                 users=users,
+                # each tuned model fitted through fit_tuned: a blend part the tuner trained is reused
+                fits={r.model: functools.partial(fit_tuned, r) for r in tuned[split.protocol]},
             )
         )
     written = write_report(

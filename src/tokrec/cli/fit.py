@@ -86,6 +86,7 @@ def run(args: argparse.Namespace) -> int:
         ann=ann,
         progress=args.progress,
         fuse=fuse,
+        tuned=tuned,
     )
     if tuned is not None:
         from tokrec.tuning import write_tuning

@@ -18,10 +18,11 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokrec.data.dataset import Dataset
 from tokrec.evaluation import metrics as em
 from tokrec.evaluation.responsibility import group_accuracy, responsibility_metrics, user_groups
 from tokrec.evaluation.splits import Split
-from tokrec.models.base import tie_order, wants_item_vectors
+from tokrec.models.base import Recommender, tie_order, wants_item_vectors
 from tokrec.models.registry import create_model
 
 log = logging.getLogger(__name__)
@@ -169,6 +170,7 @@ def run_model(
     seed: int = 0,
     rerank: str | None = None,
     users: pd.DataFrame | None = None,
+    fit: Callable[[Dataset, np.ndarray | None], Recommender] | None = None,
 ) -> ModelRun:
     """Fits the registry model ``name`` on ``split.train`` and scores it on ``split.test``.
 
@@ -186,6 +188,9 @@ def run_model(
             user's ``n_recs`` list before scoring.
         users: user attributes (``user_id``, ``gender``, ``age``, ``occupation``) for per-group accuracy;
             activity groups are always reported.
+        fit: fits the model on ``split.train`` (given the item vectors when the model wants them) in place
+            of ``create_model(name, config).fit``: ``tokrec evaluate`` passes
+            :func:`tokrec.tuning.fit_tuned`'s for a tuned model, which reuses what the tuner trained.
     """
     ks = sorted(set(ks))
     n_recs = n_recs or max(100, max(ks))
@@ -194,7 +199,7 @@ def run_model(
     wants = wants_item_vectors(model)
     vecs = vectors.get() if wants else None
     t0 = time.perf_counter()
-    model.fit(split.train, vecs)
+    model = fit(split.train, vecs) if fit is not None else model.fit(split.train, vecs)
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     recs = model.recommend_batch(split.test_users, k=n_recs, candidates=split.candidates)
@@ -261,6 +266,7 @@ def evaluate_split(
     on_error: str = "raise",
     rerank: str | None = None,
     users: pd.DataFrame | None = None,
+    fits: Mapping[str, Callable[[Dataset, np.ndarray | None], Recommender]] | None = None,
 ) -> ProtocolResult:
     """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
 
@@ -268,6 +274,7 @@ def evaluate_split(
         on_error: ``"raise"`` stops at the first failing model; ``"record"`` keeps its error in the
             result (``ModelRun.error``) and goes on.
         rerank, users: see :func:`run_model`.
+        fits: per model name, the ``fit`` of :func:`run_model` (default: none).
     """
     vectors = _Vectors(item_vectors)
     runs = []
@@ -288,6 +295,7 @@ def evaluate_split(
                 seed=seed,
                 rerank=rerank,
                 users=users,
+                fit=(fits or {}).get(name),
             )
         except Exception as e:
             if on_error != "record":

@@ -45,6 +45,7 @@ import pandas as pd
 import scipy.sparse as sp
 from pydantic import Field, model_validator
 
+from tokrec.config import with_overrides
 from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError
 from tokrec.features import user_profiles
@@ -81,6 +82,21 @@ _NEEDS: dict[str, tuple[str, ...]] = {
     "prior": ("features",),
     "profile": ("vectors",),
 }
+#: the pieces of the learned state and the config fields each is fitted with (:meth:`TokrecHybrid.refitted`
+#: refits a piece when one of them changes); every other field only changes scoring
+PIECE_PARAMS: dict[str, tuple[str, ...]] = {
+    "ease": ("ease_lambda", "ease_max_items"),
+    "trans": ("trans_window", "trans_gap_decay"),
+    "time": ("time_bin_days",),
+    "age": (),
+    "features": ("attr_weight", "map_lambda"),
+    "neighbours": ("prop_neighbours",),
+    "vectors": (),
+    "parts": ("parts",),
+}
+#: pieces fitted whatever the weights (the cold path of items added online needs the time statistics and
+#: the content features; the registered parts follow ``parts``)
+_ALWAYS = frozenset({"time", "features", "parts"})
 DAY = 86400.0
 
 
@@ -173,53 +189,93 @@ class TokrecHybrid(Recommender[TokrecConfig]):
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
+        n = dataset.n_items
+        x = dataset.interaction_matrix()
+        self.warm_ = np.asarray(x.sum(axis=0)).ravel() > 0
+        self.layout_ = sig.AttributeLayout.fit(dataset.items)
+        self.release_ = self.layout_.transform(dataset.items)[1]
+        self.vectors_ = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
+        self.ease_ = np.zeros((0, 0), dtype=np.float32)
+        self.ease_items_ = np.arange(0, dtype=np.int64)
+        self.trans_ = sp.csr_matrix((n, n), dtype=np.float32)
+        self.age_rates_ = np.zeros(len(sig.AGE_EDGES_DAYS) + 2, dtype=np.float32)
+        self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
+        # the time statistics, content features, content map and popularity prior: always (the cold path of
+        # items added online needs them even when the blend gives map and prior no weight)
+        self._fit_pieces(dataset, item_vectors, self.needed_parts() | _ALWAYS)
+
+    def _fit_pieces(self, dataset: Dataset, item_vectors: np.ndarray, pieces: set[str]) -> None:
+        """Fits the named pieces of the learned state (:data:`PIECE_PARAMS`) on ``dataset``; every piece is
+        assigned anew, never changed in place (a copy made by :meth:`refitted` shares the rest)."""
         from tokrec.models.ease import EASE
 
         c = self.config
-        need = self.needed_parts()
         n = dataset.n_items
-        empty2 = np.zeros((0, 0), dtype=np.float32)
         x = dataset.interaction_matrix()
-        pop = np.asarray(x.sum(axis=0)).ravel()
-        warm = np.flatnonzero(pop > 0)
-        self.warm_ = pop > 0
-        self.layout_ = sig.AttributeLayout.fit(dataset.items)
-        attrs, release = self.layout_.transform(dataset.items)
-        self.ease_ = empty2
-        self.ease_items_ = np.arange(0, dtype=np.int64)
-        if "ease" in need:  # the registered `ease` model, with this blend's lambda, half-life and size bound
+        warm = np.flatnonzero(self.warm_)
+        # the registered `ease` model, with this blend's lambda, half-life and size bound
+        if "ease" in pieces:
             part = EASE.Config.model_validate(
                 {"l2": c.ease_lambda, "half_life": c.ease_half_life, "max_items": c.ease_max_items}
             )
             ease = EASE(part)
             ease.fit(dataset)
             self.ease_, self.ease_items_ = ease.weights_, ease.items_
-        self.trans_ = sp.csr_matrix((n, n), dtype=np.float32)
-        if "trans" in need:
+        if "trans" in pieces:
             self.trans_ = sig.transition_matrix(dataset.sequences(), n, c.trans_window, c.trans_gap_decay)
-        self._fit_time(dataset)
-        self.release_ = release
-        self.age_rates_ = np.zeros(len(sig.AGE_EDGES_DAYS) + 2, dtype=np.float32)
-        if "age" in need:
-            self.age_rates_ = sig.age_log_rates(x, self.user_time_, release, warm)
-        # content features, the content map and the popularity prior: always (the cold path of items added
-        # online needs them even when the blend gives map and prior no weight)
-        f = sig.content_features(item_vectors, attrs, c.attr_weight)
-        self.features_ = f
-        # one factorised ridge system for both: the map's operator A^-1 (p x p) and the prior's weights
-        self.map_inv_, prior_w = sig.content_ridge(f, warm, c.map_lambda, np.log1p(pop[warm]))
-        self.prior_w_ = prior_w if prior_w is not None and len(warm) else np.zeros(f.shape[1], np.float32)
-        self.prior_ = (f @ self.prior_w_).astype(np.float32)
-        z = sig.l2_rows(np.asarray(item_vectors, dtype=np.float32))
-        self.vectors_ = z
-        self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
-        if "neighbours" in need:
+        if "time" in pieces:
+            self._fit_time(dataset)
+        if "age" in pieces:
+            self.age_rates_ = sig.age_log_rates(x, self.user_time_, self.release_, warm)
+        if "features" in pieces:
+            f = sig.content_features(item_vectors, self.layout_.transform(dataset.items)[0], c.attr_weight)
+            self.features_ = f
+            # one factorised ridge system for both: the map's operator A^-1 (p x p) and the prior's weights
+            pop = np.asarray(x.sum(axis=0)).ravel()
+            self.map_inv_, prior_w = sig.content_ridge(f, warm, c.map_lambda, np.log1p(pop[warm]))
+            self.prior_w_ = prior_w if prior_w is not None and len(warm) else np.zeros(f.shape[1], np.float32)
+            self.prior_ = (f @ self.prior_w_).astype(np.float32)
+        if "neighbours" in pieces:
+            z = self.vectors_
             self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
-        given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
-        self.parts_ = [
-            model if model is not None else fit_part(p, dataset, item_vectors)
-            for p, model in zip([p for p in c.parts if p.weight > 0], given, strict=True)
-        ]
+        if "parts" in pieces:
+            given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
+            self.parts_ = [
+                model if model is not None else fit_part(p, dataset, item_vectors)
+                for p, model in zip([p for p in c.parts if p.weight > 0], given, strict=True)
+            ]
+
+    def refitted(self, dataset: Dataset, item_vectors: np.ndarray, **overrides: Any) -> TokrecHybrid:
+        """A copy of this fitted model with ``overrides`` (any config fields) that fits on ``dataset`` (the
+        log this model was fitted on) only the pieces the overrides change or newly need, and shares the
+        rest: ``ease_lambda`` refits EASE alone, ``prop_neighbours`` the text neighbours, ``map_lambda`` the
+        content ridge, a weight made positive that signal's pieces; scoring options and weights refit
+        nothing (as :meth:`with_scoring`). The tuner's search runs on it (one EASE fit serves the ``ease``
+        and ``prop`` signals); this model is unchanged."""
+        self._check_fitted()
+        assert self.item_vocab_ is not None
+        if self.item_vocab_.to_list() != dataset.item_vocab.to_list() or len(item_vectors) != dataset.n_items:
+            raise ConfigError(
+                "refitted: the dataset or item vectors are not the ones the model was fitted on"
+            )
+        config = with_overrides(self.config, overrides, what=self.name)
+        clone = copy.copy(self)
+        clone.config = config
+        for cache in ("_catalog", "_attr_cache"):
+            clone.__dict__.pop(cache, None)
+        clone._fit_pieces(dataset, item_vectors, self.refit_pieces(config))
+        return clone
+
+    def refit_pieces(self, config: TokrecConfig) -> set[str]:
+        """The pieces :meth:`refitted` fits to go from this model's config to ``config``: those ``config``
+        needs that this model lacks or fitted with other values of their :data:`PIECE_PARAMS`."""
+        had = self.needed_parts() | _ALWAYS
+        need = {p for s, w in config.model_dump().items() if s.startswith("w_") and w for p in _NEEDS[s[2:]]}
+        return {
+            p
+            for p in need | _ALWAYS
+            if p not in had or any(getattr(self.config, k) != getattr(config, k) for k in PIECE_PARAMS[p])
+        }
 
     def fit_with_parts(
         self, dataset: Dataset, item_vectors: np.ndarray, parts: Sequence[Recommender | None]

@@ -255,6 +255,7 @@ def fit_bundle(
     ann: bool | None = None,
     progress: bool = False,
     fuse: Callable[[np.ndarray], tuple[np.ndarray, Any]] | None = None,
+    tuned: Any | None = None,
 ) -> Path:
     """Computes item vectors, fits a model and writes the bundle.
 
@@ -272,6 +273,10 @@ def fit_bundle(
         fuse: fuses the text vectors with other item-vector sets (``tokrec fit --item-vectors``): returns
             ``(fused vectors, ItemFusion)``; the model is fitted on the fused vectors and the fusion state
             (``fusion.json`` / ``.safetensors``) is written into the bundle, where the service reads it.
+        tuned: the :class:`~tokrec.tuning.TuneResult` that chose ``model``'s config on ``dataset`` (with these
+            text vectors): the model is fitted through :func:`tokrec.tuning.fit_tuned`, which reuses a blend
+            part the tuner trained instead of training it again. Not with ``fuse``: the model is then
+            fitted on other vectors than the tuner's, from scratch.
 
     Returns:
         The bundle directory.
@@ -303,7 +308,12 @@ def fit_bundle(
     if fuse is not None:
         vectors, fusion = fuse(vectors)
     t0 = time.perf_counter()
-    rec.fit(dataset, vectors)
+    if tuned is not None and fusion is None:
+        from tokrec.tuning import fit_tuned
+
+        rec = fit_tuned(tuned, dataset, vectors)
+    else:
+        rec.fit(dataset, vectors)
     log.info("fitted %s in %.1fs", rec.name, time.perf_counter() - t0)
     build = len(vectors) >= ANN_THRESHOLD if ann is None else ann
     enc_spec = EncoderSpec.of(encoder, model=encoder_model, options=encoder_options)
