@@ -281,6 +281,27 @@ def test_evaluate_tunes_baselines_on_one_validation_split_and_reports_it(tmp_pat
 SASREC_TINY = {"hidden": 16, "n_blocks": 1, "n_heads": 2, "inner": 32, "max_len": 10, "epochs": 3}
 
 
+def test_the_ablation_leaves_a_sequential_text_part_out_of_both_groups(data, monkeypatch):
+    """text-sasrec reads the order of events and text vectors: "without order signals" and "without LM
+    signals" drop it with the signals of each group (it used to stay in both)."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    # validation gives the part and EASE weight 1 each, every other signal 0
+    monkeypatch.setattr(
+        tuning,
+        "_search_weights",
+        lambda mats, *a, **k: ({s: float(":" in s or s == "ease") for s in mats}, 1.0, 1),
+    )
+    r = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
+    ease_alone = next(s.alone_ndcg for s in r.signals if s.signal == "ease")
+    assert r.ablation["without order signals"] == pytest.approx(ease_alone)
+    assert r.ablation["without LM signals"] == pytest.approx(ease_alone)
+
+
 def test_a_time_bounded_part_is_reused_with_whole_histories_not_retrained(data, monkeypatch):
     """text-sasrec as a part: trained once, on the validation split's training events, within its share
     of the budget; fit_tuned reuses that network on the whole log (each user's held-out event as input)

@@ -669,7 +669,13 @@ def tune_tokrec(
     config = TokrecConfig.model_validate(config).model_dump()
     # 4. the ablation (for the report), as far as the budget goes
     ablation = {}
-    for label, group in (("without LM signals", LM_SIGNALS), ("without order signals", ORDER_SIGNALS)):
+    # a blend part counts as what it reads: text vectors (LM), the order of events (order)
+    lm_group = (
+        *LM_SIGNALS,
+        *(k for k, m in part_models.items() if m.needs_item_vectors or m.uses_item_vectors),
+    )
+    order_group = (*ORDER_SIGNALS, *(k for k, m in part_models.items() if m.reads_order))
+    for label, group in (("without LM signals", lm_group), ("without order signals", order_group)):
         w = {s: (0.0 if s in group else weights.get(s, 0.0)) for s in mats}
         if full_s > clk.left():
             skipped.append(f"ablation {label}")
@@ -683,8 +689,8 @@ def tune_tokrec(
         else:
             with clk.step(f"ablation {label}"):
                 z = cache.matrix("ease", {**params, "ease_half_life": NO_RECENCY})[0]
-                w = {s: (0.0 if s in ORDER_SIGNALS else weights.get(s, 0.0)) for s in mats}
-                ablation[label] = _blend_ndcg({**mats, "ease": z}, w, val)
+                w = {s: (0.0 if s in order_group else weights.get(s, 0.0)) for s in mats}
+                ablation[label] = _blend_ndcg({**mats, "ease": z}, w, val) if any(w.values()) else 0.0
     reports = [
         SignalReport(s, s in mats, alone.get(s), float(weights.get(s, 0.0)), chosen.get(s, {}))
         for s in [*SIGNALS, *part_cfgs]

@@ -87,6 +87,9 @@ class Recommender(ABC, Generic[C, R]):
     scores_candidates: ClassVar[bool] = False
     #: True when the model needs item vectors (``item_vectors`` passed to fit).
     needs_item_vectors: ClassVar[bool] = False
+    #: True when the model reads the order or timing of a user's events (a sequential model): as a part of
+    #: ``tokrec``'s blend it is left out of the tuner's "without order signals" ablation.
+    reads_order: ClassVar[bool] = False
     #: True when the model works without item vectors but uses them when given (e.g. F_ij features).
     uses_item_vectors: ClassVar[bool] = False
 

@@ -205,6 +205,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
     name = "text-sasrec"
     scores_new_items = True
     needs_item_vectors = True
+    reads_order = True
     #: options that change only how a fitted network scores (see ``Recommender.with_scoring``)
     scoring_options = frozenset({"score_half_life", "new_items", "new_item_lambda"})
 
