@@ -627,20 +627,25 @@ def test_on_new_items_the_collaborative_signals_are_not_scored_but_prop_keeps_it
     assert r.val_ndcg >= max(s.alone_ndcg for s in r.signals if s.available) - 1e-9
 
 
+def _costly_prop(monkeypatch, clock, seconds: float) -> None:
+    """Scoring the prop signal advances the fake clock by ``seconds``."""
+    real = TokrecHybrid.signals
+
+    def slow_prop(self, seqs, times, which=SIGNALS):
+        if "prop" in which:
+            clock.advance(seconds)
+        return real(self, seqs, times, which)
+
+    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+
+
 def test_a_new_ease_lambda_is_tried_only_if_prop_can_be_rescored_after_it(data, monkeypatch):
     """prop reads EASE: a lambda that wins must be followed by prop's rescoring, so a lambda is tried only
     when the time left pays for both (else prop would be left out of the blend)."""
     ds, vecs = data
     clock = FakeClock()
     _costly_ease(monkeypatch, clock, 40.0)
-    real = TokrecHybrid.signals
-
-    def slow_prop(self, seqs, times, which=SIGNALS):
-        if "prop" in which:
-            clock.advance(15.0)
-        return real(self, seqs, times, which)
-
-    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+    _costly_prop(monkeypatch, clock, 15.0)
     grid = {"ease": [("ease_lambda", [100.0])]}
     r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 100.0}, clock=clock)
     assert clock() == 55.0  # EASE, then prop scored once; 40 + 15 more would not fit in the 45 s left
@@ -658,14 +663,7 @@ def test_prop_is_rescored_as_soon_as_a_new_ease_lambda_wins(data, monkeypatch):
     _costly_ease(monkeypatch, clock, 40.0)
     ridge = sig.content_ridge
     monkeypatch.setattr(sig, "content_ridge", lambda *a, **k: (clock.advance(30.0), ridge(*a, **k))[1])
-    real = TokrecHybrid.signals
-
-    def slow_prop(self, seqs, times, which=SIGNALS):
-        if "prop" in which:
-            clock.advance(15.0)
-        return real(self, seqs, times, which)
-
-    monkeypatch.setattr(TokrecHybrid, "signals", slow_prop)
+    _costly_prop(monkeypatch, clock, 15.0)
     grid = {"ease": [("ease_lambda", [100.0])], "map": [("map_lambda", [1.0])]}
     r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 165.0}, clock=clock)
     assert r.config["ease_lambda"] == 100.0  # the lambda won on this data (what the test is about)
