@@ -56,6 +56,17 @@ def test_a_model_directory_follows_the_umask(tmp_path, umask_027) -> None:
 
     path = EASE(l2=10.0).fit(checkerboard()[0]).save(tmp_path / "m")
     assert _mode(path) == 0o750 and _mode(path / "config.json") == 0o640
+    # safetensors' save_file creates its file 0600 whatever the umask: the folder's writer fixes it
+    assert _mode(path / "arrays.safetensors") == 0o640
+
+
+def test_a_bundle_follows_the_umask_in_every_file(tmp_path, umask_027) -> None:
+    from test_serve_support import make_bundle
+
+    path = make_bundle(tmp_path / "b", model="ease")
+    modes = {p.relative_to(path).as_posix(): _mode(p) for p in path.rglob("*")}
+    assert modes["item_vectors.safetensors"] == 0o640 and modes["model/arrays.safetensors"] == 0o640
+    assert all(m == (0o750 if (path / p).is_dir() else 0o640) for p, m in modes.items()), modes
 
 
 def test_a_bad_config_is_one_line_naming_the_field(tmp_path, capsys) -> None:

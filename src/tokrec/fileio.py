@@ -88,8 +88,10 @@ def atomic_dir(
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:
-        os.chmod(tmp, 0o777 & ~current_umask())
+        umask = current_umask()
+        os.chmod(tmp, 0o777 & ~umask)
         yield tmp
+        _follow_umask(tmp, umask)
         if path.exists():
             if replaceable is not None and not replaceable(path):
                 raise ConfigError(f"{path} exists and is not what this writes; refusing to replace it")
@@ -104,6 +106,17 @@ def atomic_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+def _follow_umask(folder: Path, umask: int) -> None:
+    """Gives what was written under ``folder`` the modes the umask allows: libraries that write files
+    themselves (safetensors' ``save_file``, transformers' ``save_pretrained``) create them 0600 whatever
+    the umask, which would leave a model folder unreadable to the service's user or group."""
+    for root, dirs, files in os.walk(folder):
+        for d in dirs:
+            os.chmod(os.path.join(root, d), 0o777 & ~umask)
+        for f in files:
+            os.chmod(os.path.join(root, f), 0o666 & ~umask)
 
 
 __all__ = ["atomic_dir", "atomic_write", "current_umask", "write_text_atomic"]
