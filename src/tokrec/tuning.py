@@ -78,7 +78,9 @@ from tokrec.models.recommended import (
     COLLAB_SIGNALS,
     LM_SIGNALS,
     ORDER_SIGNALS,
+    PIECE_PARAMS,
     SCORING_PARAMS,
+    SIGNAL_PIECES,
     SIGNALS,
     TokrecConfig,
     TokrecHybrid,
@@ -447,9 +449,7 @@ def _constant(z: np.ndarray) -> bool:
 
 def _fit_params(signal: str) -> set[str]:
     """The hyperparameters a signal's fitted pieces depend on (its matrix is stale when one changes)."""
-    from tokrec.models.recommended import _NEEDS, PIECE_PARAMS
-
-    return {k for p in _NEEDS[signal] for k in PIECE_PARAMS.get(p, ())}
+    return {k for p in SIGNAL_PIECES[signal] for k in PIECE_PARAMS.get(p, ())}
 
 
 def tune_tokrec(

@@ -72,7 +72,7 @@ SCORING_PARAMS = (
     "cold_offset",
 )
 #: fitted state each signal needs (``ease_`` also serves ``prop``)
-_NEEDS: dict[str, tuple[str, ...]] = {
+SIGNAL_PIECES: dict[str, tuple[str, ...]] = {
     "ease": ("ease",),
     "trans": ("trans",),
     "time": ("time",),
@@ -185,7 +185,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
     # ---- fitting -----------------------------------------------------------------------------
     def needed_parts(self) -> set[str]:
         """The fitted pieces the signals with a positive weight need."""
-        return {p for s in self._active() for p in _NEEDS[s]}
+        return {p for s in self._active() for p in SIGNAL_PIECES[s]}
 
     def _fit(self, dataset: Dataset, item_vectors: np.ndarray | None) -> None:
         assert item_vectors is not None
@@ -202,16 +202,20 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         self.neighbours_ = sp.csr_matrix((n, n), dtype=np.float32)
         # the time statistics, content features, content map and popularity prior: always (the cold path of
         # items added online needs them even when the blend gives map and prior no weight)
-        self._fit_pieces(dataset, item_vectors, self.needed_parts() | _ALWAYS)
+        self._fit_pieces(dataset, item_vectors, self.needed_parts() | _ALWAYS, x)
 
-    def _fit_pieces(self, dataset: Dataset, item_vectors: np.ndarray, pieces: set[str]) -> None:
+    def _fit_pieces(
+        self, dataset: Dataset, item_vectors: np.ndarray, pieces: set[str], x: sp.csr_matrix | None = None
+    ) -> None:
         """Fits the named pieces of the learned state (:data:`PIECE_PARAMS`) on ``dataset``; every piece is
-        assigned anew, never changed in place (a copy made by :meth:`refitted` shares the rest)."""
+        assigned anew, never changed in place (a copy made by :meth:`refitted` shares the rest). ``x``: the
+        dataset's interaction matrix when the caller has it (built here only if a piece reads it)."""
         from tokrec.models.ease import EASE
 
         c = self.config
         n = dataset.n_items
-        x = dataset.interaction_matrix()
+        if x is None and pieces & {"age", "features"}:
+            x = dataset.interaction_matrix()
         warm = np.flatnonzero(self.warm_)
         # the registered `ease` model, with this blend's lambda, half-life and size bound
         if "ease" in pieces:
@@ -226,11 +230,13 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         if "time" in pieces:
             self._fit_time(dataset)
         if "age" in pieces:
+            assert x is not None
             self.age_rates_ = sig.age_log_rates(x, self.user_time_, self.release_, warm)
         if "features" in pieces:
             f = sig.content_features(item_vectors, self.layout_.transform(dataset.items)[0], c.attr_weight)
             self.features_ = f
             # one factorised ridge system for both: the map's operator A^-1 (p x p) and the prior's weights
+            assert x is not None
             pop = np.asarray(x.sum(axis=0)).ravel()
             self.map_inv_, prior_w = sig.content_ridge(f, warm, c.map_lambda, np.log1p(pop[warm]))
             self.prior_w_ = prior_w if prior_w is not None and len(warm) else np.zeros(f.shape[1], np.float32)
@@ -270,7 +276,12 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         """The pieces :meth:`refitted` fits to go from this model's config to ``config``: those ``config``
         needs that this model lacks or fitted with other values of their :data:`PIECE_PARAMS`."""
         had = self.needed_parts() | _ALWAYS
-        need = {p for s, w in config.model_dump().items() if s.startswith("w_") and w for p in _NEEDS[s[2:]]}
+        need = {
+            p
+            for s, w in config.model_dump().items()
+            if s.startswith("w_") and w
+            for p in SIGNAL_PIECES[s[2:]]
+        }
         return {
             p
             for p in need | _ALWAYS
