@@ -153,8 +153,8 @@ def test_cli_item_vectors(tmp_path, capsys):
         assert r.status_code == 200, r.text
         engine = c.app.state.service.engine
         row = engine.row_of["brand-new"]
-        assert engine.index.vectors[row].shape == (fusion.dim,)
-        text = engine.index.vectors[row][: fusion.config.text_dim]
+        assert engine.index.row(row).shape == (fusion.dim,)
+        text = engine.index.row(row)[: fusion.config.text_dim]
         np.testing.assert_allclose(np.linalg.norm(text), fusion.config.text_weight, rtol=1e-4)
         got = c.post(
             "/recommend", json={"history": [ds.item_vocab.ids[0]], "k": 5, "candidates": ["brand-new"]}
@@ -164,7 +164,7 @@ def test_cli_item_vectors(tmp_path, capsys):
         name, dim, w = fusion.config.names[0], fusion.config.dims[0], fusion.config.weights[0]
         own = {"item_id": "with-image", "title": "A picture", "vectors": {name: image[0].tolist()}}
         assert c.post("/items", json={"items": [own]}).status_code == 200
-        v = engine.index.vectors[engine.row_of["with-image"]]
+        v = engine.index.row(engine.row_of["with-image"])
         np.testing.assert_allclose(
             v[fusion.config.text_dim :], w * image[0] / np.linalg.norm(image[0]), atol=1e-5
         )

@@ -40,6 +40,18 @@ def test_bundle_roundtrip(bundle_dir):
         load_bundle(bundle_dir / "model")
 
 
+def test_bundle_shares_the_model_s_item_vectors(bundle_dir, tmp_path):
+    b = load_bundle(bundle_dir)
+    # tokrec keeps the encoder's unit-length vectors: the service reads the model's array, not a second copy
+    assert b.model.name == "tokrec" and b.item_vectors is b.model.vectors_
+    with _client(bundle_dir) as c:
+        engine = c.app.state.service.engine
+        assert np.shares_memory(engine.index._base, engine.model.vectors_)
+    # a model that keeps other vectors (here none) leaves the bundle its own array
+    pop = load_bundle(make_bundle(tmp_path / "pop", model="popularity"))
+    assert pop.item_vectors.shape == (48, 256) and getattr(pop.model, "vectors_", None) is None
+
+
 def test_recommend_history_explains_and_reports_unknown(bundle_dir):
     with _client(bundle_dir) as c:
         r = c.post("/recommend", json={"history": ["space-1", "space-2", "no-such-item"], "k": 5})

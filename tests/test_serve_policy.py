@@ -58,11 +58,11 @@ def test_rerankers_in_the_service(tmp_path):
 
     model_dir = make_bundle(tmp_path / "model")
     with TestClient(create_app(model_dir, settings={"persist": False}, encoder=HashingEncoder())) as c:
-        vecs = c.app.state.service.engine.index.vectors
+        vecs = c.app.state.service.engine.index
         row = c.app.state.service.engine.row_of
 
         def ild(ids: list[str]) -> float:
-            v = vecs[[row[i] for i in ids]]
+            v = vecs.take([row[i] for i in ids])
             sim = v @ v.T
             return float((sim.sum() - np.trace(sim)) / (len(ids) * (len(ids) - 1)))
 

@@ -281,6 +281,34 @@ def test_index_score_stats_track_the_catalog():
     idx.set(300, rng.normal(size=6))  # append
     idx.set(5, rng.normal(size=6))  # replace
     q = rng.normal(size=6).astype(np.float32)
-    direct = idx.vectors @ q
+    direct = idx.take(np.arange(len(idx))) @ q
+    np.testing.assert_array_equal(idx.exact_scores(q), direct)
     mean, sd = idx.score_stats(q)
     assert np.isclose(mean, direct.mean(), atol=1e-4) and np.isclose(sd, direct.std(), rtol=1e-4)
+
+
+def test_index_reads_the_fitted_vectors_in_place_and_keeps_online_rows_beside_them():
+    rng = np.random.default_rng(3)
+    v = rng.normal(size=(50, 4)).astype(np.float32)
+    before = v.copy()
+    idx = VectorIndex(v, ann=False)
+    assert np.shares_memory(idx._base, v)  # the caller's array, not a copy
+    want = v.copy()
+    for j in range(40):  # appends past the first block (16 rows) and past its doubling
+        x = rng.normal(size=4).astype(np.float32)
+        idx.set(len(idx), x)
+        want = np.vstack([want, x])
+    for row in (3, 49, 60):  # fitted rows and an online row replaced
+        x = rng.normal(size=4).astype(np.float32)
+        idx.set(row, x)
+        want[row] = x
+    np.testing.assert_array_equal(v, before)  # the fitted array is never written
+    assert len(idx) == 90
+    rows = np.array([60, 3, 0, 89, 49, 3, 17])
+    np.testing.assert_array_equal(idx.take(rows), want[rows])
+    np.testing.assert_array_equal(idx.row(49), want[49])
+    q = rng.normal(size=4).astype(np.float32)
+    np.testing.assert_allclose(idx.exact_scores(q), want @ q, rtol=1e-6)
+    np.testing.assert_allclose(idx.exact_scores(q, rows), want[rows] @ q, rtol=1e-6)
+    top, scores = idx.search(q, 3)
+    np.testing.assert_array_equal(top, np.argsort(-(want @ q), kind="stable")[:3])

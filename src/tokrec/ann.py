@@ -2,8 +2,16 @@
 
 One place that builds them, for the model's own retrieval (``tokrec``'s text neighbours and candidate
 retrieval on large catalogs) and for the service's :class:`tokrec.serve.index.VectorIndex`.
-IVF-Flat by default (``sqrt(n)`` k-means cells, ``nprobe`` scanned per query), HNSW on request; see
+IVF by default (``sqrt(n)`` k-means cells, ``nprobe`` scanned per query), HNSW on request; see
 ``tokrec.serve.index`` for the recall figures behind the default.
+
+An IVF index stores its vectors either as they are (``codec="flat"``: the scores it returns are exact) or as
+8-bit codes of their residuals to the cell centroid (``codec="sq8"``: a quarter of the memory, scores
+approximate). Every index that only *proposes* candidates which are then scored exactly (the service's
+similar-items search, the model's candidate retrieval) uses ``sq8``: at a million 384-d items that is 0.4
+instead of 1.5 GB per index, and the exact re-scoring keeps the ranking the same for the candidates found
+(recall: ``benchmarks/neighbour_search.py --codec``). The model's text-neighbour join reads the
+returned scores as similarities and stays ``flat``.
 """
 
 from __future__ import annotations
@@ -13,6 +21,7 @@ from typing import Any, Literal
 import numpy as np
 
 AnnKind = Literal["ivf", "hnsw"]
+AnnCodec = Literal["flat", "sq8"]
 DEFAULT_ANN_KIND: AnnKind = "ivf"
 HNSW_M = 32
 HNSW_EF_CONSTRUCTION = 80
@@ -49,10 +58,16 @@ def join_nprobe(nlist: int) -> int:
 
 
 def build_ann(
-    vectors: np.ndarray, kind: AnnKind = DEFAULT_ANN_KIND, *, seed: int = 0, nlist: int | None = None
+    vectors: np.ndarray,
+    kind: AnnKind = DEFAULT_ANN_KIND,
+    *,
+    seed: int = 0,
+    nlist: int | None = None,
+    codec: AnnCodec = "flat",
 ):
     """An inner-product faiss index over ``vectors`` ``(n, d)`` float32 (entry i = row i); ``nlist``: IVF
-    cells (default :func:`ivf_cells`; at most one per 39 vectors, faiss's training minimum)."""
+    cells (default :func:`ivf_cells`; at most one per 39 vectors, faiss's training minimum); ``codec``: how
+    an IVF index stores the vectors (see the module's docstring; HNSW is always flat)."""
     import faiss
 
     x = np.ascontiguousarray(vectors, dtype=np.float32)
@@ -62,7 +77,15 @@ def build_ann(
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     elif kind == "ivf":
         nlist = max(1, min(nlist or ivf_cells(n), n // 39))  # faiss wants 39 training points per cell
-        index = faiss.IndexIVFFlat(faiss.IndexFlatIP(d), d, nlist, faiss.METRIC_INNER_PRODUCT)
+        quantizer = faiss.IndexFlatIP(d)
+        if codec == "sq8":
+            index = faiss.IndexIVFScalarQuantizer(
+                quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+            )
+        elif codec == "flat":
+            index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
+        else:
+            raise ValueError(f"unknown IVF codec {codec!r} (flat or sq8)")
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
         sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]

@@ -107,7 +107,7 @@ class CatalogIndex:
             ease_pos=pos,
             ease_all=bool(np.array_equal(m.ease_items_, np.arange(nf))),
             nb_t=sp.csr_matrix(m.neighbours_.T),
-            ann=ann.build_ann(f, "ivf"),
+            ann=ann.build_ann(f, "ivf", codec="sq8"),  # it proposes candidates; they are scored exactly
             n_ann=n,
             n_warm=int(np.sum(m.warm_)),
         )

@@ -241,7 +241,8 @@ class Engine:
         from tokrec.features import user_profiles
 
         rows = model.history_rows(user_row, extra)
-        return user_profiles([rows], self.index.vectors, n_last=self.options.user_history_window)[0]
+        items, pos = np.unique(rows, return_inverse=True)  # the profile reads only the history's vectors
+        return user_profiles([pos], self.index.take(items), n_last=self.options.user_history_window)[0]
 
     def _apply_item(self, rec: ItemRecord) -> None:
         attrs = {k: v for k, v in rec.attributes.items() if k != "item_id"}
@@ -418,7 +419,7 @@ class Engine:
             user_cat = {"u": dist / dist.sum()} if dist.sum() > 0 else {}
         context = RerankContext(
             [self.ids[int(r)] for r in pool],
-            self.index.vectors[pool].astype(np.float64),
+            self.index.take(pool).astype(np.float64),
             None if cats is None else cats[: len(pool)],
             in_head[pool],
             user_cat,
@@ -483,8 +484,7 @@ class Engine:
         recent = _unique_recent(history, self.options.explain_window)
         if len(recent) == 0:
             return [[] for _ in rows]
-        vecs = self.index.vectors
-        sims = vecs[recent] @ vecs[rows].T  # (len(recent), len(rows))
+        sims = self.index.take(recent) @ self.index.take(rows).T  # (len(recent), len(rows))
         n_top = self.options.explain_items
         order = np.argsort(-sims, axis=0, kind="stable")[:n_top].T.tolist()  # per row: its best history items
         sims_of = sims.T.tolist()
@@ -530,7 +530,7 @@ class Engine:
         """The ``k`` items whose vectors are closest to ``item_id``'s (itself excluded)."""
         self.sync()
         row = self.row_of[item_id]
-        rows, scores = self.index.search(self.index.vectors[row].copy(), k + 1 + len(self.blocked_rows))
+        rows, scores = self.index.search(self.index.row(row), k + 1 + len(self.blocked_rows))
         out = []
         for r, s in zip(rows, scores, strict=True):
             r = int(r)

@@ -1,8 +1,10 @@
 """Vector retrieval over the serving catalog: exact (numpy) or approximate (faiss, inner product).
 
-:class:`VectorIndex` keeps a growable float32 matrix of item vectors (row = catalog row) and, for
-large catalogs, a faiss index over them: IVF-Flat by default (``sqrt(n)`` k-means cells, ``nprobe``
-of them scanned per query), or HNSW. Neither replaces a vector in place, so a changed item is added
+:class:`VectorIndex` reads the fitted catalog's item vectors in place (the array it is given, shared with
+the model: never copied, never written), keeps the rows added online in a small growable block of its own
+and the fitted rows replaced online beside them, and, for large catalogs, holds a faiss index over the
+vectors: IVF with 8-bit codes by default (``sqrt(n)`` k-means cells, ``nprobe`` of them scanned per query;
+:mod:`tokrec.ann`), or HNSW. Neither replaces a vector in place, so a changed item is added
 as a new index entry and the old entry goes stale: the index maps each entry to its catalog row, and
 every candidate is re-scored exactly against the *current* matrix, so a stale entry only costs one
 candidate slot. New items are added to the index at once (IVF assigns them to their nearest cell).
@@ -38,6 +40,12 @@ ANN_THRESHOLD = 20_000
 ANN_FILE = "ann.faiss"
 
 
+def build_index(vectors: np.ndarray, kind: AnnKind = DEFAULT_ANN_KIND):
+    """The service's ANN index over item vectors (the one saved as ``ann.faiss`` and the one built at load):
+    IVF with 8-bit codes (every candidate it proposes is re-scored exactly), or HNSW."""
+    return build_ann(vectors, kind, codec="sq8")
+
+
 def build_hnsw(vectors: np.ndarray):
     """An inner-product HNSW index (kept for callers that want HNSW explicitly)."""
     return build_ann(vectors, "hnsw")
@@ -60,7 +68,7 @@ def ann_kind_of(index: Any) -> str | None:
 
     if isinstance(index, faiss.IndexHNSWFlat):
         return "hnsw"
-    if isinstance(index, faiss.IndexIVFFlat):
+    if isinstance(index, faiss.IndexIVFScalarQuantizer | faiss.IndexIVFFlat):
         return "ivf"
     return None
 
@@ -69,7 +77,9 @@ class VectorIndex:
     """Item vectors with exact and (optionally) approximate search.
 
     Args:
-        vectors: float32 ``(n, d)``; copied into a growable buffer.
+        vectors: float32 ``(n, d)``, the fitted catalog's rows: read in place, never written (rows changed
+            online are kept beside it), so the caller's array (the bundle's, shared with the model) is
+            the only copy in memory.
         ann: build or use an ANN index (default: when ``n >= ANN_THRESHOLD``).
         ann_path: a saved index (``ann.faiss``) to load instead of building one, used when its kind,
             size and dimension match.
@@ -90,8 +100,11 @@ class VectorIndex:
     ) -> None:
         n, d = vectors.shape
         self.dim = d
-        self._buf = np.zeros((max(16, int(n * 1.25) + 16), d), dtype=np.float32)
-        self._buf[:n] = vectors
+        self._base = np.ascontiguousarray(vectors, dtype=np.float32)  # no copy for a float32 C array
+        self._n_base = n
+        self._extra = np.zeros((16, d), dtype=np.float32)  # rows n, n + 1, ... added online
+        self._replaced: dict[int, np.ndarray] = {}  # fitted rows whose vector changed online
+        self._is_replaced = np.zeros(0, dtype=bool)  # the same as a mask over the fitted rows, when any
         self._n = n
         self._lock = threading.Lock()
         self.kind = kind
@@ -100,8 +113,12 @@ class VectorIndex:
         self.ann_: Any = None
         self.entry_rows_ = np.arange(n, dtype=np.int64)  # ANN entry -> catalog row
         # sum and Gram matrix of the vectors: exact catalog-wide mean / deviation of q . z for any q
-        self._sum = vectors.sum(axis=0, dtype=np.float64)
-        self._gram = (vectors.T @ vectors).astype(np.float64)
+        self._sum = np.zeros(d, dtype=np.float64)
+        self._gram = np.zeros((d, d), dtype=np.float64)
+        for s in range(0, n, 65_536):
+            blk = self._base[s : s + 65_536].astype(np.float64)
+            self._sum += blk.sum(axis=0)
+            self._gram += blk.T @ blk
         use_ann = n >= ANN_THRESHOLD if ann is None else ann
         if use_ann and n > 0:
             self.ann_ = self._configure(self._load_or_build(ann_path))
@@ -115,7 +132,7 @@ class VectorIndex:
             index: Any = faiss.read_index(str(ann_path))
             if ann_kind_of(index) == self.kind and index.ntotal == self._n and index.d == self.dim:
                 return index
-        return build_ann(self._buf[: self._n], self.kind)
+        return build_index(self._base, self.kind)
 
     def _configure(self, index: Any) -> Any:
         if self.kind == "hnsw":
@@ -128,10 +145,25 @@ class VectorIndex:
     def __len__(self) -> int:
         return self._n
 
-    @property
-    def vectors(self) -> np.ndarray:
-        """A view of the current vectors ``(n, d)`` (valid until the next append)."""
-        return self._buf[: self._n]
+    def take(self, rows: np.ndarray | list[int]) -> np.ndarray:
+        """The current vectors of catalog ``rows``: float32 ``(len(rows), d)``, a new array."""
+        rows = np.asarray(rows, dtype=np.int64)
+        nb = self._n_base
+        extra, replaced = self._extra, self._replaced
+        if len(rows) == 0 or (not replaced and rows.max() < nb):
+            return self._base[rows]
+        out = np.empty((len(rows), self.dim), dtype=np.float32)
+        fitted = rows < nb
+        out[fitted] = self._base[rows[fitted]]
+        out[~fitted] = extra[rows[~fitted] - nb]
+        if replaced:
+            for j in np.flatnonzero(fitted)[self._is_replaced[rows[fitted]]]:
+                out[j] = replaced[int(rows[j])]
+        return out
+
+    def row(self, row: int) -> np.ndarray:
+        """The current vector of one catalog row ``(d,)`` (a copy)."""
+        return self.take(np.array([row]))[0]
 
     @property
     def uses_ann(self) -> bool:
@@ -145,18 +177,26 @@ class VectorIndex:
         with self._lock:
             if row > self._n or row < 0:
                 raise IndexError(f"row {row} out of range (n = {self._n})")
-            if row == self._n:
-                if self._n == len(self._buf):
-                    grown = np.zeros((len(self._buf) * 2, self.dim), dtype=np.float32)
-                    grown[: self._n] = self._buf[: self._n]
-                    self._buf = grown
-                self._buf[row] = v
-                self._n += 1
-            else:
-                old = self._buf[row].astype(np.float64)
+            if row < self._n:
+                old = self.take(np.array([row]))[0].astype(np.float64)
                 self._sum -= old
                 self._gram -= np.outer(old, old)
-                self._buf[row] = v
+            nb = self._n_base
+            if row >= nb:
+                if row - nb == len(self._extra):
+                    # a new block, filled before it is published: readers see the old one or the new one
+                    grown = np.zeros((2 * len(self._extra), self.dim), dtype=np.float32)
+                    grown[: len(self._extra)] = self._extra
+                    grown[row - nb] = v
+                    self._extra = grown
+                else:
+                    self._extra[row - nb] = v
+            else:
+                if not len(self._is_replaced):
+                    self._is_replaced = np.zeros(nb, dtype=bool)
+                self._replaced[row] = v
+                self._is_replaced[row] = True
+            self._n = max(self._n, row + 1)
             v64 = v.astype(np.float64)
             self._sum += v64
             self._gram += np.outer(v64, v64)
@@ -168,9 +208,15 @@ class VectorIndex:
     def exact_scores(self, query: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
         """Inner products of ``query`` ``(d,)`` with every row (or with ``rows``): float32 ``(n,)``."""
         q = np.asarray(query, dtype=np.float32)
-        if rows is None:
-            return self.vectors @ q
-        return self._buf[rows] @ q
+        if rows is not None:
+            return self.take(rows) @ q
+        n, nb = self._n, self._n_base
+        scores = np.empty(n, dtype=np.float32)
+        scores[:nb] = self._base @ q
+        scores[nb:] = self._extra[: n - nb] @ q
+        for r, v in list(self._replaced.items()):
+            scores[r] = v @ q
+        return scores
 
     def score_stats(self, query: np.ndarray) -> tuple[float, float]:
         """Mean and standard deviation of ``query . z`` over every catalog row, in O(d^2) (no scan)."""
