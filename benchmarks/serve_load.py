@@ -196,6 +196,32 @@ def start_server(bundle: Path, port: int, args: argparse.Namespace) -> subproces
     return subprocess.Popen(cmd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
 
 
+def _memory_gb(pid: int) -> tuple[float, float]:
+    """``(resident now, peak resident)`` of a process in GB (Linux /proc: VmRSS, VmHWM; NaN elsewhere)."""
+    try:
+        fields = dict(
+            line.split(":", 1) for line in Path(f"/proc/{pid}/status").read_text().splitlines() if ":" in line
+        )
+        return tuple(int(fields[k].split()[0]) / 2**20 for k in ("VmRSS", "VmHWM"))  # type: ignore[return-value]
+    except (OSError, KeyError, ValueError):
+        return float("nan"), float("nan")
+
+
+def add_items_online(url: str, n: int) -> list[float]:
+    """POSTs ``n`` new items to ``/items`` one at a time (the service encodes their text, adds them to the model
+    through its cold path and swaps the model in); returns each request's seconds."""
+    import httpx
+
+    out = []
+    for j in range(n):
+        item = {"item_id": f"online-{j}", "title": f"Online Item {j}", "description": "added while serving"}
+        t0 = time.perf_counter()
+        r = httpx.post(url + "/items", json={"items": [item]}, timeout=600)
+        out.append(time.perf_counter() - t0)
+        r.raise_for_status()
+    return out
+
+
 def _cpu_seconds(pid: int) -> float:
     """User + system CPU seconds of a process (Linux /proc; NaN elsewhere)."""
     try:
@@ -270,6 +296,12 @@ def parse_args() -> argparse.Namespace:
     p.add_argument("--k", type=int, default=10)
     p.add_argument("--recall-queries", type=int, default=300)
     p.add_argument(
+        "--add-items",
+        type=int,
+        default=0,
+        help="after the measured phase, POST this many new items to /items one by one (time and memory)",
+    )
+    p.add_argument(
         "--workdir",
         default=None,
         help="where bundles are kept (default $TOKREC_CACHE_DIR or ~/.cache/tokrec)/serve_load",
@@ -329,6 +361,10 @@ def load_test(args: argparse.Namespace, bundle: Path, ds) -> dict:
             .json()["latency_seconds"]
             .get("/recommend", {})
         )
+        out["rss"] = _memory_gb(proc.pid)
+        if args.add_items:
+            out["add_s"] = add_items_online(url, args.add_items)
+            out["rss_added"] = _memory_gb(proc.pid)
         return out
     finally:
         proc.terminate()
@@ -364,6 +400,15 @@ def report(args: argparse.Namespace, r: dict) -> None:
     print(
         f"  targets         p99 <= 20 ms: {'met' if p99 <= 20 else 'NOT met'}; >= 300 req/s: {'met' if rps >= 300 else 'NOT met'}"
     )
+    rss, peak = r["rss"]
+    print(f"  server memory   resident {rss:.2f} GB after the measured phase, peak {peak:.2f} GB")
+    if "add_s" in r:
+        add_ms = np.asarray(r["add_s"]) * 1000
+        rss, peak = r["rss_added"]
+        print(
+            f"  POST /items     {len(add_ms)} single new items: median {np.median(add_ms):.0f} ms, max "
+            f"{add_ms.max():.0f} ms; then resident {rss:.2f} GB, peak {peak:.2f} GB"
+        )
 
 
 def main() -> None:

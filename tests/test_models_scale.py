@@ -150,7 +150,7 @@ def test_text_neighbours_of_a_large_pool_come_from_an_ann_index_with_the_exact_a
     z = sig.l2_rows(np.repeat(centres, 50, axis=0) * 2 + rng.normal(size=(3000, 16)).astype(np.float32))
     pool = np.flatnonzero(rng.random(3000) < 0.7)
     exact = sig.neighbours_among(z, z, pool, 10, np.arange(3000))
-    ann = sig.neighbours_among(z, z, pool, 10, np.arange(3000), exact_max=100)  # the faiss path
+    ann = sig.neighbours_among(z, z, pool, 10, np.arange(3000), exact_max=100, exact_pairs=0)  # the faiss path
     assert ann.shape == exact.shape and np.all(np.diff(ann.indptr) <= 10)
     assert ann.diagonal().max() == 0  # never an item's own row
     assert set(ann.indices) <= set(pool)
@@ -162,6 +162,11 @@ def test_text_neighbours_of_a_large_pool_come_from_an_ann_index_with_the_exact_a
         for r in range(3000)
     ]
     assert np.mean(overlap) / 10 > 0.95
+    # a few queries over a large pool (an online add) are answered exactly, the pool read in place
+    few = sig.neighbours_among(z[:5], z, pool, 10, np.arange(5), exact_max=100)
+    np.testing.assert_array_equal(few.indptr, exact[:5].indptr)
+    np.testing.assert_array_equal(few.indices, exact[:5].indices)
+    np.testing.assert_allclose(few.data, exact[:5].data, rtol=1e-6)
 
 
 def test_the_neighbour_search_index_scans_a_fixed_number_of_cells_of_4_sqrt_n():
@@ -179,3 +184,23 @@ def test_the_neighbour_search_index_scans_a_fixed_number_of_cells_of_4_sqrt_n():
     z = rng.normal(size=(4000, 8)).astype(np.float32)
     index = ann.build_ann(z, "ivf", nlist=ann.join_cells(4000))
     assert index.nlist == min(ann.join_cells(4000), 4000 // 39) == 102  # faiss's 39 training rows per cell
+
+
+def test_an_sq8_index_pads_an_odd_dimension_and_finds_the_exact_neighbours():
+    """8-bit codes are scanned with SIMD only at a multiple of 16 dimensions: the index stores zero-padded
+    vectors, pads queries and added rows, and its candidates hold the exact top 10."""
+    from tokrec import ann
+
+    rng = np.random.default_rng(4)
+    centres = rng.normal(size=(30, 37)).astype(np.float32)
+    x = centres[rng.integers(30, size=3000)] + 0.6 * rng.normal(size=(3000, 37)).astype(np.float32)
+    idx = ann.build_ann(x, "ivf", codec="sq8")
+    flat = ann.build_ann(x, "ivf")
+    assert idx.d == ann.stored_dim(37, "sq8") == 48 and flat.d == 37 and idx.ntotal == 3000
+    q = x[:50] + 0.1
+    _, found = ann.search(idx, q, 50, nprobe=idx.nlist)  # every cell: only the codes' rounding differs
+    exact = np.argsort(-(q @ x.T), axis=1, kind="stable")[:, :10]
+    recall = np.mean([len(set(found[j]) & set(exact[j])) / 10 for j in range(50)])
+    assert recall == 1.0
+    ann.add(idx, -x[:1])  # added rows are padded too
+    assert idx.ntotal == 3001 and ann.search(idx, -x[:1], 1, nprobe=idx.nlist)[1][0, 0] == 3000

@@ -175,3 +175,35 @@ def test_a_known_users_online_events_are_scored_with_the_training_timestamps(clu
     engine.add_events([Event("new-user", "i20", "view", 50), Event("new-user", "i21", "view", 70)])
     engine.recommend(Q(user_id="new-user", k=3, explain=False))
     assert model.calls[-1] == ([20, 21], [50, 70])
+
+
+def test_items_added_online_grow_the_model_in_place_and_the_index_shares_its_vectors(clustered):
+    """An online add writes the new rows into the spare capacity of the model's per-item arrays (the model
+    before the add still reads its own rows, unchanged), and the service's vector index keeps reading the
+    model's array instead of holding a second copy."""
+    from tokrec.models import create_model
+
+    ds, _, vecs, _ = clustered
+    model = create_model("tokrec").fit(ds, vecs)
+    engine = Engine(model, ds.items, model.vectors_, MemoryStore(), EngineOptions())
+    assert engine.index.shares(model.vectors_)
+    rng = np.random.default_rng(0)
+    before = None
+    for j in range(3):
+        v = rng.normal(size=vecs.shape[1]).astype(np.float32)
+        engine.add_items([ItemRecord(f"new-{j}", {"title": f"new {j}"}, v / np.linalg.norm(v))])
+        engine.sync()
+        m = engine.model
+        assert len(m.vectors_) == len(ds.items) + j + 1 and engine.index.shares(m.vectors_)
+        if before is not None:  # the second and third adds wrote into the first one's buffer
+            assert np.shares_memory(m.vectors_, before.vectors_) and np.shares_memory(m.features_, before.features_)
+            assert len(before.vectors_) == len(m.vectors_) - 1  # the earlier model's rows are its own
+        before = m
+    np.testing.assert_allclose(model.vectors_, vecs, atol=1e-6)  # the fitted model's rows are untouched
+    # a replaced row copies (the earlier models must keep reading the old value)
+    old_row = before.vectors_[0].copy()
+    engine.add_items([ItemRecord(ds.items["item_id"].iloc[0], {}, -old_row)])
+    engine.sync()
+    assert not np.shares_memory(engine.model.vectors_, before.vectors_)
+    np.testing.assert_array_equal(before.vectors_[0], old_row)
+    np.testing.assert_allclose(engine.index.row(0), -old_row)

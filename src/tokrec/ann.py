@@ -10,8 +10,11 @@ An IVF index stores its vectors either as they are (``codec="flat"``: the scores
 approximate). Every index that only *proposes* candidates which are then scored exactly (the service's
 similar-items search, the model's candidate retrieval) uses ``sq8``: at a million 384-d items that is 0.4
 instead of 1.5 GB per index, and the exact re-scoring keeps the ranking the same for the candidates found
-(recall: ``benchmarks/neighbour_search.py --codec``). The model's text-neighbour join reads the
-returned scores as similarities and stays ``flat``.
+(recall: the figures in ``tokrec.serve.index``). The model's text-neighbour join reads the returned scores
+as similarities and stays ``flat``. faiss scans 8-bit codes with SIMD only when the dimension is a multiple
+of 16 (at 409 dimensions a query took 10x as long as at 416), so an ``sq8`` index stores its vectors padded
+with zeros to the next multiple of 16 (:func:`stored_dim`); :func:`search` and :func:`add` pad what they are
+given, and the inner products do not change.
 """
 
 from __future__ import annotations
@@ -57,6 +60,27 @@ def join_nprobe(nlist: int) -> int:
     return int(min(nlist, JOIN_NPROBE))
 
 
+def stored_dim(d: int, codec: AnnCodec = "flat") -> int:
+    """The dimension an index of ``d``-dimensional vectors stores: ``d``, or for ``sq8`` the next multiple of 16."""
+    return d if codec == "flat" else -(-d // 16) * 16
+
+
+def _width(x: np.ndarray, d: int) -> np.ndarray:
+    """``x`` as C-contiguous float32 rows of ``d`` columns (zeros appended where it has fewer)."""
+    x = np.ascontiguousarray(x, dtype=np.float32)
+    if x.shape[1] == d:
+        return x
+    out = np.zeros((len(x), d), dtype=np.float32)
+    out[:, : x.shape[1]] = x
+    return out
+
+
+def add(index: Any, vectors: np.ndarray) -> None:
+    """Adds ``vectors`` to ``index`` (padded to its stored dimension), in blocks (no padded copy of them all)."""
+    for s in range(0, len(vectors), 65_536):
+        index.add(_width(vectors[s : s + 65_536], index.d))
+
+
 def build_ann(
     vectors: np.ndarray,
     kind: AnnKind = DEFAULT_ANN_KIND,
@@ -70,17 +94,18 @@ def build_ann(
     an IVF index stores the vectors (see the module's docstring; HNSW is always flat)."""
     import faiss
 
-    x = np.ascontiguousarray(vectors, dtype=np.float32)
+    x = np.asarray(vectors, dtype=np.float32)
     n, d = x.shape
     if kind == "hnsw":
         index: Any = faiss.IndexHNSWFlat(d, HNSW_M, faiss.METRIC_INNER_PRODUCT)
         index.hnsw.efConstruction = HNSW_EF_CONSTRUCTION
     elif kind == "ivf":
         nlist = max(1, min(nlist or ivf_cells(n), n // 39))  # faiss wants 39 training points per cell
-        quantizer = faiss.IndexFlatIP(d)
+        ds = stored_dim(d, codec)
+        quantizer = faiss.IndexFlatIP(ds)
         if codec == "sq8":
             index = faiss.IndexIVFScalarQuantizer(
-                quantizer, d, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
+                quantizer, ds, nlist, faiss.ScalarQuantizer.QT_8bit, faiss.METRIC_INNER_PRODUCT
             )
         elif codec == "flat":
             index = faiss.IndexIVFFlat(quantizer, d, nlist, faiss.METRIC_INNER_PRODUCT)
@@ -89,20 +114,20 @@ def build_ann(
         index.cp.seed = seed
         rng = np.random.default_rng(seed)
         sample = x if n <= 64 * nlist else x[np.sort(rng.choice(n, 64 * nlist, replace=False))]
-        index.train(sample)
+        index.train(_width(sample, ds))
     else:
         raise ValueError(f"unknown ANN index kind {kind!r} (ivf or hnsw)")
-    index.add(x)
+    add(index, x)
     return index
 
 
 def search(
     index: Any, queries: np.ndarray, k: int, nprobe: int | None = None
 ) -> tuple[np.ndarray, np.ndarray]:
-    """``(scores, ids)`` of the ``k`` best entries per query (ids -1 where fewer exist); ``nprobe`` for IVF."""
+    """``(scores, ids)`` of the ``k`` best entries per query (ids -1 where fewer exist); ``nprobe`` for IVF.
+    Queries are padded to the index's stored dimension (:func:`stored_dim`)."""
     import faiss
 
     if nprobe is not None and isinstance(index, faiss.IndexIVF):
         index.nprobe = int(min(nprobe, index.nlist))
-    q = np.ascontiguousarray(queries, dtype=np.float32)
-    return index.search(q, int(k))
+    return index.search(_width(np.atleast_2d(queries), index.d), int(k))

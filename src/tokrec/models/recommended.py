@@ -37,6 +37,8 @@ split cut from the user's own log; the defaults below are what it falls back to 
 from __future__ import annotations
 
 import copy
+import threading
+import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -622,7 +624,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
                 lil.rows[r] = list(block.indices[block.indptr[j] : block.indptr[j + 1]])
                 lil.data[r] = list(block.data[block.indptr[j] : block.indptr[j + 1]])
             nb = lil.tocsr()
-        self.neighbours_ = nb.astype(np.float32)
+        self.neighbours_ = nb.astype(np.float32, copy=False)
         if cached is not None and cached[0] is old_features:  # a built retrieval index follows the catalog
             self.__dict__["_catalog"] = (self.features_, cached[1].extended(self, rows, old_features))
 
@@ -700,13 +702,55 @@ def _pad(scores: np.ndarray, n: int) -> np.ndarray:
     return np.hstack([scores, np.zeros((scores.shape[0], n - scores.shape[1]), dtype=scores.dtype)])
 
 
+#: rows of spare capacity a grown per-item array keeps, as a share of its rows (at a million items 62,500
+#: rows: the next 62,500 items added online are written in place instead of copying the catalog's arrays)
+GROWTH_HEADROOM = 1 / 16
+_in_use: dict[int, tuple[Any, int]] = {}  # id(buffer) -> (weak reference to it, rows handed out)
+_in_use_lock = threading.Lock()
+
+
 def _grown(
     block: np.ndarray, n_new: int, rows: np.ndarray, values: np.ndarray, fill: float = 0.0
 ) -> np.ndarray:
-    """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` written at ``rows``."""
-    out = np.concatenate([block, np.full((n_new, *block.shape[1:]), fill, dtype=block.dtype)])
+    """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` written at ``rows``; ``block`` itself
+    is never written (a copy of the model may still read it).
+
+    Appending to an array this function made writes into its spare rows when ``block`` is the longest view
+    handed out of it (a model copy that grew from it before would own those rows: then it copies); otherwise,
+    or when a row of ``block`` is replaced, a new buffer with :data:`GROWTH_HEADROOM` is filled. So an online
+    add at a million items moves a few rows, not the 3 GB of the catalog's vectors and features, and a model
+    and its grown copy share one buffer."""
+    n_old = len(block)
+    total = n_old + n_new
+    buf = None
+    if not (len(rows) and int(rows.min()) < n_old):
+        buf = _reserve(block, total)
+    if buf is None:
+        buf = np.empty((total + int(total * GROWTH_HEADROOM), *block.shape[1:]), dtype=block.dtype)
+        buf[:n_old] = block
+        with _in_use_lock:
+            _in_use[id(buf)] = (weakref.ref(buf), total)
+            weakref.finalize(buf, _in_use.pop, id(buf), None)
+    out = buf[:total]
+    out[n_old:] = fill
     out[rows] = values
     return out
+
+
+def _reserve(block: np.ndarray, total: int) -> np.ndarray | None:
+    """The buffer ``block`` is the leading, longest handed-out view of, with its first ``total`` rows now handed
+    out; None when there is none, or it is too short, or another view extends past ``block``."""
+    buf = block.base
+    if not isinstance(buf, np.ndarray) or buf.dtype != block.dtype or buf.shape[1:] != block.shape[1:]:
+        return None
+    if len(buf) < total or not block.flags.c_contiguous or block.ctypes.data != buf.ctypes.data:
+        return None
+    with _in_use_lock:
+        ref, used = _in_use.get(id(buf), (None, -1))
+        if ref is None or ref() is not buf or used != len(block):
+            return None
+        _in_use[id(buf)] = (ref, total)
+    return buf
 
 
 def part_scores(scores: np.ndarray, n_items: int) -> np.ndarray:

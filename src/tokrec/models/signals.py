@@ -258,6 +258,10 @@ def top_k_neighbour_rows(
 
 #: pools up to this size are searched exactly; larger ones through a faiss IVF index (:mod:`tokrec.ann`)
 EXACT_NEIGHBOURS_MAX = 50_000
+#: up to this many query x pool pairs the search is exact whatever the pool's size: the few items an online
+#: add brings are compared with a million-item pool in milliseconds, where building the IVF index over the
+#: pool for them would take a minute (and 3 GB)
+EXACT_PAIRS_MAX = 2**32
 #: bytes a block of the exact search may take (similarities, their copy and arg-partition indices)
 NEIGHBOUR_BLOCK_BYTES = 256 * 2**20
 
@@ -270,20 +274,20 @@ def neighbours_among(
     self_rows: np.ndarray | None = None,
     chunk: int = 2048,
     exact_max: int | None = None,
+    exact_pairs: int | None = None,
 ) -> sp.csr_matrix:
     """Each query vector's ``k`` most similar (positive cosine) rows of ``z`` among the rows ``pool``, never
     its own row ``self_rows[r]`` (-1: none): ``(len(queries), len(z))`` CSR, columns in ``pool`` only.
 
-    Up to :data:`EXACT_NEIGHBOURS_MAX` pool rows (``exact_max``) the search is exact, in blocks of at most
-    ``chunk`` queries and :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, a faiss IVF index over the
-    pool answers it (:func:`tokrec.ann.join_cells` cells, a fixed number scanned per query: ``O(n^1.5)``
+    Up to :data:`EXACT_NEIGHBOURS_MAX` pool rows (``exact_max``), or up to :data:`EXACT_PAIRS_MAX` query x pool
+    pairs (``exact_pairs``: an online add), the search is exact, in blocks of at most ``chunk`` queries and
+    :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, a faiss IVF index over the pool answers it (:func:`tokrec.ann.join_cells` cells, a fixed number scanned per query: ``O(n^1.5)``
     work instead of ``O(n^2)``; see there for its recall).
     """
     n = len(z)
     pool = np.asarray(pool, dtype=np.int64)
     if len(queries) == 0 or len(pool) == 0:
         return sp.csr_matrix((len(queries), n), dtype=np.float32)
-    zp = np.ascontiguousarray(z[pool], dtype=np.float32)
     pos = np.full(n, -1, dtype=np.int64)
     pos[pool] = np.arange(len(pool))
     own_all = np.full(len(queries), -1, dtype=np.int64)
@@ -291,13 +295,20 @@ def neighbours_among(
         r = np.asarray(self_rows, dtype=np.int64)
         own_all = np.where(r >= 0, pos[np.maximum(r, 0)], -1)
     kk = min(k, max(len(pool) - 1, 1))
-    if len(pool) > (EXACT_NEIGHBOURS_MAX if exact_max is None else exact_max):
+    small_pool = len(pool) <= (EXACT_NEIGHBOURS_MAX if exact_max is None else exact_max)
+    if not small_pool and len(queries) * len(pool) > (EXACT_PAIRS_MAX if exact_pairs is None else exact_pairs):
+        zp = np.ascontiguousarray(z[pool], dtype=np.float32)
         return _neighbours_ann(np.asarray(queries, dtype=np.float32), zp, pool, kk, own_all, n)
-    chunk = int(max(1, min(chunk, NEIGHBOUR_BLOCK_BYTES // (16 * len(pool)))))
+    # exact: a small pool's rows gathered once; a large one read in place (no copy of a million rows for a few
+    # queries), the similarities to every row computed and the pool's columns taken
+    zp = np.ascontiguousarray(z[pool], dtype=np.float32) if small_pool else None
+    width = len(pool) if small_pool else n
+    chunk = int(max(1, min(chunk, NEIGHBOUR_BLOCK_BYTES // (16 * width))))
     parts = []
     for start in range(0, len(queries), chunk):
         stop = min(start + chunk, len(queries))
-        block = top_k_neighbour_rows(queries[start:stop] @ zp.T, kk, None, own_all[start:stop])
+        sims = queries[start:stop] @ zp.T if zp is not None else (queries[start:stop] @ z.T)[:, pool]
+        block = top_k_neighbour_rows(sims, kk, None, own_all[start:stop])
         parts.append(sp.csr_matrix((block.data, pool[block.indices], block.indptr), shape=(stop - start, n)))
     return sp.vstack(parts, format="csr").astype(np.float32)
 

@@ -204,6 +204,9 @@ class Engine:
             vectors = np.stack([np.asarray(latest[i].vector, dtype=np.float32) for i in ids])
             model = copy.copy(self.model)
             model.add_items(ids, vectors, items=frame)
+            shared = getattr(self.model, "vectors_", None)
+            if shared is not None and self.index.shares(shared):  # one copy of the vectors, as at load
+                self.index.rebase(model.vectors_)
             self.model = model
             if self.policy is not None:
                 with self._policy_lock:

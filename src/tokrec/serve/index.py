@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from tokrec import ann as ann_lib
 from tokrec.ann import (  # noqa: F401  (re-exported: the service's names)
     DEFAULT_ANN_KIND,
     HNSW_EF_CONSTRUCTION,
@@ -101,6 +102,7 @@ class VectorIndex:
         n, d = vectors.shape
         self.dim = d
         self._base = np.ascontiguousarray(vectors, dtype=np.float32)  # no copy for a float32 C array
+        self._source = vectors  # the array the fitted rows are read from (see shares / rebase)
         self._n_base = n
         self._extra = np.zeros((16, d), dtype=np.float32)  # rows n, n + 1, ... added online
         self._replaced: dict[int, np.ndarray] = {}  # fitted rows whose vector changed online
@@ -130,7 +132,8 @@ class VectorIndex:
             # read_index already returns the concrete class; faiss.downcast_index would make a wrapper
             # that does not own the index, which is freed under it when the original goes away.
             index: Any = faiss.read_index(str(ann_path))
-            if ann_kind_of(index) == self.kind and index.ntotal == self._n and index.d == self.dim:
+            dims = (self.dim, ann_lib.stored_dim(self.dim, "sq8"))  # an IVF-Flat index from an older bundle too
+            if ann_kind_of(index) == self.kind and index.ntotal == self._n and index.d in dims:
                 return index
         return build_index(self._base, self.kind)
 
@@ -164,6 +167,19 @@ class VectorIndex:
     def row(self, row: int) -> np.ndarray:
         """The current vector of one catalog row ``(d,)`` (a copy)."""
         return self.take(np.array([row]))[0]
+
+    def shares(self, vectors: np.ndarray) -> bool:
+        """Whether the fitted rows are read from ``vectors`` (the very array)."""
+        return self._source is vectors and np.shares_memory(self._base[:1], vectors[:1])
+
+    def rebase(self, vectors: np.ndarray) -> None:
+        """Reads the fitted rows from ``vectors`` from now on: an array whose first rows hold the same values
+        (the model's vectors after it grew by items added online; the rows replaced online stay the index's
+        own), so that the index and the model keep sharing one copy."""
+        if vectors.shape[1:] != (self.dim,) or len(vectors) < self._n_base or vectors.dtype != np.float32:
+            raise ValueError(f"cannot rebase {self._n_base} rows of dimension {self.dim} on {vectors.shape}")
+        self._base = vectors[: self._n_base]
+        self._source = vectors
 
     @property
     def uses_ann(self) -> bool:
@@ -201,7 +217,7 @@ class VectorIndex:
             self._sum += v64
             self._gram += np.outer(v64, v64)
             if self.ann_ is not None:
-                self.ann_.add(v.reshape(1, -1))
+                ann_lib.add(self.ann_, v.reshape(1, -1))
                 self.entry_rows_ = np.append(self.entry_rows_, row)
 
     # ---- search --------------------------------------------------------------------------------
@@ -241,7 +257,7 @@ class VectorIndex:
             top = _top(scores, n)
             return top, scores[top]
         with self._lock:
-            entries = self.ann_.search(q, n)[1][0]
+            entries = ann_lib.search(self.ann_, q, n)[1][0]
             entry_rows = self.entry_rows_
         entries = entries[entries >= 0]
         rows = np.unique(entry_rows[entries])
