@@ -395,3 +395,26 @@ def test_warm_train_split_loads(ml100k_splits):
     assert ds.items.columns.tolist() == ["item_id", "title", "release_date", "genres"]
     assert ds.items.loc[0, "title"] == "Toy Story (1995)"
     assert ds.report.filtered == {}
+
+
+def test_vocab_appended_shares_storage_and_never_changes_the_original():
+    from tokrec.data.dataset import Vocab
+
+    base = Vocab(["a", "b", "c"])
+    grown, rows = base.appended(["d", "b", "e"])
+    assert rows.tolist() == [3, 1, 4] and grown.to_list() == ["a", "b", "c", "d", "e"]
+    assert len(base) == 3 and base.get("d") == -1 and "e" not in base and list(base) == ["a", "b", "c"]
+    assert base.encode(["d"], missing="mask").tolist() == [-1]
+    with pytest.raises(KeyError, match="'e'"):
+        base.encode(["e"])
+    assert grown._ids is base._ids  # one storage: the million ids of a catalog are not copied per add
+    again, rows2 = grown.appended(["f"])
+    assert rows2.tolist() == [5] and again._ids is base._ids and len(grown) == 5
+    # the original, no longer the last to grow the storage, takes its own copy before it grows
+    assert base.add("x") == 3 and base.to_list() == ["a", "b", "c", "x"]
+    assert base._ids is not again._ids and again.get("x") == -1 and again.get("d") == 3
+    # the same after a vocabulary was grown from it: each sees its own row 4
+    other, _ = base.appended(["y"])
+    assert base.add("z") == 4 and other.to_list() == ["a", "b", "c", "x", "y"]
+    assert base.to_list() == ["a", "b", "c", "x", "z"] and other.get("z") == -1 and base.get("y") == -1
+    assert other.add("w") == 5 and base.get("w") == -1

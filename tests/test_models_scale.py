@@ -150,7 +150,9 @@ def test_text_neighbours_of_a_large_pool_come_from_an_ann_index_with_the_exact_a
     z = sig.l2_rows(np.repeat(centres, 50, axis=0) * 2 + rng.normal(size=(3000, 16)).astype(np.float32))
     pool = np.flatnonzero(rng.random(3000) < 0.7)
     exact = sig.neighbours_among(z, z, pool, 10, np.arange(3000))
-    ann = sig.neighbours_among(z, z, pool, 10, np.arange(3000), exact_max=100, exact_pairs=0)  # the faiss path
+    ann = sig.neighbours_among(
+        z, z, pool, 10, np.arange(3000), exact_max=100, exact_pairs=0
+    )  # the faiss path
     assert ann.shape == exact.shape and np.all(np.diff(ann.indptr) <= 10)
     assert ann.diagonal().max() == 0  # never an item's own row
     assert set(ann.indices) <= set(pool)

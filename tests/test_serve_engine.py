@@ -196,7 +196,9 @@ def test_items_added_online_grow_the_model_in_place_and_the_index_shares_its_vec
         m = engine.model
         assert len(m.vectors_) == len(ds.items) + j + 1 and engine.index.shares(m.vectors_)
         if before is not None:  # the second and third adds wrote into the first one's buffer
-            assert np.shares_memory(m.vectors_, before.vectors_) and np.shares_memory(m.features_, before.features_)
+            assert np.shares_memory(m.vectors_, before.vectors_) and np.shares_memory(
+                m.features_, before.features_
+            )
             assert len(before.vectors_) == len(m.vectors_) - 1  # the earlier model's rows are its own
         before = m
     np.testing.assert_allclose(model.vectors_, vecs, atol=1e-6)  # the fitted model's rows are untouched

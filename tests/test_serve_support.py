@@ -294,7 +294,7 @@ def test_index_reads_the_fitted_vectors_in_place_and_keeps_online_rows_beside_th
     idx = VectorIndex(v, ann=False)
     assert np.shares_memory(idx._base, v)  # the caller's array, not a copy
     want = v.copy()
-    for j in range(40):  # appends past the first block (16 rows) and past its doubling
+    for _ in range(40):  # appends past the first block (16 rows) and past its doubling
         x = rng.normal(size=4).astype(np.float32)
         idx.set(len(idx), x)
         want = np.vstack([want, x])

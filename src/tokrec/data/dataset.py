@@ -18,45 +18,65 @@ INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 
 
 class Vocab:
-    """A bijection between external ids (str) and dense row numbers 0..n-1, in insertion order."""
+    """A bijection between external ids (str) and dense row numbers 0..n-1, in insertion order.
+
+    :meth:`appended` gives a vocabulary with more ids that shares this one's storage when this one is the
+    last to have grown it (an item added online to a million-item catalog: no copy of the million ids); each
+    vocabulary keeps its own length and never sees ids appended after it, and one that is no longer the last
+    takes its own copy before it grows."""
 
     def __init__(self, ids: Iterable[object] = ()) -> None:
-        self._ids: list[str] = []
+        self._ids: list[str] = []  # storage: possibly shared with vocabularies grown from this one
         self._index: dict[str, int] = {}
+        self._n = 0  # this vocabulary's ids: the first _n of the storage
         if isinstance(ids, (list, tuple, np.ndarray, pd.Series, pd.Index)):  # bulk fast path
             unique = list(dict.fromkeys(str(i) for i in ids))
             self._ids = unique
             self._index = dict(zip(unique, range(len(unique)), strict=True))
+            self._n = len(unique)
             return
         for i in ids:
             self.add(str(i))
 
     def add(self, external_id: str) -> int:
         """Adds an id if new; returns its row."""
-        row = self._index.get(external_id)
-        if row is None:
-            row = len(self._ids)
+        row = self.get(external_id)
+        if row < 0:
+            if len(self._ids) != self._n:  # another vocabulary grew the shared storage past this one
+                self._ids = self._ids[: self._n]
+                self._index = {i: r for i, r in self._index.items() if r < self._n}
+            row = self._n
             self._ids.append(external_id)
             self._index[external_id] = row
+            self._n += 1
         return row
 
+    def appended(self, external_ids: Iterable[object]) -> tuple[Vocab, np.ndarray]:
+        """A vocabulary with ``external_ids`` added (known ones keep their rows) and their rows; this one is
+        not changed."""
+        out = Vocab()
+        out._ids, out._index, out._n = self._ids, self._index, self._n
+        rows = np.array([out.add(str(i)) for i in external_ids], dtype=np.int64)
+        return out, rows
+
     def __len__(self) -> int:
-        return len(self._ids)
+        return self._n
 
     def __contains__(self, external_id: object) -> bool:
-        return str(external_id) in self._index
+        return self.get(str(external_id)) >= 0
 
     def __iter__(self):
-        return iter(self._ids)
+        return iter(self._ids[: self._n])
 
     def get(self, external_id: str, default: int = -1) -> int:
-        return self._index.get(str(external_id), default)
+        row = self._index.get(str(external_id), -1)
+        return row if 0 <= row < self._n else default
 
     def encode(self, external_ids: Iterable[object], *, missing: str = "raise") -> np.ndarray:
         """Maps ids to rows. ``missing='raise'`` raises KeyError naming the id; ``'mask'`` gives -1."""
         out = []
         for e in external_ids:
-            row = self._index.get(str(e), -1)
+            row = self.get(str(e))
             if row < 0 and missing == "raise":
                 raise KeyError(f"unknown id: {e!r}")
             out.append(row)
@@ -67,10 +87,10 @@ class Vocab:
 
     @property
     def ids(self) -> list[str]:
-        return list(self._ids)
+        return self._ids[: self._n]
 
     def to_list(self) -> list[str]:
-        return list(self._ids)
+        return self._ids[: self._n]
 
     @classmethod
     def from_list(cls, ids: Sequence[str]) -> Vocab:

@@ -355,8 +355,7 @@ class Recommender(ABC, Generic[C, R]):
             raise ConfigError("add_items: item_vectors contain NaN or inf")
         if items is not None and len(items) != len(item_ids):
             raise ConfigError(f"add_items: {len(items)} item rows for {len(item_ids)} ids")
-        vocab = Vocab.from_list(self.item_vocab_.to_list())  # never mutate a vocabulary others hold
-        rows = np.array([vocab.add(str(i)) for i in item_ids], dtype=np.int64)
+        vocab, rows = self.item_vocab_.appended(item_ids)  # this model's vocabulary is not changed
         self._add_items(rows, vectors, items)
         self.item_vocab_ = vocab
 

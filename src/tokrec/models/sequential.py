@@ -36,7 +36,7 @@ from typing import Any, Literal, TypeVar
 import numpy as np
 from pydantic import Field
 
-from tokrec.data.dataset import Dataset, Vocab
+from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError
 from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions
 from tokrec.training import (
@@ -730,8 +730,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
                     f"add_items: expected item_release of shape ({len(item_ids)},), got {rel.shape}"
                 )
             days = (rel / 86400.0).astype(np.float32)
-        vocab = Vocab.from_list(self.item_vocab_.to_list())  # never mutate the dataset's vocabulary
-        rows = np.array([vocab.add(str(i)) for i in item_ids], dtype=np.int64)
+        vocab, rows = self.item_vocab_.appended(item_ids)  # this model's vocabulary is not changed
         n_new = len(vocab) - len(self.item_vocab_)
 
         def grown(block: np.ndarray, values: np.ndarray | None, fill: float = 0.0) -> np.ndarray:

@@ -296,9 +296,11 @@ def neighbours_among(
         own_all = np.where(r >= 0, pos[np.maximum(r, 0)], -1)
     kk = min(k, max(len(pool) - 1, 1))
     small_pool = len(pool) <= (EXACT_NEIGHBOURS_MAX if exact_max is None else exact_max)
-    if not small_pool and len(queries) * len(pool) > (EXACT_PAIRS_MAX if exact_pairs is None else exact_pairs):
-        zp = np.ascontiguousarray(z[pool], dtype=np.float32)
-        return _neighbours_ann(np.asarray(queries, dtype=np.float32), zp, pool, kk, own_all, n)
+    if not small_pool and len(queries) * len(pool) > (
+        EXACT_PAIRS_MAX if exact_pairs is None else exact_pairs
+    ):
+        gathered = np.ascontiguousarray(z[pool], dtype=np.float32)
+        return _neighbours_ann(np.asarray(queries, dtype=np.float32), gathered, pool, kk, own_all, n)
     # exact: a small pool's rows gathered once; a large one read in place (no copy of a million rows for a few
     # queries), the similarities to every row computed and the pool's columns taken
     zp = np.ascontiguousarray(z[pool], dtype=np.float32) if small_pool else None

@@ -132,7 +132,10 @@ class VectorIndex:
             # read_index already returns the concrete class; faiss.downcast_index would make a wrapper
             # that does not own the index, which is freed under it when the original goes away.
             index: Any = faiss.read_index(str(ann_path))
-            dims = (self.dim, ann_lib.stored_dim(self.dim, "sq8"))  # an IVF-Flat index from an older bundle too
+            dims = (
+                self.dim,
+                ann_lib.stored_dim(self.dim, "sq8"),
+            )  # an IVF-Flat index from an older bundle too
             if ann_kind_of(index) == self.kind and index.ntotal == self._n and index.d in dims:
                 return index
         return build_index(self._base, self.kind)
