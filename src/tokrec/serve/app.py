@@ -122,7 +122,7 @@ class Service:
     def __init__(
         self, bundle: Bundle, settings: ServeSettings, *, encoder: Any = None, template: Any = None
     ) -> None:
-        self.bundle = bundle
+        self.bundle = bundle.info()  # the engine holds the model and the vectors; nothing else keeps them
         self.settings = settings
         self.metrics = Metrics()
         self.store = make_store(
@@ -200,7 +200,7 @@ class Service:
                 )
             engine = self._make_engine(bundle)
             engine.sync()
-            self.bundle, self.engine, self._bundle_stamp = bundle, engine, stamp
+            self.bundle, self.engine, self._bundle_stamp = bundle.info(), engine, stamp
             self.fusion = _fusion_of(bundle.path)
             self.reloads += 1
             log.warning("serving the refitted model in %s (%d items)", bundle.path, engine.n_items)

@@ -45,30 +45,21 @@ BUNDLE_FORMAT = "tokrec-bundle/1"
 
 
 @dataclass
-class Bundle:
-    """A loaded model bundle.
+class BundleInfo:
+    """What a bundle is, without its arrays: what a running service keeps once its engine holds the model
+    (so the model it loaded is not kept alive after the engine's copy grew by items added online).
 
     Attributes:
         path: the bundle directory.
-        model: the fitted recommender (its item vocab = the first ``n_items`` catalog rows).
-        item_vectors: float32 ``(n_items, d)``, item-vocab order.
-        items: the catalog frame, ``item_id`` + attributes, item-vocab order.
         encoder: the encoder spec.
         template: the item template's JSON spec (``TemplateSpec`` fields).
         meta: the whole of bundle.json.
     """
 
     path: Path
-    model: Any
-    item_vectors: np.ndarray
-    items: pd.DataFrame
     encoder: EncoderSpec
     template: dict[str, Any]
     meta: dict[str, Any]
-
-    @property
-    def n_items(self) -> int:
-        return len(self.items)
 
     def make_template(self) -> Any:
         """The item template the vectors were made with (a ``tokrec.text.ItemTemplate``)."""
@@ -85,6 +76,28 @@ class Bundle:
                 f"the bundle's vectors were made with {self.encoder.fingerprint!r}"
             )
         return enc
+
+
+@dataclass
+class Bundle(BundleInfo):
+    """A loaded model bundle: :class:`BundleInfo` and
+
+    Attributes:
+        model: the fitted recommender (its item vocab = the first ``n_items`` catalog rows).
+        item_vectors: float32 ``(n_items, d)``, item-vocab order.
+        items: the catalog frame, ``item_id`` + attributes, item-vocab order.
+    """
+
+    model: Any
+    item_vectors: np.ndarray
+    items: pd.DataFrame
+
+    def info(self) -> BundleInfo:
+        return BundleInfo(self.path, self.encoder, self.template, self.meta)
+
+    @property
+    def n_items(self) -> int:
+        return len(self.items)
 
 
 def template_spec(template: Any, items: pd.DataFrame) -> dict[str, Any]:
@@ -232,13 +245,13 @@ def load_bundle(path: str | Path) -> Bundle:
             f"{path}: item vectors have shape {vectors.shape}, expected ({len(items)}, {meta['dim']})"
         )
     return Bundle(
-        path,
-        model,
-        _shared_vectors(model, np.ascontiguousarray(vectors)),
-        items,
-        EncoderSpec.from_json(meta["encoder"]),
-        meta["template"],
-        meta,
+        path=path,
+        encoder=EncoderSpec.from_json(meta["encoder"]),
+        template=meta["template"],
+        meta=meta,
+        model=model,
+        item_vectors=_shared_vectors(model, np.ascontiguousarray(vectors)),
+        items=items,
     )
 
 
