@@ -46,7 +46,15 @@ def test_bundle_shares_the_model_s_item_vectors(bundle_dir, tmp_path):
     assert b.model.name == "tokrec" and b.item_vectors is b.model.vectors_
     with _client(bundle_dir) as c:
         engine = c.app.state.service.engine
-        assert np.shares_memory(engine.index._base, engine.model.vectors_)
+        loaded = engine.model
+        assert engine.index.shares(loaded.vectors_)
+        # a loaded model's per-item arrays have spare rows: the first item added online is written in place
+        r = c.post("/items", json={"items": [{"item_id": "new-1", "title": "Space Opera"}]}, headers=KEY)
+        assert r.status_code == 200, r.text
+        grown = engine.model
+        assert grown is not loaded and len(grown.vectors_) == len(loaded.vectors_) + 1
+        assert np.shares_memory(grown.vectors_, loaded.vectors_)
+        assert np.shares_memory(grown.features_, loaded.features_) and engine.index.shares(grown.vectors_)
     # a model that keeps other vectors (here none) leaves the bundle its own array
     pop = load_bundle(make_bundle(tmp_path / "pop", model="popularity"))
     assert pop.item_vectors.shape == (48, 256) and getattr(pop.model, "vectors_", None) is None

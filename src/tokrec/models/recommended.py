@@ -663,6 +663,8 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         return value
 
     def _decode_state(self, field: str, value: Any) -> Any:
+        if field in GROWN_ONLINE and value is not None:  # loaded with spare rows: online adds write in place
+            return _grown(value, 0, np.empty(0, dtype=np.int64), value[:0])
         if field == "layout_":  # None: saved before the layout was kept (new items get text only)
             return sig.AttributeLayout(value or [])
         if field == "warm_" and value is not None:
@@ -702,6 +704,8 @@ def _pad(scores: np.ndarray, n: int) -> np.ndarray:
     return np.hstack([scores, np.zeros((scores.shape[0], n - scores.shape[1]), dtype=scores.dtype)])
 
 
+#: the per-item arrays :meth:`TokrecHybrid.add_items` grows (see :func:`_grown`)
+GROWN_ONLINE = ("vectors_", "features_", "prior_", "release_")
 #: rows of spare capacity a grown per-item array keeps, as a share of its rows (at a million items 62,500
 #: rows: the next 62,500 items added online are written in place instead of copying the catalog's arrays)
 GROWTH_HEADROOM = 1 / 16
