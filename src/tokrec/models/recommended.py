@@ -37,8 +37,6 @@ split cut from the user's own log; the defaults below are what it falls back to 
 from __future__ import annotations
 
 import copy
-import threading
-import weakref
 from collections.abc import Sequence
 from typing import Any
 
@@ -53,6 +51,7 @@ from tokrec.errors import ConfigError
 from tokrec.features import user_profiles
 from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
+from tokrec.models.growth import grown
 from tokrec.models.retrieval import CatalogIndex
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
@@ -171,6 +170,10 @@ class TokrecConfig(ModelConfig):
         ):
             raise ValueError("at least one signal weight (w_*) must be positive")
         return self
+
+
+#: the per-item arrays :meth:`TokrecHybrid.add_items` grows (see :func:`tokrec.models.growth.grown`)
+GROWN_ONLINE = ("vectors_", "features_", "prior_", "release_")
 
 
 class TokrecHybrid(Recommender[TokrecConfig]):
@@ -611,10 +614,10 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         )
         cached = self.__dict__.get("_catalog")
         old_features = self.features_
-        self.vectors_ = _grown(self.vectors_, n_new, rows, z)
-        self.features_ = _grown(self.features_, n_new, rows, f)
-        self.prior_ = _grown(self.prior_, n_new, rows, (f @ self.prior_w_).astype(np.float32))
-        self.release_ = _grown(self.release_, n_new, rows, release, fill=np.nan)
+        self.vectors_ = grown(self.vectors_, n_new, rows, z)
+        self.features_ = grown(self.features_, n_new, rows, f)
+        self.prior_ = grown(self.prior_, n_new, rows, (f @ self.prior_w_).astype(np.float32))
+        self.release_ = grown(self.release_, n_new, rows, release, fill=np.nan)
         if np.array_equal(rows, np.arange(n_old, n_old + n_new)):  # the common case: appended rows
             nb = sp.vstack([self.neighbours_, block], format="csr")
         else:
@@ -664,7 +667,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
 
     def _decode_state(self, field: str, value: Any) -> Any:
         if field in GROWN_ONLINE and value is not None:  # loaded with spare rows: online adds write in place
-            return _grown(value, 0, np.empty(0, dtype=np.int64), value[:0])
+            return grown(value, 0, np.empty(0, dtype=np.int64), value[:0])
         if field == "layout_":  # None: saved before the layout was kept (new items get text only)
             return sig.AttributeLayout(value or [])
         if field == "warm_" and value is not None:
@@ -702,59 +705,6 @@ def _pad(scores: np.ndarray, n: int) -> np.ndarray:
     if scores.shape[1] >= n:
         return scores
     return np.hstack([scores, np.zeros((scores.shape[0], n - scores.shape[1]), dtype=scores.dtype)])
-
-
-#: the per-item arrays :meth:`TokrecHybrid.add_items` grows (see :func:`_grown`)
-GROWN_ONLINE = ("vectors_", "features_", "prior_", "release_")
-#: rows of spare capacity a grown per-item array keeps, as a share of its rows (at a million items 62,500
-#: rows: the next 62,500 items added online are written in place instead of copying the catalog's arrays)
-GROWTH_HEADROOM = 1 / 16
-_in_use: dict[int, tuple[Any, int]] = {}  # id(buffer) -> (weak reference to it, rows handed out)
-_in_use_lock = threading.Lock()
-
-
-def _grown(
-    block: np.ndarray, n_new: int, rows: np.ndarray, values: np.ndarray, fill: float = 0.0
-) -> np.ndarray:
-    """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` written at ``rows``; ``block`` itself
-    is never written (a copy of the model may still read it).
-
-    Appending to an array this function made writes into its spare rows when ``block`` is the longest view
-    handed out of it (a model copy that grew from it before would own those rows: then it copies); otherwise,
-    or when a row of ``block`` is replaced, a new buffer with :data:`GROWTH_HEADROOM` is filled. So an online
-    add at a million items moves a few rows, not the 3 GB of the catalog's vectors and features, and a model
-    and its grown copy share one buffer."""
-    n_old = len(block)
-    total = n_old + n_new
-    buf = None
-    if not (len(rows) and int(rows.min()) < n_old):
-        buf = _reserve(block, total)
-    if buf is None:
-        buf = np.empty((total + int(total * GROWTH_HEADROOM), *block.shape[1:]), dtype=block.dtype)
-        buf[:n_old] = block
-        with _in_use_lock:
-            _in_use[id(buf)] = (weakref.ref(buf), total)
-            weakref.finalize(buf, _in_use.pop, id(buf), None)
-    out = buf[:total]
-    out[n_old:] = fill
-    out[rows] = values
-    return out
-
-
-def _reserve(block: np.ndarray, total: int) -> np.ndarray | None:
-    """The buffer ``block`` is the leading, longest handed-out view of, with its first ``total`` rows now handed
-    out; None when there is none, or it is too short, or another view extends past ``block``."""
-    buf = block.base
-    if not isinstance(buf, np.ndarray) or buf.dtype != block.dtype or buf.shape[1:] != block.shape[1:]:
-        return None
-    if len(buf) < total or not block.flags.c_contiguous or block.ctypes.data != buf.ctypes.data:
-        return None
-    with _in_use_lock:
-        ref, used = _in_use.get(id(buf), (None, -1))
-        if ref is None or ref() is not buf or used != len(block):
-            return None
-        _in_use[id(buf)] = (ref, total)
-    return buf
 
 
 def part_scores(scores: np.ndarray, n_items: int) -> np.ndarray:

@@ -39,6 +39,7 @@ from pydantic import Field
 from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError
 from tokrec.models.base import ModelConfig, Recommender, RuntimeOptions
+from tokrec.models.growth import grown
 from tokrec.training import (
     Trainer,
     TrainerConfig,
@@ -732,25 +733,17 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
             days = (rel / 86400.0).astype(np.float32)
         vocab, rows = self.item_vocab_.appended(item_ids)  # this model's vocabulary is not changed
         n_new = len(vocab) - len(self.item_vocab_)
-
-        def grown(block: np.ndarray, values: np.ndarray | None, fill: float = 0.0) -> np.ndarray:
-            """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` (if any) written at ``rows``."""
-            out = np.concatenate([block, np.full((n_new, *block.shape[1:]), fill, block.dtype)])
-            if values is not None:
-                out[rows] = values
-            return out
-
-        self.item_vectors_ = grown(self.item_vectors_, vectors)
-        self.id_index_ = grown(self.id_index_, None)
+        self.item_vectors_ = grown(self.item_vectors_, n_new, rows, vectors)
+        self.id_index_ = grown(self.id_index_, n_new, rows, None)
         if self.content_attrs_ is not None:  # new items without given attributes get a zero block
-            self.content_attrs_ = grown(self.content_attrs_, given)
+            self.content_attrs_ = grown(self.content_attrs_, n_new, rows, given)
         if self.item_attrs_ is not None:
             from tokrec.models.signals import l2_rows
 
             scaled = None if given is None else l2_rows(given) * self.config.attr_weight
-            self.item_attrs_ = grown(self.item_attrs_, scaled)
+            self.item_attrs_ = grown(self.item_attrs_, n_new, rows, scaled)
         if self.release_days_ is not None:
-            self.release_days_ = grown(self.release_days_, days, np.nan)
+            self.release_days_ = grown(self.release_days_, n_new, rows, days, np.nan)
         self.item_vocab_ = vocab
         self._table_cache = {}
 

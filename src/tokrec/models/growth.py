@@ -1,0 +1,67 @@
+"""Per-item arrays that grow when items are added online, without copying the catalog.
+
+A model being served is copied for each online add (the copy gains the items, then replaces it; requests in
+flight keep the old one), so its per-item arrays must not be written where the old model reads them. Copying
+them instead costs the whole catalog per add (3 GB and seconds at a million items). :func:`grown` writes the new
+rows into spare capacity of the buffer the old arrays are views of, which the old model never reads, and copies
+only when that is not safe (a replaced row, no spare rows, or another copy that already grew from it).
+"""
+
+from __future__ import annotations
+
+import threading
+import weakref
+from typing import Any
+
+import numpy as np
+
+#: rows of spare capacity a grown per-item array keeps, as a share of its rows (at a million items 62,500
+#: rows: the next 62,500 items added online are written in place instead of copying the catalog's arrays)
+GROWTH_HEADROOM = 1 / 16
+_in_use: dict[int, tuple[Any, int]] = {}  # id(buffer) -> (weak reference to it, rows handed out)
+_in_use_lock = threading.Lock()
+
+
+def grown(
+    block: np.ndarray, n_new: int, rows: np.ndarray, values: np.ndarray | None, fill: float = 0.0
+) -> np.ndarray:
+    """``block`` with ``n_new`` rows of ``fill`` appended and ``values`` (if any) written at ``rows``; ``block`` itself
+    is never written (a copy of the model may still read it).
+
+    Appending to an array this function made writes into its spare rows when ``block`` is the longest view
+    handed out of it (a model copy that grew from it before would own those rows: then it copies); otherwise,
+    or when a row of ``block`` is replaced, a new buffer with :data:`GROWTH_HEADROOM` is filled. So an online
+    add at a million items moves a few rows, not the 3 GB of the catalog's vectors and features, and a model
+    and its grown copy share one buffer."""
+    n_old = len(block)
+    total = n_old + n_new
+    buf = None
+    if not (len(rows) and int(rows.min()) < n_old):
+        buf = _reserve(block, total)
+    if buf is None:
+        buf = np.empty((total + int(total * GROWTH_HEADROOM), *block.shape[1:]), dtype=block.dtype)
+        buf[:n_old] = block
+        with _in_use_lock:
+            _in_use[id(buf)] = (weakref.ref(buf), total)
+            weakref.finalize(buf, _in_use.pop, id(buf), None)
+    out = buf[:total]
+    out[n_old:] = fill
+    if values is not None:
+        out[rows] = values
+    return out
+
+
+def _reserve(block: np.ndarray, total: int) -> np.ndarray | None:
+    """The buffer ``block`` is the leading, longest handed-out view of, with its first ``total`` rows now handed
+    out; None when there is none, or it is too short, or another view extends past ``block``."""
+    buf = block.base
+    if not isinstance(buf, np.ndarray) or buf.dtype != block.dtype or buf.shape[1:] != block.shape[1:]:
+        return None
+    if len(buf) < total or not block.flags.c_contiguous or block.ctypes.data != buf.ctypes.data:
+        return None
+    with _in_use_lock:
+        ref, used = _in_use.get(id(buf), (None, -1))
+        if ref is None or ref() is not buf or used != len(block):
+            return None
+        _in_use[id(buf)] = (ref, total)
+    return buf
