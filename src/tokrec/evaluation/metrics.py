@@ -104,7 +104,8 @@ def clean_recommendations(
     else:
         r = r.sort_values("user_id", kind="mergesort")
     key = _keys(r["user_id"], r["item_id"])
-    seen = key.isin(set(_keys(train["user_id"], train["item_id"]))).to_numpy()
+    listed = train["user_id"].astype(str).isin(set(pd.unique(r["user_id"])))  # only these users' events
+    seen = key.isin(set(_keys(train.loc[listed, "user_id"], train.loc[listed, "item_id"]))).to_numpy()
     if candidates is not None:
         outside = ~r["item_id"].isin({str(c) for c in candidates}).to_numpy() & ~seen
     else:

@@ -203,15 +203,24 @@ def run_model(
     fit_s = time.perf_counter() - t0
     t0 = time.perf_counter()
     recs = model.recommend_batch(split.test_users, k=n_recs, candidates=split.candidates)
+    rec_s = time.perf_counter() - t0
+    srecs = (
+        sampled_recommendations(model, split, n_negatives=sampled_negatives, k=max(ks), seed=seed)
+        if sampled_negatives
+        else None
+    )
+    config_used = model.config.model_dump(mode="json")
+    del model  # scored: what follows reads its lists, not the model (10 GB at a million items)
     train = split.train.interactions
     test = split.test.interactions
     catalog = split.train.item_vocab.ids
+    t0 = time.perf_counter()
     context = _responsibility_context(split, vectors)
     if rerank:
         from tokrec.rerank import rerank_frame
 
         recs = rerank_frame(recs, context, rerank, max(ks))
-    rec_s = time.perf_counter() - t0
+    rec_s += time.perf_counter() - t0
     metrics = em.score_recommendations(
         recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True
     )
@@ -226,15 +235,14 @@ def run_model(
     metrics.update(responsibility_metrics(clean, context, split.candidates or catalog, k0))
     groups = group_accuracy(per_user, user_groups(train, users), f"ndcg@{k0}", seed=seed)
     sampled = None
-    if sampled_negatives:
-        srecs = sampled_recommendations(model, split, n_negatives=sampled_negatives, k=max(ks), seed=seed)
+    if srecs is not None:
         sampled = em.score_recommendations(
             srecs, test, train, k=ks, candidates=split.candidates, catalog=catalog
         )
         sampled["ranking"] = sampling_label(sampled_negatives)
     return ModelRun(
         model=name,
-        config=model.config.model_dump(mode="json"),
+        config=config_used,
         metrics=metrics,
         fit_seconds=fit_s,
         recommend_seconds=rec_s,
