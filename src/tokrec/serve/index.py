@@ -16,7 +16,7 @@ needed efSearch=1024 (2.9 ms/query) for 0.97, while IVF-Flat (256 cells, nprobe 
 0.8 ms/query and trained in a fraction of HNSW's build time (``benchmarks/serve_load.py``). With 8-bit codes
 instead of the vectors themselves, on the 200,000 MiniLM vectors of a 200k-item bundle, the exact top 10 of 1,000
 item queries and 1,000 five-item mixtures after re-scoring 100 candidates was found as often as with IVF-Flat (1.000
-and 0.9745 both), at half the search time and a quarter of the memory (BENCHMARKS.md).
+and 0.9745 both), at half the search time and a quarter of the memory (``benchmarks/ann_codec.py``).
 """
 
 from __future__ import annotations
