@@ -8,6 +8,7 @@ lazily on the first ``encode`` call, so a run served entirely from the embedding
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import inspect
 import json
@@ -463,16 +464,15 @@ def _release_freed_memory() -> None:
     """Gives the heap's freed pages back to the system (glibc's ``malloc_trim``; nothing elsewhere). Batches of
     many widths leave the heap fragmented: without it, encoding a million texts in one process held 14.5 GB
     (``benchmarks/encode_memory.py``)."""
+    trim = _malloc_trim()
+    if trim is not None:
+        trim(0)
+
+
+@functools.cache
+def _malloc_trim() -> Any:
     import ctypes
     import ctypes.util
 
-    global _malloc_trim
-    if _malloc_trim is None:
-        name = ctypes.util.find_library("c")
-        lib = ctypes.CDLL(name) if name else None
-        _malloc_trim = getattr(lib, "malloc_trim", False) if lib is not None else False
-    if _malloc_trim:
-        _malloc_trim(0)
-
-
-_malloc_trim: Any = None
+    name = ctypes.util.find_library("c")
+    return getattr(ctypes.CDLL(name), "malloc_trim", None) if name else None

@@ -35,9 +35,8 @@ def grown(
     and its grown copy share one buffer."""
     n_old = len(block)
     total = n_old + n_new
-    buf = None
-    if not (len(rows) and int(rows.min()) < n_old):
-        buf = _reserve(block, total)
+    replaces = len(rows) > 0 and int(rows.min()) < n_old
+    buf = None if replaces else _reserve(block, total)
     if buf is None:
         buf = np.empty((total + int(total * GROWTH_HEADROOM), *block.shape[1:]), dtype=block.dtype)
         buf[:n_old] = block
@@ -49,6 +48,12 @@ def grown(
     if values is not None:
         out[rows] = values
     return out
+
+
+def with_headroom(block: np.ndarray) -> np.ndarray:
+    """``block``'s values in a buffer with :data:`GROWTH_HEADROOM` spare rows (what a loaded model's per-item
+    arrays are kept in, so that even the first item added online is written in place)."""
+    return grown(block, 0, np.empty(0, dtype=np.int64), None)
 
 
 def _reserve(block: np.ndarray, total: int) -> np.ndarray | None:

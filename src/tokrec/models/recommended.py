@@ -51,7 +51,7 @@ from tokrec.errors import ConfigError
 from tokrec.features import user_profiles
 from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
-from tokrec.models.growth import grown
+from tokrec.models.growth import grown, with_headroom
 from tokrec.models.retrieval import CatalogIndex
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
@@ -667,7 +667,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
 
     def _decode_state(self, field: str, value: Any) -> Any:
         if field in GROWN_ONLINE and value is not None:  # loaded with spare rows: online adds write in place
-            return grown(value, 0, np.empty(0, dtype=np.int64), value[:0])
+            return with_headroom(value)
         if field == "layout_":  # None: saved before the layout was kept (new items get text only)
             return sig.AttributeLayout(value or [])
         if field == "warm_" and value is not None:

@@ -50,11 +50,6 @@ def build_index(vectors: np.ndarray, kind: AnnKind = DEFAULT_ANN_KIND):
     return build_ann(vectors, kind, codec="sq8")
 
 
-def build_hnsw(vectors: np.ndarray):
-    """An inner-product HNSW index (kept for callers that want HNSW explicitly)."""
-    return build_ann(vectors, "hnsw")
-
-
 def write_ann(index, directory: Path) -> None:
     """Writes ``index`` as ``directory/ann.faiss`` (faiss's binary format, not pickle)."""
     import faiss
@@ -62,9 +57,6 @@ def write_ann(index, directory: Path) -> None:
     tmp = Path(directory) / f".{ANN_FILE}.tmp"
     faiss.write_index(index, str(tmp))
     tmp.replace(Path(directory) / ANN_FILE)
-
-
-write_hnsw = write_ann
 
 
 def ann_kind_of(index: Any) -> str | None:
