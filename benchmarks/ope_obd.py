@@ -43,6 +43,14 @@ once): does a policy learned from one log beat the uniform-random logging policy
   variants): DR whose reward model is fitted on the BTS log alone (logistic regression on the item
   features and the position; the logs' user features do not correspond), never on the evaluation log, and
   its paired difference as above (``dr_other_log``).
+* Replication on the sample's other two campaigns (declared 2026-12-01 after the campaign "all" figures above
+  had been seen, and before any figure of these two campaigns was computed; run once, no variants): the same
+  protocol, unchanged in every setting, on campaign "men" (34 items) and campaign "women" (46 items), each
+  learned on its BTS log and evaluated on its uniform-random log (10,000 rounds each). The claim rests on the
+  primary policy's paired IPS difference pooled over these two campaigns (20,000 evaluation rounds, equal
+  weight per round; interval: percentile bootstrap resampling rounds within each campaign, 10,000 resamples,
+  seed 0): the policy beats the logging policy iff that interval lies above 0. Reported beside it, no claim:
+  each campaign alone, the pooled DR differences, and the three campaigns pooled (30,000 rounds).
 * Secondary (reported, no claim): greedy hybrid LinUCB over the same item features (its best 3 items by
   estimated CTR: shared item-feature coefficients plus a per-item intercept), trained on the same BTS log.
   (A first draft also had TS over ``[user features] x [item features]``; the two logs hash the user features
