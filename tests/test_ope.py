@@ -8,7 +8,14 @@ import numpy as np
 import pytest
 
 from tokrec.errors import ConfigError, DataError
-from tokrec.evaluation.ope import BanditLog, estimate, estimate_all, fit_reward_model, normal_interval
+from tokrec.evaluation.ope import (
+    BanditLog,
+    bootstrap_interval,
+    estimate,
+    estimate_all,
+    fit_reward_model,
+    normal_interval,
+)
 
 # 4 rounds, 2 actions, 1 position; the evaluation policy always takes action 0
 LOG = BanditLog(
@@ -43,6 +50,24 @@ def test_intervals() -> None:
     b = estimate("ips", LOG, ALWAYS_0, n_boot=400, seed=1)
     assert 0.0 <= b.ci_low < 0.5 < b.ci_high <= 2.0
     assert estimate("ips", LOG, ALWAYS_0, n_boot=400, seed=1).ci_low == b.ci_low  # seeded
+
+
+def test_stratified_bootstrap_resamples_within_strata() -> None:
+    # each stratum is constant: resampling within strata can only return the same values, so the pooled mean
+    # never moves (1/3 * 0 + 2/3 * 1); a plain bootstrap over the pooled values moves it
+    values = np.array([0.0, 0.0, 1.0, 1.0, 1.0, 1.0])
+    strata = np.array([0, 0, 1, 1, 1, 1])
+    assert bootstrap_interval(values, strata=strata, n_boot=200) == pytest.approx((2 / 3, 2 / 3))
+    lo, hi = bootstrap_interval(values, n_boot=200)
+    assert lo < 2 / 3 < hi
+    # strata that vary: the interval holds the pooled mean and stays inside the values' range
+    rng = np.random.default_rng(0)
+    v = np.concatenate([rng.normal(0, 1, 300), rng.normal(5, 1, 100)])
+    s = np.repeat([0, 1], [300, 100])
+    lo, hi = bootstrap_interval(v, strata=s, n_boot=500)
+    assert lo < v.mean() < hi and hi - lo < 0.5
+    with pytest.raises(ValueError, match="strata"):
+        bootstrap_interval(v, strata=s[:10])
 
 
 def test_bad_input() -> None:

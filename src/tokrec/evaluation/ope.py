@@ -117,12 +117,30 @@ def _round_values(
 
 
 def bootstrap_interval(
-    values: np.ndarray, *, level: float = 0.95, n_boot: int = 10000, seed: int = 0
+    values: np.ndarray,
+    *,
+    level: float = 0.95,
+    n_boot: int = 10000,
+    seed: int = 0,
+    strata: np.ndarray | None = None,
 ) -> tuple[float, float]:
-    """Percentile bootstrap interval of the mean; the draws are obp's (``RandomState(seed).choice``)."""
+    """Percentile bootstrap interval of the mean; the draws are obp's (``RandomState(seed).choice``).
+
+    ``strata`` (one label per value): a stratified bootstrap, each resample drawing every stratum's values
+    from that stratum alone (its size kept), for a mean pooled over independent samples such as the logs of
+    several campaigns."""
     v = np.asarray(values, dtype=np.float64)
     rng = np.random.RandomState(seed)
-    means = np.fromiter((rng.choice(v, size=len(v)).mean() for _ in range(n_boot)), float, n_boot)
+    if strata is None:
+        means = np.fromiter((rng.choice(v, size=len(v)).mean() for _ in range(n_boot)), float, n_boot)
+    else:
+        labels = np.asarray(strata)
+        if labels.shape != v.shape:
+            raise ValueError(f"strata has shape {labels.shape}, values {v.shape}")
+        groups = [v[labels == g] for g in np.unique(labels)]
+        means = np.fromiter(
+            (sum(rng.choice(g, size=len(g)).sum() for g in groups) / len(v) for _ in range(n_boot)), float, n_boot
+        )
     alpha = 1.0 - level
     return float(np.percentile(means, 100 * alpha / 2)), float(np.percentile(means, 100 * (1 - alpha / 2)))
 
