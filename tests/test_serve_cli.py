@@ -128,6 +128,32 @@ def test_served_bundle_encodes_new_items_with_minilm_through_the_cache(fitted):
 
 
 @pytest.mark.slow
+def test_encoder_for_new_items_is_loaded_at_start_up(fitted):
+    _, out = fitted
+    app = create_app(out, settings={"persist": False})
+    service = app.state.service
+    assert service._encoder is None  # building the app loads no encoder; starting it does, in the background
+    with TestClient(app) as c:
+        deadline = time.time() + 120
+        while time.time() < deadline and (service._encoder is None or service._encoder.inner._model is None):
+            time.sleep(0.05)
+        assert service._encoder is not None and service._encoder.inner._model is not None
+        deadline = time.time() + 60
+        while time.time() < deadline and c.get("/health").json()["encoder"] == "loading":
+            time.sleep(0.05)
+        assert c.get("/health").json()["encoder"] == "ready"
+        counters = c.get("/metrics?format=json").json()["counters"]
+        assert counters.get("embedding_encoded_total", 0) == 0  # the warm-up text is not an item's
+    lazy = create_app(out, settings={"persist": False, "preload_encoder": False})
+    with TestClient(lazy) as c:
+        time.sleep(0.2)
+        assert lazy.state.service._encoder is None and c.get("/health").json()["encoder"] == "lazy"
+        r = c.post("/items", json={"items": [{"item_id": "n1", "title": "Cast iron pan"}]})
+        assert r.status_code == 200, r.text
+        assert c.get("/health").json()["encoder"] == "ready"
+
+
+@pytest.mark.slow
 def test_tokrec_serve_command_line(fitted, tmp_path):
     _, out = fitted
     port = free_port()

@@ -36,6 +36,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--no-persist", action="store_true", help="keep online state in memory only")
     p.add_argument(
+        "--no-preload-encoder",
+        action="store_true",
+        help="load the encoder for new items on the first POST /items, not in the background at start-up",
+    )
+    p.add_argument(
         "--ann", choices=("auto", "yes", "no"), default="auto", help="ANN index (auto: >= 20,000 items)"
     )
     p.add_argument("--ann-kind", choices=("ivf", "hnsw"), default="ivf", help="ANN index type (default ivf)")
@@ -82,6 +87,7 @@ def settings_from_args(args: argparse.Namespace):
         "redis_url": args.redis_url,
         "redis_prefix": args.redis_prefix,
         "persist": not args.no_persist,
+        "preload_encoder": not args.no_preload_encoder,
         "ann": {"auto": None, "yes": True, "no": False}[args.ann],
         "ann_kind": args.ann_kind,
     }

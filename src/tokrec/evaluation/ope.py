@@ -139,7 +139,9 @@ def bootstrap_interval(
             raise ValueError(f"strata has shape {labels.shape}, values {v.shape}")
         groups = [v[labels == g] for g in np.unique(labels)]
         means = np.fromiter(
-            (sum(rng.choice(g, size=len(g)).sum() for g in groups) / len(v) for _ in range(n_boot)), float, n_boot
+            (sum(rng.choice(g, size=len(g)).sum() for g in groups) / len(v) for _ in range(n_boot)),
+            float,
+            n_boot,
         )
     alpha = 1.0 - level
     return float(np.percentile(means, 100 * alpha / 2)), float(np.percentile(means, 100 * (1 - alpha / 2)))

@@ -202,6 +202,10 @@ class Health(BaseModel):
     events: int
     auth: bool
     max_k: int = Field(description="the largest k a request may ask for")
+    encoder: Literal["ready", "loading", "lazy", "failed"] = Field(
+        description="the encoder for POST /items: loaded, loading in the background since start-up, loaded on "
+        "the first new item (preload off), or its preload failed (the first new item tries again)"
+    )
 
 
 class ErrorBody(BaseModel):
