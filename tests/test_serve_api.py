@@ -55,6 +55,10 @@ def test_bundle_shares_the_model_s_item_vectors(bundle_dir, tmp_path):
         assert grown is not loaded and len(grown.vectors_) == len(loaded.vectors_) + 1
         assert np.shares_memory(grown.vectors_, loaded.vectors_)
         assert np.shares_memory(grown.features_, loaded.features_) and engine.index.shares(grown.vectors_)
+        # the text-neighbour lists too: the new item's row is appended, the loaded model's rows are untouched
+        nb, old = grown.neighbours_, loaded.neighbours_
+        assert nb.shape[0] == old.shape[0] + 1 and np.shares_memory(nb.data, old.data)
+        assert (nb[: old.shape[0]] != old).nnz == 0 and nb[old.shape[0]].nnz > 0
     # a model that keeps other vectors (here none) leaves the bundle its own array
     pop = load_bundle(make_bundle(tmp_path / "pop", model="popularity"))
     assert pop.item_vectors.shape == (48, 256) and getattr(pop.model, "vectors_", None) is None

@@ -14,6 +14,7 @@ import weakref
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 
 #: rows of spare capacity a grown per-item array keeps, as a share of its rows (at a million items 62,500
 #: rows: the next 62,500 items added online are written in place instead of copying the catalog's arrays)
@@ -70,3 +71,34 @@ def _reserve(block: np.ndarray, total: int) -> np.ndarray | None:
             return None
         _in_use[id(buf)] = (ref, total)
     return buf
+
+
+def grown_rows(matrix: sp.csr_matrix, block: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` with the rows of ``block`` appended (same columns), its three arrays grown by :func:`grown`:
+    an online add at a million items appends one item's 50 text neighbours instead of copying the 50M entries of
+    the catalog's neighbour lists, and ``matrix`` itself is never written."""
+    if block.shape[1] != matrix.shape[1]:
+        raise ValueError(f"block has {block.shape[1]} columns, the matrix {matrix.shape[1]}")
+    nnz, n_rows = matrix.nnz, matrix.shape[0]
+    add, new_rows = block.nnz, block.shape[0]
+    at = np.arange(nnz, nnz + add)
+    data = grown(matrix.data[:nnz], add, at, block.data.astype(matrix.data.dtype, copy=False))
+    indices = grown(matrix.indices[:nnz], add, at, block.indices.astype(matrix.indices.dtype, copy=False))
+    ptr = np.arange(n_rows + 1, n_rows + 1 + new_rows)
+    indptr = grown(matrix.indptr, new_rows, ptr, (block.indptr[1:] + nnz).astype(matrix.indptr.dtype))
+    if nnz + add > np.iinfo(indptr.dtype).max:  # past int32: scipy's own stacking widens the index type
+        return sp.vstack([matrix, block], format="csr").astype(matrix.dtype, copy=False)
+    out = sp.csr_matrix((n_rows + new_rows, matrix.shape[1]), dtype=matrix.dtype)
+    out.data, out.indices, out.indptr = data, indices, indptr  # set directly: the constructor may copy them
+    return out
+
+
+def csr_with_headroom(matrix: sp.csr_matrix) -> sp.csr_matrix:
+    """``matrix`` (CSR) with its arrays in buffers with :data:`GROWTH_HEADROOM` spare entries (see
+    :func:`with_headroom`)."""
+    m = sp.csr_matrix(matrix)
+    out = sp.csr_matrix(m.shape, dtype=m.dtype)
+    out.data = with_headroom(m.data[: m.nnz])
+    out.indices = with_headroom(m.indices[: m.nnz])
+    out.indptr = with_headroom(m.indptr)
+    return out

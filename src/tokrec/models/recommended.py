@@ -51,7 +51,7 @@ from tokrec.errors import ConfigError
 from tokrec.features import user_profiles
 from tokrec.models import signals as sig
 from tokrec.models.base import ModelConfig, Recommender
-from tokrec.models.growth import grown, with_headroom
+from tokrec.models.growth import csr_with_headroom, grown, grown_rows, with_headroom
 from tokrec.models.retrieval import CatalogIndex
 
 SIGNALS = ("ease", "trans", "time", "age", "map", "prop", "prior", "profile")
@@ -619,7 +619,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         self.prior_ = grown(self.prior_, n_new, rows, (f @ self.prior_w_).astype(np.float32))
         self.release_ = grown(self.release_, n_new, rows, release, fill=np.nan)
         if np.array_equal(rows, np.arange(n_old, n_old + n_new)):  # the common case: appended rows
-            nb = sp.vstack([self.neighbours_, block], format="csr")
+            nb = grown_rows(self.neighbours_, block.astype(np.float32, copy=False))
         else:
             empty = sp.csr_matrix((n_new, nf), dtype=np.float32)
             lil = sp.vstack([self.neighbours_, empty], format="csr").tolil()
@@ -668,6 +668,8 @@ class TokrecHybrid(Recommender[TokrecConfig]):
     def _decode_state(self, field: str, value: Any) -> Any:
         if field in GROWN_ONLINE and value is not None:  # loaded with spare rows: online adds write in place
             return with_headroom(value)
+        if field == "neighbours_" and value is not None:  # the same for the text-neighbour lists' arrays
+            return csr_with_headroom(value)
         if field == "layout_":  # None: saved before the layout was kept (new items get text only)
             return sig.AttributeLayout(value or [])
         if field == "warm_" and value is not None:
