@@ -523,16 +523,16 @@ def top_k_rows(
 
 def _top_indices(scores: np.ndarray, k: int) -> np.ndarray:
     """Indices of the ``k`` best finite scores, best first (exact ties: a fixed pseudo-random order)."""
-    finite = np.isfinite(scores)
-    n = int(finite.sum())
-    k = min(k, n)
+    # the finite rows first: a query answered by candidate retrieval scores a few thousand of a million rows,
+    # and the partition then runs over those alone
+    part = np.flatnonzero(np.isfinite(scores))
+    k = min(k, len(part))
     if k <= 0:
         return np.empty(0, dtype=np.int64)
-    if k < len(scores):
-        kth = np.partition(-scores, k - 1)[k - 1]
-        part = np.flatnonzero(-scores <= kth)  # everything tied with the k-th score takes part
-    else:
-        part = np.arange(len(scores))
-    part = part[np.isfinite(scores[part])]
-    order = np.lexsort((tie_order(len(scores))[part], -scores[part]))
+    s = scores[part]
+    if k < len(part):
+        kth = np.partition(-s, k - 1)[k - 1]
+        tied = -s <= kth  # everything tied with the k-th score takes part
+        part, s = part[tied], s[tied]
+    order = np.lexsort((tie_order(len(scores))[part], -s))
     return part[order][:k]
