@@ -236,3 +236,23 @@ def test_the_tie_order_is_computed_once_per_catalog_and_cannot_be_changed() -> N
         order[0] = 1
     scores = np.zeros(1000, dtype=np.float32)  # every score tied: the order decides, best rank first
     np.testing.assert_array_equal(top_k_rows(scores, 5), np.argsort(order)[:5])
+
+
+def test_top_k_rows_is_the_ranking_rule_on_sparse_and_tied_scores() -> None:
+    # the rule by definition: finite scores only, best first, exact ties by the catalog's tie order; scores as a
+    # retrieved query leaves them (a few finite rows among many -inf) and as a whole-catalog query does
+    from tokrec.models.base import tie_order, top_k_rows
+
+    rng = np.random.default_rng(3)
+    for case in range(400):
+        n = int(rng.integers(1, 400))
+        scores = rng.integers(0, 6, n).astype(np.float32)  # few values: many ties
+        scores[rng.random(n) < (0.95 if case % 2 else 0.1)] = -np.inf
+        allowed = rng.random(n) < 0.8
+        drop = rng.choice(n, min(n, 5), replace=False)
+        k = int(rng.integers(0, 30))
+        s = np.where(allowed, scores, -np.inf)
+        s[drop] = -np.inf
+        ok = np.flatnonzero(np.isfinite(s))
+        want = ok[np.lexsort((tie_order(n)[ok], -s[ok]))][:k]
+        np.testing.assert_array_equal(top_k_rows(scores, k, allowed=allowed, drop=[drop]), want)
