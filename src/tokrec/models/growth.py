@@ -81,13 +81,13 @@ def grown_rows(matrix: sp.csr_matrix, block: sp.csr_matrix) -> sp.csr_matrix:
         raise ValueError(f"block has {block.shape[1]} columns, the matrix {matrix.shape[1]}")
     nnz, n_rows = matrix.nnz, matrix.shape[0]
     add, new_rows = block.nnz, block.shape[0]
+    if nnz + add > np.iinfo(matrix.indptr.dtype).max:  # past int32: scipy's own stacking widens the index type
+        return sp.vstack([matrix, block], format="csr").astype(matrix.dtype, copy=False)
     at = np.arange(nnz, nnz + add)
     data = grown(matrix.data[:nnz], add, at, block.data.astype(matrix.data.dtype, copy=False))
     indices = grown(matrix.indices[:nnz], add, at, block.indices.astype(matrix.indices.dtype, copy=False))
     ptr = np.arange(n_rows + 1, n_rows + 1 + new_rows)
     indptr = grown(matrix.indptr, new_rows, ptr, (block.indptr[1:] + nnz).astype(matrix.indptr.dtype))
-    if nnz + add > np.iinfo(indptr.dtype).max:  # past int32: scipy's own stacking widens the index type
-        return sp.vstack([matrix, block], format="csr").astype(matrix.dtype, copy=False)
     out = sp.csr_matrix((n_rows + new_rows, matrix.shape[1]), dtype=matrix.dtype)
     out.data, out.indices, out.indptr = data, indices, indptr  # set directly: the constructor may copy them
     return out

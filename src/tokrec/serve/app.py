@@ -226,8 +226,6 @@ class Service:
         with self._encoder_build_lock:  # built once, by the start-up preload or the first new item
             if self._encoder is None:
                 self._encoder = _CountingEncoder(self.bundle.make_encoder(), self.metrics)
-                if self.encoder_state != "loading":  # built by a new item (the preload reports its own end)
-                    self.encoder_state = "ready"
             return self._encoder
 
     def preload_encoder(self) -> None:
@@ -261,6 +259,7 @@ class Service:
             item_vectors(frame, encoder=encoder, cache=self.settings.cache, template=template),
             dtype=np.float32,
         )
+        self.encoder_state = "ready"  # it encodes (after a failed preload too)
         if self.fusion is None:
             return text
         # a bundle fitted with --item-vectors: a set an item does not bring is predicted from its text (or
