@@ -81,7 +81,7 @@ def grown_rows(matrix: sp.csr_matrix, block: sp.csr_matrix) -> sp.csr_matrix:
         raise ValueError(f"block has {block.shape[1]} columns, the matrix {matrix.shape[1]}")
     nnz, n_rows = matrix.nnz, matrix.shape[0]
     add, new_rows = block.nnz, block.shape[0]
-    if nnz + add > np.iinfo(matrix.indptr.dtype).max:  # past int32: scipy's own stacking widens the index type
+    if nnz + add > np.iinfo(matrix.indptr.dtype).max:  # past int32: scipy's stacking widens the index type
         return sp.vstack([matrix, block], format="csr").astype(matrix.dtype, copy=False)
     at = np.arange(nnz, nnz + add)
     data = grown(matrix.data[:nnz], add, at, block.data.astype(matrix.data.dtype, copy=False))
