@@ -18,22 +18,14 @@ same offsets.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+from common import shared_dir
+
 OFFSETS = (0.0, 2.0, 5.0, 10.0, 15.0, 20.0, 30.0)
-
-
-def shared_dir(arg: str | None) -> Path:
-    d = Path(arg or os.environ.get("TOKREC_SHARED") or REPO.parent / "shared")
-    if not (d / "data" / "ml-100k-splits").is_dir():
-        sys.exit(f"{d}/data/ml-100k-splits not found (pass --shared)")
-    return d
 
 
 def mixed_lists(s: Path, seed: int, tmp: Path) -> None:

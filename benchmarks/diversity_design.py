@@ -30,7 +30,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from collections.abc import Callable
@@ -39,6 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common import shared_dir
 from tokrec.data.loaders import load_dataset, load_interactions
 from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
 from tokrec.evaluation.responsibility import responsibility_metrics
@@ -47,19 +47,11 @@ from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
 from tokrec.rerank import RerankContext, calibrate, dpp, min_max, mmr, rerank_frame, score_scale
 
-REPO = Path(__file__).resolve().parents[1]
 K = 10
 POOL = 100
 
 #: (positions into the user's candidates) = fn(user, candidate rows, scores)
 Picker = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
-
-
-def shared_dir(arg: str | None) -> Path:
-    d = Path(arg or os.environ.get("TOKREC_SHARED") or REPO.parent / "shared")
-    if not (d / "data" / "ml-100k-splits").is_dir():
-        sys.exit(f"{d}/data/ml-100k-splits not found (pass --shared)")
-    return d
 
 
 def model_order(pick: np.ndarray, scores: np.ndarray) -> np.ndarray:

@@ -19,13 +19,11 @@ choose nothing.
 from __future__ import annotations
 
 import argparse
-import os
-import sys
-from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from common import shared_dir
 from tokrec.data.loaders import load_dataset
 from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
 from tokrec.evaluation.responsibility import intra_list_diversity
@@ -33,15 +31,7 @@ from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
 from tokrec.rerank import RerankContext
 
-REPO = Path(__file__).resolve().parents[1]
 K = 10
-
-
-def shared_dir(arg: str | None) -> Path:
-    d = Path(arg or os.environ.get("TOKREC_SHARED") or REPO.parent / "shared")
-    if not (d / "data" / "ml-100k-splits").is_dir():
-        sys.exit(f"{d}/data/ml-100k-splits not found (pass --shared)")
-    return d
 
 
 def dispersed(rows: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:

@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -36,15 +35,9 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
-REPO = Path(__file__).resolve().parents[1]
+from common import shared_dir
+
 MODELS = ["popularity", "itemknn", "ease", "als", "bpr", "text-profile", "hybrid-map", "fij-scorer", "tokrec"]
-
-
-def shared_dir(arg: str | None) -> Path:
-    d = Path(arg or os.environ.get("TOKREC_SHARED") or REPO.parent / "shared")
-    if not (d / "data" / "ml-100k-splits").is_dir():
-        sys.exit(f"{d}/data/ml-100k-splits not found (pass --shared)")
-    return d
 
 
 def load_split(shared: Path, split: str):

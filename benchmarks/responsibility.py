@@ -18,13 +18,13 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 import time
 from pathlib import Path
 
 import numpy as np
 
+from common import shared_dir
 from tokrec.data.loaders import load_dataset, load_interactions
 from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
 from tokrec.evaluation.responsibility import responsibility_metrics
@@ -33,7 +33,6 @@ from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
 from tokrec.rerank import RerankContext, rerank_frame
 
-REPO = Path(__file__).resolve().parents[1]
 K = 10
 POOL = 100
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
@@ -60,13 +59,6 @@ def settings(control: str) -> list[tuple[float, int]]:
 def key(weight: float, pool: int) -> str:
     """The setting as written after ``control:`` in a ``--rerank`` spec: ``0.6`` or ``0.65@50``."""
     return f"{weight:g}" if pool == POOL else f"{weight:g}@{pool}"
-
-
-def shared_dir(arg: str | None) -> Path:
-    d = Path(arg or os.environ.get("TOKREC_SHARED") or REPO.parent / "shared")
-    if not (d / "data" / "ml-100k-splits").is_dir():
-        sys.exit(f"{d}/data/ml-100k-splits not found (pass --shared)")
-    return d
 
 
 def measure(split, vectors: np.ndarray, model_name: str) -> dict[str, dict[str, dict[str, float]]]:

@@ -33,15 +33,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-REPO = Path(__file__).resolve().parents[1]
+from common import shared_dir
+
 BASELINES = ["ease", "ease-recency", "itemknn", "als", "bpr"]
-
-
-def shared_dir(arg: str | None) -> Path:
-    d = Path(arg or os.environ.get("TOKREC_SHARED") or REPO.parent / "shared")
-    if not (d / "data").is_dir():
-        sys.exit(f"{d}/data not found (pass --shared)")
-    return d
 
 
 def shuffled_ml100k(shared: Path, out: Path) -> Path:
@@ -127,7 +121,7 @@ def main() -> None:
     )
     args = ap.parse_args()
     os.environ.setdefault("OMP_NUM_THREADS", str(args.threads))
-    shared = shared_dir(args.shared)
+    shared = shared_dir(args.shared, "data")
     from tokrec.data.loaders import load_dataset
     from tokrec.features import item_vectors_for
     from tokrec.models.registry import create_model
