@@ -154,8 +154,7 @@ class Service:
         #: the encoder's state, reported by /health: lazy (built on the first new item), loading, ready, failed
         self.encoder_state = "ready" if encoder is not None else "lazy"
         self._template = template
-        self._encoder_lock = threading.Lock()
-        self._encoder_build_lock = threading.Lock()
+        self._encoder_lock = threading.Lock()  # one writer of the catalog, and the encoder built once
         self.fusion = _fusion_of(bundle.path)
         self.started = time.time()
         self.reloads = 0
@@ -223,17 +222,19 @@ class Service:
 
     # ---- encoding new items ----------------------------------------------------------------------
     def encoder(self) -> Any:
-        with self._encoder_build_lock:  # built once, by the start-up preload or the first new item
-            if self._encoder is None:
-                self._encoder = _CountingEncoder(self.bundle.make_encoder(), self.metrics)
-            return self._encoder
+        """The encoder for new items, built on first use; callers hold ``_encoder_lock`` (``POST /items`` and
+        the start-up preload), so it is built once."""
+        if self._encoder is None:
+            self._encoder = _CountingEncoder(self.bundle.make_encoder(), self.metrics)
+        return self._encoder
 
     def preload_encoder(self) -> None:
         """Builds the encoder and runs it once (weights read, kernels initialised: ~3 s for
         all-MiniLM-L6-v2 on 2 cores), so the first ``POST /items`` pays only its own encoding. Run in a
         background thread at start-up; a failure is logged and left to the first new item to report."""
         try:
-            self.encoder().inner.encode(["tokrec"])  # the inner encoder: not counted as an item's text
+            with self._encoder_lock:  # a new item arriving meanwhile waits for it rather than loading another
+                self.encoder().inner.encode(["tokrec"])  # the inner encoder: not counted as an item's text
         except Exception:
             self.encoder_state = "failed"
             log.exception("could not preload the encoder for new items; POST /items will try again")
