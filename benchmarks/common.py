@@ -1,4 +1,4 @@
-"""What the benchmark scripts share: where the read-only shared data lives.
+"""What the benchmark scripts share: where the read-only shared data lives, the greedy max-sum dispersion.
 
 Imported by the scripts as ``from common import shared_dir`` (run as ``python benchmarks/NAME.py``, the scripts'
 folder is on the import path).
@@ -10,6 +10,8 @@ import os
 import sys
 from pathlib import Path
 
+import numpy as np
+
 REPO = Path(__file__).resolve().parents[1]
 
 
@@ -20,3 +22,16 @@ def shared_dir(arg: str | None, need: str = "data/ml-100k-splits") -> Path:
     if not (d / need).is_dir():
         sys.exit(f"{d}/{need} not found (pass --shared)")
     return d
+
+
+def max_sum_dispersion(rel: np.ndarray, v: np.ndarray, k: int, lam: float) -> np.ndarray:
+    """Greedy: next item maximises ``rel_i + lam * mean_{j in S} (1 - cos(v_i, v_j))``."""
+    free = np.ones(len(rel), dtype=bool)
+    dist = np.zeros(len(rel))
+    chosen: list[int] = []
+    for t in range(min(k, len(rel))):
+        j = int(np.argmax(np.where(free, rel + lam * dist / max(t, 1), -np.inf)))
+        chosen.append(j)
+        free[j] = False
+        dist += 1.0 - v @ v[j]
+    return np.asarray(chosen, dtype=np.int64)

@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import shared_dir
+from common import max_sum_dispersion, shared_dir
 from tokrec.data.loaders import load_dataset, load_interactions
 from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
 from tokrec.evaluation.responsibility import responsibility_metrics
@@ -56,19 +56,6 @@ Picker = Callable[[str, np.ndarray, np.ndarray], np.ndarray]
 
 def model_order(pick: np.ndarray, scores: np.ndarray) -> np.ndarray:
     return pick[np.lexsort((pick, -scores[pick]))]
-
-
-def max_sum_dispersion(rel: np.ndarray, v: np.ndarray, k: int, lam: float) -> np.ndarray:
-    """Greedy: next item maximises ``rel_i + lam * mean_{j in S} (1 - cos(v_i, v_j))``."""
-    free = np.ones(len(rel), dtype=bool)
-    dist = np.zeros(len(rel))
-    chosen: list[int] = []
-    for t in range(min(k, len(rel))):
-        j = int(np.argmax(np.where(free, rel + lam * dist / max(t, 1), -np.inf)))
-        chosen.append(j)
-        free[j] = False
-        dist += 1.0 - v @ v[j]
-    return np.asarray(chosen, dtype=np.int64)
 
 
 def xquad_aspects(rel: np.ndarray, aspect: np.ndarray, p_user: np.ndarray, k: int, w: float) -> np.ndarray:

@@ -23,7 +23,7 @@ import argparse
 import numpy as np
 import pandas as pd
 
-from common import shared_dir
+from common import max_sum_dispersion, shared_dir
 from tokrec.data.loaders import load_dataset
 from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
 from tokrec.evaluation.responsibility import intra_list_diversity
@@ -35,18 +35,11 @@ K = 10
 
 
 def dispersed(rows: np.ndarray, v: np.ndarray, k: int) -> np.ndarray:
-    """Greedy max-sum dispersion over ``rows`` (in the model's order): the first row, then each next row the
-    farthest on average from those chosen."""
-    chosen = [0]
-    dist = 1.0 - v[rows] @ v[rows[0]]
-    free = np.ones(len(rows), dtype=bool)
-    free[0] = False
-    for _ in range(min(k, len(rows)) - 1):
-        j = int(np.argmax(np.where(free, dist, -np.inf)))
-        chosen.append(j)
-        free[j] = False
-        dist += 1.0 - v[rows] @ v[rows[j]]
-    return rows[np.asarray(chosen)]
+    """Greedy max-sum dispersion over ``rows`` (in the model's order) with relevance ignored after the first row:
+    the first row, then each next row the farthest on average from those chosen."""
+    first = np.zeros(len(rows))
+    first[0] = np.inf
+    return rows[max_sum_dispersion(first, v[rows], k, 1.0)]
 
 
 def frame(lists: dict[str, np.ndarray], ids: list[str]) -> pd.DataFrame:
