@@ -616,6 +616,37 @@ def test_fit_and_evaluate_reuse_the_part_the_tuner_trained(tmp_path, monkeypatch
     assert metrics["protocols"]["leave-last-out"]["models"]["tokrec"]["error"] is None
 
 
+def test_fit_encodes_the_catalog_once_and_fits_on_the_tuning_steps_vectors(tmp_path, monkeypatch):
+    """`tokrec fit` with tuning on encodes the catalog in its tuning step and fits the bundle on those same
+    vectors: without a cache each text is encoded once (it was twice), and the bundle's vectors are those a
+    fit without tuning computes itself."""
+    from tokrec.cli.main import main
+    from tokrec.data.synthetic import write_synthetic
+    from tokrec.encoders.hf import HFEncoder
+    from tokrec.encoders.testing import make_tiny_bert
+    from tokrec.serve.bundle import load_bundle
+
+    encoded: list[str] = []
+    real = HFEncoder.encode
+
+    def counted(self, texts, **kw):
+        encoded.extend(texts)
+        return real(self, texts, **kw)
+
+    monkeypatch.setattr(HFEncoder, "encode", counted)
+    files = write_synthetic(tmp_path / "data", n_items=50, n_users=30, seed=4)
+    tiny = str(make_tiny_bert(tmp_path / "bert"))
+    data = ["--items", str(files["items"]), "--interactions", str(files["interactions"]), "--encoder", tiny]
+    assert main(["fit", *data, "--no-cache", "--tune-budget", "5", "--output", str(tmp_path / "tuned")]) == 0
+    assert len(encoded) == 50 and len(set(encoded)) == 50  # each item's text once
+    encoded.clear()
+    assert main(["fit", *data, "--no-cache", "--no-tune", "--output", str(tmp_path / "plain")]) == 0
+    assert len(encoded) == 50
+    tuned, plain = load_bundle(tmp_path / "tuned"), load_bundle(tmp_path / "plain")
+    np.testing.assert_array_equal(tuned.item_vectors, plain.item_vectors)
+    assert tuned.template == plain.template
+
+
 def test_on_new_items_the_collaborative_signals_are_not_scored_but_prop_keeps_its_ease(data):
     ds, vecs = data
     r = tune_tokrec(ds, vecs, cold=True, **FAST)

@@ -64,7 +64,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.cli.tune import tune_vectors_step
 
     encoder = _check_memory(args, model, dataset)  # before anything is encoded or tuned
-    tuned = tune_vectors_step(args, name, dataset, read_json_config(args.config), encoder)
+    tuned, vectors = tune_vectors_step(args, name, dataset, read_json_config(args.config), encoder)
     if tuned is not None:
         model = registry.create_model(name, tuned.config)
     ann = {"auto": None, "yes": True, "no": False}[args.ann]
@@ -87,6 +87,7 @@ def run(args: argparse.Namespace) -> int:
         progress=args.progress,
         fuse=fuse,
         tuned=tuned,
+        vectors=vectors,
     )
     if tuned is not None:
         from tokrec.tuning import write_tuning

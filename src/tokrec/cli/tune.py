@@ -176,31 +176,33 @@ def run(args: argparse.Namespace) -> int:
 
 def tune_vectors_step(
     args: argparse.Namespace, name: str, dataset: Any, user_config: dict[str, Any], encoder: Any = None
-) -> Any:
+) -> tuple[Any, Any]:
     """The tuning step of ``tokrec fit``: item vectors with the command's encoder (``encoder``, already loaded,
-    or ``--encoder``) and template (through the cache, so the fit that follows reads them back), then
-    :func:`tune_step`; a TuneResult or None."""
+    or ``--encoder``) and template (the bundle's, :func:`~tokrec.serve.bundle.pinned_template`), then
+    :func:`tune_step`. Returns ``(TuneResult or None, the item vectors or None)``: the fit that follows
+    takes the vectors instead of computing them again."""
     from tokrec.models.base import wants_item_vectors
     from tokrec.models.registry import model_class
     from tokrec.tuning import baseline_model, tunable
 
     if args.no_tune or not tunable(name):
-        return None
+        return None, None
     if user_config:
         print(f"tuning skipped: --config gives {name}'s hyperparameters", file=sys.stderr)
-        return None
+        return None, None
     vectors = None
     if wants_item_vectors(model_class(baseline_model(name))):
         from tokrec.encoders import load_encoder
         from tokrec.features import item_vectors
-        from tokrec.text import ItemTemplate
+        from tokrec.serve.bundle import pinned_template
 
         encoder = encoder if encoder is not None else load_encoder(args.encoder)
         cache = None if args.no_cache else "default"
+        template = pinned_template(args.template, dataset.items)[0]  # what the bundle renders
         vectors = item_vectors(
-            dataset, encoder=encoder, cache=cache, template=ItemTemplate.from_spec(args.template)
+            dataset, encoder=encoder, cache=cache, template=template, progress=args.progress
         )
-    return tune_step(args, name, dataset, vectors)[1]
+    return tune_step(args, name, dataset, vectors)[1], vectors
 
 
 def tune_split(

@@ -113,6 +113,16 @@ def template_spec(template: Any, items: pd.DataFrame) -> dict[str, Any]:
     return spec
 
 
+def pinned_template(template: Any, items: pd.DataFrame) -> tuple[Any, dict[str, Any]]:
+    """``(ItemTemplate, its JSON spec)`` for ``template`` (an ``ItemTemplate``, a spec or file, None for the
+    default) with its field list pinned to ``items``' columns (:func:`template_spec`): what a bundle
+    renders its catalog with, and so what every step of ``tokrec fit`` encodes."""
+    from tokrec.text import ItemTemplate, TemplateSpec
+
+    spec = template_spec(ItemTemplate.from_spec(template), items)
+    return ItemTemplate.from_spec(TemplateSpec.model_validate(spec)), spec
+
+
 def save_bundle(
     path: str | Path,
     *,
@@ -282,6 +292,7 @@ def fit_bundle(
     progress: bool = False,
     fuse: Callable[[np.ndarray], tuple[np.ndarray, Any]] | None = None,
     tuned: Any | None = None,
+    vectors: np.ndarray | None = None,
 ) -> Path:
     """Computes item vectors, fits a model and writes the bundle.
 
@@ -303,6 +314,9 @@ def fit_bundle(
             text vectors): the model is fitted through :func:`tokrec.tuning.fit_tuned`, which reuses a blend
             part the tuner trained instead of training it again. Not with ``fuse``: the model is then
             fitted on other vectors than the tuner's, from scratch.
+        vectors: the catalog's text vectors (item-vocab order) already computed with ``encoder`` and
+            ``template`` (``tokrec fit``'s tuning step computes them first): not computed again (at a million
+            items, reading them back from the cache took a minute; without a cache, encoding them took 30).
 
     Returns:
         The bundle directory.
@@ -311,7 +325,6 @@ def fit_bundle(
     from tokrec.models import registry
     from tokrec.models.base import check_memory
     from tokrec.serve.index import ANN_THRESHOLD, build_index, write_ann
-    from tokrec.text import ItemTemplate
 
     check_output_dir(output)  # before anything is encoded or fitted
     rec = (
@@ -324,12 +337,20 @@ def fit_bundle(
 
         encoder = load_encoder(encoder_model, **(encoder_options or {}))
     check_memory(rec, dataset, dim=int(getattr(encoder, "dim", 384)))  # loaded, nothing encoded yet
-    tmpl = ItemTemplate.from_spec(template)
-    spec = template_spec(tmpl, dataset.items)
-    tmpl = ItemTemplate.from_spec(_template_spec_model(spec))
-    t0 = time.perf_counter()
-    vectors = compute_item_vectors(dataset, encoder=encoder, cache=cache, template=tmpl, progress=progress)
-    log.info("item vectors %s in %.1fs", vectors.shape, time.perf_counter() - t0)
+    tmpl, spec = pinned_template(template, dataset.items)
+    if vectors is None:
+        t0 = time.perf_counter()
+        vectors = compute_item_vectors(
+            dataset, encoder=encoder, cache=cache, template=tmpl, progress=progress
+        )
+        log.info("item vectors %s in %.1fs", vectors.shape, time.perf_counter() - t0)
+    else:
+        dim = getattr(encoder, "dim", None)
+        if vectors.shape != (dataset.n_items, vectors.shape[1] if dim is None else int(dim)):
+            raise ConfigError(
+                f"fit_bundle: vectors of shape {vectors.shape} given for {dataset.n_items} items and an "
+                f"encoder of {dim} dimensions"
+            )
     fusion = None
     if fuse is not None:
         vectors, fusion = fuse(vectors)
@@ -365,12 +386,6 @@ def fit_bundle(
         ann_index=extra_files if build or fusion is not None else None,
         extra=extra,
     )
-
-
-def _template_spec_model(spec: dict[str, Any]) -> Any:
-    from tokrec.text import TemplateSpec
-
-    return TemplateSpec.model_validate(spec)
 
 
 def vocab_of(bundle: Bundle) -> Vocab:
