@@ -171,6 +171,35 @@ def test_text_neighbours_of_a_large_pool_come_from_an_ann_index_with_the_exact_a
     np.testing.assert_allclose(few.data, exact[:5].data, rtol=1e-6)
 
 
+def test_the_ivf_join_is_exact_when_it_scans_every_cell_and_never_returns_a_query_itself():
+    """Below 40 x 32 pool rows every cell is scanned (at most n // 39 cells, 32 per query): the join's
+    answer is then the exact top k, scores included, for a self-join and for other queries alike."""
+    from tokrec import ann
+
+    rng = np.random.default_rng(3)
+    x = rng.normal(size=(1200, 24)).astype(np.float32)
+    x /= np.linalg.norm(x, axis=1, keepdims=True)
+    assert ann.join_nprobe(min(ann.join_cells(1200), 1200 // 39)) == 1200 // 39  # every cell
+    scores, found = ann.ivf_join(x, 7)
+    sims = x @ x.T
+    np.fill_diagonal(sims, -np.inf)
+    want = np.argsort(-sims, axis=1, kind="stable")[:, :7]
+    np.testing.assert_array_equal(found, want)
+    np.testing.assert_allclose(scores, np.take_along_axis(sims, want, axis=1), rtol=1e-5, atol=1e-6)
+    # other queries; query 0 may not get pool row 5, query 1 has no own row
+    q = rng.normal(size=(40, 24)).astype(np.float32)
+    own = np.full(40, -1)
+    own[0] = 5
+    scores, found = ann.ivf_join(x, 3, q, own)
+    qs = q @ x.T
+    qs[0, 5] = -np.inf
+    np.testing.assert_array_equal(found, np.argsort(-qs, axis=1, kind="stable")[:, :3])
+    # a pool smaller than k: every row, then -1 / -inf
+    scores, found = ann.ivf_join(x[:4], 6)
+    assert found.shape == (4, 4) and np.all(found[:, -1] == -1) and np.all(np.isneginf(scores[:, -1]))
+    assert all(set(found[r, :3]) == set(range(4)) - {r} for r in range(4))
+
+
 def test_the_neighbour_search_index_scans_a_fixed_number_of_cells_of_4_sqrt_n():
     """Every item is a query of the text-neighbour search: with 4 sqrt(n) cells and 32 scanned per query,
     a query reads 8 sqrt(n) vectors (O(n^1.5) in all), where sqrt(n) cells with 1/16 of them scanned read

@@ -281,7 +281,7 @@ def neighbours_among(
 
     Up to :data:`EXACT_NEIGHBOURS_MAX` pool rows (``exact_max``), or up to :data:`EXACT_PAIRS_MAX` query x pool
     pairs (``exact_pairs``: an online add), the search is exact, in blocks of at most ``chunk`` queries and
-    :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, a faiss IVF index over the pool answers it (:func:`tokrec.ann.join_cells` cells, a fixed number scanned per query: ``O(n^1.5)``
+    :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, :func:`tokrec.ann.ivf_join` answers it (:func:`tokrec.ann.join_cells` k-means cells, a fixed number scanned per query: ``O(n^1.5)``
     work instead of ``O(n^2)``; see there for its recall).
     """
     n = len(z)
@@ -300,6 +300,8 @@ def neighbours_among(
         EXACT_PAIRS_MAX if exact_pairs is None else exact_pairs
     ):
         gathered = np.ascontiguousarray(z[pool], dtype=np.float32)
+        if queries is z and len(pool) == n:  # every item a query, every item in the pool: a self-join
+            return _neighbours_ann(gathered, gathered, pool, kk, own_all, n)
         return _neighbours_ann(np.asarray(queries, dtype=np.float32), gathered, pool, kk, own_all, n)
     # exact: a small pool's rows gathered once; a large one read in place (no copy of a million rows for a few
     # queries), the similarities to every row computed and the pool's columns taken
@@ -318,26 +320,14 @@ def neighbours_among(
 def _neighbours_ann(
     queries: np.ndarray, zp: np.ndarray, pool: np.ndarray, k: int, own: np.ndarray, n: int
 ) -> sp.csr_matrix:
-    """:func:`neighbours_among` through a faiss IVF index over the pool (positions ``own`` excluded)."""
+    """:func:`neighbours_among` for a large pool: :func:`tokrec.ann.ivf_join` (positions ``own`` excluded;
+    the queries are the pool's own rows when ``queries`` is ``zp`` itself)."""
     from tokrec import ann
 
-    index = ann.build_ann(zp, "ivf", nlist=ann.join_cells(len(zp)))
-    rows, cols, vals = [], [], []
-    nprobe = ann.join_nprobe(index.nlist)
-    for start in range(0, len(queries), 8192):
-        q = queries[start : start + 8192]
-        d, i = ann.search(index, q, k + 1, nprobe)
-        mine = own[start : start + len(q)]
-        keep = (i >= 0) & (i != mine[:, None]) & (d > 0)
-        # at most k per row: drop the (k+1)-th where the own row was not among the results
-        keep &= np.cumsum(keep, axis=1) <= k
-        r, c = np.nonzero(keep)
-        rows.append(r + start)
-        cols.append(pool[i[r, c]])
-        vals.append(d[r, c])
-    return sp.csr_matrix(
-        (np.concatenate(vals), (np.concatenate(rows), np.concatenate(cols))), shape=(len(queries), n)
-    ).astype(np.float32)
+    d, i = ann.ivf_join(zp, k, None if queries is zp else queries, own)
+    keep = (i >= 0) & (d > 0)
+    r, c = np.nonzero(keep)
+    return sp.csr_matrix((d[r, c], (r, pool[i[r, c]])), shape=(len(queries), n), dtype=np.float32)
 
 
 def znorm_rows(s: np.ndarray) -> np.ndarray:
@@ -370,6 +360,13 @@ def content_features(
     return np.hstack(blocks).astype(np.float32)
 
 
+#: values of a catalog column parsed as a sample before the whole column is tried as dates
+DATE_PROBE = 2000
+#: rows of a catalog column whose tokens are counted first: more distinct tokens than a categorical column
+#: may have there rule the whole column out (the count over all rows can only be larger)
+TOKEN_PROBE = 5000
+
+
 def _date_column(s: pd.Series) -> pd.Series | None:
     """Parses a column as dates when most non-empty values parse; else None."""
     if s.dtype.kind in "iufb":
@@ -378,6 +375,17 @@ def _date_column(s: pd.Series) -> pd.Series | None:
     nonempty = txt[(txt != "") & (txt.str.lower() != "nan")]
     if len(nonempty) == 0 or nonempty.str.len().median() > 30:
         return None
+    if len(nonempty) > DATE_PROBE:
+        # a fixed sample first: most values of a large non-date column (titles, categories) go through
+        # dateutil one by one, about 30 s a million; a sample parsing at under half cannot come from a column
+        # that parses at 80% (some 30 standard deviations apart at this sample size)
+        probe = nonempty.sample(DATE_PROBE, random_state=0)
+        rate = max(
+            pd.to_datetime(probe, errors="coerce", format="ISO8601").notna().mean(),
+            pd.to_datetime(probe, errors="coerce", format="mixed", dayfirst=True).notna().mean(),
+        )
+        if rate < 0.5:
+            return None
     # ISO dates first: dateutil's dayfirst would read 1997-06-04 as the 6th of April
     parsed = pd.to_datetime(txt, errors="coerce", format="ISO8601")
     if parsed.notna().sum() < 0.8 * len(nonempty):
@@ -439,6 +447,10 @@ class AttributeLayout:
                 continue
             txt = s.fillna("").astype(str)
             sep = "|" if txt.str.contains("|", regex=False).any() else ","
+            if len(txt) > TOKEN_PROBE:
+                head = txt.sample(TOKEN_PROBE, random_state=0).str.split(sep, regex=False).explode()
+                if head[head != ""].nunique() > max_tokens:
+                    continue  # free text or ids: too many distinct tokens already in the sample
             # tokens counted without a dense items x tokens table (free text has a token per item)
             tokens = txt.str.split(sep, regex=False).explode()
             tokens = tokens[tokens != ""]
