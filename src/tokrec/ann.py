@@ -10,11 +10,11 @@ An IVF index stores its vectors either as they are (``codec="flat"``: the scores
 approximate). Every index that only *proposes* candidates which are then scored exactly (the service's
 similar-items search, the model's candidate retrieval) uses ``sq8``: at a million 384-d items that is 0.4
 instead of 1.5 GB per index, and the exact re-scoring keeps the ranking the same for the candidates found
-(recall: the figures in ``tokrec.serve.index``). The model's text-neighbour join reads the returned scores
-as similarities and stays ``flat``. faiss scans 8-bit codes with SIMD only when the dimension is a multiple
-of 16 (at 409 dimensions a query took 10x as long as at 416), so an ``sq8`` index stores its vectors padded
-with zeros to the next multiple of 16 (:func:`stored_dim`); :func:`search` and :func:`add` pad what they are
-given, and the inner products do not change.
+(recall: the figures in ``tokrec.serve.index``). The model's text-neighbour join (:func:`ivf_join`, every
+item a query) keeps no index: it computes exact inner products cell by cell. faiss scans 8-bit codes with
+SIMD only when the dimension is a multiple of 16 (at 409 dimensions a query took 10x as long as at 416), so
+an ``sq8`` index stores its vectors padded with zeros to the next multiple of 16 (:func:`stored_dim`);
+:func:`search` and :func:`add` pad what they are given, and the inner products do not change.
 """
 
 from __future__ import annotations
@@ -81,7 +81,7 @@ def ivf_join(
     traffic (a million MiniLM vectors: about 5 minutes on 2 cores). Here the queries are taken in batches
     of neighbouring cells, and within a batch each probed cell is compared with all the batch's queries
     that probe it in one matrix product (BLAS) and a top-k per query, the partial top-k lists merged at the
-    end of the batch: each cell is read once per batch, not once per query (about 2.5 minutes, k-means
+    end of the batch: each cell is read once per batch, not once per query (about 3 minutes, k-means
     included; ``benchmarks/neighbour_search.py`` prints both, with their recall).
     """
     import faiss

@@ -438,7 +438,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         the loaded log (~200 bytes an event) and catalog, the encoder (1 GiB), the item vectors (encoder
         output and the model's copy), the content features (4 bytes x items x (dim + 128 attribute
         columns)) and the ridge fit's float64 blocks (two of 65,536 rows at most), the text-neighbour search
-        (its index's copy of the vectors, 50 neighbours an item), transitions and time statistics (~300
+        (its cell-sorted copy of the vectors, 50 neighbours an item), transitions and time statistics (~300
         bytes an event while built) and EASE's solve (:func:`~tokrec.models.signals.ease_memory`); the
         tuning step's matrices are the caller's to add (``check_memory(..., extra=)``)."""
         n, e = dataset.n_items, len(dataset)

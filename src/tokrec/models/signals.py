@@ -281,8 +281,9 @@ def neighbours_among(
 
     Up to :data:`EXACT_NEIGHBOURS_MAX` pool rows (``exact_max``), or up to :data:`EXACT_PAIRS_MAX` query x pool
     pairs (``exact_pairs``: an online add), the search is exact, in blocks of at most ``chunk`` queries and
-    :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, :func:`tokrec.ann.ivf_join` answers it (:func:`tokrec.ann.join_cells` k-means cells, a fixed number scanned per query: ``O(n^1.5)``
-    work instead of ``O(n^2)``; see there for its recall).
+    :data:`NEIGHBOUR_BLOCK_BYTES` (never ``n x n``); above, :func:`tokrec.ann.ivf_join` answers it
+    (:func:`tokrec.ann.join_cells` k-means cells, a fixed number scanned per query: ``O(n^1.5)`` work instead
+    of ``O(n^2)``; see there for its recall).
     """
     n = len(z)
     pool = np.asarray(pool, dtype=np.int64)
