@@ -301,7 +301,8 @@ def neighbours_among(
         EXACT_PAIRS_MAX if exact_pairs is None else exact_pairs
     ):
         gathered = np.ascontiguousarray(z[pool], dtype=np.float32)
-        if queries is z and len(pool) == n:  # every item a query, every item in the pool: a self-join
+        # every item a query and in the pool: a self-join
+        if queries is z and np.array_equal(pool, np.arange(n)):
             return _neighbours_ann(gathered, gathered, pool, kk, own_all, n)
         return _neighbours_ann(np.asarray(queries, dtype=np.float32), gathered, pool, kk, own_all, n)
     # exact: a small pool's rows gathered once; a large one read in place (no copy of a million rows for a few

@@ -316,7 +316,8 @@ def fit_bundle(
             fitted on other vectors than the tuner's, from scratch.
         vectors: the catalog's text vectors (item-vocab order) already computed with ``encoder`` and
             ``template`` (``tokrec fit``'s tuning step computes them first): not computed again (at a million
-            items, reading them back from the cache took a minute; without a cache, encoding them took 30).
+            items, reading them back from the cache took a minute; without a cache, encoding them again about
+            30 minutes).
 
     Returns:
         The bundle directory.
