@@ -300,10 +300,11 @@ def neighbours_among(
     if not small_pool and len(queries) * len(pool) > (
         EXACT_PAIRS_MAX if exact_pairs is None else exact_pairs
     ):
-        gathered = np.ascontiguousarray(z[pool], dtype=np.float32)
-        # every item a query and in the pool: a self-join
         if queries is z and np.array_equal(pool, np.arange(n)):
-            return _neighbours_ann(gathered, gathered, pool, kk, own_all, n)
+            # every item a query and in the pool: a self-join over z itself (no copy of a million rows)
+            zs = np.ascontiguousarray(z, dtype=np.float32)
+            return _neighbours_ann(zs, zs, pool, kk, own_all, n)
+        gathered = np.ascontiguousarray(z[pool], dtype=np.float32)
         return _neighbours_ann(np.asarray(queries, dtype=np.float32), gathered, pool, kk, own_all, n)
     # exact: a small pool's rows gathered once; a large one read in place (no copy of a million rows for a few
     # queries), the similarities to every row computed and the pool's columns taken
