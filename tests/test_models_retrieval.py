@@ -182,3 +182,32 @@ def test_the_content_map_of_one_history_is_map_weights_row(data):
         items = np.unique(rng.integers(0, nf, size))
         row = sp.csr_matrix((np.ones(len(items), np.float32), items, [0, len(items)]), shape=(1, nf))
         np.testing.assert_array_equal(ret.history_map_weights(items), ret.map_weights(row)[0])
+
+
+@pytest.mark.parametrize("retrieval", [False, True])
+def test_the_fresh_slot_shows_a_new_item_close_to_the_users_recent_items_at_once(data, retrieval):
+    ds, vecs = data
+    full, ret = _pair(ds, vecs)
+    model = ret if retrieval else full
+    if retrieval:
+        model.catalog_index()  # built before the items arrive: they are in its exactly searched tail
+    user = list(ds.user_vocab)[11]
+    hist = model.seen_[model.user_vocab_.get(user)]
+    close = vecs[hist[-2:]].mean(axis=0, keepdims=True)  # the text of the user's two latest items
+    far = -vecs[hist[-2:]].mean(axis=0, keepdims=True)
+    model.add_items(["close", "far"], np.vstack([close, far]))
+    off = model.with_scoring(fresh_slot=0)
+    ranked_off = [i for i, _ in off.recommend(user, k=model.n_items)]
+    assert ranked_off.index("close") >= 10  # the blend alone does not show it: the slot has work to do
+    for r in (10, 3):
+        top = [i for i, _ in model.with_scoring(fresh_slot=r).recommend(user, k=r)]
+        assert top[-1] == "close" and "far" not in top  # above every known item but the r - 1 best
+        assert top[:-1] == [i for i in ranked_off if i != "close"][: r - 1]  # the rest in the blend's order
+    # a visitor with the same recent items gets it too (the history path)
+    visitor = [i for i, _ in model.recommend(history=list(model.item_vocab_.decode(hist[-2:])), k=10)]
+    assert "close" in visitor
+    # a list of new items only (the cold-item task) is left in the blend's order
+    new_only = [i for i in ds.item_vocab if not model.warm_[model.item_vocab_.get(i)]] + ["close", "far"]
+    assert [i for i, _ in model.recommend(user, k=20, candidates=new_only)] == [
+        i for i, _ in off.recommend(user, k=20, candidates=new_only)
+    ]

@@ -71,6 +71,8 @@ SCORING_PARAMS = (
     "retrieval_min_items",
     "retrieval_per_source",
     "cold_offset",
+    "fresh_slot",
+    "fresh_match",
 )
 #: fitted state each signal needs (``ease_`` also serves ``prop``)
 SIGNAL_PIECES: dict[str, tuple[str, ...]] = {
@@ -146,6 +148,12 @@ class TokrecConfig(ModelConfig):
     #: items where their content predicts; a positive value favours them over known items (a freshness boost,
     #: at a cost in accuracy that ``benchmarks/cold_placement.py`` measures)
     cold_offset: float = 0.0
+    #: a new item (no events) among the ``fresh_match`` unseen items whose text is closest to the user's recent
+    #: items (cosine to the ``profile`` vector) ranks above every known item but the ``fresh_slot - 1`` best:
+    #: a new item that matches what the user just had is shown at once (see :meth:`TokrecHybrid.fresh_slot`);
+    #: 0 turns it off
+    fresh_slot: int = Field(10, ge=0)
+    fresh_match: int = Field(2, ge=1)
     profile_half_life: float = Field(2.0, gt=0)
     w_ease: float = Field(6.0, ge=0)
     w_trans: float = Field(4.0, ge=0)
@@ -525,7 +533,14 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             self.catalog_index().warm_time(self)
 
     def _retrieved(self, seq: np.ndarray, t: int, candidates: np.ndarray | None) -> np.ndarray:
-        rows, scores = self.catalog_index().scores(self, seq, t, candidates)
+        """Scores of the retrieved (or given) candidates, -inf elsewhere; the fresh slot applied among them
+        (retrieval adds the new items it may place to the candidates, scored exactly like the rest)."""
+        close = self._fresh_candidates([seq])[0]
+        rows, scores = self.catalog_index().scores(
+            self, seq, t, candidates, extra=close if candidates is None else None
+        )
+        if len(close):
+            self._slot(rows, scores, np.asarray(seq, dtype=np.int64), close)
         out = np.full(self.n_items, -np.inf, dtype=np.float32)
         out[rows] = scores
         return out
@@ -548,7 +563,9 @@ class TokrecHybrid(Recommender[TokrecConfig]):
                 ]
             return np.vstack(out).reshape(len(user_rows), self.n_items)
         parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
-        return self._signals_score(seqs, self.user_time_[user_rows]) + parts
+        return self.fresh_slot(
+            self._signals_score(seqs, self.user_time_[user_rows]) + parts, seqs, candidates
+        )
 
     def _score_history(
         self,
@@ -565,7 +582,86 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         if self.uses_retrieval():
             return self._retrieved(seq, t, candidates)
         parts = self._parts_score([_part_history(p, seq, timestamps)[None, :] for p in self.parts_])
-        return (self._signals_score([seq], np.array([t], dtype=np.int64)) + parts)[0]
+        scores = self._signals_score([seq], np.array([t], dtype=np.int64)) + parts
+        return self.fresh_slot(scores, [seq], candidates)[0]
+
+    # ---- the fresh slot ----------------------------------------------------------------------------
+    def _is_new(self, rows: np.ndarray) -> np.ndarray:
+        """Which catalog ``rows`` have no training events (catalog items without events, items added since)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        new = rows >= len(self.warm_)
+        new[~new] = ~self.warm_[rows[~new]]
+        return new
+
+    def _fresh_candidates(self, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
+        """Per history, the new items among its ``fresh_match`` closest unseen items by text: the cosine of
+        ``Z_I`` to the history's ``profile`` vector, over the whole catalog (by the catalog index's text
+        search on catalogs scored by retrieval, then exactly)."""
+        c = self.config
+        empty = np.empty(0, dtype=np.int64)
+        n_warm = int(np.count_nonzero(self.warm_))
+        if not c.fresh_slot or n_warm in (0, self.n_items):  # no new item, or nothing known to rank among
+            return [empty for _ in seqs]
+        seqs = [np.asarray(q, dtype=np.int64) for q in seqs]
+        prof = user_profiles(seqs, self.vectors_, half_life=c.profile_half_life)
+        out: list[np.ndarray] = []
+        for q, u in zip(seqs, prof, strict=True):
+            if not len(q) or not np.any(u):
+                out.append(empty)
+                continue
+            if self.uses_retrieval():
+                k = c.fresh_match + len(np.unique(q))
+                pool = np.unique(self.catalog_index().nearest_text(self, u, k))
+                cos = self.vectors_[pool] @ u
+            else:
+                pool = np.arange(self.n_items)
+                cos = self.vectors_ @ u
+            cos[np.isin(pool, q)] = -np.inf
+            m = min(c.fresh_match, int(np.isfinite(cos).sum()))
+            close = pool[np.argpartition(-cos, m - 1)[:m]] if m else empty
+            out.append(np.sort(close[self._is_new(close)]))
+        return out
+
+    def _slot(self, rows: np.ndarray, vals: np.ndarray, seq: np.ndarray, close: np.ndarray) -> None:
+        """The fresh slot for one query, in place on ``vals``: the scores of the ranked ``rows`` (finite)."""
+        r = self.config.fresh_slot
+        at = np.flatnonzero(np.isin(rows, close))
+        if not len(at):
+            return
+        known = ~self._is_new(rows) & ~np.isin(rows, seq)
+        n_known = int(np.count_nonzero(known))
+        if n_known < r:
+            return
+        target = np.partition(vals[known], n_known - r)[n_known - r]  # the r-th best known score
+        best = at[int(np.argmax(vals[at]))]
+        if vals[best] <= target:
+            vals[best] = np.nextafter(np.float32(target), np.float32(np.inf))
+
+    def fresh_slot(
+        self, scores: np.ndarray, seqs: Sequence[np.ndarray], candidates: np.ndarray | None = None
+    ) -> np.ndarray:
+        """The fresh slot (``fresh_slot`` = r, ``fresh_match`` = m), applied to whole-catalog scores
+        ``(len(seqs), n_items)`` in place, one row per history: of the new items (no training events) among
+        the m unseen items whose text is closest to the user's recent items, the best scored is raised, where
+        it stands lower, to just above the r-th best score of the known items that are ranked (unseen, and
+        candidates when the caller gave some). Such an item then ranks above every known item but the r - 1
+        best, at once, and keeps its place after a refit (it still has no events). A list of new items only
+        (the cold-item task) has no known item and is left as it is, and so are lists without a close new
+        item. (Catalogs scored by retrieval apply the same rule to their candidates in ``_retrieved``.)
+
+        Why a slot and not a better calibration: on mixed lists (``benchmarks/cold_placement.py``, a fifth of
+        the items made new) placing every new item higher costs accuracy, while one place for the item that
+        matches what the user just had costs about nothing; BENCHMARKS.md has the figures."""
+        if not self.config.fresh_slot:
+            return scores
+        rows = np.arange(self.n_items) if candidates is None else np.unique(np.asarray(candidates, np.int64))
+        for i, close in enumerate(self._fresh_candidates(seqs)):
+            if len(close):
+                ranked = rows[np.isfinite(scores[i, rows])]
+                vals = scores[i, ranked]
+                self._slot(ranked, vals, np.asarray(seqs[i], dtype=np.int64), close)
+                scores[i, ranked] = vals
+        return scores
 
     def _signals_score(self, seqs: list[np.ndarray], user_times: np.ndarray) -> np.ndarray:
         """The blend of the active signals, ``(len(seqs), n_items)``; zeros when only registered parts have

@@ -144,10 +144,15 @@ class CatalogIndex:
 
     # ---- one query ---------------------------------------------------------------------------------
     def scores(
-        self, m: TokrecHybrid, seq: np.ndarray, t: int, candidates: np.ndarray | None = None
+        self,
+        m: TokrecHybrid,
+        seq: np.ndarray,
+        t: int,
+        candidates: np.ndarray | None = None,
+        extra: np.ndarray | None = None,
     ) -> tuple[np.ndarray, np.ndarray]:
         """``(rows, scores)``: the blend's score for each candidate row (retrieved when ``candidates`` is
-        None), z-normalised with whole-catalog statistics of this query.
+        None, with the rows ``extra`` added), z-normalised with whole-catalog statistics of this query.
 
         A query is a few dozen array operations over its history, candidates and sample, without a scipy
         matrix built per query (each costs tens of microseconds of Python holding the GIL, the limit of two
@@ -158,6 +163,8 @@ class CatalogIndex:
         q = self._query(m, seq, t, active)
         if candidates is None:
             candidates = self._retrieve(m, q)
+            if extra is not None and len(extra):
+                candidates = np.concatenate([candidates, extra])
         cand = _sorted_unique(np.asarray(candidates, dtype=np.int64))
         # the sample's rows that are not candidates (both sorted: one binary search)
         at = np.minimum(np.searchsorted(cand, self.sample), max(len(cand) - 1, 0))
@@ -251,6 +258,13 @@ class CatalogIndex:
                 tail = m.neighbours_[self.n_ann : self.n][:, seeds]
                 found.append(self.n_ann + np.unique(tail.nonzero()[0]))
         return np.concatenate(found)
+
+    def nearest_text(self, m: TokrecHybrid, profile: np.ndarray, k: int) -> np.ndarray:
+        """Rows of (about, by the index's search) the ``k`` items whose text vectors have the largest cosine to
+        the unit ``profile`` vector ``(d,)`` (the content features' text block is ``Z_I``)."""
+        w = np.zeros(m.features_.shape[1], dtype=np.float32)
+        w[: len(profile)] = profile
+        return self._search(m, w[None, :], k)
 
     def _search(self, m: TokrecHybrid, ws: np.ndarray, k: int) -> np.ndarray:
         """For each row ``w`` of ``ws``, the ``k`` rows with the largest ``F @ w`` (one faiss call for all:
