@@ -533,14 +533,20 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             self.catalog_index().warm_time(self)
 
     def _retrieved(self, seq: np.ndarray, t: int, candidates: np.ndarray | None) -> np.ndarray:
-        """Scores of the retrieved (or given) candidates, -inf elsewhere; the fresh slot applied among them
-        (retrieval adds the new items it may place to the candidates, scored exactly like the rest)."""
-        close = self._fresh_candidates([seq])[0]
-        rows, scores = self.catalog_index().scores(
-            self, seq, t, candidates, extra=close if candidates is None else None
-        )
+        """Scores of the retrieved (or given) candidates, -inf elsewhere, the fresh slot applied among them.
+        Retrieval searches the items closest to the history's profile vector anyway: the slot's close items
+        are read from the candidates' cosines; a given candidate list asks the text search itself."""
+        seq = np.asarray(seq, dtype=np.int64)
+        slot = self._slot_applies()
+        index = self.catalog_index()
+        if candidates is None:
+            rows, scores, cos = index.scores(self, seq, t, None, text=slot)
+            close = self._closest_new(rows, cos, seq) if slot and cos is not None and len(seq) else rows[:0]
+        else:
+            close = self._fresh_candidates([seq])[0]
+            rows, scores, _ = index.scores(self, seq, t, candidates)
         if len(close):
-            self._slot(rows, scores, np.asarray(seq, dtype=np.int64), close)
+            self._slot(rows, scores, seq, close)
         out = np.full(self.n_items, -np.inf, dtype=np.float32)
         out[rows] = scores
         return out
@@ -593,14 +599,27 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         new[~new] = ~self.warm_[rows[~new]]
         return new
 
+    def _slot_applies(self) -> bool:
+        """The fresh slot is on and the catalog has both new items and known ones."""
+        n_warm = int(np.count_nonzero(self.warm_))
+        return bool(self.config.fresh_slot) and 0 < n_warm < self.n_items
+
+    def _closest_new(self, pool: np.ndarray, cos: np.ndarray, seq: np.ndarray) -> np.ndarray:
+        """The new items among the ``fresh_match`` rows of ``pool`` with the largest ``cos``, history excluded."""
+        cos = np.where(np.isin(pool, seq), -np.inf, cos)
+        m = min(self.config.fresh_match, int(np.isfinite(cos).sum()))
+        if not m:
+            return np.empty(0, dtype=np.int64)
+        close = pool[np.argpartition(-cos, m - 1)[:m]]
+        return np.sort(close[self._is_new(close)])
+
     def _fresh_candidates(self, seqs: Sequence[np.ndarray]) -> list[np.ndarray]:
         """Per history, the new items among its ``fresh_match`` closest unseen items by text: the cosine of
         ``Z_I`` to the history's ``profile`` vector, over the whole catalog (by the catalog index's text
         search on catalogs scored by retrieval, then exactly)."""
         c = self.config
         empty = np.empty(0, dtype=np.int64)
-        n_warm = int(np.count_nonzero(self.warm_))
-        if not c.fresh_slot or n_warm in (0, self.n_items):  # no new item, or nothing known to rank among
+        if not self._slot_applies():  # no new item, or nothing known to rank among
             return [empty for _ in seqs]
         seqs = [np.asarray(q, dtype=np.int64) for q in seqs]
         prof = user_profiles(seqs, self.vectors_, half_life=c.profile_half_life)
@@ -608,18 +627,13 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         for q, u in zip(seqs, prof, strict=True):
             if not len(q) or not np.any(u):
                 out.append(empty)
-                continue
-            if self.uses_retrieval():
-                k = c.fresh_match + len(np.unique(q))
-                pool = np.unique(self.catalog_index().nearest_text(self, u, k))
-                cos = self.vectors_[pool] @ u
+            elif self.uses_retrieval():
+                pool = np.unique(
+                    self.catalog_index().nearest_text(self, u, c.fresh_match + len(np.unique(q)))
+                )
+                out.append(self._closest_new(pool, self.vectors_[pool] @ u, q))
             else:
-                pool = np.arange(self.n_items)
-                cos = self.vectors_ @ u
-            cos[np.isin(pool, q)] = -np.inf
-            m = min(c.fresh_match, int(np.isfinite(cos).sum()))
-            close = pool[np.argpartition(-cos, m - 1)[:m]] if m else empty
-            out.append(np.sort(close[self._is_new(close)]))
+                out.append(self._closest_new(np.arange(self.n_items), self.vectors_ @ u, q))
         return out
 
     def _slot(self, rows: np.ndarray, vals: np.ndarray, seq: np.ndarray, close: np.ndarray) -> None:

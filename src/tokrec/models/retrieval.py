@@ -149,10 +149,12 @@ class CatalogIndex:
         seq: np.ndarray,
         t: int,
         candidates: np.ndarray | None = None,
-        extra: np.ndarray | None = None,
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """``(rows, scores)``: the blend's score for each candidate row (retrieved when ``candidates`` is
-        None, with the rows ``extra`` added), z-normalised with whole-catalog statistics of this query.
+        text: bool = False,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+        """``(rows, scores, cosines)``: the blend's score for each candidate row (retrieved when ``candidates``
+        is None), z-normalised with whole-catalog statistics of this query; with ``text``, the candidates'
+        cosines to the history's profile vector (the ``profile`` signal's raw values; the profile's nearest
+        items are retrieved even when that signal has no weight), else None.
 
         A query is a few dozen array operations over its history, candidates and sample, without a scipy
         matrix built per query (each costs tens of microseconds of Python holding the GIL, the limit of two
@@ -160,11 +162,9 @@ class CatalogIndex:
         those than at two matrix-vector products)."""
         n = self.n
         active = set(m._active())
-        q = self._query(m, seq, t, active)
+        q = self._query(m, seq, t, active, text)
         if candidates is None:
             candidates = self._retrieve(m, q)
-            if extra is not None and len(extra):
-                candidates = np.concatenate([candidates, extra])
         cand = _sorted_unique(np.asarray(candidates, dtype=np.int64))
         # the sample's rows that are not candidates (both sorted: one binary search)
         at = np.minimum(np.searchsorted(cand, self.sample), max(len(cand) - 1, 0))
@@ -182,9 +182,12 @@ class CatalogIndex:
         z = (raw - mean[:, None]) / np.maximum(sd, 1e-12).astype(np.float32)[:, None]
         z[sd <= 1e-12] = 0.0
         total = _blend(m, names, z, rows, nc, self.n_warm)
-        return cand, total[:nc]
+        cos = raw[names.index("profile"), :nc] if text and "profile" in names else None
+        return cand, total[:nc], cos
 
-    def _query(self, m: TokrecHybrid, seq: np.ndarray, t: int, active: set[str]) -> _Query:
+    def _query(
+        self, m: TokrecHybrid, seq: np.ndarray, t: int, active: set[str], text: bool = False
+    ) -> _Query:
         """The pieces every candidate's signals are read from, for the history ``seq`` at time ``t``."""
         c = m.config
         nf = m.n_fitted
@@ -205,7 +208,7 @@ class CatalogIndex:
             q.time = self._time_stats(m, q.time_bin)
         if "map" in active:  # the ridge map of the history's items, each once (the plain user row)
             q.map_w = m.history_map_weights(items).astype(np.float64)
-        if "profile" in active:
+        if "profile" in active or text:
             u = user_profiles([seq], m.vectors_, half_life=c.profile_half_life)[0]
             q.profile_w = np.concatenate([u.astype(np.float64), np.zeros(m.features_.shape[1] - d)])
         q.content_stats = self._content_stats(q)
