@@ -43,28 +43,16 @@ SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
 )
 
 
-def _fit(ds, vectors):
-    """The shipped model and the same with the cold calibration off (a fitted-path setting, not a scoring
-    one)."""
-    from tokrec.models.registry import create_model
-
-    return create_model("tokrec", {}).fit(ds, vectors), create_model(
-        "tokrec", {"cold_calibration": False}
-    ).fit(ds, vectors)
-
-
-def _scored(models, overrides):
-    """The fitted model for ``overrides`` (scoring options through ``with_scoring``)."""
-    fitted, off = models
-    rest = {k: v for k, v in overrides.items() if k != "cold_calibration"}
-    m = off if "cold_calibration" in overrides else fitted
-    return m.with_scoring(**rest) if rest else m
+def _scored(model, overrides):
+    """The fitted model scored with ``overrides`` (scoring options, ``with_scoring``: no second fit)."""
+    return model.with_scoring(**overrides) if overrides else model
 
 
 def mixed_lists(s: Path, seeds: list[int], tmp: Path) -> None:
     from tokrec.data.loaders import load_dataset
     from tokrec.evaluation.metrics import score_recommendations
     from tokrec.features import item_vectors
+    from tokrec.models.registry import create_model
 
     train = pd.read_csv(s / "warm" / "train.csv", dtype={"user_id": str, "item_id": str})
     test_all = pd.read_csv(s / "warm" / "test.csv", dtype={"user_id": str, "item_id": str})
@@ -83,9 +71,9 @@ def mixed_lists(s: Path, seeds: list[int], tmp: Path) -> None:
             f"seed {seed}: {len(new)} of {ds.n_items} items made new; {len(users)} test users, "
             f"{on_new.mean():.1%} of them with their test item among the new ones"
         )
-        models = _fit(ds, item_vectors(ds))
+        model = create_model("tokrec", {}).fit(ds, item_vectors(ds))
         for name, overrides in SETTINGS:
-            recs = _scored(models, overrides).recommend_batch(users, k=10)
+            recs = _scored(model, overrides).recommend_batch(users, k=10)
             per = score_recommendations(recs, test, reduced, k=10, per_user=True)["per_user"].set_index(
                 "user_id"
             )
@@ -112,12 +100,13 @@ def mixed_lists(s: Path, seeds: list[int], tmp: Path) -> None:
 def star_wars(s: Path, tmp: Path) -> None:
     from tokrec.data.loaders import load_dataset
     from tokrec.features import item_vectors
+    from tokrec.models.registry import create_model
 
     items = pd.read_csv(s / "items.csv", dtype={"item_id": str})
     new = pd.read_csv(s / "cold" / "candidates.csv", dtype={"item_id": str})["item_id"]
     items[~items["item_id"].isin(new)].to_csv(tmp / "old_items.csv", index=False)
     ds = load_dataset(tmp / "old_items.csv", s / "cold" / "train.csv")
-    models = _fit(ds, item_vectors(ds))
+    model = create_model("tokrec", {}).fit(ds, item_vectors(ds))
     wookiee = pd.DataFrame(
         [
             {
@@ -128,12 +117,11 @@ def star_wars(s: Path, tmp: Path) -> None:
             }
         ]
     )
-    for m in models:
-        m.add_items(["wookiee"], item_vectors(wookiee), items=wookiee)
+    model.add_items(["wookiee"], item_vectors(wookiee), items=wookiee)
     history = ["50", "172", "181"]  # Star Wars, The Empire Strikes Back, Return of the Jedi
     ranks = []
     for name, overrides in SETTINGS:
-        m = _scored(models, overrides)
+        m = _scored(model, overrides)
         top = m.recommend(None, k=m.n_items, history=history)
         ranks.append(f"{name.strip('*')}: {[i for i, _ in top].index('wookiee') + 1}")
     print("\nStar Wars check, rank of the new item:\n  " + "\n  ".join(ranks))
@@ -142,6 +130,7 @@ def star_wars(s: Path, tmp: Path) -> None:
 def sequels(s: Path, tmp: Path) -> None:
     from tokrec.data.loaders import load_dataset
     from tokrec.features import item_vectors
+    from tokrec.models.registry import create_model
 
     items = pd.read_csv(s / "items.csv", dtype={"item_id": str})
     train = pd.read_csv(s / "warm" / "train.csv", dtype={"user_id": str, "item_id": str})
@@ -160,12 +149,12 @@ def sequels(s: Path, tmp: Path) -> None:
     later = {b for _, b in pairs}
     train[~train["item_id"].isin(later)].to_csv(tmp / "seq_train.csv", index=False)
     ds = load_dataset(s / "items.csv", tmp / "seq_train.csv")
-    models = _fit(ds, item_vectors(ds))
+    model = create_model("tokrec", {}).fit(ds, item_vectors(ds))
     print(f"\nsequels: {len(pairs)} title pairs, {len(later)} later titles made new")
     print("| setting | later title in the top 10 | median rank |")
     print("| --- | ---: | ---: |")
     for name, overrides in SETTINGS:
-        m = _scored(models, overrides)
+        m = _scored(model, overrides)
         ranks = np.array(
             [[i for i, _ in m.recommend(None, k=m.n_items, history=[a])].index(b) + 1 for a, b in pairs]
         )

@@ -78,7 +78,7 @@ def ivf_join(
     per query (each query compared with the rows of the cells whose centroids are nearest it; spherical
     k-means cells), computed in another order. When every item of a catalog is a query (the model's text
     neighbours), faiss scans each query's cells from memory one query at a time, which is bound by memory
-    traffic (a million MiniLM vectors: about 5 minutes on 2 cores). Here the queries are taken in batches
+    traffic (a million MiniLM vectors: about 8 minutes on 2 cores). Here the queries are taken in batches
     of neighbouring cells, and within a batch each probed cell is compared with all the batch's queries
     that probe it in one matrix product (BLAS) and a top-k per query, the partial top-k lists merged at the
     end of the batch: each cell is read once per batch, not once per query (about 3 minutes, k-means

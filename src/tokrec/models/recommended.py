@@ -70,6 +70,7 @@ SCORING_PARAMS = (
     "profile_half_life",
     "retrieval_min_items",
     "retrieval_per_source",
+    "cold_calibration",
     "cold_offset",
     "fresh_slot",
     "fresh_match",
