@@ -122,3 +122,38 @@ def test_cli_finetune_and_bad_input(tiny_st: Path, tmp_path: Path, capsys) -> No
         from tokrec.encoders.finetune import make_config
 
         make_config(no_such_option=1)
+
+
+def test_query_histories_recent_and_any() -> None:
+    from tokrec.encoders.finetune import _examples
+
+    seqs = [np.array([0, 1, 2, 3, 4, 5]), np.array([6, 7])]
+    keep = np.ones(8, dtype=bool)
+    keep[3] = False  # a held-out item: never in a history
+    target = np.ones(8, dtype=bool)
+    target[3] = False
+    recent = _examples(seqs, 2, keep, target)
+    # next-item: the last 2 kept items before each event; the first event of a user has none
+    assert recent.pos.tolist() == [1, 2, 4, 5, 7]
+    assert recent.hist.tolist() == [[0, -1], [0, 1], [1, 2], [2, 4], [6, -1]]
+    rng = np.random.default_rng(0)
+    drawn = [_examples(seqs, 2, keep, target, rng) for _ in range(20)]
+    # any: every target event, the first included, with items drawn from before AND after it
+    assert drawn[0].pos.tolist() == [0, 1, 2, 4, 5, 6, 7]
+    for ex in drawn:
+        for u, h, p in zip(ex.users, ex.hist, ex.pos, strict=True):
+            h = h[h >= 0]
+            mine = set(seqs[u].tolist()) - {3, int(p)}
+            assert len(h) == min(2, len(mine)) and set(h.tolist()) <= mine and len(set(h.tolist())) == len(h)
+    later = {int(x) for ex in drawn for x in ex.hist[0] if x >= 0}  # item 0's histories
+    assert later == {1, 2, 4, 5}  # after the event, never the held-out 3
+
+
+def test_finetune_with_queries_from_the_whole_history(tiny: Path, tmp_path: Path) -> None:
+    from tokrec.encoders.finetune import finetune_encoder
+
+    r = finetune_encoder(planted(), tmp_path / "any", model=str(tiny), query="any", **SMALL)
+    assert r.steps == 2 * (r.info["train_examples"] // 16)  # epoch 2 ran on freshly drawn histories
+    assert min(r.val_loss) < r.base_val_loss - 0.05, r.to_json()
+    meta = json.loads((tmp_path / "any" / "tokrec_finetune.json").read_text())
+    assert meta["config"]["query"] == "any"

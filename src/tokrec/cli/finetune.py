@@ -47,6 +47,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="time budget: the epoch running when it is spent is the last",
     )
     p.add_argument("--history-items", type=int, default=5)
+    p.add_argument(
+        "--query",
+        choices=("recent", "any"),
+        default="recent",
+        help="recent (default): the items just before each event (next-item); any: the user's other items "
+        "drawn from their whole history (new items, whose events fall anywhere in a timeline)",
+    )
     p.add_argument("--hard-negatives", type=int, default=4, help="per event (default 4)")
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=None, help="default 3e-5 (full) / 3e-4 (adapter)")
@@ -67,7 +74,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model_path,
         **same_named(
             args, "adapter", "lora_r", "epochs", "patience", "batch_size", "max_steps_per_epoch", "max_seconds",
-            "history_items", "hard_negatives", "temperature", "lr", "val_fraction", "device", "dtype",
+            "history_items", "query", "hard_negatives", "temperature", "lr", "val_fraction", "device", "dtype",
             "threads", "seed", "progress",
         ),
     )  # fmt: skip

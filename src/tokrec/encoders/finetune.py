@@ -2,7 +2,10 @@
 
 The query is a user's recent items: the normalised mean of the vectors of the ``history_items`` items
 before an event (the same shape as the ``profile`` signal of the default model); the positive is the
-text of the event's item. Every other item whose text is encoded in the step is a negative: the other
+text of the event's item. With ``query="any"`` the query is ``history_items`` of the user's OTHER items
+drawn at random from their whole history, before or after the event (drawn again every epoch): what the
+cold-item task asks, where a new item's events fall anywhere in a user's timeline and the model knows
+the user's whole history, not the moment of the event. Every other item whose text is encoded in the step is a negative: the other
 examples' positives and histories (in-batch) and ``hard_negatives`` items per example drawn in
 proportion to training popularity among items the user never interacted with (popular items the user
 passed over). Items the user did interact with are masked out of their own softmax, so they are never
@@ -65,7 +68,12 @@ class FinetuneConfig(BaseModel):
         default_factory=lambda: ["query", "key", "value", "intermediate.dense", "output.dense"],
         description="adapter targets (BERT names; the pooler, unused by pooling, is left out)",
     )
-    history_items: int = Field(5, ge=1, description="recent items that make the query")
+    history_items: int = Field(5, ge=1, description="items that make the query")
+    query: Literal["recent", "any"] = Field(
+        "recent",
+        description="recent: the items just before the event (next-item); any: the user's other items drawn "
+        "at random from their whole history, each epoch (new items, whose events fall anywhere in a timeline)",
+    )
     hard_negatives: int = Field(4, ge=0, description="popularity-drawn unseen items per example")
     temperature: float = Field(0.05, gt=0)
     batch_size: int = Field(128, ge=2, description="events per step")
@@ -138,17 +146,29 @@ def make_config(config: FinetuneConfig | dict[str, Any] | None = None, **kwargs:
         raise ConfigError(f"finetune: invalid config: {e}") from e
 
 
-def _examples(seqs: list[np.ndarray], k: int, keep: np.ndarray, target: np.ndarray) -> _Examples:
-    """One example per event whose item is in ``target``: its last ``k`` earlier events among
-    ``keep`` items as the history (events with no such earlier event are skipped)."""
+def _examples(
+    seqs: list[np.ndarray],
+    k: int,
+    keep: np.ndarray,
+    target: np.ndarray,
+    rng: np.random.Generator | None = None,
+) -> _Examples:
+    """One example per event whose item is in ``target``, its history among ``keep`` items: the last
+    ``k`` earlier events, or with ``rng`` (``query="any"``) ``k`` of the user's other events drawn at
+    random, before or after it. Events with no such event are skipped."""
     users, hists, pos = [], [], []
     for u, s in enumerate(seqs):
         s = np.asarray(s)
         kept = keep[s]
-        for t in range(1, len(s)):
+        kept_at = np.flatnonzero(kept)
+        for t in range(0 if rng is not None else 1, len(s)):
             if not target[s[t]]:
                 continue
-            before = s[:t][kept[:t]][-k:]
+            if rng is None:
+                before = s[:t][kept[:t]][-k:]
+            else:
+                others = kept_at[kept_at != t]
+                before = s[rng.choice(others, size=min(k, len(others)), replace=False)]
             if len(before) == 0:
                 continue
             row = np.full(k, -1, dtype=np.int64)
@@ -310,8 +330,9 @@ def finetune_encoder(
         held[dataset.item_vocab.encode(split.candidates or [], missing="mask")] = True
         seqs = dataset.sequences()
         k = cfg.history_items
-        train_ex = _examples(seqs, k, ~held, ~held)
-        val_ex = _examples(seqs, k, ~held, held)
+        drawn = cfg.query == "any"
+        train_ex = _examples(seqs, k, ~held, ~held, rng if drawn else None)
+        val_ex = _examples(seqs, k, ~held, held, rng if drawn else None)
         if len(train_ex.pos) < cfg.batch_size or len(val_ex.pos) == 0:
             raise DataError(
                 f"finetune: too few events ({len(train_ex.pos)} training, {len(val_ex.pos)} validation examples "
@@ -355,6 +376,8 @@ def finetune_encoder(
         held_rows = np.flatnonzero(held)
 
         def batches(epoch: int) -> Iterator[np.ndarray]:
+            if drawn and epoch > 1:  # fresh random histories each epoch (same events, same order of rows)
+                train_ex.hist[:] = _examples(seqs, k, ~held, ~held, rng).hist
             order = rng.permutation(len(train_ex.pos))[: per_epoch * cfg.batch_size]
             for b in range(per_epoch):
                 yield order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
