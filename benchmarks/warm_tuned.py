@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import subprocess
 import sys
 import tempfile
@@ -33,6 +32,7 @@ import time
 from pathlib import Path
 
 from tokrec.data.loaders import load_dataset
+from tokrec.fileio import atomic_write
 from tokrec.tuning import make_validation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
@@ -52,9 +52,7 @@ def prepare(splits: Path, out: Path) -> Path:
     path = out / "val_train.csv"
     inter = val.train.interactions
     cols = [c for c in ("user_id", "item_id", "rating", "timestamp") if c in inter.columns]
-    tmp = path.with_suffix(".csv.tmp")
-    inter[cols].to_csv(tmp, index=False)
-    os.replace(tmp, path)
+    atomic_write(path, lambda tmp: inter[cols].to_csv(tmp, index=False))
     print(
         f"wrote {path}: {len(inter):,} events ({len(val.split.test):,} held out, the tuner's "
         f"validation targets)"
