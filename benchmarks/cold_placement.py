@@ -43,11 +43,6 @@ SETTINGS: tuple[tuple[str, dict[str, object]], ...] = (
 )
 
 
-def _scored(model, overrides):
-    """The fitted model scored with ``overrides`` (scoring options, ``with_scoring``: no second fit)."""
-    return model.with_scoring(**overrides) if overrides else model
-
-
 def mixed_lists(s: Path, seeds: list[int], tmp: Path) -> None:
     from tokrec.data.loaders import load_dataset
     from tokrec.evaluation.metrics import score_recommendations
@@ -73,7 +68,7 @@ def mixed_lists(s: Path, seeds: list[int], tmp: Path) -> None:
         )
         model = create_model("tokrec", {}).fit(ds, item_vectors(ds))
         for name, overrides in SETTINGS:
-            recs = _scored(model, overrides).recommend_batch(users, k=10)
+            recs = model.with_scoring(**overrides).recommend_batch(users, k=10)
             per = score_recommendations(recs, test, reduced, k=10, per_user=True)["per_user"].set_index(
                 "user_id"
             )
@@ -121,7 +116,7 @@ def star_wars(s: Path, tmp: Path) -> None:
     history = ["50", "172", "181"]  # Star Wars, The Empire Strikes Back, Return of the Jedi
     ranks = []
     for name, overrides in SETTINGS:
-        m = _scored(model, overrides)
+        m = model.with_scoring(**overrides)
         top = m.recommend(None, k=m.n_items, history=history)
         ranks.append(f"{name.strip('*')}: {[i for i, _ in top].index('wookiee') + 1}")
     print("\nStar Wars check, rank of the new item:\n  " + "\n  ".join(ranks))
@@ -154,7 +149,7 @@ def sequels(s: Path, tmp: Path) -> None:
     print("| setting | later title in the top 10 | median rank |")
     print("| --- | ---: | ---: |")
     for name, overrides in SETTINGS:
-        m = _scored(model, overrides)
+        m = model.with_scoring(**overrides)
         ranks = np.array(
             [[i for i, _ in m.recommend(None, k=m.n_items, history=[a])].index(b) + 1 for a, b in pairs]
         )

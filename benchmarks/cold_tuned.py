@@ -16,8 +16,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -25,6 +23,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common import run_scorer
 from tokrec.data.loaders import load_dataset
 from tokrec.encoders import load_encoder
 from tokrec.evaluation.splits import cold_item_split
@@ -35,9 +34,7 @@ SHARED = Path(__file__).resolve().parents[2] / "shared"
 
 
 def score(recs: Path, test: Path, train: Path, cand: Path, scorer: Path) -> float:
-    cmd = [sys.executable, str(scorer), str(recs), str(test), str(train), "--candidates", str(cand)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    return float(json.loads(out)["ndcg@10"])
+    return run_scorer(scorer, recs, test, train, cand)["ndcg@10"]
 
 
 def main() -> None:

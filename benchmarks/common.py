@@ -1,4 +1,5 @@
-"""What the benchmark scripts share: where the read-only shared data lives, the greedy max-sum dispersion.
+"""What the benchmark scripts share: where the read-only shared data lives, the shared scorer, the greedy
+max-sum dispersion.
 
 Imported by the scripts as ``from common import shared_dir`` (run as ``python benchmarks/NAME.py``, the scripts'
 folder is on the import path).
@@ -6,7 +7,9 @@ folder is on the import path).
 
 from __future__ import annotations
 
+import json
 import os
+import subprocess
 import sys
 from pathlib import Path
 
@@ -22,6 +25,17 @@ def shared_dir(arg: str | None, need: str = "data/ml-100k-splits") -> Path:
     if not (d / need).is_dir():
         sys.exit(f"{d}/{need} not found (pass --shared)")
     return d
+
+
+def run_scorer(
+    scorer: Path, recs: Path, test: Path, train: Path, candidates: Path | None = None
+) -> dict[str, float]:
+    """The shared scorer's metrics (its last output line, JSON) for a recommendations file."""
+    cmd = [sys.executable, str(scorer), str(recs), str(test), str(train)]
+    if candidates is not None:
+        cmd += ["--candidates", str(candidates)]
+    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
+    return dict(json.loads(out))
 
 
 def max_sum_dispersion(rel: np.ndarray, v: np.ndarray, k: int, lam: float) -> np.ndarray:

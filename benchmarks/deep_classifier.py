@@ -19,8 +19,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -28,6 +26,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common import run_scorer
 from tokrec.config import parse_key_values
 from tokrec.data.dataset import Dataset
 from tokrec.encoders import load_encoder
@@ -41,10 +40,7 @@ WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
 
 
 def score(recs: Path, test: Path, train: Path, scorer: Path) -> dict[str, float]:
-    cmd = [sys.executable, str(scorer), str(recs), str(test), str(train)]
-    return json.loads(
-        subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    )
+    return run_scorer(scorer, recs, test, train)
 
 
 def first_stage(ds: Dataset, vecs: np.ndarray, users: list[str], k: int) -> pd.DataFrame:

@@ -14,8 +14,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import subprocess
-import sys
 import tempfile
 import time
 from pathlib import Path
@@ -23,6 +21,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from common import run_scorer
 from tokrec.data.dataset import Dataset
 
 SCORER = Path(__file__).resolve().parents[2] / "shared" / "bench" / "score_recs.py"
@@ -76,17 +75,8 @@ def load_split(splits: Path, setting: str) -> tuple[Dataset, pd.DataFrame]:
 
 
 def score(recs: Path, splits: Path, setting: str) -> dict[str, float]:
-    cmd = [
-        sys.executable,
-        str(SCORER),
-        str(recs),
-        str(splits / setting / "test.csv"),
-        str(splits / setting / "train.csv"),
-    ]
-    if setting == "cold":
-        cmd += ["--candidates", str(splits / "cold" / "candidates.csv")]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()
-    return json.loads(out[-1])
+    cand = splits / "cold" / "candidates.csv" if setting == "cold" else None
+    return run_scorer(SCORER, recs, splits / setting / "test.csv", splits / setting / "train.csv", cand)
 
 
 def choose_on_validation(

@@ -33,7 +33,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-from common import shared_dir
+from common import run_scorer, shared_dir
 
 BASELINES = ["ease", "ease-recency", "itemknn", "als", "bpr"]
 
@@ -68,17 +68,9 @@ def shuffled_ml100k(shared: Path, out: Path) -> Path:
 
 
 def score(shared: Path, recs: Path, d: Path, split: str) -> float:
-    cmd = [
-        sys.executable,
-        str(shared / "bench" / "score_recs.py"),
-        str(recs),
-        str(d / split / "test.csv"),
-        str(d / split / "train.csv"),
-    ]
-    if split == "cold":
-        cmd += ["--candidates", str(d / "cold" / "candidates.csv")]
-    res = subprocess.run(cmd, capture_output=True, text=True, check=True)
-    return float(json.loads(res.stdout.strip().splitlines()[-1])["ndcg@10"])
+    cand = d / "cold" / "candidates.csv" if split == "cold" else None
+    scorer = shared / "bench" / "score_recs.py"
+    return run_scorer(scorer, recs, d / split / "test.csv", d / split / "train.csv", cand)["ndcg@10"]
 
 
 def run_cli(d: Path, split: str, out: Path, extra: list[str]) -> tuple[Path, float, str]:

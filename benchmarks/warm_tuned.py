@@ -24,25 +24,19 @@ Usage:
 from __future__ import annotations
 
 import argparse
-import json
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
 
+from common import run_scorer
 from tokrec.data.loaders import load_dataset
 from tokrec.fileio import atomic_write
 from tokrec.tuning import make_validation
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 TOKREC = [sys.executable, "-m", "tokrec.cli.main"]
-
-
-def score(recs: Path, test: Path, train: Path, scorer: Path) -> dict[str, float]:
-    cmd = [sys.executable, str(scorer), str(recs), str(test), str(train)]
-    out = subprocess.run(cmd, check=True, capture_output=True, text=True).stdout.strip().splitlines()[-1]
-    return dict(json.loads(out))
 
 
 def prepare(splits: Path, out: Path) -> Path:
@@ -90,7 +84,7 @@ def main() -> None:
             t0 = time.perf_counter()
             subprocess.run(cmd, check=True)
             wall = time.perf_counter() - t0
-            m = score(out / f"{name}.csv", d / "warm" / "test.csv", d / "warm" / "train.csv", a.scorer)
+            m = run_scorer(a.scorer, out / f"{name}.csv", d / "warm" / "test.csv", d / "warm" / "train.csv")
             rows.append((enc, mode, m["ndcg@10"], m.get("hr@10", float("nan")), wall))
             print(
                 f"{name}: NDCG@10 {m['ndcg@10']:.4f}  HR@10 {m.get('hr@10', float('nan')):.4f}  {wall:.0f}s"
