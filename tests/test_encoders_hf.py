@@ -70,6 +70,26 @@ def test_input_order_restored_across_length_sorted_batches(bert_dir):
 
 
 @pytest.mark.parametrize("side", ["right", "left"])
+def test_windows_tokenized_in_the_background_keep_every_row(gpt2_dir, monkeypatch, side):
+    """Several windows (the next one tokenized by a background thread while the model runs, as on a GPU) and
+    several flushes of the device-held vectors: every row matches the text encoded alone, in input order."""
+    import tokrec.encoders.hf as hf
+
+    monkeypatch.setattr(hf, "_FLUSH_ROWS", 3)
+    words = ["toy", "story", "heat", "love", "war", "space", "crime", "night"]
+    texts = [" ".join(words[(i * 5 + j * 3) % 8] for j in range(1 + i % 4 + i // 4)) for i in range(21)]
+    texts += texts[:5]  # duplicates are encoded once and copied back
+    enc = load_encoder(str(gpt2_dir), normalize=False, dtype="fp32", batch_size=2)
+    enc.tokenizer_.padding_side = side
+    assert enc.window is None  # on a CPU one window: a global sort by token count, no tokenizer thread
+    enc.window = 4  # as on a GPU, in windows of 8 texts here (4 batches of 2)
+    got = enc.encode(texts)
+    assert enc.stats["unique"] == 21 and got.shape == (26, 32)
+    assert enc.stats["tokens"] == sum(enc.count_tokens(texts[:21]))
+    np.testing.assert_allclose(got, _manual(gpt2_dir, texts, "last"), atol=1e-5)
+
+
+@pytest.mark.parametrize("side", ["right", "left"])
 def test_gpt2_last_token_pooling_under_both_padding_sides(gpt2_dir, side):
     enc = load_encoder(str(gpt2_dir), normalize=False, dtype="fp32", batch_size=8)
     assert enc.decoder_only and enc.pooling == "last"  # the default for a decoder-only model

@@ -248,6 +248,10 @@ class HFEncoder:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token or self.tokenizer_.unk_token
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
+        # texts tokenized together (see encode): all of them on a CPU, where the model keeps every core busy
+        # and a tokenizer thread beside it only competes (measured 8-23% slower on 2 cores); windows on a
+        # GPU, whose model waits on the host, so that tokenizing the next window hides behind the model
+        self.window: int | None = WINDOW_TEXTS if self.device == "cuda" else None
         self.stats: dict[str, float] = {}
         self._model: Any = None
 
@@ -353,6 +357,13 @@ class HFEncoder:
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
         """Encodes texts.
 
+        Texts are deduplicated and sorted by token count into batches of ``batch_size``, so that padding
+        stays small. On a GPU (``window`` set) they are first put in order of length in characters and
+        cut into windows of ``window`` texts; a background thread tokenizes the next window (the Rust
+        tokenizer releases the GIL) while this one runs the model on the current one, whose texts are
+        then sorted by token count. Vectors stay on the device until a flush (no synchronisation per
+        batch on a GPU).
+
         Args:
             texts: ``n`` strings.
             progress: show a tqdm bar on stderr.
@@ -371,17 +382,23 @@ class HFEncoder:
         out = np.zeros((len(unique), self.dim), dtype=np.float32)
         n_tokens = 0
         if unique:
-            ids = self.tokenizer_(
-                [self.prompt + t for t in unique], truncation=True, max_length=self.max_length, verbose=False
-            )["input_ids"]
-            lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
-            n_tokens = int(lengths.sum())
-            order = np.argsort(-lengths, kind="stable")
-            batches = [order[i : i + self.batch_size] for i in range(0, len(order), self.batch_size)]
+            chars = np.fromiter((len(t) for t in unique), dtype=np.int64, count=len(unique))
+            order = np.argsort(-chars, kind="stable")
+            size = max(self.window, 4 * self.batch_size) if self.window else len(order)
+            windows = [order[i : i + size] for i in range(0, len(order), size)]
             bar = _progress(len(unique), progress, "encode")
-            for b in batches:
-                out[b] = self._forward([ids[i] for i in b])
-                bar.update(len(b))
+            held: list[tuple[np.ndarray, Any]] = []
+            n_held = 0
+            for batches in _prefetched(lambda w: self._prepare(unique, w), windows):
+                for rows, input_ids, mask in batches:
+                    held.append((rows, self._forward(input_ids, mask)))
+                    n_held += len(rows)
+                    n_tokens += int(mask.sum())
+                    if n_held >= _FLUSH_ROWS:
+                        _flush(held, out)
+                        n_held = 0
+                    bar.update(len(rows))
+            _flush(held, out)
             bar.close()
         self.stats = {
             "texts": len(texts),
@@ -392,22 +409,44 @@ class HFEncoder:
         _release_freed_memory()
         return np.ascontiguousarray(out[inverse], dtype=np.float32)
 
-    def _forward(self, ids: list[list[int]]) -> np.ndarray:
+    def _prepare(
+        self, unique: list[str], window: np.ndarray
+    ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+        """Tokenizes one window of texts and cuts it into padded batches, longest first.
+
+        Returns:
+            ``(rows, input_ids, attention_mask)`` per batch: the rows of ``unique`` and two int64 arrays
+            ``(batch, width)``, padded on the tokenizer's side.
+        """
+        ids = self.tokenizer_(
+            [self.prompt + unique[i] for i in window],
+            truncation=True,
+            max_length=self.max_length,
+            verbose=False,
+        )["input_ids"]
+        lengths = np.fromiter((len(x) for x in ids), dtype=np.int64, count=len(ids))
+        local = np.argsort(-lengths, kind="stable")
+        pad = int(self.tokenizer_.pad_token_id or 0)
+        left = self.tokenizer_.padding_side == "left"
+        batches = []
+        for start in range(0, len(local), self.batch_size):
+            b = local[start : start + self.batch_size]
+            width = int(lengths[b[0]])
+            input_ids = np.full((len(b), width), pad, dtype=np.int64)
+            mask = np.zeros((len(b), width), dtype=np.int64)
+            for r, i in enumerate(b):
+                x = ids[i]
+                cols = slice(width - len(x), width) if left else slice(0, len(x))
+                input_ids[r, cols] = x
+                mask[r, cols] = 1
+            batches.append((window[b], input_ids, mask))
+        return batches
+
+    def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> Any:
+        """One batch through the model: pooled (and normalised) float32 vectors, left on the device."""
         import torch
 
         model = self.model
-        width = max(len(x) for x in ids)
-        pad = int(self.tokenizer_.pad_token_id or 0)
-        input_ids = np.full((len(ids), width), pad, dtype=np.int64)
-        mask = np.zeros((len(ids), width), dtype=np.int64)
-        left = self.tokenizer_.padding_side == "left"
-        for r, x in enumerate(ids):
-            if left:
-                input_ids[r, width - len(x) :] = x
-                mask[r, width - len(x) :] = 1
-            else:
-                input_ids[r, : len(x)] = x
-                mask[r, : len(x)] = 1
         t_ids = torch.from_numpy(input_ids).to(self.device)
         t_mask = torch.from_numpy(mask).to(self.device)
         kwargs: dict[str, Any] = {"input_ids": t_ids, "attention_mask": t_mask}
@@ -423,7 +462,42 @@ class HFEncoder:
             pooled = pool(hidden.float(), t_mask, self.pooling)
             if self.normalize:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
-        return pooled.cpu().numpy()
+        return pooled
+
+
+WINDOW_TEXTS = 4096
+"""Texts tokenized together by :meth:`HFEncoder.encode` on a GPU (at least 4 batches): large enough that sorting
+inside a window keeps padding within 1-4% of a global sort by token count, small enough that the first window's
+tokenization, which nothing overlaps, is a small share of a large encode."""
+
+_FLUSH_ROWS = 16384  # vectors held on the device before one copy to the host
+
+
+def _prefetched(prepare: Any, windows: list[np.ndarray]) -> Any:
+    """Yields ``prepare(w)`` for each window, computing the next one in a background thread meanwhile."""
+    if len(windows) == 1:
+        yield prepare(windows[0])
+        return
+    from concurrent.futures import ThreadPoolExecutor
+
+    with ThreadPoolExecutor(1, thread_name_prefix="tokrec-tokenize") as pool_:
+        pending = pool_.submit(prepare, windows[0])
+        for w in range(len(windows)):
+            ready = pending.result()
+            if w + 1 < len(windows):
+                pending = pool_.submit(prepare, windows[w + 1])
+            yield ready
+
+
+def _flush(held: list[tuple[np.ndarray, Any]], out: np.ndarray) -> None:
+    """Copies the held device vectors into ``out`` at their rows (one transfer) and empties ``held``."""
+    if not held:
+        return
+    import torch
+
+    rows = np.concatenate([r for r, _ in held])
+    out[rows] = torch.cat([v for _, v in held]).cpu().numpy()
+    held.clear()
 
 
 def pool(hidden: Any, mask: Any, mode: str) -> Any:
