@@ -31,6 +31,7 @@ from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
+WEIGHTS = ("w_ease", "w_trans", "w_time", "w_age", "w_map", "w_prop", "w_prior", "w_profile")
 
 
 def score(recs: Path, test: Path, train: Path, cand: Path, scorer: Path) -> float:
@@ -46,6 +47,12 @@ def main() -> None:
     ap.add_argument("--seed", type=int, default=42, help="as given to tokrec finetune")
     ap.add_argument("--grid", default="small", choices=("small", "none"))
     ap.add_argument("--out", type=Path, default=None)
+    ap.add_argument(
+        "--signals-alone",
+        action="store_true",
+        help="diagnostic, after the chosen score: each cold signal alone (every other weight 0) on the test "
+        "events; nothing is chosen from these",
+    )
     a = ap.parse_args()
     out = a.out or Path(tempfile.mkdtemp(prefix="cold_tuned."))
     out.mkdir(parents=True, exist_ok=True)
@@ -107,6 +114,24 @@ def main() -> None:
             {"config": cfg, "val_ndcg10": val[best], "val_ndcg10_default": val[0], "test_ndcg10": test}
         )
     )
+    if a.signals_alone:
+        alone = {}
+        for signal in ("map", "prop", "prior", "profile", "age"):
+            only = {w: float(w == f"w_{signal}") for w in WEIGHTS}
+            model = create_model("tokrec", only)
+            model.fit(ds, vecs)
+            model.recommend_batch(k=100, candidates=cand).to_csv(out / f"alone-{signal}.csv", index=False)
+            alone[signal] = round(
+                score(
+                    out / f"alone-{signal}.csv",
+                    d / "cold" / "test.csv",
+                    d / "cold" / "train.csv",
+                    d / "cold" / "candidates.csv",
+                    a.scorer,
+                ),
+                4,
+            )
+        print("each signal alone on test (diagnostic):", json.dumps(alone))
 
 
 if __name__ == "__main__":

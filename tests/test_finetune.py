@@ -157,3 +157,46 @@ def test_finetune_with_queries_from_the_whole_history(tiny: Path, tmp_path: Path
     assert min(r.val_loss) < r.base_val_loss - 0.05, r.to_json()
     meta = json.loads((tmp_path / "any" / "tokrec_finetune.json").read_text())
     assert meta["config"]["query"] == "any"
+
+
+def test_popularity_correction_takes_log_q_off_each_candidate_logit() -> None:
+    """The logQ correction: the batch loss equals InfoNCE over cosine / temperature less log(events + 1) of
+    each candidate, computed here by hand with numpy on fixed vectors."""
+    import scipy.sparse as sp
+    import torch
+
+    from tokrec.encoders.finetune import FinetuneConfig, _Examples, _step_loss, _Trainer
+
+    rng = np.random.default_rng(0)
+    table = rng.normal(size=(6, 4)).astype(np.float32)
+    table /= np.linalg.norm(table, axis=1, keepdims=True)
+
+    class Fixed:  # the trainer's interface, with fixed item vectors instead of a model
+        device = "cpu"
+        queries = staticmethod(_Trainer.queries)
+
+        def embed(self, rows: np.ndarray) -> torch.Tensor:
+            return torch.from_numpy(table[rows])
+
+    ex = _Examples(np.array([0, 1]), np.array([[1, 2], [3, -1]]), np.array([0, 4]))
+    seen = sp.csr_matrix(np.array([[1, 1, 1, 0, 0, 0], [0, 0, 0, 1, 1, 0]], dtype=bool))
+    cfg = FinetuneConfig(hard_negatives=0, temperature=0.1)
+    counts = np.array([50.0, 3.0, 0.0, 7.0, 1.0, 9.0])
+    log_q = np.log1p(counts)
+
+    def by_hand(correct: bool) -> float:
+        uniq = np.array([0, 1, 2, 3, 4])  # the batch's distinct items
+        losses = []
+        for hist, pos, own in ((ex.hist[0], 0, {1, 2}), (ex.hist[1], 4, {3})):
+            q = table[hist[hist >= 0]].mean(0)
+            q /= np.linalg.norm(q)
+            logits = table[uniq] @ q / 0.1 - (log_q[uniq] if correct else 0.0)
+            logits[[j for j in range(5) if uniq[j] in own]] = -np.inf
+            losses.append(np.log(np.exp(logits).sum()) - logits[pos])
+        return float(np.mean(losses))
+
+    plain = float(_step_loss(Fixed(), ex, np.array([0, 1]), seen, None, cfg))
+    corrected = float(_step_loss(Fixed(), ex, np.array([0, 1]), seen, None, cfg, log_q))
+    assert plain == pytest.approx(by_hand(False), rel=1e-5)
+    assert corrected == pytest.approx(by_hand(True), rel=1e-5)
+    assert corrected != pytest.approx(plain, rel=1e-3)

@@ -55,6 +55,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "drawn from their whole history (new items, whose events fall anywhere in a timeline)",
     )
     p.add_argument("--hard-negatives", type=int, default=4, help="per event (default 4)")
+    p.add_argument(
+        "--popularity-correction",
+        action="store_true",
+        help="logQ correction: take log(events + 1) off each item's training logit, so frequent items are not "
+        "pushed away for filling batches and the vectors keep what makes an item popular",
+    )
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=None, help="default 3e-5 (full) / 3e-4 (adapter)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="items held out for validation")
@@ -74,7 +80,7 @@ def run(args: argparse.Namespace) -> int:
         model=args.model_path,
         **same_named(
             args, "adapter", "lora_r", "epochs", "patience", "batch_size", "max_steps_per_epoch", "max_seconds",
-            "history_items", "query", "hard_negatives", "temperature", "lr", "val_fraction", "device", "dtype",
+            "history_items", "query", "hard_negatives", "popularity_correction", "temperature", "lr", "val_fraction", "device", "dtype",
             "threads", "seed", "progress",
         ),
     )  # fmt: skip

@@ -75,6 +75,12 @@ class FinetuneConfig(BaseModel):
         "at random from their whole history, each epoch (new items, whose events fall anywhere in a timeline)",
     )
     hard_negatives: int = Field(4, ge=0, description="popularity-drawn unseen items per example")
+    popularity_correction: bool = Field(
+        False,
+        description="logQ correction (Yi et al., RecSys 2019): log(training events + 1) of each item is taken off "
+        "its training logit, so items are not pushed away for being frequent in batches; the vectors keep "
+        "what makes an item popular",
+    )
     temperature: float = Field(0.05, gt=0)
     batch_size: int = Field(128, ge=2, description="events per step")
     lr: float | None = Field(None, gt=0, description="default 3e-5 full, 3e-4 with an adapter")
@@ -345,6 +351,7 @@ def finetune_encoder(
         seen_mat = _seen_matrix(seqs, dataset.n_items)
         counts = np.bincount(dataset.item_idx, minlength=dataset.n_items).astype(np.float64)
         draw = _popularity_sampler(counts, (~held).astype(np.float64), rng)
+        log_q = np.log1p(counts) if cfg.popularity_correction else None
 
         per_epoch = len(train_ex.pos) // cfg.batch_size
         if cfg.max_steps_per_epoch:
@@ -392,7 +399,7 @@ def finetune_encoder(
 
         fit = trainer.fit(
             batches,
-            lambda idx: _step_loss(tr, train_ex, idx, seen_mat, draw, cfg),
+            lambda idx: _step_loss(tr, train_ex, idx, seen_mat, draw, cfg, log_q),
             validate,
             on_step=allocate if cfg.adapter == "adalora" else None,
             started=t_start,
@@ -435,8 +442,10 @@ def _step_loss(
     seen_mat: Any,
     draw: Any,
     cfg: FinetuneConfig,
+    log_q: np.ndarray | None = None,
 ) -> Any:
-    """InfoNCE of one batch: every distinct item of the batch encoded once (see the module docstring)."""
+    """InfoNCE of one batch: every distinct item of the batch encoded once (see the module docstring);
+    with ``log_q`` (per item), each candidate's logit less its ``log_q`` (the logQ correction)."""
     import torch
 
     users, hist, pos = ex.users[idx], ex.hist[idx], ex.pos[idx]
@@ -449,6 +458,8 @@ def _step_loss(
     h_local = np.where(hist >= 0, np.searchsorted(uniq, hist), -1)
     q = tr.queries(vecs, torch.from_numpy(h_local).to(tr.device))
     logits = (q @ vecs.T) / cfg.temperature
+    if log_q is not None:
+        logits = logits - torch.from_numpy(log_q[uniq].astype(np.float32)).to(tr.device)
     mask = seen_mat[users][:, uniq].toarray().astype(bool)  # the user's own items, except the positive
     target = np.searchsorted(uniq, pos)
     mask[np.arange(len(idx)), target] = False
