@@ -119,6 +119,10 @@ _WORKER = textwrap.dedent(
             out = self.enc.encode(texts)
             time.sleep(0.3)
             return out
+        def encode_windows(self, texts, window=None):  # what CachedEncoder calls on an HFEncoder
+            for rows, vecs in self.enc.encode_windows(texts, window):
+                yield rows, vecs
+                time.sleep(0.3)
 
     model, db, n = sys.argv[1], sys.argv[2], int(sys.argv[3])
     texts = [f"story {i} of the war movie" for i in range(n)]

@@ -81,8 +81,8 @@ def test_windows_tokenized_in_the_background_keep_every_row(gpt2_dir, monkeypatc
     texts += texts[:5]  # duplicates are encoded once and copied back
     enc = load_encoder(str(gpt2_dir), normalize=False, dtype="fp32", batch_size=2)
     enc.tokenizer_.padding_side = side
-    assert enc.window is None  # on a CPU one window: a global sort by token count, no tokenizer thread
-    enc.window = 4  # as on a GPU, in windows of 8 texts here (4 batches of 2)
+    assert not enc.prefetch and enc.window == 65_536  # on a CPU: large windows, no tokenizer thread
+    enc.window, enc.prefetch = 4, True  # as on a GPU, in windows of 8 texts here (4 batches of 2)
     got = enc.encode(texts)
     assert enc.stats["unique"] == 21 and got.shape == (26, 32)
     assert enc.stats["tokens"] == sum(enc.count_tokens(texts[:21]))

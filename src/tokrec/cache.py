@@ -243,20 +243,40 @@ class CachedEncoder:
             if v is not None:
                 out[i] = v
         bar = tqdm(total=len(miss), disable=not progress or not miss, desc="encode", unit="text", leave=False)
-        for s in range(0, len(miss), self.chunk_size):
-            rows = miss[s : s + self.chunk_size]
-            chunk = [unique[i] for i in rows]
-            t1 = time.perf_counter()
-            vecs = np.asarray(self.encoder.encode(chunk), dtype=np.float32)  # type: ignore[attr-defined]
+        t1 = time.perf_counter()
+        for rows, vecs in self._encoded_chunks([unique[i] for i in miss]):
+            chunk_rows = [miss[i] for i in rows]
+            chunk = [unique[i] for i in chunk_rows]
             self.stats["encode_seconds"] += time.perf_counter() - t1
             if vecs.shape != (len(chunk), dim):
                 raise DataError(f"encoder returned {vecs.shape} for {len(chunk)} texts of dim {dim}")
-            self.stats["tokens"] += float(getattr(self.encoder, "stats", {}).get("tokens", 0))
             self.cache.put_many(fp, chunk, vecs)
-            out[rows] = vecs
-            bar.update(len(rows))
+            out[chunk_rows] = vecs
+            bar.update(len(chunk))
+            t1 = time.perf_counter()
         bar.close()
         self.stats["texts"] += len(texts)
         self.stats["hits"] += len(unique) - len(miss)
         self.stats["misses"] += len(miss)
         return np.ascontiguousarray(out[inverse])
+
+    def _encoded_chunks(self, texts: list[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """``(rows, vectors)`` for chunks of about ``chunk_size`` of ``texts``, each to be committed as it comes.
+
+        An encoder with ``encode_windows`` (:class:`~tokrec.encoders.hf.HFEncoder`) gets all the texts in
+        one call and yields its windows, so that on a GPU it tokenizes the next chunk while the model runs;
+        any other encoder is called once per chunk."""
+        windows = getattr(self.encoder, "encode_windows", None)
+        if windows is not None:
+            seen = 0.0  # the encoder's token count is cumulative over the call
+            for rows, vecs in windows(texts, self.chunk_size):
+                total = float(self.encoder.stats.get("tokens", 0))  # type: ignore[attr-defined]
+                self.stats["tokens"] += total - seen
+                seen = total
+                yield rows, np.asarray(vecs, dtype=np.float32)
+            return
+        for s in range(0, len(texts), self.chunk_size):
+            chunk = texts[s : s + self.chunk_size]
+            vecs = np.asarray(self.encoder.encode(chunk), dtype=np.float32)  # type: ignore[attr-defined]
+            self.stats["tokens"] += float(getattr(self.encoder, "stats", {}).get("tokens", 0))
+            yield np.arange(s, s + len(chunk)), vecs

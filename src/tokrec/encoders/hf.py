@@ -16,7 +16,7 @@ import logging
 import os
 import tempfile
 import time
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal, TypedDict
@@ -248,10 +248,12 @@ class HFEncoder:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token or self.tokenizer_.unk_token
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
-        # texts tokenized together (see encode): all of them on a CPU, where the model keeps every core busy
-        # and a tokenizer thread beside it only competes (measured 8-23% slower on 2 cores); windows on a
-        # GPU, whose model waits on the host, so that tokenizing the next window hides behind the model
-        self.window: int | None = WINDOW_TEXTS if self.device == "cuda" else None
+        # texts tokenized together (see encode_windows). On a GPU, whose model waits on the host, small windows
+        # with the next one tokenized in a background thread, so that tokenizing hides behind the model; on a
+        # CPU, where the model keeps every core busy and a tokenizer thread beside it only competes (measured
+        # 8-23% slower on 2 cores), large windows tokenized in turn (one sort for any catalog up to 65,536)
+        self.prefetch = self.device == "cuda"
+        self.window = WINDOW_TEXTS if self.prefetch else 65_536
         self.stats: dict[str, float] = {}
         self._model: Any = None
 
@@ -355,14 +357,7 @@ class HFEncoder:
 
     # ---- encoding ----------------------------------------------------------------------------
     def encode(self, texts: Sequence[str], *, progress: bool = False) -> np.ndarray:
-        """Encodes texts.
-
-        Texts are deduplicated and sorted by token count into batches of ``batch_size``, so that padding
-        stays small. On a GPU (``window`` set) they are first put in order of length in characters and
-        cut into windows of ``window`` texts; a background thread tokenizes the next window (the Rust
-        tokenizer releases the GIL) while this one runs the model on the current one, whose texts are
-        then sorted by token count. Vectors stay on the device until a flush (no synchronisation per
-        batch on a GPU).
+        """Encodes texts (each distinct text once; see :meth:`encode_windows`).
 
         Args:
             texts: ``n`` strings.
@@ -372,7 +367,6 @@ class HFEncoder:
             float32 array ``(n, dim)``, C-contiguous, rows in input order (L2-normalised when
             ``normalize``).
         """
-        t0 = time.perf_counter()
         texts = list(texts)
         index: dict[str, int] = {}
         inverse = np.fromiter(
@@ -380,46 +374,71 @@ class HFEncoder:
         )
         unique = list(index)
         out = np.zeros((len(unique), self.dim), dtype=np.float32)
-        n_tokens = 0
-        if unique:
-            chars = np.fromiter((len(t) for t in unique), dtype=np.int64, count=len(unique))
-            order = np.argsort(-chars, kind="stable")
-            size = max(self.window, 4 * self.batch_size) if self.window else len(order)
-            windows = [order[i : i + size] for i in range(0, len(order), size)]
-            bar = _progress(len(unique), progress, "encode")
-            held: list[tuple[np.ndarray, Any]] = []
-            n_held = 0
-            for batches in _prefetched(lambda w: self._prepare(unique, w), windows):
-                for rows, input_ids, mask in batches:
-                    held.append((rows, self._forward(input_ids, mask)))
-                    n_held += len(rows)
-                    n_tokens += int(mask.sum())
-                    if n_held >= _FLUSH_ROWS:
-                        _flush(held, out)
-                        n_held = 0
-                    bar.update(len(rows))
-            _flush(held, out)
-            bar.close()
-        self.stats = {
-            "texts": len(texts),
-            "unique": len(unique),
-            "tokens": n_tokens,
-            "seconds": time.perf_counter() - t0,
-        }
+        bar = _progress(len(unique), progress and bool(unique), "encode")
+        for rows, vecs in self.encode_windows(unique):
+            out[rows] = vecs
+            bar.update(len(rows))
+        bar.close()
+        self.stats["texts"] = len(texts)
         _release_freed_memory()
         return np.ascontiguousarray(out[inverse], dtype=np.float32)
 
+    def encode_windows(
+        self, texts: Sequence[str], window: int | None = None
+    ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        """Encodes texts window by window, for callers that store results as they come (the embedding cache).
+
+        The texts are put in order of length in characters and cut into windows of ``window`` texts (default:
+        this encoder's ``window``); each window is tokenized, sorted by token count and cut into batches of
+        ``batch_size`` (little padding). With ``prefetch`` (on a GPU) a background thread tokenizes the next
+        window while the model runs on the current one (the Rust tokenizer releases the GIL), and vectors
+        stay on the device until the window ends or 16,384 are held: no synchronisation per batch.
+        ``stats`` counts as it goes (``unique`` texts, ``tokens``, ``seconds``).
+
+        Args:
+            texts: distinct strings (duplicates are encoded again).
+            window: texts per window (default: ``window``, at least 4 batches).
+
+        Yields:
+            ``(rows, vectors)`` per window: positions in ``texts`` and float32 ``(len(rows), dim)``.
+        """
+        t0 = time.perf_counter()
+        texts = list(texts)
+        self.stats = {"texts": len(texts), "unique": len(texts), "tokens": 0, "seconds": 0.0}
+        if not texts:
+            return
+        chars = np.fromiter((len(t) for t in texts), dtype=np.int64, count=len(texts))
+        order = np.argsort(-chars, kind="stable")
+        size = max(1, int(window)) if window else max(self.window, 4 * self.batch_size)
+        windows = [order[i : i + size] for i in range(0, len(order), size)]
+        for rows, batches in zip(
+            windows, _each(lambda w: self._prepare(texts, w), windows, self.prefetch), strict=True
+        ):
+            part = np.empty((len(rows), self.dim), dtype=np.float32)
+            held: list[tuple[np.ndarray, Any]] = []
+            n_held = 0
+            for local, input_ids, mask in batches:
+                held.append((local, self._forward(input_ids, mask)))
+                n_held += len(local)
+                self.stats["tokens"] += int(mask.sum())
+                if n_held >= _FLUSH_ROWS:
+                    _flush(held, part)
+                    n_held = 0
+            _flush(held, part)
+            self.stats["seconds"] = time.perf_counter() - t0
+            yield rows, part
+
     def _prepare(
-        self, unique: list[str], window: np.ndarray
+        self, texts: list[str], window: np.ndarray
     ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
         """Tokenizes one window of texts and cuts it into padded batches, longest first.
 
         Returns:
-            ``(rows, input_ids, attention_mask)`` per batch: the rows of ``unique`` and two int64 arrays
+            ``(local, input_ids, attention_mask)`` per batch: positions in ``window`` and two int64 arrays
             ``(batch, width)``, padded on the tokenizer's side.
         """
         ids = self.tokenizer_(
-            [self.prompt + unique[i] for i in window],
+            [self.prompt + texts[i] for i in window],
             truncation=True,
             max_length=self.max_length,
             verbose=False,
@@ -439,7 +458,7 @@ class HFEncoder:
                 cols = slice(width - len(x), width) if left else slice(0, len(x))
                 input_ids[r, cols] = x
                 mask[r, cols] = 1
-            batches.append((window[b], input_ids, mask))
+            batches.append((b, input_ids, mask))
         return batches
 
     def _forward(self, input_ids: np.ndarray, mask: np.ndarray) -> Any:
@@ -466,26 +485,28 @@ class HFEncoder:
 
 
 WINDOW_TEXTS = 4096
-"""Texts tokenized together by :meth:`HFEncoder.encode` on a GPU (at least 4 batches): large enough that sorting
+"""Texts tokenized together by :meth:`HFEncoder.encode_windows` on a GPU (at least 4 batches): large enough that sorting
 inside a window keeps padding within 1-4% of a global sort by token count, small enough that the first window's
 tokenization, which nothing overlaps, is a small share of a large encode."""
 
 _FLUSH_ROWS = 16384  # vectors held on the device before one copy to the host
 
 
-def _prefetched(prepare: Any, windows: list[np.ndarray]) -> Any:
-    """Yields ``prepare(w)`` for each window, computing the next one in a background thread meanwhile."""
-    if len(windows) == 1:
-        yield prepare(windows[0])
+def _each(prepare: Any, windows: list[np.ndarray], prefetch: bool) -> Any:
+    """Yields ``prepare(w)`` for each window; with ``prefetch``, the next one is computed in a background
+    thread meanwhile."""
+    if not prefetch or len(windows) == 1:
+        for w in windows:
+            yield prepare(w)
         return
     from concurrent.futures import ThreadPoolExecutor
 
     with ThreadPoolExecutor(1, thread_name_prefix="tokrec-tokenize") as pool_:
         pending = pool_.submit(prepare, windows[0])
-        for w in range(len(windows)):
+        for k in range(len(windows)):
             ready = pending.result()
-            if w + 1 < len(windows):
-                pending = pool_.submit(prepare, windows[w + 1])
+            if k + 1 < len(windows):
+                pending = pool_.submit(prepare, windows[k + 1])
             yield ready
 
 
