@@ -200,3 +200,17 @@ def test_popularity_correction_takes_log_q_off_each_candidate_logit() -> None:
     assert plain == pytest.approx(by_hand(False), rel=1e-5)
     assert corrected == pytest.approx(by_hand(True), rel=1e-5)
     assert corrected != pytest.approx(plain, rel=1e-3)
+
+
+def test_finetuned_folder_records_the_items_it_held_out(tiny: Path, tmp_path: Path) -> None:
+    """`val_items` in tokrec_finetune.json are the items of the fine-tuning's own validation split (never a
+    positive in training), read back by `finetuned_without`."""
+    from tokrec.encoders import finetuned_without
+    from tokrec.encoders.finetune import finetune_encoder
+    from tokrec.evaluation.splits import cold_item_split
+
+    ds = planted()
+    finetune_encoder(ds, tmp_path / "t", model=str(tiny), **{**SMALL, "epochs": 1})
+    expected = cold_item_split(ds, fraction=0.2, seed=42).candidates
+    assert finetuned_without(tmp_path / "t") == expected and len(expected) == 8
+    assert finetuned_without(tiny) is None

@@ -706,3 +706,41 @@ def test_prop_is_rescored_as_soon_as_a_new_ease_lambda_wins(data, monkeypatch):
     assert prop.available and not any("left out" in x for x in r.skipped)
     # ridge 30, EASE 40, prop 15; lambda 40 + prop 15 = 140; map's ridge (30) no longer fits
     assert clock() == 140.0 and "map map_lambda=1" in r.skipped
+
+
+def test_new_item_validation_holds_out_the_items_the_encoder_was_fine_tuned_without(data, tmp_path):
+    """A folder written by `tokrec finetune` records the items it held out; a new-item validation (tuner,
+    `tokrec tune --candidates`) holds out exactly those that have events, so the tuned encoder is blind to
+    them; a plain folder, or ids of which none has events, leaves the seeded 20% draw."""
+    from tokrec.cli.tune import held_out_by_encoder
+    from tokrec.encoders import FINETUNE_FILE
+
+    ds, _ = data
+    with_events = sorted(set(ds.interactions["item_id"]))
+    given = with_events[:7] + ["not-an-item"]
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    (folder / FINETUNE_FILE).write_text(
+        json.dumps({"format": "tokrec-finetuned-encoder/1", "val_items": given})
+    )
+    assert held_out_by_encoder(argparse.Namespace(model_path=str(folder))) == given
+    assert (
+        held_out_by_encoder(argparse.Namespace(encoder=str(tmp_path))) is None
+    )  # no such file: a plain folder
+    assert held_out_by_encoder(argparse.Namespace(model_path=None)) is None  # the bundled default
+
+    val = make_validation(ds, cold=True, cold_items=given)
+    assert sorted(val.split.candidates) == with_events[:7]
+    held = set(val.split.test.interactions["item_id"])
+    assert held == set(with_events[:7])
+    assert not held & set(val.split.train.interactions["item_id"])
+    assert val.summary()["protocol"] == "cold-item on the 7 items the encoder was fine-tuned without"
+
+    drawn = make_validation(ds, cold=True, cold_items=["not-an-item"])  # nothing to hold out: the draw
+    assert drawn.summary()["protocol"] == "cold-item"
+    assert sorted(drawn.split.candidates) == sorted(make_validation(ds, cold=True).split.candidates)
+    assert make_validation(ds, cold=False, cold_items=given).split.protocol == "leave-last-out"
+
+    (folder / FINETUNE_FILE).write_text(json.dumps({"val_items": "i1"}))
+    with pytest.raises(ConfigError, match="val_items"):
+        held_out_by_encoder(argparse.Namespace(model_path=str(folder)))

@@ -181,8 +181,10 @@ class Validation:
         return ndcg_from_scores(scores, rel, seen, k=k)
 
     def summary(self) -> dict[str, Any]:
+        given = self.split.params.get("items")  # cold_item_split(items=...): the encoder's held-out items
         return {
-            "protocol": self.split.protocol,
+            "protocol": self.split.protocol
+            + (f" on the {given} items the encoder was fine-tuned without" if given else ""),
             "train_events": len(self.train),
             "held_out_events": len(self.split.test),
             "users_scored": len(self.users),
@@ -191,10 +193,26 @@ class Validation:
 
 
 def make_validation(
-    train: Dataset, *, cold: bool = False, seed: int = 0, max_users: int = MAX_USERS
+    train: Dataset,
+    *,
+    cold: bool = False,
+    seed: int = 0,
+    max_users: int = MAX_USERS,
+    cold_items: Sequence[str] | None = None,
 ) -> Validation:
-    """Cuts the validation split from ``train`` (the training log only; see the module docstring)."""
-    split = cold_item_split(train, fraction=0.2, seed=seed) if cold else leave_last_out(train)
+    """Cuts the validation split from ``train`` (the training log only; see the module docstring).
+
+    ``cold_items`` (with ``cold``): the pseudo-new items are these instead of a seeded 20% draw: the items a
+    behaviour-tuned encoder was fine-tuned without (:func:`tokrec.encoders.finetuned_without`), so that its
+    text signals are scored on items it never learnt from, as they will be on real new items."""
+    split = None
+    if cold and cold_items is not None:
+        try:
+            split = cold_item_split(train, items=cold_items)
+        except ConfigError:  # none of them (or all) in this log: the seeded draw, as the summary then says
+            split = None
+    if split is None:
+        split = cold_item_split(train, fraction=0.2, seed=seed) if cold else leave_last_out(train)
     vt = split.train
     u = vt.user_vocab.encode(split.test.interactions["user_id"])
     i = vt.item_vocab.encode(split.test.interactions["item_id"])
@@ -465,6 +483,7 @@ def tune_tokrec(
     parts: Sequence[str] | Literal["auto"] = (),
     grid: dict[str, list[tuple[str, list[Any]]]] | None = None,
     clock: Callable[[], float] | None = None,
+    cold_items: Sequence[str] | None = None,
 ) -> TuneResult:
     """Chooses ``tokrec``'s signals, weights and hyperparameters on a validation split of ``train``.
 
@@ -489,6 +508,7 @@ def tune_tokrec(
             validation decides its weight like a signal's. ``"auto"``: :func:`auto_parts`.
         grid: the values each signal's search tries (default :data:`SIGNAL_GRID`).
         clock: seconds now (default ``time.perf_counter``; tests inject their own).
+        cold_items: with ``cold``, the pseudo-new items of the validation split (:func:`make_validation`).
 
     Returns:
         A :class:`TuneResult`; ``config`` validates as a ``TokrecConfig``.
@@ -519,7 +539,7 @@ def tune_tokrec(
     val = (
         train
         if isinstance(train, Validation)
-        else make_validation(train, cold=cold, seed=seed, max_users=max_users)
+        else make_validation(train, cold=cold, seed=seed, max_users=max_users, cold_items=cold_items)
     )
     checks = data_checks(val.train, item_vectors)
     vsum = val.summary()
@@ -948,11 +968,13 @@ def tune_baseline(
     max_trials: int = 40,
     item_vectors: np.ndarray | None = None,
     clock: Callable[[], float] | None = None,
+    cold_items: Sequence[str] | None = None,
 ) -> TuneResult:
     """Tunes a classical baseline (a key of :data:`BASELINE_SPACES`) by Optuna on the same validation
-    split :func:`tune_tokrec` uses; ``config`` is the registry model's config. The first trial (the
-    registry defaults) runs whenever the budget is positive; each later one only while the time left pays
-    for the mean trial so far (``clock``: seconds now, injectable). A budget of 0 keeps the defaults."""
+    split :func:`tune_tokrec` uses (``cold_items``: as there); ``config`` is the registry model's config. The
+    first trial (the registry defaults) runs whenever the budget is positive; each later one only while the
+    time left pays for the mean trial so far (``clock``: seconds now, injectable). A budget of 0 keeps the
+    defaults."""
     optuna = _optuna()
     if name not in BASELINE_SPACES:
         raise ConfigError(f"no tuner for {name!r}; tunable: tokrec, {', '.join(BASELINE_SPACES)}")
@@ -961,7 +983,7 @@ def tune_baseline(
     val = (
         train
         if isinstance(train, Validation)
-        else make_validation(train, cold=cold, seed=seed, max_users=max_users)
+        else make_validation(train, cold=cold, seed=seed, max_users=max_users, cold_items=cold_items)
     )
     if len(val.users) == 0 or budget_s <= 0:
         cfg = registry.model_class(model_name).Config.model_validate({}).model_dump()
@@ -1025,18 +1047,21 @@ def tune(
     seed: int = 0,
     max_users: int = MAX_USERS,
     parts: Sequence[str] | Literal["auto"] = (),
+    cold_items: Sequence[str] | None = None,
 ) -> TuneResult:
     """Tunes ``tokrec`` (``parts``: registered models that may join its blend, or ``"auto"``) or a baseline
-    on a validation split of ``train``."""
+    on a validation split of ``train`` (``cold_items``: :func:`make_validation`)."""
     if name == "tokrec":
         if item_vectors is None:
             raise ConfigError("tuning tokrec needs item vectors")
         return tune_tokrec(
-            train, item_vectors, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, parts=parts
-        )
+            train, item_vectors, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, parts=parts,
+            cold_items=cold_items,
+        )  # fmt: skip
     return tune_baseline(
-        name, train, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, item_vectors=item_vectors
-    )
+        name, train, cold=cold, budget_s=budget_s, seed=seed, max_users=max_users, item_vectors=item_vectors,
+        cold_items=cold_items,
+    )  # fmt: skip
 
 
 __all__ = [

@@ -130,10 +130,20 @@ def tune_step(
         return None, None
     cold = candidates_are_new(dataset, candidates)
     result = tune(
-        name, dataset, vectors, cold=cold, budget_s=args.tune_budget, seed=args.tune_seed, parts=_parts(args)
-    )
+        name, dataset, vectors, cold=cold, budget_s=args.tune_budget, seed=args.tune_seed, parts=_parts(args),
+        cold_items=held_out_by_encoder(args) if cold else None,
+    )  # fmt: skip
     print(result.table(), file=sys.stderr)
     return result.config, result
+
+
+def held_out_by_encoder(args: argparse.Namespace) -> list[str] | None:
+    """The items the command's encoder (``--model-path`` or ``--encoder``) was fine-tuned without, where it is a
+    folder written by ``tokrec finetune``: a new-item validation holds these out, so that the tuned encoder
+    is as blind to its validation items as to real new ones (:func:`tokrec.tuning.make_validation`)."""
+    from tokrec.encoders import finetuned_without
+
+    return finetuned_without(getattr(args, "model_path", None) or getattr(args, "encoder", None))
 
 
 def run(args: argparse.Namespace) -> int:
@@ -161,8 +171,9 @@ def run(args: argparse.Namespace) -> int:
         vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
     cold = candidates_are_new(ds, candidates)
     result = tune(
-        args.model, ds, vectors, cold=cold, budget_s=args.budget, seed=args.seed, parts=_parts(args)
-    )
+        args.model, ds, vectors, cold=cold, budget_s=args.budget, seed=args.seed, parts=_parts(args),
+        cold_items=held_out_by_encoder(args) if cold else None,
+    )  # fmt: skip
     out = Path(args.output_dir)
     write_tuning(result, out)
     text = json.dumps(result.config, indent=1)
@@ -216,7 +227,10 @@ def tune_split(
     todo = [m for m in models if tunable(m) and m not in configs]
     if args.no_tune or not todo:
         return configs, []
-    val = make_validation(split.train, cold=split.candidates is not None, seed=args.tune_seed)
+    cold = split.candidates is not None
+    val = make_validation(
+        split.train, cold=cold, seed=args.tune_seed, cold_items=held_out_by_encoder(args) if cold else None
+    )
     out = dict(configs)
     results = []
     for name in todo:

@@ -2,10 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import os
+from pathlib import Path
+
 from typing_extensions import Unpack
 
 from tokrec.encoders.base import Encoder
 from tokrec.encoders.hf import EncoderOptions, HFEncoder, cpu_has_bf16, default_model_path, pool
+from tokrec.errors import ConfigError
 
 
 def load_encoder(model: str | None = None, **options: Unpack[EncoderOptions]) -> HFEncoder:
@@ -35,12 +40,41 @@ def load_encoder(model: str | None = None, **options: Unpack[EncoderOptions]) ->
     return HFEncoder(model or default_model_path(), **options)
 
 
+FINETUNE_FILE = "tokrec_finetune.json"
+"""What ``tokrec finetune`` writes beside the weights: its settings, validation curve and held-out items."""
+
+
+def finetuned_without(model: str | os.PathLike[str] | None) -> list[str] | None:
+    """The item ids an encoder folder written by ``tokrec finetune`` was fine-tuned without: the items of its
+    validation split, never a positive in training. A tuner that validates on new items holds out these, so
+    that the tuned encoder is blind to its validation items as it will be to real new ones.
+
+    Returns:
+        The ids, or ``None`` for any other model (a hub id, a plain folder, the bundled default) and for
+        folders written before the ids were recorded.
+    """
+    if model is None or not (Path(model) / FINETUNE_FILE).is_file():
+        return None
+    try:
+        meta = json.loads((Path(model) / FINETUNE_FILE).read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise ConfigError(f"{Path(model) / FINETUNE_FILE}: unreadable ({e})") from e
+    items = meta.get("val_items") if isinstance(meta, dict) else None
+    if items is None:
+        return None
+    if not isinstance(items, list):
+        raise ConfigError(f"{Path(model) / FINETUNE_FILE}: field val_items: expected a list of item ids")
+    return [str(i) for i in items]
+
+
 __all__ = [
+    "FINETUNE_FILE",
     "Encoder",
     "EncoderOptions",
     "HFEncoder",
     "cpu_has_bf16",
     "default_model_path",
+    "finetuned_without",
     "load_encoder",
     "pool",
 ]

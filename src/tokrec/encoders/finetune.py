@@ -48,6 +48,7 @@ import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from tokrec.data.dataset import Dataset
+from tokrec.encoders import FINETUNE_FILE
 from tokrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
@@ -423,7 +424,7 @@ def finetune_encoder(
                 "val_items": int(held.sum()),
             },
         )
-        _save(tr, cfg, result)
+        _save(tr, cfg, result, split.candidates or [])
         return result
 
 
@@ -497,9 +498,10 @@ def _val_loss(
     return total / n, hits / n
 
 
-def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult) -> None:
+def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult, val_items: list[str]) -> None:
     """Writes the tuned folder atomically: merged weights (safetensors), tokenizer, the base's
-    sentence-transformers settings, and ``tokrec_finetune.json``."""
+    sentence-transformers settings, and ``tokrec_finetune.json`` (with ``val_items``, the items held out of
+    training: :func:`tokrec.encoders.finetuned_without`)."""
     model = tr.model
     if cfg.adapter != "none":
         model = model.merge_and_unload()
@@ -507,9 +509,7 @@ def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult) -> None:
     from tokrec.fileio import atomic_dir
 
     path = Path(result.path)
-    with atomic_dir(
-        path, replaceable=lambda p: (p / "tokrec_finetune.json").is_file() or not any(p.iterdir())
-    ) as tmp:
+    with atomic_dir(path, replaceable=lambda p: (p / FINETUNE_FILE).is_file() or not any(p.iterdir())) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tr.tokenizer.save_pretrained(str(tmp))
         base = Path(tr.base)
@@ -525,5 +525,6 @@ def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult) -> None:
             "base": str(tr.base),
             "config": cfg.model_dump(mode="json"),
             "result": {k: v for k, v in result.to_json().items() if k != "path"},
+            "val_items": [str(i) for i in val_items],
         }
-        (tmp / "tokrec_finetune.json").write_text(json.dumps(meta, indent=1))
+        (tmp / FINETUNE_FILE).write_text(json.dumps(meta, indent=1))

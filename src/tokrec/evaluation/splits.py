@@ -194,14 +194,28 @@ def _draw(ids: Sequence[str], fraction: float, seed: int, what: str) -> set[str]
     return set(random.Random(seed).sample(ordered, n))
 
 
-def cold_item_split(dataset: Dataset, *, fraction: float = 0.2, seed: int = 0) -> Split:
+def cold_item_split(
+    dataset: Dataset, *, fraction: float = 0.2, seed: int = 0, items: Sequence[str] | None = None
+) -> Split:
     """A share of the catalog becomes new items: all their events go to test, none to train.
 
     The held-out items, ``floor(fraction * n)`` of the ``n`` items with at least one event, are the
     split's ``candidates``: a model ranks only them. Items without events stay in the catalog (a
     validation split cut from a cold-item train set therefore never redraws the held-out items).
+    ``items``, instead of the draw: these items are held out (those of them with events; ``fraction``
+    and ``seed`` are then not used), e.g. the items an encoder was fine-tuned without.
     """
-    cold = _draw(list(pd.unique(dataset.interactions["item_id"])), fraction, seed, "cold-item")
+    with_events = list(pd.unique(dataset.interactions["item_id"]))
+    if items is not None:
+        cold = set(map(str, items)) & set(map(str, with_events))
+        if not cold or len(cold) == len(with_events):
+            raise ConfigError(
+                f"cold-item split: {len(cold)} of the {len(with_events)} items with events are among the "
+                f"{len(items)} given: nothing to hold out, or nothing left to train on"
+            )
+        is_test = dataset.interactions["item_id"].astype(str).isin(cold).to_numpy()
+        return _make(dataset, ~is_test, "cold-item", candidates=_sort_ids(list(cold)), items=len(cold))
+    cold = _draw(with_events, fraction, seed, "cold-item")
     is_test = dataset.interactions["item_id"].isin(cold).to_numpy()
     candidates = _sort_ids(list(cold))
     return _make(dataset, ~is_test, "cold-item", candidates=candidates, fraction=fraction, seed=seed)
