@@ -214,3 +214,31 @@ def test_finetuned_folder_records_the_items_it_held_out(tiny: Path, tmp_path: Pa
     expected = cold_item_split(ds, fraction=0.2, seed=42).candidates
     assert finetuned_without(tmp_path / "t") == expected and len(expected) == 8
     assert finetuned_without(tiny) is None
+
+
+def test_hold_out_last_trains_without_each_users_last_event(tiny: Path, tmp_path: Path, monkeypatch) -> None:
+    """--hold-out-last: the fine-tuning sees exactly the events the tuner's leave-last-out validation trains
+    on (each user's last event left out), so that tuning on this log later is blind to the encoder."""
+    import tokrec.evaluation.splits as splits
+    from tokrec.encoders.finetune import finetune_encoder
+
+    seen: list[Dataset] = []
+    real = splits.cold_item_split
+
+    def spy(dataset: Dataset, **kw):
+        seen.append(dataset)
+        return real(dataset, **kw)
+
+    monkeypatch.setattr(splits, "cold_item_split", spy)
+    ds = planted()
+    finetune_encoder(ds, tmp_path / "t", model=str(tiny), hold_out_last=True, **{**SMALL, "epochs": 1})
+    got = seen[0].interactions[["user_id", "item_id"]].reset_index(drop=True)
+    want = splits.leave_last_out(ds).train.interactions[["user_id", "item_id"]].reset_index(drop=True)
+    pd.testing.assert_frame_equal(got, want)
+    assert len(got) == len(ds.interactions) - 40  # 40 users, one last event each
+    last = ds.interactions.sort_values("timestamp").groupby("user_id").tail(1)
+    assert not set(zip(last["user_id"], last["item_id"], strict=True)) & set(
+        zip(got["user_id"], got["item_id"], strict=True)
+    )
+    meta = json.loads((tmp_path / "t" / "tokrec_finetune.json").read_text())
+    assert meta["config"]["hold_out_last"] is True

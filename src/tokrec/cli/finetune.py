@@ -64,6 +64,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--temperature", type=float, default=0.05)
     p.add_argument("--lr", type=float, default=None, help="default 3e-5 (full) / 3e-4 (adapter)")
     p.add_argument("--val-fraction", type=float, default=0.2, help="items held out for validation")
+    p.add_argument(
+        "--hold-out-last",
+        action="store_true",
+        help="leave each user's last event out, as the recommender's tuning step does for its validation: "
+        "use it when the encoder is for next-item (warm) recommendations on this log",
+    )
     add_torch_args(p, ("auto", "fp32", "bf16"), None, "torch CPU threads")
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
@@ -80,8 +86,8 @@ def run(args: argparse.Namespace) -> int:
         model=args.model_path,
         **same_named(
             args, "adapter", "lora_r", "epochs", "patience", "batch_size", "max_steps_per_epoch", "max_seconds",
-            "history_items", "query", "hard_negatives", "popularity_correction", "temperature", "lr", "val_fraction", "device", "dtype",
-            "threads", "seed", "progress",
+            "history_items", "query", "hard_negatives", "popularity_correction", "temperature", "lr",
+            "val_fraction", "hold_out_last", "device", "dtype", "threads", "seed", "progress",
         ),
     )  # fmt: skip
     ds = load_dataset(items=args.items, interactions=args.interactions)

@@ -94,6 +94,11 @@ class FinetuneConfig(BaseModel):
         None, gt=0, description="training time budget: the epoch running when it is spent is the last"
     )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="items held out for validation")
+    hold_out_last: bool = Field(
+        False,
+        description="leave each user's last event out (as the tuner's leave-last-out validation does), so that "
+        "tuning the recommender on this log later scores the encoder on events it never saw",
+    )
     max_val_events: int = Field(4000, ge=1)
     max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the encoder's)")
     device: Literal["auto", "cpu", "cuda"] = "auto"
@@ -325,13 +330,15 @@ def finetune_encoder(
         DataError: too few events to make training and validation examples.
         ConfigError: bad settings, or CUDA asked for where there is none.
     """
-    from tokrec.evaluation.splits import cold_item_split
+    from tokrec.evaluation.splits import cold_item_split, leave_last_out
     from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
 
     cfg = make_config(config, **kwargs)
     t_start = time.perf_counter()
     with torch_threads(cfg.threads):
         rng = seed_all(cfg.seed)
+        if cfg.hold_out_last:  # the same cut as tokrec.tuning.make_validation's
+            dataset = leave_last_out(dataset).train
         split = cold_item_split(dataset, fraction=cfg.val_fraction, seed=cfg.seed)
         held = np.zeros(dataset.n_items, dtype=bool)
         held[dataset.item_vocab.encode(split.candidates or [], missing="mask")] = True
