@@ -142,6 +142,17 @@ def test_fingerprint_names_every_option(bert_dir, tmp_path):
     assert len(fps) == 1 + len(variants)
 
 
+def test_fingerprint_ignores_the_finetune_record(tmp_path):
+    """tokrec_finetune.json describes a folder (settings, curve, held-out items) without changing its output:
+    rewriting it keeps the fingerprint, and the vectors cached for the weights, valid."""
+    folder = make_tiny_bert(tmp_path / "m", seed=2)
+    before = load_encoder(str(folder), dtype="fp32").fingerprint
+    (folder / "tokrec_finetune.json").write_text('{"val_items": ["i1"]}')
+    assert load_encoder(str(folder), dtype="fp32").fingerprint == before
+    (folder / "config.json").write_text((folder / "config.json").read_text().replace("}", ', "x": 1}', 1))
+    assert load_encoder(str(folder), dtype="fp32").fingerprint != before  # a config file still counts
+
+
 def test_bf16_stays_close_to_fp32(bert_dir):
     a = load_encoder(str(bert_dir), dtype="fp32").encode(TEXTS)
     b = load_encoder(str(bert_dir), dtype="bf16").encode(TEXTS)

@@ -9,7 +9,14 @@ from pathlib import Path
 from typing_extensions import Unpack
 
 from tokrec.encoders.base import Encoder
-from tokrec.encoders.hf import EncoderOptions, HFEncoder, cpu_has_bf16, default_model_path, pool
+from tokrec.encoders.hf import (
+    FINETUNE_FILE,
+    EncoderOptions,
+    HFEncoder,
+    cpu_has_bf16,
+    default_model_path,
+    pool,
+)
 from tokrec.errors import ConfigError
 
 
@@ -38,10 +45,6 @@ def load_encoder(model: str | None = None, **options: Unpack[EncoderOptions]) ->
         ConfigError: the model cannot be found or an option is invalid.
     """
     return HFEncoder(model or default_model_path(), **options)
-
-
-FINETUNE_FILE = "tokrec_finetune.json"
-"""What ``tokrec finetune`` writes beside the weights: its settings, validation curve and held-out items."""
 
 
 def finetuned_without(model: str | os.PathLike[str] | None) -> list[str] | None:

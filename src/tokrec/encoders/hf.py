@@ -122,11 +122,19 @@ def _file_hash(path: Path) -> str:
 _WEIGHT_AND_CONFIG_SUFFIXES = (".safetensors", ".bin", ".json", ".txt", ".model")
 
 
+FINETUNE_FILE = "tokrec_finetune.json"
+"""What ``tokrec finetune`` writes beside the weights: its settings, validation curve and held-out items."""
+
+#: files that describe a folder without changing its output: ``tokrec finetune``'s record may be rewritten
+#: without invalidating the vectors cached for the weights
+_NOT_IDENTITY = ("README.md", FINETUNE_FILE)
+
+
 def _local_identity(path: Path) -> dict[str, str]:
     """Hashes of the files that decide the output of a local model folder (weights, configs, vocab)."""
     out = {}
     for f in sorted(path.iterdir()):
-        if f.is_file() and f.suffix in _WEIGHT_AND_CONFIG_SUFFIXES and f.name != "README.md":
+        if f.is_file() and f.suffix in _WEIGHT_AND_CONFIG_SUFFIXES and f.name not in _NOT_IDENTITY:
             out[f.name] = _file_hash(f)
     if not out:
         raise ConfigError(f"{path}: no model files (config.json, *.safetensors) in this folder")
