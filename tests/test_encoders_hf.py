@@ -190,3 +190,18 @@ def test_default_minilm_matches_sentence_transformers():
     ref = SentenceTransformer(default_model_path(), device="cpu").encode(texts, normalize_embeddings=True)
     cos = (ours * ref).sum(1)
     assert ours.shape == (3, 384) and cos.min() > 0.999
+
+
+def test_batch_size_and_windows_follow_the_device(bert_dir, monkeypatch):
+    """Unless given, a CPU encodes 64 texts a pass in one large window; a GPU 512 a pass, tokenizing the next
+    window of 4,096 in the background (the device is faked: the model is never loaded here)."""
+    from tokrec.encoders.hf import HFEncoder
+
+    cpu = load_encoder(str(bert_dir), dtype="fp32")
+    assert (cpu.batch_size, cpu.prefetch, cpu.window) == (64, False, 65_536)
+    assert load_encoder(str(bert_dir), dtype="fp32", batch_size=7).batch_size == 7
+    monkeypatch.setattr(HFEncoder, "_resolve_device", staticmethod(lambda device: "cuda"))
+    gpu = load_encoder(str(bert_dir), dtype="fp32")
+    assert (gpu.batch_size, gpu.prefetch, gpu.window) == (512, True, 4096)
+    with pytest.raises(ConfigError, match="batch_size"):
+        load_encoder(str(bert_dir), batch_size=0)

@@ -33,7 +33,12 @@ def add_encoder_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
         choices=["auto", "mean", "cls", "last"],
         help="pooling (default: the model's own)",
     )
-    g.add_argument("--batch-size", type=int, default=64, help="texts per forward pass (default 64)")
+    g.add_argument(
+        "--batch-size",
+        type=int,
+        default=None,
+        help="texts per forward pass (default 64 on a CPU, 512 on a GPU)",
+    )
     g.add_argument(
         "--dtype",
         default="auto",
@@ -59,7 +64,7 @@ def encoder_from_args(args: argparse.Namespace) -> Any:
     """The encoder the options describe, wrapped in the cache unless --no-cache."""
     from tokrec.encoders import load_encoder
 
-    if args.batch_size < 1:
+    if args.batch_size is not None and args.batch_size < 1:
         raise ConfigError(f"--batch-size must be >= 1, got {args.batch_size}")
     if args.max_length is not None and args.max_length < 2:
         raise ConfigError(f"--max-length must be >= 2, got {args.max_length}")
@@ -166,7 +171,7 @@ def _run_ray(args: argparse.Namespace) -> int:
         model=model,
         cache_dir=False if args.no_cache else args.cache,  # ray_embed: False = no cache, None = default
         template=args.template,
-        batch_size=args.batch_size,
+        batch_size=args.batch_size or 64,
         ray_address=args.ray_address,
         num_workers=args.num_workers,
     )
@@ -195,7 +200,7 @@ def _run_images(args: argparse.Namespace) -> int:
     _, rows = read_table(args.items)
     refs = items[args.image_column]
     has = refs.notna().to_numpy() & refs.astype(str).str.strip().ne("").to_numpy()
-    enc = ClipImageEncoder(args.image_model, batch_size=args.batch_size)
+    enc = ClipImageEncoder(args.image_model, batch_size=args.batch_size or 32)
     vectors = enc.encode(
         refs[has].astype(str).str.strip().tolist(), file=args.items, rows=rows[has], column=args.image_column
     )

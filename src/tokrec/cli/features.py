@@ -189,7 +189,7 @@ def _encode_ray(args: argparse.Namespace, ds: Any, out: Path, dim: int) -> tuple
     require_ray()
     model = ray_model_spec(args)
     cache = False if getattr(args, "no_cache", False) else getattr(args, "cache", None)
-    common = {"model": model, "cache_dir": cache, "batch_size": args.batch_size}
+    common = {"model": model, "cache_dir": cache, "batch_size": args.batch_size or 64}
     common |= {"ray_address": args.ray_address, "num_workers": args.num_workers}
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".features-ray.", dir=out))

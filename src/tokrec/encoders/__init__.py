@@ -31,7 +31,8 @@ def load_encoder(model: str | None = None, **options: Unpack[EncoderOptions]) ->
         normalize: L2-normalise the vectors.
         max_length: tokens per text including special tokens (default: the sentence-transformers
             ``max_seq_length`` where there is one, else 256; capped at the model's positions).
-        batch_size: texts per forward pass (texts are sorted by length first).
+        batch_size: texts per forward pass (texts are sorted by length first; default 64 on a CPU, 512
+            on a GPU).
         dtype: ``"auto"`` (bf16 autocast on CPUs with AVX512-BF16/AMX, fp32 on other CPUs, bf16/fp16
             on CUDA), ``"fp32"``, ``"bf16"`` or ``"fp16"``.
         device: ``"auto"``, ``"cpu"`` or ``"cuda"``.

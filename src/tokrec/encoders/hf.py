@@ -39,7 +39,7 @@ class EncoderOptions(TypedDict, total=False):
     pooling: Pooling
     normalize: bool
     max_length: int | None
-    batch_size: int
+    batch_size: int | None
     dtype: DType
     device: Device
     revision: str | None
@@ -209,7 +209,7 @@ class HFEncoder:
         pooling: Pooling = "auto",
         normalize: bool = True,
         max_length: int | None = None,
-        batch_size: int = 64,
+        batch_size: int | None = None,
         dtype: DType = "auto",
         device: Device = "auto",
         revision: str | None = None,
@@ -223,12 +223,11 @@ class HFEncoder:
             raise ConfigError(f"dtype must be auto, fp32, bf16 or fp16, not {dtype!r}")
         if device not in ("auto", "cpu", "cuda"):
             raise ConfigError(f"device must be auto, cpu or cuda, not {device!r}")
-        if batch_size < 1:
+        if batch_size is not None and batch_size < 1:
             raise ConfigError(f"batch_size must be >= 1, not {batch_size}")
         self.model_id = model
         self.revision = revision
         self.normalize = normalize
-        self.batch_size = int(batch_size)
         self.prompt = prompt
         local = Path(model).expanduser()
         self._local = local if local.is_dir() else None
@@ -256,6 +255,8 @@ class HFEncoder:
             self.tokenizer_.pad_token = self.tokenizer_.eos_token or self.tokenizer_.unk_token
         self.device = self._resolve_device(device)
         self.dtype = self._resolve_dtype(dtype)
+        # texts per forward pass: a GPU wants larger batches than a CPU to amortise the Python around each
+        self.batch_size = int(batch_size or (GPU_BATCH if self.device == "cuda" else CPU_BATCH))
         # texts tokenized together (see encode_windows). On a GPU, whose model waits on the host, small windows
         # with the next one tokenized in a background thread, so that tokenizing hides behind the model; on a
         # CPU, where the model keeps every core busy and a tokenizer thread beside it only competes (measured
@@ -491,6 +492,11 @@ class HFEncoder:
                 pooled = torch.nn.functional.normalize(pooled, p=2, dim=1)
         return pooled
 
+
+CPU_BATCH = 64
+"""Default texts per forward pass on a CPU."""
+GPU_BATCH = 512
+"""Default texts per forward pass on a GPU (the H200 runs in BENCHMARKS.md used 512)."""
 
 WINDOW_TEXTS = 4096
 """Texts tokenized together by :meth:`HFEncoder.encode_windows` on a GPU (at least 4 batches): large enough that sorting

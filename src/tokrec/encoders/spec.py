@@ -44,7 +44,7 @@ class EncoderSpec:
         extra: dict[str, Any] = {} if batch_size is None else {"batch_size": batch_size}
         return load_encoder(self.model, **extra, **self.options)
 
-    def __call__(self, batch_size: int = 64) -> Any:
+    def __call__(self, batch_size: int | None = None) -> Any:
         """``build(batch_size)``: a spec is also a zero-argument encoder factory."""
         return self.build(batch_size)
 
