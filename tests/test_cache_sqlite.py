@@ -184,3 +184,18 @@ def test_kill_minus_9_keeps_committed_chunks_and_resumes(tmp_path):
     np.testing.assert_allclose(got, enc.encode(texts), atol=1e-5)
     again = CachedEncoder(enc, cache).encode(texts)
     np.testing.assert_array_equal(again, got)
+
+
+def test_a_cache_around_a_cache_goes_through_it(tmp_path):
+    """The outer cache reaches the encoder only through the inner cache (never the encoder's encode_windows
+    past it), and both end up holding every text, the same vectors as the encoder alone."""
+    from tokrec.encoders import load_encoder
+    from tokrec.encoders.testing import make_tiny_bert
+
+    enc = load_encoder(str(make_tiny_bert(tmp_path / "bert")), dtype="fp32")
+    inner = CachedEncoder(enc, EmbeddingCache(tmp_path / "inner.sqlite"), chunk_size=3)
+    outer = CachedEncoder(inner, EmbeddingCache(tmp_path / "outer.sqlite"), chunk_size=3)
+    texts = [f"story {i} of the war movie" for i in range(7)]
+    got = outer.encode(texts)
+    assert len(inner.cache) == 7 and len(outer.cache) == 7 and inner.stats["misses"] == 7
+    np.testing.assert_allclose(got, enc.encode(texts), atol=1e-6)

@@ -210,8 +210,9 @@ class CachedEncoder:
         return list(self.encoder.count_tokens(texts))  # type: ignore[attr-defined]
 
     def __getattr__(self, name: str) -> object:
-        # tokenize(), describe(), max_length ... of the wrapped encoder
-        if name == "encoder":
+        # tokenize(), describe(), max_length ... of the wrapped encoder; never its encode_windows, which would
+        # let a cache around this one reach the encoder past this cache
+        if name in ("encoder", "encode_windows"):
             raise AttributeError(name)
         return getattr(self.encoder, name)
 

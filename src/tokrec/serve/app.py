@@ -326,7 +326,15 @@ class _CountingEncoder:
         return self.inner.count_tokens(texts)
 
     def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)
+        attr = getattr(self.inner, name)
+        if name == "encode_windows":  # the cache's way in (HFEncoder): counted like encode
+
+            def counted(texts: Any, window: int | None = None) -> Any:
+                self.metrics.inc("embedding_encoded_total", len(texts))
+                return attr(texts, window)
+
+            return counted
+        return attr
 
 
 def create_app(
