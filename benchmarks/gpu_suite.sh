@@ -6,9 +6,10 @@
 # BUNDLE (a folder) holds: src/ and benchmarks/ (this checkout), minilm16/ (all-MiniLM-L6-v2 with fp16
 # weights: 45 MB instead of 90), data/<split>/**.csv.gz (ml-100k-splits, amazon-beauty-splits, gzipped)
 # and bench/score_recs.py (the official scorer). OUT gets summary.txt (one line per figure) and log.txt.
-# `tiny` runs every step at toy size (a CPU check of the script itself); `cold` runs only the tuned
-# encoder for new items (each query kind, batch 1024) and benchmarks/cold_tuned.py (the default model's
-# weights chosen on validation for the tuned vectors); PY picks the python.
+# `tiny` runs every step at toy size (a CPU check of the script itself); `cold` runs the encoding throughput,
+# then the tuned encoder for new items (each query kind, batch 1024) through the default command and
+# benchmarks/cold_tuned.py (the default model's weights chosen on validation for the tuned vectors); PY picks
+# the python.
 #
 # Steps, in order of importance, each skipped when the time left (BUDGET_S, default 540 s) is too short:
 #   1. cold ml-100k: the default model `tokrec` with the frozen encoder, `tokrec finetune` on
@@ -93,6 +94,10 @@ fi
 # "any recent"), batch 1024 (ml-100k's catalog is small: a step encodes nearly every item whatever the batch), up to
 # 5 epochs with early stopping; then the default model's weights re-chosen on validation by cold_tuned.py
 if [ "$MODE" = cold ]; then
+  # first the encoding throughput (the 2x target; a minute), with the encoder's windowed GPU path
+  if run "encode bf16" 90 "$PY" "$B/benchmarks/encode_speed.py" --device "$DEV" --model "$BASE" --dtype bf16 "${ENC[@]}"; then
+    grep -E "texts/s|ratio|cosine|^[0-9]+ texts" "$LOG" | tail -6 | sed "s/^/encode bf16: /" | tee -a "$SUM" >/dev/null
+  fi
   S=$W/data/ml-100k-splits
   for q in ${COLD_QUERIES:-any recent}; do
     run "ml100k-cold finetune (query $q)" 150 "${TK[@]}" finetune --items "$S/items.csv" --interactions "$S/cold/train.csv" \
