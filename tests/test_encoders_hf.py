@@ -205,3 +205,19 @@ def test_batch_size_and_windows_follow_the_device(bert_dir, monkeypatch):
     assert (gpu.batch_size, gpu.prefetch, gpu.window) == (512, True, 4096)
     with pytest.raises(ConfigError, match="batch_size"):
         load_encoder(str(bert_dir), batch_size=0)
+
+
+def test_progress_advances_batch_by_batch(bert_dir):
+    """One large window on a CPU: the bar still moves after every batch, not once at the end."""
+
+    class Bar:
+        def __init__(self) -> None:
+            self.steps: list[int] = []
+
+        def update(self, n: int) -> None:
+            self.steps.append(n)
+
+    enc = load_encoder(str(bert_dir), dtype="fp32", batch_size=2)
+    bar = Bar()
+    rows = [r for r, _ in enc.encode_windows(TEXTS[:3] + TEXTS[4:], progress=bar)]
+    assert bar.steps == [2, 2] and len(rows) == 1 and sorted(rows[0]) == [0, 1, 2, 3]

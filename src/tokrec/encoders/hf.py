@@ -384,16 +384,15 @@ class HFEncoder:
         unique = list(index)
         out = np.zeros((len(unique), self.dim), dtype=np.float32)
         bar = _progress(len(unique), progress and bool(unique), "encode")
-        for rows, vecs in self.encode_windows(unique):
+        for rows, vecs in self.encode_windows(unique, progress=bar):
             out[rows] = vecs
-            bar.update(len(rows))
         bar.close()
         self.stats["texts"] = len(texts)
         _release_freed_memory()
         return np.ascontiguousarray(out[inverse], dtype=np.float32)
 
     def encode_windows(
-        self, texts: Sequence[str], window: int | None = None
+        self, texts: Sequence[str], window: int | None = None, *, progress: Any = None
     ) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         """Encodes texts window by window, for callers that store results as they come (the embedding cache).
 
@@ -407,6 +406,7 @@ class HFEncoder:
         Args:
             texts: distinct strings (duplicates are encoded again).
             window: texts per window (default: ``window``, at least 4 batches).
+            progress: a tqdm bar to advance after each batch.
 
         Yields:
             ``(rows, vectors)`` per window: positions in ``texts`` and float32 ``(len(rows), dim)``.
@@ -429,6 +429,8 @@ class HFEncoder:
             for local, input_ids, mask in batches:
                 held.append((local, self._forward(input_ids, mask)))
                 n_held += len(local)
+                if progress is not None:
+                    progress.update(len(local))
                 self.stats["tokens"] += int(mask.sum())
                 if n_held >= _FLUSH_ROWS:
                     _flush(held, part)
