@@ -7,6 +7,7 @@ sentence-transformers' (fp32) vectors. The embedding cache is off: this measures
     .venv/bin/python benchmarks/encode_speed.py --synthetic 2000      # 2000 synthetic ~43-token texts
     .venv/bin/python benchmarks/encode_speed.py --dtype fp32 --repeat 2
     python benchmarks/encode_speed.py --device cuda --synthetic 50000 --batch-size 512 --dtype bf16   # on a GPU
+    python benchmarks/encode_speed.py --prefetch [--stand-in-tiny] ...   # the background tokenizer off and on
 
 Timings on a shared 2-core machine are noisy; compare the ratio, and run it more than once.
 """
@@ -100,7 +101,21 @@ def main() -> None:
     ap.add_argument("--repeat", type=int, default=1, help="timed repetitions of each (alternating)")
     ap.add_argument("--device", default="cpu", choices=["cpu", "cuda"], help="both encoders run here")
     ap.add_argument("--model", default=None, help="encoder folder (default: the bundled all-MiniLM-L6-v2)")
+    ap.add_argument(
+        "--prefetch",
+        action="store_true",
+        help="instead: tokrec's encoder with the background tokenizer off and on (windows of 4,096), same device",
+    )
+    ap.add_argument(
+        "--stand-in-tiny",
+        action="store_true",
+        help="with --prefetch: a 1-layer, 32-wide BERT with MiniLM's tokenizer (random weights) instead of the model, "
+        "so that the model is cheap next to tokenizing, as MiniLM is on a GPU (a stand-in: says nothing of speed)",
+    )
     args = ap.parse_args()
+    if args.prefetch:
+        prefetch_check(args)
+        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
@@ -164,6 +179,64 @@ def main() -> None:
         "model time is hidden behind it"
     )
     print(f"cosine to sentence-transformers: mean {cos.mean():.6f}, min {cos.min():.6f}")
+
+
+def prefetch_check(args: argparse.Namespace) -> None:
+    """Times tokrec's encoder on the same texts with the next window tokenized in the background off and on."""
+    import tempfile
+
+    import torch
+
+    from tokrec.encoders import default_model_path, load_encoder
+
+    os.environ.setdefault("HF_HUB_OFFLINE", "1")
+    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
+    torch.set_num_threads(args.threads)
+    path = args.model or default_model_path()
+    if args.stand_in_tiny:
+        from transformers import AutoTokenizer, BertConfig, BertModel
+
+        tiny = tempfile.mkdtemp(prefix="tiny-bert.")
+        tok = AutoTokenizer.from_pretrained(path)
+        tok.save_pretrained(tiny)
+        torch.manual_seed(0)
+        config = BertConfig(
+            vocab_size=tok.vocab_size,
+            hidden_size=32,
+            num_hidden_layers=1,
+            num_attention_heads=2,
+            intermediate_size=64,
+        )
+        BertModel(config).save_pretrained(tiny)
+        path = tiny
+    texts = synthetic_texts(args.synthetic or 20000)
+    times: dict[bool, list[float]] = {False: [], True: []}
+    for _ in range(max(args.repeat, 2)):
+        for prefetch in (False, True):
+            enc = load_encoder(path, dtype=args.dtype, batch_size=args.batch_size, device=args.device)
+            enc.prefetch, enc.window = prefetch, 4096
+            enc.encode(texts[:1024])
+            t0 = time.perf_counter()
+            enc.encode(texts)
+            times[prefetch].append(time.perf_counter() - t0)
+    t0 = time.perf_counter()
+    enc.tokenizer_(texts, truncation=True, max_length=enc.max_length, verbose=False)
+    tok_s = time.perf_counter() - t0
+    print(f"{len(texts)} texts; {enc.describe()}; threads {args.threads}")
+    for prefetch in (False, True):
+        runs = ", ".join(f"{t:.2f}s" for t in times[prefetch])
+        print(
+            f"background tokenizer {'on ' if prefetch else 'off'}: median {np.median(times[prefetch]):.2f}s "
+            f"(runs: {runs})"
+        )
+    print(
+        f"tokenizing alone (one call): {tok_s:.2f}s; off/on ratio of the medians "
+        f"{np.median(times[False]) / np.median(times[True]):.2f}x"
+    )
+    if args.stand_in_tiny:
+        import shutil
+
+        shutil.rmtree(path, ignore_errors=True)
 
 
 if __name__ == "__main__":
