@@ -98,6 +98,10 @@ if [ "$MODE" = cold ]; then
   if run "encode bf16" 90 "$PY" "$B/benchmarks/encode_speed.py" --device "$DEV" --model "$BASE" --dtype bf16 "${ENC[@]}"; then
     grep -E "texts/s|ratio|cosine|^[0-9]+ texts" "$LOG" | tail -6 | sed "s/^/encode bf16: /" | tee -a "$SUM" >/dev/null
   fi
+  if run "encode prefetch off/on" 60 "$PY" "$B/benchmarks/encode_speed.py" --prefetch --device "$DEV" --model "$BASE" \
+      --dtype bf16 --repeat 3 "${ENC[@]}"; then
+    grep -E "^background|^tokenizing" "$LOG" | tail -3 | sed "s/^/encode prefetch: /" | tee -a "$SUM" >/dev/null
+  fi
   S=$W/data/ml-100k-splits
   for q in ${COLD_QUERIES:-any recent}; do
     run "ml100k-cold finetune (query $q)" 150 "${TK[@]}" finetune --items "$S/items.csv" --interactions "$S/cold/train.csv" \
