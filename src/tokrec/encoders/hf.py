@@ -4,6 +4,8 @@ Speed on CPU comes from three things: texts are deduplicated, sorted by token le
 that padding is minimal; the forward pass runs under ``torch.inference_mode()``; and on CPUs with
 native bf16 (AVX512-BF16 / AMX) it runs under bf16 autocast, pooling in fp32. The model weights load
 lazily on the first ``encode`` call, so a run served entirely from the embedding cache never loads them.
+On a GPU the model is cheap next to the Python and tokenizing around it: there the next window of texts is
+tokenized in a background thread while the model runs (:meth:`HFEncoder.encode_windows`).
 """
 
 from __future__ import annotations
@@ -501,9 +503,9 @@ GPU_BATCH = 512
 """Default texts per forward pass on a GPU (the H200 runs in BENCHMARKS.md used 512)."""
 
 WINDOW_TEXTS = 4096
-"""Texts tokenized together by :meth:`HFEncoder.encode_windows` on a GPU (at least 4 batches): large enough that sorting
-inside a window keeps padding within 1-4% of a global sort by token count, small enough that the first window's
-tokenization, which nothing overlaps, is a small share of a large encode."""
+"""Texts tokenized together by :meth:`HFEncoder.encode_windows` on a GPU (at least 4 batches): large enough that
+sorting inside a window keeps padding within 1-4% of a global sort by token count, small enough that the first
+window's tokenization, which nothing overlaps, is a small share of a large encode."""
 
 _FLUSH_ROWS = 16384  # vectors held on the device before one copy to the host
 
