@@ -113,15 +113,15 @@ def main() -> None:
         "so that the model is cheap next to tokenizing, as MiniLM is on a GPU (a stand-in: says nothing of speed)",
     )
     args = ap.parse_args()
-    if args.prefetch:
-        prefetch_check(args)
-        return
 
     os.environ.setdefault("HF_HUB_OFFLINE", "1")
     os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
     import torch
 
     torch.set_num_threads(args.threads)
+    if args.prefetch:
+        prefetch_check(args)
+        return
     from sentence_transformers import SentenceTransformer
 
     from tokrec.encoders import default_model_path, load_encoder
@@ -183,38 +183,23 @@ def main() -> None:
 
 def prefetch_check(args: argparse.Namespace) -> None:
     """Times tokrec's encoder on the same texts with the next window tokenized in the background off and on."""
+    import shutil
     import tempfile
 
-    import torch
-
     from tokrec.encoders import default_model_path, load_encoder
+    from tokrec.encoders.hf import WINDOW_TEXTS
+    from tokrec.encoders.testing import make_tiny_bert
 
-    os.environ.setdefault("HF_HUB_OFFLINE", "1")
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-    torch.set_num_threads(args.threads)
     path = args.model or default_model_path()
-    if args.stand_in_tiny:
-        from transformers import AutoTokenizer, BertConfig, BertModel
-
-        tiny = tempfile.mkdtemp(prefix="tiny-bert.")
-        tok = AutoTokenizer.from_pretrained(path)
-        tok.save_pretrained(tiny)
-        torch.manual_seed(0)
-        config = BertConfig(
-            vocab_size=tok.vocab_size,
-            hidden_size=32,
-            num_hidden_layers=1,
-            num_attention_heads=2,
-            intermediate_size=64,
-        )
-        BertModel(config).save_pretrained(tiny)
-        path = tiny
+    tiny = tempfile.mkdtemp(prefix="tiny-bert.") if args.stand_in_tiny else None
+    if tiny is not None:
+        path = str(make_tiny_bert(tiny, hidden=32, layers=1, tokenizer=path))
     texts = synthetic_texts(args.synthetic or 20000)
     times: dict[bool, list[float]] = {False: [], True: []}
     for _ in range(max(args.repeat, 2)):
         for prefetch in (False, True):
             enc = load_encoder(path, dtype=args.dtype, batch_size=args.batch_size, device=args.device)
-            enc.prefetch, enc.window = prefetch, 4096
+            enc.prefetch, enc.window = prefetch, WINDOW_TEXTS
             enc.encode(texts[:1024])
             t0 = time.perf_counter()
             enc.encode(texts)
@@ -233,10 +218,8 @@ def prefetch_check(args: argparse.Namespace) -> None:
         f"tokenizing alone (one call): {tok_s:.2f}s; off/on ratio of the medians "
         f"{np.median(times[False]) / np.median(times[True]):.2f}x"
     )
-    if args.stand_in_tiny:
-        import shutil
-
-        shutil.rmtree(path, ignore_errors=True)
+    if tiny is not None:
+        shutil.rmtree(tiny, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -262,9 +262,9 @@ class HFEncoder:
         # texts tokenized together (see encode_windows). On a GPU, whose model waits on the host, small windows
         # with the next one tokenized in a background thread, so that tokenizing hides behind the model; on a
         # CPU, where the model keeps every core busy and a tokenizer thread beside it only competes (measured
-        # 8-23% slower on 2 cores), large windows tokenized in turn (one sort for any catalog up to 65,536)
+        # 8-23% slower on 2 cores), large windows tokenized in turn
         self.prefetch = self.device == "cuda"
-        self.window = WINDOW_TEXTS if self.prefetch else 65_536
+        self.window = WINDOW_TEXTS if self.prefetch else CPU_WINDOW_TEXTS
         self.stats: dict[str, float] = {}
         self._model: Any = None
 
@@ -506,6 +506,9 @@ WINDOW_TEXTS = 4096
 """Texts tokenized together by :meth:`HFEncoder.encode_windows` on a GPU (at least 4 batches): large enough that
 sorting inside a window keeps padding within 1-4% of a global sort by token count, small enough that the first
 window's tokenization, which nothing overlaps, is a small share of a large encode."""
+
+CPU_WINDOW_TEXTS = 65_536
+"""Texts tokenized together on a CPU: one sort by token count for any catalog up to this size, bounded memory above."""
 
 _FLUSH_ROWS = 16384  # vectors held on the device before one copy to the host
 

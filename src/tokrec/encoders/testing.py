@@ -77,7 +77,13 @@ def _vocab(extra: Iterable[str] = ()) -> list[str]:
 
 
 def make_tiny_bert(
-    path: str | Path, *, hidden: int = 32, layers: int = 2, seed: int = 0, sentence_transformers: bool = False
+    path: str | Path,
+    *,
+    hidden: int = 32,
+    layers: int = 2,
+    seed: int = 0,
+    sentence_transformers: bool = False,
+    tokenizer: str | Path | None = None,
 ) -> Path:
     """Saves a random BERT (config + safetensors + WordPiece tokenizer) to ``path``.
 
@@ -88,6 +94,8 @@ def make_tiny_bert(
         seed: torch seed for the weights.
         sentence_transformers: also write ``1_Pooling/config.json`` (CLS pooling) and
             ``sentence_bert_config.json`` (max_seq_length 16), as a sentence-transformers folder does.
+        tokenizer: a model folder whose tokenizer to copy instead of the tiny one (its vocabulary sizes the
+            embeddings): a cheap model that tokenizes like a real one.
 
     Returns:
         The folder.
@@ -97,16 +105,23 @@ def make_tiny_bert(
 
     out = Path(path)
     out.mkdir(parents=True, exist_ok=True)
-    vocab = _vocab()
-    (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
-    if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers >= 5
-        tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
-    else:  # pragma: no cover - transformers 4.x
-        tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
+    if tokenizer is not None:
+        from transformers import AutoTokenizer
+
+        tok = AutoTokenizer.from_pretrained(str(tokenizer))
+        n_vocab = len(tok)
+    else:
+        vocab = _vocab()
+        n_vocab = len(vocab)
+        (out / "vocab.txt").write_text("\n".join(vocab) + "\n", encoding="utf-8")
+        if "vocab" in inspect.signature(BertTokenizerFast.__init__).parameters:  # transformers >= 5
+            tok = BertTokenizerFast(vocab={w: i for i, w in enumerate(vocab)}, do_lower_case=True)
+        else:  # pragma: no cover - transformers 4.x
+            tok = BertTokenizerFast(vocab_file=str(out / "vocab.txt"), do_lower_case=True)
     tok.save_pretrained(out)
     torch.manual_seed(seed)
     cfg = BertConfig(
-        vocab_size=len(vocab),
+        vocab_size=n_vocab,
         hidden_size=hidden,
         num_hidden_layers=layers,
         num_attention_heads=2,

@@ -206,19 +206,19 @@ def cold_item_split(
     and ``seed`` are then not used), e.g. the items an encoder was fine-tuned without.
     """
     with_events = list(pd.unique(dataset.interactions["item_id"]))
-    if items is not None:
-        cold = set(map(str, items)) & set(map(str, with_events))
+    if items is None:
+        cold = _draw(with_events, fraction, seed, "cold-item")
+        params: dict[str, Any] = {"fraction": fraction, "seed": seed}
+    else:
+        cold = set(map(str, items)) & set(with_events)
         if not cold or len(cold) == len(with_events):
             raise ConfigError(
                 f"cold-item split: {len(cold)} of the {len(with_events)} items with events are among the "
                 f"{len(items)} given: nothing to hold out, or nothing left to train on"
             )
-        is_test = dataset.interactions["item_id"].astype(str).isin(cold).to_numpy()
-        return _make(dataset, ~is_test, "cold-item", candidates=_sort_ids(list(cold)), items=len(cold))
-    cold = _draw(with_events, fraction, seed, "cold-item")
+        params = {"items": len(cold)}
     is_test = dataset.interactions["item_id"].isin(cold).to_numpy()
-    candidates = _sort_ids(list(cold))
-    return _make(dataset, ~is_test, "cold-item", candidates=candidates, fraction=fraction, seed=seed)
+    return _make(dataset, ~is_test, "cold-item", candidates=_sort_ids(list(cold)), **params)
 
 
 def cold_user_split(
