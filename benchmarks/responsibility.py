@@ -1,8 +1,10 @@
 """Diversity, calibration and popularity controls on MovieLens 100K warm: trade-off curves and chosen settings.
 
-    PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out runs/responsibility]
+    PYTHONPATH=src python benchmarks/responsibility.py [--shared ../shared] [--out runs/responsibility] [--no-tune]
 
-The default model ``tokrec`` (default config) ranks the whole catalog for each user; each re-ranker of
+The default model ``tokrec`` as the public command fits it (tuned on a validation split of the training file it
+is given, ``--tune-budget`` seconds, blend parts ``auto``: what ``tokrec recommend`` does; ``--no-tune``: the
+shipped configuration) ranks the whole catalog for each user; each re-ranker of
 ``tokrec.rerank`` (mmr, dpp, sdpp = dpp on the model's score scale, calibration, popularity = xQuAD, propensity)
 re-ranks the user's top 100 into a top 10 at weights 0 .. 0.9; mmr, dpp and calibration also within the user's top
 30 and top 50 only (``@30``, ``@50``), dpp and sdpp on a finer grid of weights. Every setting (weight, pool) is measured on a validation split cut
@@ -23,6 +25,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from common import shared_dir
 from tokrec.data.loaders import load_dataset, load_interactions
@@ -32,6 +35,7 @@ from tokrec.evaluation.splits import given_split, validation_split
 from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
 from tokrec.rerank import RerankContext, rerank_frame
+from tokrec.tuning import fit_tuned, tunable, tune
 
 K = 10
 POOL = 100
@@ -61,11 +65,31 @@ def key(weight: float, pool: int) -> str:
     return f"{weight:g}" if pool == POOL else f"{weight:g}@{pool}"
 
 
-def measure(split, vectors: np.ndarray, model_name: str) -> dict[str, dict[str, dict[str, float]]]:
+def fit_base(split, vectors: np.ndarray, model_name: str, budget: float | None) -> tuple[object, str]:
+    """The base model fitted on ``split.train`` as ``tokrec recommend`` fits it: tuned on a validation split cut
+    from ``split.train`` alone (``budget`` seconds, parts ``auto``), or the shipped configuration when
+    ``budget`` is None. Returns the model and the tuning table (empty when not tuned)."""
+    if budget is None or not tunable(model_name):
+        return create_model(model_name, {}).fit(split.train, vectors), ""
+    result = tune(model_name, split.train, vectors, budget_s=budget, parts="auto")
+    return fit_tuned(result, split.train, vectors), result.table()
+
+
+def measure(
+    split, vectors: np.ndarray, model_name: str, budget: float | None = None
+) -> dict[str, dict[str, dict[str, float]]]:
     """Every control at every setting on ``split``: {control: {setting key: figures}}."""
-    model = create_model(model_name, {})
-    model.fit(split.train, vectors)
+    model, table = fit_base(split, vectors, model_name, budget)
+    if table:
+        print(table, file=sys.stderr)
     recs = model.recommend_batch(split.test_users, k=POOL)
+    # the re-rankers: many tiny matrix products, where one BLAS thread is ~10x faster than several contending
+    # ones (the fit above keeps every thread, as the command does)
+    with threadpool_limits(1):
+        return _measure_reranked(split, recs, vectors)
+
+
+def _measure_reranked(split, recs, vectors: np.ndarray) -> dict[str, dict[str, dict[str, float]]]:
     train, test = split.train.interactions, split.test.interactions
     catalog = split.train.item_vocab.ids
     context = RerankContext.from_train(train, split.train.items, vectors=vectors)
@@ -148,11 +172,14 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--shared", help="the shared folder (default: ../shared or $TOKREC_SHARED)")
     ap.add_argument("--out", default="runs/responsibility", help="folder for the PNG and JSON")
     ap.add_argument("--model", default="tokrec", help="registry model (default: tokrec)")
+    ap.add_argument(
+        "--tune-budget",
+        type=float,
+        default=120.0,
+        help="seconds of tuning per fit, as the command's flag (120)",
+    )
+    ap.add_argument("--no-tune", action="store_true", help="the model's shipped configuration (no tuning)")
     args = ap.parse_args(argv)
-    from threadpoolctl import threadpool_limits
-
-    # many tiny matrix products: one BLAS thread is ~10x faster than several contending ones
-    threadpool_limits(1)
     shared = shared_dir(args.shared)
     d = shared / "data" / "ml-100k-splits"
     t0 = time.perf_counter()
@@ -161,8 +188,9 @@ def main(argv: list[str] | None = None) -> int:
     val_split = validation_split(test_split)
     vectors = item_vectors(ds)
     print(f"validation: {val_split.summary()}\ntest: {test_split.summary()}", file=sys.stderr)
-    val = measure(val_split, vectors, args.model)
-    test = measure(test_split, vectors, args.model)
+    budget = None if args.no_tune else args.tune_budget
+    val = measure(val_split, vectors, args.model, budget)
+    test = measure(test_split, vectors, args.model, budget)
     chosen = {c: choose(val[c], goal, direction, budget) for c, (goal, direction, budget) in CONTROLS.items()}
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -193,6 +221,8 @@ def main(argv: list[str] | None = None) -> int:
         rows.append({"control": control, "weight": w, "base": b, "reranked": r})
     data = {
         "model": args.model,
+        "tuned": budget is not None,
+        "tune_budget": budget,
         "k": K,
         "pool": POOL,
         "settings": {c: [key(w, p) for w, p in settings(c)] for c in CONTROLS},
