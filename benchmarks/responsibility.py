@@ -23,6 +23,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -65,7 +66,7 @@ def key(weight: float, pool: int) -> str:
     return f"{weight:g}" if pool == POOL else f"{weight:g}@{pool}"
 
 
-def fit_base(split, vectors: np.ndarray, model_name: str, budget: float | None) -> tuple[object, str]:
+def fit_base(split, vectors: np.ndarray, model_name: str, budget: float | None) -> tuple[Any, str]:
     """The base model fitted on ``split.train`` as ``tokrec recommend`` fits it: tuned on a validation split cut
     from ``split.train`` alone (``budget`` seconds, parts ``auto``), or the shipped configuration when
     ``budget`` is None. Returns the model and the tuning table (empty when not tuned)."""
