@@ -2,7 +2,7 @@
 training event?
 
 Usage:
-    python benchmarks/tied_test_events.py RECS.csv [RECS.csv ...] [--splits ../shared/data/ml-100k-splits]
+    python benchmarks/tied_test_events.py [RECS.csv ...] [--splits ../shared/data/ml-100k-splits]
 
 On ``ml-100k-splits`` 415 of the 943 users (44%) rated their test item in the same second as their last
 training event, and in every one of those cases the test item is the largest item id rated in that second:
@@ -38,7 +38,7 @@ def tie_groups(train: pd.DataFrame, test: pd.DataFrame) -> dict[str, set[str]]:
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("recs", nargs="+", type=Path, help="recommendation files (warm split)")
+    ap.add_argument("recs", nargs="*", type=Path, help="recommendation files (warm split)")
     ap.add_argument("--splits", type=Path, default=SPLITS)
     a = ap.parse_args()
     train = pd.read_csv(a.splits / "warm" / "train.csv", dtype={"user_id": str, "item_id": str})
@@ -55,6 +55,16 @@ def main() -> None:
         print(
             f"tied users whose test item has the largest id of that second: {int(above.sum())} of {len(above)}"
         )
+    # the validation split the tuner cuts (each user's last training event held out) is tied where a user's
+    # last training second holds two or more events, whichever of them is held out
+    at_last = train["timestamp"] == train.groupby("user_id")["timestamp"].transform("max")
+    val_tied = int((at_last.groupby(train["user_id"]).sum() >= 2).sum())
+    users = train["user_id"].nunique()
+    print(
+        f"validation split (each user's last training event): tied {val_tied} of {users} ({val_tied / users:.1%})"
+    )
+    if not a.recs:
+        return
     print("| recommendations | NDCG@10 all | tied | later |")
     print("| --- | ---: | ---: | ---: |")
     for path in a.recs:
