@@ -8,8 +8,9 @@
    popularity-only ROC-AUC on the same pairs beside it.
 3. Re-ranking: the default model `tokrec` (first stage) is fitted on the cut training set (validation)
    and on the whole training set (test); the classifier re-ranks the held-out users' top ``--top-n``
-   with ``(1-w) z(first stage) + w z(classifier)``. ``w`` is chosen on the validation events (NDCG@10
-   with the official scorer), then applied once to the test events.
+   with ``(1-w) z(first stage) + w z(classifier)``. ``w`` is chosen on the validation events as
+   ``tokrec classify --rerank`` chooses it (:func:`tokrec.tuning.choose_rerank_weight`; NDCG@10 by the shared
+   scorer's definitions), then applied once to the test events (scored by the shared scorer).
 
 Usage:
     python benchmarks/deep_classifier.py [--model-path ENCODER] [--top-n 20] [--set key=value ...]
@@ -34,6 +35,7 @@ from tokrec.evaluation.splits import leave_last_out
 from tokrec.features import item_vectors
 from tokrec.models.cross_encoder import CrossEncoderClassifier, heldout_pairs, sample_pairs, split_users
 from tokrec.models.registry import create_model
+from tokrec.tuning import choose_rerank_weight
 
 SHARED = Path(__file__).resolve().parents[2] / "shared"
 WEIGHTS = [round(0.1 * i, 1) for i in range(11)]
@@ -125,36 +127,26 @@ def main() -> None:
     enc = load_encoder(a.model_path) if a.model_path else None
     vecs = np.asarray(item_vectors(full, encoder=enc), dtype=np.float32)
     held_set = set(held_ids)
-    val_test = val_split.test.interactions
-    val_test = val_test[val_test["user_id"].astype(str).isin(held_set)][["user_id", "item_id"]]
-    val_test.to_csv(out / "val_test.csv", index=False)
-    cut.interactions[["user_id", "item_id"]].to_csv(out / "val_train.csv", index=False)
     test[test["user_id"].isin(held_set)].to_csv(out / "test_heldout.csv", index=False)
     t0 = time.perf_counter()
-    recs = {
-        "val": first_stage(cut, vecs, held_ids, a.top_n + 10),
-        "test": first_stage(full, vecs, held_ids, a.top_n + 10),
-    }
+    # validation: the held-out users' last training events, the first stage refitted without them (the
+    # command's own choice, tokrec.tuning.choose_rerank_weight; NDCG@10 by the scorer's definitions)
+    choice = choose_rerank_weight(
+        clf, full, create_model("tokrec", None), held_ids, item_vectors=vecs, top_n=a.top_n, weights=WEIGHTS
+    )
+    best = choice.weight
+    curve: dict[str, dict[float, float]] = {"val": choice.curve, "test": {}}
+    recs = first_stage(full, vecs, held_ids, a.top_n + 10)
     fs_s = time.perf_counter() - t0
-    files = {
-        "val": (out / "val_test.csv", out / "val_train.csv"),
-        "test": (out / "test_heldout.csv", train_path),
-    }
-    ds_for = {"val": cut, "test": full}
-    curve: dict[str, dict[float, float]] = {"val": {}, "test": {}}
     t0 = time.perf_counter()
-    for part in ("val", "test"):
-        for w in WEIGHTS if part == "val" else [0.0, 1.0]:
-            path = out / f"{part}-w{w}.csv"
-            clf.rerank(ds_for[part], recs[part], top_n=a.top_n, weight=w).to_csv(path, index=False)
-            curve[part][w] = score(path, *files[part], a.scorer)["ndcg@10"]
-        if part == "val":
-            best = max(WEIGHTS, key=lambda w: (curve["val"][w], -w))
-            path = out / f"test-w{best}.csv"
-            clf.rerank(full, recs["test"], top_n=a.top_n, weight=best).to_csv(path, index=False)
-            chosen = score(path, *files["test"], a.scorer)
+    files = (out / "test_heldout.csv", train_path)
+    for w, r in clf.rerank_weights(full, recs, top_n=a.top_n, weights=sorted({0.0, 1.0, best})).items():
+        path = out / f"test-w{w}.csv"
+        r.to_csv(path, index=False)
+        curve["test"][w] = score(path, *files, a.scorer)["ndcg@10"]
+    chosen = {"ndcg@10": curve["test"][best]}
     rr_s = time.perf_counter() - t0
-    print(f"first stage `tokrec` (top {a.top_n + 10}) for {len(held_ids)} held-out users, {fs_s:.0f}s")
+    print(f"first stage `tokrec` (validation and test) for {len(held_ids)} held-out users, {fs_s:.0f}s")
     print(
         "validation NDCG@10 by blend weight: " + ", ".join(f"{w}: {v:.4f}" for w, v in curve["val"].items())
     )

@@ -189,6 +189,17 @@ def test_cli_classify_end_to_end(tiny_bert: Path, tmp_path: Path, capsys) -> Non
     assert json.loads(out.strip().splitlines()[-1])["roc_auc"] > 0.9
     assert pd.read_csv(tmp_path / "out.csv")["item_id"].iloc[0] == "a0"
     assert main(argv[:-8] + ["--rerank", str(tmp_path / "recs.csv")]) == 2  # --rerank needs --output
+    # the default weight is chosen on validation: popularity (every user had every Alpha item) ranks each held-out
+    # user's last event first, so the first stage alone is perfect and keeps its order (ties go to weight 0)
+    assert main(argv[:-2] + ["--first-stage", "popularity"]) == 0
+    out = capsys.readouterr().out
+    result = json.loads(out.strip().splitlines()[-1])
+    assert "blend weight 0 chosen on validation" in out and result["blend_weight"] == 0.0
+    assert result["validation_ndcg10"]["0"] == 1.0 and len(result["validation_ndcg10"]) == 11
+    assert pd.read_csv(tmp_path / "out.csv")["item_id"].tolist() == ["b0", "b1", "a0"]
+    with pytest.raises(SystemExit) as bad:  # a weight outside [0, 1]: argparse's usage error
+        main(argv[:-1] + ["1.5"])
+    assert bad.value.code == 2 and "expected auto or a number in [0, 1]" in capsys.readouterr().err
 
 
 def test_behaviour_features_keep_a_users_own_events_out() -> None:
@@ -228,3 +239,50 @@ def test_rerank_blends_first_stage_and_classifier() -> None:
     assert mid[0] == "b0" and set(mid[1:3]) == {"a0", "a1"} and mid[3:] == ["b1", "a2"]
     with pytest.raises(ConfigError):
         clf.rerank(ds, recs, weight=1.5)
+
+
+def zipf_data(n_users: int = 40, n_items: int = 20, events: int = 6, seed: int = 0) -> Dataset:
+    """Users with ``events`` distinct items each, drawn with Zipf-like popularity, in time order."""
+    rng = np.random.default_rng(seed)
+    p = 1.0 / np.arange(1, n_items + 1)
+    rows = []
+    for u in range(n_users):
+        for t, i in enumerate(rng.choice(n_items, size=events, replace=False, p=p / p.sum())):
+            rows.append((f"u{u}", f"i{i}", t))
+    items = pd.DataFrame(
+        {"item_id": [f"i{i}" for i in range(n_items)], "title": [f"t{i}" for i in range(n_items)]}
+    )
+    return Dataset(pd.DataFrame(rows, columns=["user_id", "item_id", "timestamp"]), items)
+
+
+@pytest.mark.parametrize("sign", [1.0, -1.0])
+def test_the_blend_weight_is_chosen_on_each_users_last_event(sign: float) -> None:
+    """An oracle classifier (a high logit for exactly each user's last event) earns a positive weight and a
+    perfect validation NDCG; the same classifier reversed is given weight 0 (the first stage alone)."""
+    from tokrec.models.registry import create_model
+    from tokrec.tuning import choose_rerank_weight
+
+    ds = zipf_data()
+    last = ds.interactions.sort_values("timestamp").groupby("user_id")["item_id"].last().to_dict()
+    clf = CrossEncoderClassifier()
+    seen_users = []
+
+    def logit(dataset, pairs, **kw):
+        users = dataset.user_vocab.decode(pairs.users)
+        seen_users.extend(users)
+        hit = [last[u] == i for u, i in zip(users, dataset.item_vocab.decode(pairs.items), strict=True)]
+        return sign * 5.0 * np.asarray(hit, dtype=np.float32)
+
+    clf.predict_logit = logit  # type: ignore[method-assign]
+    held = [f"u{u}" for u in range(0, 40, 2)]
+    choice = choose_rerank_weight(clf, ds, create_model("popularity", None), held, top_n=20)
+    assert choice.users == 20 and set(seen_users) == set(held)
+    assert sorted(choice.curve) == [0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9, 1.0]
+    assert choice.curve[0.0] < 0.9  # popularity alone misses most last events
+    if sign > 0:
+        assert choice.weight > 0 and choice.curve[choice.weight] == pytest.approx(1.0)
+        assert choice.curve[1.0] == pytest.approx(1.0)
+    else:
+        assert choice.weight == 0.0 and max(choice.curve.values()) == choice.curve[0.0]
+        assert choice.curve[1.0] < choice.curve[0.0]
+    assert "chosen on validation" in choice.line()

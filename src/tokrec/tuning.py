@@ -74,6 +74,7 @@ from tokrec.evaluation.metrics import ndcg_from_scores
 from tokrec.evaluation.splits import Split, cold_item_split, leave_last_out
 from tokrec.models import registry
 from tokrec.models.base import wants_item_vectors
+from tokrec.models.cross_encoder import BLEND_WEIGHTS
 from tokrec.models.recommended import (
     COLLAB_SIGNALS,
     LM_SIGNALS,
@@ -1037,6 +1038,61 @@ def baseline_model(name: str) -> str:
     return BASELINE_SPACES[name][0] if name in BASELINE_SPACES else name
 
 
+@dataclass(frozen=True)
+class RerankChoice:
+    """A re-ranking blend weight chosen on validation: ``weight``, validation NDCG@10 at every weight tried
+    (``curve``), and how many validation users scored it."""
+
+    weight: float
+    curve: dict[float, float]
+    users: int
+
+    def line(self) -> str:
+        """One line: the chosen weight and the validation curve."""
+        curve = ", ".join(f"{w:g}: {v:.4f}" for w, v in self.curve.items())
+        return (
+            f"blend weight {self.weight:g} chosen on validation ({self.users} users' last events): NDCG@10 "
+            f"{self.curve[0.0]:.4f} (first stage) -> {self.curve[self.weight]:.4f}; by weight {curve}"
+        )
+
+
+def choose_rerank_weight(
+    reranker: Any,
+    dataset: Dataset,
+    first_stage: Any,
+    users: Sequence[str],
+    *,
+    item_vectors: np.ndarray | None = None,
+    top_n: int = 20,
+    weights: Sequence[float] | None = None,
+    k: int = 10,
+) -> RerankChoice:
+    """The blend weight of a classifier's re-ranking (``reranker.rerank_weights``, e.g.
+    :class:`~tokrec.models.cross_encoder.CrossEncoderClassifier`) chosen on validation: each user's last event
+    of ``dataset`` is held out (leave-last-out), ``first_stage`` (an unfitted registered model) is fitted on the
+    rest, its top ``top_n`` for ``users`` (those the classifier never trained on) is re-ranked at each weight,
+    and the weight with the best NDCG@``k`` on those users' held-out events wins (ties: the smaller weight, so
+    0 — the first stage alone — wins unless the classifier helps). The classifier is used as fitted: it must
+    not have seen ``users``' events as training pairs."""
+    from tokrec.evaluation.metrics import score_recommendations
+
+    split = leave_last_out(dataset)
+    held = split.test.interactions
+    held = held[held["user_id"].astype(str).isin({str(u) for u in users})]
+    if held.empty:
+        raise ConfigError("no validation events: none of the given users has two or more events")
+    vecs = item_vectors if wants_item_vectors(first_stage) else None
+    model = first_stage.fit(split.train, vecs)
+    ids = sorted(held["user_id"].astype(str).unique())
+    recs = model.recommend_batch(ids, k=max(top_n, k))
+    grid = sorted({0.0, *(BLEND_WEIGHTS if weights is None else weights)})
+    reranked = reranker.rerank_weights(split.train, recs, top_n=top_n, weights=grid)
+    train = split.train.interactions
+    curve = {w: float(score_recommendations(reranked[w], held, train, k=k)[f"ndcg@{k}"]) for w in grid}
+    best = max(curve, key=lambda w: (curve[w], -w))
+    return RerankChoice(weight=best, curve=curve, users=len(ids))
+
+
 def tune(
     name: str,
     train: Dataset,
@@ -1067,11 +1123,13 @@ def tune(
 __all__ = [
     "BASELINE_SPACES",
     "NO_RECENCY",
+    "RerankChoice",
     "TUNING_FILE",
     "TuneResult",
     "Validation",
     "auto_parts",
     "baseline_model",
+    "choose_rerank_weight",
     "data_checks",
     "fit_tuned",
     "make_validation",

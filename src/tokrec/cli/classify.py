@@ -39,10 +39,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--top-n", type=int, default=20, help="re-rank each user's top N rows (default 20)")
     p.add_argument(
         "--blend-weight",
-        type=float,
-        default=0.5,
-        help="re-ranking score = (1-w) * z(first stage) + w * z(classifier); choose w on validation "
-        "(benchmarks/deep_classifier.py does); default 0.5",
+        type=_blend_weight,
+        default="auto",
+        metavar="W",
+        help="re-ranking score = (1-w) * z(first stage) + w * z(classifier); default auto: w in 0, 0.1, ..., 1 "
+        "chosen on validation (the held-out users' last training events, the first stage refitted without "
+        "them; 0 keeps the first stage's order unless the classifier helps)",
+    )
+    p.add_argument(
+        "--first-stage",
+        default="tokrec",
+        metavar="MODEL",
+        help="the registered model that made --rerank's file, refitted (shipped configuration) to choose the "
+        "blend weight on validation (default tokrec)",
     )
     mode = p.add_mutually_exclusive_group()
     mode.add_argument(
@@ -144,17 +153,54 @@ def run(args: argparse.Namespace) -> int:
         print(f"saved the classifier to {args.save}")
     if args.rerank:
         recs = _read_recs(args.rerank)
-        out = clf.rerank(ds, recs, top_n=args.top_n, weight=args.blend_weight)
+        weight = args.blend_weight
+        if weight == "auto":
+            choice = _choose_weight(args, clf, ds, held_users)
+            print(choice.line())
+            weight = choice.weight
+            result["validation_ndcg10"] = {f"{w:g}": round(v, 5) for w, v in choice.curve.items()}
+        out = clf.rerank(ds, recs, top_n=args.top_n, weight=weight)
         from tokrec.fileio import atomic_write
 
         atomic_write(Path(args.output), lambda tmp: out.to_csv(tmp, index=False))
         print(
-            f"re-ranked (blend weight {args.blend_weight}) the top {args.top_n} of {recs['user_id'].nunique()} users -> {args.output}"
+            f"re-ranked (blend weight {weight:g}) the top {args.top_n} of {recs['user_id'].nunique()} users -> {args.output}"
         )
+        result["blend_weight"] = weight
         result["reranked_users"] = int(recs["user_id"].nunique())
     print(json.dumps(result))
     sys.stdout.flush()
     return 0
+
+
+def _blend_weight(text: str) -> float | str:
+    """``--blend-weight``: ``auto`` or a number in [0, 1]."""
+    if text == "auto":
+        return text
+    try:
+        w = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1], not {text!r}") from None
+    if not 0.0 <= w <= 1.0:
+        raise argparse.ArgumentTypeError(f"expected auto or a number in [0, 1], not {text!r}")
+    return w
+
+
+def _choose_weight(args: argparse.Namespace, clf, ds, held_users):
+    """The blend weight chosen on validation (:func:`tokrec.tuning.choose_rerank_weight`): the classifier never
+    trained on ``held_users``; ``--first-stage`` is refitted without their last events."""
+    from tokrec.models.base import wants_item_vectors
+    from tokrec.models.registry import create_model
+    from tokrec.tuning import choose_rerank_weight
+
+    first = create_model(args.first_stage, None)
+    vectors = None
+    if wants_item_vectors(first):
+        from tokrec.features import item_vectors_for
+
+        vectors = item_vectors_for(ds)
+    users = [str(u) for u in ds.user_vocab.decode(held_users)]
+    return choose_rerank_weight(clf, ds, first, users, item_vectors=vectors, top_n=args.top_n)
 
 
 def _read_test(path: str):

@@ -26,7 +26,8 @@ together with binary cross-entropy. Without them (``behaviour_features=false``) 
 
 Re-ranking blends, per user over the re-ranked rows, the z-scored first-stage score (``score``
 column, else ``-rank``) with the z-scored classifier logit: ``(1 - w) * first + w * classifier``;
-``w`` (``blend_weight``) should be chosen on validation (``benchmarks/deep_classifier.py`` does).
+``w`` is chosen on validation by :func:`tokrec.tuning.choose_rerank_weight` (``tokrec classify --rerank`` does
+by default).
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
@@ -46,6 +48,9 @@ from tokrec.data.dataset import Dataset
 from tokrec.errors import ConfigError, DataError
 
 log = logging.getLogger(__name__)
+
+#: the re-ranking blend weights a validation choice tries (:func:`tokrec.tuning.choose_rerank_weight`)
+BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 
 
 class CrossEncoderConfig(BaseModel):
@@ -563,8 +568,20 @@ class CrossEncoderClassifier:
         ``top_n`` keep their order after them, and so do rows of users or items the dataset lacks.
         ``weight`` 0 keeps the first stage's order, 1 ranks by the classifier alone.
         Returns ``user_id, item_id, score, rank`` (score = the blend for re-ranked rows)."""
-        if not 0.0 <= weight <= 1.0:
-            raise ConfigError(f"re-rank blend weight must be in [0, 1], not {weight}")
+        return self.rerank_weights(dataset, recs, top_n=top_n, weights=(weight,))[weight]
+
+    def rerank_weights(
+        self,
+        dataset: Dataset,
+        recs: pd.DataFrame,
+        *,
+        top_n: int = 20,
+        weights: Sequence[float] = BLEND_WEIGHTS,
+    ) -> dict[float, pd.DataFrame]:
+        """:meth:`rerank` at each of ``weights`` (``{weight: re-ranked frame}``), the classifier run once."""
+        for weight in weights:
+            if not 0.0 <= weight <= 1.0:
+                raise ConfigError(f"re-rank blend weight must be in [0, 1], not {weight}")
         for col in ("user_id", "item_id"):
             if col not in recs.columns:
                 raise DataError("missing column", column=col)
@@ -597,16 +614,21 @@ class CrossEncoderClassifier:
         clf = np.zeros(len(recs))
         clf[np.flatnonzero(use)] = logit
         users = recs["user_id"].to_numpy()
-        blend = (1.0 - weight) * _zscore(first, users, use) + weight * _zscore(clf, users, use)
-        recs["score"] = np.where(use, blend, np.nan)
+        z_first, z_clf = _zscore(first, users, use), _zscore(clf, users, use)
         # rows of the head that cannot be scored keep their place among the head via their first-stage z
-        recs["_head"] = head
-        recs["_key"] = np.where(use, blend, np.where(head, _zscore(first, users, head), -np.inf))
-        recs = recs.sort_values(
-            ["user_id", "_head", "_key", "rank"], ascending=[True, False, False, True], kind="stable"
-        )
-        recs["rank"] = recs.groupby("user_id", sort=False).cumcount() + 1
-        return recs[["user_id", "item_id", "score", "rank"]].reset_index(drop=True)
+        fallback = np.where(head, _zscore(first, users, head), -np.inf)
+        out = {}
+        for weight in weights:
+            blend = (1.0 - weight) * z_first + weight * z_clf
+            r = recs.assign(
+                score=np.where(use, blend, np.nan), _head=head, _key=np.where(use, blend, fallback)
+            )
+            r = r.sort_values(
+                ["user_id", "_head", "_key", "rank"], ascending=[True, False, False, True], kind="stable"
+            )
+            r["rank"] = r.groupby("user_id", sort=False).cumcount() + 1
+            out[weight] = r[["user_id", "item_id", "score", "rank"]].reset_index(drop=True)
+        return out
 
     # ---- persistence -----------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
