@@ -26,6 +26,7 @@ COMMANDS = (
     "serve",
     "classify",
     "finetune",
+    "distill",
     "tune",
 )
 

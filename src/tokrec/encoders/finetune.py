@@ -431,7 +431,7 @@ def finetune_encoder(
                 "val_items": int(held.sum()),
             },
         )
-        _save(tr, cfg, result, split.candidates or [])
+        _save(tr, cfg, result.to_json(), split.candidates or [], adapter=cfg.adapter)
         return result
 
 
@@ -505,17 +505,25 @@ def _val_loss(
     return total / n, hits / n
 
 
-def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult, val_items: list[str]) -> None:
-    """Writes the tuned folder atomically: merged weights (safetensors), tokenizer, the base's
-    sentence-transformers settings, and ``tokrec_finetune.json`` (with ``val_items``, the items held out of
-    training: :func:`tokrec.encoders.finetuned_without`)."""
+def _save(
+    tr: _Trainer,
+    cfg: BaseModel,
+    result: dict[str, Any],
+    val_items: list[str],
+    *,
+    adapter: str = "none",
+    extra: dict[str, Any] | None = None,
+) -> None:
+    """Writes the tuned folder (``result["path"]``) atomically: merged weights (safetensors), tokenizer, the base's
+    sentence-transformers settings, and ``tokrec_finetune.json`` (``cfg``, ``result``, ``extra``, and
+    ``val_items``, the items held out of training: :func:`tokrec.encoders.finetuned_without`)."""
     model = tr.model
-    if cfg.adapter != "none":
+    if adapter != "none":
         model = model.merge_and_unload()
     model = model.to("cpu").eval()
     from tokrec.fileio import atomic_dir
 
-    path = Path(result.path)
+    path = Path(result["path"])
     with atomic_dir(path, replaceable=lambda p: (p / FINETUNE_FILE).is_file() or not any(p.iterdir())) as tmp:
         model.save_pretrained(str(tmp), safe_serialization=True)
         tr.tokenizer.save_pretrained(str(tmp))
@@ -531,7 +539,8 @@ def _save(tr: _Trainer, cfg: FinetuneConfig, result: FinetuneResult, val_items: 
             "format": "tokrec-finetuned-encoder/1",
             "base": str(tr.base),
             "config": cfg.model_dump(mode="json"),
-            "result": {k: v for k, v in result.to_json().items() if k != "path"},
+            "result": {k: v for k, v in result.items() if k != "path"},
+            **(extra or {}),
             "val_items": [str(i) for i in val_items],
         }
         (tmp / FINETUNE_FILE).write_text(json.dumps(meta, indent=1))

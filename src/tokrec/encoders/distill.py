@@ -1,0 +1,294 @@
+"""A larger encoder's knowledge in the small one: distillation of a teacher's item vectors into the encoder.
+
+A larger sentence encoder (all-mpnet-base-v2, 768-d, about five times MiniLM's compute) places new items better
+from their text alone (on MovieLens 100K new items: 0.378 against MiniLM's 0.307 NDCG@10 through the default
+command). :func:`distill_encoder` teaches the student (the bundled all-MiniLM-L6-v2 by default) to place the
+catalog's item texts as the teacher does, so that the student keeps its own cost at encoding and serving time:
+
+- **what it reads**: the texts of the items with training events, less a validation share of them (the same
+  cold-item split :func:`tokrec.encoders.finetune.finetune_encoder` cuts with the same seed and fraction, so a
+  behaviour fine-tuning run on the distilled folder holds out the same items). Items without events — the new
+  items a recommender will be asked about — are never trained on: what the student learns must carry over to
+  them. No event is read either, only which items have one. (The teacher encodes the whole catalog once, into
+  the embedding cache.)
+- **the loss**, per batch of item texts: ``1 - cos(W s_i, t_i)`` (the student vector ``s_i`` mapped by a linear
+  head ``W`` onto the teacher's ``t_i``; ``W`` starts from the ridge solution on the frozen student's vectors,
+  is trained with it and is not saved) plus ``relational_weight`` times the mean squared difference between the
+  batch's student and teacher cosine-similarity matrices (the geometry the recommender's text signals read:
+  neighbours, profiles). The head lets the student take in what the teacher's 768 dimensions hold; the
+  relational term keeps the student's own space shaped like the teacher's.
+- **early stopping** on the validation items' texts with the same loss; ``val_agreement`` is the mean Pearson
+  correlation between each validation item's row of cosine similarities to the other validation items under
+  the student and under the teacher (1 = the same neighbourhoods).
+
+Why a loop of its own rather than sentence-transformers' ``MSELoss`` distillation: that loss needs the
+teacher and the student to share a dimension (or a projection the student keeps), and its trainer needs the
+``datasets`` package; here the head is dropped after training, the step reuses the behaviour fine-tuning's
+tokenised catalog and batching (:class:`tokrec.encoders.finetune._Trainer`) and tokrec's one trainer
+(:class:`tokrec.training.Trainer`).
+
+The output folder has the same layout as a behaviour-tuned one (``tokrec_finetune.json`` with ``teacher`` and
+``val_items``), so every command takes it through ``--model-path`` and ``tokrec finetune --model-path`` can
+fine-tune it on behaviour afterwards.
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from tokrec.data.dataset import Dataset
+from tokrec.errors import ConfigError, DataError
+
+
+class DistillConfig(BaseModel):
+    """Settings of :func:`distill_encoder` (unknown keys are rejected)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    teacher: str = Field(
+        description="the teacher encoder: a Hugging Face id or folder (its vectors are cached)"
+    )
+    model: str | None = Field(
+        None, description="the student's base folder (default: the bundled all-MiniLM-L6-v2)"
+    )
+    relational_weight: float = Field(1.0, ge=0, description="weight of the similarity-matrix term")
+    ridge: float = Field(1.0, gt=0, description="L2 of the head's starting ridge solution")
+    batch_size: int = Field(128, ge=8, description="item texts per step")
+    lr: float = Field(5e-5, gt=0, description="the student's learning rate")
+    head_lr: float = Field(1e-3, gt=0, description="the head's learning rate")
+    weight_decay: float = Field(0.0, ge=0)
+    warmup: float = Field(0.0, ge=0, lt=1, description="share of the steps with a rising learning rate")
+    epochs: int = Field(15, ge=1, description="most epochs; early stopping may end sooner")
+    patience: int = Field(3, ge=1)
+    max_seconds: float | None = Field(None, gt=0, description="training time budget")
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="items with events held out for validation")
+    max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the student's)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU"
+    )
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    seed: int = 42
+    progress: bool = False
+
+
+def make_distill_config(config: DistillConfig | dict[str, Any] | None = None, **kwargs: Any) -> DistillConfig:
+    """A validated :class:`DistillConfig` from a config, a dict and/or keyword overrides."""
+    base = config.model_dump() if isinstance(config, DistillConfig) else dict(config or {})
+    try:
+        return DistillConfig.model_validate({**base, **kwargs})
+    except ValidationError as e:
+        raise ConfigError(f"distill: invalid config: {e}") from e
+
+
+@dataclass
+class DistillResult:
+    """What :func:`distill_encoder` did: the folder, the validation curve, the chosen epoch, timings."""
+
+    path: Path
+    val_loss: list[float]
+    val_agreement: list[float]
+    train_loss: list[float]
+    best_epoch: int
+    base_val_loss: float
+    base_val_agreement: float
+    seconds: float
+    steps: int
+    device: str
+    info: dict[str, Any] = field(default_factory=dict)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "path": str(self.path),
+            "best_epoch": self.best_epoch,
+            "base_val_loss": round(self.base_val_loss, 5),
+            "base_val_agreement": round(self.base_val_agreement, 5),
+            "val_loss": [round(x, 5) for x in self.val_loss],
+            "val_agreement": [round(x, 5) for x in self.val_agreement],
+            "train_loss": [round(x, 5) for x in self.train_loss],
+            "seconds": round(self.seconds, 1),
+            "steps": self.steps,
+            "device": self.device,
+            **self.info,
+        }
+
+
+def distill_encoder(
+    dataset: Dataset,
+    output: str | os.PathLike[str],
+    config: DistillConfig | dict[str, Any] | None = None,
+    **kwargs: Any,
+) -> DistillResult:
+    """Distils the teacher's vectors of ``dataset``'s item texts into the student and writes its folder.
+
+    Args:
+        dataset: the catalog and the training interactions (only which items have events is read).
+        output: the folder to write (replaced atomically if it exists).
+        config: a :class:`DistillConfig` or dict; ``kwargs`` override single settings.
+
+    Raises:
+        DataError: too few items with events for a training batch and a validation set.
+        ConfigError: bad settings, a teacher that cannot be loaded, or CUDA asked for where there is none.
+    """
+    import torch
+
+    from tokrec.encoders.finetune import _save, _Trainer, make_config
+    from tokrec.evaluation.splits import cold_item_split
+    from tokrec.features import item_vectors_for
+    from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
+
+    cfg = make_distill_config(config, **kwargs)
+    t_start = time.perf_counter()
+    with torch_threads(cfg.threads):
+        rng = seed_all(cfg.seed)
+        split = cold_item_split(dataset, fraction=cfg.val_fraction, seed=cfg.seed)
+        held = np.zeros(dataset.n_items, dtype=bool)
+        held[dataset.item_vocab.encode(split.candidates or [], missing="mask")] = True
+        with_events = np.zeros(dataset.n_items, dtype=bool)
+        with_events[dataset.item_idx] = True
+        train_rows, val_rows = np.flatnonzero(with_events & ~held), np.flatnonzero(held)
+        if len(train_rows) < cfg.batch_size or len(val_rows) < 2:
+            raise DataError(
+                f"distill: too few items with events ({len(train_rows)} to train on, {len(val_rows)} to "
+                f"validate on, for batch size {cfg.batch_size})"
+            )
+        teacher = torch.from_numpy(np.asarray(item_vectors_for(dataset, model=cfg.teacher), dtype=np.float32))
+        teacher = torch.nn.functional.normalize(teacher, dim=-1)
+        per_epoch = len(train_rows) // cfg.batch_size
+        total = per_epoch * cfg.epochs
+        tr = _Trainer(
+            make_config(model=cfg.model, max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype),
+            dataset,
+            total,
+        )
+        teacher = teacher.to(tr.device)
+        head = _ridge_head(_embed_rows(tr, train_rows), teacher[train_rows], cfg.ridge)
+        head = head.to(tr.device)
+        module = torch.nn.ModuleDict({"student": tr.model, "head": head})
+        trainer_config = TrainerConfig.model_validate(
+            {
+                "epochs": cfg.epochs,
+                "optimizer": "adamw",
+                "lr": cfg.lr,
+                "weight_decay": cfg.weight_decay,
+                "lr_schedule": "linear",
+                "warmup_ratio": cfg.warmup,
+                "min_lr_ratio": 0.05,
+                "max_grad_norm": 1.0,
+                "monitor": "val_loss",
+                "mode": "min",
+                "min_delta": 1e-5,
+                "patience": cfg.patience,
+                "validate_first": True,
+                "max_seconds": cfg.max_seconds,
+                "progress": cfg.progress,
+                "desc": "distill",
+            }
+        )
+        groups = [
+            {"params": [p for p in tr.model.parameters() if p.requires_grad], "lr": cfg.lr},
+            {"params": list(head.parameters()), "lr": cfg.head_lr},
+        ]
+        trainer = Trainer(module, trainer_config, device=tr.device, params=groups, total_steps=total)
+
+        def batches(epoch: int) -> Iterator[np.ndarray]:
+            order = rng.permutation(train_rows)
+            for b in range(per_epoch):
+                yield order[b * cfg.batch_size : (b + 1) * cfg.batch_size]
+
+        def step(rows: np.ndarray) -> Any:
+            return distill_loss(tr.embed(rows), teacher[torch.from_numpy(rows).to(tr.device)], head, cfg)
+
+        def validate(_: Any) -> dict[str, float]:
+            s = _embed_rows(tr, val_rows)
+            t = teacher[torch.from_numpy(val_rows).to(tr.device)]
+            with torch.no_grad():
+                loss = float(distill_loss(s, t, head, cfg))
+            return {"val_loss": loss, "val_agreement": agreement(s, t)}
+
+        fit = trainer.fit(batches, step, validate, started=t_start)
+        assert fit.initial is not None
+        result = DistillResult(
+            path=Path(output),
+            val_loss=[h["val_loss"] for h in fit.history],
+            val_agreement=[h["val_agreement"] for h in fit.history],
+            train_loss=[h["loss"] for h in fit.history],
+            best_epoch=fit.best_epoch,
+            base_val_loss=fit.initial["val_loss"],
+            base_val_agreement=fit.initial["val_agreement"],
+            seconds=time.perf_counter() - t_start,
+            steps=fit.steps,
+            device=str(tr.device),
+            info={"train_items": int(len(train_rows)), "val_items": int(len(val_rows))},
+        )
+        _save(tr, cfg, result.to_json(), split.candidates or [], extra={"teacher": cfg.teacher})
+        return result
+
+
+def _embed_rows(tr: Any, rows: np.ndarray, batch: int = 256) -> Any:
+    """The student's unit vectors of item ``rows`` (in that order), in eval mode and without gradients."""
+    import torch
+
+    was = tr.model.training
+    tr.model.eval()
+    with torch.no_grad():
+        out = torch.cat([tr.embed(rows[s : s + batch]) for s in range(0, len(rows), batch)])
+    tr.model.train(was)
+    return out
+
+
+def _ridge_head(student: Any, teacher: Any, ridge: float) -> Any:
+    """A bias-free linear map from student to teacher vectors, the ridge solution on the given rows."""
+    import torch
+
+    s = student.detach().double()
+    w = torch.linalg.solve(
+        s.T @ s + ridge * torch.eye(s.shape[1], dtype=s.dtype, device=s.device), s.T @ teacher.double()
+    )
+    head = torch.nn.Linear(s.shape[1], teacher.shape[1], bias=False)
+    with torch.no_grad():
+        head.weight.copy_(w.T.float())
+    return head
+
+
+def distill_loss(student: Any, teacher: Any, head: Any, cfg: DistillConfig) -> Any:
+    """``mean(1 - cos(head(s), t)) + relational_weight * mean((S S^T - T T^T)^2)`` over a batch of unit vectors."""
+    import torch
+
+    mapped = torch.nn.functional.normalize(head(student), dim=-1)
+    loss = (1.0 - (mapped * teacher).sum(-1)).mean()
+    if cfg.relational_weight:
+        loss = loss + cfg.relational_weight * ((student @ student.T - teacher @ teacher.T) ** 2).mean()
+    return loss
+
+
+def agreement(student: Any, teacher: Any) -> float:
+    """Mean Pearson correlation between each row of the student's and the teacher's cosine similarities (the
+    diagonal left out): 1 when every item has the same neighbourhood under both."""
+    import torch
+
+    with torch.no_grad():
+        off = ~torch.eye(len(student), dtype=torch.bool, device=student.device)
+        a = (student @ student.T)[off].view(len(student), -1).float()
+        b = (teacher @ teacher.T)[off].view(len(student), -1).float()
+        a, b = a - a.mean(1, keepdim=True), b - b.mean(1, keepdim=True)
+        corr = (a * b).sum(1) / (a.norm(dim=1) * b.norm(dim=1)).clamp(min=1e-12)
+    return float(corr.mean())
+
+
+__all__ = [
+    "DistillConfig",
+    "DistillResult",
+    "agreement",
+    "distill_encoder",
+    "distill_loss",
+    "make_distill_config",
+]
