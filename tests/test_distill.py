@@ -65,7 +65,7 @@ def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path
     assert trained == set(range(ds.n_items)) - no_events - set(ds.item_vocab.encode(held, missing="mask"))
     assert r.info == {"train_items": 40, "val_items": 10}
     assert r.best_epoch >= 1 and min(r.val_loss) < r.base_val_loss, r.to_json()
-    assert max(r.val_agreement) > r.base_val_agreement
+    assert max(r.val_metric) > r.base_val_metric
     # the folder: a loadable encoder of the student's width, recording its validation items and its teacher
     meta = json.loads((tmp_path / "out" / "tokrec_finetune.json").read_text())
     assert meta["teacher"] == str(teacher) and finetuned_without(tmp_path / "out") == held
@@ -81,9 +81,10 @@ def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path
 
     rows = ds.item_vocab.encode(held, missing="mask")
     as_t = lambda v: torch.from_numpy(np.ascontiguousarray(v[rows]))  # noqa: E731
-    best = r.val_agreement[r.best_epoch - 1]
+    best = r.val_metric[r.best_epoch - 1]
+    assert r.best_metric == best and r.metric == "agreement"
     assert agreement(as_t(v_out), as_t(v_t)) == pytest.approx(best, abs=1e-3)
-    assert agreement(as_t(v_base), as_t(v_t)) == pytest.approx(r.base_val_agreement, abs=1e-3) != best
+    assert agreement(as_t(v_base), as_t(v_t)) == pytest.approx(r.base_val_metric, abs=1e-3) != best
 
 
 def test_distill_loss_is_zero_when_the_student_is_the_teacher() -> None:

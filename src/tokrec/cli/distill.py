@@ -69,12 +69,9 @@ def run(args: argparse.Namespace) -> int:
     )
     ds = load_dataset(items=args.items, interactions=args.interactions)
     r = distill_encoder(ds, args.output, cfg)
-    best = r.val_agreement[r.best_epoch - 1] if r.best_epoch else r.base_val_agreement
     print(
-        f"validation ({r.info['val_items']} held-out items; trained on {r.info['train_items']}): loss "
-        f"{r.base_val_loss:.4f} -> {min(r.val_loss, default=r.base_val_loss):.4f}, agreement with the teacher "
-        f"{r.base_val_agreement:.3f} -> {best:.3f} (epoch {r.best_epoch} of {len(r.val_loss)}); {r.steps} steps on "
-        f"{r.device} in {r.seconds:.1f}s"
+        f"validation ({r.info['val_items']} held-out items; trained on {r.info['train_items']}), agreement with "
+        f"the teacher: {r.summary()}"
     )
     print(f"wrote {args.output}")
     print(json.dumps(r.to_json()))

@@ -96,10 +96,7 @@ def run(args: argparse.Namespace) -> int:
         logging.basicConfig(format="%(message)s", stream=sys.stderr)
     r = finetune_encoder(ds, args.output, cfg)
     print(
-        f"validation ({r.info['val_items']} held-out items, {r.info['val_examples']} events): loss "
-        f"{r.base_val_loss:.4f} -> {min(r.val_loss):.4f}, recall@10 {r.base_val_recall10:.4f} -> "
-        f"{r.val_recall10[r.best_epoch - 1] if r.best_epoch else r.base_val_recall10:.4f} "
-        f"(epoch {r.best_epoch} of {len(r.val_loss)}); {r.steps} steps on {r.device} in {r.seconds:.1f}s"
+        f"validation ({r.info['val_items']} held-out items, {r.info['val_examples']} events): {r.summary()}"
     )
     print(f"wrote {args.output}")
     print(json.dumps(r.to_json()))

@@ -37,21 +37,19 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field, ValidationError
 
 from tokrec.data.dataset import Dataset
+from tokrec.encoders.finetune import EncoderRunConfig, EncoderRunResult, _save, _Trainer, make_config
 from tokrec.errors import ConfigError, DataError
 
 
-class DistillConfig(BaseModel):
+class DistillConfig(EncoderRunConfig):
     """Settings of :func:`distill_encoder` (unknown keys are rejected)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
 
     teacher: str = Field(
         description="the teacher encoder: a Hugging Face id or folder (its vectors are cached)"
@@ -68,16 +66,6 @@ class DistillConfig(BaseModel):
     warmup: float = Field(0.0, ge=0, lt=1, description="share of the steps with a rising learning rate")
     epochs: int = Field(15, ge=1, description="most epochs; early stopping may end sooner")
     patience: int = Field(3, ge=1)
-    max_seconds: float | None = Field(None, gt=0, description="training time budget")
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="items with events held out for validation")
-    max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the student's)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU"
-    )
-    threads: int | None = Field(None, ge=1, description="torch CPU threads")
-    seed: int = 42
-    progress: bool = False
 
 
 def make_distill_config(config: DistillConfig | dict[str, Any] | None = None, **kwargs: Any) -> DistillConfig:
@@ -89,44 +77,12 @@ def make_distill_config(config: DistillConfig | dict[str, Any] | None = None, **
         raise ConfigError(f"distill: invalid config: {e}") from e
 
 
-@dataclass
-class DistillResult:
-    """What :func:`distill_encoder` did: the folder, the validation curve, the chosen epoch, timings."""
-
-    path: Path
-    val_loss: list[float]
-    val_agreement: list[float]
-    train_loss: list[float]
-    best_epoch: int
-    base_val_loss: float
-    base_val_agreement: float
-    seconds: float
-    steps: int
-    device: str
-    info: dict[str, Any] = field(default_factory=dict)
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "path": str(self.path),
-            "best_epoch": self.best_epoch,
-            "base_val_loss": round(self.base_val_loss, 5),
-            "base_val_agreement": round(self.base_val_agreement, 5),
-            "val_loss": [round(x, 5) for x in self.val_loss],
-            "val_agreement": [round(x, 5) for x in self.val_agreement],
-            "train_loss": [round(x, 5) for x in self.train_loss],
-            "seconds": round(self.seconds, 1),
-            "steps": self.steps,
-            "device": self.device,
-            **self.info,
-        }
-
-
 def distill_encoder(
     dataset: Dataset,
     output: str | os.PathLike[str],
     config: DistillConfig | dict[str, Any] | None = None,
     **kwargs: Any,
-) -> DistillResult:
+) -> EncoderRunResult:
     """Distils the teacher's vectors of ``dataset``'s item texts into the student and writes its folder.
 
     Args:
@@ -140,7 +96,6 @@ def distill_encoder(
     """
     import torch
 
-    from tokrec.encoders.finetune import _save, _Trainer, make_config
     from tokrec.evaluation.splits import cold_item_split
     from tokrec.features import item_vectors_for
     from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
@@ -215,19 +170,9 @@ def distill_encoder(
             return {"val_loss": loss, "val_agreement": agreement(s, t)}
 
         fit = trainer.fit(batches, step, validate, started=t_start)
-        assert fit.initial is not None
-        result = DistillResult(
-            path=Path(output),
-            val_loss=[h["val_loss"] for h in fit.history],
-            val_agreement=[h["val_agreement"] for h in fit.history],
-            train_loss=[h["loss"] for h in fit.history],
-            best_epoch=fit.best_epoch,
-            base_val_loss=fit.initial["val_loss"],
-            base_val_agreement=fit.initial["val_agreement"],
-            seconds=time.perf_counter() - t_start,
-            steps=fit.steps,
-            device=str(tr.device),
-            info={"train_items": int(len(train_rows)), "val_items": int(len(val_rows))},
+        info = {"train_items": int(len(train_rows)), "val_items": int(len(val_rows))}
+        result = EncoderRunResult.from_fit(
+            fit, Path(output), "agreement", "val_agreement", t_start, tr.device, info
         )
         _save(tr, cfg, result.to_json(), split.candidates or [], extra={"teacher": cfg.teacher})
         return result
@@ -286,7 +231,6 @@ def agreement(student: Any, teacher: Any) -> float:
 
 __all__ = [
     "DistillConfig",
-    "DistillResult",
     "agreement",
     "distill_encoder",
     "distill_loss",

@@ -56,10 +56,28 @@ log = logging.getLogger(__name__)
 _ST_FILES = ("modules.json", "sentence_bert_config.json", "config_sentence_transformers.json")
 
 
-class FinetuneConfig(BaseModel):
-    """Settings of :func:`finetune_encoder` (unknown keys are rejected)."""
+class EncoderRunConfig(BaseModel):
+    """The settings every offline encoder training run shares (:class:`FinetuneConfig`,
+    :class:`tokrec.encoders.distill.DistillConfig`); unknown keys are rejected."""
 
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+    max_seconds: float | None = Field(
+        None, gt=0, description="training time budget: the epoch running when it is spent is the last"
+    )
+    val_fraction: float = Field(0.2, gt=0, lt=1, description="items held out for validation")
+    max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the encoder's)")
+    device: Literal["auto", "cpu", "cuda"] = "auto"
+    dtype: Literal["auto", "fp32", "bf16"] = Field(
+        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU"
+    )
+    threads: int | None = Field(None, ge=1, description="torch CPU threads")
+    seed: int = 42
+    progress: bool = False
+
+
+class FinetuneConfig(EncoderRunConfig):
+    """Settings of :func:`finetune_encoder` (unknown keys are rejected)."""
 
     model: str | None = Field(None, description="base encoder folder (default: the bundled all-MiniLM-L6-v2)")
     adapter: Literal["none", "lora", "adalora"] = Field("none", description="none = full fine-tuning")
@@ -90,50 +108,75 @@ class FinetuneConfig(BaseModel):
     epochs: int = Field(6, ge=1, description="most epochs; early stopping may end sooner")
     patience: int = Field(2, ge=1, description="epochs without a better validation loss before stopping")
     max_steps_per_epoch: int | None = Field(None, ge=1, description="cap for small (CPU) runs")
-    max_seconds: float | None = Field(
-        None, gt=0, description="training time budget: the epoch running when it is spent is the last"
-    )
-    val_fraction: float = Field(0.2, gt=0, lt=1, description="items held out for validation")
     hold_out_last: bool = Field(
         False,
         description="leave each user's last event out (as the tuner's leave-last-out validation does), so that "
         "tuning the recommender on this log later scores the encoder on events it never saw",
     )
     max_val_events: int = Field(4000, ge=1)
-    max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the encoder's)")
-    device: Literal["auto", "cpu", "cuda"] = "auto"
-    dtype: Literal["auto", "fp32", "bf16"] = Field(
-        "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU"
-    )
-    threads: int | None = Field(None, ge=1, description="torch CPU threads")
-    seed: int = 42
-    progress: bool = False
 
 
 @dataclass
-class FinetuneResult:
-    """What :func:`finetune_encoder` did: the folder, the validation curve, the chosen epoch, timings."""
+class EncoderRunResult:
+    """What an offline encoder training run (:func:`finetune_encoder`, :func:`tokrec.encoders.distill.distill_encoder`)
+    did: the folder, the validation curve of its loss and of its own metric (``metric`` names it: ``recall@10``,
+    ``agreement``), the chosen epoch, timings."""
 
     path: Path
+    metric: str
     val_loss: list[float]
-    val_recall10: list[float]
+    val_metric: list[float]
     train_loss: list[float]
     best_epoch: int
     base_val_loss: float
-    base_val_recall10: float
+    base_val_metric: float
     seconds: float
     steps: int
     device: str
     info: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_fit(
+        cls, fit: Any, path: Path, metric: str, key: str, started: float, device: Any, info: dict[str, Any]
+    ) -> EncoderRunResult:
+        """From :meth:`tokrec.training.Trainer.fit`'s result, whose validation dicts hold ``val_loss`` and ``key``."""
+        assert fit.initial is not None
+        return cls(
+            path=path,
+            metric=metric,
+            val_loss=[h["val_loss"] for h in fit.history],
+            val_metric=[h[key] for h in fit.history],
+            train_loss=[h["loss"] for h in fit.history],
+            best_epoch=fit.best_epoch,
+            base_val_loss=fit.initial["val_loss"],
+            base_val_metric=fit.initial[key],
+            seconds=time.perf_counter() - started,
+            steps=fit.steps,
+            device=str(device),
+            info=info,
+        )
+
+    @property
+    def best_metric(self) -> float:
+        """The validation metric of the kept weights (the frozen encoder's when no epoch beat it)."""
+        return self.val_metric[self.best_epoch - 1] if self.best_epoch else self.base_val_metric
+
+    def summary(self) -> str:
+        """One line for the commands: the validation loss and metric before and after, the epochs, the time."""
+        return (
+            f"loss {self.base_val_loss:.4f} -> {min(self.val_loss, default=self.base_val_loss):.4f}, "
+            f"{self.metric} {self.base_val_metric:.4f} -> {self.best_metric:.4f} (epoch {self.best_epoch} of "
+            f"{len(self.val_loss)}); {self.steps} steps on {self.device} in {self.seconds:.1f}s"
+        )
 
     def to_json(self) -> dict[str, Any]:
         return {
             "path": str(self.path),
             "best_epoch": self.best_epoch,
             "base_val_loss": round(self.base_val_loss, 5),
-            "base_val_recall@10": round(self.base_val_recall10, 5),
+            f"base_val_{self.metric}": round(self.base_val_metric, 5),
             "val_loss": [round(x, 5) for x in self.val_loss],
-            "val_recall@10": [round(x, 5) for x in self.val_recall10],
+            f"val_{self.metric}": [round(x, 5) for x in self.val_metric],
             "train_loss": [round(x, 5) for x in self.train_loss],
             "seconds": round(self.seconds, 1),
             "steps": self.steps,
@@ -315,7 +358,7 @@ def finetune_encoder(
     output: str | os.PathLike[str],
     config: FinetuneConfig | dict[str, Any] | None = None,
     **kwargs: Any,
-) -> FinetuneResult:
+) -> EncoderRunResult:
     """Fine-tunes the encoder on ``dataset``'s events and writes the tuned encoder folder to ``output``.
 
     Args:
@@ -324,7 +367,7 @@ def finetune_encoder(
         config: a :class:`FinetuneConfig` or dict; ``kwargs`` override single settings.
 
     Returns:
-        A :class:`FinetuneResult`.
+        An :class:`EncoderRunResult` (metric ``recall@10``).
 
     Raises:
         DataError: too few events to make training and validation examples.
@@ -412,20 +455,14 @@ def finetune_encoder(
             on_step=allocate if cfg.adapter == "adalora" else None,
             started=t_start,
         )
-        assert fit.initial is not None
-        seconds = time.perf_counter() - t_start
-        result = FinetuneResult(
-            path=Path(output),
-            val_loss=[h["val_loss"] for h in fit.history],
-            val_recall10=[h["val_recall10"] for h in fit.history],
-            train_loss=[h["loss"] for h in fit.history],
-            best_epoch=fit.best_epoch,
-            base_val_loss=fit.initial["val_loss"],
-            base_val_recall10=fit.initial["val_recall10"],
-            seconds=seconds,
-            steps=fit.steps,
-            device=str(tr.device),
-            info={
+        result = EncoderRunResult.from_fit(
+            fit,
+            Path(output),
+            "recall@10",
+            "val_recall10",
+            t_start,
+            tr.device,
+            {
                 "train_examples": int(len(train_ex.pos)),
                 "val_examples": int(len(val_ex.pos)),
                 "val_items": int(held.sum()),
