@@ -41,11 +41,18 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-from pydantic import Field, ValidationError
+from pydantic import Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.encoders.finetune import EncoderRunConfig, EncoderRunResult, _save, _Trainer, make_config
-from tokrec.errors import ConfigError, DataError
+from tokrec.encoders.finetune import (
+    EncoderRunConfig,
+    EncoderRunResult,
+    _save,
+    _Trainer,
+    _trainer_config,
+    make_config,
+)
+from tokrec.errors import DataError
 
 
 class DistillConfig(EncoderRunConfig):
@@ -70,11 +77,7 @@ class DistillConfig(EncoderRunConfig):
 
 def make_distill_config(config: DistillConfig | dict[str, Any] | None = None, **kwargs: Any) -> DistillConfig:
     """A validated :class:`DistillConfig` from a config, a dict and/or keyword overrides."""
-    base = config.model_dump() if isinstance(config, DistillConfig) else dict(config or {})
-    try:
-        return DistillConfig.model_validate({**base, **kwargs})
-    except ValidationError as e:
-        raise ConfigError(f"distill: invalid config: {e}") from e
+    return DistillConfig.build("distill", config, **kwargs)
 
 
 def distill_encoder(
@@ -98,7 +101,7 @@ def distill_encoder(
 
     from tokrec.evaluation.splits import cold_item_split
     from tokrec.features import item_vectors_for
-    from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
+    from tokrec.training import Trainer, seed_all, torch_threads
 
     cfg = make_distill_config(config, **kwargs)
     t_start = time.perf_counter()
@@ -128,26 +131,7 @@ def distill_encoder(
         head = _ridge_head(_embed_rows(tr, train_rows), teacher[train_rows], cfg.ridge)
         head = head.to(tr.device)
         module = torch.nn.ModuleDict({"student": tr.model, "head": head})
-        trainer_config = TrainerConfig.model_validate(
-            {
-                "epochs": cfg.epochs,
-                "optimizer": "adamw",
-                "lr": cfg.lr,
-                "weight_decay": cfg.weight_decay,
-                "lr_schedule": "linear",
-                "warmup_ratio": cfg.warmup,
-                "min_lr_ratio": 0.05,
-                "max_grad_norm": 1.0,
-                "monitor": "val_loss",
-                "mode": "min",
-                "min_delta": 1e-5,
-                "patience": cfg.patience,
-                "validate_first": True,
-                "max_seconds": cfg.max_seconds,
-                "progress": cfg.progress,
-                "desc": "distill",
-            }
-        )
+        trainer_config = _trainer_config(cfg, "distill", cfg.lr, min_delta=1e-5)
         groups = [
             {"params": [p for p in tr.model.parameters() if p.requires_grad], "lr": cfg.lr},
             {"params": list(head.parameters()), "lr": cfg.head_lr},

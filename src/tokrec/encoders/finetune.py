@@ -42,7 +42,7 @@ import time
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
 import numpy as np
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
@@ -74,6 +74,19 @@ class EncoderRunConfig(BaseModel):
     threads: int | None = Field(None, ge=1, description="torch CPU threads")
     seed: int = 42
     progress: bool = False
+
+    @classmethod
+    def build(cls, what: str, config: BaseModel | dict[str, Any] | None = None, **kwargs: Any) -> Self:
+        """A validated config from a config, a dict and/or keyword overrides (``what`` names the step in errors).
+
+        Raises:
+            ConfigError: unknown keys or bad values.
+        """
+        base = config.model_dump() if isinstance(config, cls) else dict(config or {})
+        try:
+            return cls.model_validate({**base, **kwargs})
+        except ValidationError as e:
+            raise ConfigError(f"{what}: invalid config: {e}") from e
 
 
 class FinetuneConfig(EncoderRunConfig):
@@ -194,11 +207,7 @@ class _Examples:
 
 def make_config(config: FinetuneConfig | dict[str, Any] | None = None, **kwargs: Any) -> FinetuneConfig:
     """A validated :class:`FinetuneConfig` from a config, a dict and/or keyword overrides."""
-    base = config.model_dump() if isinstance(config, FinetuneConfig) else dict(config or {})
-    try:
-        return FinetuneConfig.model_validate({**base, **kwargs})
-    except ValidationError as e:
-        raise ConfigError(f"finetune: invalid config: {e}") from e
+    return FinetuneConfig.build("finetune", config, **kwargs)
 
 
 def _examples(
@@ -374,7 +383,7 @@ def finetune_encoder(
         ConfigError: bad settings, or CUDA asked for where there is none.
     """
     from tokrec.evaluation.splits import cold_item_split, leave_last_out
-    from tokrec.training import Trainer, TrainerConfig, seed_all, torch_threads
+    from tokrec.training import Trainer, seed_all, torch_threads
 
     cfg = make_config(config, **kwargs)
     t_start = time.perf_counter()
@@ -410,25 +419,8 @@ def finetune_encoder(
         total = per_epoch * cfg.epochs
         tr = _Trainer(cfg, dataset, total)
         model = tr.model
-        trainer_config = TrainerConfig.model_validate(
-            {
-                "epochs": cfg.epochs,
-                "optimizer": "adamw",
-                "lr": cfg.lr or (3e-4 if cfg.adapter != "none" else 3e-5),
-                "weight_decay": cfg.weight_decay,
-                "lr_schedule": "linear",
-                "warmup_ratio": cfg.warmup,
-                "min_lr_ratio": 0.05,
-                "max_grad_norm": 1.0,
-                "monitor": "val_loss",
-                "mode": "min",
-                "min_delta": 1e-4,
-                "patience": cfg.patience,
-                "validate_first": True,
-                "max_seconds": cfg.max_seconds,
-                "progress": cfg.progress,
-                "desc": "finetune",
-            }
+        trainer_config = _trainer_config(
+            cfg, "finetune", cfg.lr or (3e-4 if cfg.adapter != "none" else 3e-5), min_delta=1e-4
         )
         trainer = Trainer(model, trainer_config, device=tr.device, total_steps=total)
         held_rows = np.flatnonzero(held)
@@ -540,6 +532,34 @@ def _val_loss(
         hits += int((rank < 10).sum())
         n += len(target)
     return total / n, hits / n
+
+
+def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float) -> Any:
+    """The trainer settings of an encoder training run (``cfg``: a :class:`FinetuneConfig` or a
+    :class:`tokrec.encoders.distill.DistillConfig`): AdamW, linear warm-up and decay to 5% of ``lr``, gradients
+    clipped at 1, early stopping on the validation loss, which is also measured before the first step."""
+    from tokrec.training import TrainerConfig
+
+    return TrainerConfig.model_validate(
+        {
+            "epochs": cfg.epochs,
+            "optimizer": "adamw",
+            "lr": lr,
+            "weight_decay": cfg.weight_decay,
+            "lr_schedule": "linear",
+            "warmup_ratio": cfg.warmup,
+            "min_lr_ratio": 0.05,
+            "max_grad_norm": 1.0,
+            "monitor": "val_loss",
+            "mode": "min",
+            "min_delta": min_delta,
+            "patience": cfg.patience,
+            "validate_first": True,
+            "max_seconds": cfg.max_seconds,
+            "progress": cfg.progress,
+            "desc": desc,
+        }
+    )
 
 
 def _save(
