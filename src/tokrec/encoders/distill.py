@@ -1,9 +1,11 @@
 """A larger encoder's knowledge in the small one: distillation of a teacher's item vectors into the encoder.
 
-A larger sentence encoder (all-mpnet-base-v2, 768-d, about five times MiniLM's compute) places new items better
-from their text alone (on MovieLens 100K new items: 0.378 against MiniLM's 0.307 NDCG@10 through the default
-command). :func:`distill_encoder` teaches the student (the bundled all-MiniLM-L6-v2 by default) to place the
-catalog's item texts as the teacher does, so that the student keeps its own cost at encoding and serving time:
+A larger sentence encoder (all-mpnet-base-v2, 768-d, about five times MiniLM's compute) can place new items better
+from their text alone (MovieLens 100K new items: 0.378 against MiniLM's 0.314 NDCG@10 through the default command;
+not everywhere: on Amazon Beauty 0.084 against 0.097). :func:`distill_encoder` teaches the student (the bundled
+all-MiniLM-L6-v2 by default) to place the catalog's item texts as the teacher does, so that the student keeps its
+own cost at encoding and serving time. It inherits the teacher's placement, worse as well as better (Beauty:
+0.086 distilled), so compare the two encoders through the tuner's validation first (BENCHMARKS.md).
 
 - **what it reads**: the texts of the items with training events, less a validation share of them (the same
   cold-item split :func:`tokrec.encoders.finetune.finetune_encoder` cuts with the same seed and fraction, so a
