@@ -130,7 +130,7 @@ def distill_encoder(
             total,
         )
         teacher = teacher.to(tr.device)
-        head = _ridge_head(_embed_rows(tr, train_rows), teacher[train_rows], cfg.ridge)
+        head = _ridge_head(tr.embed_rows(train_rows), teacher[train_rows], cfg.ridge)
         head = head.to(tr.device)
         module = torch.nn.ModuleDict({"student": tr.model, "head": head})
         trainer_config = _trainer_config(cfg, "distill", cfg.lr, min_delta=1e-5)
@@ -149,7 +149,7 @@ def distill_encoder(
             return distill_loss(tr.embed(rows), teacher[torch.from_numpy(rows).to(tr.device)], head, cfg)
 
         def validate(_: Any) -> dict[str, float]:
-            s = _embed_rows(tr, val_rows)
+            s = tr.embed_rows(val_rows)
             t = teacher[torch.from_numpy(val_rows).to(tr.device)]
             with torch.no_grad():
                 loss = float(distill_loss(s, t, head, cfg))
@@ -162,18 +162,6 @@ def distill_encoder(
         )
         _save(tr, cfg, result.to_json(), split.candidates or [], extra={"teacher": cfg.teacher})
         return result
-
-
-def _embed_rows(tr: Any, rows: np.ndarray, batch: int = 256) -> Any:
-    """The student's unit vectors of item ``rows`` (in that order), in eval mode and without gradients."""
-    import torch
-
-    was = tr.model.training
-    tr.model.eval()
-    with torch.no_grad():
-        out = torch.cat([tr.embed(rows[s : s + batch]) for s in range(0, len(rows), batch)])
-    tr.model.train(was)
-    return out
 
 
 def _ridge_head(student: Any, teacher: Any, ridge: float) -> Any:

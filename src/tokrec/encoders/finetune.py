@@ -295,17 +295,24 @@ class _Trainer:
         return torch.nn.functional.normalize(pool(hidden.float(), t_mask, self.pooling), dim=-1)
 
     def embed_all(self, n_items: int, batch: int = 256) -> Any:
+        """Unit vectors of every item row, in row order (eval mode, no gradients)."""
+        return self.embed_rows(np.arange(n_items), batch)
+
+    def embed_rows(self, rows: np.ndarray, batch: int = 256) -> Any:
+        """Unit vectors of item ``rows``, in that order: embedded shortest text first (less padding), in eval
+        mode and without gradients."""
         import torch
 
-        order = np.argsort([len(x) for x in self.ids], kind="stable")
+        rows = np.asarray(rows)
+        order = np.argsort([len(self.ids[int(r)]) for r in rows], kind="stable")
         parts = []
         was = self.model.training
         self.model.eval()
         with torch.no_grad():
-            for s in range(0, n_items, batch):
-                parts.append(self.embed(order[s : s + batch]))
+            for s in range(0, len(rows), batch):
+                parts.append(self.embed(rows[order[s : s + batch]]))
         self.model.train(was)
-        out = torch.empty((n_items, parts[0].shape[1]), device=self.device)
+        out = torch.empty((len(rows), parts[0].shape[1]), device=self.device)
         out[torch.from_numpy(order).to(self.device)] = torch.cat(parts)
         return out
 
