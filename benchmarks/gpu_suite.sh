@@ -3,9 +3,11 @@
 #
 #   bash benchmarks/gpu_suite.sh BUNDLE OUT [tiny]
 #
-# BUNDLE (a folder) holds: src/ and benchmarks/ (this checkout), minilm16/ (all-MiniLM-L6-v2 with fp16
-# weights: 45 MB instead of 90), data/<split>/**.csv.gz (ml-100k-splits, amazon-beauty-splits, gzipped)
-# and bench/score_recs.py (the official scorer). OUT gets summary.txt (one line per figure) and log.txt.
+# BUNDLE (a folder, written by `python benchmarks/gpu_bundle.py --shared ../shared`, which says how to carry it)
+# holds: src/ and benchmarks/ (this checkout), minilm16/ (all-MiniLM-L6-v2 with fp16 weights: 45 MB instead of
+# 90), data/<split>/**.csv.gz (ml-100k-splits, amazon-beauty-splits, gzipped), bench/score_recs.py (the official
+# scorer) and wheels/ (what the GPU image lacks; installed into the work folder first where it lacks it).
+# OUT gets summary.txt (one line per figure) and log.txt.
 # `tiny` runs every step at toy size (a CPU check of the script itself); `cold` runs the encoding throughput,
 # then the tuned encoder for new items (each query kind, batch 1024) through the default command and
 # benchmarks/cold_tuned.py (the default model's weights chosen on validation for the tuned vectors); PY picks
@@ -27,9 +29,16 @@ PY=${PY:-python3}
 BUDGET_S=${BUDGET_S:-540}
 T0=$(date +%s)
 mkdir -p "$OUT"
-export PYTHONPATH=$B/src${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 W=${WORK:-/tmp/gpu_suite}
 rm -rf "$W" && mkdir -p "$W"
+SITE=""
+# what the GPU image lacks (benchmarks/gpu_bundle.py says which), where it lacks it
+if [ -d "$B/wheels" ] && ! "$PY" -c 'import pydantic, optuna' 2>/dev/null; then
+  "$PY" -m pip install -q --no-index --no-deps --no-compile --no-cache-dir --target "$W/site" "$B"/wheels/*.whl >"$OUT/pip.txt" 2>&1 ||
+    { echo "gpu_suite: installing $B/wheels failed (see $OUT/pip.txt)"; exit 1; }
+  SITE=:$W/site
+fi
+export PYTHONPATH=$B/src$SITE${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
 export TOKREC_CACHE_DIR=$W/cache
 SUM=$OUT/summary.txt
 LOG=$OUT/log.txt
