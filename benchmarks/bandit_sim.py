@@ -14,7 +14,8 @@ not), so the learning policies learn online.
 
 Policies. ``random``; ``popularity`` (history counts plus rewards so far); ``greedy``: hybrid LinUCB
 exploiting its mean only (``explore_share=0``); ``linucb``: hybrid LinUCB ranking by its upper confidence
-bound (``explore_share=1``); ``ts``: linear Thompson sampling. The three learning policies are warm-started
+bound (``explore_share=1``); ``ts``: linear Thompson sampling over the shared model only (``mode="shared"``);
+``ts-hybrid``: Thompson sampling over the hybrid model (shared plus per-item coefficients, as LinUCB's). The three learning policies are warm-started
 identically by replaying history: each of up to ``--warm`` history events as reward 1 for its item and
 reward 0 for one random item the user never had. Their scale (UCB width, TS posterior scale) is the
 package default 0.5 unless ``--choose`` picks it from 0.1 / 0.25 / 0.5 / 1 on a validation window that
@@ -173,13 +174,17 @@ def main(argv: list[str] | None = None) -> int:
             )
         return results, new_items, len(arrivals)
 
-    alphas = {"linucb": args.alpha_linucb, "ts": args.alpha_ts}
+    alphas = {"linucb": args.alpha_linucb, "ts": args.alpha_ts, "ts-hybrid": args.alpha_ts}
     if args.choose:
         # validation window: history before the 25% time quantile, future up to the median (the test
         # window's history); every candidate scale is replayed there and the best total reward wins
         q25, q50 = inter["timestamp"].quantile(0.25), inter["timestamp"].median()
         grid = (0.1, 0.25, 0.5, 1.0)
-        for name, config in (("linucb", {"policy": "linucb", "mode": "hybrid"}), ("ts", {"policy": "ts"})):
+        for name, config in (
+            ("linucb", {"policy": "linucb", "mode": "hybrid"}),
+            ("ts", {"policy": "ts", "mode": "shared"}),
+            ("ts-hybrid", {"policy": "ts", "mode": "hybrid"}),
+        ):
             scores = {}
             for a in grid:
                 res, _, _ = run_window(q25, q50, {name: (dict(config, alpha=a), 1.0)}, args.choose_rounds)
@@ -191,7 +196,8 @@ def main(argv: list[str] | None = None) -> int:
         "popularity": None,
         "greedy": ({"policy": "linucb", "mode": "hybrid", "alpha": alphas["linucb"]}, 0.0),
         "linucb": ({"policy": "linucb", "mode": "hybrid", "alpha": alphas["linucb"]}, 1.0),
-        "ts": ({"policy": "ts", "alpha": alphas["ts"]}, 1.0),
+        "ts": ({"policy": "ts", "mode": "shared", "alpha": alphas["ts"]}, 1.0),
+        "ts-hybrid": ({"policy": "ts", "mode": "hybrid", "alpha": alphas["ts-hybrid"]}, 1.0),
     }
     results, new_items, n_rounds = run_window(inter["timestamp"].median(), np.inf, policies, args.rounds)
     out = Path(args.out)

@@ -179,7 +179,10 @@ def transfer(folder: Path, campaign: str = "all", seed: int = 0) -> dict:
     q_other = np.broadcast_to(q_other, (test.n_rounds, *q_other.shape)).copy()
     ids = [str(a) for a in range(test.n_actions)]
     primary = trained_on(
-        train, items, {"policy": "ts", "features": "product", "dim": None, "seed": seed}, None
+        train,
+        items,
+        {"policy": "ts", "mode": "shared", "features": "product", "dim": None, "seed": seed},
+        None,
     )
     dists = {"ts-items (primary)": ts_action_dist(primary, test, scale, 10000, contexts=False, seed=seed)}
     ucb = trained_on(
@@ -314,7 +317,7 @@ def main(argv: list[str] | None = None) -> int:
             f"\n== logging policy {logging_policy}: {log.n_rounds} rounds, {log.n_actions} items, CTR {on_policy:.5f} "
             f"({on_ci[0]:.5f}-{on_ci[1]:.5f})"
         )
-        policies = [("ts-sampling", {"policy": "ts", "alpha": args.alpha}, args.draws)]
+        policies = [("ts-sampling", {"policy": "ts", "mode": "shared", "alpha": args.alpha}, args.draws)]
         if logging_policy == "random":  # replay training is unbiased under uniform logging only
             policies.append(
                 ("linucb-hybrid-greedy", {"policy": "linucb", "mode": "hybrid", "alpha": args.alpha}, 0)

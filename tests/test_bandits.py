@@ -27,7 +27,9 @@ def _p_click(v: np.ndarray, w: np.ndarray) -> float:
         {"policy": "linucb", "mode": "hybrid"},
         {"policy": "linucb", "mode": "disjoint"},
         {"policy": "linucb", "mode": "shared"},
-        {"policy": "ts"},
+        {"policy": "ts", "mode": "hybrid"},
+        {"policy": "ts", "mode": "disjoint"},
+        {"policy": "ts", "mode": "shared"},
     ],
 )
 def test_learns_planted_reward(config: dict) -> None:
@@ -108,3 +110,55 @@ def test_save_load_round_trip(tmp_path: Path) -> None:
         load_policy(tmp_path / "missing")
     with pytest.raises(Exception, match="extra"):
         PolicyConfig.model_validate({"policy": "ts", "unknown": 1})
+
+
+def _trained(config: dict, rounds: int = 150, seed: int = 3) -> tuple[BanditPolicy, list[str], np.ndarray]:
+    ids, vectors, users, w = _world()
+    rng = np.random.default_rng(seed)
+    policy = BanditPolicy(dict(config, dim=None, seed=0)).fit_items(ids, vectors)
+    probs = np.array([_p_click(v, w) for v in vectors])
+    for t in range(rounds):  # uniformly random items: every item's terms and the shared ones move
+        j = int(rng.integers(len(ids)))
+        policy.update(ids[j], users[t % len(users)], float(rng.random() < probs[j]))
+    return policy, ids, users
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "disjoint", "shared"])
+def test_thompson_draws_follow_the_posterior(mode: str) -> None:
+    """Each candidate's sampled score has the posterior mean and, scaled by ``alpha**2``, the confidence
+    width's square of the LinUCB with the same model (for ``hybrid``, Li et al.'s width with the shared
+    coefficients' cross terms): a draw that left out the cross terms, or the item terms, would miss it."""
+    ts, ids, users = _trained({"policy": "ts", "mode": mode, "alpha": 0.7})
+    ucb, _, _ = _trained({"policy": "linucb", "mode": mode, "alpha": 0.7})
+    c, rows = ts._context(users[2]), ts._rows(ids)
+    mean, var = ts._mean_and_width(c, rows)
+    ref = ucb.scores(users[2], ids)
+    np.testing.assert_allclose(mean, ref["mean"], rtol=1e-9, atol=1e-12)  # the same model, the same data
+    np.testing.assert_allclose(np.sqrt(var), ref["width"], rtol=1e-9, atol=1e-12)
+    draws = np.stack([ts._explore_scores(c, rows, mean, var) for _ in range(4000)])
+    se_mean = np.sqrt(0.49 * var / len(draws))
+    assert np.all(np.abs(draws.mean(0) - mean) < 5 * se_mean + 1e-12)
+    # the sample variance of 4,000 normal draws is within 10% of the truth (4.5 standard errors)
+    np.testing.assert_allclose(draws.var(0), 0.49 * var, rtol=0.1)
+    # with alpha = 0 a draw is the posterior mean: Thompson sampling ranks as greedy
+    zero, _, _ = _trained({"policy": "ts", "mode": mode, "alpha": 0.0})
+    np.testing.assert_allclose(zero._explore_scores(c, rows, mean, var), mean, rtol=1e-9, atol=1e-12)
+
+
+def test_a_format_1_thompson_policy_loads_as_the_shared_model_it_was(tmp_path: Path) -> None:
+    import json
+
+    shared, ids, users = _trained({"policy": "ts", "mode": "shared"})
+    shared.save(tmp_path / "old")
+    meta = json.loads((tmp_path / "old" / "config.json").read_text())
+    # format 1 ignored mode for ts and wrote the default ("hybrid") with the shared model's arrays
+    meta["format"], meta["config"]["mode"] = "tokrec-bandit/1", "hybrid"
+    (tmp_path / "old" / "config.json").write_text(json.dumps(meta))
+    loaded = load_policy(tmp_path / "old")
+    assert loaded.config.mode == "shared"
+    np.testing.assert_allclose(loaded.scores(users[0], ids)["mean"], shared.scores(users[0], ids)["mean"])
+    hybrid, _, _ = _trained({"policy": "ts", "mode": "hybrid"})
+    hybrid.save(tmp_path / "new")
+    again = load_policy(tmp_path / "new")
+    assert again.config.mode == "hybrid"
+    np.testing.assert_allclose(again.scores(users[0], ids)["width"], hybrid.scores(users[0], ids)["width"])

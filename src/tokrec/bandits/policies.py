@@ -14,7 +14,13 @@ Policies (all seeded, all updated online in O(d^2) per reward by Sherman-Morriso
   ``[c, 1]``; an item's prior mean is ``prior_scale * [e_i, 0]``, so a new item starts from its text.
 * ``linucb`` with ``mode="hybrid"`` (Li et al. 2010, Alg. 2): shared coefficients over ``x_ui`` plus
   per-item coefficients over ``[c, 1]``, with the exact hybrid confidence width.
-* ``ts``: linear Thompson sampling (Agrawal & Goyal 2013) over ``x_ui``: ``theta ~ N(theta_hat, v^2 A^-1)``.
+* ``ts``: linear Thompson sampling (Agrawal & Goyal 2013) with the same three ``mode`` models as ``linucb``:
+  ``shared`` draws ``theta ~ N(theta_hat, v^2 A^-1)`` over ``x_ui``; ``disjoint`` draws each item's coefficients
+  from its own posterior (independent across items, so each candidate's score is drawn directly:
+  ``mean + v sqrt(x' A_a^-1 x) N(0, 1)``); ``hybrid`` draws the shared coefficients ``beta`` from their marginal
+  posterior ``N(beta_hat, v^2 A_0^-1)`` (Li et al.'s ``A_0``, the item terms integrated out), then each item's
+  coefficients given ``beta``, ``N(A_a^-1 (b_a - B_a beta), v^2 A_a^-1)``: an exact draw from the hybrid model's
+  joint posterior, whose scores have the hybrid LinUCB width as their spread.
 * ``egreedy``: exploitation by any recommender's scores (``base_scores``) or the shared ridge mean,
   with each exploration slot filled by a uniformly random candidate with probability ``epsilon``.
 
@@ -44,7 +50,9 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from tokrec.errors import ConfigError, DataError
 
-FORMAT = "tokrec-bandit/1"
+FORMAT = "tokrec-bandit/2"
+#: format 1 wrote Thompson sampling before it had modes: always the shared model, whatever ``mode`` said
+_OLD_FORMATS = ("tokrec-bandit/1",)
 
 
 class PolicyConfig(BaseModel):
@@ -53,7 +61,7 @@ class PolicyConfig(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
 
     policy: Literal["linucb", "ts", "egreedy"] = "linucb"
-    #: linucb only: shared (one model over F_ij), disjoint (one per item) or hybrid (both)
+    #: linucb and ts: shared (one model over F_ij), disjoint (one per item) or hybrid (both); egreedy: shared
     mode: Literal["shared", "disjoint", "hybrid"] = "hybrid"
     #: UCB width (linucb) or posterior scale v (ts)
     alpha: float = Field(0.5, ge=0)
@@ -144,11 +152,11 @@ class BanditPolicy:
 
     @property
     def _per_arm(self) -> bool:
-        return self.config.policy == "linucb" and self.config.mode in ("disjoint", "hybrid")
+        return self.config.policy in ("linucb", "ts") and self.config.mode in ("disjoint", "hybrid")
 
     @property
     def _shared(self) -> bool:
-        return not (self.config.policy == "linucb" and self.config.mode == "disjoint")
+        return not (self.config.policy in ("linucb", "ts") and self.config.mode == "disjoint")
 
     def project(self, vectors: np.ndarray) -> np.ndarray:
         """LM vectors ``(n, d_in)`` (or one ``(d_in,)``) to reduced, normalised ``(n, dim)``."""
@@ -294,11 +302,32 @@ class BanditPolicy:
         if cfg.policy == "linucb":
             return mean + cfg.alpha * np.sqrt(var)
         if cfg.policy == "ts":
-            theta = self.rng_.multivariate_normal(
-                self.a0_inv_ @ self.b0_, cfg.alpha**2 * self.a0_inv_, method="cholesky"
-            )
-            return self._shared_x(c, rows) @ theta
+            return self._thompson_scores(c, rows, mean)
         return self.rng_.random(len(rows))
+
+    def _draw_beta(self, v: float) -> np.ndarray:
+        """The shared coefficients drawn from ``N(beta_hat, v^2 A_0^-1)`` (``v = 0``: the mean)."""
+        self._refresh_inverse()
+        chol = np.linalg.cholesky(self.a0_inv_)
+        return self.a0_inv_ @ self.b0_ + v * (chol @ self.rng_.standard_normal(len(self.b0_)))
+
+    def _thompson_scores(self, c: np.ndarray, rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        """One posterior draw of every candidate's score (``mean``: the posterior means, for ``disjoint``)."""
+        v = self.config.alpha
+        if not self._per_arm:
+            return self._shared_x(c, rows) @ self._draw_beta(v)
+        m, d = len(rows), self.n_arm
+        x_arm = np.append(c, 1.0)
+        a_inv = self.arm_a_inv_[rows]
+        arm_var = (a_inv.reshape(m * d, d) @ x_arm).reshape(m, d) @ x_arm
+        noise = v * np.sqrt(np.maximum(arm_var, 0.0)) * self.rng_.standard_normal(m)
+        if self.config.mode == "disjoint":
+            return mean + noise
+        beta = self._draw_beta(v)
+        bmat = self.arm_bmat_[rows]
+        resid = self.arm_b_[rows] - (bmat.reshape(m * d, -1) @ beta).reshape(m, d)
+        theta = np.einsum("mij,mj->mi", a_inv, resid)
+        return self._shared_x(c, rows) @ beta + theta @ x_arm + noise
 
     def shared_features(self, context: np.ndarray, candidates: list[str]) -> np.ndarray:
         """The arm features ``F_ij`` ``(n_candidates, n_shared)`` of one context and the candidates."""
@@ -461,9 +490,12 @@ def load_policy(folder: str | os.PathLike[str]) -> BanditPolicy:
         meta = json.loads(cfg_file.read_text())
     except json.JSONDecodeError as e:
         raise DataError(f"invalid JSON: {e}", file=str(cfg_file)) from e
-    if meta.get("format") != FORMAT:
+    if meta.get("format") != FORMAT and meta.get("format") not in _OLD_FORMATS:
         raise DataError(f"not a tokrec bandit policy (format {meta.get('format')!r})", file=str(cfg_file))
-    policy = BanditPolicy(PolicyConfig.model_validate(meta["config"]))
+    config = dict(meta["config"])
+    if meta["format"] in _OLD_FORMATS and config.get("policy") == "ts":
+        config["mode"] = "shared"  # what it was trained as
+    policy = BanditPolicy(PolicyConfig.model_validate(config))
     arrays = load_file(str(state_file))
     policy.proj_, policy.mean_, policy.emb_ = arrays["proj"], arrays["mean"], arrays["emb"]
     policy.cproj_, policy.cmean_ = arrays["cproj"], arrays["cmean"]
