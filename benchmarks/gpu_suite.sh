@@ -38,7 +38,9 @@ if [ -d "$B/wheels" ] && ! "$PY" -c 'import pydantic, optuna' 2>/dev/null; then
     { echo "gpu_suite: installing $B/wheels failed (see $OUT/pip.txt)"; exit 1; }
   SITE=:$W/site
 fi
-export PYTHONPATH=$B/src$SITE${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 TOKENIZERS_PARALLELISM=false PYTHONUNBUFFERED=1
+# TOKENIZERS_PARALLELISM stays unset, as in a user's shell: the Rust tokenizer splits each batch over the host's
+# cores (the H200 host has 16; the 2026-11-30 run had it off, which left tokenizing on one core)
+export PYTHONPATH=$B/src$SITE${PYTHONPATH:+:$PYTHONPATH} HF_HUB_OFFLINE=1 PYTHONUNBUFFERED=1
 export TOKREC_CACHE_DIR=$W/cache
 SUM=$OUT/summary.txt
 LOG=$OUT/log.txt
@@ -90,12 +92,14 @@ if [ "$MODE" = tiny ]; then
   CLF=(max_pairs=200 epochs=1 batch_size=16 threads=2)
   ENC=(--synthetic 300 --batch-size 64 --threads 2)
   SAS='{"attributes": false, "epochs": 1, "patience": 1, "refit_seeds": 1, "threads": 2}'
+  CLF_S=400  # the CPU scores the re-ranked lists' pairs through the cross-encoder slowly
   DEV=cpu
 else
   FT=(--epochs 5 --batch-size 128 --max-seconds 100)
   CLF=(max_pairs=60000 negatives=3 epochs=2 batch_size=64 lora=false lr=3e-5 dtype=bfloat16 threads=8)
   ENC=(--synthetic 20000 --batch-size 512 --threads 8)
   SAS='{"attributes": false, "dtype": "bfloat16"}'
+  CLF_S=150
   DEV=cuda
 fi
 
@@ -153,7 +157,7 @@ frozen_vs_tuned() {  # NAME DATA SPLIT FT_LIMIT
 frozen_vs_tuned ml100k-cold ml-100k-splits cold 200
 
 # ---- 2: the classifier --------------------------------------------------------------------------------------
-if run "classifier" 150 "$PY" "$B/benchmarks/deep_classifier.py" --splits "$W/data/ml-100k-splits" \
+if run "classifier" "$CLF_S" "$PY" "$B/benchmarks/deep_classifier.py" --splits "$W/data/ml-100k-splits" \
     --scorer "$B/bench/score_recs.py" --model-path "$BASE" --out "$W/dc" \
     --set model="$BASE" device="$DEV" progress=false "${CLF[@]}"; then
   grep -E "^ROC-AUC|^chosen|^validation NDCG|^training pairs" "$LOG" | tail -5 | sed 's/^/classifier: /' | tee -a "$SUM" >/dev/null
