@@ -87,6 +87,37 @@ def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path
     assert agreement(as_t(v_base), as_t(v_t)) == pytest.approx(r.base_val_metric, abs=1e-3) != best
 
 
+def test_catalog_texts_add_the_items_without_events_never_the_validation_items(
+    pair, tmp_path: Path, monkeypatch
+) -> None:
+    from tokrec.encoders.distill import distill_encoder
+    from tokrec.encoders.finetune import _Trainer
+    from tokrec.evaluation.splits import cold_item_split
+
+    student, teacher = pair
+    ds = catalog()
+    trained: set[int] = set()
+    embed = _Trainer.embed
+
+    def recording(self, rows):
+        if self.model.training:
+            trained.update(int(r) for r in rows)
+        return embed(self, rows)
+
+    monkeypatch.setattr(_Trainer, "embed", recording)
+    r = distill_encoder(
+        ds,
+        tmp_path / "out",
+        teacher=str(teacher),
+        model=str(student),
+        texts="catalog",
+        **dict(SMALL, epochs=2),
+    )
+    held = set(ds.item_vocab.encode(cold_item_split(ds, fraction=0.2, seed=42).candidates, missing="mask"))
+    assert trained == set(range(ds.n_items)) - held  # the 10 items without events too
+    assert r.info == {"train_items": 50, "val_items": 10, "train_items_without_events": 10}
+
+
 def test_distill_loss_is_zero_when_the_student_is_the_teacher() -> None:
     import torch
 

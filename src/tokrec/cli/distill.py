@@ -23,7 +23,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "Teaches the student encoder (the bundled all-MiniLM-L6-v2 by default) to place the catalog's item "
             "texts as a larger teacher does (a linear head onto the teacher's vectors, dropped after training, "
             "plus the teacher's cosine similarities), on the texts of the items with training events less a "
-            "validation share; items without events are never read. Early stopping on the validation items. "
+            "validation share; items without events are read only with --texts catalog. Early stopping on the "
+            "validation items. "
             "The output folder works as --model-path of every command."
         ),
     )
@@ -45,6 +46,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="weight of the similarity-matrix term (default 1)",
     )
     p.add_argument(
+        "--texts",
+        choices=("with-events", "catalog"),
+        default=None,
+        help="the item texts trained on (never the validation items'): those of items with training events "
+        "(default), or the whole catalog's, items without events included (their texts only: for new items "
+        "known when distilling)",
+    )
+    p.add_argument(
         "--max-seconds", type=float, default=None, help="time budget: the running epoch is the last"
     )
     p.add_argument(
@@ -61,8 +70,8 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.encoders.distill import distill_encoder, make_distill_config
 
     given = same_named(
-        args, "epochs", "batch_size", "lr", "relational_weight", "max_seconds", "val_fraction", "device", "dtype",
-        "threads", "seed", "progress",
+        args, "epochs", "batch_size", "lr", "relational_weight", "texts", "max_seconds", "val_fraction", "device",
+        "dtype", "threads", "seed", "progress",
     )  # fmt: skip
     cfg = make_distill_config(
         teacher=args.teacher, model=args.model_path, **{k: v for k, v in given.items() if v is not None}

@@ -9,10 +9,15 @@ own cost at encoding and serving time. It inherits the teacher's placement, wors
 
 - **what it reads**: the texts of the items with training events, less a validation share of them (the same
   cold-item split :func:`tokrec.encoders.finetune.finetune_encoder` cuts with the same seed and fraction, so a
-  behaviour fine-tuning run on the distilled folder holds out the same items). Items without events — the new
-  items a recommender will be asked about — are never trained on: what the student learns must carry over to
-  them. No event is read either, only which items have one. (The teacher encodes the whole catalog once, into
-  the embedding cache.)
+  behaviour fine-tuning run on the distilled folder holds out the same items). By default (``texts="with-events"``)
+  items without events — the new items a recommender will be asked about — are never trained on: what the
+  student learns must carry over to them. ``texts="catalog"`` trains on every catalog text except the validation
+  items', the items without events included: for a catalog whose new items are known when distilling (a
+  retailer's whole product list, most of it without events yet), the student then places those very items as the
+  teacher does. Their texts only: no event of theirs exists to read. Items added after the run are placed as the
+  default's are, and the validation items stay unseen, so the tuner's validation on them is the conservative
+  case. No event is read in either mode, only which items have one. (The teacher encodes the whole catalog once,
+  into the embedding cache.)
 - **the loss**, per batch of item texts: ``1 - cos(W s_i, t_i)`` (the student vector ``s_i`` mapped by a linear
   head ``W`` onto the teacher's ``t_i``; ``W`` starts from the ridge solution on the frozen student's vectors,
   is trained with it and is not saved) plus ``relational_weight`` times the mean squared difference between the
@@ -40,7 +45,7 @@ import os
 import time
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 import numpy as np
 from pydantic import Field
@@ -67,6 +72,11 @@ class DistillConfig(EncoderRunConfig):
         None, description="the student's base folder (default: the bundled all-MiniLM-L6-v2)"
     )
     relational_weight: float = Field(1.0, ge=0, description="weight of the similarity-matrix term")
+    texts: Literal["with-events", "catalog"] = Field(
+        "with-events",
+        description="the texts trained on, the validation items' never: the items with training events, or every "
+        "catalog item (items without events included: their texts, no events)",
+    )
     ridge: float = Field(1.0, gt=0, description="L2 of the head's starting ridge solution")
     batch_size: int = Field(128, ge=8, description="item texts per step")
     lr: float = Field(5e-5, gt=0, description="the student's learning rate")
@@ -114,7 +124,8 @@ def distill_encoder(
         held[dataset.item_vocab.encode(split.candidates or [], missing="mask")] = True
         with_events = np.zeros(dataset.n_items, dtype=bool)
         with_events[dataset.item_idx] = True
-        train_rows, val_rows = np.flatnonzero(with_events & ~held), np.flatnonzero(held)
+        readable = with_events if cfg.texts == "with-events" else np.ones(dataset.n_items, dtype=bool)
+        train_rows, val_rows = np.flatnonzero(readable & ~held), np.flatnonzero(held)
         if len(train_rows) < cfg.batch_size or len(val_rows) < 2:
             raise DataError(
                 f"distill: too few items with events ({len(train_rows)} to train on, {len(val_rows)} to "
@@ -157,6 +168,8 @@ def distill_encoder(
 
         fit = trainer.fit(batches, step, validate, started=t_start)
         info = {"train_items": int(len(train_rows)), "val_items": int(len(val_rows))}
+        if cfg.texts == "catalog":
+            info["train_items_without_events"] = int((~with_events[train_rows]).sum())
         result = EncoderRunResult.from_fit(
             fit, Path(output), "agreement", "val_agreement", t_start, tr.device, info
         )
