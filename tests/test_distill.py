@@ -38,26 +38,34 @@ def pair(tmp_path_factory) -> tuple[Path, Path]:
     return make_tiny_bert(d / "student", hidden=32, seed=0), make_tiny_bert(d / "teacher", hidden=48, seed=1)
 
 
+@pytest.fixture
+def trained_rows(monkeypatch) -> set[int]:
+    """The item rows the distillation's loss is computed on (``_Trainer.embed`` in training mode), recorded."""
+    from tokrec.encoders.finetune import _Trainer
+
+    rows: set[int] = set()
+    embed = _Trainer.embed
+
+    def recording(self, batch):
+        if self.model.training:
+            rows.update(int(r) for r in batch)
+        return embed(self, batch)
+
+    monkeypatch.setattr(_Trainer, "embed", recording)
+    return rows
+
+
 SMALL = {"batch_size": 8, "epochs": 6, "lr": 2e-3, "head_lr": 1e-2, "device": "cpu", "threads": 1}
 
 
-def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path: Path, monkeypatch) -> None:
+def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path: Path, trained_rows) -> None:
     from tokrec.encoders import finetuned_without, load_encoder
     from tokrec.encoders.distill import agreement, distill_encoder
-    from tokrec.encoders.finetune import _Trainer
     from tokrec.evaluation.splits import cold_item_split
 
     student, teacher = pair
     ds = catalog()
-    trained: set[int] = set()
-    embed = _Trainer.embed
-
-    def recording(self, rows):  # the rows the loss is computed on (training mode only)
-        if self.model.training:
-            trained.update(int(r) for r in rows)
-        return embed(self, rows)
-
-    monkeypatch.setattr(_Trainer, "embed", recording)
+    trained = trained_rows
     r = distill_encoder(ds, tmp_path / "out", teacher=str(teacher), model=str(student), **SMALL)
     held = cold_item_split(ds, fraction=0.2, seed=42).candidates
     no_events = {ds.item_vocab.encode([f"i{i}"], missing="mask")[0] for i in range(50, 60)}
@@ -88,23 +96,14 @@ def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path
 
 
 def test_catalog_texts_add_the_items_without_events_never_the_validation_items(
-    pair, tmp_path: Path, monkeypatch
+    pair, tmp_path: Path, trained_rows
 ) -> None:
     from tokrec.encoders.distill import distill_encoder
-    from tokrec.encoders.finetune import _Trainer
     from tokrec.evaluation.splits import cold_item_split
 
     student, teacher = pair
     ds = catalog()
-    trained: set[int] = set()
-    embed = _Trainer.embed
-
-    def recording(self, rows):
-        if self.model.training:
-            trained.update(int(r) for r in rows)
-        return embed(self, rows)
-
-    monkeypatch.setattr(_Trainer, "embed", recording)
+    trained = trained_rows
     r = distill_encoder(
         ds,
         tmp_path / "out",

@@ -302,7 +302,7 @@ class BanditPolicy:
         if cfg.policy == "linucb":
             return mean + cfg.alpha * np.sqrt(var)
         if cfg.policy == "ts":
-            return self._thompson_scores(c, rows, mean)
+            return self._thompson_scores(c, rows, mean, var)
         return self.rng_.random(len(rows))
 
     def _draw_beta(self, v: float) -> np.ndarray:
@@ -311,18 +311,20 @@ class BanditPolicy:
         chol = np.linalg.cholesky(self.a0_inv_)
         return self.a0_inv_ @ self.b0_ + v * (chol @ self.rng_.standard_normal(len(self.b0_)))
 
-    def _thompson_scores(self, c: np.ndarray, rows: np.ndarray, mean: np.ndarray) -> np.ndarray:
-        """One posterior draw of every candidate's score (``mean``: the posterior means, for ``disjoint``)."""
+    def _thompson_scores(
+        self, c: np.ndarray, rows: np.ndarray, mean: np.ndarray, var: np.ndarray
+    ) -> np.ndarray:
+        """One posterior draw of every candidate's score (``mean``, ``var``: :meth:`_mean_and_width`'s)."""
         v = self.config.alpha
         if not self._per_arm:
             return self._shared_x(c, rows) @ self._draw_beta(v)
+        if self.config.mode == "disjoint":  # independent items: var is each item's own posterior variance
+            return mean + v * np.sqrt(var) * self.rng_.standard_normal(len(rows))
         m, d = len(rows), self.n_arm
         x_arm = np.append(c, 1.0)
         a_inv = self.arm_a_inv_[rows]
-        arm_var = (a_inv.reshape(m * d, d) @ x_arm).reshape(m, d) @ x_arm
+        arm_var = (a_inv.reshape(m * d, d) @ x_arm).reshape(m, d) @ x_arm  # given beta: the item's term alone
         noise = v * np.sqrt(np.maximum(arm_var, 0.0)) * self.rng_.standard_normal(m)
-        if self.config.mode == "disjoint":
-            return mean + noise
         beta = self._draw_beta(v)
         bmat = self.arm_bmat_[rows]
         resid = self.arm_b_[rows] - (bmat.reshape(m * d, -1) @ beta).reshape(m, d)
