@@ -71,7 +71,7 @@ def test_distillation_brings_held_out_items_closer_to_the_teacher(pair, tmp_path
     no_events = {ds.item_vocab.encode([f"i{i}"], missing="mask")[0] for i in range(50, 60)}
     # trained on the items with events less the validation items: never on new items or validation items
     assert trained == set(range(ds.n_items)) - no_events - set(ds.item_vocab.encode(held, missing="mask"))
-    assert r.info == {"train_items": 40, "val_items": 10}
+    assert r.info == {"train_items": 40, "val_items": 10, "kept": "best"}
     assert r.best_epoch >= 1 and min(r.val_loss) < r.base_val_loss, r.to_json()
     assert max(r.val_metric) > r.base_val_metric
     # the folder: a loadable encoder of the student's width, recording its validation items and its teacher
@@ -114,7 +114,38 @@ def test_catalog_texts_add_the_items_without_events_never_the_validation_items(
     )
     held = set(ds.item_vocab.encode(cold_item_split(ds, fraction=0.2, seed=42).candidates, missing="mask"))
     assert trained == set(range(ds.n_items)) - held  # the 10 items without events too
-    assert r.info == {"train_items": 50, "val_items": 10, "train_items_without_events": 10}
+    assert r.info == {"train_items": 50, "val_items": 10, "kept": "best", "train_items_without_events": 10}
+
+
+def test_keep_last_runs_every_epoch_and_writes_the_last_one(pair, tmp_path: Path) -> None:
+    import torch
+
+    from tokrec.encoders import load_encoder
+    from tokrec.encoders.distill import agreement, distill_encoder
+    from tokrec.evaluation.splits import cold_item_split
+    from tokrec.features import item_texts
+
+    student, teacher = pair
+    ds = catalog()
+    # a large learning rate: the first epoch's validation loss is worse than the start's, which stops a
+    # patience-1 run (keep="best") there with the start's weights; the later epochs would have been better
+    loud = dict(SMALL, epochs=4, lr=0.01, patience=1)
+    best = distill_encoder(ds, tmp_path / "best", teacher=str(teacher), model=str(student), **loud)
+    last = distill_encoder(
+        ds, tmp_path / "last", teacher=str(teacher), model=str(student), texts="catalog", keep="last", **loud
+    )
+    assert len(best.val_loss) == 1 and best.best_epoch == 0
+    assert len(last.val_loss) == 4 and last.best_epoch == 4 and last.info["kept"] == "last"
+    assert last.kept_loss == last.val_loss[-1] and last.best_metric == last.val_metric[-1]
+    # the folder holds the last epoch's weights: the validation agreement recomputed from it is the last epoch's
+    held = cold_item_split(ds, fraction=0.2, seed=42).candidates
+    rows = ds.item_vocab.encode(held, missing="mask")
+    texts = item_texts(ds)
+    v_out = load_encoder(str(tmp_path / "last")).encode(texts)[rows]
+    v_t = load_encoder(str(teacher)).encode(texts)[rows]
+    got = agreement(torch.from_numpy(np.ascontiguousarray(v_out)), torch.from_numpy(np.ascontiguousarray(v_t)))
+    assert got == pytest.approx(last.val_metric[-1], abs=1e-3)
+    assert min(abs(got - m) for m in last.val_metric[:-1]) > 1e-3  # and not another epoch's
 
 
 def test_distill_loss_is_zero_when_the_student_is_the_teacher() -> None:
@@ -154,6 +185,10 @@ def test_cli_distill_and_bad_input(pair, tmp_path: Path, capsys) -> None:
     out = capsys.readouterr().out
     result = json.loads(out.strip().splitlines()[-1])
     assert result["steps"] == 5 and result["val_items"] == 10 and "agreement with the teacher" in out
+    assert result["kept"] == "best"
+    assert main([*argv[:-4], "--epochs", "2", "--batch-size", "8", "--keep", "last", "--patience", "1"]) == 0
+    result = json.loads(capsys.readouterr().out.strip().splitlines()[-1])
+    assert result["kept"] == "last" and result["best_epoch"] == 2 and len(result["val_loss"]) == 2
     assert main([*argv[:-2], "--batch-size", "1000"]) == 2  # fewer items with events than a batch: DataError
     assert "too few items with events" in capsys.readouterr().err
     with pytest.raises(ConfigError):

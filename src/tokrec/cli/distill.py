@@ -37,6 +37,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--epochs", type=int, default=None, help="most epochs (default 15; early stopping may end sooner)"
     )
+    p.add_argument(
+        "--patience",
+        type=int,
+        default=None,
+        help="epochs without a validation gain before stopping (default 3)",
+    )
+    p.add_argument(
+        "--keep",
+        choices=("best", "last"),
+        default=None,
+        help="the weights written: the validation items' best epoch (default, early stopping), or the last "
+        "epoch (every epoch runs; for --texts catalog, where the items asked about are among the texts read)",
+    )
     p.add_argument("--batch-size", type=int, default=None, help="item texts per step (default 128)")
     p.add_argument("--lr", type=float, default=None, help="the student's learning rate (default 5e-5)")
     p.add_argument(
@@ -70,7 +83,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.encoders.distill import distill_encoder, make_distill_config
 
     given = same_named(
-        args, "epochs", "batch_size", "lr", "relational_weight", "texts", "max_seconds", "val_fraction", "device",
+        args, "epochs", "patience", "keep", "batch_size", "lr", "relational_weight", "texts", "max_seconds", "val_fraction", "device",
         "dtype", "threads", "seed", "progress",
     )  # fmt: skip
     cfg = make_distill_config(

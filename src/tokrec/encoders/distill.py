@@ -26,7 +26,10 @@ own cost at encoding and serving time. It inherits the teacher's placement, wors
   relational term keeps the student's own space shaped like the teacher's.
 - **early stopping** on the validation items' texts with the same loss; ``val_agreement`` is the mean Pearson
   correlation between each validation item's row of cosine similarities to the other validation items under
-  the student and under the teacher (1 = the same neighbourhoods).
+  the student and under the teacher (1 = the same neighbourhoods). With ``keep="last"`` every epoch runs and
+  the last is written: for ``texts="catalog"``, where the items a recommender will be asked about are among the
+  texts trained on, so that fitting them closely is the point and the held-out items (which measure what carries
+  over to texts never read) would stop the run early. The validation figures are still measured and reported.
 
 Why a loop of its own rather than sentence-transformers' ``MSELoss`` distillation: that loss needs the
 teacher and the student to share a dimension (or a projection the student keeps), and its trainer needs the
@@ -85,6 +88,12 @@ class DistillConfig(EncoderRunConfig):
     warmup: float = Field(0.0, ge=0, lt=1, description="share of the steps with a rising learning rate")
     epochs: int = Field(15, ge=1, description="most epochs; early stopping may end sooner")
     patience: int = Field(3, ge=1)
+    keep: Literal["best", "last"] = Field(
+        "best",
+        description="the weights written: the validation items' best epoch (early stopping), or the last of "
+        "`epochs` (no early stopping: a student trained to the end on the texts it will be asked about, with "
+        "texts='catalog'; the validation figures are still measured and reported)",
+    )
 
 
 def make_distill_config(config: DistillConfig | dict[str, Any] | None = None, **kwargs: Any) -> DistillConfig:
@@ -167,11 +176,15 @@ def distill_encoder(
             return {"val_loss": loss, "val_agreement": agreement(s, t)}
 
         fit = trainer.fit(batches, step, validate, started=t_start)
-        info = {"train_items": int(len(train_rows)), "val_items": int(len(val_rows))}
+        info: dict[str, Any] = {
+            "train_items": int(len(train_rows)),
+            "val_items": int(len(val_rows)),
+            "kept": cfg.keep,
+        }
         if cfg.texts == "catalog":
             info["train_items_without_events"] = int((~with_events[train_rows]).sum())
         result = EncoderRunResult.from_fit(
-            fit, Path(output), "agreement", "val_agreement", t_start, tr.device, info
+            fit, Path(output), "agreement", "val_agreement", t_start, tr.device, info, keep=cfg.keep
         )
         _save(tr, cfg, result.to_json(), split.candidates or [], extra={"teacher": cfg.teacher})
         return result

@@ -150,9 +150,18 @@ class EncoderRunResult:
 
     @classmethod
     def from_fit(
-        cls, fit: Any, path: Path, metric: str, key: str, started: float, device: Any, info: dict[str, Any]
+        cls,
+        fit: Any,
+        path: Path,
+        metric: str,
+        key: str,
+        started: float,
+        device: Any,
+        info: dict[str, Any],
+        keep: str = "best",
     ) -> EncoderRunResult:
-        """From :meth:`tokrec.training.Trainer.fit`'s result, whose validation dicts hold ``val_loss`` and ``key``."""
+        """From :meth:`tokrec.training.Trainer.fit`'s result, whose validation dicts hold ``val_loss`` and ``key``
+        (``keep="last"``: the last epoch's weights were kept, not the best one's)."""
         assert fit.initial is not None
         return cls(
             path=path,
@@ -160,7 +169,7 @@ class EncoderRunResult:
             val_loss=[h["val_loss"] for h in fit.history],
             val_metric=[h[key] for h in fit.history],
             train_loss=[h["loss"] for h in fit.history],
-            best_epoch=fit.best_epoch,
+            best_epoch=fit.epochs_run if keep == "last" else fit.best_epoch,
             base_val_loss=fit.initial["val_loss"],
             base_val_metric=fit.initial[key],
             seconds=time.perf_counter() - started,
@@ -174,10 +183,15 @@ class EncoderRunResult:
         """The validation metric of the kept weights (the frozen encoder's when no epoch beat it)."""
         return self.val_metric[self.best_epoch - 1] if self.best_epoch else self.base_val_metric
 
+    @property
+    def kept_loss(self) -> float:
+        """The validation loss of the kept weights."""
+        return self.val_loss[self.best_epoch - 1] if self.best_epoch else self.base_val_loss
+
     def summary(self) -> str:
         """One line for the commands: the validation loss and metric before and after, the epochs, the time."""
         return (
-            f"loss {self.base_val_loss:.4f} -> {min(self.val_loss, default=self.base_val_loss):.4f}, "
+            f"loss {self.base_val_loss:.4f} -> {self.kept_loss:.4f}, "
             f"{self.metric} {self.base_val_metric:.4f} -> {self.best_metric:.4f} (epoch {self.best_epoch} of "
             f"{len(self.val_loss)}); {self.steps} steps on {self.device} in {self.seconds:.1f}s"
         )
@@ -544,9 +558,11 @@ def _val_loss(
 def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float) -> Any:
     """The trainer settings of an encoder training run (``cfg``: a :class:`FinetuneConfig` or a
     :class:`tokrec.encoders.distill.DistillConfig`): AdamW, linear warm-up and decay to 5% of ``lr``, gradients
-    clipped at 1, early stopping on the validation loss, which is also measured before the first step."""
+    clipped at 1, early stopping on the validation loss, which is also measured before the first step (with
+    ``keep="last"``: every epoch runs and the last is kept, the validation loss still measured)."""
     from tokrec.training import TrainerConfig
 
+    last = getattr(cfg, "keep", "best") == "last"
     return TrainerConfig.model_validate(
         {
             "epochs": cfg.epochs,
@@ -560,7 +576,8 @@ def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float) -> Any:
             "monitor": "val_loss",
             "mode": "min",
             "min_delta": min_delta,
-            "patience": cfg.patience,
+            "patience": None if last else cfg.patience,
+            "restore_best": not last,
             "validate_first": True,
             "max_seconds": cfg.max_seconds,
             "progress": cfg.progress,
