@@ -24,7 +24,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
             "texts as a larger teacher does (a linear head onto the teacher's vectors, dropped after training, "
             "plus the teacher's cosine similarities), on the texts of the items with training events less a "
             "validation share; items without events are read only with --texts catalog. Early stopping on the "
-            "validation items. "
+            "validation items (--keep last: every epoch runs, the last is written). "
             "The output folder works as --model-path of every command."
         ),
     )
