@@ -143,7 +143,9 @@ def test_keep_last_runs_every_epoch_and_writes_the_last_one(pair, tmp_path: Path
     texts = item_texts(ds)
     v_out = load_encoder(str(tmp_path / "last")).encode(texts)[rows]
     v_t = load_encoder(str(teacher)).encode(texts)[rows]
-    got = agreement(torch.from_numpy(np.ascontiguousarray(v_out)), torch.from_numpy(np.ascontiguousarray(v_t)))
+    got = agreement(
+        torch.from_numpy(np.ascontiguousarray(v_out)), torch.from_numpy(np.ascontiguousarray(v_t))
+    )
     assert got == pytest.approx(last.val_metric[-1], abs=1e-3)
     assert min(abs(got - m) for m in last.val_metric[:-1]) > 1e-3  # and not another epoch's
 
