@@ -153,7 +153,7 @@ def distill_encoder(
         head = _ridge_head(tr.embed_rows(train_rows), teacher[train_rows], cfg.ridge)
         head = head.to(tr.device)
         module = torch.nn.ModuleDict({"student": tr.model, "head": head})
-        trainer_config = _trainer_config(cfg, "distill", cfg.lr, min_delta=1e-5)
+        trainer_config = _trainer_config(cfg, "distill", cfg.lr, min_delta=1e-5, keep_last=cfg.keep == "last")
         groups = [
             {"params": [p for p in tr.model.parameters() if p.requires_grad], "lr": cfg.lr},
             {"params": list(head.parameters()), "lr": cfg.head_lr},

@@ -555,14 +555,13 @@ def _val_loss(
     return total / n, hits / n
 
 
-def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float) -> Any:
+def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float, keep_last: bool = False) -> Any:
     """The trainer settings of an encoder training run (``cfg``: a :class:`FinetuneConfig` or a
     :class:`tokrec.encoders.distill.DistillConfig`): AdamW, linear warm-up and decay to 5% of ``lr``, gradients
     clipped at 1, early stopping on the validation loss, which is also measured before the first step (with
-    ``keep="last"``: every epoch runs and the last is kept, the validation loss still measured)."""
+    ``keep_last``: every epoch runs and the last is kept, the validation loss still measured)."""
     from tokrec.training import TrainerConfig
 
-    last = getattr(cfg, "keep", "best") == "last"
     return TrainerConfig.model_validate(
         {
             "epochs": cfg.epochs,
@@ -576,8 +575,8 @@ def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float) -> Any:
             "monitor": "val_loss",
             "mode": "min",
             "min_delta": min_delta,
-            "patience": None if last else cfg.patience,
-            "restore_best": not last,
+            "patience": None if keep_last else cfg.patience,
+            "restore_best": not keep_last,
             "validate_first": True,
             "max_seconds": cfg.max_seconds,
             "progress": cfg.progress,
