@@ -22,7 +22,8 @@ the user's top 100 at a few weights. Methods:
   optimistic bound for idea "(c)").
 
 Every set-valued method returns its chosen set in the model's order. Also measures the ``propensity``
-popularity control at 0.3 .. 0.6 on the same split (NDCG@10 and long-tail share). Writes ``design.json`` and
+popularity control at 0.3 .. 0.6 and the ``tail`` quota at shares 0.2 .. 0.5 on the same split (NDCG@10 and
+long-tail share). Writes ``design.json`` and
 prints Markdown tables (changes against the base list of the same split).
 """
 
@@ -201,13 +202,15 @@ def main(argv: list[str] | None = None) -> int:
         "\n| popularity control | weight | NDCG@10 change | long-tail share@10 |\n| --- | ---: | ---: | ---: |"
     )
     popularity = []
-    for w in (0.3, 0.4, 0.5, 0.6):
-        m = measure(rerank_frame(recs, context, f"propensity:{w}", K))
-        dn = m["ndcg"] / base["ndcg"] - 1
-        popularity.append({"method": "propensity", "weight": w, **m, "ndcg_change": dn})
-        print(
-            f"| propensity | {w:g} | {dn:+.1%} | {base['long_tail']:.3f} → {m['long_tail']:.3f} |", flush=True
-        )
+    for control, weights in (("propensity", (0.3, 0.4, 0.5, 0.6)), ("tail", (0.2, 0.3, 0.4, 0.5))):
+        for w in weights:
+            m = measure(rerank_frame(recs, context, f"{control}:{w}", K))
+            dn = m["ndcg"] / base["ndcg"] - 1
+            popularity.append({"method": control, "weight": w, **m, "ndcg_change": dn})
+            print(
+                f"| {control} | {w:g} | {dn:+.1%} | {base['long_tail']:.3f} → {m['long_tail']:.3f} |",
+                flush=True,
+            )
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     summary = split.summary()

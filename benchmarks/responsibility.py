@@ -5,8 +5,8 @@
 The default model ``tokrec`` as the public command fits it (tuned on a validation split of the training file it
 is given, ``--tune-budget`` seconds, blend parts ``auto``: what ``tokrec recommend`` does; ``--no-tune``: the
 shipped configuration) ranks the whole catalog for each user; each re-ranker of
-``tokrec.rerank`` (mmr, dpp, sdpp = dpp on the model's score scale, calibration, popularity = xQuAD, propensity)
-re-ranks the user's top 100 into a top 10 at weights 0 .. 0.9; mmr, dpp and calibration also within the user's top
+``tokrec.rerank`` (mmr, dpp, sdpp = dpp on the model's score scale, calibration, popularity = xQuAD, propensity,
+tail = a long-tail quota) re-ranks the user's top 100 into a top 10 at weights 0 .. 0.9 (tail: shares 0.1 .. 0.6); mmr, dpp and calibration also within the user's top
 30 and top 50 only (``@30``, ``@50``), dpp and sdpp on a finer grid of weights. Every setting (weight, pool) is measured on a validation split cut
 from the warm training file (``tokrec.evaluation.splits.validation_split``: each user's last training event),
 and the setting of each control is chosen there: the one with the largest gain in the control's goal
@@ -42,6 +42,8 @@ K = 10
 POOL = 100
 WEIGHTS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 DPP_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.55, 0.6, 0.65, 0.7, 0.75, 0.8, 0.9)
+#: ``tail``'s weight is the long-tail share it guarantees: a tenth of the list per step
+TAIL_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6)
 #: control -> (goal metric, "up"/"down", NDCG@10 loss budget)
 CONTROLS = {
     "mmr": ("ild", "up", 0.05),
@@ -50,6 +52,7 @@ CONTROLS = {
     "calibration": ("miscalibration", "down", 0.05),
     "popularity": ("long_tail", "up", 0.10),
     "propensity": ("long_tail", "up", 0.10),
+    "tail": ("long_tail", "up", 0.10),
 }
 #: control -> pools measured (POOL = the whole top 100, no ``@``)
 POOLS = {"mmr": (30, 50, POOL), "dpp": (30, 50, POOL), "calibration": (30, 50, POOL)}
@@ -57,7 +60,7 @@ POOLS = {"mmr": (30, 50, POOL), "dpp": (30, 50, POOL), "calibration": (30, 50, P
 
 def settings(control: str) -> list[tuple[float, int]]:
     """(weight, pool) pairs measured for ``control``; weight 0 (the base list) once."""
-    weights = DPP_WEIGHTS if control in ("dpp", "sdpp") else WEIGHTS
+    weights = {"dpp": DPP_WEIGHTS, "sdpp": DPP_WEIGHTS, "tail": TAIL_WEIGHTS}.get(control, WEIGHTS)
     return [(0.0, POOL)] + [(w, p) for p in POOLS.get(control, (POOL,)) for w in weights if w > 0]
 
 
@@ -127,7 +130,7 @@ def choose(curves: dict[str, dict[str, float]], goal: str, direction: str, budge
 def plot(val: dict, test: dict, chosen: dict[str, str], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(31, 4.8), layout="constrained")
+    fig = Figure(figsize=(36, 4.8), layout="constrained")
     axes = fig.subplots(1, len(CONTROLS))
     for ax, (control, (goal, _, budget)) in zip(axes, CONTROLS.items(), strict=True):
         pools = POOLS.get(control, (POOL,))
@@ -139,7 +142,10 @@ def plot(val: dict, test: dict, chosen: dict[str, str], path: Path) -> None:
                 label = name if len(pools) == 1 else f"{name}, top {pool}"
                 ax.plot(xs, ys, style, marker="o", markersize=3, color=f"C{colour}", label=label)
                 for k, x, y in zip(keys, xs, ys, strict=True):
-                    if k.split("@")[0] in ("0.2", "0.5", "0.9") and pool == POOL:
+                    if (
+                        k.split("@")[0] in ("0.2", "0.5", "0.9" if control != "tail" else "0.4")
+                        and pool == POOL
+                    ):
                         ax.annotate(k, (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
         for data in (val, test):
             c = chosen[control]
@@ -160,7 +166,8 @@ def plot(val: dict, test: dict, chosen: dict[str, str], path: Path) -> None:
             }[goal]
         )
         ax.set_ylabel("NDCG@10")
-        ax.set_title(f"{control}: weight 0 .. 0.9 (chosen circled)", fontsize=10)
+        grid = "share 0 .. 0.6" if control == "tail" else "weight 0 .. 0.9"
+        ax.set_title(f"{control}: {grid} (chosen circled)", fontsize=10)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
     from tokrec.fileio import atomic_write
@@ -215,6 +222,7 @@ def main(argv: list[str] | None = None) -> int:
             "calibration": "KL halved, NDCG -5% at most",
             "popularity": "long tail x2, NDCG -10% at most",
             "propensity": "long tail x2, NDCG -10% at most",
+            "tail": "long tail x2, NDCG -10% at most",
         }[control]
         print(
             f"| {control} | {control}:{w} | {vchange} | {b['ndcg']:.4f} → {r['ndcg']:.4f} | {dn:+.1%} | {goal} | {b[goal]:.4f} → {r[goal]:.4f} | {dg:+.1%} | {target} |"

@@ -28,6 +28,7 @@ from tokrec.rerank import (
     propensity_rerank,
     rerank_frame,
     score_scale,
+    tail_quota,
     xquad_long_tail,
 )
 
@@ -61,6 +62,36 @@ def test_propensity_exact() -> None:
     assert propensity_rerank(SCORES, log_pop, 3, 0.0).tolist() == [0, 1, 2]
     # 0.5 * [1, .9, 0] + 0.5 * [0, 1, 1] = [.5, .95, .5]: item 1, then the tie in base order
     assert propensity_rerank(SCORES, log_pop, 2, 0.5).tolist() == [1, 0]
+
+
+def test_tail_quota_exact() -> None:
+    scores = np.array([5.0, 4.0, 3.0, 2.0, 1.0, 0.0])
+    head = np.array([True, True, False, True, False, False])  # tail: 2, 4, 5
+    assert sorted(tail_quota(scores, head, 4, 0.0).tolist()) == [0, 1, 2, 3]  # share 0: the top 4
+    assert sorted(tail_quota(scores, head, 4, 0.25).tolist()) == [0, 1, 2, 3]  # 1 tail needed, 1 there (2)
+    # ceil(0.5 * 4) = 2 tail: 2 and 4 (the best two tail), then the best two of the rest: 0, 1
+    assert sorted(tail_quota(scores, head, 4, 0.5).tolist()) == [0, 1, 2, 4]
+    # ceil(0.6 * 4) = 3: every tail item, then item 0
+    assert sorted(tail_quota(scores, head, 4, 0.6).tolist()) == [0, 2, 4, 5]
+    assert sorted(tail_quota(scores, head, 4, 1.0).tolist()) == [0, 2, 4, 5]  # only 3 tail candidates exist
+    assert sorted(tail_quota(scores[:2], head[:2], 4, 1.0).tolist()) == [0, 1]  # no tail, fewer than k
+
+
+def test_tail_rerank_meets_its_share_and_keeps_the_model_order() -> None:
+    rng = np.random.default_rng(0)
+    ids = [f"i{j}" for j in range(50)]
+    head = np.arange(50) < 10
+    ctx = RerankContext(ids, None, None, head)
+    for _ in range(20):
+        scores = rng.normal(size=50) + 3.0 * head  # the model prefers the head
+        for w in (0.1, 0.3, 0.5):
+            pos = ctx.rerank_user("u", ids, scores, 10, parse_rerank(f"tail:{w}"))
+            assert len(pos) == 10 and (~head[pos]).sum() >= math.ceil(w * 10 - 1e-9)
+            assert np.all(np.diff(scores[pos]) <= 0)  # the chosen set in the model's order
+            # the best head items fill the slots the quota leaves
+            n_head = int(head[pos].sum())
+            best_head = np.sort(scores[head])[::-1][:n_head]
+            np.testing.assert_allclose(np.sort(scores[pos][head[pos]])[::-1], best_head)
 
 
 # cos(v0, v1) = 0.8, cos(v1, v2) = 0.6, v0 and v2 orthogonal, v3 orthogonal to all (hand-worked DPP example)

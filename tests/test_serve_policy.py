@@ -87,6 +87,11 @@ def test_rerankers_in_the_service(tmp_path):
         assert len(tail) == 8 and engine._log_pop is not None
         pop = {engine.ids[r]: engine._log_pop[r] for r in range(len(engine._log_pop))}
         assert sum(pop[i] for i in tail) < sum(pop[i] for i in base)
+        # tail: every one of the 8 slots goes to an item outside the training short head
+        head = {engine.ids[r] for r in np.flatnonzero(engine._in_head)}
+        assert sum(i not in head for i in base) == 6  # the base list has 6
+        quota = ask(rerank="tail:1.0")
+        assert len(quota) == 8 and all(i not in head for i in quota)
         cal = ask(rerank="calibration:1.0")
         assert len(cal) == 8 and sum(i.startswith("jazz-") for i in cal) >= sum(
             i.startswith("jazz-") for i in base

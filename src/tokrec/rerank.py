@@ -19,6 +19,13 @@ means the same on any model's scale.
   ``n_i`` the item's training users and ``n_max`` the catalog's largest: in log space, relevance divided by
   a power of the item's exposure propensity, so unlike xQuAD's head/tail switch it keeps pushing toward
   the tail as ``w`` grows.
+* ``tail`` (a long-tail quota: the minimum share of a protected group in fair top-k ranking, Zehlike et al.,
+  FA*IR, CIKM 2017, with the long tail as that group, imposed on the list of ``k`` as a whole where FA*IR
+  tests every prefix): the list keeps the model's top ``k`` unless fewer than
+  ``m = ceil(w k)`` of them are long-tail items; then it is the user's ``m`` best long-tail candidates and the
+  best ``k - m`` of the rest. ``w`` is the share itself, so the long-tail share of every full list is at least
+  ``w`` by construction (fewer only where the pool holds fewer tail items), where the weights of ``popularity``
+  and ``propensity`` move it by an amount that depends on the model's scores.
 
 * ``dpp`` (determinantal point process, fast greedy MAP inference of Chen, Zhang & Zhou, NeurIPS 2018):
   the list ``Y`` greedily maximises ``log det L_Y`` for the kernel ``L = diag(q) S diag(q)``, ``S`` the cosine
@@ -33,7 +40,7 @@ means the same on any model's scale.
   user whose candidates it can hardly tell apart; on the shared scale the first keeps more of the model's
   order and the second is diversified more, i.e. the per-user trade-off ``a_u = a (max - min)_u / c``.
 
-``calibration`` (uniform rank weights ``w_r(i) = 1``, as the KL is measured), ``dpp`` and ``sdpp`` optimise an objective of
+``calibration`` (uniform rank weights ``w_r(i) = 1``, as the KL is measured), ``dpp``, ``sdpp`` and ``tail`` choose
 the *set* of ``k`` items, so they return the chosen set in the base model's order (by score): the order their
 greedy search happened to add items in has no meaning for their objective, and the model's order is the one
 that keeps the most relevant of them on top. ``mmr``, ``popularity`` and ``propensity`` rank (their greedy order
@@ -61,9 +68,9 @@ import pandas as pd
 
 from tokrec.errors import ConfigError
 
-RERANKERS = ("mmr", "calibration", "popularity", "propensity", "dpp", "sdpp")
+RERANKERS = ("mmr", "calibration", "popularity", "propensity", "tail", "dpp", "sdpp")
 #: re-rankers whose objective is over the set of k items: their list keeps the base order (module doc)
-SET_RERANKERS = ("calibration", "dpp", "sdpp")
+SET_RERANKERS = ("calibration", "dpp", "sdpp", "tail")
 #: re-rankers that need LM item vectors
 VECTOR_RERANKERS = ("mmr", "dpp", "sdpp")
 #: training users (first by row) whose lists set ``sdpp``'s score unit when only some users are re-ranked
@@ -250,6 +257,25 @@ def propensity_rerank(scores: np.ndarray, log_popularity: np.ndarray, k: int, we
     return np.lexsort((np.arange(len(obj)), -obj))[: min(k, len(obj))]
 
 
+def tail_quota(scores: np.ndarray, in_head: np.ndarray, k: int, share: float) -> np.ndarray:
+    """Positions of a list of ``k`` holding at least ``ceil(share k)`` long-tail candidates (``~in_head``), or
+    every one the candidates have: the model's top ``k`` when it already does, else the best tail candidates
+    by score and the best of the rest. Ties keep the base order; the positions come in no particular order."""
+    s = np.asarray(scores, dtype=np.float64)
+    tail = ~np.asarray(in_head, dtype=bool)
+    k = min(k, len(s))
+    by_score = np.lexsort((np.arange(len(s)), -s))
+    need = min(int(math.ceil(share * k - 1e-9)), int(tail.sum()))
+    top = by_score[:k]
+    if int(tail[top].sum()) >= need:
+        return top
+    forced = by_score[tail[by_score]][:need]
+    free = np.ones(len(s), dtype=bool)
+    free[forced] = False
+    rest = by_score[free[by_score]][: k - need]
+    return np.concatenate([forced, rest])
+
+
 def category_matrix(items: pd.DataFrame, column: str | None = None) -> tuple[np.ndarray, list[str]] | None:
     """``(n_items, n_categories)`` rows summing to 1 (an item's categories share it), in ``items`` order,
     and the category names; None when the catalog has no category column."""
@@ -384,6 +410,8 @@ class RerankContext:
             elif step.name == "propensity":
                 assert self.log_popularity is not None
                 pick = propensity_rerank(sc, self.log_popularity[r], kk, step.weight)
+            elif step.name == "tail":
+                pick = tail_quota(sc, self.in_head[r], kk, step.weight)
             else:
                 pick = xquad_long_tail(
                     sc, self.in_head[r], self.user_head_share.get(user, 1.0), kk, step.weight

@@ -80,7 +80,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rerank",
         help="re-rank every model's lists before scoring: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, "
-        "optionally @N (the N best candidates only), chained with +",
+        "tail:W (a long-tail share of at least W), optionally @N (the N best candidates only), chained with +",
     )
     p.add_argument(
         "--users",

@@ -63,7 +63,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rerank",
         help="re-rank each list for diversity / calibration / long tail: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, "
-        "propensity:W (W in [0, 1]; @N after W: the N best candidates only), chained with + (tokrec.rerank)",
+        "propensity:W, tail:W (a long-tail share of at least W) (W in [0, 1]; @N after W: the N best candidates only), chained with + (tokrec.rerank)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     from tokrec.cli.tune import add_tune_args

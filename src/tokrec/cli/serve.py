@@ -65,7 +65,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rerank",
         default=None,
-        help="re-rank every list: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W[@N], chained with + "
+        help="re-rank every list: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, "
+        "tail:W (a long-tail share of at least W)[@N], chained with + "
         "(per request: rerank)",
     )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")
