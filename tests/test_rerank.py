@@ -296,6 +296,18 @@ def test_evaluate_split_reports_responsibility_and_reranks() -> None:
     sd = evaluate_split(split, ["popularity"], ks=[5], item_vectors=vectors, rerank="sdpp:0.9")
     assert sd.runs[0].metrics["ild@5"] > m0["ild@5"] and sd.runs[0].rerank == "sdpp:0.9"
     assert {g["grouping"] for g in base.runs[0].groups} == {"activity", "gender"}
+    # with several cut-offs the re-ranked list is the main one's (10): a set re-ranker's top 10 is not the top 10
+    # of its list of 20, so the quota must hold at 10; below, the model's order continues
+    quota = evaluate_split(split, ["popularity"], ks=[10, 20], item_vectors=vectors, rerank="tail:0.6")
+    base10 = evaluate_split(split, ["popularity"], ks=[10, 20], item_vectors=vectors)
+    run = quota.runs[0]
+    assert run.metrics["long_tail@10"] >= 0.6 > base10.runs[0].metrics["long_tail@10"]
+    recs0 = base.runs[0].recs.assign(user_id=lambda f: f["user_id"].astype(str))
+    for user, g in run.recs.groupby("user_id"):
+        assert g["rank"].tolist() == list(range(1, len(g) + 1))
+        base_order = recs0[recs0["user_id"] == str(user)].sort_values("rank")["item_id"].astype(str).tolist()
+        top = set(g.sort_values("rank")["item_id"].head(10))
+        assert g.sort_values("rank")["item_id"].iloc[10:].tolist() == [i for i in base_order if i not in top]
 
 
 def _files(tmp_path) -> tuple[str, str, str]:

@@ -445,13 +445,21 @@ def training_score_scale(
 
 
 def rerank_frame(
-    recs: pd.DataFrame, context: RerankContext, spec: str | list[RerankStep], k: int
+    recs: pd.DataFrame,
+    context: RerankContext,
+    spec: str | list[RerankStep],
+    k: int,
+    *,
+    rest: bool = False,
 ) -> pd.DataFrame:
     """Re-ranks every user's list in ``recs`` (``user_id, item_id, score[, rank]``) to ``k`` items.
 
     Returns ``user_id, item_id, score, rank`` with the base score kept and ``rank`` the new order.
     Items unknown to the context are dropped. ``sdpp`` without ``context.score_scale`` takes it from
-    ``recs`` (:func:`score_scale`).
+    ``recs`` (:func:`score_scale`). ``rest``: below the ``k`` re-ranked items, the user's other candidates
+    follow in the base order (so that metrics at cut-offs deeper than ``k`` still read a full list, while
+    the top ``k`` is the list of ``k`` the re-ranker chose: the set re-rankers' top ``k`` is not a prefix of
+    their longer lists).
     """
     steps = parse_rerank(spec) if isinstance(spec, str) else spec
     if not steps:
@@ -471,6 +479,10 @@ def rerank_frame(
             np.isfinite(s), s, np.nanmin(np.where(np.isfinite(s), s, np.inf)) if np.isfinite(s).any() else 0.0
         )
         pos = context.rerank_user(str(user), g["item_id"].tolist(), s, k, steps)
+        if rest:
+            below = np.ones(len(g), dtype=bool)
+            below[pos] = False
+            pos = np.concatenate([pos, np.flatnonzero(below)])
         out = g.iloc[pos][["user_id", "item_id"] + (["score"] if "score" in g.columns else [])].copy()
         out["rank"] = np.arange(1, len(out) + 1)
         frames.append(out)

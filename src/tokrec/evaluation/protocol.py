@@ -184,8 +184,9 @@ def run_model(
         n_recs: recommendations kept per user (default ``max(100, max(ks))``).
         sampled_negatives: also evaluate against this many sampled negatives per user.
         seed: seed of the negative sampling.
-        rerank: a re-ranking spec (``tokrec.rerank.parse_rerank``, e.g. ``"mmr:0.3"``) applied to each
-            user's ``n_recs`` list before scoring.
+        rerank: a re-ranking spec (``tokrec.rerank.parse_rerank``, e.g. ``"mmr:0.3"``): each user's ``n_recs``
+            list is re-ranked to the main cut-off (:func:`main_k`, the list a user is shown) before scoring;
+            deeper positions keep the model's order.
         users: user attributes (``user_id``, ``gender``, ``age``, ``occupation``) for per-group accuracy;
             activity groups are always reported.
         fit: fits the model on ``split.train`` (given the item vectors when the model wants them) in place
@@ -219,7 +220,8 @@ def run_model(
     if rerank:
         from tokrec.rerank import rerank_frame
 
-        recs = rerank_frame(recs, context, rerank, max(ks))
+        # the list a user is shown is the main cut-off's (10): re-ranked to it, the model's order below it
+        recs = rerank_frame(recs, context, rerank, main_k(ks), rest=True)
     rec_s += time.perf_counter() - t0
     metrics = em.score_recommendations(
         recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True

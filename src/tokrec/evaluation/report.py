@@ -139,7 +139,7 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
         lo, hi = m.get(f"ndcg@{k}_ci_low"), m.get(f"ndcg@{k}_ci_high")
         ci = "—" if lo is None or hi is None else f"{fmt_metric(lo)}–{fmt_metric(hi)}"
         rows.append(
-            [run.model]
+            [run.model + (f" ({run.rerank})" if run.rerank else "")]
             + [fmt_metric(m.get(key)) for key in keys[: len(ACCURACY_METRICS)]]
             + [ci]
             + [fmt_metric(m.get(key)) for key in keys[len(ACCURACY_METRICS) :]]
