@@ -130,9 +130,13 @@ def choose(curves: dict[str, dict[str, float]], goal: str, direction: str, budge
 def plot(val: dict, test: dict, chosen: dict[str, str], path: Path) -> None:
     from matplotlib.figure import Figure
 
-    fig = Figure(figsize=(36, 4.8), layout="constrained")
-    axes = fig.subplots(1, len(CONTROLS))
-    for ax, (control, (goal, _, budget)) in zip(axes, CONTROLS.items(), strict=True):
+    cols = 4
+    rows = -(-len(CONTROLS) // cols)
+    fig = Figure(figsize=(5.2 * cols, 4.6 * rows), layout="constrained")
+    axes = fig.subplots(rows, cols, squeeze=False).ravel()
+    for ax in axes[len(CONTROLS) :]:
+        ax.set_visible(False)
+    for ax, (control, (goal, _, budget)) in zip(axes, CONTROLS.items(), strict=False):
         pools = POOLS.get(control, (POOL,))
         for colour, pool in enumerate(pools):
             keys = ["0"] + [key(w, p) for w, p in settings(control) if p == pool and w > 0]
