@@ -78,7 +78,7 @@ class ServeSettings(BaseModel):
             rebuilt from the state log on restart.
         explore_share: with a policy, the share of each list's slots given to exploration (a request's
             ``explore_share`` overrides it).
-        rerank: re-rank every list (``mmr:W``, ``calibration:W``, ``popularity:W``, chained with ``+``;
+        rerank: re-rank every list (``mmr:W``, ``calibration:W``, ``tail:W``, ..., chained with ``+``;
             :mod:`tokrec.rerank`); a request's ``rerank`` overrides it.
     """
 

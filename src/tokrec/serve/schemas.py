@@ -42,7 +42,8 @@ class RecommendRequest(_Strict):
     explain: StrictBool = True
     rerank: Annotated[StrictStr, Field(max_length=200)] | None = Field(
         None,
-        description="re-rank the list: mmr:W, calibration:W, popularity:W, chained with + (default: the server's)",
+        description="re-rank the list: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, tail:W "
+        "(W in [0, 1], optionally @N), chained with + (default: the server's; tokrec.rerank)",
     )
     explore_share: float | None = Field(
         None,
