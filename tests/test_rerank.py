@@ -251,6 +251,26 @@ def test_rerank_frame(context: RerankContext) -> None:
     assert rerank_frame(recs, context, "", 2) is recs
 
 
+def test_rerank_frame_interleaved_users_no_rank_and_missing_scores(context: RerankContext) -> None:
+    # rows of two users interleaved, no rank column (list order = row order), a NaN and an unknown item
+    recs = pd.DataFrame(
+        {
+            "user_id": ["v", "u", "v", "u", "v", "u"],
+            "item_id": ["b", "d", "a", "zz", "d", "b"],
+            "score": [2.0, 5.0, 3.0, 1.0, np.nan, 4.0],
+        }
+    )
+    out = rerank_frame(recs, context, "propensity:0.0", 3)
+    # users in order of first appearance; propensity at 0 sorts by score; the NaN scores as the user's lowest
+    # (v: b 2, a 3, d -> 2, ties in list order); zz is unknown to the catalog and dropped
+    assert out["user_id"].tolist() == ["v"] * 3 + ["u"] * 2
+    assert out["item_id"].tolist() == ["a", "b", "d", "d", "b"]
+    assert out["rank"].tolist() == [1, 2, 3, 1, 2]
+    assert np.isnan(out["score"].iloc[2]) and out["score"].iloc[0] == 3.0  # the base scores are kept
+    empty = rerank_frame(recs[recs["item_id"] == "zz"], context, "mmr:0.5", 3)
+    assert empty.empty and list(empty.columns) == ["user_id", "item_id", "score", "rank"]
+
+
 def test_user_groups_and_group_accuracy() -> None:
     train = pd.DataFrame({"user_id": ["1"] * 1 + ["2"] * 2 + ["3"] * 3, "item_id": list("abcdef")})
     users = pd.DataFrame(

@@ -472,23 +472,33 @@ def rerank_frame(
     r["user_id"], r["item_id"] = r["user_id"].astype(str), r["item_id"].astype(str)
     if "rank" in r.columns:
         r = r.sort_values(["user_id", "rank"], kind="mergesort")
-    frames = []
-    for user, g in r.groupby("user_id", sort=False):
-        s = g["score"].to_numpy(dtype=np.float64) if "score" in g.columns else -np.arange(len(g), dtype=float)
-        s = np.where(
-            np.isfinite(s), s, np.nanmin(np.where(np.isfinite(s), s, np.inf)) if np.isfinite(s).any() else 0.0
-        )
-        pos = context.rerank_user(str(user), g["item_id"].tolist(), s, k, steps)
+    cols = ["user_id", "item_id"] + (["score"] if "score" in r.columns else [])
+    if r.empty:
+        return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
+    # one pass over the users with plain arrays (users in order of first appearance, each user's rows in
+    # list order); pandas per user cost more than the re-rankers themselves
+    codes, users = pd.factorize(r["user_id"])
+    rows = np.argsort(codes, kind="stable")
+    ends = np.cumsum(np.bincount(codes))
+    items = r["item_id"].to_numpy()
+    all_scores = r["score"].to_numpy(dtype=np.float64) if "score" in r.columns else None
+    chosen, ranks = [], []
+    for u, user in enumerate(users):
+        idx = rows[ends[u - 1] if u else 0 : ends[u]]
+        s = all_scores[idx] if all_scores is not None else -np.arange(len(idx), dtype=float)
+        finite = np.isfinite(s)
+        if not finite.all():
+            s = np.where(finite, s, s[finite].min() if finite.any() else 0.0)
+        pos = context.rerank_user(str(user), items[idx].tolist(), s, k, steps)
         if rest:
-            below = np.ones(len(g), dtype=bool)
+            below = np.ones(len(idx), dtype=bool)
             below[pos] = False
             pos = np.concatenate([pos, np.flatnonzero(below)])
-        out = g.iloc[pos][["user_id", "item_id"] + (["score"] if "score" in g.columns else [])].copy()
-        out["rank"] = np.arange(1, len(out) + 1)
-        frames.append(out)
-    if not frames:
-        return pd.DataFrame(columns=["user_id", "item_id", "score", "rank"])
-    return pd.concat(frames, ignore_index=True)
+        chosen.append(idx[pos])
+        ranks.append(np.arange(1, len(pos) + 1))
+    out = r.iloc[np.concatenate(chosen)][cols].reset_index(drop=True)
+    out["rank"] = np.concatenate(ranks)
+    return out
 
 
 def pool_size(k: int) -> int:
