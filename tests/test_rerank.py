@@ -350,6 +350,40 @@ def _files(tmp_path) -> tuple[str, str, str]:
     return tuple(str(p) for p in paths)  # type: ignore[return-value]
 
 
+def test_tradeoff_curves_follow_each_reranker() -> None:
+    from tokrec.data.dataset import Dataset
+    from tokrec.evaluation.protocol import evaluate_split
+    from tokrec.evaluation.splits import leave_last_out
+
+    rng = np.random.default_rng(3)
+    items = pd.DataFrame(
+        {"item_id": [str(i) for i in range(100)], "genres": [["p", "q"][i % 2] for i in range(100)]}
+    )
+    # items 0-19 (the short head: 20% of the catalog) take most events and a user has at most 8 of them, so
+    # popularity's top 10 holds head items only
+    pick = lambda: str(int(rng.integers(20)) if rng.random() < 0.8 else 20 + int(rng.integers(80)))  # noqa: E731
+    inter = pd.DataFrame(
+        [(str(u), pick(), t) for u in range(60) for t in range(8)],
+        columns=["user_id", "item_id", "timestamp"],
+    ).drop_duplicates(["user_id", "item_id"])
+    vectors = np.eye(4)[np.arange(100) % 4] + 0.05 * rng.normal(size=(100, 4))
+    split = leave_last_out(Dataset(inter, items))
+    res = evaluate_split(split, ["popularity"], ks=[10], item_vectors=vectors, tradeoffs=("tail", "mmr"))
+    run = res.runs[0]
+    tail = [r for r in run.tradeoffs if r["control"] == "tail"]
+    mmr_rows = [r for r in run.tradeoffs if r["control"] == "mmr"]
+    assert [r["weight"] for r in tail] == pytest.approx([0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9])
+    # weight 0: the model's own list, the same for every re-ranker
+    assert tail[0]["ndcg"] == pytest.approx(run.metrics["ndcg@10"])
+    assert {k: v for k, v in tail[0].items() if k not in ("control", "goal")} == {
+        k: v for k, v in mmr_rows[0].items() if k not in ("control", "goal")
+    }
+    # the quota holds at every weight (every user has more than 9 tail candidates here)
+    for r in tail:
+        assert r["long_tail"] >= r["weight"] - 1e-9
+    assert tail[0]["long_tail"] == 0.0 and mmr_rows[-1]["ild"] > mmr_rows[0]["ild"]
+
+
 def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     import json
 
@@ -381,6 +415,21 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     recs = pd.read_csv(recs_path, dtype=str)
     assert recs.groupby("user_id").size().max() == 3
     assert main([*rargv, "--output", str(recs_path), "--rerank", "fair:0.2"]) == 2
+    # trade-off curves on the user's own data: a table and a plot in the report, the rows in metrics.json
+    curves = out / "curves"
+    assert main([*argv, "--output-dir", str(curves), "--tradeoffs", "tail,mmr", "--rerank", "mmr:0.5"]) == 0
+    model = json.loads((curves / "metrics.json").read_text())["protocols"]["leave-last-out"]["models"][
+        "popularity"
+    ]
+    rows = model["tradeoffs"]
+    assert [(r["control"], r["weight"]) for r in rows[:2]] == [("tail", 0.0), ("tail", 0.1)] and len(
+        rows
+    ) == 20
+    # weight 0 is the model's own list, before --rerank
+    assert rows[0]["ndcg"] == pytest.approx(base["metrics"]["ndcg@5"]) and rows[0]["goal"] == "long_tail"
+    assert (curves / "tradeoffs.png").stat().st_size > 0
+    assert "what each re-ranker trades" in (curves / "report.md").read_text()
+    assert main([*argv, "--output-dir", str(curves), "--tradeoffs", "tail,shuffle"]) == 2
 
 
 def test_cli_recommend_sdpp_scale_does_not_depend_on_the_requested_users(tmp_path, monkeypatch) -> None:

@@ -73,6 +73,18 @@ RERANKERS = ("mmr", "calibration", "popularity", "propensity", "tail", "dpp", "s
 SET_RERANKERS = ("calibration", "dpp", "sdpp", "tail")
 #: re-rankers that need LM item vectors
 VECTOR_RERANKERS = ("mmr", "dpp", "sdpp")
+#: what each re-ranker moves (a metric of :mod:`tokrec.evaluation.responsibility` / ``score_recommendations``)
+GOALS = {
+    "mmr": "ild",
+    "dpp": "ild",
+    "sdpp": "ild",
+    "calibration": "miscalibration",
+    "popularity": "long_tail",
+    "propensity": "long_tail",
+    "tail": "long_tail",
+}
+#: the weights a trade-off curve measures (``tokrec evaluate --tradeoffs``), 0 being the model's own list
+TRADEOFF_WEIGHTS = (0.0, 0.1, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
 #: training users (first by row) whose lists set ``sdpp``'s score unit when only some users are re-ranked
 SCALE_USERS = 200
 #: conditional variance below which a DPP candidate adds no volume (lies in the chosen items' span)
@@ -89,6 +101,15 @@ class RerankStep:
     weight: float
     #: the step considers only the ``pool`` best candidates by score (at least ``k``); None = all
     pool: int | None = None
+
+
+def parse_controls(text: str | None) -> list[str]:
+    """``"mmr,calibration,tail"`` -> the re-rankers' names, checked (``--tradeoffs``); empty or None -> none."""
+    names = [x.strip() for x in (text or "").split(",") if x.strip()]
+    for name in names:
+        if name not in RERANKERS:
+            raise ConfigError(f"--tradeoffs: unknown re-ranker {name!r}; choose from {', '.join(RERANKERS)}")
+    return list(dict.fromkeys(names))
 
 
 def parse_rerank(spec: str | None) -> list[RerankStep]:

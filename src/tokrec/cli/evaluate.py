@@ -84,6 +84,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "the list re-ranked is the main cut-off's (10 when evaluated), deeper positions keep the model's order",
     )
     p.add_argument(
+        "--tradeoffs",
+        help="re-rankers whose trade-off curves to draw, e.g. mmr,calibration,tail: each re-ranks every model's "
+        "own lists at weights 0, 0.1, ..., 0.9, and the report tabulates and plots NDCG against the re-ranker's goal",
+    )
+    p.add_argument(
         "--users",
         help="user attributes for per-group accuracy (CSV/Parquet/JSONL with user_id, or MovieLens' u.user)",
     )
@@ -211,9 +216,10 @@ def run(args: argparse.Namespace) -> int:
         from tokrec.errors import ConfigError
 
         raise ConfigError("--sampled-negatives must be a positive integer")
-    from tokrec.rerank import parse_rerank
+    from tokrec.rerank import parse_controls, parse_rerank
 
     parse_rerank(args.rerank)  # a bad spec fails before any work
+    tradeoffs = parse_controls(args.tradeoffs)
     users = _users_table(args.users)
     dataset = load_from_args(args, args.items, args.interactions)
     if dataset.impressions is not None and not args.protocol:
@@ -242,6 +248,7 @@ def run(args: argparse.Namespace) -> int:
                 users=users,
                 # each tuned model fitted through fit_tuned: a blend part the tuner trained is reused
                 fits={r.model: functools.partial(fit_tuned, r) for r in tuned[split.protocol]},
+                tradeoffs=tradeoffs,
             )
         )
     written = write_report(

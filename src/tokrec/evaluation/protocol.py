@@ -20,7 +20,12 @@ import pandas as pd
 
 from tokrec.data.dataset import Dataset
 from tokrec.evaluation import metrics as em
-from tokrec.evaluation.responsibility import group_accuracy, responsibility_metrics, user_groups
+from tokrec.evaluation.responsibility import (
+    group_accuracy,
+    responsibility_metrics,
+    tradeoff_curves,
+    user_groups,
+)
 from tokrec.evaluation.splits import Split
 from tokrec.models.base import Recommender, tie_order, wants_item_vectors
 from tokrec.models.registry import create_model
@@ -61,6 +66,8 @@ class ModelRun:
     groups: list[dict[str, Any]] = field(default_factory=list)
     #: the re-ranking applied to the model's lists (e.g. "mmr:0.3"), if any
     rerank: str | None = None
+    #: re-rankers' trade-off curves over the model's own lists (:func:`tokrec.evaluation.responsibility.tradeoff_curves`)
+    tradeoffs: list[dict[str, Any]] = field(default_factory=list)
 
 
 @dataclass
@@ -171,6 +178,7 @@ def run_model(
     rerank: str | None = None,
     users: pd.DataFrame | None = None,
     fit: Callable[[Dataset, np.ndarray | None], Recommender] | None = None,
+    tradeoffs: Sequence[str] = (),
 ) -> ModelRun:
     """Fits the registry model ``name`` on ``split.train`` and scores it on ``split.test``.
 
@@ -187,6 +195,8 @@ def run_model(
         rerank: a re-ranking spec (``tokrec.rerank.parse_rerank``, e.g. ``"mmr:0.3"``): each user's ``n_recs``
             list is re-ranked to the main cut-off (:func:`main_k`, the list a user is shown) before scoring;
             deeper positions keep the model's order.
+        tradeoffs: re-rankers (``"mmr"``, ``"tail"``, ...) whose trade-off curves to measure on the model's own
+            lists (before ``rerank``), at the main cut-off (:func:`tokrec.evaluation.responsibility.tradeoff_curves`).
         users: user attributes (``user_id``, ``gender``, ``age``, ``occupation``) for per-group accuracy;
             activity groups are always reported.
         fit: fits the model on ``split.train`` (given the item vectors when the model wants them) in place
@@ -217,12 +227,14 @@ def run_model(
     catalog = split.train.item_vocab.ids
     t0 = time.perf_counter()
     context = _responsibility_context(split, vectors)
+    base_recs = recs
     if rerank:
         from tokrec.rerank import rerank_frame
 
         # the list a user is shown is the main cut-off's (10): re-ranked to it, the model's order below it
         recs = rerank_frame(recs, context, rerank, main_k(ks), rest=True)
     rec_s += time.perf_counter() - t0
+    curves = tradeoff_curves(base_recs, split, context, tradeoffs, main_k(ks)) if tradeoffs else []
     metrics = em.score_recommendations(
         recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True
     )
@@ -253,6 +265,7 @@ def run_model(
         sampled_metrics=sampled,
         groups=groups,
         rerank=rerank or None,
+        tradeoffs=curves,
     )
 
 
@@ -277,13 +290,14 @@ def evaluate_split(
     rerank: str | None = None,
     users: pd.DataFrame | None = None,
     fits: Mapping[str, Callable[[Dataset, np.ndarray | None], Recommender]] | None = None,
+    tradeoffs: Sequence[str] = (),
 ) -> ProtocolResult:
     """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
 
     Args:
         on_error: ``"raise"`` stops at the first failing model; ``"record"`` keeps its error in the
             result (``ModelRun.error``) and goes on.
-        rerank, users: see :func:`run_model`.
+        rerank, users, tradeoffs: see :func:`run_model`.
         fits: per model name, the ``fit`` of :func:`run_model` (default: none).
     """
     vectors = _Vectors(item_vectors)
@@ -306,6 +320,7 @@ def evaluate_split(
                 rerank=rerank,
                 users=users,
                 fit=(fits or {}).get(name),
+                tradeoffs=tradeoffs,
             )
         except Exception as e:
             if on_error != "record":

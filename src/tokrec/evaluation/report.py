@@ -96,6 +96,7 @@ def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra:
                 "popularity_deciles": run.popularity_deciles,
                 "groups": [{k: _nan_to_none(v) for k, v in g.items()} for g in run.groups],
                 "rerank": run.rerank,
+                "tradeoffs": [{k: _nan_to_none(v) for k, v in row.items()} for row in run.tradeoffs],
                 "recs_file": None if run.recs is None else f"recs/{r.name}/{run.model}.csv",
                 "error": run.error,
             }
@@ -162,6 +163,36 @@ def responsibility_table(result: ProtocolResult, k: int) -> Table:
         keys = ("ild", "category_coverage", "miscalibration", "gini", "arp", "long_tail")
         rows.append([name] + [fmt_metric(m.get(f"{x}@{k}")) for x in keys])
     return head, rows
+
+
+GOAL_LABELS = {
+    "ild": "intra-list diversity",
+    "miscalibration": "miscalibration (KL)",
+    "long_tail": "long-tail share",
+}
+
+
+def tradeoffs_table(result: ProtocolResult, k: int) -> Table:
+    """One row per model, re-ranker and weight: NDCG@k and the re-ranker's goal, each with its change against
+    the model's own list (weight 0)."""
+    head = ["model", "re-ranker", "weight", f"NDCG@{k}", "NDCG change", "goal", "value", "goal change"]
+    head.append(f"Coverage@{k}")
+    rows = []
+    for run in result.runs:
+        base: dict[str, dict[str, Any]] = {}
+        for row in run.tradeoffs:
+            b, goal = base.setdefault(row["control"], row), row["goal"]
+            rows.append(
+                [run.model, row["control"], f"{row['weight']:g}", fmt_metric(row["ndcg"])]
+                + [_change(row["ndcg"], b["ndcg"]), GOAL_LABELS[goal], fmt_metric(row[goal])]
+                + [_change(row[goal], b[goal]), fmt_metric(row["coverage"])]
+            )
+    return head, rows
+
+
+def _change(new: float | None, old: float | None) -> str:
+    """``new`` against ``old`` as a signed percentage; a dash when ``old`` is 0 or missing."""
+    return "—" if not old or new is None else f"{new / old - 1:+.1%}"
 
 
 def groups_table(result: ProtocolResult, k: int) -> Table:
@@ -342,6 +373,54 @@ def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) 
 Block = tuple[str, Any]  # ("h1"|"h2"|"h3"|"p"|"table"|"img", content)
 
 
+def plot_tradeoffs(results: Sequence[ProtocolResult], k: int, path: Path) -> Path:
+    """NDCG@k against each re-ranker's goal as its weight varies: one row of panels per protocol, one panel
+    per goal, one line per model and re-ranker (weights 0.5 and the largest labelled)."""
+    from matplotlib.figure import Figure
+
+    with_curves = [r for r in results if any(run.tradeoffs for run in r.runs)]
+    goals = [
+        g
+        for g in GOAL_LABELS
+        if any(t["goal"] == g for r in with_curves for run in r.runs for t in run.tradeoffs)
+    ]
+    fig = Figure(figsize=(5.6 * len(goals), 4.4 * len(with_curves)), layout="constrained")
+    axes = fig.subplots(len(with_curves), len(goals), squeeze=False)
+    colors = _colors(results)
+    styles = ("-", "--", ":", "-.")
+    for i, r in enumerate(with_curves):
+        for j, goal in enumerate(goals):
+            ax = axes[i][j]
+            for run in r.runs:
+                controls = list(dict.fromkeys(t["control"] for t in run.tradeoffs if t["goal"] == goal))
+                for c_no, control in enumerate(controls):
+                    pts = [t for t in run.tradeoffs if t["control"] == control]
+                    xs, ys = [t[goal] for t in pts], [t["ndcg"] for t in pts]
+                    ax.plot(
+                        xs,
+                        ys,
+                        styles[c_no % len(styles)],
+                        marker="o",
+                        markersize=3,
+                        color=colors[run.model],
+                        label=f"{run.model}: {control}",
+                    )
+                    for t in (pts[len(pts) // 2], pts[-1]):
+                        ax.annotate(
+                            f"{t['weight']:g}",
+                            (t[goal], t["ndcg"]),
+                            fontsize=7,
+                            xytext=(3, 3),
+                            textcoords="offset points",
+                        )
+            ax.set_xlabel(f"{GOAL_LABELS[goal]}@{k}")
+            ax.set_ylabel(f"NDCG@{k}")
+            ax.set_title(f"{r.name}: NDCG@{k} against {GOAL_LABELS[goal]}", fontsize=10)
+            ax.grid(alpha=0.3)
+            ax.legend(fontsize=7)
+    return _save(fig, path)
+
+
 def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, str]) -> list[Block]:
     ks = sorted({k for r in results for k in r.ks})
     k = main_k(ks)
@@ -383,6 +462,20 @@ def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, st
             )
         )
         out.append(("table", responsibility_table(r, k)))
+        if any(run.tradeoffs for run in r.runs):
+            out.append(("h3", f"{r.name}: what each re-ranker trades"))
+            out.append(
+                (
+                    "p",
+                    f"Each re-ranker (`tokrec.rerank`) turns the model's own lists (its best candidates per user, "
+                    f"before any --rerank) into a top {k} at each weight (0: the model's list; for tail, the "
+                    "weight is the long-tail share it guarantees); NDCG and the re-ranker's goal are read on this "
+                    "split's test events, so the curve describes the trade-off and a weight is chosen on a "
+                    "validation split (for example this command on the training file with --protocol "
+                    "leave-last-out), not here. Plot: tradeoffs.png.",
+                )
+            )
+            out.append(("table", tradeoffs_table(r, k)))
         if any(run.groups for run in r.runs):
             out.append(("h3", f"{r.name}: accuracy per user group"))
             summary = groups_summary(r, k)
@@ -503,6 +596,9 @@ def write_report(
             plots[f"NDCG@{k} by protocol"] = "protocols.png"
         written["plot:popularity_bias"] = plot_popularity_bias(ok, k, out / "popularity_bias.png")
         plots["Popularity bias"] = "popularity_bias.png"
+        if any(run.tradeoffs for r in ok for run in r.runs):
+            written["plot:tradeoffs"] = plot_tradeoffs(ok, k, out / "tradeoffs.png")
+            plots["What each re-ranker trades"] = "tradeoffs.png"
     blocks = _blocks(results, dataset, plots)
     text = _markdown(blocks) if fmt == "md" else _html(blocks, f"Evaluation: {dataset}")
     written["report"] = atomic_write(out / f"report.{fmt}", lambda t: t.write_text(text))

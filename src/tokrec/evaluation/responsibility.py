@@ -12,7 +12,7 @@ All figures read a *cleaned* recommendations frame (:func:`tokrec.evaluation.met
   shown equally often, 1 = one item takes every slot).
 
 ARP and long-tail share are :func:`tokrec.evaluation.metrics.score_recommendations`' ``arp@K`` and
-``long_tail@K``. Per-group accuracy (:func:`group_accuracy`) is the mean of each user's figure (from
+``long_tail@K``. :func:`tradeoff_curves` measures NDCG@K against these as each re-ranker's weight varies. Per-group accuracy (:func:`group_accuracy`) is the mean of each user's figure (from
 :func:`tokrec.evaluation.metrics.score_recommendations` with ``per_user=True``, the project's one NDCG) over the users of a group, with a
 percentile bootstrap interval over those users.
 """
@@ -20,12 +20,13 @@ percentile bootstrap interval over those users.
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
 
 from tokrec.evaluation.metrics import bootstrap_ci
-from tokrec.rerank import CALIBRATION_ALPHA, RerankContext
+from tokrec.rerank import CALIBRATION_ALPHA, TRADEOFF_WEIGHTS, RerankContext
 
 RESPONSIBILITY_METRICS = ("ild", "category_coverage", "miscalibration", "gini")
 #: MovieLens' age bands (the 1M release's, used for 100K too)
@@ -117,6 +118,42 @@ def responsibility_metrics(
         f"miscalibration@{k}": miscalibration(clean, context, k),
         f"gini@{k}": exposure_gini(clean, catalog, k),
     }
+
+
+def tradeoff_curves(
+    recs: pd.DataFrame,
+    split: Any,
+    context: RerankContext,
+    controls: Sequence[str],
+    k: int,
+    weights: Sequence[float] = TRADEOFF_WEIGHTS,
+) -> list[dict[str, Any]]:
+    """Each re-ranker in ``controls`` applied to a model's lists ``recs`` (its best candidates per test user of
+    ``split``) at each of ``weights``, scored on ``split``'s test events: one row per (control, weight) with
+    ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and every goal's value at ``k`` (weight 0 =
+    the model's own list). Descriptive: read on test events, so a weight is chosen on a validation split."""
+    from tokrec.evaluation import metrics as em
+    from tokrec.rerank import GOALS, rerank_frame
+
+    train, test = split.train.interactions, split.test.interactions
+    catalog = split.train.item_vocab.ids
+    rows = []
+    for control in controls:
+        for w in weights:
+            r = rerank_frame(recs, context, f"{control}:{w:g}", k) if w > 0 else recs
+            m = em.score_recommendations(r, test, train, k=k, candidates=split.candidates, catalog=catalog)
+            clean, _ = em.clean_recommendations(r, train, users=split.test_users, candidates=split.candidates)
+            m.update(responsibility_metrics(clean, context, split.candidates or catalog, k))
+            rows.append(
+                {
+                    "control": control,
+                    "weight": float(w),
+                    "goal": GOALS[control],
+                    "ndcg": m[f"ndcg@{k}"],
+                    **{g: m[f"{g}@{k}"] for g in ("ild", "miscalibration", "long_tail", "coverage")},
+                }
+            )
+    return rows
 
 
 def age_band(age: float) -> str:
