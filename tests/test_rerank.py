@@ -430,6 +430,12 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     assert (curves / "tradeoffs.png").stat().st_size > 0
     assert "what each re-ranker trades" in (curves / "report.md").read_text()
     assert main([*argv, "--output-dir", str(curves), "--tradeoffs", "tail,shuffle"]) == 2
+    # calibration without a category column stops before any fit, naming the file
+    bare = tmp_path / "bare.csv"
+    pd.read_csv(items).drop(columns=["genres"]).to_csv(bare, index=False)
+    bare_argv = ["evaluate", "--items", str(bare), "--interactions", events, "--models", "popularity"]
+    assert main([*bare_argv, "--output-dir", str(curves), "--tradeoffs", "calibration"]) == 2
+    assert main([*bare_argv, "--output-dir", str(curves), "--rerank", "calibration:0.5"]) == 2
 
 
 def test_cli_recommend_sdpp_scale_does_not_depend_on_the_requested_users(tmp_path, monkeypatch) -> None:

@@ -212,18 +212,29 @@ def run(args: argparse.Namespace) -> int:
     for m in models:
         model_class(m)  # unknown names fail before any work
     configs = _configs(args.config)
-    if args.sampled_negatives is not None and args.sampled_negatives < 1:
-        from tokrec.errors import ConfigError
+    from tokrec.errors import ConfigError
 
+    if args.sampled_negatives is not None and args.sampled_negatives < 1:
         raise ConfigError("--sampled-negatives must be a positive integer")
-    from tokrec.rerank import parse_controls, parse_rerank
+    from tokrec.rerank import CATEGORY_COLUMNS, category_matrix, parse_controls, parse_rerank
 
     parse_rerank(args.rerank)  # a bad spec fails before any work
     tradeoffs = parse_controls(args.tradeoffs)
     users = _users_table(args.users)
     dataset = load_from_args(args, args.items, args.interactions)
     if dataset.impressions is not None and not args.protocol:
+        if args.rerank or tradeoffs:
+            raise ConfigError(
+                "--rerank and --tradeoffs re-rank full-ranking lists; an impression dataset is evaluated on its "
+                "impressions unless --protocol is given"
+            )
         return _run_impressions(args, dataset, models, configs)
+    named = {s.name for s in parse_rerank(args.rerank)} | set(tradeoffs)
+    if "calibration" in named and category_matrix(dataset.items) is None:
+        raise ConfigError(
+            f"calibration needs a category column in the items file ({', '.join(CATEGORY_COLUMNS)}); "
+            f"{args.items} has none"
+        )
     splits = _splits(args, dataset)
     vectors = _vector_source(args, dataset)
     from tokrec.cli.tune import tune_split, write_tuning_report

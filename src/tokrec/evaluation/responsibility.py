@@ -12,9 +12,10 @@ All figures read a *cleaned* recommendations frame (:func:`tokrec.evaluation.met
   shown equally often, 1 = one item takes every slot).
 
 ARP and long-tail share are :func:`tokrec.evaluation.metrics.score_recommendations`' ``arp@K`` and
-``long_tail@K``. :func:`tradeoff_curves` measures NDCG@K against these as each re-ranker's weight varies. Per-group accuracy (:func:`group_accuracy`) is the mean of each user's figure (from
-:func:`tokrec.evaluation.metrics.score_recommendations` with ``per_user=True``, the project's one NDCG) over the users of a group, with a
-percentile bootstrap interval over those users.
+``long_tail@K``. :func:`tradeoff_curves` measures NDCG@K against these as each re-ranker's weight varies.
+Per-group accuracy (:func:`group_accuracy`) is the mean of each user's figure (from
+:func:`tokrec.evaluation.metrics.score_recommendations` with ``per_user=True``, the project's one NDCG) over the
+users of a group, with a percentile bootstrap interval over those users.
 """
 
 from __future__ import annotations
