@@ -382,6 +382,51 @@ def test_tradeoff_curves_follow_each_reranker() -> None:
     for r in tail:
         assert r["long_tail"] >= r["weight"] - 1e-9
     assert tail[0]["long_tail"] == 0.0 and mmr_rows[-1]["ild"] > mmr_rows[0]["ild"]
+    # auto: the weight chosen on a validation split of the training part, then measured on the test events
+    auto = evaluate_split(
+        split, ["popularity"], ks=[10], item_vectors=vectors, rerank="tail:auto", rerank_loss=0.99
+    )
+    assert auto.runs[0].rerank == "tail:0.9" and auto.runs[0].rerank_asked == "tail:auto"
+    assert auto.runs[0].metrics["long_tail@10"] == pytest.approx(tail[-1]["long_tail"])
+    assert auto.runs[0].metrics["ndcg@10"] == pytest.approx(tail[-1]["ndcg"])
+
+
+def test_parse_auto_and_resolve_it_on_validation() -> None:
+    from tokrec.data.dataset import Dataset
+    from tokrec.models.registry import create_model
+    from tokrec.tuning import choose_rerank
+
+    (step,) = parse_rerank("tail:auto@50")
+    assert step.auto and step.pool == 50 and step.spec() == "tail:auto@50"
+    assert RerankStep("dpp", 0.65, 50).spec() == "dpp:0.65@50"
+    with pytest.raises(ConfigError):
+        parse_rerank("tail:auto+mmr:0.2")
+    ctx = RerankContext(["a", "b"], None, None, np.array([True, False]))
+    with pytest.raises(ConfigError):
+        ctx.rerank_user("u", ["a", "b"], np.array([1.0, 0.0]), 1, [step])
+
+    rng = np.random.default_rng(4)
+    items = pd.DataFrame({"item_id": [str(i) for i in range(100)]})
+    pick = lambda: str(int(rng.integers(20)) if rng.random() < 0.8 else 20 + int(rng.integers(80)))  # noqa: E731
+    inter = pd.DataFrame(
+        [(str(u), pick(), t) for u in range(60) for t in range(8)],
+        columns=["user_id", "item_id", "timestamp"],
+    ).drop_duplicates(["user_id", "item_id"])
+    ds = Dataset(inter, items)
+    fit = lambda d: create_model("popularity", {}).fit(d, None)  # noqa: E731
+    assert choose_rerank("tail:0.3", fit, ds, None) is None  # nothing to choose
+    for loss in (0.0, 0.2, 0.5, 0.99):
+        choice = choose_rerank("tail:auto", fit, ds, None, k=10, loss=loss)
+        assert choice is not None and choice.asked == "tail:auto" and choice.users == 60
+        rows = {r["weight"]: r for r in choice.curve}
+        allowed = [w for w, r in rows.items() if r["ndcg"] >= (1 - loss) * rows[0.0]["ndcg"]]
+        chosen = parse_rerank(choice.spec)[0].weight
+        # the largest long-tail share the budget allows (the quota rises with the weight here)
+        assert chosen in allowed and rows[chosen]["long_tail"] == max(rows[w]["long_tail"] for w in allowed)
+        assert "chosen on validation" in choice.line()
+    assert choose_rerank("tail:auto", fit, ds, None, k=10, loss=0.99).spec == "tail:0.9"
+    with pytest.raises(ConfigError):
+        choose_rerank("tail:auto", fit, ds, None, loss=1.0)
 
 
 def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
@@ -415,6 +460,12 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     recs = pd.read_csv(recs_path, dtype=str)
     assert recs.groupby("user_id").size().max() == 3
     assert main([*rargv, "--output", str(recs_path), "--rerank", "fair:0.2"]) == 2
+    auto_path = tmp_path / "auto.csv"
+    assert main([*rargv, "--output", str(auto_path), "--rerank", "tail:auto", "--rerank-loss", "0.5"]) == 0
+    assert pd.read_csv(auto_path, dtype=str).groupby("user_id").size().max() == 3
+    cand = tmp_path / "cand.csv"
+    pd.DataFrame({"item_id": ["1", "2", "3", "4"]}).to_csv(cand, index=False)
+    assert main([*rargv, "--output", str(auto_path), "--rerank", "tail:auto", "--candidates", str(cand)]) == 2
     # trade-off curves on the user's own data: a table and a plot in the report, the rows in metrics.json
     curves = out / "curves"
     assert main([*argv, "--output-dir", str(curves), "--tradeoffs", "tail,mmr", "--rerank", "mmr:0.5"]) == 0

@@ -97,3 +97,4 @@ def test_rerankers_in_the_service(tmp_path):
             i.startswith("jazz-") for i in base
         )
         assert c.post("/recommend", json={"history": ["jazz-0"], "rerank": "shuffle:1"}).status_code == 422
+        assert c.post("/recommend", json={"history": ["jazz-0"], "rerank": "tail:auto"}).status_code == 422

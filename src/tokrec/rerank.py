@@ -47,7 +47,8 @@ that keeps the most relevant of them on top. ``mmr``, ``popularity`` and ``prope
 is their answer).
 
 Specs name a re-ranker and its weight, ``"mmr:0.3"``, several chained with ``+``:
-``"calibration:0.5+mmr:0.2"``. ``@N`` after the weight limits a step to the user's ``N`` best candidates by
+``"calibration:0.5+mmr:0.2"``. ``name:auto`` leaves the weight to a validation split of the training log (:func:`tokrec.tuning.choose_rerank`:
+the largest gain in the re-ranker's goal whose NDCG@k loss there stays within a budget). ``@N`` after the weight limits a step to the user's ``N`` best candidates by
 score (at least ``k``): ``"dpp:0.65@50"`` diversifies within the top 50 of the pool (``pool_size(k)`` in
 ``recommend`` and ``serve``; ``n_recs`` in ``evaluate``). :class:`RerankContext` holds what they need (item vectors, category
 matrix, head set, each user's profile), built once from the training data.
@@ -101,6 +102,13 @@ class RerankStep:
     weight: float
     #: the step considers only the ``pool`` best candidates by score (at least ``k``); None = all
     pool: int | None = None
+    #: ``name:auto``: the weight is to be chosen on a validation split (:func:`tokrec.tuning.choose_rerank`)
+    auto: bool = False
+
+    def spec(self) -> str:
+        """The step as written in a spec: ``tail:0.3``, ``dpp:0.65@50``, ``tail:auto``."""
+        w = "auto" if self.auto else f"{self.weight:g}"
+        return f"{self.name}:{w}" + (f"@{self.pool}" if self.pool is not None else "")
 
 
 def parse_controls(text: str | None) -> list[str]:
@@ -112,7 +120,7 @@ def parse_controls(text: str | None) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def parse_rerank(spec: str | None) -> list[RerankStep]:
+def parse_rerank(spec: str | None, *, auto: bool = True) -> list[RerankStep]:
     """``"mmr:0.3+calibration:0.5"`` -> steps; empty or None -> no step. Bad specs raise ConfigError."""
     if not spec:
         return []
@@ -122,10 +130,13 @@ def parse_rerank(spec: str | None) -> list[RerankStep]:
         if name not in RERANKERS:
             raise ConfigError(f"--rerank: unknown re-ranker {name!r}; choose from {', '.join(RERANKERS)}")
         w, at, n = w.partition("@")
+        auto = w.strip() == "auto"
         try:
-            weight = float(w)
+            weight = 0.0 if auto else float(w)
         except ValueError:
-            raise ConfigError(f"--rerank: {part!r} needs a weight in [0, 1], e.g. {name}:0.3") from None
+            raise ConfigError(
+                f"--rerank: {part!r} needs a weight in [0, 1] or auto, e.g. {name}:0.3 or {name}:auto"
+            ) from None
         if not 0.0 <= weight <= 1.0:
             raise ConfigError(f"--rerank: weight of {name} must lie in [0, 1], got {weight}")
         pool = None
@@ -138,7 +149,16 @@ def parse_rerank(spec: str | None) -> list[RerankStep]:
                 raise ConfigError(
                     f"--rerank: {part!r}: the pool after @ must be a positive integer, e.g. {name}:{w}@50"
                 )
-        steps.append(RerankStep(name, weight, pool))
+        steps.append(RerankStep(name, weight, pool, auto))
+    if not auto and any(s.auto for s in steps):
+        raise ConfigError(
+            f"--rerank: {spec!r}: an auto weight is chosen on a validation split by tokrec recommend or tokrec "
+            "evaluate (they print the choice); give the chosen weight here"
+        )
+    if any(s.auto for s in steps) and len(steps) > 1:
+        raise ConfigError(
+            f"--rerank: {spec!r}: auto chooses the weight of a single re-ranker; give the chain's weights"
+        )
     return steps
 
 
@@ -399,6 +419,8 @@ class RerankContext:
         """Positions into ``item_ids`` of the re-ranked list of ``k`` (chained steps each keep ``k``...
         the first step picks ``k`` from all candidates, or from its ``@N`` best by score, later ones
         reorder those)."""
+        if any(step.auto for step in steps):
+            raise ConfigError("a re-ranker's weight is auto: choose it first (tokrec.tuning.choose_rerank)")
         rows = np.array([self.index[i] for i in item_ids], dtype=np.int64)
         order = np.arange(len(rows))
         s = np.asarray(scores, dtype=np.float64)

@@ -61,7 +61,7 @@ import logging
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field, fields
+from dataclasses import asdict, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any, Literal
 
@@ -1091,6 +1091,72 @@ def choose_rerank_weight(
     curve = {w: float(score_recommendations(reranked[w], held, train, k=k)[f"ndcg@{k}"]) for w in grid}
     best = max(curve, key=lambda w: (curve[w], -w))
     return RerankChoice(weight=best, curve=curve, users=len(ids))
+
+
+@dataclass
+class RerankSpecChoice:
+    """A re-ranker's weight chosen on validation (``spec``, e.g. ``tail:0.6``) for a ``spec`` written ``name:auto``:
+    the validation trade-off curve (:func:`tokrec.evaluation.responsibility.tradeoff_curves` rows), the NDCG@k
+    loss allowed, and how many validation users scored it."""
+
+    asked: str
+    spec: str
+    curve: list[dict[str, Any]]
+    loss: float
+    users: int
+
+    def line(self) -> str:
+        """One line: the choice, and what it did on validation."""
+        from tokrec.rerank import parse_rerank
+
+        rows = {r["weight"]: r for r in self.curve}
+        base, chosen = rows[0.0], rows[parse_rerank(self.spec)[0].weight]
+        goal = chosen["goal"]
+        return (
+            f"rerank {self.asked} -> {self.spec}, chosen on validation ({self.users} users' last events; NDCG@k loss "
+            f"allowed {self.loss:.0%}): NDCG {base['ndcg']:.4f} -> {chosen['ndcg']:.4f}, {goal} "
+            f"{base[goal]:.4f} -> {chosen[goal]:.4f}"
+        )
+
+
+def choose_rerank(
+    spec: str,
+    fit: Callable[[Dataset], Any],
+    dataset: Dataset,
+    item_vectors: np.ndarray | None,
+    *,
+    k: int = 10,
+    loss: float = 0.05,
+) -> RerankSpecChoice | None:
+    """Resolves ``name:auto`` in a re-ranking ``spec`` on a validation split of ``dataset`` (each user's last
+    event held out, :func:`tokrec.evaluation.splits.validation_split`): the model ``fit`` returns (fitted on the
+    rest) ranks its best :func:`tokrec.rerank.pool_size` candidates per validation user, the re-ranker is measured
+    at the weights of :data:`tokrec.rerank.TRADEOFF_WEIGHTS`, and the weight with the largest gain in its goal
+    (:data:`tokrec.rerank.GOALS`: intra-list diversity and long-tail share up, miscalibration down) whose NDCG@k
+    loss stays within ``loss`` wins (ties: the smaller weight; 0, the model's own list, when none does). None
+    when ``spec`` has no ``auto``. The test events of whoever calls this are never read: ``dataset`` is the
+    training log."""
+    from tokrec.evaluation.responsibility import tradeoff_curves
+    from tokrec.evaluation.splits import validation_split
+    from tokrec.rerank import GOALS, RerankContext, parse_rerank, pool_size
+
+    steps = parse_rerank(spec)
+    if not any(s.auto for s in steps):
+        return None
+    if not 0.0 <= loss < 1.0:
+        raise ConfigError(f"the NDCG loss allowed to an auto re-ranker must lie in [0, 1), got {loss}")
+    (step,) = steps
+    split = validation_split(dataset)
+    model = fit(split.train)
+    recs = model.recommend_batch(split.test_users, k=pool_size(k))
+    context = RerankContext.from_train(split.train.interactions, split.train.items, vectors=item_vectors)
+    curve = tradeoff_curves(recs, split, context, [step.name], k, pool=step.pool)
+    base = curve[0]
+    sign = -1.0 if GOALS[step.name] == "miscalibration" else 1.0
+    ok = [r for r in curve if r["ndcg"] >= (1.0 - loss) * base["ndcg"]]
+    best = max(ok, key=lambda r: (sign * r[r["goal"]], -r["weight"]))
+    chosen = replace(step, weight=best["weight"], auto=False).spec()
+    return RerankSpecChoice(spec, chosen, curve, loss, len(split.test_users))
 
 
 def tune(

@@ -81,7 +81,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rerank",
         help="re-rank every model's lists before scoring: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, "
         "tail:W (a long-tail share of at least W), optionally @N (the N best candidates only), chained with +; "
-        "the list re-ranked is the main cut-off's (10 when evaluated), deeper positions keep the model's order",
+        "the list re-ranked is the main cut-off's (10 when evaluated), deeper positions keep the model's order; "
+        "W = auto: chosen on a validation split cut from each split's training part (--rerank-loss)",
+    )
+    p.add_argument(
+        "--rerank-loss",
+        type=float,
+        default=0.05,
+        help="with --rerank NAME:auto: the NDCG loss on validation the re-ranker may spend (default %(default)s)",
     )
     p.add_argument(
         "--tradeoffs",
@@ -260,6 +267,7 @@ def run(args: argparse.Namespace) -> int:
                 # each tuned model fitted through fit_tuned: a blend part the tuner trained is reused
                 fits={r.model: functools.partial(fit_tuned, r) for r in tuned[split.protocol]},
                 tradeoffs=tradeoffs,
+                rerank_loss=args.rerank_loss,
             )
         )
     written = write_report(

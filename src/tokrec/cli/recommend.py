@@ -63,7 +63,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rerank",
         help="re-rank each list for diversity / calibration / long tail: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, "
-        "propensity:W, tail:W (a long-tail share of at least W) (W in [0, 1]; @N after W: the N best candidates only), chained with + (tokrec.rerank)",
+        "propensity:W, tail:W (a long-tail share of at least W) (W in [0, 1]; @N after W: the N best candidates only), "
+        "chained with + (tokrec.rerank); W = auto: chosen on a validation split of the log (--rerank-loss)",
+    )
+    p.add_argument(
+        "--rerank-loss",
+        type=float,
+        default=0.05,
+        help="with --rerank NAME:auto: the NDCG@k loss on validation the re-ranker may spend (default %(default)s)",
     )
     p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
     from tokrec.cli.tune import add_tune_args
@@ -125,6 +132,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--k must be at least 1")
     if args.rerank and args.engine == "ray":
         raise ConfigError("--rerank works with --engine local only")
+    from tokrec.rerank import parse_rerank
+
+    auto_rerank = any(s.auto for s in parse_rerank(args.rerank))  # a bad spec fails before any work
+    if auto_rerank and args.candidates:
+        raise ConfigError(
+            "--rerank NAME:auto chooses the weight on each user's last event; with --candidates give the weight"
+        )
     if args.threads:
         import torch
 
@@ -181,16 +195,33 @@ def run(args: argparse.Namespace) -> int:
         missing = sum(u not in ds.user_vocab for u in users)
         if missing:
             notes.append(f"{missing} requested users unknown (no rows)")
+    spec = args.rerank
+    if auto_rerank:
+        from tokrec.tuning import choose_rerank, fit_tuned
+
+        def fit_on(d: Any) -> Any:
+            if result is not None:
+                return fit_tuned(result, d, vectors)
+            return create_model(args.model, read_json_config(args.config)).fit(d, vectors)
+
+        t_auto = time.perf_counter()
+        rv = vectors if vectors is not None else item_vectors_for(ds, model=args.model_path)
+        choice = choose_rerank(spec, fit_on, ds, rv, k=args.k, loss=args.rerank_loss)
+        assert choice is not None
+        spec = choice.spec
+        print(choice.line(), file=sys.stderr)
+        times["rerank choice"] = time.perf_counter() - t_auto
+        t += times["rerank choice"]
     if args.engine == "ray":
         recs = _recommend_ray(model, users, candidates, args)
     else:
-        from tokrec.rerank import parse_rerank, pool_size, rerank_recommendations
+        from tokrec.rerank import pool_size, rerank_recommendations
 
-        pool = pool_size(args.k) if parse_rerank(args.rerank) else args.k
+        pool = pool_size(args.k) if parse_rerank(spec) else args.k
         recs = model.recommend_batch(users, k=pool, candidates=candidates, exclude_seen=not args.include_seen)
-        if args.rerank:
+        if spec:
             scale = None
-            if users is not None and any(s.name == "sdpp" for s in parse_rerank(args.rerank)):
+            if users is not None and any(s.name == "sdpp" for s in parse_rerank(spec)):
                 # sdpp's unit from the first training users, not from the few requested (tokrec.rerank)
                 from tokrec.rerank import training_score_scale
 
@@ -198,7 +229,7 @@ def run(args: argparse.Namespace) -> int:
             recs = rerank_recommendations(
                 recs,
                 ds,
-                args.rerank,
+                spec,
                 args.k,
                 vectors if vectors is not None else lambda: item_vectors_for(ds, model=args.model_path),
                 scale=scale,

@@ -99,7 +99,7 @@ def settings_from_args(args: argparse.Namespace):
     if args.rerank:
         from tokrec.rerank import parse_rerank
 
-        parse_rerank(args.rerank)  # a bad spec fails before the server starts
+        parse_rerank(args.rerank, auto=False)  # a bad spec fails before the server starts
         opts["rerank"] = args.rerank
     if args.policy:
         from tokrec.bandits import PolicyConfig

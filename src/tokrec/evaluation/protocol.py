@@ -66,6 +66,8 @@ class ModelRun:
     groups: list[dict[str, Any]] = field(default_factory=list)
     #: the re-ranking applied to the model's lists (e.g. "mmr:0.3"), if any
     rerank: str | None = None
+    #: the spec asked for when its weight was chosen on validation (``"tail:auto"``; ``rerank`` is the choice)
+    rerank_asked: str | None = None
     #: re-rankers' trade-off curves over the model's own lists (:func:`tokrec.evaluation.responsibility.tradeoff_curves`)
     tradeoffs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -179,6 +181,7 @@ def run_model(
     users: pd.DataFrame | None = None,
     fit: Callable[[Dataset, np.ndarray | None], Recommender] | None = None,
     tradeoffs: Sequence[str] = (),
+    rerank_loss: float = 0.05,
 ) -> ModelRun:
     """Fits the registry model ``name`` on ``split.train`` and scores it on ``split.test``.
 
@@ -194,7 +197,9 @@ def run_model(
         seed: seed of the negative sampling.
         rerank: a re-ranking spec (``tokrec.rerank.parse_rerank``, e.g. ``"mmr:0.3"``): each user's ``n_recs``
             list is re-ranked to the main cut-off (:func:`main_k`, the list a user is shown) before scoring;
-            deeper positions keep the model's order.
+            deeper positions keep the model's order. ``name:auto`` chooses the weight on a validation split of
+            ``split.train`` first (:func:`tokrec.tuning.choose_rerank`, NDCG loss ``rerank_loss``); the run
+            records the spec chosen.
         tradeoffs: re-rankers (``"mmr"``, ``"tail"``, ...) whose trade-off curves to measure on the model's own
             lists (before ``rerank``), at the main cut-off (:func:`tokrec.evaluation.responsibility.tradeoff_curves`).
         users: user attributes (``user_id``, ``gender``, ``age``, ``occupation``) for per-group accuracy;
@@ -212,6 +217,9 @@ def run_model(
     t0 = time.perf_counter()
     model = fit(split.train, vecs) if fit is not None else model.fit(split.train, vecs)
     fit_s = time.perf_counter() - t0
+    asked = rerank
+    if rerank:
+        rerank = _resolve_auto(rerank, name, split, config, vecs, vectors, fit, main_k(ks), rerank_loss)
     t0 = time.perf_counter()
     recs = model.recommend_batch(split.test_users, k=n_recs, candidates=split.candidates)
     rec_s = time.perf_counter() - t0
@@ -265,8 +273,42 @@ def run_model(
         sampled_metrics=sampled,
         groups=groups,
         rerank=rerank or None,
+        rerank_asked=asked if asked != rerank else None,
         tradeoffs=curves,
     )
+
+
+def _resolve_auto(
+    rerank: str,
+    name: str,
+    split: Split,
+    config: Mapping[str, Any] | None,
+    vecs: np.ndarray | None,
+    vectors: _Vectors,
+    fit: Callable[[Dataset, np.ndarray | None], Recommender] | None,
+    k: int,
+    loss: float,
+) -> str:
+    """``rerank`` with an ``auto`` weight chosen on a validation split of ``split.train`` (the model refitted
+    there the way it was fitted here); other specs unchanged."""
+    from tokrec.errors import ConfigError
+    from tokrec.rerank import parse_rerank
+    from tokrec.tuning import choose_rerank
+
+    if not any(s.auto for s in parse_rerank(rerank)):
+        return rerank
+    if split.candidates is not None:
+        raise ConfigError(
+            f"--rerank {rerank}: auto chooses on each user's last event; on candidate items give the weight"
+        )
+
+    def refit(d: Dataset) -> Recommender:
+        return fit(d, vecs) if fit is not None else create_model(name, dict(config or {})).fit(d, vecs)
+
+    choice = choose_rerank(rerank, refit, split.train, vectors.get(), k=k, loss=loss)
+    assert choice is not None
+    log.info("%s on %s: %s", name, split.protocol, choice.line())
+    return choice.spec
 
 
 def _responsibility_context(split: Split, vectors: _Vectors) -> Any:
@@ -291,13 +333,14 @@ def evaluate_split(
     users: pd.DataFrame | None = None,
     fits: Mapping[str, Callable[[Dataset, np.ndarray | None], Recommender]] | None = None,
     tradeoffs: Sequence[str] = (),
+    rerank_loss: float = 0.05,
 ) -> ProtocolResult:
     """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
 
     Args:
         on_error: ``"raise"`` stops at the first failing model; ``"record"`` keeps its error in the
             result (``ModelRun.error``) and goes on.
-        rerank, users, tradeoffs: see :func:`run_model`.
+        rerank, users, tradeoffs, rerank_loss: see :func:`run_model`.
         fits: per model name, the ``fit`` of :func:`run_model` (default: none).
     """
     vectors = _Vectors(item_vectors)
@@ -321,6 +364,7 @@ def evaluate_split(
                 users=users,
                 fit=(fits or {}).get(name),
                 tradeoffs=tradeoffs,
+                rerank_loss=rerank_loss,
             )
         except Exception as e:
             if on_error != "record":

@@ -96,6 +96,7 @@ def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra:
                 "popularity_deciles": run.popularity_deciles,
                 "groups": [{k: _nan_to_none(v) for k, v in g.items()} for g in run.groups],
                 "rerank": run.rerank,
+                "rerank_asked": run.rerank_asked,
                 "tradeoffs": [{k: _nan_to_none(v) for k, v in row.items()} for row in run.tradeoffs],
                 "recs_file": None if run.recs is None else f"recs/{r.name}/{run.model}.csv",
                 "error": run.error,
@@ -140,13 +141,21 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
         lo, hi = m.get(f"ndcg@{k}_ci_low"), m.get(f"ndcg@{k}_ci_high")
         ci = "—" if lo is None or hi is None else f"{fmt_metric(lo)}–{fmt_metric(hi)}"
         rows.append(
-            [run.model + (f" ({run.rerank})" if run.rerank else "")]
+            [_label(run)]
             + [fmt_metric(m.get(key)) for key in keys[: len(ACCURACY_METRICS)]]
             + [ci]
             + [fmt_metric(m.get(key)) for key in keys[len(ACCURACY_METRICS) :]]
             + [fmt_seconds(run.fit_seconds), fmt_seconds(run.recommend_seconds)]
         )
     return head, rows
+
+
+def _label(run: Any) -> str:
+    """The model's name, with the re-ranking applied (and the spec asked for, when validation chose it)."""
+    if not run.rerank:
+        return str(run.model)
+    asked = f", chosen on validation for {run.rerank_asked}" if run.rerank_asked else ""
+    return f"{run.model} ({run.rerank}{asked})"
 
 
 def responsibility_table(result: ProtocolResult, k: int) -> Table:
@@ -159,7 +168,7 @@ def responsibility_table(result: ProtocolResult, k: int) -> Table:
         if run.error:
             continue
         m = run.metrics
-        name = run.model + (f" ({run.rerank})" if run.rerank else "")
+        name = _label(run)
         keys = ("ild", "category_coverage", "miscalibration", "gini", "arp", "long_tail")
         rows.append([name] + [fmt_metric(m.get(f"{x}@{k}")) for x in keys])
     return head, rows

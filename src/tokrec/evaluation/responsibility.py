@@ -128,11 +128,14 @@ def tradeoff_curves(
     controls: Sequence[str],
     k: int,
     weights: Sequence[float] = TRADEOFF_WEIGHTS,
+    pool: int | None = None,
 ) -> list[dict[str, Any]]:
     """Each re-ranker in ``controls`` applied to a model's lists ``recs`` (its best candidates per test user of
     ``split``) at each of ``weights``, scored on ``split``'s test events: one row per (control, weight) with
     ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and every goal's value at ``k`` (weight 0 =
-    the model's own list). Descriptive: read on test events, so a weight is chosen on a validation split."""
+    the model's own list; ``pool``: each re-ranker within the user's ``pool`` best candidates, ``@pool``).
+    Descriptive: read on test events, so a weight is chosen on a validation split
+    (:func:`tokrec.tuning.choose_rerank` runs this on one)."""
     from tokrec.evaluation import metrics as em
     from tokrec.rerank import GOALS, rerank_frame
 
@@ -141,7 +144,8 @@ def tradeoff_curves(
     rows = []
     for control in controls:
         for w in weights:
-            r = rerank_frame(recs, context, f"{control}:{w:g}", k) if w > 0 else recs
+            at = "" if pool is None else f"@{pool}"
+            r = rerank_frame(recs, context, f"{control}:{w:g}{at}", k) if w > 0 else recs
             m = em.score_recommendations(r, test, train, k=k, candidates=split.candidates, catalog=catalog)
             clean, _ = em.clean_recommendations(r, train, users=split.test_users, candidates=split.candidates)
             m.update(responsibility_metrics(clean, context, split.candidates or catalog, k))

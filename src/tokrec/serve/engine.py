@@ -357,7 +357,7 @@ class Engine:
             ignored += ex_unknown
             drop.append(ex_rows)
         share = self.options.explore_share if req.explore_share is None else float(req.explore_share)
-        steps = parse_rerank(self.options.rerank if req.rerank is None else req.rerank)
+        steps = parse_rerank(self.options.rerank if req.rerank is None else req.rerank, auto=False)
         if steps and self.policy is not None and share > 0:
             raise ConfigError("give either an exploration share or a re-ranker, not both")
         if steps:
