@@ -401,6 +401,9 @@ def test_parse_auto_and_resolve_it_on_validation() -> None:
     assert RerankStep("dpp", 0.65, 50).spec() == "dpp:0.65@50"
     with pytest.raises(ConfigError):
         parse_rerank("tail:auto+mmr:0.2")
+    with pytest.raises(ConfigError, match="auto weight is chosen"):
+        parse_rerank("tail:auto", auto=False)  # serve: a chosen weight only
+    assert parse_rerank("tail:0.3", auto=False) == [RerankStep("tail", 0.3)]
     ctx = RerankContext(["a", "b"], None, None, np.array([True, False]))
     with pytest.raises(ConfigError):
         ctx.rerank_user("u", ["a", "b"], np.array([1.0, 0.0]), 1, [step])

@@ -47,10 +47,11 @@ that keeps the most relevant of them on top. ``mmr``, ``popularity`` and ``prope
 is their answer).
 
 Specs name a re-ranker and its weight, ``"mmr:0.3"``, several chained with ``+``:
-``"calibration:0.5+mmr:0.2"``. ``name:auto`` leaves the weight to a validation split of the training log (:func:`tokrec.tuning.choose_rerank`:
-the largest gain in the re-ranker's goal whose NDCG@k loss there stays within a budget). ``@N`` after the weight limits a step to the user's ``N`` best candidates by
-score (at least ``k``): ``"dpp:0.65@50"`` diversifies within the top 50 of the pool (``pool_size(k)`` in
-``recommend`` and ``serve``; ``n_recs`` in ``evaluate``). :class:`RerankContext` holds what they need (item vectors, category
+``"calibration:0.5+mmr:0.2"``. ``name:auto`` leaves the weight to a validation split of the training log
+(:func:`tokrec.tuning.choose_rerank`: the largest gain in the re-ranker's goal whose NDCG@k loss there stays
+within a budget). ``@N`` after the weight limits a step to the user's ``N`` best candidates by score (at least
+``k``): ``"dpp:0.65@50"`` diversifies within the top 50 of the pool (``pool_size(k)`` in ``recommend`` and
+``serve``; ``n_recs`` in ``evaluate``). :class:`RerankContext` holds what they need (item vectors, category
 matrix, head set, each user's profile), built once from the training data.
 
 Written by hand because these are a few lines of greedy selection each over tokrec's own arrays; no
@@ -130,9 +131,9 @@ def parse_rerank(spec: str | None, *, auto: bool = True) -> list[RerankStep]:
         if name not in RERANKERS:
             raise ConfigError(f"--rerank: unknown re-ranker {name!r}; choose from {', '.join(RERANKERS)}")
         w, at, n = w.partition("@")
-        auto = w.strip() == "auto"
+        is_auto = w.strip() == "auto"
         try:
-            weight = 0.0 if auto else float(w)
+            weight = 0.0 if is_auto else float(w)
         except ValueError:
             raise ConfigError(
                 f"--rerank: {part!r} needs a weight in [0, 1] or auto, e.g. {name}:0.3 or {name}:auto"
@@ -149,7 +150,7 @@ def parse_rerank(spec: str | None, *, auto: bool = True) -> list[RerankStep]:
                 raise ConfigError(
                     f"--rerank: {part!r}: the pool after @ must be a positive integer, e.g. {name}:{w}@50"
                 )
-        steps.append(RerankStep(name, weight, pool, auto))
+        steps.append(RerankStep(name, weight, pool, is_auto))
     if not auto and any(s.auto for s in steps):
         raise ConfigError(
             f"--rerank: {spec!r}: an auto weight is chosen on a validation split by tokrec recommend or tokrec "
