@@ -104,6 +104,25 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
                     (ids := d.execute_script(rec_ids_js)) and all(i.startswith("space-") for i in ids[:3])
                 )
             )
+            # a re-ranker picked on the page reaches the service: the long tail as the whole list
+            from selenium.webdriver.support.ui import Select
+
+            Select(driver.find_element(By.ID, "rerank")).select_by_value("tail")
+            weight = driver.find_element(By.ID, "weight")
+            weight.clear()
+            weight.send_keys("1")
+            driver.find_element(By.ID, "go").click()
+            wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "re-ranked by tail:1"))
+            engine = app.state.service.engine
+            head = {engine.ids[r] for r in engine._in_head.nonzero()[0]}
+            assert (ids := driver.execute_script(rec_ids_js)) and not head & set(ids)
+            weight.clear()
+            weight.send_keys("2")
+            driver.find_element(By.ID, "go").click()
+            wait.until(
+                EC.text_to_be_present_in_element((By.ID, "message"), "weight must be a number from 0 to 1")
+            )
+            Select(driver.find_element(By.ID, "rerank")).select_by_value("")
             # k over the server's limit: said, not clamped; no stale list beside the error
             k.clear()
             k.send_keys("5000")

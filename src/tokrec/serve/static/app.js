@@ -1,4 +1,4 @@
-// tokrec web page: search titles, pick items, POST /recommend {history}, show recommendations + reasons.
+// tokrec web page: search titles, pick items, POST /recommend {history[, rerank]}, show recommendations + reasons.
 "use strict";
 const $ = (id) => document.getElementById(id);
 const liked = new Map(); // item_id -> label, in pick order
@@ -61,15 +61,28 @@ function readK() {
   return k;
 }
 
+// the re-ranker chosen on the page (tokrec.rerank), as a spec: "tail:0.3"; "" for the model's own order
+function readRerank() {
+  const name = $("rerank").value;
+  if (!name) return "";
+  const raw = $("weight").value.trim();
+  const w = Number(raw);
+  if (raw === "" || !Number.isFinite(w) || w < 0 || w > 1) throw new Error("The weight must be a number from 0 to 1");
+  return name + ":" + w;
+}
+
 async function recommend(query) {
   $("message").className = "muted";
   $("message").textContent = "…";
   try {
-    const data = await api("/recommend", Object.assign({ k: readK() }, query));
+    const rerank = readRerank();
+    const body = Object.assign({ k: readK() }, query, rerank ? { rerank } : {});
+    const data = await api("/recommend", body);
     $("recs").replaceChildren(...data.items.map((it) => el("li", { class: "rec", "data-item-id": it.item_id },
       el("span", { class: "title" }, it.label), el("span", { class: "score" }, "score " + it.score.toFixed(3)),
       el("div", { class: "because" }, "because: ", ...(it.because.length ? it.because.map((b) => el("span", { class: "tag" }, reasonText(b))) : ["popular"])))));
-    $("message").textContent = data.items.length ? data.items.length + " recommendations" : "nothing to recommend";
+    $("message").textContent = (data.items.length ? data.items.length + " recommendations" : "nothing to recommend")
+      + (rerank ? ", re-ranked by " + rerank : "");
   } catch (err) { $("recs").replaceChildren(); showError(err); } // never a stale list beside an error
 }
 
