@@ -484,6 +484,7 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     assert (curves / "tradeoffs.png").stat().st_size > 0
     assert "what each re-ranker trades" in (curves / "report.md").read_text()
     assert main([*argv, "--output-dir", str(curves), "--tradeoffs", "tail,shuffle"]) == 2
+    assert main([*argv, "--output-dir", str(curves), "--protocol", "cold-item", "--rerank", "tail:auto"]) == 2
     # calibration without a category column stops before any fit, naming the file
     bare = tmp_path / "bare.csv"
     pd.read_csv(items).drop(columns=["genres"]).to_csv(bare, index=False)

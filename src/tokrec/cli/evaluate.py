@@ -243,6 +243,11 @@ def run(args: argparse.Namespace) -> int:
             f"{args.items} has none"
         )
     splits = _splits(args, dataset)
+    if any(s.auto for s in parse_rerank(args.rerank)) and any(sp.candidates is not None for sp in splits):
+        raise ConfigError(
+            f"--rerank {args.rerank}: auto chooses the weight on each user's last event; with candidate items "
+            "(a cold-item protocol or --candidates) give the weight"
+        )
     vectors = _vector_source(args, dataset)
     from tokrec.cli.tune import tune_split, write_tuning_report
     from tokrec.tuning import fit_tuned
