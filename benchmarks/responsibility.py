@@ -30,12 +30,11 @@ from threadpoolctl import threadpool_limits
 
 from common import shared_dir
 from tokrec.data.loaders import load_dataset, load_interactions
-from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
-from tokrec.evaluation.responsibility import responsibility_metrics
+from tokrec.evaluation.responsibility import tradeoff_curves
 from tokrec.evaluation.splits import given_split, validation_split
 from tokrec.features import item_vectors
 from tokrec.models.registry import create_model
-from tokrec.rerank import RerankContext, rerank_frame
+from tokrec.rerank import RerankContext
 from tokrec.tuning import fit_tuned, tunable, tune
 
 K = 10
@@ -54,6 +53,8 @@ CONTROLS = {
     "propensity": ("long_tail", "up", 0.10),
     "tail": ("long_tail", "up", 0.10),
 }
+#: what each setting records (``tokrec.evaluation.responsibility.tradeoff_curves`` row keys)
+FIGURES = ("ndcg", "ild", "miscalibration", "long_tail", "arp", "coverage", "gini", "category_coverage")
 #: control -> pools measured (POOL = the whole top 100, no ``@``)
 POOLS = {"mmr": (30, 50, POOL), "dpp": (30, 50, POOL), "calibration": (30, 50, POOL)}
 
@@ -94,27 +95,19 @@ def measure(
 
 
 def _measure_reranked(split, recs, vectors: np.ndarray) -> dict[str, dict[str, dict[str, float]]]:
-    train, test = split.train.interactions, split.test.interactions
-    catalog = split.train.item_vocab.ids
-    context = RerankContext.from_train(train, split.train.items, vectors=vectors)
+    context = RerankContext.from_train(split.train.interactions, split.train.items, vectors=vectors)
     out: dict[str, dict[str, dict[str, float]]] = {}
     for control in CONTROLS:
-        out[control] = {}
-        for w, pool in settings(control):
-            r = rerank_frame(recs, context, f"{control}:{key(w, pool)}", K) if w > 0 else recs
-            m = score_recommendations(r, test, train, k=K, catalog=catalog)
-            clean, _ = clean_recommendations(r, train, users=split.test_users)
-            m.update(responsibility_metrics(clean, context, catalog, K))
-            out[control][key(w, pool)] = {
-                "ndcg": m[f"ndcg@{K}"],
-                "ild": m[f"ild@{K}"],
-                "miscalibration": m[f"miscalibration@{K}"],
-                "long_tail": m[f"long_tail@{K}"],
-                "arp": m[f"arp@{K}"],
-                "coverage": m[f"coverage@{K}"],
-                "gini": m[f"gini@{K}"],
-                "category_coverage": m[f"category_coverage@{K}"],
-            }
+        got = {}
+        for pool in POOLS.get(control, (POOL,)):
+            weights = [
+                w for w, p in settings(control) if p == pool
+            ]  # weight 0 (the base list) with POOL only
+            rows = tradeoff_curves(
+                recs, split, context, [control], K, weights, None if pool == POOL else pool
+            )
+            got.update({key(row["weight"], pool): {m: row[m] for m in FIGURES} for row in rows})
+        out[control] = {key(w, p): got[key(w, p)] for w, p in settings(control)}
     return out
 
 

@@ -225,7 +225,7 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError("--sampled-negatives must be a positive integer")
     from tokrec.rerank import CATEGORY_COLUMNS, category_matrix, parse_controls, parse_rerank
 
-    parse_rerank(args.rerank)  # a bad spec fails before any work
+    steps = parse_rerank(args.rerank)  # a bad spec fails before any work
     tradeoffs = parse_controls(args.tradeoffs)
     users = _users_table(args.users)
     dataset = load_from_args(args, args.items, args.interactions)
@@ -236,14 +236,14 @@ def run(args: argparse.Namespace) -> int:
                 "impressions unless --protocol is given"
             )
         return _run_impressions(args, dataset, models, configs)
-    named = {s.name for s in parse_rerank(args.rerank)} | set(tradeoffs)
+    named = {s.name for s in steps} | set(tradeoffs)
     if "calibration" in named and category_matrix(dataset.items) is None:
         raise ConfigError(
             f"calibration needs a category column in the items file ({', '.join(CATEGORY_COLUMNS)}); "
             f"{args.items} has none"
         )
     splits = _splits(args, dataset)
-    if any(s.auto for s in parse_rerank(args.rerank)) and any(sp.candidates is not None for sp in splits):
+    if any(s.auto for s in steps) and any(sp.candidates is not None for sp in splits):
         raise ConfigError(
             f"--rerank {args.rerank}: auto chooses the weight on each user's last event; with candidate items "
             "(a cold-item protocol or --candidates) give the weight"

@@ -143,7 +143,8 @@ def run(args: argparse.Namespace) -> int:
         import torch
 
         torch.set_num_threads(args.threads)
-    model = create_model(args.model, read_json_config(args.config))
+    config = read_json_config(args.config)
+    model = create_model(args.model, config)  # a bad config fails before the data is read
     times: dict[str, float] = {}
     t = time.perf_counter()
     ds = load_from_args(args, args.items, args.interactions)
@@ -169,7 +170,6 @@ def run(args: argparse.Namespace) -> int:
         if args.item_vectors:
             from tokrec.cli._fusion import fuse_from_args
 
-            config = read_json_config(args.config)
             vectors, _ = fuse_from_args(
                 args, ds.item_vocab.ids, vectors, dataset=ds, model=args.model, config=config
             )
@@ -177,18 +177,20 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.cli.tune import tune_step
 
     t = time.perf_counter()
-    tuned, result = tune_step(
-        args, args.model, ds, vectors, candidates=candidates, user_config=read_json_config(args.config)
-    )
+    tuned, result = tune_step(args, args.model, ds, vectors, candidates=candidates, user_config=config)
     if tuned is not None:
         times["tune"] = time.perf_counter() - t
     t = time.perf_counter()
-    if result is not None:  # the choice on the whole log (a part the tuner trained is reused, not retrained)
-        from tokrec.tuning import fit_tuned
+    from tokrec.tuning import fit_tuned
 
-        model = fit_tuned(result, ds, vectors)
-    else:
-        model.fit(ds, vectors)
+    def fit_on(d: Any) -> Any:
+        """The model fitted on ``d``: the tuner's choice (a part it trained is reused, not retrained), else
+        the configuration given."""
+        if result is not None:
+            return fit_tuned(result, d, vectors)
+        return create_model(args.model, config).fit(d, vectors)
+
+    model = fit_on(ds)
     times["fit"] = time.perf_counter() - t
     t = time.perf_counter()
     if users is not None:
@@ -197,12 +199,7 @@ def run(args: argparse.Namespace) -> int:
             notes.append(f"{missing} requested users unknown (no rows)")
     spec = args.rerank
     if auto_rerank:
-        from tokrec.tuning import choose_rerank, fit_tuned
-
-        def fit_on(d: Any) -> Any:
-            if result is not None:
-                return fit_tuned(result, d, vectors)
-            return create_model(args.model, read_json_config(args.config)).fit(d, vectors)
+        from tokrec.tuning import choose_rerank
 
         t_auto = time.perf_counter()
         rv = vectors if vectors is not None else item_vectors_for(ds, model=args.model_path)

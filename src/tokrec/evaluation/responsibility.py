@@ -132,7 +132,8 @@ def tradeoff_curves(
 ) -> list[dict[str, Any]]:
     """Each re-ranker in ``controls`` applied to a model's lists ``recs`` (its best candidates per test user of
     ``split``) at each of ``weights``, scored on ``split``'s test events: one row per (control, weight) with
-    ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and every goal's value at ``k`` (weight 0 =
+    ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and every beyond-accuracy figure at ``k``
+    (:data:`RESPONSIBILITY_METRICS`, ``long_tail``, ``arp``, ``coverage``; weight 0 =
     the model's own list; ``pool``: each re-ranker within the user's ``pool`` best candidates, ``@pool``).
     Descriptive: read on test events, so a weight is chosen on a validation split
     (:func:`tokrec.tuning.choose_rerank` runs this on one)."""
@@ -155,7 +156,7 @@ def tradeoff_curves(
                     "weight": float(w),
                     "goal": GOALS[control],
                     "ndcg": m[f"ndcg@{k}"],
-                    **{g: m[f"{g}@{k}"] for g in ("ild", "miscalibration", "long_tail", "coverage")},
+                    **{g: m[f"{g}@{k}"] for g in (*RESPONSIBILITY_METRICS, "long_tail", "arp", "coverage")},
                 }
             )
     return rows
