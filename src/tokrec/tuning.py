@@ -68,7 +68,7 @@ from typing import Any, Literal
 import numpy as np
 import scipy.sparse as sp
 
-from tokrec.data.dataset import Dataset
+from tokrec.data.dataset import Dataset, ids_in
 from tokrec.errors import ConfigError
 from tokrec.evaluation.metrics import ndcg_from_scores
 from tokrec.evaluation.splits import Split, cold_item_split, leave_last_out
@@ -1078,7 +1078,7 @@ def choose_rerank_weight(
 
     split = leave_last_out(dataset)
     held = split.test.interactions
-    held = held[held["user_id"].astype(str).isin({str(u) for u in users})]
+    held = held[ids_in(held["user_id"].astype(str), {str(u) for u in users})]
     if held.empty:
         raise ConfigError("no validation events: none of the given users has two or more events")
     vecs = item_vectors if wants_item_vectors(first_stage) else None
@@ -1150,7 +1150,7 @@ def choose_rerank(
     model = fit(split.train)
     recs = model.recommend_batch(split.test_users, k=pool_size(k))
     context = RerankContext.from_train(split.train.interactions, split.train.items, vectors=item_vectors)
-    curve = tradeoff_curves(recs, split, context, [step.name], k, pool=step.pool)
+    curve = tradeoff_curves(recs, split, context, [step.name], k, pool=step.pool, figures=(GOALS[step.name],))
     base = curve[0]
     sign = -1.0 if GOALS[step.name] == "miscalibration" else 1.0
     ok = [r for r in curve if r["ndcg"] >= (1.0 - loss) * base["ndcg"]]

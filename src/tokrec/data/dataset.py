@@ -17,6 +17,17 @@ from tokrec.errors import DataError
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 
 
+def ids_in(values: pd.Series | Sequence[object], allowed: Iterable[object]) -> np.ndarray:
+    """Whether each id of ``values`` is in ``allowed`` (one bool per value), by a hash table over Python objects.
+
+    Why not ``Series.isin`` on the values as they come: for pandas' ``str`` dtype (pyarrow-backed, the
+    default since pandas 3) it builds one Arrow scalar per *allowed* value in Python, ten times slower on
+    10^5 values (0.74 s against 0.07 s for 223,000 keys in 176,000); the object path answers the same.
+    """
+    allowed = allowed if isinstance(allowed, list | np.ndarray | pd.Index) else list(allowed)
+    return pd.Series(values, copy=False).astype(object).isin(allowed).to_numpy(dtype=bool)
+
+
 class Vocab:
     """A bijection between external ids (str) and dense row numbers 0..n-1, in insertion order.
 

@@ -39,6 +39,7 @@ import numpy as np
 import pandas as pd
 import scipy.sparse as sp
 
+from tokrec.data.dataset import ids_in
 from tokrec.errors import DataError
 
 #: share of the catalog (most popular first) that forms the "short head"
@@ -97,17 +98,17 @@ def clean_recommendations(
     _need(train, "train", ("user_id", "item_id"))
     r = pd.DataFrame({"user_id": recs["user_id"].astype(str), "item_id": recs["item_id"].astype(str)})
     if users is not None:
-        r = r[r["user_id"].isin(set(map(str, users)))]
+        r = r[ids_in(r["user_id"], {str(u) for u in users})]
     if "rank" in recs.columns:
         r["rank"] = pd.to_numeric(recs.loc[r.index, "rank"], errors="raise").astype(float)
         r = r.sort_values(["user_id", "rank", "item_id"], kind="mergesort")
     else:
         r = r.sort_values("user_id", kind="mergesort")
     key = _keys(r["user_id"], r["item_id"])
-    listed = train["user_id"].astype(str).isin(set(pd.unique(r["user_id"])))  # only these users' events
-    seen = key.isin(set(_keys(train.loc[listed, "user_id"], train.loc[listed, "item_id"]))).to_numpy()
+    listed = ids_in(train["user_id"].astype(str), pd.unique(r["user_id"]))  # only these users' events
+    seen = ids_in(key, _keys(train.loc[listed, "user_id"], train.loc[listed, "item_id"]).to_numpy())
     if candidates is not None:
-        outside = ~r["item_id"].isin({str(c) for c in candidates}).to_numpy() & ~seen
+        outside = ~ids_in(r["item_id"], {str(c) for c in candidates}) & ~seen
     else:
         outside = np.zeros(len(r), dtype=bool)
     rest = ~seen & ~outside
@@ -322,14 +323,14 @@ def _prepare(
     clean, filtered = clean_recommendations(recs, train, users=users, candidates=cand)
     codes = pd.Index(users).get_indexer(clean["user_id"])
     n_rel = rel.groupby("user_id").size().reindex(users).to_numpy()
-    hit = _keys(clean["user_id"], clean["item_id"]).isin(set(_keys(rel["user_id"], rel["item_id"])))
+    hit = ids_in(_keys(clean["user_id"], clean["item_id"]), _keys(rel["user_id"], rel["item_id"]).to_numpy())
     return _Prepared(
         np.asarray(users),
         clean,
         filtered,
         codes,
         clean["pos"].to_numpy(),
-        hit.to_numpy().astype(float),
+        hit.astype(float),
         n_rel,
         rel,
         cand,
@@ -403,7 +404,7 @@ def score_recommendations(
             each[f"{name}@{kk}"] = acc[name]
         for name in BEYOND_METRICS:
             out[f"{name}@{kk}"] = beyond[name]
-    out["users_without_recs"] = int((~pd.Series(users).isin(set(recs["user_id"].astype(str)))).sum())
+    out["users_without_recs"] = int((~ids_in(users, pd.unique(recs["user_id"].astype(str)))).sum())
     out.update(prep.filtered)
     if per_user:
         out["per_user"] = each

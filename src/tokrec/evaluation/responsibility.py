@@ -48,20 +48,37 @@ def _top(clean: pd.DataFrame, k: int, context: RerankContext) -> tuple[np.ndarra
     return top["user_id"].astype(str).to_numpy()[keep], rows[keep].astype(int).to_numpy()
 
 
+def _lists(users: np.ndarray, rows: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Each user's catalog rows as one row of a padded matrix (-1 = no item), users in first-seen order:
+    the distinct users, the ``(n_users, longest)`` matrix and each list's length."""
+    codes, uniq = pd.factorize(users)
+    if len(uniq) == 0:
+        return np.asarray(uniq), np.zeros((0, 0), dtype=np.int64), np.zeros(0, dtype=np.int64)
+    pos = pd.Series(codes).groupby(codes).cumcount().to_numpy()
+    lengths = np.bincount(codes, minlength=len(uniq))
+    mat = np.full((len(uniq), int(lengths.max())), -1, dtype=np.int64)
+    mat[codes, pos] = rows
+    return np.asarray(uniq), mat, lengths
+
+
 def intra_list_diversity(clean: pd.DataFrame, context: RerankContext, k: int) -> float:
     if context.vectors is None:
         return float("nan")
-    users, rows = _top(clean, k, context)
+    _, mat, lengths = _lists(*_top(clean, k, context))
     v = context.vectors / np.maximum(np.linalg.norm(context.vectors, axis=1, keepdims=True), 1e-12)
+    n = mat.shape[1]
+    upper = np.triu(np.ones((n, n), dtype=bool), 1)
     vals = []
-    for _, idx in pd.Series(np.arange(len(users))).groupby(users, sort=False):
-        r = rows[idx.to_numpy()]
-        n = len(r)
-        if n < 2:
-            continue
-        sims = v[r] @ v[r].T
-        vals.append(float(np.sum(1.0 - sims[np.triu_indices(n, 1)]) / (n * (n - 1) / 2)))
-    return float(np.mean(vals)) if vals else float("nan")
+    for lo in range(0, len(mat), 2048):  # 2,048 lists at a time: memory 2,048 x K x d
+        m, ln = mat[lo : lo + 2048], lengths[lo : lo + 2048]
+        x = v[np.maximum(m, 0)] * (m >= 0)[:, :, None]  # padding rows are zero vectors
+        dist = 1.0 - np.einsum("ukd,ujd->ukj", x, x)
+        valid = upper[None] & (m >= 0)[:, :, None] & (m >= 0)[:, None, :]
+        pairs = ln * (ln - 1) / 2
+        ok = ln >= 2
+        vals.append(np.where(valid, dist, 0.0).sum(axis=(1, 2))[ok] / pairs[ok])
+    out = np.concatenate(vals) if vals else np.zeros(0)
+    return float(np.mean(out)) if len(out) else float("nan")
 
 
 def category_coverage(clean: pd.DataFrame, context: RerankContext, k: int) -> float:
@@ -81,17 +98,26 @@ def miscalibration(clean: pd.DataFrame, context: RerankContext, k: int) -> float
     if context.categories is None:
         return float("nan")
     users, rows = _top(clean, k, context)
-    vals = []
-    for u, idx in pd.Series(np.arange(len(users))).groupby(users, sort=False):
-        p = context.user_category.get(str(u))
-        if p is None or p.sum() == 0:
-            continue
-        q = context.categories[rows[idx.to_numpy()]].sum(axis=0)
-        q = q / q.sum() if q.sum() > 0 else q
-        qt = (1 - CALIBRATION_ALPHA) * q + CALIBRATION_ALPHA * p
-        m = p > 0
-        vals.append(float(np.sum(p[m] * np.log(p[m] / qt[m]))))
-    return float(np.mean(vals)) if vals else float("nan")
+    codes, uniq = pd.factorize(users)
+    known = {
+        j: d
+        for j, u in enumerate(uniq)
+        if (d := context.user_category.get(str(u))) is not None and d.sum() > 0
+    }
+    if not known:
+        return float("nan")
+    has = np.zeros(len(uniq), dtype=bool)
+    has[list(known)] = True
+    p = np.zeros((len(uniq), context.categories.shape[1]))
+    p[has] = np.stack(list(known.values()))
+    q = np.zeros_like(p)
+    np.add.at(q, codes, context.categories[rows])
+    tot = q.sum(axis=1, keepdims=True)
+    q = np.where(tot > 0, q / np.where(tot > 0, tot, 1.0), q)
+    qt = (1 - CALIBRATION_ALPHA) * q + CALIBRATION_ALPHA * p
+    m = p > 0
+    terms = np.where(m, p * np.log(np.where(m, p, 1.0) / np.where(m, qt, 1.0)), 0.0)
+    return float(np.mean(terms.sum(axis=1)[has]))
 
 
 def gini(values: np.ndarray) -> float:
@@ -110,15 +136,25 @@ def exposure_gini(clean: pd.DataFrame, catalog: Sequence[str], k: int) -> float:
 
 
 def responsibility_metrics(
-    clean: pd.DataFrame, context: RerankContext, catalog: Sequence[str], k: int
+    clean: pd.DataFrame,
+    context: RerankContext,
+    catalog: Sequence[str],
+    k: int,
+    figures: Sequence[str] = RESPONSIBILITY_METRICS,
 ) -> dict[str, float]:
-    """``ild@K``, ``category_coverage@K``, ``miscalibration@K``, ``gini@K`` of a cleaned frame."""
-    return {
-        f"ild@{k}": intra_list_diversity(clean, context, k),
-        f"category_coverage@{k}": category_coverage(clean, context, k),
-        f"miscalibration@{k}": miscalibration(clean, context, k),
-        f"gini@{k}": exposure_gini(clean, catalog, k),
+    """``ild@K``, ``category_coverage@K``, ``miscalibration@K``, ``gini@K`` of a cleaned frame (those of them
+    named in ``figures``)."""
+    measure = {
+        "ild": lambda: intra_list_diversity(clean, context, k),
+        "category_coverage": lambda: category_coverage(clean, context, k),
+        "miscalibration": lambda: miscalibration(clean, context, k),
+        "gini": lambda: exposure_gini(clean, catalog, k),
     }
+    return {f"{name}@{k}": measure[name]() for name in RESPONSIBILITY_METRICS if name in figures}
+
+
+#: every figure a trade-off row can carry, beside ``ndcg``
+TRADEOFF_FIGURES = (*RESPONSIBILITY_METRICS, "long_tail", "arp", "coverage")
 
 
 def tradeoff_curves(
@@ -129,34 +165,42 @@ def tradeoff_curves(
     k: int,
     weights: Sequence[float] = TRADEOFF_WEIGHTS,
     pool: int | None = None,
+    figures: Sequence[str] = TRADEOFF_FIGURES,
 ) -> list[dict[str, Any]]:
     """Each re-ranker in ``controls`` applied to a model's lists ``recs`` (its best candidates per test user of
     ``split``) at each of ``weights``, scored on ``split``'s test events: one row per (control, weight) with
-    ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and every beyond-accuracy figure at ``k``
-    (:data:`RESPONSIBILITY_METRICS`, ``long_tail``, ``arp``, ``coverage``; weight 0 =
+    ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and the beyond-accuracy figures at ``k``
+    named in ``figures`` (default all of :data:`TRADEOFF_FIGURES`; the goal is always measured; weight 0 =
     the model's own list; ``pool``: each re-ranker within the user's ``pool`` best candidates, ``@pool``).
     Descriptive: read on test events, so a weight is chosen on a validation split
-    (:func:`tokrec.tuning.choose_rerank` runs this on one)."""
+    (:func:`tokrec.tuning.choose_rerank` runs this on one, measuring the goal alone)."""
     from tokrec.evaluation import metrics as em
     from tokrec.rerank import GOALS, rerank_frame
 
+    unknown = sorted(set(figures) - set(TRADEOFF_FIGURES))
+    if unknown:
+        raise ValueError(f"unknown trade-off figures {unknown}; known: {', '.join(TRADEOFF_FIGURES)}")
     train, test = split.train.interactions, split.test.interactions
     catalog = split.train.item_vocab.ids
     rows = []
     for control in controls:
+        wanted = [g for g in TRADEOFF_FIGURES if g in figures or g == GOALS[control]]
         for w in weights:
             at = "" if pool is None else f"@{pool}"
             r = rerank_frame(recs, context, f"{control}:{w:g}{at}", k) if w > 0 else recs
             m = em.score_recommendations(r, test, train, k=k, candidates=split.candidates, catalog=catalog)
-            clean, _ = em.clean_recommendations(r, train, users=split.test_users, candidates=split.candidates)
-            m.update(responsibility_metrics(clean, context, split.candidates or catalog, k))
+            if any(g in RESPONSIBILITY_METRICS for g in wanted):
+                clean, _ = em.clean_recommendations(
+                    r, train, users=split.test_users, candidates=split.candidates
+                )
+                m.update(responsibility_metrics(clean, context, split.candidates or catalog, k, wanted))
             rows.append(
                 {
                     "control": control,
                     "weight": float(w),
                     "goal": GOALS[control],
                     "ndcg": m[f"ndcg@{k}"],
-                    **{g: m[f"{g}@{k}"] for g in (*RESPONSIBILITY_METRICS, "long_tail", "arp", "coverage")},
+                    **{g: m[f"{g}@{k}"] for g in wanted},
                 }
             )
     return rows

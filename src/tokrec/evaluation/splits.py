@@ -20,7 +20,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokrec.data.dataset import Dataset
+from tokrec.data.dataset import Dataset, ids_in
 from tokrec.errors import ConfigError, DataError
 
 PROTOCOLS = ("leave-last-out", "temporal", "cold-item", "cold-user")
@@ -163,7 +163,7 @@ def temporal_split(
     test_mask = ~train_mask
     inter = dataset.interactions
     if not keep_new_users:
-        test_mask &= inter["user_id"].isin(set(inter.loc[train_mask, "user_id"])).to_numpy()
+        test_mask &= ids_in(inter["user_id"], pd.unique(inter.loc[train_mask, "user_id"]))
     if drop_repeats:
         tr = inter.loc[train_mask]
         seen = set(zip(tr["user_id"], tr["item_id"], strict=True))
@@ -217,7 +217,7 @@ def cold_item_split(
                 f"{len(items)} given: nothing to hold out, or nothing left to train on"
             )
         params = {"items": len(cold)}
-    is_test = dataset.interactions["item_id"].isin(cold).to_numpy()
+    is_test = ids_in(dataset.interactions["item_id"], cold)
     return _make(dataset, ~is_test, "cold-item", candidates=_sort_ids(list(cold)), **params)
 
 
@@ -242,7 +242,7 @@ def cold_user_split(
     users = inter["user_id"].to_numpy()[order]
     position = pd.Series(users).groupby(users, sort=False).cumcount().to_numpy()
     is_test = np.zeros(len(inter), dtype=bool)
-    is_test[order] = pd.Series(users).isin(cold).to_numpy() & (position >= history)
+    is_test[order] = ids_in(users, cold) & (position >= history)
     return _make(dataset, ~is_test, "cold-user", fraction=fraction, seed=seed, history=history)
 
 
@@ -310,9 +310,9 @@ def given_split(
             raise DataError("missing column", file=source, column=col)
     t = test.copy()
     t["item_id"] = t["item_id"].astype(str)
-    unknown = ~t["item_id"].isin(set(train.item_vocab.ids))
+    unknown = ~ids_in(t["item_id"], train.item_vocab.ids)
     if unknown.any():
-        first = int(np.flatnonzero(unknown.to_numpy())[0])
+        first = int(np.flatnonzero(unknown)[0])
         raise DataError(
             f"item {t['item_id'].iloc[first]!r} is not in the catalog",
             file=source,

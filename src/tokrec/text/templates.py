@@ -13,17 +13,15 @@ import json
 import string
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tokrec.data.dataset import Dataset, ids_in
 from tokrec.errors import ConfigError
 from tokrec.text.normalize import normalize_array, normalize_text
-
-if TYPE_CHECKING:
-    from tokrec.data.dataset import Dataset
 
 CountTokens = Callable[[Sequence[str]], list[int]]
 
@@ -328,7 +326,7 @@ class UserTemplate:
         """
         users = list(dataset.user_vocab) if users is None else [str(u) for u in users]
         inter = dataset.interactions
-        want = inter["user_id"].isin(set(users)).to_numpy()
+        want = ids_in(inter["user_id"], users)
         ev = pd.DataFrame(
             {
                 "user_id": inter["user_id"].to_numpy()[want],
