@@ -9,6 +9,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
+from tokrec.data.dataset import ids_in
 from tokrec.data.loaders import (
     detect_format,
     load_dataset,
@@ -45,6 +46,22 @@ def assert_where(err: DataError, file: Path, row: int | None, column: str | None
 
 
 # ---- happy paths ------------------------------------------------------------------------------
+def test_ids_in_answers_as_isin_for_every_container() -> None:
+    values = pd.Series(["a", "b", None, "c", "a", "007"], dtype="str")
+    expect = [True, False, False, True, True, True]
+    for allowed in (
+        ["a", "c", "007"],
+        {"a", "c", "007"},
+        np.array(["a", "c", "007"]),
+        pd.Index(["a", "c", "007"]),
+    ):
+        assert ids_in(values, allowed).tolist() == expect
+        assert ids_in(values, allowed).tolist() == values.isin(list(allowed)).tolist()
+    assert ids_in(["7", "8"], iter(["8"])).tolist() == [False, True]  # any iterable, read once
+    assert ids_in(pd.Series(["7"]), [7]).tolist() == [False]  # ids compare as given: "7" is not 7
+    assert ids_in([], ["a"]).dtype == bool and ids_in(values, []).tolist() == [False] * 6
+
+
 def test_csv_dataset_keeps_ids_as_written(tmp_path):
     ds = load_dataset(items=write(tmp_path, "items.csv", ITEMS), interactions=write(tmp_path, "i.csv", INTER))
     assert ds.items["item_id"].tolist() == ["007", "1", "2"]

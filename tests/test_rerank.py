@@ -237,6 +237,26 @@ def test_context_and_metrics(context: RerankContext) -> None:
     assert exposure_gini(clean, ["a", "b", "c", "d"], 2) == 0.0
 
 
+def test_list_metrics_with_uneven_lists(context: RerankContext) -> None:
+    # u: three items (pairs a-b 0, a-d and b-d 1 - 1/sqrt(2)); v: one item (no pair: skipped); w: two; x: no
+    # training events (no category mix: skipped by miscalibration); rows interleaved, an item off the catalog
+    clean = pd.DataFrame(
+        {
+            "user_id": ["u", "v", "u", "w", "x", "u", "w", "x", "u"],
+            "item_id": ["a", "c", "b", "c", "a", "d", "zz", "c", "c"],
+            "pos": [0, 0, 1, 0, 0, 2, 1, 1, 3],
+        }
+    )
+    far = 1 - 1 / math.sqrt(2)
+    # top 3 of u: a, b, d; w: c (zz is not in the catalog); x: a, c (orthogonal)
+    assert intra_list_diversity(clean, context, 3) == pytest.approx(((0 + far + far) / 3 + 1.0) / 2)
+    # u: p = [.5, .5], top 3 a, b, d -> q = [2.5, .5] / 3; v and w: p = [1, 0], q = [0, 1]; x skipped
+    q_u = np.array([2.5, 0.5]) / 3
+    kl_u = sum(0.5 * math.log(0.5 / (0.99 * q + 0.005)) for q in q_u)
+    kl_vw = math.log(1 / 0.01)
+    assert miscalibration(clean, context, 3) == pytest.approx((kl_u + 2 * kl_vw) / 3)
+
+
 def test_rerank_frame(context: RerankContext) -> None:
     recs = pd.DataFrame(
         {"user_id": ["v"] * 3, "item_id": ["a", "b", "d"], "score": [3.0, 2.0, 1.0], "rank": [1, 2, 3]}
