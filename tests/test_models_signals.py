@@ -148,3 +148,34 @@ def test_iso_dates_are_not_read_day_first() -> None:
         "1997-06-04",
         "2001-12-31",
     ]
+
+
+@pytest.mark.parametrize("name", ["als", "bpr"])
+def test_implicit_factorisations_fit_with_blas_on_one_thread(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # implicit threads over users itself and warns (RuntimeWarning) when BLAS has threads of its own too
+    import warnings
+
+    import implicit.utils
+    from threadpoolctl import threadpool_info
+
+    seen = []
+    real = implicit.utils.check_blas_config
+
+    def check() -> None:
+        seen.append([a["num_threads"] for a in threadpool_info() if a["user_api"] == "blas"])
+        real()
+
+    monkeypatch.setattr(implicit.utils, "_checked_blas_config", False)
+    for module in ("implicit.cpu.als", "implicit.cpu.bpr"):
+        monkeypatch.setattr(f"{module}.check_blas_config", check, raising=False)
+    inter = pd.DataFrame({"user_id": list("aabbccdd"), "item_id": list("xyxzyzxw")})
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", RuntimeWarning)
+        model = create_model(name, {"factors": 4, "iterations": 3}).fit(
+            Dataset(inter, pd.DataFrame({"item_id": list("wxyz")}))
+        )
+    assert model.item_factors_.shape[0] == 4
+    if name == "als":  # BPR's constructor does not check
+        assert seen and all(n == 1 for ns in seen for n in ns)

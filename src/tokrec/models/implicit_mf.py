@@ -8,8 +8,6 @@ history's items (an approximation: BPR has no closed-form user step).
 from __future__ import annotations
 
 import importlib
-import os
-import warnings
 
 import numpy as np
 from pydantic import Field
@@ -53,11 +51,6 @@ IMPLICIT_CLASSES: dict[str, tuple[str, str]] = {
 }
 
 
-def _quiet_implicit() -> None:
-    os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
-    warnings.filterwarnings("ignore", module="implicit")
-
-
 class _ImplicitMF(Recommender[F, ThreadOptions]):
     """Shared fitting, scoring and state of the factor models: the config's fields are the ``implicit``
     model's keyword arguments (``seed`` is its ``random_state``)."""
@@ -70,9 +63,16 @@ class _ImplicitMF(Recommender[F, ThreadOptions]):
         """Fits the ``implicit`` model on the user x item matrix and keeps its factors as float32 arrays."""
         kwargs = {("random_state" if k == "seed" else k): v for k, v in self.config.model_dump().items()}
         module, cls = IMPLICIT_CLASSES[self.name]
-        mf = getattr(importlib.import_module(module), cls)(**kwargs, num_threads=self.runtime.threads)
-        _quiet_implicit()
-        mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
+        from threadpoolctl import threadpool_limits
+
+        factorisation = getattr(
+            importlib.import_module(module), cls
+        )  # imported first: its BLAS is then limited
+        # implicit parallelises over users itself: BLAS threads on top of its threads slow it down (up to 10x,
+        # says implicit, which warns when they are not limited to one)
+        with threadpool_limits(limits=1, user_api="blas"):
+            mf = factorisation(**kwargs, num_threads=self.runtime.threads)
+            mf.fit(dataset.interaction_matrix().astype(np.float32), show_progress=False)
         self.user_factors_ = _to_numpy(mf.user_factors)
         self.item_factors_ = _to_numpy(mf.item_factors)
 
