@@ -275,6 +275,14 @@ def test_evaluate_tunes_baselines_on_one_validation_split_and_reports_it(tmp_pat
     assert "## Tuning" in report and "itemknn: validation NDCG@10" in report
     metrics = json.loads((out / "metrics.json").read_text())
     assert metrics["protocols"]["leave-last-out"]["models"]["ease"]["error"] is None
+    # the tuning's time is reported beside the final fit's, from the same TuneResult
+    models = metrics["protocols"]["leave-last-out"]["models"]
+    seconds = [models[m]["tune_seconds"] for m in ("ease", "itemknn")]
+    assert seconds == pytest.approx([r["seconds"] for r in tuned], abs=0.05)  # tuning.json keeps 0.1 s
+    assert models["popularity"]["tune_seconds"] is None
+    row = next(line for line in report.splitlines() if line.startswith("| ease |")).split(" | ")
+    head = next(line for line in report.splitlines() if line.startswith("| model |")).split(" | ")
+    assert row[head.index("tune s")] == f"{seconds[0]:.2f}"
     assert main(args[:-4] + ["--no-tune", "--output-dir", str(tmp_path / "n")]) == 0
     assert not (tmp_path / "n" / "tuning.json").exists()
 

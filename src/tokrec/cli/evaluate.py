@@ -273,6 +273,7 @@ def run(args: argparse.Namespace) -> int:
                 fits={r.model: functools.partial(fit_tuned, r) for r in tuned[split.protocol]},
                 tradeoffs=tradeoffs,
                 rerank_loss=args.rerank_loss,
+                tune_seconds={r.model: r.seconds for r in tuned[split.protocol]},
             )
         )
     written = write_report(
@@ -287,9 +288,9 @@ def run(args: argparse.Namespace) -> int:
     for r in results:
         head, rows = main_table(r, k)
         print(f"\n{r.name} (full ranking)")
-        print("  ".join(f"{h:>12s}" for h in head[:6] + head[-2:]))
+        print("  ".join(f"{h:>12s}" for h in head[:6] + head[-3:]))
         for row in rows:
-            print("  ".join(f"{c:>12s}" for c in row[:6] + row[-2:]))
+            print("  ".join(f"{c:>12s}" for c in row[:6] + row[-3:]))
     print(f"\nreport: {written['report']}\nmetrics: {written['metrics']}")
     return 0
 

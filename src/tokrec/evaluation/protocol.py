@@ -46,6 +46,8 @@ class ModelRun:
         metrics: full-ranking figures of :func:`score_recommendations`, plus ``tied@K`` and a 95%
             bootstrap interval of NDCG at the main K over test users (``ndcg@K_ci_low`` / ``_ci_high``).
         fit_seconds: wall time of ``fit``.
+        tune_seconds: wall time of the tuning step before it (a validation split of the training events; the
+            tuner's own fits included), NaN when the model was not tuned.
         recommend_seconds: wall time of ``recommend_batch`` for every test user.
         recs: ``user_id, item_id, score, rank`` (top ``n_recs`` per test user).
         popularity_deciles: share of top-K recommendations per catalog popularity decile (0 = most popular).
@@ -57,6 +59,7 @@ class ModelRun:
     config: dict[str, Any] = field(default_factory=dict)
     metrics: dict[str, Any] = field(default_factory=dict)
     fit_seconds: float = float("nan")
+    tune_seconds: float = float("nan")
     recommend_seconds: float = float("nan")
     recs: pd.DataFrame | None = None
     popularity_deciles: list[float] = field(default_factory=list)
@@ -334,6 +337,7 @@ def evaluate_split(
     fits: Mapping[str, Callable[[Dataset, np.ndarray | None], Recommender]] | None = None,
     tradeoffs: Sequence[str] = (),
     rerank_loss: float = 0.05,
+    tune_seconds: Mapping[str, float] | None = None,
 ) -> ProtocolResult:
     """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
 
@@ -342,6 +346,7 @@ def evaluate_split(
             result (``ModelRun.error``) and goes on.
         rerank, users, tradeoffs, rerank_loss: see :func:`run_model`.
         fits: per model name, the ``fit`` of :func:`run_model` (default: none).
+        tune_seconds: per tuned model name, the seconds its tuning took (recorded as ``ModelRun.tune_seconds``).
     """
     vectors = _Vectors(item_vectors)
     runs = []
@@ -371,6 +376,7 @@ def evaluate_split(
                 raise
             log.warning("%s on %s failed: %s", name, split.protocol, e)
             run = ModelRun(model=name, error=f"{type(e).__name__}: {e}")
+        run.tune_seconds = (tune_seconds or {}).get(name, float("nan"))
         runs.append(run)
     return ProtocolResult(split, runs, sorted(set(ks)), sampled_negatives)
 

@@ -91,6 +91,7 @@ def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra:
                 "ranking": "full",
                 "metrics": {k: _nan_to_none(v) for k, v in run.metrics.items()},
                 "sampled_metrics": run.sampled_metrics,
+                "tune_seconds": _nan_to_none(run.tune_seconds),
                 "fit_seconds": _nan_to_none(run.fit_seconds),
                 "recommend_seconds": _nan_to_none(run.recommend_seconds),
                 "popularity_deciles": run.popularity_deciles,
@@ -132,6 +133,7 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
         f"ARP@{k}",
         f"Long-tail@{k}",
         f"Tied@{k}",
+        "tune s",
         "fit s",
         "recommend s",
     ]
@@ -145,7 +147,11 @@ def main_table(result: ProtocolResult, k: int, *, sampled: bool = False) -> Tabl
             + [fmt_metric(m.get(key)) for key in keys[: len(ACCURACY_METRICS)]]
             + [ci]
             + [fmt_metric(m.get(key)) for key in keys[len(ACCURACY_METRICS) :]]
-            + [fmt_seconds(run.fit_seconds), fmt_seconds(run.recommend_seconds)]
+            + [
+                fmt_seconds(run.tune_seconds),
+                fmt_seconds(run.fit_seconds),
+                fmt_seconds(run.recommend_seconds),
+            ]
         )
     return head, rows
 
