@@ -195,11 +195,29 @@ def test_set_rerankers_keep_base_order_and_pool() -> None:
     assert ctx.rerank_user("u", list("abcd"), DPP_SCORES, 3, parse_rerank("dpp:0.5@3")).tolist() == [0, 1, 2]
 
 
+def test_a_chain_chooses_with_its_first_step_and_orders_with_the_next() -> None:
+    cats = np.array([[1.0, 0.0], [1.0, 0.0], [0.0, 1.0], [0.0, 1.0]])
+    ctx = RerankContext(
+        list("abcd"), DPP_VECTORS, cats, np.zeros(4, dtype=bool), {"u": np.array([0.25, 0.75])}
+    )
+    scores = np.array([3.0, 2.0, 1.0, 0.0])
+    # calibration:1 chooses {a, c} (above); propensity at weight 1 orders by -log popularity alone: c (0.1)
+    # before a (0.9)
+    ctx.log_popularity = np.array([0.9, 0.5, 0.1, 0.0])
+    chain = parse_rerank("calibration:1.0+propensity:1.0")
+    assert ctx.rerank_user("u", list("abcd"), scores, 2, chain).tolist() == [2, 0]
+    for late in ("mmr:0.3+calibration:0.5", "propensity:0.2+tail:0.3", "mmr:0.2+dpp:0.5"):
+        with pytest.raises(ConfigError, match="can only be the first step"):
+            parse_rerank(late)
+
+
 def test_parse_rerank() -> None:
     steps = parse_rerank("calibration:0.5+mmr:0.25")
     assert [(s.name, s.weight) for s in steps] == [("calibration", 0.5), ("mmr", 0.25)]
     assert parse_rerank(None) == []
     assert parse_rerank("dpp:0.65@50") == [RerankStep("dpp", 0.65, 50)]
+    with pytest.raises(ConfigError, match="chain re-rankers with \\+"):
+        parse_rerank("calibration:0.7@50,sdpp:0.5")  # read as the pool "50,sdpp:0.5" before
     for bad in ("diverse:0.3", "mmr", "mmr:2", "dpp:0.5@", "dpp:0.5@0", "dpp:0.5@x"):
         with pytest.raises(ConfigError):
             parse_rerank(bad)

@@ -47,7 +47,8 @@ that keeps the most relevant of them on top. ``mmr``, ``popularity`` and ``prope
 is their answer).
 
 Specs name a re-ranker and its weight, ``"mmr:0.3"``, several chained with ``+``:
-``"calibration:0.5+mmr:0.2"``. ``name:auto`` leaves the weight to a validation split of the training log
+``"calibration:0.5+mmr:0.2"``: the first step chooses the list of ``k``, each later one reorders those ``k``
+(so a set re-ranker can only come first). ``name:auto`` leaves the weight to a validation split of the training log
 (:func:`tokrec.tuning.choose_rerank`: the largest gain in the re-ranker's goal whose NDCG@k loss there stays
 within a budget). ``@N`` after the weight limits a step to the user's ``N`` best candidates by score (at least
 ``k``): ``"dpp:0.65@50"`` diversifies within the top 50 of the pool (``pool_size(k)`` in ``recommend`` and
@@ -126,6 +127,8 @@ def parse_rerank(spec: str | None, *, auto: bool = True) -> list[RerankStep]:
     """``"mmr:0.3+calibration:0.5"`` -> steps; empty or None -> no step. Bad specs raise ConfigError."""
     if not spec:
         return []
+    if "," in spec:
+        raise ConfigError(f"--rerank: {spec!r}: chain re-rankers with +, e.g. calibration:0.5+mmr:0.25")
     steps = []
     for part in spec.split("+"):
         name, _, w = part.strip().partition(":")
@@ -152,6 +155,12 @@ def parse_rerank(spec: str | None, *, auto: bool = True) -> list[RerankStep]:
                     f"--rerank: {part!r}: the pool after @ must be a positive integer, e.g. {name}:{w}@50"
                 )
         steps.append(RerankStep(name, weight, pool, is_auto))
+    late = [s.name for s in steps[1:] if s.name in SET_RERANKERS]
+    if late:
+        raise ConfigError(
+            f"--rerank: {spec!r}: {late[0]} chooses a set of k, so it can only be the first step (a later "
+            f"step reorders the k items before it, and a set re-ranker would return them in the model's order)"
+        )
     if not auto and any(s.auto for s in steps):
         raise ConfigError(
             f"--rerank: {spec!r}: an auto weight is chosen on a validation split by tokrec recommend or tokrec "
