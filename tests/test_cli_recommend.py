@@ -211,3 +211,13 @@ def test_a_binary_file_is_named_and_never_echoed(tmp_path, capsys):
     assert main([*argv, "--model", "popularity", "--output", str(tmp_path / "r.csv")]) == 2
     err = capsys.readouterr().err
     assert "inter.csv" in err and "binary" in err and "\x1b" not in err and "ELF" not in err
+
+
+def test_template_reaches_the_item_vectors(files) -> None:
+    # rendered from the genres alone, items of the same genres have one text, so one vector and one score
+    genres = pd.read_csv(files["items"], dtype=str).set_index("item_id")["genres"]
+    for template, tied in (("{genres}", True), ("{title}", False)):
+        recs = _run(files, "--model", "text-profile", "--k", "100", "--template", template, "--cache", "none")
+        recs = recs.assign(g=recs["item_id"].map(genres), score=recs["score"].round(5))  # bf16 batches: 1e-7
+        per_genres = recs.groupby(["user_id", "g"])["score"].nunique()
+        assert (per_genres == 1).all() == tied, template

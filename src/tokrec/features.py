@@ -76,16 +76,22 @@ def item_vectors(
 
 
 def item_vectors_for(
-    dataset: Dataset, *, model: str | None = None, cache: CacheArg = "default", progress: bool = False
+    dataset: Dataset,
+    *,
+    model: str | None = None,
+    cache: CacheArg = "default",
+    template: ItemTemplate | str | Path | None = None,
+    progress: bool = False,
 ) -> np.ndarray:
     """:func:`item_vectors` with the encoder named by ``model`` (a model id / folder; ``None``: the
-    bundled all-MiniLM-L6-v2) and the default item template: what the CLI and the benchmarks fit on."""
+    bundled all-MiniLM-L6-v2) and ``template`` (default: every column listed): what the CLI and the
+    benchmarks fit on."""
     encoder = None
     if model is not None:
         from tokrec.encoders import load_encoder
 
         encoder = load_encoder(model)
-    return item_vectors(dataset, encoder=encoder, cache=cache, progress=progress)
+    return item_vectors(dataset, encoder=encoder, cache=cache, template=template, progress=progress)
 
 
 def user_texts(

@@ -16,6 +16,16 @@ def add_torch_args(
     p.add_argument("--threads", type=int, default=threads, help=threads_help)
 
 
+def add_template_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
+    """``--template``: the item template of every command that encodes the catalog (``T_I``)."""
+    p.add_argument(
+        "--template",
+        default=None,
+        help="item template: a format string like '{title} ({genres})' or a .json/.txt file "
+        "(default: every column as 'name: value.')",
+    )
+
+
 def same_named(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """``{name: args.name}``: the options a command passes on under the flag's own name."""
     return {n: getattr(args, n) for n in names}

@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tokrec.cli._args import same_named
+from tokrec.cli._args import add_template_arg, same_named
 from tokrec.errors import ConfigError
 
 
@@ -22,11 +22,7 @@ def add_encoder_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
     g.add_argument(
         "--model", default=None, help="HF model id or local folder (default: bundled all-MiniLM-L6-v2)"
     )
-    g.add_argument(
-        "--template",
-        default=None,
-        help="item template: a format string like '{title} ({genres})' or a .json/.txt file",
-    )
+    add_template_arg(g)
     g.add_argument(
         "--pooling",
         default="auto",

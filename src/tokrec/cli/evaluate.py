@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from tokrec.cli._args import add_template_arg
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 log = logging.getLogger(__name__)
@@ -68,6 +69,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument("--config", help='JSON file {"model name": {config...}} of model hyperparameters')
     p.add_argument("--encoder", help="encoder for item vectors (default: the bundled all-MiniLM-L6-v2)")
+    add_template_arg(p)
     p.add_argument(
         "--n-recs", type=int, default=None, help="recommendations kept per user (default max(100, K))"
     )
@@ -183,7 +185,7 @@ def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
 
             encoder = load_encoder(args.encoder)
         print(f"encoding {dataset.n_items} item texts (cached by content) ...", file=sys.stderr)
-        return item_vectors(dataset, encoder=encoder)
+        return item_vectors(dataset, encoder=encoder, template=args.template)
 
     return compute
 

@@ -7,6 +7,7 @@ import logging
 import sys
 import time
 
+from tokrec.cli._args import add_template_arg
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 log = logging.getLogger(__name__)
@@ -29,7 +30,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--encoder", default=None, help="encoder model id or folder (default: bundled all-MiniLM-L6-v2)"
     )
-    p.add_argument("--template", default=None, help="item template: a format string or a .txt/.json file")
+    add_template_arg(p)
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
     p.add_argument(
         "--ann",

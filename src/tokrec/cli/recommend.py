@@ -18,6 +18,7 @@ from typing import Any
 
 import pandas as pd
 
+from tokrec.cli._args import add_template_arg
 from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
@@ -59,6 +60,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--model-path",
         help="encoder for item vectors: model folder or id (default: bundled all-MiniLM-L6-v2)",
     )
+    add_template_arg(p)
     p.add_argument("--include-seen", action="store_true", help="do not exclude items the user already has")
     p.add_argument(
         "--rerank",
@@ -161,12 +163,15 @@ def run(args: argparse.Namespace) -> int:
     vectors = None
     from tokrec.models.base import wants_item_vectors
 
+    cache: Any = "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
+
+    def text_vectors() -> Any:
+        """Z_I of the catalog with the command's encoder, template and cache."""
+        return item_vectors_for(ds, model=args.model_path, cache=cache, template=args.template)
+
     if wants_item_vectors(model):
         t = time.perf_counter()
-        cache: Any = (
-            "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
-        )
-        vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
+        vectors = text_vectors()
         if args.item_vectors:
             from tokrec.cli._fusion import fuse_from_args
 
@@ -202,7 +207,7 @@ def run(args: argparse.Namespace) -> int:
         from tokrec.tuning import choose_rerank
 
         t_auto = time.perf_counter()
-        rv = vectors if vectors is not None else item_vectors_for(ds, model=args.model_path)
+        rv = vectors if vectors is not None else text_vectors()
         choice = choose_rerank(spec, fit_on, ds, rv, k=args.k, loss=args.rerank_loss)
         assert choice is not None
         spec = choice.spec
@@ -228,7 +233,7 @@ def run(args: argparse.Namespace) -> int:
                 ds,
                 spec,
                 args.k,
-                vectors if vectors is not None else lambda: item_vectors_for(ds, model=args.model_path),
+                vectors if vectors is not None else text_vectors,
                 scale=scale,
             )
         atomic_write(args.output, lambda tmp: recs.to_csv(tmp, index=False))

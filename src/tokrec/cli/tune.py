@@ -17,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
+from tokrec.cli._args import add_template_arg
 from tokrec.cli._data import add_data_args
 
 #: default seconds of tuning inside fit / recommend / evaluate
@@ -54,6 +55,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--output-dir", required=True, help="where tuning.json and config.json go")
     _parts_arg(p)
     p.add_argument("--model-path", help="encoder for item vectors (default: bundled all-MiniLM-L6-v2)")
+    add_template_arg(p)
     p.add_argument(
         "--cache", help="embedding cache folder (default $TOKREC_CACHE_DIR or ~/.cache/tokrec; 'none' = off)"
     )
@@ -168,7 +170,7 @@ def run(args: argparse.Namespace) -> int:
         cache: Any = (
             "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
         )
-        vectors = item_vectors_for(ds, model=args.model_path, cache=cache)
+        vectors = item_vectors_for(ds, model=args.model_path, cache=cache, template=args.template)
     cold = candidates_are_new(ds, candidates)
     result = tune(
         args.model, ds, vectors, cold=cold, budget_s=args.budget, seed=args.seed, parts=_parts(args),
