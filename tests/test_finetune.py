@@ -242,3 +242,29 @@ def test_hold_out_last_trains_without_each_users_last_event(tiny: Path, tmp_path
     )
     meta = json.loads((tmp_path / "t" / "tokrec_finetune.json").read_text())
     assert meta["config"]["hold_out_last"] is True
+
+
+def test_finetune_reads_the_items_through_the_template(tiny: Path, tmp_path: Path) -> None:
+    """--template: the catalog texts the encoder is trained on are rendered as the commands that use it will
+    render them; the folder records the template."""
+    from transformers import AutoTokenizer
+
+    from tokrec.encoders.finetune import _Trainer, finetune_encoder, make_config
+    from tokrec.features import item_texts
+
+    ds = planted()
+    cfg = make_config(model=str(tiny), template="an item: {title}", **SMALL)
+    tr = _Trainer(cfg, ds, total_steps=1)
+    texts = item_texts(ds, "an item: {title}")
+    assert texts[0] == "an item: alpha film 0" != item_texts(ds)[0]
+    assert (
+        tr.ids
+        == AutoTokenizer.from_pretrained(str(tiny))(texts, truncation=True, max_length=tr.max_length)[
+            "input_ids"
+        ]
+    )
+    finetune_encoder(
+        ds, tmp_path / "t", model=str(tiny), template="an item: {title}", **{**SMALL, "epochs": 1}
+    )
+    meta = json.loads((tmp_path / "t" / "tokrec_finetune.json").read_text())
+    assert meta["config"]["template"] == "an item: {title}"

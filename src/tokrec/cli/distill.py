@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from tokrec.cli._args import add_torch_args, same_named
+from tokrec.cli._args import add_template_arg, add_torch_args, same_named
 from tokrec.cli._data import add_data_args
 
 
@@ -74,6 +74,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_torch_args(p, ("auto", "fp32", "bf16"), None, "torch CPU threads")
     p.add_argument("--seed", type=int, default=None)
+    add_template_arg(p)
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=run)
 
@@ -84,7 +85,7 @@ def run(args: argparse.Namespace) -> int:
 
     given = same_named(
         args, "epochs", "patience", "keep", "batch_size", "lr", "relational_weight", "texts", "max_seconds", "val_fraction", "device",
-        "dtype", "threads", "seed", "progress",
+        "dtype", "threads", "seed", "progress", "template",
     )  # fmt: skip
     cfg = make_distill_config(
         teacher=args.teacher, model=args.model_path, **{k: v for k, v in given.items() if v is not None}

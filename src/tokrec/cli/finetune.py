@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from tokrec.cli._args import add_torch_args, same_named
+from tokrec.cli._args import add_template_arg, add_torch_args, same_named
 from tokrec.cli._data import add_data_args
 
 
@@ -72,6 +72,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_torch_args(p, ("auto", "fp32", "bf16"), None, "torch CPU threads")
     p.add_argument("--seed", type=int, default=42)
+    add_template_arg(p)
     p.add_argument("--progress", action="store_true", help="progress bars on stderr")
     p.set_defaults(func=run)
 
@@ -87,7 +88,7 @@ def run(args: argparse.Namespace) -> int:
         **same_named(
             args, "adapter", "lora_r", "epochs", "patience", "batch_size", "max_steps_per_epoch", "max_seconds",
             "history_items", "query", "hard_negatives", "popularity_correction", "temperature", "lr",
-            "val_fraction", "hold_out_last", "device", "dtype", "threads", "seed", "progress",
+            "val_fraction", "hold_out_last", "device", "dtype", "threads", "seed", "progress", "template",
         ),
     )  # fmt: skip
     ds = load_dataset(items=args.items, interactions=args.interactions)

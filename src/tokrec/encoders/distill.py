@@ -140,7 +140,9 @@ def distill_encoder(
                 f"distill: too few items with events ({len(train_rows)} to train on, {len(val_rows)} to "
                 f"validate on, for batch size {cfg.batch_size})"
             )
-        teacher = torch.from_numpy(np.asarray(item_vectors_for(dataset, model=cfg.teacher), dtype=np.float32))
+        teacher = torch.from_numpy(
+            np.asarray(item_vectors_for(dataset, model=cfg.teacher, template=cfg.template), dtype=np.float32)
+        )
         teacher = torch.nn.functional.normalize(teacher, dim=-1)
         per_epoch = len(train_rows) // cfg.batch_size
         total = per_epoch * cfg.epochs

@@ -67,6 +67,11 @@ class EncoderRunConfig(BaseModel):
     )
     val_fraction: float = Field(0.2, gt=0, lt=1, description="items held out for validation")
     max_length: int | None = Field(None, ge=4, description="tokens per item text (default: the encoder's)")
+    template: str | None = Field(
+        None,
+        description="the item template the texts are rendered with (a format string or a .json/.txt file, as "
+        "--template everywhere; default: every column listed): the one the encoder will be used with",
+    )
     device: Literal["auto", "cpu", "cuda"] = "auto"
     dtype: Literal["auto", "fp32", "bf16"] = Field(
         "auto", description="auto: bf16 autocast on CUDA, fp32 on CPU"
@@ -278,7 +283,7 @@ class _Trainer:
         self.tokenizer = enc.tokenizer_
         self.device = resolve_device(cfg.device, what="finetune")
         self.dtype = resolve_dtype(cfg.dtype, self.device)
-        texts = item_texts(dataset)
+        texts = item_texts(dataset, cfg.template)
         self.ids = self.tokenizer(texts, truncation=True, max_length=self.max_length, verbose=False)[
             "input_ids"
         ]
