@@ -167,7 +167,7 @@ def test_distill_loss_is_zero_when_the_student_is_the_teacher() -> None:
     rotated = v @ q
     rel = make_distill_config(teacher="t", relational_weight=1.0)
     assert float(((rotated @ rotated.T - v @ v.T) ** 2).mean()) == pytest.approx(0.0, abs=1e-6)
-    assert float(distill_loss(rotated, v, head, rel)) > 0.0
+    assert float(distill_loss(rotated, v, head, rel).detach()) > 0.0
     with torch.no_grad():
         head.weight.copy_(q)  # head(x) = x q^T maps the rotated student back onto the teacher
     assert float(distill_loss(rotated, v, head, rel)) == pytest.approx(0.0, abs=1e-6)
