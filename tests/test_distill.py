@@ -170,7 +170,7 @@ def test_distill_loss_is_zero_when_the_student_is_the_teacher() -> None:
     assert float(distill_loss(rotated, v, head, rel).detach()) > 0.0
     with torch.no_grad():
         head.weight.copy_(q)  # head(x) = x q^T maps the rotated student back onto the teacher
-    assert float(distill_loss(rotated, v, head, rel)) == pytest.approx(0.0, abs=1e-6)
+    assert float(distill_loss(rotated, v, head, rel).detach()) == pytest.approx(0.0, abs=1e-6)
 
 
 def test_cli_distill_and_bad_input(pair, tmp_path: Path, capsys) -> None:
