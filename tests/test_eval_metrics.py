@@ -75,6 +75,24 @@ def test_beyond_accuracy_known_values() -> None:
     assert m["long_tail@2"] == pytest.approx(3 / 4)
 
 
+def test_pairs_are_told_apart_by_both_ids_and_read_as_strings() -> None:
+    # ("1", "23") and ("12", "3") share their joined characters; int ids and their strings are the same id
+    train = pd.DataFrame({"user_id": ["1", "12"], "item_id": ["23", "9"]})
+    test = pd.DataFrame({"user_id": [1, 12], "item_id": [3, 23]})
+    recs = pd.DataFrame(
+        {"user_id": [12, 12, 12, 1, 1], "item_id": [3, 23, 3, 23, 3], "rank": [1, 2, 3, 1, 2]}
+    )
+    clean, counts = clean_recommendations(recs, train)
+    assert clean[["user_id", "item_id", "pos"]].values.tolist() == [
+        ["1", "3", 0],
+        ["12", "3", 0],
+        ["12", "23", 1],
+    ]
+    assert counts == {"seen_items_filtered": 1, "outside_candidates_filtered": 0, "duplicates_filtered": 1}
+    m = score_recommendations(recs, test, train, k=1)
+    assert m["hr@1"] == 0.5  # user 1 finds 3 first; user 12's 3 is not its 23
+
+
 def test_candidates_drop_and_count_outside_items() -> None:
     recs, test, train = _frames()
     m = score_recommendations(recs, test, train, k=2, candidates=["b", "c", "d", "e"])

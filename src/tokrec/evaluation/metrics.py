@@ -54,11 +54,18 @@ Cutoffs: TypeAlias = int | Sequence[int]
 #: item ids as any iterable (strings, numbers: compared as strings)
 ItemIds: TypeAlias = Iterable[object]
 
-_SEP = "\x1f"
 
+def _pair_codes(*pairs: tuple[pd.Series, pd.Series]) -> list[np.ndarray]:
+    """The ``(user_id, item_id)`` pairs of several frames as int64 codes, one array per frame, equal exactly when
+    both ids are equal as strings (integer keys hash and sort far faster than joined strings: 2.2 M rows)."""
 
-def _keys(users: pd.Series, items: pd.Series) -> pd.Series:
-    return users.astype(str) + _SEP + items.astype(str)
+    def codes(i: int) -> np.ndarray:
+        ids = np.concatenate([np.asarray(p[i].astype(str), dtype=object) for p in pairs])
+        return pd.factorize(ids)[0].astype(np.int64)
+
+    users, items = codes(0), codes(1)
+    key = users * (int(items.max(initial=0)) + 1) + items
+    return np.split(key, np.cumsum([len(p[0]) for p in pairs])[:-1])
 
 
 def _need(df: pd.DataFrame, name: str, columns: Iterable[str]) -> None:
@@ -104,16 +111,18 @@ def clean_recommendations(
         r = r.sort_values(["user_id", "rank", "item_id"], kind="mergesort")
     else:
         r = r.sort_values("user_id", kind="mergesort")
-    key = _keys(r["user_id"], r["item_id"])
     listed = ids_in(train["user_id"].astype(str), pd.unique(r["user_id"]))  # only these users' events
-    seen = ids_in(key, _keys(train.loc[listed, "user_id"], train.loc[listed, "item_id"]).to_numpy())
+    key, seen_key = _pair_codes(
+        (r["user_id"], r["item_id"]), (train.loc[listed, "user_id"], train.loc[listed, "item_id"])
+    )
+    seen = np.isin(key, seen_key)
     if candidates is not None:
         outside = ~ids_in(r["item_id"], {str(c) for c in candidates}) & ~seen
     else:
         outside = np.zeros(len(r), dtype=bool)
     rest = ~seen & ~outside
     dup = np.zeros(len(r), dtype=bool)
-    dup[rest] = key[rest].duplicated().to_numpy()
+    dup[rest] = pd.Series(key[rest]).duplicated().to_numpy()
     keep = rest & ~dup
     if "score" in recs.columns:
         r["score"] = pd.to_numeric(recs.loc[r.index, "score"], errors="coerce").astype(float)
@@ -323,7 +332,8 @@ def _prepare(
     clean, filtered = clean_recommendations(recs, train, users=users, candidates=cand)
     codes = pd.Index(users).get_indexer(clean["user_id"])
     n_rel = rel.groupby("user_id").size().reindex(users).to_numpy()
-    hit = ids_in(_keys(clean["user_id"], clean["item_id"]), _keys(rel["user_id"], rel["item_id"]).to_numpy())
+    rec_key, rel_key = _pair_codes((clean["user_id"], clean["item_id"]), (rel["user_id"], rel["item_id"]))
+    hit = np.isin(rec_key, rel_key)
     return _Prepared(
         np.asarray(users),
         clean,
