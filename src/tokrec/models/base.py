@@ -380,15 +380,13 @@ class Recommender(ABC, Generic[C, R]):
             user_ids = [u for r, u in enumerate(self.user_vocab_) if r in self.seen_]
         rows = self.user_vocab_.encode(user_ids, missing="mask")
         allowed = self._candidate_mask(candidates)
-        out_u: list[str] = []
-        out_i: list[int] = []
-        out_s: list[float] = []
-        out_r: list[int] = []
+        owner: list[np.ndarray] = []  # per listed user: the position of the user in user_ids, once per row
+        out_i: list[np.ndarray] = []
+        out_s: list[np.ndarray] = []
         ids = np.asarray(self.item_vocab_.ids, dtype=object)
         batch_size = max(1, min(batch_size, 2**26 // max(self.n_items, 1)))  # score blocks <= 256 MB
         for start in range(0, len(rows), batch_size):
             chunk = rows[start : start + batch_size]
-            uids = list(user_ids[start : start + batch_size])
             known = chunk >= 0
             if not known.any():
                 continue
@@ -400,18 +398,20 @@ class Recommender(ABC, Generic[C, R]):
                     continue
                 s = scores[j]
                 seen = self.seen_.get(int(r)) if exclude_seen else None
-                top = top_k_rows(s, k, allowed=allowed, drop=(seen,))
-                for rank, i in enumerate(top, 1):
-                    out_u.append(uids[j])
-                    out_i.append(int(i))
-                    out_s.append(float(s[i]))
-                    out_r.append(rank)
+                top = np.asarray(top_k_rows(s, k, allowed=allowed, drop=(seen,)), dtype=np.int64)
+                owner.append(np.full(len(top), start + j, dtype=np.int64))
+                out_i.append(top)
+                out_s.append(s[top])
+        if not out_i:
+            return pd.DataFrame({"user_id": [], "item_id": [], "score": [], "rank": []})
+        lengths = np.array([len(t) for t in out_i], dtype=np.int64)
         return pd.DataFrame(
             {
-                "user_id": out_u,
-                "item_id": ids[np.asarray(out_i, dtype=np.int64)] if out_i else [],
-                "score": out_s,
-                "rank": out_r,
+                "user_id": np.asarray(list(user_ids), dtype=object)[np.concatenate(owner)],
+                "item_id": ids[np.concatenate(out_i)],
+                "score": np.concatenate(out_s).astype(np.float64),
+                # 1..len per user: a running count that restarts at each user's first row
+                "rank": np.arange(1, lengths.sum() + 1) - np.repeat(np.cumsum(lengths) - lengths, lengths),
             }
         )
 
