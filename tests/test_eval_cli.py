@@ -238,6 +238,30 @@ def test_sampling_the_whole_pool_equals_full_ranking(toys: None, tmp_path: Path)
         assert run.sampled_metrics[key] == pytest.approx(run.metrics[key])
 
 
+def test_the_responsibility_inputs_are_built_once_per_split_and_not_timed_as_the_models(
+    toys: None, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import time
+
+    import tokrec.evaluation.protocol as protocol
+
+    ip, ep = _synthetic(tmp_path)
+    ds = Dataset(pd.read_csv(ep, dtype=str), pd.read_csv(ip, dtype=str))
+    real, calls = protocol._responsibility_context, []
+
+    def slow(split, vectors):
+        calls.append(split)
+        time.sleep(0.5)  # the evaluation's cost, e.g. the first encoding of the catalog
+        return real(split, vectors)
+
+    monkeypatch.setattr(protocol, "_responsibility_context", slow)
+    split = leave_last_out(ds)
+    result = evaluate_split(split, ["toy-pop", "toy-vec"], item_vectors=_genre_vectors(ds.items))
+    assert calls == [split]
+    assert all(run.recommend_seconds < 0.5 for run in result.runs), [r.recommend_seconds for r in result.runs]
+    assert all(run.metrics["ild@10"] > 0 for run in result.runs)  # the shared context measured both
+
+
 def test_errors_are_one_line_and_exit_2(toys: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ip, ep = _synthetic(tmp_path)
     base = ["evaluate", "--items", str(ip), "--interactions", str(ep), "--output-dir", str(tmp_path / "e")]

@@ -9,6 +9,7 @@ labelled ``sampled-N`` everywhere.
 
 from __future__ import annotations
 
+import functools
 import logging
 import time
 from collections.abc import Callable, Mapping, Sequence
@@ -185,6 +186,7 @@ def run_model(
     fit: Callable[[Dataset, np.ndarray | None], Recommender] | None = None,
     tradeoffs: Sequence[str] = (),
     rerank_loss: float = 0.05,
+    context: Callable[[], Any] | None = None,
 ) -> ModelRun:
     """Fits the registry model ``name`` on ``split.train`` and scores it on ``split.test``.
 
@@ -210,6 +212,8 @@ def run_model(
         fit: fits the model on ``split.train`` (given the item vectors when the model wants them) in place
             of ``create_model(name, config).fit``: ``tokrec evaluate`` passes
             :func:`tokrec.tuning.fit_tuned`'s for a tuned model, which reuses what the tuner trained.
+        context: gives the split's :class:`tokrec.rerank.RerankContext` (the re-rankers' and the responsibility
+            metrics' inputs) when the caller shares one between models; built here when None.
     """
     ks = sorted(set(ks))
     n_recs = n_recs or max(100, max(ks))
@@ -236,16 +240,17 @@ def run_model(
     train = split.train.interactions
     test = split.test.interactions
     catalog = split.train.item_vocab.ids
-    t0 = time.perf_counter()
-    context = _responsibility_context(split, vectors)
+    # the evaluation's own input (built once per split by evaluate_split): not the model's time
+    ctx = context() if context is not None else _responsibility_context(split, vectors)
     base_recs = recs
     if rerank:
         from tokrec.rerank import rerank_frame
 
+        t0 = time.perf_counter()
         # the list a user is shown is the main cut-off's (10): re-ranked to it, the model's order below it
-        recs = rerank_frame(recs, context, rerank, main_k(ks), rest=True)
-    rec_s += time.perf_counter() - t0
-    curves = tradeoff_curves(base_recs, split, context, tradeoffs, main_k(ks)) if tradeoffs else []
+        recs = rerank_frame(recs, ctx, rerank, main_k(ks), rest=True)
+        rec_s += time.perf_counter() - t0
+    curves = tradeoff_curves(base_recs, split, ctx, tradeoffs, main_k(ks)) if tradeoffs else []
     metrics = em.score_recommendations(
         recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True
     )
@@ -257,7 +262,7 @@ def run_model(
     lo, hi = em.bootstrap_ci(per_user[f"ndcg@{k0}"].to_numpy(), seed=seed)
     metrics[f"ndcg@{k0}_ci_low"], metrics[f"ndcg@{k0}_ci_high"] = lo, hi
     deciles = em.popularity_deciles(clean, train, catalog, k=main_k(ks))
-    metrics.update(responsibility_metrics(clean, context, split.candidates or catalog, k0))
+    metrics.update(responsibility_metrics(clean, ctx, split.candidates or catalog, k0))
     groups = group_accuracy(per_user, user_groups(train, users), f"ndcg@{k0}", seed=seed)
     sampled = None
     if srecs is not None:
@@ -350,6 +355,9 @@ def evaluate_split(
     """
     vectors = _Vectors(item_vectors)
     runs = []
+    context = functools.cache(
+        lambda: _responsibility_context(split, vectors)
+    )  # once per split, when first needed
     for name in models:
         log.info("%s: fitting %s", split.protocol, name)
         try:
@@ -370,6 +378,7 @@ def evaluate_split(
                 fit=(fits or {}).get(name),
                 tradeoffs=tradeoffs,
                 rerank_loss=rerank_loss,
+                context=context,
             )
         except Exception as e:
             if on_error != "record":
