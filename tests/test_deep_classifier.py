@@ -48,7 +48,7 @@ def tiny_bert(tmp_path_factory) -> Path:
 
     d = tmp_path_factory.mktemp("tiny-bert")
     words: set[str] = set()
-    for t in CrossEncoderClassifier.item_texts(two_taste_data(n_users=2)):
+    for t in CrossEncoderClassifier().item_texts(two_taste_data(n_users=2)):
         words.update(re.findall(r"\w+|[^\w\s]", t.lower()))
     vocab = ["[PAD]", "[UNK]", "[CLS]", "[SEP]", "[MASK]", *sorted(words)]
     (d / "vocab.txt").write_text("\n".join(vocab) + "\n")
@@ -128,6 +128,14 @@ def test_learns_a_separable_task_and_reranks(tiny_bert: Path, tmp_path: Path, lo
     np.testing.assert_allclose(
         again.predict_proba(ds, pairs), clf.predict_proba(ds, pairs), rtol=1e-4, atol=1e-5
     )
+
+
+def test_the_template_writes_the_pairs_texts() -> None:
+    from tokrec.features import item_texts
+
+    ds = two_taste_data(n_users=2)
+    clf = CrossEncoderClassifier(template="{title}")
+    assert clf.item_texts(ds) == item_texts(ds, "{title}") != CrossEncoderClassifier().item_texts(ds)
 
 
 def test_config_rejects_unknown_keys() -> None:

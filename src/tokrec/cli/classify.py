@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tokrec.cli._args import add_torch_args, same_named
+from tokrec.cli._args import add_template_arg, add_torch_args, same_named
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 
@@ -59,6 +59,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     mode.add_argument("--full", dest="lora", action="store_false", help="fine-tune every weight")
     p.add_argument("--model", help="HF model directory (default: the bundled all-MiniLM-L6-v2)")
+    add_template_arg(p)
     p.add_argument("--max-pairs", type=int, default=4000, help="training pairs (default 4000)")
     p.add_argument("--negatives", type=int, default=1, help="sampled negatives per positive (default 1)")
     p.add_argument(
@@ -113,7 +114,7 @@ def run(args: argparse.Namespace) -> int:
         progress=not args.no_progress,
         **same_named(
             args, "lora", "max_length", "history_items", "max_pairs", "negatives", "negative_sampling",
-            "epochs", "batch_size", "lr", "seed", "device", "dtype", "threads",
+            "epochs", "batch_size", "lr", "seed", "device", "dtype", "threads", "template",
         ),
     )  # fmt: skip
     ds = load_from_args(args, args.items, args.interactions)

@@ -65,6 +65,9 @@ class CrossEncoderConfig(BaseModel):
     lora_dropout: float = Field(0.1, ge=0, lt=1)
     target_modules: list[str] = Field(default_factory=lambda: ["query", "key", "value"])
     max_length: int = Field(128, ge=8)
+    template: str | None = Field(
+        None, description="item template (a format string or a .json/.txt file; default: every column listed)"
+    )
     history_items: int = Field(5, ge=1)
     max_pairs: int = Field(4000, ge=2, description="training pairs, positives and negatives together")
     negatives: int = Field(1, ge=1, description="sampled negatives per positive")
@@ -404,11 +407,11 @@ class CrossEncoderClassifier:
         return logit
 
     # ---- texts -----------------------------------------------------------------------------
-    @staticmethod
-    def item_texts(dataset: Dataset) -> list[str]:
+    def item_texts(self, dataset: Dataset) -> list[str]:
+        """The catalog's texts, one per item row, rendered with the config's template."""
         from tokrec.features import item_texts
 
-        return item_texts(dataset)
+        return item_texts(dataset, self.config.template)
 
     def _encode(self, texts: list[str], pairs: Pairs, idx: np.ndarray) -> dict[str, Any]:
         hist = [" ; ".join(texts[i] for i in pairs.histories[k]) for k in idx]
