@@ -274,3 +274,11 @@ def test_top_k_rows_is_the_ranking_rule_on_sparse_and_tied_scores() -> None:
         ok = np.flatnonzero(np.isfinite(s))
         want = ok[np.lexsort((tie_order(n)[ok], -s[ok]))][:k]
         np.testing.assert_array_equal(top_k_rows(scores, k, allowed=allowed, drop=[drop]), want)
+
+
+def test_the_clean_frame_returned_is_the_one_scored() -> None:
+    recs, test, train = _frames()
+    m = score_recommendations(recs, test, train, k=3, with_clean=True, candidates=list("abcd"))
+    expected, _ = clean_recommendations(recs, train, users=["u1", "u2", "u3"], candidates=list("abcd"))
+    pd.testing.assert_frame_equal(m.pop("clean"), expected)
+    assert "clean" not in score_recommendations(recs, test, train, k=3)

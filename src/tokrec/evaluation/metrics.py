@@ -372,6 +372,7 @@ def score_recommendations(
     candidates: ItemIds | None = None,
     catalog: ItemIds | None = None,
     per_user: bool = False,
+    with_clean: bool = False,
 ) -> dict[str, Any]:
     """Scores a recommendations frame against held-out test events (full ranking).
 
@@ -386,6 +387,9 @@ def score_recommendations(
         per_user: also return ``per_user``, each test user's accuracy figures (a frame: ``user_id``
             then ``ndcg@K``, ``recall@K``, ... per K) whose means are the figures above (use them for
             confidence intervals, groups and paired comparisons between models).
+        with_clean: also return ``clean``, the cleaned frame the figures were computed from
+            (:func:`clean_recommendations` with the test users and ``candidates``), for further measures of the
+            same lists without cleaning them again.
 
     Returns:
         ``users``, then for each K ``ndcg@K``, ``recall@K``, ``hr@K``, ``mrr@K``, ``map@K``,
@@ -418,6 +422,8 @@ def score_recommendations(
     out.update(prep.filtered)
     if per_user:
         out["per_user"] = each
+    if with_clean:
+        out["clean"] = clean
     return out
 
 

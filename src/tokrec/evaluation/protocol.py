@@ -252,10 +252,9 @@ def run_model(
         rec_s += time.perf_counter() - t0
     curves = tradeoff_curves(base_recs, split, ctx, tradeoffs, main_k(ks)) if tradeoffs else []
     metrics = em.score_recommendations(
-        recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True
+        recs, test, train, k=ks, candidates=split.candidates, catalog=catalog, per_user=True, with_clean=True
     )
-    per_user = metrics.pop("per_user")
-    clean, _ = em.clean_recommendations(recs, train, users=split.test_users, candidates=split.candidates)
+    per_user, clean = metrics.pop("per_user"), metrics.pop("clean")
     for kk in ks:
         metrics[f"tied@{kk}"] = em.tied_share(clean, kk)
     k0 = main_k(ks)
