@@ -41,7 +41,7 @@ import pandas as pd
 
 from common import max_sum_dispersion, shared_dir
 from tokrec.data.loaders import load_dataset, load_interactions
-from tokrec.evaluation.metrics import clean_recommendations, score_recommendations
+from tokrec.evaluation.metrics import score_recommendations
 from tokrec.evaluation.responsibility import responsibility_metrics
 from tokrec.evaluation.splits import given_split, leave_last_out, validation_split
 from tokrec.features import item_vectors
@@ -180,9 +180,8 @@ def main(argv: list[str] | None = None) -> int:
     }
 
     def measure(r: pd.DataFrame) -> dict[str, float]:
-        m = score_recommendations(r, test, train, k=K, catalog=catalog)
-        clean, _ = clean_recommendations(r, train, users=split.test_users)
-        m.update(responsibility_metrics(clean, context, catalog, K))
+        m = score_recommendations(r, test, train, k=K, catalog=catalog, with_clean=True)
+        m.update(responsibility_metrics(m.pop("clean"), context, catalog, K))
         return {"ndcg": m[f"ndcg@{K}"], "ild": m[f"ild@{K}"], "long_tail": m[f"long_tail@{K}"]}
 
     base = measure(recs)

@@ -522,7 +522,7 @@ def rerank_frame(
         if "score" not in recs.columns:
             raise ConfigError("sdpp needs the model's scores (a score column)")
         context = replace(context, score_scale=score_scale(recs))
-    r = recs[ids_in(recs["item_id"].astype(str), list(context.index))].copy()
+    r = recs[ids_in(recs["item_id"].astype(str), context.item_ids)].copy()
     r["user_id"], r["item_id"] = r["user_id"].astype(str), r["item_id"].astype(str)
     if "rank" in r.columns:
         r = r.sort_values(["user_id", "rank"], kind="mergesort")

@@ -26,6 +26,14 @@ def add_template_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> No
     )
 
 
+def cache_arg(value: str | None) -> str | None:
+    """An embedding-cache flag as the encoders take it: unset -> ``"default"``, ``none`` -> None (off), else the
+    folder."""
+    if value is None:
+        return "default"
+    return None if value.lower() == "none" else value
+
+
 def same_named(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """``{name: args.name}``: the options a command passes on under the flag's own name."""
     return {n: getattr(args, n) for n in names}

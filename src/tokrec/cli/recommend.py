@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from tokrec.cli._args import add_template_arg
+from tokrec.cli._args import add_template_arg, cache_arg
 from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
@@ -163,7 +163,7 @@ def run(args: argparse.Namespace) -> int:
     vectors = None
     from tokrec.models.base import wants_item_vectors
 
-    cache: Any = "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
+    cache = cache_arg(args.cache)
 
     def text_vectors() -> Any:
         """Z_I of the catalog with the command's encoder, template and cache."""

@@ -17,7 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from tokrec.cli._args import add_template_arg
+from tokrec.cli._args import add_template_arg, cache_arg
 from tokrec.cli._data import add_data_args
 
 #: default seconds of tuning inside fit / recommend / evaluate
@@ -167,10 +167,9 @@ def run(args: argparse.Namespace) -> int:
     if wants_item_vectors(model_class(baseline_model(args.model))):
         from tokrec.features import item_vectors_for
 
-        cache: Any = (
-            "default" if args.cache is None else (None if args.cache.lower() == "none" else args.cache)
+        vectors = item_vectors_for(
+            ds, model=args.model_path, cache=cache_arg(args.cache), template=args.template
         )
-        vectors = item_vectors_for(ds, model=args.model_path, cache=cache, template=args.template)
     cold = candidates_are_new(ds, candidates)
     result = tune(
         args.model, ds, vectors, cold=cold, budget_s=args.budget, seed=args.seed, parts=_parts(args),

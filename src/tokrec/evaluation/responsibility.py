@@ -188,11 +188,11 @@ def tradeoff_curves(
         for w in weights:
             at = "" if pool is None else f"@{pool}"
             r = rerank_frame(recs, context, f"{control}:{w:g}{at}", k) if w > 0 else recs
-            m = em.score_recommendations(r, test, train, k=k, candidates=split.candidates, catalog=catalog)
+            m = em.score_recommendations(
+                r, test, train, k=k, candidates=split.candidates, catalog=catalog, with_clean=True
+            )
+            clean = m.pop("clean")
             if any(g in RESPONSIBILITY_METRICS for g in wanted):
-                clean, _ = em.clean_recommendations(
-                    r, train, users=split.test_users, candidates=split.candidates
-                )
                 m.update(responsibility_metrics(clean, context, split.candidates or catalog, k, wanted))
             rows.append(
                 {
