@@ -34,7 +34,7 @@ import pandas as pd
 from scipy.stats import spearmanr
 
 from tokrec.data.loaders import load_dataset
-from tokrec.encoders.finetune import EncoderRunResult, _save, _Trainer, make_config
+from tokrec.encoders.finetune import EncoderRunResult, EncoderTrainer, make_config, save_encoder_folder
 from tokrec.evaluation.splits import cold_item_split
 from tokrec.training import seed_all, torch_threads
 
@@ -89,7 +89,7 @@ def main() -> None:
         new = (test_counts > 0) & (counts == 0)
         print(f"{train.sum()} training items, {held.sum()} held out, {new.sum()} new items with test events")
 
-        tr = _Trainer(cfg, ds, total_steps=0)
+        tr = EncoderTrainer(cfg, ds, total_steps=0)
         head = torch.nn.Linear(tr.model.config.hidden_size, 1).to(tr.device)
         with torch.no_grad():
             head.bias.fill_(float(y[train].mean()))
@@ -150,7 +150,7 @@ def main() -> None:
                 str(tr.device),
                 info,
             )
-            _save(tr, cfg, result.to_json(), split.candidates or [])
+            save_encoder_folder(tr, cfg, result.to_json(), split.candidates or [])
             print(f"wrote {a.output}")
 
 

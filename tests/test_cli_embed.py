@@ -200,3 +200,27 @@ def test_engine_ray_passes_the_options_through(files, tmp_path, monkeypatch, cap
         and builder.keywords["dtype"] == "fp32"
         and builder.keywords["max_length"] == 32
     )
+
+
+def test_features_pairs_naming_an_unknown_user_stop_with_the_row_and_keep_the_last_run(
+    tiny, files, tmp_path, capsys
+):
+    items, events, pairs = files
+    out = tmp_path / "feat"
+    base = ["features", "--items", str(items), "--interactions", str(events), "--output-dir", str(out)]
+    base += ["--model", tiny, "--cache", str(tmp_path / "c")]
+    assert main([*base, "--pairs", str(pairs)]) == 0
+    before = {p.name: p.read_bytes() for p in out.iterdir()}
+    bad = tmp_path / "bad_pairs.csv"
+    bad.write_text("user_id,item_id,label\n u1 ,5,1\nu2,7.0,0\nnosuchuser,3,1\n")
+    assert main([*base, "--pairs", str(bad), "--template", "{title}"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert (
+        err
+        == f"tokrec features: error: {bad}, row 4, column 'user_id': user 'nosuchuser' is not in the data (1 unknown in all)"
+    )
+    assert {p.name: p.read_bytes() for p in out.iterdir()} == before  # items/users/pairs still one run's
+    good = tmp_path / "spaced_pairs.csv"
+    good.write_text("user_id,item_id,label\n u1 ,5,1\nu2,7,0\n")  # ids stripped as the loaders strip them
+    assert main([*base, "--pairs", str(good)]) == 0
+    assert pq.read_table(out / "pairs.parquet").column("user_id").to_pylist() == ["u1", "u2"]

@@ -40,18 +40,18 @@ def pair(tmp_path_factory) -> tuple[Path, Path]:
 
 @pytest.fixture
 def trained_rows(monkeypatch) -> set[int]:
-    """The item rows the distillation's loss is computed on (``_Trainer.embed`` in training mode), recorded."""
-    from tokrec.encoders.finetune import _Trainer
+    """The item rows the distillation's loss is computed on (``EncoderTrainer.embed`` in training mode), recorded."""
+    from tokrec.encoders.finetune import EncoderTrainer
 
     rows: set[int] = set()
-    embed = _Trainer.embed
+    embed = EncoderTrainer.embed
 
     def recording(self, batch):
         if self.model.training:
             rows.update(int(r) for r in batch)
         return embed(self, batch)
 
-    monkeypatch.setattr(_Trainer, "embed", recording)
+    monkeypatch.setattr(EncoderTrainer, "embed", recording)
     return rows
 
 

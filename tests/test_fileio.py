@@ -79,3 +79,28 @@ def test_a_bad_config_is_one_line_naming_the_field(tmp_path, capsys) -> None:
         err = capsys.readouterr().err
         assert err.count("\n") == 1, err
         assert "l2: Input should be greater than 0 (got -5.0)" in err and "bogus: unknown option" in err
+
+
+def test_staged_dir_moves_a_runs_files_in_together_and_a_failure_changes_nothing(tmp_path) -> None:
+    from tokrec.fileio import staged_dir
+
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "notes.txt").write_text("the user's")
+    (out / "metrics.json").write_text("old")
+    with pytest.raises(RuntimeError), staged_dir(out) as stage:
+        (stage / "metrics.json").write_text("new")
+        (stage / "recs").mkdir()
+        (stage / "recs" / "a.csv").write_text("half")
+        raise RuntimeError("the run failed")
+    assert sorted(p.name for p in out.rglob("*")) == ["metrics.json", "notes.txt"]
+    assert (out / "metrics.json").read_text() == "old"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]  # no staging folder left
+    with staged_dir(out) as stage:
+        (stage / "metrics.json").write_text("new")
+        (stage / "recs").mkdir()
+        (stage / "recs" / "a.csv").write_text("rows")
+    assert (out / "metrics.json").read_text() == "new"
+    assert (out / "recs" / "a.csv").read_text() == "rows"
+    assert (out / "notes.txt").read_text() == "the user's"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["report"]

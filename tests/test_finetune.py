@@ -165,7 +165,7 @@ def test_popularity_correction_takes_log_q_off_each_candidate_logit() -> None:
     import scipy.sparse as sp
     import torch
 
-    from tokrec.encoders.finetune import FinetuneConfig, _Examples, _step_loss, _Trainer
+    from tokrec.encoders.finetune import EncoderTrainer, FinetuneConfig, _Examples, _step_loss
 
     rng = np.random.default_rng(0)
     table = rng.normal(size=(6, 4)).astype(np.float32)
@@ -173,7 +173,7 @@ def test_popularity_correction_takes_log_q_off_each_candidate_logit() -> None:
 
     class Fixed:  # the trainer's interface, with fixed item vectors instead of a model
         device = "cpu"
-        queries = staticmethod(_Trainer.queries)
+        queries = staticmethod(EncoderTrainer.queries)
 
         def embed(self, rows: np.ndarray) -> torch.Tensor:
             return torch.from_numpy(table[rows])
@@ -249,12 +249,12 @@ def test_finetune_reads_the_items_through_the_template(tiny: Path, tmp_path: Pat
     render them; the folder records the template."""
     from transformers import AutoTokenizer
 
-    from tokrec.encoders.finetune import _Trainer, finetune_encoder, make_config
+    from tokrec.encoders.finetune import EncoderTrainer, finetune_encoder, make_config
     from tokrec.features import item_texts
 
     ds = planted()
     cfg = make_config(model=str(tiny), template="an item: {title}", **SMALL)
-    tr = _Trainer(cfg, ds, total_steps=1)
+    tr = EncoderTrainer(cfg, ds, total_steps=1)
     texts = item_texts(ds, "an item: {title}")
     assert texts[0] == "an item: alpha film 0" != item_texts(ds)[0]
     assert (

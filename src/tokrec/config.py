@@ -74,7 +74,10 @@ def read_json_config(text: str | None, *, option: str = "--config") -> dict[str,
         path = Path(text)
         if not path.is_file():
             raise ConfigError(f"{option}: {text!r} is neither a JSON object nor an existing file")
-        source, text = str(path), path.read_text()
+        try:
+            source, text = str(path), path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read as UTF-8 text ({e})") from None
     try:
         cfg = json.loads(text)
     except json.JSONDecodeError as e:

@@ -1,4 +1,4 @@
-"""Atomic writes: the one helper for files and the one for directories.
+"""Atomic writes: the one helper for files, the one for directories, and the one for a run's files in a shared folder.
 
 A file is written to a temporary name in the same folder and renamed over the target (``os.replace``);
 a directory is filled under a temporary name and swapped into place. Readers therefore see either the old
@@ -106,6 +106,33 @@ def atomic_dir(
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise
+
+
+@contextlib.contextmanager
+def staged_dir(path: str | os.PathLike[str]) -> Iterator[Path]:
+    """Yields an empty temporary folder next to ``path``; when the block ends without an error, each file written
+    in it moves into ``path`` (created if missing) under the same relative name, replacing its namesake, and files
+    of ``path`` that the block did not write are kept. On an error nothing in ``path`` changes.
+
+    For a folder that gathers one run's outputs among other files (an evaluation report folder): everything is
+    computed and written before the first file is moved, so a run that fails leaves the last run's files
+    together; :func:`atomic_dir` replaces a whole folder instead.
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
+    try:
+        umask = current_umask()
+        yield tmp
+        _follow_umask(tmp, umask)
+        path.mkdir(exist_ok=True)
+        for root, _, files in os.walk(tmp):
+            dest = path / Path(root).relative_to(tmp)
+            dest.mkdir(parents=True, exist_ok=True)
+            for f in sorted(files):
+                os.replace(Path(root) / f, dest / f)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
 
 
 def _follow_umask(folder: Path, umask: int) -> None:

@@ -171,7 +171,7 @@ def _unit(x: np.ndarray) -> np.ndarray:
 class FusionConfig(BaseModel):
     """What a fitted fusion needs to fuse an item (saved as ``fusion.json``)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     names: list[str]
     dims: list[int]

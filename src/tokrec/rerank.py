@@ -132,6 +132,7 @@ def parse_rerank(spec: str | None, *, auto: bool = True) -> list[RerankStep]:
     steps = []
     for part in spec.split("+"):
         name, _, w = part.strip().partition(":")
+        name = name.strip()
         if name not in RERANKERS:
             raise ConfigError(f"--rerank: unknown re-ranker {name!r}; choose from {', '.join(RERANKERS)}")
         w, at, n = w.partition("@")

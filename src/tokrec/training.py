@@ -56,7 +56,7 @@ BatchLoss = Any
 class TrainerConfig(BaseModel):
     """How :class:`Trainer` trains (the model's own config decides these values)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     epochs: int = Field(ge=0, description="most epochs (early stopping may end sooner)")
     optimizer: Literal["adam", "adamw"] = "adamw"

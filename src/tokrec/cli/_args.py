@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 
@@ -13,7 +15,7 @@ def add_torch_args(
     ``--threads`` (torch CPU threads, default ``threads``) of the commands that train a torch network."""
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto")
     p.add_argument("--dtype", choices=dtypes, default=dtypes[0])
-    p.add_argument("--threads", type=int, default=threads, help=threads_help)
+    p.add_argument("--threads", type=positive_int, default=threads, help=threads_help)
 
 
 def add_template_arg(p: argparse.ArgumentParser | argparse._ArgumentGroup) -> None:
@@ -37,3 +39,75 @@ def cache_arg(value: str | None) -> str | None:
 def same_named(args: argparse.Namespace, *names: str) -> dict[str, Any]:
     """``{name: args.name}``: the options a command passes on under the flag's own name."""
     return {n: getattr(args, n) for n in names}
+
+
+def _writable_parent(path: Path) -> None:
+    """Raises ArgumentTypeError unless the nearest existing folder above ``path`` is a folder a file can be
+    created in (probed with a temporary file: permission bits say nothing to root, or of read-only mounts)."""
+    import tempfile
+
+    above = path.parent
+    while not above.exists():
+        above = above.parent
+    if not above.is_dir():
+        raise argparse.ArgumentTypeError(f"{path}: {above} is a file, not a folder")
+    try:
+        with tempfile.TemporaryFile(dir=above):
+            pass
+    except OSError as e:
+        raise argparse.ArgumentTypeError(f"{path}: cannot write in {above} ({e.strerror or e})") from e
+
+
+def output_file(*suffixes: str, folder_ok: bool = False) -> Callable[[str], str]:
+    """argparse ``type`` of a flag naming a file to write: refused at parse time (exit 2, before any work) when
+    it is empty, an existing folder (unless ``folder_ok``: a Ray job writes a folder of shards), lies under a
+    file or in a folder that cannot be written, or (``suffixes`` given) does not end in one of them."""
+
+    def check(value: str) -> str:
+        if not value.strip():
+            raise argparse.ArgumentTypeError("empty path")
+        p = Path(value)
+        if suffixes and p.suffix.lower() not in suffixes:
+            raise argparse.ArgumentTypeError(f"{value}: give a file ending in {' or '.join(suffixes)}")
+        if p.is_dir() and not folder_ok:
+            raise argparse.ArgumentTypeError(f"{value} is a folder; give a file")
+        _writable_parent(p)
+        return value
+
+    return check
+
+
+def output_folder(value: str) -> str:
+    """argparse ``type`` of a flag naming a folder to write: refused at parse time when it is empty, an
+    existing file, or cannot be created or written in."""
+    if not value.strip():
+        raise argparse.ArgumentTypeError("empty path")
+    p = Path(value)
+    if p.exists() and not p.is_dir():
+        raise argparse.ArgumentTypeError(f"{value} is a file; give a folder")
+    _writable_parent(p / "x")
+    return value
+
+
+def positive_int(value: str) -> int:
+    """argparse ``type`` of a count that must be at least 1 (threads, budgets, batch sizes)."""
+    try:
+        n = int(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
+    if n < 1:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
+    return n
+
+
+def positive_seconds(value: str) -> float:
+    """argparse ``type`` of a time budget: a finite number of seconds above 0."""
+    import math
+
+    try:
+        x = float(value)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number above 0), got {value!r}") from None
+    if not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"expected seconds (a number above 0), got {value!r}")
+    return x

@@ -20,13 +20,14 @@ def add_data_args(p: argparse.ArgumentParser, interactions: str) -> None:
     p.add_argument("--interactions", required=True, help=interactions)
 
 
-def add_loading_options(p: argparse.ArgumentParser) -> None:
+def add_loading_options(p: argparse.ArgumentParser, *, events: bool = True) -> None:
     """``--encoding``, ``--unknown-items``, ``--empty-ids`` (the loaders' ``encoding``, ``unknown_items``,
-    ``empty_ids``)."""
+    ``empty_ids``); ``events=False`` for a command that reads only the catalog (no ``--unknown-items``)."""
     g = p.add_argument_group("reading the data")
     g.add_argument("--encoding", default="utf-8", help="text encoding of the input files (default utf-8)")
+    flags = [("--unknown-items", "events on items missing from the catalog")] if events else []
     for flag, rows in (
-        ("--unknown-items", "events on items missing from the catalog"),
+        *flags,
         ("--empty-ids", "rows with an empty user or item id"),
     ):
         g.add_argument(

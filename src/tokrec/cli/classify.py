@@ -13,7 +13,7 @@ import sys
 import time
 from pathlib import Path
 
-from tokrec.cli._args import add_template_arg, add_torch_args, same_named
+from tokrec.cli._args import add_template_arg, add_torch_args, output_file, same_named
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 
@@ -34,7 +34,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rerank", metavar="RECS", help="recommendations CSV (user_id,item_id[,score][,rank]) to re-rank"
     )
     p.add_argument(
-        "--output", metavar="CSV", help="where to write the re-ranked recommendations (with --rerank)"
+        "--output",
+        metavar="CSV",
+        type=output_file(".csv"),
+        help="where to write the re-ranked recommendations (with --rerank)",
     )
     p.add_argument("--top-n", type=int, default=20, help="re-rank each user's top N rows (default 20)")
     p.add_argument(

@@ -15,6 +15,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from tokrec.cli._args import output_folder
 from tokrec.errors import TokrecError
 
 
@@ -34,7 +35,10 @@ def register(sub: Any) -> None:
         "--synthetic", action="store_true", help="use a synthetic catalog even when MovieLens is found"
     )
     p.add_argument(
-        "--output-dir", default="tokrec-demo", help="where features and the report go (default: %(default)s)"
+        "--output-dir",
+        default="tokrec-demo",
+        type=output_folder,
+        help="where features and the report go (default: %(default)s)",
     )
     p.add_argument(
         "--models",

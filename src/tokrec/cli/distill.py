@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from tokrec.cli._args import add_template_arg, add_torch_args, same_named
+from tokrec.cli._args import add_template_arg, add_torch_args, output_folder, same_named
 from tokrec.cli._data import add_data_args
 
 
@@ -30,7 +30,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_data_args(p, "training interactions (only which items have events is read)")
     p.add_argument("--teacher", required=True, help="the teacher encoder: a Hugging Face id or folder")
-    p.add_argument("--output", required=True, metavar="DIR", help="the distilled encoder folder to write")
+    p.add_argument(
+        "--output",
+        required=True,
+        metavar="DIR",
+        type=output_folder,
+        help="the distilled encoder folder to write",
+    )
     p.add_argument(
         "--model-path", default=None, help="the student's base folder (default: the bundled all-MiniLM-L6-v2)"
     )

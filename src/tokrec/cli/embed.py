@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tokrec.cli._args import add_template_arg, same_named
+from tokrec.cli._args import add_template_arg, output_file, positive_int, same_named
+from tokrec.cli._data import add_loading_options
 from tokrec.errors import ConfigError
 
 
@@ -31,7 +32,7 @@ def add_encoder_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
     )
     g.add_argument(
         "--batch-size",
-        type=int,
+        type=positive_int,
         default=None,
         help="texts per forward pass (default 64 on a CPU, 512 on a GPU)",
     )
@@ -43,10 +44,15 @@ def add_encoder_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
     )
     g.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
     g.add_argument(
-        "--max-length", type=int, default=None, help="tokens per text (default: the model's, else 256)"
+        "--max-length",
+        type=positive_int,
+        default=None,
+        help="tokens per text (default: the model's, else 256)",
     )
     g.add_argument("--prompt", default="", help="text put before every input (part of the cache key)")
-    g.add_argument("--threads", type=int, default=None, help="torch CPU threads (default: torch's choice)")
+    g.add_argument(
+        "--threads", type=positive_int, default=None, help="torch CPU threads (default: torch's choice)"
+    )
     if cache:
         g.add_argument(
             "--cache",
@@ -96,13 +102,16 @@ def summary_line(
     )
 
 
-def load_items_frame(path: str) -> Any:
-    """The catalog via tokrec.data.loaders (CSV / Parquet / JSONL, validated)."""
+def load_items_frame(path: str, args: argparse.Namespace | None = None) -> Any:
+    """The catalog via tokrec.data.loaders (CSV / Parquet / JSONL, validated), with the command's ``--encoding``
+    and ``--empty-ids`` where it has them."""
     from tokrec.data.loaders import load_items
 
     if not Path(path).exists():
         raise ConfigError(f"items file not found: {path}")
-    return load_items(path)
+    return load_items(
+        path, encoding=getattr(args, "encoding", "utf-8"), empty_ids=getattr(args, "empty_ids", "error")
+    )
 
 
 def register(subparsers: argparse._SubParsersAction) -> None:
@@ -118,8 +127,14 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--items", required=True, help="item catalog (CSV / Parquet / JSONL) with an item_id column"
     )
-    p.add_argument("--output", required=True, help="output Parquet file")
+    p.add_argument(
+        "--output",
+        required=True,
+        type=output_file(folder_ok=True),
+        help="output Parquet file (--engine ray: or a folder of shards)",
+    )
     add_encoder_args(p)
+    add_loading_options(p, events=False)
     p.add_argument(
         "--engine", default="local", choices=["local", "ray"], help="local (default) or a Ray cluster"
     )
@@ -190,7 +205,7 @@ def _run_images(args: argparse.Namespace) -> int:
             "--image-column writes an item-vector set; fuse it in another command with --item-vectors"
         )
     t0 = time.perf_counter()
-    items = load_items_frame(args.items)
+    items = load_items_frame(args.items, args)
     if args.image_column not in items.columns:
         raise DataError("missing image column", file=args.items, row=1, column=args.image_column)
     _, rows = read_table(args.items)
@@ -222,7 +237,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.features import item_texts, write_vectors
 
     t0 = time.perf_counter()
-    items = load_items_frame(args.items)
+    items = load_items_frame(args.items, args)
     texts = item_texts(items, args.template)
     enc = encoder_from_args(args)
     t1 = time.perf_counter()

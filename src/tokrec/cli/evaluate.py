@@ -10,7 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from tokrec.cli._args import add_template_arg
+from tokrec.cli._args import add_template_arg, output_folder
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 log = logging.getLogger(__name__)
@@ -44,7 +44,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", help="with --test: the item ids to rank (a file with an item_id column)")
     p.add_argument("--k", default="5,10,20,50", help="comma-separated cut-offs (default 5,10,20,50)")
     p.add_argument(
-        "--output-dir", default="evaluation", help="where to write the report (default ./evaluation)"
+        "--output-dir",
+        default="evaluation",
+        type=output_folder,
+        help="where to write the report (default ./evaluation)",
     )
     p.add_argument("--format", choices=("md", "html"), default="md", help="report format (default md)")
     p.add_argument(
@@ -129,32 +132,43 @@ def _ks(text: str) -> list[int]:
     return ks
 
 
-def _configs(path: str | None) -> dict[str, Any]:
+def _configs(path: str | None, models: list[str]) -> dict[str, Any]:
+    """The --config object ``{"model": {...}}``: each key one of ``models``, each config validated by creating the
+    model (a typo in a name or a field fails before any data is read)."""
     from tokrec.config import read_json_config
     from tokrec.errors import ConfigError
+    from tokrec.models.registry import create_model
 
     data = read_json_config(path)
     if not all(isinstance(v, dict) for v in data.values()):
         raise ConfigError(f'{path}: expected {{"model": {{...config...}}}}')
+    unknown = [m for m in data if m not in models]
+    if unknown:
+        raise ConfigError(
+            f"--config: {', '.join(map(repr, unknown))} not among --models ({', '.join(models)}); its config "
+            "would not be used"
+        )
+    for m, config in data.items():
+        create_model(m, config)
     return data
 
 
 def _splits(args: argparse.Namespace, dataset: Any) -> list[Any]:
-    from tokrec.data.loaders import check_known_items, load_interactions, read_table
-    from tokrec.errors import ConfigError, DataError
+    from tokrec.data.loaders import check_known_items, load_interactions
+    from tokrec.errors import ConfigError
     from tokrec.evaluation.splits import given_split, make_split, validation_split
 
     if args.test:
         if args.protocol:
             raise ConfigError("give either --test (a pre-made split) or --protocol, not both")
-        test = load_interactions(args.test)
-        test = check_known_items(test, dataset.items, file=args.test)
+        test = load_interactions(args.test, encoding=args.encoding, empty_ids=args.empty_ids)
+        test = check_known_items(test, dataset.items, unknown_items=args.unknown_items, file=args.test)
         cands = None
         if args.candidates:
-            table, _ = read_table(args.candidates)
-            if "item_id" not in table.columns:
-                raise DataError("missing column", file=args.candidates, column="item_id")
-            cands = table["item_id"].astype(str).tolist()
+            from tokrec.cli.recommend import check_candidates, read_id_column
+
+            cands = read_id_column(args.candidates, "item_id", args.encoding)
+            check_candidates(cands, dataset, args.candidates)
         splits = [given_split(dataset, test, candidates=cands, source=args.test)]
     else:
         if args.candidates:
@@ -214,14 +228,20 @@ def _users_table(path: str | None) -> Any:
 def run(args: argparse.Namespace) -> int:
     from tokrec.evaluation.protocol import evaluate_split, main_k
     from tokrec.evaluation.report import main_table, write_report
+    from tokrec.fileio import staged_dir
     from tokrec.models.registry import model_class
 
     ks = _ks(args.k)
     models = _csv_list(args.models, "models")
     for m in models:
         model_class(m)  # unknown names fail before any work
-    configs = _configs(args.config)
+    configs = _configs(args.config, models)
     from tokrec.errors import ConfigError
+
+    if args.n_recs is not None and args.n_recs < ks[-1]:
+        raise ConfigError(
+            f"--n-recs {args.n_recs} is below the largest K ({ks[-1]}): metrics at K need lists of at least K"
+        )
 
     if args.sampled_negatives is not None and args.sampled_negatives < 1:
         raise ConfigError("--sampled-negatives must be a positive integer")
@@ -278,14 +298,16 @@ def run(args: argparse.Namespace) -> int:
                 tune_seconds={r.model: r.seconds for r in tuned[split.protocol]},
             )
         )
-    written = write_report(
-        results,
-        args.output_dir,
-        dataset=dataset.name,
-        fmt=args.format,
-        command="tokrec evaluate " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None,
-    )
-    write_tuning_report(tuned, args.output_dir, written["report"] if args.format == "md" else None)
+    with staged_dir(args.output_dir) as stage:  # a failure leaves the last run's report folder as it was
+        staged = write_report(
+            results,
+            stage,
+            dataset=dataset.name,
+            fmt=args.format,
+            command="tokrec evaluate " + " ".join(sys.argv[2:]) if sys.argv[1:2] == ["evaluate"] else None,
+        )
+        write_tuning_report(tuned, str(stage), staged["report"] if args.format == "md" else None)
+    written = {role: Path(args.output_dir) / p.relative_to(stage) for role, p in staged.items()}
     k = main_k(ks)
     for r in results:
         head, rows = main_table(r, k)

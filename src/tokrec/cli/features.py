@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tokrec.cli._args import output_folder, positive_int
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, encoder_from_args
 from tokrec.errors import ConfigError, DataError
@@ -28,7 +29,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_data_args(p, "interaction log")
-    p.add_argument("--output-dir", required=True, help="folder for the Parquet files")
+    p.add_argument("--output-dir", required=True, type=output_folder, help="folder for the Parquet files")
     p.add_argument(
         "--pairs", default=None, help="CSV/Parquet of user_id,item_id pairs (other columns are kept)"
     )
@@ -40,7 +41,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--budget",
-        type=int,
+        type=positive_int,
         default=None,
         help="user-history token budget (default: the encoder's max length)",
     )
@@ -72,17 +73,29 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def _load_pairs(path: str):
-    from tokrec.data.loaders import read_table
+def _load_pairs(path: str, ds: Any, encoding: str = "utf-8") -> pd.DataFrame:
+    """The --pairs table: ids normalised as the loaders do (stripped, integral floats without ``.0``), each id
+    known to ``ds`` (else an error naming the file, the row and the column); other columns numeric where they
+    parse."""
+    from tokrec.data.loaders import id_strings, read_table
 
     if not Path(path).exists():
         raise ConfigError(f"pairs file not found: {path}")
-    df, _ = read_table(path)
-    for col in ("user_id", "item_id"):
+    df, rows = read_table(path, encoding=encoding)
+    for col, vocab, what in (("user_id", ds.user_vocab, "user"), ("item_id", ds.item_vocab, "item")):
         if col not in df.columns:
             raise DataError("missing column", file=path, column=col)
-    df["user_id"] = df["user_id"].astype(str)
-    df["item_id"] = df["item_id"].astype(str)
+        ids = id_strings(df[col]).fillna("").str.strip()
+        known = np.array([i in vocab for i in ids], dtype=bool)
+        if not known.all():
+            at = int(np.argmin(known))
+            raise DataError(
+                f"{what} {ids.iloc[at]!r} is not in the data ({int((~known).sum())} unknown in all)",
+                file=path,
+                row=int(rows[at]),
+                column=col,
+            )
+        df[col] = ids
     for col in df.columns:
         if col not in ("user_id", "item_id"):
             try:
@@ -94,11 +107,12 @@ def _load_pairs(path: str):
 
 def run(args: argparse.Namespace) -> int:
     from tokrec.features import item_texts, pair_features, user_aggregate_vectors, user_texts, write_vectors
+    from tokrec.fileio import staged_dir
     from tokrec.text import UserTemplate
 
     t0 = time.perf_counter()
     ds = load_from_args(args, args.items, args.interactions)
-    pairs = _load_pairs(args.pairs) if args.pairs else None
+    pairs = _load_pairs(args.pairs, ds, args.encoding) if args.pairs else None
     enc = encoder_from_args(args)
     out = Path(args.output_dir)
     progress = not args.no_progress
@@ -125,35 +139,36 @@ def run(args: argparse.Namespace) -> int:
         z_i, _ = fuse_from_args(args, ds.item_vocab.ids, z_i, dataset=ds)
     z_agg = user_aggregate_vectors(ds, z_i, half_life=args.half_life)
     n_events = np.bincount(ds.user_idx, minlength=ds.n_users)
-    write_vectors(out / "items.parquet", ds.item_vocab.ids, z_i, id_column="item_id")
-    write_vectors(
-        out / "users.parquet",
-        ds.user_vocab.ids,
-        {"text_vector": z_u, "agg_vector": z_agg},
-        id_column="user_id",
-        extra={"n_events": n_events.astype(np.int64)},
-    )
     rows = ds.n_items + ds.n_users
-    if pairs is not None:
-        zu = z_u if args.pair_user_vector == "text" else z_agg
-        f = pair_features(
-            pairs["user_id"].tolist(),
-            pairs["item_id"].tolist(),
-            zu,
-            z_i,
-            user_index=ds.user_vocab,
-            item_index=ds.item_vocab,
-        )
-        extra = {c: pairs[c].to_numpy() for c in pairs.columns if c not in ("user_id", "item_id")}
-        extra = {"item_id": f.item_id, "score": f.score, **extra}
+    with staged_dir(out) as stage:  # the files of one run move in together; a failure leaves the last run's
+        write_vectors(stage / "items.parquet", ds.item_vocab.ids, z_i, id_column="item_id")
         write_vectors(
-            out / "pairs.parquet",
-            f.user_id,
-            {"user_vector": f.user_vectors, "item_vector": f.item_vectors},
+            stage / "users.parquet",
+            ds.user_vocab.ids,
+            {"text_vector": z_u, "agg_vector": z_agg},
             id_column="user_id",
-            extra=extra,
+            extra={"n_events": n_events.astype(np.int64)},
         )
-        rows += len(pairs)
+        if pairs is not None:
+            zu = z_u if args.pair_user_vector == "text" else z_agg
+            f = pair_features(
+                pairs["user_id"].tolist(),
+                pairs["item_id"].tolist(),
+                zu,
+                z_i,
+                user_index=ds.user_vocab,
+                item_index=ds.item_vocab,
+            )
+            extra = {c: pairs[c].to_numpy() for c in pairs.columns if c not in ("user_id", "item_id")}
+            extra = {"item_id": f.item_id, "score": f.score, **extra}
+            write_vectors(
+                stage / "pairs.parquet",
+                f.user_id,
+                {"user_vector": f.user_vectors, "item_vector": f.item_vectors},
+                id_column="user_id",
+                extra=extra,
+            )
+            rows += len(pairs)
     from tokrec.cli.embed import summary_line
 
     line = summary_line(

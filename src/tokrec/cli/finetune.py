@@ -11,7 +11,7 @@ import argparse
 import json
 import sys
 
-from tokrec.cli._args import add_template_arg, add_torch_args, same_named
+from tokrec.cli._args import add_template_arg, add_torch_args, output_folder, same_named
 from tokrec.cli._data import add_data_args
 
 
@@ -28,7 +28,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         ),
     )
     add_data_args(p, "training interactions (never the test events)")
-    p.add_argument("--output", required=True, metavar="DIR", help="the tuned encoder folder to write")
+    p.add_argument(
+        "--output", required=True, metavar="DIR", type=output_folder, help="the tuned encoder folder to write"
+    )
     p.add_argument(
         "--model-path", default=None, help="base encoder folder (default: the bundled all-MiniLM-L6-v2)"
     )

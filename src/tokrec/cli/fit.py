@@ -7,7 +7,7 @@ import logging
 import sys
 import time
 
-from tokrec.cli._args import add_template_arg
+from tokrec.cli._args import add_template_arg, output_folder
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 log = logging.getLogger(__name__)
@@ -26,7 +26,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     add_data_args(p, "interaction log (CSV / Parquet / JSONL)")
     p.add_argument("--model", default=None, help="registry name (default: the registry's DEFAULT_MODEL)")
     p.add_argument("--config", help="JSON file (or inline JSON object) of the model's hyperparameters")
-    p.add_argument("--output", required=True, help="the model directory to write (replaced atomically)")
+    p.add_argument(
+        "--output",
+        required=True,
+        type=output_folder,
+        help="the model directory to write (replaced atomically)",
+    )
     p.add_argument(
         "--encoder", default=None, help="encoder model id or folder (default: bundled all-MiniLM-L6-v2)"
     )

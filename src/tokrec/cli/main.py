@@ -2,7 +2,8 @@
 
 Each command module defines ``register(subparsers)`` which adds its parser and sets ``func``
 (a callable taking the parsed ``argparse.Namespace`` and returning an exit code).
-Errors that tokrec raises on bad input become one line on stderr and exit code 2.
+Errors that tokrec raises on bad input, and files the system refuses to read or write, become one line on stderr
+and exit code 2 (``-v`` shows the traceback of the second kind).
 """
 
 from __future__ import annotations
@@ -57,6 +58,14 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.func(args) or 0)
     except TokrecError as e:
         print(f"tokrec {args.command}: error: {e}", file=sys.stderr)
+        return 2
+    except (
+        OSError
+    ) as e:  # a file or folder the system refused (full disk, permissions): one line, -v for more
+        if args.verbose:
+            raise
+        where = f" {e.filename}" if e.filename else ""
+        print(f"tokrec {args.command}: error:{where}: {e.strerror or e}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)

@@ -18,7 +18,7 @@ from typing import Any
 
 import pandas as pd
 
-from tokrec.cli._args import add_template_arg, cache_arg
+from tokrec.cli._args import add_template_arg, cache_arg, output_file, positive_int
 from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
@@ -51,7 +51,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", help="rank only these items: a one-column CSV with header item_id")
     p.add_argument("--users", help="only these users: a CSV with a user_id column, or comma-separated ids")
     p.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
-    p.add_argument("--output", required=True, help="the recommendations CSV to write (atomically)")
+    p.add_argument(
+        "--output",
+        required=True,
+        type=output_file(".csv", ".parquet"),
+        help="the recommendations file to write (atomically): .csv or .parquet",
+    )
     p.add_argument("--config", help="model hyperparameters: a JSON object, or a path to a JSON file")
     p.add_argument(
         "--cache", help="embedding cache folder (default $TOKREC_CACHE_DIR or ~/.cache/tokrec; 'none' = off)"
@@ -74,7 +79,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=0.05,
         help="with --rerank NAME:auto: the NDCG@k loss on validation the re-ranker may spend (default %(default)s)",
     )
-    p.add_argument("--threads", type=int, default=None, help="CPU threads for torch (default: torch's own)")
+    p.add_argument(
+        "--threads", type=positive_int, default=None, help="CPU threads for torch (default: torch's own)"
+    )
     from tokrec.cli.tune import add_tune_args
 
     add_tune_args(p)
@@ -94,24 +101,37 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_id_column(path: str, column: str) -> list[str]:
-    """The ``column`` of a CSV file as strings, with clear errors naming the file."""
-    p = Path(path)
-    if not p.is_file():
-        raise DataError("file not found", file=path)
-    try:
-        df = pd.read_csv(p, dtype=str, keep_default_na=False)
-    except (pd.errors.ParserError, UnicodeDecodeError, pd.errors.EmptyDataError) as e:
-        raise DataError(f"cannot read CSV: {e}", file=path) from e
-    if column not in df.columns:
+def read_id_column(path: str, column: str, encoding: str = "utf-8") -> list[str]:
+    """The ids in ``column`` of a table (CSV, TSV, Parquet or JSON Lines by extension, as every input), stripped,
+    first occurrence kept; errors name the file, and the row of an empty id.
+
+    Raises:
+        DataError: the file is missing or unreadable, lacks the column, has an empty id or no rows.
+    """
+    from tokrec.data.loaders import id_strings, read_table
+
+    table, rows = read_table(path, encoding=encoding)
+    if column not in table.columns:
         raise DataError(
-            f"missing column (found: {', '.join(map(str, df.columns))})", file=path, column=column
+            f"missing column (found: {', '.join(map(str, table.columns))})", file=path, column=column
         )
-    ids = df[column].str.strip()
-    empty = ids == ""
+    ids = id_strings(table[column])
+    empty = (ids.isna() | (ids.fillna("").str.strip() == "")).to_numpy()
     if empty.any():
-        raise DataError("empty id", file=path, row=int(empty.to_numpy().argmax()) + 2, column=column)
-    return list(dict.fromkeys(ids.tolist()))
+        raise DataError("empty id", file=path, row=int(rows[empty.argmax()]), column=column)
+    if not len(ids):
+        raise DataError("no ids: the file has no rows", file=path, column=column)
+    return list(dict.fromkeys(ids.str.strip().tolist()))
+
+
+def check_candidates(candidates: list[str], dataset: Any, path: str) -> str | None:
+    """Refuses candidates none of which is in the catalog; returns a note counting the unknown ones (or None)."""
+    unknown = sum(c not in dataset.item_vocab for c in candidates)
+    if unknown == len(candidates):
+        raise DataError(
+            f"none of the {len(candidates)} candidate ids is in the catalog", file=path, column="item_id"
+        )
+    return f"{unknown} candidate ids not in the catalog ignored" if unknown else None
 
 
 def _users(arg: str | None) -> list[str] | None:
@@ -150,16 +170,14 @@ def run(args: argparse.Namespace) -> int:
     times: dict[str, float] = {}
     t = time.perf_counter()
     ds = load_from_args(args, args.items, args.interactions)
-    candidates = read_id_column(args.candidates, "item_id") if args.candidates else None
+    candidates = read_id_column(args.candidates, "item_id", args.encoding) if args.candidates else None
     users = _users(args.users)
     times["load"] = time.perf_counter() - t
     notes = []
     if candidates is not None:
-        unknown = [c for c in candidates if c not in ds.item_vocab]
-        if len(unknown) == len(candidates):
-            raise DataError("no candidate item is in the catalog", file=args.candidates, column="item_id")
-        if unknown:
-            notes.append(f"{len(unknown)} candidate ids not in the catalog ignored")
+        note = check_candidates(candidates, ds, args.candidates)
+        if note:
+            notes.append(note)
     vectors = None
     from tokrec.models.base import wants_item_vectors
 
@@ -236,7 +254,7 @@ def run(args: argparse.Namespace) -> int:
                 vectors if vectors is not None else text_vectors,
                 scale=scale,
             )
-        atomic_write(args.output, lambda tmp: recs.to_csv(tmp, index=False))
+        write_recs(recs, args.output)
     times["recommend"] = time.perf_counter() - t
     stages = ", ".join(f"{k} {v:.1f}s" for k, v in times.items())
     print(
@@ -277,4 +295,13 @@ def _recommend_ray(
         )
     finally:
         shutil.rmtree(work, ignore_errors=True)
+    if out.suffix.lower() == ".parquet":
+        return pd.read_parquet(out).astype({"user_id": str, "item_id": str})
     return pd.read_csv(out, dtype={"user_id": str, "item_id": str})
+
+
+def write_recs(recs: pd.DataFrame, path: str | Path) -> Path:
+    """Writes a recommendations frame atomically: Parquet where ``path`` ends in .parquet, else CSV."""
+    if Path(path).suffix.lower() == ".parquet":
+        return atomic_write(path, lambda tmp: recs.to_parquet(tmp, index=False))
+    return atomic_write(path, lambda tmp: recs.to_csv(tmp, index=False))

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
+from tokrec.cli._args import positive_int
 from tokrec.cli._data import ITEMS_HELP, add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, load_items_frame
 from tokrec.errors import ConfigError, DataError
@@ -26,7 +27,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--user", help="a user id (with --interactions)")
     p.add_argument(
         "--budget",
-        type=int,
+        type=positive_int,
         default=None,
         help="user-history token budget (default: the encoder's max length)",
     )
@@ -39,7 +40,7 @@ def _text(args: argparse.Namespace, enc) -> tuple[str, str]:
     from tokrec.features import item_texts
 
     if args.item is not None:
-        items = load_items_frame(args.items)
+        items = load_items_frame(args.items, args)
         hit = items.index[items["item_id"] == str(args.item)]
         if not len(hit):
             raise DataError(f"item {args.item!r} not in the catalog", file=args.items, column="item_id")
@@ -68,7 +69,12 @@ def run(args: argparse.Namespace) -> int:
     budget = args.budget or enc.max_length
     print(f"{what}: {text}")
     print("tokens: " + " ".join(f"{t}({i})" for t, i in zip(tokens, ids, strict=True)))
-    status = "fits" if full <= budget else f"truncated to {enc.max_length} by the encoder"
+    if full > enc.max_length:
+        status = f"truncated to {enc.max_length} by the encoder"
+    elif full > budget:
+        status = f"over the budget by {full - budget}"
+    else:
+        status = "fits"
     print(f"count: {full} tokens (with special tokens); budget {budget}; {status}; model {enc.describe()}")
     sys.stdout.flush()
     return 0

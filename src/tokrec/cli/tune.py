@@ -17,8 +17,8 @@ import sys
 from pathlib import Path
 from typing import Any, Literal
 
-from tokrec.cli._args import add_template_arg, cache_arg
-from tokrec.cli._data import add_data_args
+from tokrec.cli._args import add_template_arg, cache_arg, output_folder, positive_seconds
+from tokrec.cli._data import add_data_args, add_loading_options
 
 #: default seconds of tuning inside fit / recommend / evaluate
 DEFAULT_BUDGET = 120.0
@@ -45,20 +45,23 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", help="the items to rank (CSV with item_id): new items -> cold validation")
     p.add_argument(
         "--budget",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_BUDGET,
         help=f"seconds to aim for (default {DEFAULT_BUDGET:g})",
     )
     p.add_argument(
         "--seed", type=int, default=0, help="seed of the validation draw and the search (default 0)"
     )
-    p.add_argument("--output-dir", required=True, help="where tuning.json and config.json go")
+    p.add_argument(
+        "--output-dir", required=True, type=output_folder, help="where tuning.json and config.json go"
+    )
     _parts_arg(p)
     p.add_argument("--model-path", help="encoder for item vectors (default: bundled all-MiniLM-L6-v2)")
     add_template_arg(p)
     p.add_argument(
         "--cache", help="embedding cache folder (default $TOKREC_CACHE_DIR or ~/.cache/tokrec; 'none' = off)"
     )
+    add_loading_options(p)
     p.set_defaults(func=run)
 
 
@@ -67,7 +70,7 @@ def add_tune_args(p: argparse.ArgumentParser) -> None:
     g = p.add_argument_group("tuning (on by default: a validation split cut from the training log)")
     g.add_argument(
         "--tune-budget",
-        type=float,
+        type=positive_seconds,
         default=DEFAULT_BUDGET,
         metavar="SECONDS",
         help=f"seconds of tuning per model (default {DEFAULT_BUDGET:g})",
@@ -149,8 +152,8 @@ def held_out_by_encoder(args: argparse.Namespace) -> list[str] | None:
 
 
 def run(args: argparse.Namespace) -> int:
-    from tokrec.cli.recommend import read_id_column
-    from tokrec.data.loaders import load_dataset
+    from tokrec.cli._data import load_from_args
+    from tokrec.cli.recommend import check_candidates, read_id_column
     from tokrec.errors import ConfigError
     from tokrec.evaluation.report import atomic_write
     from tokrec.models.base import wants_item_vectors
@@ -161,8 +164,13 @@ def run(args: argparse.Namespace) -> int:
         raise ConfigError(
             f"--model {args.model!r} has no tuner; tunable: tokrec, ease, ease-recency, itemknn, als, bpr"
         )
-    ds = load_dataset(args.items, args.interactions)
-    candidates = read_id_column(args.candidates, "item_id") if args.candidates else None
+    ds = load_from_args(args, args.items, args.interactions)
+    candidates = None
+    if args.candidates:
+        candidates = read_id_column(args.candidates, "item_id", args.encoding)
+        note = check_candidates(candidates, ds, args.candidates)
+        if note:
+            print(f"tokrec tune: {note}", file=sys.stderr)
     vectors = None
     if wants_item_vectors(model_class(baseline_model(args.model))):
         from tokrec.features import item_vectors_for

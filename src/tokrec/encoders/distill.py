@@ -34,7 +34,7 @@ own cost at encoding and serving time. It inherits the teacher's placement, wors
 Why a loop of its own rather than sentence-transformers' ``MSELoss`` distillation: that loss needs the
 teacher and the student to share a dimension (or a projection the student keeps), and its trainer needs the
 ``datasets`` package; here the head is dropped after training, the step reuses the behaviour fine-tuning's
-tokenised catalog and batching (:class:`tokrec.encoders.finetune._Trainer`) and tokrec's one trainer
+tokenised catalog and batching (:class:`tokrec.encoders.finetune.EncoderTrainer`) and tokrec's one trainer
 (:class:`tokrec.training.Trainer`).
 
 The output folder has the same layout as a behaviour-tuned one (``tokrec_finetune.json`` with ``teacher`` and
@@ -57,10 +57,10 @@ from tokrec.data.dataset import Dataset
 from tokrec.encoders.finetune import (
     EncoderRunConfig,
     EncoderRunResult,
-    _save,
-    _Trainer,
+    EncoderTrainer,
     _trainer_config,
     make_config,
+    save_encoder_folder,
 )
 from tokrec.errors import DataError
 
@@ -146,7 +146,7 @@ def distill_encoder(
         teacher = torch.nn.functional.normalize(teacher, dim=-1)
         per_epoch = len(train_rows) // cfg.batch_size
         total = per_epoch * cfg.epochs
-        tr = _Trainer(
+        tr = EncoderTrainer(
             make_config(model=cfg.model, max_length=cfg.max_length, device=cfg.device, dtype=cfg.dtype),
             dataset,
             total,
@@ -188,7 +188,7 @@ def distill_encoder(
         result = EncoderRunResult.from_fit(
             fit, Path(output), "agreement", "val_agreement", t_start, tr.device, info, keep=cfg.keep
         )
-        _save(tr, cfg, result.to_json(), split.candidates or [], extra={"teacher": cfg.teacher})
+        save_encoder_folder(tr, cfg, result.to_json(), split.candidates or [], extra={"teacher": cfg.teacher})
         return result
 
 

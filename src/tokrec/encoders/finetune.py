@@ -60,7 +60,7 @@ class EncoderRunConfig(BaseModel):
     """The settings every offline encoder training run shares (:class:`FinetuneConfig`,
     :class:`tokrec.encoders.distill.DistillConfig`); unknown keys are rejected."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     max_seconds: float | None = Field(
         None, gt=0, description="training time budget: the epoch running when it is spent is the last"
@@ -264,8 +264,10 @@ def _examples(
     return _Examples(np.array(users, dtype=np.int64), np.stack(hists), np.array(pos, dtype=np.int64))
 
 
-class _Trainer:
-    """Holds the model, the tokenised catalog and the step / evaluation code."""
+class EncoderTrainer:
+    """The encoder being trained by an offline run (``tokrec finetune``, ``tokrec distill``, a benchmark's own
+    objective): the model (with its adapter), the tokenised catalog, and the embedding of item rows with or
+    without gradients; :func:`save_encoder_folder` writes it as an encoder folder every command takes."""
 
     def __init__(self, cfg: FinetuneConfig, dataset: Dataset, total_steps: int) -> None:
         import torch
@@ -443,7 +445,7 @@ def finetune_encoder(
         if cfg.max_steps_per_epoch:
             per_epoch = min(per_epoch, cfg.max_steps_per_epoch)
         total = per_epoch * cfg.epochs
-        tr = _Trainer(cfg, dataset, total)
+        tr = EncoderTrainer(cfg, dataset, total)
         model = tr.model
         trainer_config = _trainer_config(
             cfg, "finetune", cfg.lr or (3e-4 if cfg.adapter != "none" else 3e-5), min_delta=1e-4
@@ -486,7 +488,7 @@ def finetune_encoder(
                 "val_items": int(held.sum()),
             },
         )
-        _save(tr, cfg, result.to_json(), split.candidates or [], adapter=cfg.adapter)
+        save_encoder_folder(tr, cfg, result.to_json(), split.candidates or [], adapter=cfg.adapter)
         return result
 
 
@@ -499,7 +501,7 @@ def _seen_matrix(seqs: list[np.ndarray], n_items: int) -> Any:
 
 
 def _step_loss(
-    tr: _Trainer,
+    tr: EncoderTrainer,
     ex: _Examples,
     idx: np.ndarray,
     seen_mat: Any,
@@ -542,7 +544,7 @@ def _val_loss(
     total, hits, n = 0.0, 0, 0
     for s in range(0, len(ex.pos), 512):
         hist = torch.from_numpy(ex.hist[s : s + 512]).to(vecs.device)
-        q = _Trainer.queries(vecs, hist)
+        q = EncoderTrainer.queries(vecs, hist)
         logits = (q @ cand.T) / temperature
         mask = np.zeros(tuple(logits.shape), dtype=bool)
         target = np.array([pos_local[int(p)] for p in ex.pos[s : s + 512]], dtype=np.int64)
@@ -590,8 +592,8 @@ def _trainer_config(cfg: Any, desc: str, lr: float, min_delta: float, keep_last:
     )
 
 
-def _save(
-    tr: _Trainer,
+def save_encoder_folder(
+    tr: EncoderTrainer,
     cfg: BaseModel,
     result: dict[str, Any],
     val_items: list[str],

@@ -35,7 +35,7 @@ class ModelConfig(BaseModel):
     Unknown keys are rejected, loudly; a config is built only through
     :func:`tokrec.config.validate_config` and never changes once a model holds it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class RuntimeOptions(BaseModel):
@@ -43,7 +43,7 @@ class RuntimeOptions(BaseModel):
     learns. They are kept apart from the config, may change on a fitted model (:meth:`Recommender.
     set_runtime`) and are never saved with it."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
 
 class ThreadOptions(RuntimeOptions):

@@ -56,7 +56,7 @@ BLEND_WEIGHTS = tuple(round(0.1 * i, 1) for i in range(11))
 class CrossEncoderConfig(BaseModel):
     """Settings of :class:`CrossEncoderClassifier` (unknown keys are rejected)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     model: str | None = Field(None, description="HF model directory (default: the bundled all-MiniLM-L6-v2)")
     lora: bool = True

@@ -34,7 +34,7 @@ log = logging.getLogger(__name__)
 class SourceSpec(BaseModel):
     """A registry model used as a first stage or a feature source."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
     model: str
     config: dict[str, Any] = Field(default_factory=dict)
 

@@ -19,6 +19,7 @@ import numpy as np
 import pandas as pd
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from tokrec.config import describe_validation_error
 from tokrec.data.dataset import Dataset, ids_in
 from tokrec.errors import ConfigError
 from tokrec.text.normalize import normalize_array, normalize_text
@@ -34,7 +35,7 @@ class TemplateSpec(BaseModel):
     non-id column is listed.
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     format: str | None = None
     fields: list[str] | None = None
@@ -112,13 +113,18 @@ class ItemTemplate:
     def _from_file(cls, path: Path) -> ItemTemplate:
         if not path.is_file():
             raise ConfigError(f"template file not found: {path}")
-        raw = path.read_text(encoding="utf-8")
+        try:
+            raw = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as e:
+            raise ConfigError(f"{path}: cannot read as UTF-8 text ({e})") from None
         if path.suffix.lower() != ".json":
             return cls(raw.strip())
         try:
             spec = TemplateSpec.model_validate(json.loads(raw))
-        except (json.JSONDecodeError, ValidationError) as e:
-            raise ConfigError(f"{path}: invalid template config: {e}") from e
+        except json.JSONDecodeError as e:
+            raise ConfigError(f"{path}: invalid JSON: {e}") from None
+        except ValidationError as e:
+            raise ConfigError(f"{path}: invalid template config: {describe_validation_error(e)}") from None
         return cls.from_spec(spec)
 
     def to_spec(self) -> TemplateSpec:
