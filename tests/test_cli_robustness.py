@@ -220,3 +220,15 @@ def test_evaluate_reads_its_test_file_with_the_loading_options(files, tmp_path, 
     assert main([*argv, "--unknown-items", "drop"]) == 0
     metrics = json.loads((tmp_path / "ev" / "metrics.json").read_text())
     assert metrics["protocols"]["given"]["split"]["test_events"] == 1  # the unknown item's event dropped
+
+
+def test_fit_with_new_candidate_items_tunes_on_pseudo_new_items(files, tmp_path, capsys) -> None:
+    cand = tmp_path / "new.csv"
+    pd.DataFrame({"item_id": ["n0", "n1", "n2", "n3"]}).to_csv(cand, index=False)  # no events: new items
+    fit = ["fit", "--items", str(files["items"]), "--interactions", str(files["train"]), "--model", "ease"]
+    assert main([*fit, "--tune-budget", "5", "--output", str(tmp_path / "warm")]) == 0
+    assert "; leave-last-out, 40 users" in capsys.readouterr().err
+    assert (
+        main([*fit, "--tune-budget", "5", "--candidates", str(cand), "--output", str(tmp_path / "cold")]) == 0
+    )
+    assert "; cold-item, " in capsys.readouterr().err

@@ -61,7 +61,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--lora", dest="lora", action="store_true", default=True, help="LoRA fine-tuning (default)"
     )
     mode.add_argument("--full", dest="lora", action="store_false", help="fine-tune every weight")
-    p.add_argument("--model", help="HF model directory (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--model",
+        "--model-path",
+        dest="model",
+        help="HF model directory (default: the bundled all-MiniLM-L6-v2); --model-path as in every command",
+    )
     add_template_arg(p)
     p.add_argument("--max-pairs", type=int, default=4000, help="training pairs (default 4000)")
     p.add_argument("--negatives", type=int, default=1, help="sampled negatives per positive (default 1)")

@@ -57,7 +57,11 @@ def register(sub: Any) -> None:
     p.add_argument("--n-items", type=int, default=2000, help="synthetic catalog size (default %(default)s)")
     p.add_argument("--n-users", type=int, default=800, help="synthetic users (default %(default)s)")
     p.add_argument(
-        "--model", default=None, help="encoder: HF id or local folder (default: bundled all-MiniLM-L6-v2)"
+        "--model",
+        "--model-path",
+        dest="model",
+        default=None,
+        help="encoder: HF id or local folder (default: bundled all-MiniLM-L6-v2)",
     )
     p.set_defaults(func=run)
 

@@ -21,7 +21,11 @@ def add_encoder_args(p: argparse.ArgumentParser, *, cache: bool = True) -> None:
     """Adds --model, --template, --batch-size, --dtype, --device, --max-length (and --cache/--no-cache)."""
     g = p.add_argument_group("encoder")
     g.add_argument(
-        "--model", default=None, help="HF model id or local folder (default: bundled all-MiniLM-L6-v2)"
+        "--model",
+        "--model-path",
+        dest="model",
+        default=None,
+        help="HF model id or local folder (default: bundled all-MiniLM-L6-v2)",
     )
     add_template_arg(g)
     g.add_argument(

@@ -71,7 +71,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--validation", action="store_true", help="score on a validation split cut from train (tuning)"
     )
     p.add_argument("--config", help='JSON file {"model name": {config...}} of model hyperparameters')
-    p.add_argument("--encoder", help="encoder for item vectors (default: the bundled all-MiniLM-L6-v2)")
+    p.add_argument(
+        "--encoder",
+        "--model-path",
+        dest="encoder",
+        help="encoder for item vectors (default: the bundled all-MiniLM-L6-v2)",
+    )
     add_template_arg(p)
     p.add_argument(
         "--n-recs", type=int, default=None, help="recommendations kept per user (default max(100, K))"

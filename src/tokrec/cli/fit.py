@@ -33,9 +33,18 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="the model directory to write (replaced atomically)",
     )
     p.add_argument(
-        "--encoder", default=None, help="encoder model id or folder (default: bundled all-MiniLM-L6-v2)"
+        "--encoder",
+        "--model-path",
+        dest="encoder",
+        default=None,
+        help="encoder model id or folder (default: bundled all-MiniLM-L6-v2)",
     )
     add_template_arg(p)
+    p.add_argument(
+        "--candidates",
+        help="the items the model will be asked to rank (CSV / Parquet with item_id): when most of them have no "
+        "events (new items), the tuning step validates on pseudo-new items instead of each user's last event",
+    )
     p.add_argument("--no-cache", action="store_true", help="do not use the embedding cache")
     p.add_argument(
         "--ann",
@@ -63,6 +72,12 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or registry.DEFAULT_MODEL
     model = registry.create_model(name, read_json_config(args.config))  # a bad config fails before loading
     dataset = load_from_args(args, args.items, args.interactions)
+    candidates = None
+    if args.candidates:
+        from tokrec.cli.recommend import check_candidates, read_id_column
+
+        candidates = read_id_column(args.candidates, "item_id", args.encoding)
+        check_candidates(candidates, dataset, args.candidates)
     print(
         f"loaded {dataset.n_items} items, {dataset.n_users} users, {len(dataset)} interactions ({dataset.report.summary()})",
         file=sys.stderr,
@@ -70,7 +85,9 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.cli.tune import tune_vectors_step
 
     encoder = _check_memory(args, model, dataset)  # before anything is encoded or tuned
-    tuned, vectors = tune_vectors_step(args, name, dataset, read_json_config(args.config), encoder)
+    tuned, vectors = tune_vectors_step(
+        args, name, dataset, read_json_config(args.config), encoder, candidates=candidates
+    )
     if tuned is not None:
         model = registry.create_model(name, tuned.config)
     ann = {"auto": None, "yes": True, "no": False}[args.ann]

@@ -195,11 +195,17 @@ def run(args: argparse.Namespace) -> int:
 
 
 def tune_vectors_step(
-    args: argparse.Namespace, name: str, dataset: Any, user_config: dict[str, Any], encoder: Any = None
+    args: argparse.Namespace,
+    name: str,
+    dataset: Any,
+    user_config: dict[str, Any],
+    encoder: Any = None,
+    *,
+    candidates: list[str] | None = None,
 ) -> tuple[Any, Any]:
     """The tuning step of ``tokrec fit``: item vectors with the command's encoder (``encoder``, already loaded,
     or ``--encoder``) and template (the bundle's, :func:`~tokrec.serve.bundle.pinned_template`), then
-    :func:`tune_step`. Returns ``(TuneResult or None, the item vectors or None)``: the fit that follows
+    :func:`tune_step` (on new items where most ``candidates`` have no events). Returns ``(TuneResult or None, the item vectors or None)``: the fit that follows
     takes the vectors instead of computing them again."""
     from tokrec.models.base import wants_item_vectors
     from tokrec.models.registry import model_class
@@ -222,7 +228,7 @@ def tune_vectors_step(
         vectors = item_vectors(
             dataset, encoder=encoder, cache=cache, template=template, progress=args.progress
         )
-    return tune_step(args, name, dataset, vectors)[1], vectors
+    return tune_step(args, name, dataset, vectors, candidates=candidates)[1], vectors
 
 
 def tune_split(
