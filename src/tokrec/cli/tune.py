@@ -45,12 +45,19 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--candidates", help="the items to rank (CSV with item_id): new items -> cold validation")
     p.add_argument(
         "--budget",
+        "--tune-budget",
+        dest="budget",
         type=positive_seconds,
         default=DEFAULT_BUDGET,
         help=f"seconds to aim for (default {DEFAULT_BUDGET:g})",
     )
     p.add_argument(
-        "--seed", type=int, default=0, help="seed of the validation draw and the search (default 0)"
+        "--seed",
+        "--tune-seed",
+        dest="seed",
+        type=int,
+        default=0,
+        help="seed of the validation draw and the search (default 0)",
     )
     p.add_argument(
         "--output-dir", required=True, type=output_folder, help="where tuning.json and config.json go"
