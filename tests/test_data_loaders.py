@@ -121,10 +121,15 @@ def test_iso_and_epoch_timestamps(tmp_path):
         "a,z,1577836801\n"
         "a,w,2020-01-01T01:00:00+01:00\n"
         "a,v,2020-01-01 00:00:10\n"
-        "a,u,01-Jan-1995\n",
+        "a,u,1995-01-01\n",
     )
     df = load_interactions(p)
     assert df["timestamp"].tolist() == [1577836800, 1577836800, 1577836801, 1577836800, 1577836810, 788918400]
+    # only epoch seconds and ISO-8601: MovieLens' "01-Jan-1995" (a release date, not a timestamp) is named
+    bad = write(tmp_path, "j.csv", "user_id,item_id,timestamp\na,x,1\na,u,01-Jan-1995\n")
+    with pytest.raises(DataError, match="cannot parse timestamp '01-Jan-1995'") as e:
+        load_interactions(bad)
+    assert_where(e.value, bad, 3, "timestamp")
 
 
 def test_parse_timestamps_floors_fractional_epoch():

@@ -3,8 +3,15 @@
 Every value is validated with vectorised pandas operations; only when something is wrong does a
 slower pass find the first bad row, so that the :class:`~tokrec.errors.DataError` names the file,
 the row and the column. Rows are numbered as a person sees them in the file: for CSV the 1-based
-line number (the header is line 1), for JSON Lines the 1-based line number, for Parquet the 1-based
-record number.
+line number (the header is line 1, so the first record is row 2), for JSON Lines the 1-based line
+number, for Parquet the 1-based record number (the first record is row 1). An error about a column
+as a whole (a missing column) names row 1, the header, for CSV / TSV, and no row for Parquet and
+JSON Lines, which have no header line.
+
+Timestamps are epoch seconds (numbers; fractions are floored) or ISO-8601 dates / date-times
+(``2020-01-01``, ``2020-01-01T10:00:00Z``, ``2020-01-01 10:00:00+05:00``; naive ones are UTC), within
+datetime64[ns]'s range (1677-09-21 to 2262-04-11). Anything else (``May``, ``12/11/1997``, ``now``,
+booleans, epoch milliseconds) is an error naming the row, never a guess.
 
 Ids are always strings exactly as written in the file (``"007"`` stays ``"007"``, ``1`` is ``"1"``,
 never ``"1.0"``). Empty cells in attribute columns become missing values (NaN).
@@ -16,6 +23,7 @@ import csv
 import io
 import json
 import os
+import re
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Literal, TypedDict
@@ -25,7 +33,7 @@ import pandas as pd
 from typing_extensions import Unpack
 
 from tokrec.data.dataset import Dataset, LoadReport
-from tokrec.errors import ConfigError, DataError
+from tokrec.errors import ConfigError, DataError, printable
 
 Format = Literal["csv", "tsv", "parquet", "jsonl"]
 PathLike = str | os.PathLike
@@ -167,7 +175,8 @@ def _read_csv(p: Path, encoding: str, sep: str) -> tuple[pd.DataFrame, np.ndarra
     except pd.errors.EmptyDataError as e:
         raise DataError("file is empty (no header)", file=str(p)) from e
     except pd.errors.ParserError as e:
-        raise DataError(f"malformed CSV: {e}", file=str(p), row=_parser_error_line(e)) from e
+        reason, row = _parser_error_line(e, p, encoding, sep)
+        raise DataError(f"malformed CSV: {reason}", file=str(p), row=row) from e
     except LookupError as e:
         raise ConfigError(f"unknown encoding {encoding!r}") from e
     df.columns = [str(c).strip() for c in df.columns]
@@ -175,11 +184,43 @@ def _read_csv(p: Path, encoding: str, sep: str) -> tuple[pd.DataFrame, np.ndarra
     return df, rows
 
 
-def _parser_error_line(e: Exception) -> int | None:
-    import re
+def _parser_error_line(e: Exception, p: Path, encoding: str, sep: str) -> tuple[str, int | None]:
+    """``(reason, line)`` of a pandas ``ParserError``: its message without pandas' own position, and the
+    1-based line on which the bad record starts.
 
-    m = re.search(r"line (\d+)", str(e))
-    return int(m.group(1)) if m else None
+    Pandas counts records, not lines (``in line N`` is the N-th record, 1-based; ``starting at row N``
+    the N-th, 0-based, header included, a blank line counting as one); a ``csv`` scan maps that record
+    to the line it starts on, which differs once a quoted field spans lines.
+    """
+    text = re.sub(r"^Error tokenizing data\. C error: ", "", str(e)).strip()
+    if m := re.search(r"EOF inside string starting at row (\d+)", text):
+        record, reason = int(m.group(1)), "a quote opened on this row is never closed"
+    elif m := re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", text):
+        record = int(m.group(2)) - 1
+        reason = f"expected {m.group(1)} fields (as in the header), saw {m.group(3)}"
+    else:
+        return text.splitlines()[0] if text else "cannot parse", None
+    return reason, _record_start_line(p, encoding, sep, record)
+
+
+def _record_start_line(p: Path, encoding: str, sep: str, record: int) -> int | None:
+    """The 1-based line on which the 0-based ``record`` (header = 0, a blank line = one record) starts."""
+    if len(sep) != 1:
+        return None
+    try:
+        text = _raw_bytes(p).decode(encoding)
+    except (UnicodeDecodeError, LookupError, DataError):
+        return None
+    reader = csv.reader(io.StringIO(text, newline=""), delimiter=sep)
+    line = 1
+    try:
+        for i, _ in enumerate(reader):
+            if i == record:
+                return line
+            line = reader.line_num + 1
+    except csv.Error:
+        return None
+    return line if record == i + 1 else None  # a record the reader never yields (an unclosed quote at EOF)
 
 
 def _raw_bytes(p: Path) -> bytes:
@@ -267,31 +308,70 @@ def _read_jsonl(p: Path, encoding: str) -> tuple[pd.DataFrame, np.ndarray]:
         raise _decode_error(p, encoding, None, e) from e
     except LookupError as e:
         raise ConfigError(f"unknown encoding {encoding!r}") from e
-    lines = text.splitlines()
-    nonblank = np.asarray([i + 1 for i, ln in enumerate(lines) if ln.strip()], dtype=np.int64)
+    lines = text.split("\n")  # JSON Lines separates records by \n only (a JSON string may hold U+2028)
+    starts = [ln.lstrip()[:1] for ln in lines]
+    nonblank = np.asarray([i + 1 for i, c in enumerate(starts) if c], dtype=np.int64)
     if len(nonblank) == 0:
         raise DataError("file has no records", file=str(p))
+    # a line not starting with "{" is no object: pandas would read an array as a row (or fail with a
+    # TypeError), so the first bad line (of either kind) is named before pandas sees the file
+    if any(starts[ln - 1] != "{" for ln in nonblank):
+        for ln in nonblank:
+            _check_jsonl_line(p, lines, int(ln))
     try:
         df = pd.read_json(io.StringIO(text), lines=True, dtype=False)
-    except ValueError as e:
+    except (ValueError, TypeError) as e:
         for ln in nonblank:
-            try:
-                obj = json.loads(lines[ln - 1])
-            except json.JSONDecodeError as je:
-                raise DataError(f"invalid JSON: {je.msg}", file=str(p), row=int(ln)) from e
-            if not isinstance(obj, dict):
-                raise DataError("a JSON Lines record must be an object", file=str(p), row=int(ln)) from e
-        raise DataError(f"cannot read JSON Lines: {e}", file=str(p)) from e
+            _check_jsonl_line(p, lines, int(ln))
+        raise DataError(f"cannot read JSON Lines: {printable(e, 200)}", file=str(p)) from e
     return df, nonblank
+
+
+def _check_jsonl_line(p: Path, lines: list[str], line: int) -> None:
+    """Raises a DataError naming ``line`` (1-based) unless it holds one JSON object."""
+    try:
+        obj = json.loads(lines[line - 1])
+    except json.JSONDecodeError as je:
+        raise DataError(f"invalid JSON: {je.msg}", file=str(p), row=line) from None
+    if not isinstance(obj, dict):
+        kind = {list: "an array", str: "a string", bool: "a boolean", type(None): "null"}.get(
+            type(obj), "a number"
+        )
+        raise DataError(f"a JSON Lines record must be an object, not {kind}", file=str(p), row=line)
 
 
 # ---------------------------------------------------------------------------------------------
 # column helpers
 # ---------------------------------------------------------------------------------------------
-def id_strings(s: pd.Series) -> pd.Series:
-    """Ids as strings; integral floats (from Parquet/JSON with gaps) lose their ``.0``."""
+#: values that are never ids, with the name a message gives them (a Parquet list arrives as an ndarray)
+_NOT_IDS: tuple[tuple[type, str], ...] = (
+    (bool, "boolean"),
+    (np.bool_, "boolean"),
+    (bytes, "bytes"),
+    (bytearray, "bytes"),
+    (list, "list"),
+    (tuple, "list"),
+    (np.ndarray, "list"),
+    (dict, "dict/struct"),
+    (set, "set"),
+)
+_NOT_ID_TYPES = tuple(t for t, _ in _NOT_IDS)
+
+
+def id_strings(s: pd.Series, *, file: str | None = None, rows: np.ndarray | None = None) -> pd.Series:
+    """Ids as strings; integral floats (from Parquet/JSON with gaps) lose their ``.0``.
+
+    Args:
+        s: the id column (its name is the column an error names).
+        file: the file an error names.
+        rows: each value's row number in the file, for the row an error names.
+
+    Raises:
+        DataError: a boolean, bytes, list or dict/struct value (which would become a made-up id such
+            as ``"[1]"`` or ``"b'7'"``), naming the column, its dtype and the first such row.
+    """
     if pd.api.types.is_bool_dtype(s):
-        return s.astype(str)
+        _not_an_id(s, 0, "boolean", file, rows)
     if pd.api.types.is_integer_dtype(s):
         return s.astype("Int64").astype(str).where(s.notna())
     if pd.api.types.is_float_dtype(s):
@@ -302,13 +382,37 @@ def id_strings(s: pd.Series) -> pd.Series:
         return s.astype(str).where(s.notna())
     if pd.api.types.is_string_dtype(s) and s.dtype != object:
         return s  # already text (CSV cells): no per-row work
-    return s.map(_one_id, na_action="ignore")  # mixed Python objects (JSON): per value
+    out = s.map(_one_id, na_action="ignore")  # mixed Python objects (JSON, Parquet lists): per value
+    bad = (out.isna() & s.notna()).to_numpy()  # pd.isna of a list value is False: only None/NaN skip
+    if bad.any():
+        i = first_error(bad)
+        kind = next(name for t, name in _NOT_IDS if isinstance(s.iloc[i], t))
+        _not_an_id(s, i, kind, file, rows)
+    return out
 
 
-def _one_id(v: object) -> str:
+def _not_an_id(s: pd.Series, i: int, kind: str, file: str | None, rows: np.ndarray | None) -> None:
+    raise DataError(
+        f"an id must be text or an integer, not a {kind} value such as {printable(repr(_shown(s.iloc[i])), 40)} "
+        f"(column dtype {s.dtype})",
+        file=file,
+        row=int(rows[i]) if rows is not None else None,
+        column=str(s.name),
+    )
+
+
+def _one_id(v: object) -> str | None:
+    """``v`` as an id; None for a value that is never an id (see ``_NOT_IDS``)."""
     if isinstance(v, float) and v.is_integer():
         return str(int(v))
+    if isinstance(v, _NOT_ID_TYPES):
+        return None
     return str(v)
+
+
+def _shown(v: object) -> object:
+    """``v`` for a message: numpy scalars as plain Python (``True``, not ``np.True_``)."""
+    return v.item() if isinstance(v, np.generic) else v
 
 
 def _missing(s: pd.Series) -> np.ndarray:
@@ -355,16 +459,24 @@ def _frame_start(
     return df, rows, report if report is not None else LoadReport()
 
 
-def _require_columns(df: pd.DataFrame, required: Mapping[str, str], file: str | None) -> None:
+def _require_columns(
+    df: pd.DataFrame, required: Mapping[str, str], file: str | None, header_row: int | None = 1
+) -> None:
     for canonical, source in required.items():
         if source not in df.columns:
             hint = f" (mapped to {canonical!r})" if source != canonical else ""
             raise DataError(
                 f"missing required column{hint}; found columns: {', '.join(map(str, df.columns))}",
                 file=file,
-                row=1,
+                row=header_row,
                 column=source,
             )
+
+
+def _header_row(path: PathLike, format: str | None) -> int | None:
+    """The row an error about a whole column names: 1 (the header) for CSV / TSV, None for Parquet and
+    JSON Lines (no header line; their row 1 is the first record)."""
+    return 1 if detect_format(path, format) in ("csv", "tsv") else None
 
 
 def _check_ids(
@@ -408,42 +520,88 @@ def _to_float(s: pd.Series) -> np.ndarray:
         return pd.to_numeric(text, errors="coerce").to_numpy(dtype=np.float64, na_value=np.nan)
 
 
-def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str | None, column: str) -> np.ndarray:
-    """Epoch seconds (int64) from integer epoch seconds or ISO-8601 / date strings.
+#: the epoch seconds a timestamp may hold: datetime64[ns]'s range, 1677-09-21 .. 2262-04-11 (UTC);
+#: epoch milliseconds of any date after 1970-04-17 lie outside it
+_EPOCH_S_MIN, _EPOCH_S_MAX = -9_223_372_036, 9_223_372_036
+#: the ISO-8601 shapes accepted: a date (``2020-01-01``, ``2020-01``), a date-time with ``T`` or a space,
+#: optional seconds / fraction and a ``Z`` or ``+hh:mm`` offset (pandas ``format="ISO8601"`` alone would
+#: also take ``now`` and ``today``)
+_ISO_8601 = (
+    r"\d{4}-\d{1,2}(?:-\d{1,2}(?:[T ]\d{1,2}(?::\d{2}(?::\d{2}(?:\.\d+)?)?)?(?:Z|[+-]\d{2}(?::?\d{2})?)?)?)?"
+)
+_TIMESTAMP_FORMS = "expected epoch seconds or an ISO-8601 date/time such as 2020-01-31T10:00:00Z"
 
-    Naive date-times are taken as UTC. Fractional epoch seconds are floored.
+
+def parse_timestamps(s: pd.Series, rows: np.ndarray, *, file: str | None, column: str) -> np.ndarray:
+    """Epoch seconds (int64) from epoch seconds (numbers) or ISO-8601 dates / date-times.
+
+    Naive date-times are taken as UTC; an offset (``Z``, ``+05:00``) is honoured. Fractional epoch
+    seconds are floored. Every value must lie in 1677-09-21 .. 2262-04-11 (datetime64[ns]'s range).
 
     Raises:
-        DataError: naming the first row whose timestamp is missing or cannot be parsed.
+        DataError: naming the first row whose timestamp is missing, a boolean, out of range (epoch
+            milliseconds among them) or in any other form (``May``, ``12/11/1997``, ``now``).
     """
+    n = len(s)
+    out = np.zeros(n, dtype=np.int64)
+    is_bool = np.zeros(n, dtype=bool)
     if pd.api.types.is_datetime64_any_dtype(s):
         dt = pd.to_datetime(s, utc=True)
-        if dt.isna().any():
-            i = first_error(dt.isna().to_numpy())
-            raise DataError("missing timestamp", file=file, row=int(rows[i]), column=column)
-        return _epoch_seconds(dt)
-    out = np.floor(_to_float(s))
-    todo = ~np.isfinite(out)
-    if todo.any():
-        text = s[todo].astype(str).str.strip()
-        dt = pd.to_datetime(text, errors="coerce", utc=True, format="ISO8601")
-        rest = dt.isna().to_numpy()
-        if rest.any():
-            dt2 = pd.to_datetime(text[rest], errors="coerce", utc=True, format="mixed")
-            dt = dt.where(~rest, dt2) if len(dt2) else dt
-        bad = dt.isna().to_numpy()
-        if bad.any():
-            i = np.flatnonzero(todo)[first_error(bad)]
-            raw = s.iloc[i]
-            why = "missing timestamp" if _missing(s.iloc[[i]])[0] else f"cannot parse timestamp {raw!r}"
-            raise DataError(
-                f"{why} (expected epoch seconds or an ISO-8601 date/time)",
-                file=file,
-                row=int(rows[i]),
-                column=column,
-            )
-        out[todo] = _epoch_seconds(dt)
-    return out.astype(np.int64)
+        ok = dt.notna().to_numpy()
+        out[ok] = _epoch_seconds(dt[ok])
+        in_range = ~ok | ((out >= _EPOCH_S_MIN) & (out <= _EPOCH_S_MAX))
+    else:
+        if pd.api.types.is_bool_dtype(s):
+            is_bool[:] = True
+        elif s.dtype == object:  # JSON true/false among numbers
+            is_bool = s.map(lambda v: isinstance(v, (bool, np.bool_)), na_action="ignore").eq(True).to_numpy()
+        num = np.where(is_bool, np.nan, _to_float(s))
+        numeric = np.isfinite(num)
+        num = np.floor(np.where(numeric, num, 0.0))
+        in_range = ~numeric | ((num >= _EPOCH_S_MIN) & (num <= _EPOCH_S_MAX))
+        out[numeric & in_range] = num[numeric & in_range].astype(np.int64)
+        ok = numeric.copy()
+        todo = ~numeric & ~is_bool
+        if todo.any():
+            text = s[todo].astype(str).str.strip()
+            iso = text.str.fullmatch(_ISO_8601).fillna(False).to_numpy(dtype=bool)
+            dt = pd.to_datetime(text if iso.all() else text[iso], errors="coerce", utc=True, format="ISO8601")
+            parsed = np.zeros(len(text), dtype=bool)
+            parsed[iso] = dt.notna().to_numpy()
+            if parsed.all():  # the common case: every text cell a date-time
+                secs = _epoch_seconds(dt)
+            else:
+                secs = np.zeros(len(text), dtype=np.int64)
+                secs[parsed] = _epoch_seconds(dt[dt.notna()])
+            idx = np.flatnonzero(todo)
+            ok[idx] = parsed
+            out[idx] = secs
+            in_range[idx] = ~parsed | ((secs >= _EPOCH_S_MIN) & (secs <= _EPOCH_S_MAX))
+    bad = ~ok | ~in_range
+    if bad.any():
+        i = first_error(bad)
+        raw = _shown(s.iloc[i])
+        shown = printable(repr(raw), 60)
+        if is_bool[i]:
+            why = f"a boolean is not a timestamp: {shown} ({_TIMESTAMP_FORMS})"
+        elif not ok[i]:
+            missing = pd.api.types.is_datetime64_any_dtype(s) or _missing(s.iloc[[i]])[0]
+            why = "missing timestamp" if missing else f"cannot parse timestamp {shown}"
+            why += f" ({_TIMESTAMP_FORMS})"
+        else:
+            why = f"timestamp {shown} is out of range: epoch seconds must lie in 1677-09-21 .. 2262-04-11"
+            if isinstance(raw, (int, float, str)) and _looks_like_ms(raw):
+                why += "; this looks like epoch milliseconds: give seconds (divide by 1000)"
+        raise DataError(why, file=file, row=int(rows[i]), column=column)
+    return out
+
+
+def _looks_like_ms(raw: int | float | str) -> bool:
+    try:
+        v = float(raw)
+    except ValueError:
+        return False
+    return bool(np.isfinite(v)) and _EPOCH_S_MIN <= v / 1000 <= _EPOCH_S_MAX
 
 
 def _epoch_seconds(dt: pd.Series) -> np.ndarray:
@@ -456,11 +614,16 @@ def _parse_values(
 ) -> np.ndarray:
     """Float ratings/values. Empty cells are allowed only on rows whose event is not "rating"."""
     num = _to_float(s)
+    if s.dtype == object:  # JSON true/false among numbers: not a rating of 1 / 0
+        is_bool = s.map(lambda v: isinstance(v, (bool, np.bool_)), na_action="ignore").eq(True).to_numpy()
+        num = np.where(is_bool, np.nan, num)
     miss = _missing(s)
     bad = np.isnan(num) & ~miss
     if bad.any():
         i = first_error(bad)
-        raise DataError(f"not a number: {s.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
+        raw = _shown(s.iloc[i])
+        why = f"a boolean is not a number: {raw!r}" if isinstance(raw, bool) else f"not a number: {raw!r}"
+        raise DataError(why, file=file, row=int(rows[i]), column=column)
     if miss.any():
         allowed = np.zeros(len(s), dtype=bool) if events is None else (events.to_numpy() != "rating")
         need = miss & ~allowed
@@ -470,7 +633,9 @@ def _parse_values(
         num = np.where(miss, 1.0, num)
     if not np.isfinite(num).all():
         i = first_error(~np.isfinite(num))
-        raise DataError(f"not a finite number: {s.iloc[i]!r}", file=file, row=int(rows[i]), column=column)
+        raise DataError(
+            f"not a finite number: {_shown(s.iloc[i])!r}", file=file, row=int(rows[i]), column=column
+        )
     return num
 
 
@@ -511,7 +676,15 @@ def load_items(
         if domain_items is not None:
             return domain_items
     df, rows = read_table(path, **read)
-    return items_from_frame(df, rows, file=str(path), id_column=id_column, empty_ids=empty_ids, report=report)
+    return items_from_frame(
+        df,
+        rows,
+        file=str(path),
+        id_column=id_column,
+        empty_ids=empty_ids,
+        report=report,
+        header_row=_header_row(path, read.get("format")),
+    )
 
 
 def items_from_frame(
@@ -522,6 +695,7 @@ def items_from_frame(
     id_column: str = "item_id",
     empty_ids: Literal["error", "drop"] = "error",
     report: LoadReport | None = None,
+    header_row: int | None = 1,
 ) -> pd.DataFrame:
     """Validates an in-memory item table exactly as :func:`load_items` validates a file.
 
@@ -532,8 +706,19 @@ def items_from_frame(
         id_column: see :func:`load_items`.
         empty_ids: see :func:`load_items`.
         report: see :func:`load_items`.
+        header_row: the row an error about a whole column (a missing column) names: 1, the header of
+            a CSV, or None for a table without a header line (Parquet, JSON Lines).
     """
-    return _id_table(df, rows, "item", file=file, id_column=id_column, empty_ids=empty_ids, report=report)
+    return _id_table(
+        df,
+        rows,
+        "item",
+        file=file,
+        id_column=id_column,
+        empty_ids=empty_ids,
+        report=report,
+        header_row=header_row,
+    )
 
 
 def _id_table(
@@ -545,15 +730,16 @@ def _id_table(
     id_column: str,
     empty_ids: Literal["error", "drop"],
     report: LoadReport | None,
+    header_row: int | None = 1,
 ) -> pd.DataFrame:
     """An item or user table, validated: ``{what}_id`` (from ``id_column``: present, not empty unless
     dropped, unique) first, then the other columns in file order; rows read counted under ``{what}s``."""
     df, rows, report = _frame_start(df, rows, report)
     key = f"{what}_id"
-    _require_columns(df, {key: id_column}, file)
+    _require_columns(df, {key: id_column}, file, header_row)
     if id_column != key and key in df.columns:
         raise DataError(f"both the id column and another {key!r} column exist", file=file, column=key)
-    ids = id_strings(df[id_column])
+    ids = id_strings(df[id_column], file=file, rows=rows)
     keep = _check_ids(ids, rows, id_column, file, empty=empty_ids, report=report, what=what)
     ids = ids.str.strip()
     check_unique(ids, rows, f"{what} id", file=file, column=id_column, keep=keep)
@@ -574,11 +760,20 @@ def load_users(
     """Loads a user table (``user_id`` plus attributes); same rules as :func:`load_items` (an empty id is
     an error)."""
     df, rows = read_table(path, **read)
-    return _id_table(df, rows, "user", file=str(path), id_column=id_column, empty_ids="error", report=report)
+    return _id_table(
+        df,
+        rows,
+        "user",
+        file=str(path),
+        id_column=id_column,
+        empty_ids="error",
+        report=report,
+        header_row=_header_row(path, read.get("format")),
+    )
 
 
 def _resolve_columns(
-    columns: Mapping[str, str] | None, header: list[str], file: str | None
+    columns: Mapping[str, str] | None, header: list[str], file: str | None, header_row: int | None = 1
 ) -> dict[str, str]:
     """canonical name -> source column, from ``columns=`` and the header's standard names."""
     mapping: dict[str, str] = {}
@@ -605,7 +800,7 @@ def _resolve_columns(
                 f"column named in columns= ({canon!r} -> {source!r}) is not in the file; "
                 f"found columns: {', '.join(header)}",
                 file=file,
-                row=1,
+                row=header_row,
                 column=source,
             )
     return mapping
@@ -649,7 +844,14 @@ def load_interactions(
     """
     df, rows = read_table(path, **read)
     return interactions_from_frame(
-        df, rows, file=str(path), columns=columns, empty_ids=empty_ids, duplicates=duplicates, report=report
+        df,
+        rows,
+        file=str(path),
+        columns=columns,
+        empty_ids=empty_ids,
+        duplicates=duplicates,
+        report=report,
+        header_row=_header_row(path, read.get("format")),
     )
 
 
@@ -662,6 +864,7 @@ def interactions_from_frame(
     empty_ids: Literal["error", "drop"] = "error",
     duplicates: Literal["keep", "drop"] = "keep",
     report: LoadReport | None = None,
+    header_row: int | None = 1,
 ) -> pd.DataFrame:
     """Validates an in-memory interaction table exactly as :func:`load_interactions` validates a file.
 
@@ -671,12 +874,16 @@ def interactions_from_frame(
         empty_ids: see :func:`load_interactions`.
         duplicates: see :func:`load_interactions`.
         report: see :func:`load_interactions`.
+        header_row: see :func:`items_from_frame`.
     """
     df, rows, report = _frame_start(df, rows, report)
     header = [str(c) for c in df.columns]
-    m = _resolve_columns(columns, header, file)
+    m = _resolve_columns(columns, header, file, header_row)
     _require_columns(
-        df, {"user_id": m.get("user_id", "user_id"), "item_id": m.get("item_id", "item_id")}, file
+        df,
+        {"user_id": m.get("user_id", "user_id"), "item_id": m.get("item_id", "item_id")},
+        file,
+        header_row,
     )
     m.setdefault("user_id", "user_id")
     m.setdefault("item_id", "item_id")
@@ -684,7 +891,7 @@ def interactions_from_frame(
     keep = np.ones(n_read, dtype=bool)
     ids = {}
     for canon in ("user_id", "item_id"):
-        ids[canon] = id_strings(df[m[canon]])
+        ids[canon] = id_strings(df[m[canon]], file=file, rows=rows)
         keep &= _check_ids(
             ids[canon], rows, m[canon], file, empty=empty_ids, report=report, what="interaction"
         )
