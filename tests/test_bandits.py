@@ -162,3 +162,36 @@ def test_a_format_1_thompson_policy_loads_as_the_shared_model_it_was(tmp_path: P
     again = load_policy(tmp_path / "new")
     assert again.config.mode == "hybrid"
     np.testing.assert_allclose(again.scores(users[0], ids)["width"], hybrid.scores(users[0], ids)["width"])
+
+
+@pytest.mark.parametrize("mode", ["hybrid", "disjoint", "shared"])
+def test_an_extreme_reward_or_context_is_refused_and_leaves_the_state_as_it_was(mode: str) -> None:
+    """A reward beyond MAX_ABS_REWARD (1e308 used to overflow b0 and kill exploration for good), a non-finite
+    one, and an update that would make the state non-finite are refused with the state untouched; the policy
+    then scores, explores and learns exactly as one that never saw them."""
+    from tokrec.bandits.policies import MAX_ABS_REWARD
+
+    policy, ids, users = _trained({"policy": "linucb", "mode": mode, "alpha": 1.0}, rounds=40)
+    twin, _, _ = _trained({"policy": "linucb", "mode": mode, "alpha": 1.0}, rounds=40)
+    before = {k: v.copy() for k, v in policy._arrays().items()}
+    for reward in (1e308, -1e308, MAX_ABS_REWARD * 1.5, float("nan"), float("inf")):
+        with pytest.raises(DataError, match="reward must be a finite number"):
+            policy.update(ids[0], users[0], reward)
+    with pytest.raises(DataError, match="context .* is not finite"):
+        policy.update(ids[0], np.full_like(users[0], np.nan), 1.0)
+    projected = BanditPolicy({"policy": "linucb", "mode": mode, "dim": 2, "reduction": "random"})
+    projected.fit_items(ids, _world()[1])
+    kept = {k: v.copy() for k, v in projected._arrays().items()}
+    with pytest.raises(DataError, match="non-finite"):  # finite, but its projection overflows to NaN
+        projected.update(ids[0], 1e308 * np.sign(projected.proj_[:, 0]), 1.0)
+    assert projected.n_updates_ == 0
+    assert all(np.array_equal(projected._arrays()[k], v) for k, v in kept.items())
+    after = policy._arrays()
+    assert policy.n_updates_ == twin.n_updates_ == 40
+    for k, v in before.items():
+        np.testing.assert_array_equal(after[k], v, err_msg=k)
+    slate = policy.select(users[2], ids, k=5, explore_share=1.0)
+    assert slate == twin.select(users[2], ids, k=5, explore_share=1.0)
+    assert any(s.explored for s in slate) and all(np.isfinite(s.score) for s in slate)
+    policy.update(ids[1], users[1], -MAX_ABS_REWARD)  # the bound itself is a reward
+    assert policy.n_updates_ == 41 and all(np.isfinite(v).all() for v in policy._arrays().values())

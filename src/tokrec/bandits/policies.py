@@ -51,6 +51,9 @@ from pydantic import BaseModel, ConfigDict, Field
 from tokrec.errors import ConfigError, DataError
 
 FORMAT = "tokrec-bandit/2"
+#: the largest ``|reward|`` :meth:`BanditPolicy.update` accepts: a larger one would swamp every other
+#: reward (and near the float limit overflow the state), so it is refused rather than learnt
+MAX_ABS_REWARD = 1e6
 #: format 1 wrote Thompson sampling before it had modes: always the shared model, whatever ``mode`` said
 _OLD_FORMATS = ("tokrec-bandit/1",)
 
@@ -58,7 +61,7 @@ _OLD_FORMATS = ("tokrec-bandit/1",)
 class PolicyConfig(BaseModel):
     """Hyperparameters of a bandit policy (unknown keys rejected)."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
 
     policy: Literal["linucb", "ts", "egreedy"] = "linucb"
     #: linucb and ts: shared (one model over F_ij), disjoint (one per item) or hybrid (both); egreedy: shared
@@ -404,33 +407,66 @@ class BanditPolicy:
 
     # ---- learning ----------------------------------------------------------------------------
     def update(self, item: str, context: np.ndarray, reward: float) -> None:
-        """Learns from one shown item's reward (e.g. 1 = clicked, 0 = shown and ignored)."""
-        row = self._rows([str(item)])
-        c = self._context(context)
+        """Learns from one shown item's reward (e.g. 1 = clicked, 0 = shown and ignored).
+
+        Raises:
+            DataError: the reward is not finite or ``|reward| > MAX_ABS_REWARD``, the context is not finite,
+                or the update would make the state non-finite; the state is left as it was.
+        """
         r = float(reward)
+        if not np.isfinite(r) or abs(r) > MAX_ABS_REWARD:
+            raise DataError(
+                f"reward must be a finite number in [-{MAX_ABS_REWARD:g}, {MAX_ABS_REWARD:g}], got {r}"
+            )
+        if not np.isfinite(np.asarray(context, dtype=np.float64)).all():
+            raise DataError(f"the context of item {str(item)[:100]!r}'s reward is not finite")
+        row = self._rows([str(item)])
+        with np.errstate(all="ignore"):  # a huge context overflows: reported below, as an error
+            c = self._context(context)
         x_arm = np.append(c, 1.0)
         z = self._shared_x(c, row)[0]
         a = int(row[0])
-        if self._per_arm and self.config.mode == "hybrid":
-            # Li et al. 2010, Algorithm 2
-            a_inv, bmat, b = self.arm_a_inv_[a], self.arm_bmat_[a], self.arm_b_[a]
-            self.a0_ += bmat.T @ a_inv @ bmat
-            self.b0_ += bmat.T @ a_inv @ b
-            a_inv = _sm_update(a_inv, x_arm)
-            bmat = bmat + np.outer(x_arm, z)
-            b = b + r * x_arm
-            self.a0_ += np.outer(z, z) - bmat.T @ a_inv @ bmat
-            self.b0_ += r * z - bmat.T @ a_inv @ b
+        # computed aside and checked before anything is kept: a non-finite number would stay in the state
+        # for good (every later score NaN, exploration silently dead)
+        new: dict[str, np.ndarray] = {}
+        with np.errstate(all="ignore"):  # an overflow is reported below, as an error
+            if self._per_arm and self.config.mode == "hybrid":
+                # Li et al. 2010, Algorithm 2
+                a_inv, bmat, b = self.arm_a_inv_[a], self.arm_bmat_[a], self.arm_b_[a]
+                a0 = self.a0_ + bmat.T @ a_inv @ bmat
+                b0 = self.b0_ + bmat.T @ a_inv @ b
+                a_inv = _sm_update(a_inv, x_arm)
+                bmat = bmat + np.outer(x_arm, z)
+                b = b + r * x_arm
+                new["a0"] = a0 + np.outer(z, z) - bmat.T @ a_inv @ bmat
+                new["b0"] = b0 + r * z - bmat.T @ a_inv @ b
+                new["arm_a_inv"], new["arm_bmat"], new["arm_b"] = a_inv, bmat, b
+            else:
+                if self._per_arm:
+                    new["arm_a_inv"] = _sm_update(self.arm_a_inv_[a], x_arm)
+                    new["arm_b"] = self.arm_b_[a] + r * x_arm
+                if self._shared:
+                    new["a0"] = self.a0_ + np.outer(z, z)
+                    new["a0_inv"] = _sm_update(self.a0_inv_, z)
+                    new["b0"] = self.b0_ + r * z
+        bad = [name for name, v in new.items() if not np.isfinite(v).all()]
+        if bad:
+            raise DataError(
+                f"the update of item {str(item)[:100]!r} would make the policy's {bad[0]} non-finite"
+            )
+        if "a0" in new:
+            self.a0_ = new["a0"]
+        if "b0" in new:
+            self.b0_ = new["b0"]
+        if "a0_inv" in new:
+            self.a0_inv_ = new["a0_inv"]
+        elif "a0" in new:
             self._a0_stale = True  # A0 moved by more than rank one: inverted again when next read
-            self.arm_a_inv_[a], self.arm_bmat_[a], self.arm_b_[a] = a_inv, bmat, b
-        else:
-            if self._per_arm:
-                self.arm_a_inv_[a] = _sm_update(self.arm_a_inv_[a], x_arm)
-                self.arm_b_[a] += r * x_arm
-            if self._shared:
-                self.a0_ += np.outer(z, z)
-                self.a0_inv_ = _sm_update(self.a0_inv_, z)
-                self.b0_ += r * z
+        if "arm_a_inv" in new:
+            self.arm_a_inv_[a] = new["arm_a_inv"]
+            self.arm_b_[a] = new["arm_b"]
+        if "arm_bmat" in new:
+            self.arm_bmat_[a] = new["arm_bmat"]
         self.n_updates_ += 1
 
     # ---- persistence -------------------------------------------------------------------------

@@ -5,6 +5,8 @@ from __future__ import annotations
 import argparse
 import os
 
+from tokrec.cli._args import positive_int
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     p = subparsers.add_parser(
@@ -67,12 +69,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         default=None,
         help="re-rank every list: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, "
         "tail:W (a long-tail share of at least W)[@N], chained with + "
-        "(per request: rerank)",
+        "(per request: rerank; with --policy it needs --explore-share 0)",
     )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")
     p.add_argument(
         "--threads",
-        type=int,
+        type=positive_int,
         default=1,
         help="BLAS threads per server process (default 1: requests run in parallel rather than each on all cores)",
     )
@@ -108,7 +110,15 @@ def settings_from_args(args: argparse.Namespace):
         opts["policy"] = validate_config(
             PolicyConfig, read_json_config(args.policy), what="--policy"
         ).model_dump()
-        opts["explore_share"] = 0.2 if args.explore_share is None else args.explore_share
+        share = 0.2 if args.explore_share is None else args.explore_share
+        opts["explore_share"] = share
+        if args.rerank and share > 0:  # a per-request choice can still switch either one off
+            from tokrec.errors import ConfigError
+
+            raise ConfigError(
+                "--rerank and --policy's exploration (--explore-share, default 0.2) do not combine: "
+                "give --explore-share 0 to re-rank the policy's lists, or leave out --rerank"
+            )
     elif args.explore_share is not None:
         from tokrec.errors import ConfigError
 

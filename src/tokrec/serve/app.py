@@ -13,12 +13,13 @@ Nothing is built at import time. Endpoints (OpenAPI docs at ``/docs``):
 - ``POST /items`` ``{"items": [{"item_id": ..., <attributes>}]}``: rendered with the bundle's item
   template, encoded through the embedding cache, logged, and searchable at once. An existing id is
   updated (attributes merged, vector replaced).
-- ``GET /items?q=...`` title search, ``GET /items/{id}``, ``GET /items/{id}/similar?k=10``,
-  ``GET /health``, ``GET /metrics`` (Prometheus text; ``?format=json``), ``GET /`` the web page.
+- ``GET /items?q=...`` title search, ``GET /items/{id}``, ``GET /items/{id}/similar?k=10`` (an id that
+  ends in ``/similar`` is fetched with its slashes encoded, ``%2F``), ``GET /health``, ``GET /metrics``
+  (Prometheus text; ``?format=json``), ``GET /`` the web page; ``HEAD /`` and ``HEAD /health`` too.
 
 Safety: with an API key set, the write endpoints need the ``X-API-Key`` header (constant-time
-compare); bodies over ``max_body_bytes`` get 413, non-JSON bodies 415, invalid ones 422 with the
-field and reason; lists and ``k`` are capped by the settings. Any unexpected error is logged and
+compare); bodies over ``max_body_bytes`` get 413, non-JSON bodies 415, invalid ones (and bodies json
+cannot read: not UTF-8, nested too deeply) 422 with the field and reason; lists and ``k`` are capped by the settings. Any unexpected error is logged and
 answered as a JSON 500 (a bug: the fuzz test checks none occurs).
 """
 
@@ -30,6 +31,7 @@ import logging
 import os
 import threading
 import time
+from collections.abc import Iterable, Iterator
 from contextlib import asynccontextmanager
 from pathlib import Path
 from typing import Any
@@ -40,10 +42,10 @@ from fastapi import FastAPI, HTTPException, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import FileResponse, JSONResponse, PlainTextResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field, StrictInt, create_model
+from pydantic import BaseModel, ConfigDict, Field, StrictInt, ValidationError, create_model, model_validator
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from tokrec.errors import ConfigError, TokrecError
+from tokrec.errors import ConfigError, TokrecError, printable
 from tokrec.serve import schemas as S
 from tokrec.serve.bundle import Bundle, load_bundle
 from tokrec.serve.engine import Engine, EngineOptions
@@ -77,12 +79,15 @@ class ServeSettings(BaseModel):
             ``POST /events`` (reward: the event's value, 0 for a negative event) in every process, and is
             rebuilt from the state log on restart.
         explore_share: with a policy, the share of each list's slots given to exploration (a request's
-            ``explore_share`` overrides it).
+            ``explore_share`` overrides it); above 0 needs a policy.
         rerank: re-rank every list (``mmr:W``, ``calibration:W``, ``tail:W``, ..., chained with ``+``;
-            :mod:`tokrec.rerank`); a request's ``rerank`` overrides it.
+            :mod:`tokrec.rerank`); a request's ``rerank`` overrides it. Exploration and re-ranking do not
+            combine, so a default re-ranker with a policy needs ``explore_share`` 0 (refused otherwise);
+            per request, an explicit ``rerank`` or ``explore_share`` wins over the other's server default
+            (:meth:`tokrec.serve.engine.Engine.recommend`).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
     api_key: str | None = None
     redis_url: str | None = None
@@ -120,6 +125,20 @@ class ServeSettings(BaseModel):
         "default", description="the embedding cache for items added online (None: no cache)"
     )
 
+    @model_validator(mode="after")
+    def _exploration_or_rerank(self) -> ServeSettings:
+        from tokrec.rerank import parse_rerank
+
+        parse_rerank(self.rerank, auto=False)  # a bad spec fails at start-up, not on every request
+        if self.explore_share > 0 and self.policy is None:
+            raise ValueError("explore_share above 0 needs a policy")
+        if self.rerank and self.policy is not None and self.explore_share > 0:
+            raise ValueError(
+                "a default re-ranker (rerank) and a policy's exploration (explore_share above 0) do not "
+                "combine: give explore_share 0 to re-rank the policy's lists, or no rerank"
+            )
+        return self
+
 
 class Service:
     """Everything a request handler needs; one per app."""
@@ -141,7 +160,7 @@ class Service:
             path = state_path(bundle.path, settings.state_path)
             self.log = StateLog(path, fingerprint=bundle.encoder.fingerprint, dim=int(bundle.meta["dim"]))
             if self.store.claim_replay():
-                self.engine.replay(list(self.log.iter_items()), self.log.iter_events())
+                self.engine.replay(_valid_items(self.log.iter_items()), _valid_events(self.log.iter_events()))
         self.engine.sync()
         self._bundle_stamp = _bundle_stamp(bundle.path)
         self._reloading = threading.Lock()
@@ -537,6 +556,9 @@ def _add_handlers(app: FastAPI) -> None:
 
     @app.exception_handler(StarletteHTTPException)
     async def _http(request: Request, exc: StarletteHTTPException) -> JSONResponse:
+        if exc.status_code == 400 and exc.detail == "There was an error parsing the body":
+            # FastAPI's answer to a body json cannot read at all (not UTF-8, nested too deep): invalid JSON
+            return _error(422, "invalid JSON: the body is not UTF-8 text, or it is nested too deeply")
         return JSONResponse(
             {"error": str(exc.detail)}, status_code=exc.status_code, headers=getattr(exc, "headers", None)
         )
@@ -694,8 +716,24 @@ def _add_write_routes(app: FastAPI, service: Service) -> None:
 
 
 def _add_item_routes(app: FastAPI, service: Service) -> None:
-    """GET /items (search), /items/{id}, /items/{id}/similar (ids may contain ``/``)."""
+    """GET /items (search), /items/{id}, /items/{id}/similar (ids may contain ``/``).
+
+    Only a literal ``/similar`` at the end of the URL asks for similar items: an id that itself ends in
+    ``/similar`` is fetched with its slashes encoded (``/items/a%2Fsimilar``; the web page encodes every
+    id), and its similar items at ``/items/a%2Fsimilar/similar``."""
     st = service.settings
+
+    def detail(item_id: str) -> dict[str, Any]:
+        engine = service.engine
+        engine.sync()
+        row = engine.row_of.get(item_id)
+        if row is None:
+            raise HTTPException(404, f"unknown item {item_id[:100]!r}")
+        return {
+            "item_id": item_id,
+            "label": engine.labels[row],
+            "attributes": _jsonable(engine.attributes[row]),
+        }
 
     @app.get("/items", response_model=S.SearchResponse, tags=["items"])
     def search(q: str = Query("", max_length=200), limit: int = Query(20, ge=1, le=100)) -> dict[str, Any]:
@@ -709,8 +747,12 @@ def _add_item_routes(app: FastAPI, service: Service) -> None:
         response_model_exclude_none=True,
         tags=["items"],
     )
-    def similar(item_id: str, k: int = Query(10, ge=1, le=st.max_k)) -> dict[str, Any]:
+    def similar(request: Request, item_id: str, k: int = Query(10, ge=1, le=st.max_k)) -> Any:
         """Items with the closest vectors to ``item_id``."""
+        raw = request.scope.get("raw_path")
+        if isinstance(raw, bytes) and not raw.split(b"?")[0].endswith(b"/similar"):
+            # "/similar" came encoded (%2Fsimilar): part of the id, not this endpoint
+            return JSONResponse(detail(item_id + "/similar"))
         engine = service.engine
         engine.sync()
         if item_id not in engine.row_of:
@@ -725,16 +767,8 @@ def _add_item_routes(app: FastAPI, service: Service) -> None:
 
     @app.get("/items/{item_id:path}", response_model=S.ItemDetail, tags=["items"])
     def item(item_id: str) -> dict[str, Any]:
-        engine = service.engine
-        engine.sync()
-        row = engine.row_of.get(item_id)
-        if row is None:
-            raise HTTPException(404, f"unknown item {item_id[:100]!r}")
-        return {
-            "item_id": item_id,
-            "label": engine.labels[row],
-            "attributes": _jsonable(engine.attributes[row]),
-        }
+        """An item's label and attributes."""
+        return detail(item_id)
 
 
 def _add_ops_routes(app: FastAPI, service: Service) -> None:
@@ -772,6 +806,7 @@ def _add_ops_routes(app: FastAPI, service: Service) -> None:
                 "catalog_items": engine.n_items,
                 "online_items": engine.n_items - engine.n_model_items,
                 "model_reloads": service.reloads,
+                "policy_updates_refused": engine.policy_refused,
             }
         )
         texts, encoded = (
@@ -786,6 +821,51 @@ def _add_ops_routes(app: FastAPI, service: Service) -> None:
     @app.get("/", include_in_schema=False)
     def page() -> FileResponse:
         return FileResponse(STATIC / "index.html", media_type="text/html")
+
+    # HEAD as GET without the body (load balancers' health checks)
+    app.add_api_route("/", page, methods=["HEAD"], include_in_schema=False)
+    app.add_api_route("/health", health, methods=["HEAD"], include_in_schema=False)
+
+
+def _valid_items(records: Iterable[ItemRecord]) -> list[ItemRecord]:
+    """The logged items whose ids the API accepts now (:func:`schemas.check_id`); the others, logged by an
+    older, laxer version, are skipped with a warning rather than replayed."""
+    out, skipped, why = [], 0, ""
+    for rec in records:
+        try:
+            S.check_id(rec.item_id)
+        except ValueError as e:
+            skipped, why = skipped + 1, why or f"item {printable(rec.item_id)}: {e}"
+            continue
+        out.append(rec)
+    if skipped:
+        log.warning("state log: skipped %d items the API rejects now (first: %s)", skipped, why)
+    return out
+
+
+def _valid_events(batches: Iterable[list[Event]]) -> Iterator[list[Event]]:
+    """The logged events that pass the API's validation now (:class:`schemas.EventIn`: ids, a finite
+    ``|value| <= MAX_EVENT_VALUE``); the others, logged by an older, laxer version (e.g. a value of 1e308,
+    which overflowed the policy), are skipped with a warning, so that an old log cannot poison a restart."""
+    skipped, why = 0, ""
+    for batch in batches:
+        good = []
+        for e in batch:
+            try:
+                S.EventIn(
+                    user_id=e.user_id, item_id=e.item_id, event=e.event, timestamp=e.timestamp, value=e.value
+                )
+            except ValidationError as err:
+                first = err.errors()[0]
+                where = ".".join(str(x) for x in first.get("loc", ()))
+                skipped, why = skipped + 1, why or f"{where}: {first.get('msg', '')}"
+                continue
+            good.append(e)
+        yield good
+    if skipped:
+        log.warning(
+            "state log: skipped %d events the API rejects now (first: %s)", skipped, printable(why, 200)
+        )
 
 
 def _frame(ids: list[str], attrs: list[dict[str, Any]], columns: list[str]) -> pd.DataFrame:

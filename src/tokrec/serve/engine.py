@@ -41,7 +41,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokrec.errors import ConfigError
+from tokrec.errors import ConfigError, DataError
 from tokrec.models.base import top_k_rows
 from tokrec.rerank import parse_rerank, training_score_scale
 from tokrec.serve.index import VectorIndex
@@ -139,6 +139,8 @@ class Engine:
         self.policy = policy
         self._policy_lock = threading.Lock()
         self._events_applied = 0
+        #: events the policy refused to learn from (a reward out of range, or a non-finite update); skipped
+        self.policy_refused = 0
         self._online_rows: dict[str, list[int]] = {}  # each user's positive online rows, for contexts
         self._in_head: np.ndarray | None = None  # the training short head, for the popularity re-ranker
         self._log_pop: np.ndarray | None = None  # log(1 + training users) / log(1 + max), for propensity
@@ -218,7 +220,9 @@ class Engine:
         """Updates the policy with every event in the store's stream it has not seen, in arrival order:
         reward 0 for a negative event (``skip``, ``dislike``, ``hide``: shown and not wanted), else the
         event's value; the context is the user's profile before the event. Every process derives the same
-        state from the same stream (Redis), and a restart rebuilds it from the replayed log."""
+        state from the same stream (Redis), and a restart rebuilds it from the replayed log. An event the
+        policy refuses (a reward out of its range, an update that would make its state non-finite) is
+        skipped, logged and counted in ``policy_refused``."""
         with self._write_lock:
             events = self.store.events_since(self._events_applied)
             if not events:
@@ -233,7 +237,11 @@ class Engine:
                     online = self._online_rows.setdefault(e.user_id, [])
                     user_row = model.user_vocab_.get(e.user_id)
                     context = self._context(model, user_row, np.asarray(online, dtype=np.int64))
-                    self.policy.update(e.item_id, context, 0.0 if e.event in neg else float(e.value))
+                    try:
+                        self.policy.update(e.item_id, context, 0.0 if e.event in neg else float(e.value))
+                    except DataError as err:  # skipped, never kept: one bad event must not break the policy
+                        self.policy_refused += 1
+                        log.warning("the policy skipped an event of user %r: %s", e.user_id[:100], err)
                     if e.event not in neg:
                         online.append(row)
                         del online[: -self.options.user_history_window]
@@ -321,7 +329,15 @@ class Engine:
         """Top-``k`` for a user or a visitor's history (a validated request: exactly one of ``user_id`` /
         ``history``): the model's scores, ranked the batch way. With a policy and an exploration share
         (``explore_share``, else the options'), that share of the slots is filled by the policy's
-        exploration choice (flagged ``explored``), the rest in the model's order."""
+        exploration choice (flagged ``explored``), the rest in the model's order.
+
+        Exploration and re-ranking do not combine (a re-ranker would reorder the policy's slots): a request's
+        explicit choice wins over the server's default, so a request that names a re-ranker (``rerank``)
+        and no ``explore_share`` is re-ranked without exploration, and one that gives ``explore_share``
+        and no ``rerank`` is explored without the server's re-ranker; a request that gives both (a share
+        above 0 and a re-ranker) is refused (ConfigError). ``explore_share`` above 0 on an engine without
+        a policy is refused too."""
+        share, steps = self._list_choice(req)
         self.sync()
         model = self.model  # one model for the whole request, whatever is swapped in meanwhile
         ignored: list[str] = []
@@ -356,10 +372,6 @@ class Engine:
             ex_rows, ex_unknown = self.resolve(req.exclude)
             ignored += ex_unknown
             drop.append(ex_rows)
-        share = self.options.explore_share if req.explore_share is None else float(req.explore_share)
-        steps = parse_rerank(self.options.rerank if req.rerank is None else req.rerank, auto=False)
-        if steps and self.policy is not None and share > 0:
-            raise ConfigError("give either an exploration share or a re-ranker, not both")
         if steps:
             top = self._reranked(model, scores, req.k, allowed, drop, positive, steps)
             explored = np.zeros(len(top), dtype=bool)
@@ -382,6 +394,41 @@ class Engine:
                 )
             )
         return Result(recs, ignored, mode, len(positive))
+
+    def _list_choice(self, req: RecommendRequest) -> tuple[float, list[Any]]:
+        """The exploration share and the re-ranking steps of a request (see :meth:`recommend`); ConfigError
+        (a 422 over HTTP) for a bad re-ranker, a share without a policy, or both asked for."""
+        if req.explore_share is not None and req.explore_share > 0 and self.policy is None:
+            raise ConfigError(
+                "explore_share: this server has no bandit policy to explore with (leave it out or give 0)"
+            )
+        spec = self.options.rerank if req.rerank is None else req.rerank
+        try:
+            steps = parse_rerank(spec, auto=True)
+        except ConfigError as e:
+            raise ConfigError(_rerank_message(str(e))) from None
+        if any(s.auto for s in steps):
+            raise ConfigError(
+                f"rerank: {spec!r}: the service takes a fixed weight in [0, 1], not auto (e.g. mmr:0.3)"
+            )
+        share = self.options.explore_share if req.explore_share is None else float(req.explore_share)
+        if self.policy is None:
+            share = 0.0
+        if steps and share > 0:
+            if req.rerank is not None and req.explore_share is None:
+                share = 0.0  # the request's re-ranker wins over the server's exploration share
+            elif req.explore_share is not None and req.rerank is None:
+                steps = []  # the request's exploration share wins over the server's re-ranker
+            elif req.rerank is not None:
+                raise ConfigError(
+                    "give either an exploration share (explore_share above 0) or a re-ranker (rerank), not both"
+                )
+            else:
+                raise ConfigError(
+                    "the server's settings give both an exploration share and a re-ranker: "
+                    "give explore_share 0 or rerank '' in the request"
+                )
+        return share, steps
 
     def _reranked(
         self,
@@ -604,6 +651,11 @@ def _facet_columns(items: pd.DataFrame, columns: list[str]) -> list[str]:
         if s.str.contains("|", regex=False).mean() > 0.05 or s.nunique() <= min(100, max(2, n // 5)):
             out.append(c)
     return out
+
+
+def _rerank_message(message: str) -> str:
+    """A :func:`tokrec.rerank.parse_rerank` error as the API's field name says it (not the CLI flag)."""
+    return "rerank: " + message.removeprefix("--rerank: ")
 
 
 def _unique_recent(rows: np.ndarray, window: int) -> np.ndarray:

@@ -2,6 +2,12 @@
 
 The hard caps here bound what the parser accepts at all; the server's settings (``max_k``,
 ``max_history`` ...) are checked on top by the endpoints and usually lower.
+
+Ids (``item_id``, ``user_id``, history, candidates, exclude): 1 to 256 characters, not blank after
+``strip()`` and without control characters (``\\x00``-``\\x1f``, ``\\x7f``-``\\x9f``, U+2028/U+2029): the
+ids the batch loaders accept, so that an exported catalog or event log loads again. Numbers are finite,
+and an event's ``value`` lies in [-MAX_EVENT_VALUE, MAX_EVENT_VALUE] (1e6): the reward a bandit policy
+learns from (:mod:`tokrec.bandits.policies` refuses larger ones too).
 """
 
 from __future__ import annotations
@@ -9,6 +15,7 @@ from __future__ import annotations
 from typing import Annotated, Any, Literal
 
 from pydantic import (
+    AfterValidator,
     BaseModel,
     ConfigDict,
     Field,
@@ -20,14 +27,30 @@ from pydantic import (
     model_validator,
 )
 
-ItemId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
-UserId = Annotated[StrictStr, Field(min_length=1, max_length=256)]
+from tokrec.errors import _UNPRINTABLE
+
+#: the largest ``|value|`` of an event (the bandit's reward; tokrec.bandits.policies.MAX_ABS_REWARD)
+MAX_EVENT_VALUE = 1e6
+
+
+def check_id(v: str) -> str:
+    """An id as the batch loaders accept it: not blank after ``strip()``, no control characters."""
+    if not v.strip():
+        raise ValueError("an id must not be blank")
+    bad = _UNPRINTABLE.search(v)
+    if bad is not None:
+        raise ValueError(f"an id must not contain control characters (found \\x{ord(bad.group()):02x})")
+    return v
+
+
+ItemId = Annotated[StrictStr, Field(min_length=1, max_length=256), AfterValidator(check_id)]
+UserId = Annotated[StrictStr, Field(min_length=1, max_length=256), AfterValidator(check_id)]
 HARD_LIST_CAP = 100_000
 AttrScalar = StrictStr | StrictInt | StrictFloat | StrictBool | None
 
 
 class _Strict(BaseModel):
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
 
 
 class RecommendRequest(_Strict):
@@ -45,11 +68,13 @@ class RecommendRequest(_Strict):
         description="re-rank the list: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, tail:W "
         "(W in [0, 1], optionally @N), chained with + (default: the server's; tokrec.rerank)",
     )
-    explore_share: float | None = Field(
+    explore_share: StrictFloat | StrictInt | None = Field(
         None,
-        ge=0.0,
-        le=1.0,
-        description="with a policy: share of the slots given to exploration (default: the server's)",
+        ge=0,
+        le=1,
+        description="with a policy: share of the slots given to exploration (default: the server's). A "
+        "request that names a re-ranker (rerank) and no explore_share gets no exploration; one that gives "
+        "both, a share above 0 and a re-ranker, gets 422. Above 0 on a server without a policy: 422",
     )
 
     @model_validator(mode="after")
@@ -91,7 +116,21 @@ class EventIn(_Strict):
     item_id: ItemId
     event: Annotated[StrictStr, Field(min_length=1, max_length=64)] = "interaction"
     timestamp: StrictInt | None = Field(None, ge=0, le=2**62, description="seconds; default: now")
-    value: StrictFloat | StrictInt = Field(1.0, allow_inf_nan=False)
+    value: StrictFloat | StrictInt = Field(
+        1.0,
+        allow_inf_nan=False,
+        ge=-MAX_EVENT_VALUE,
+        le=MAX_EVENT_VALUE,
+        description=f"the event's value, e.g. a rating; a policy's reward (finite, |value| <= {MAX_EVENT_VALUE:g})",
+    )
+
+    @field_validator("value", mode="before")
+    @classmethod
+    def _bounded(cls, v: Any) -> Any:
+        # before any conversion: a huge JSON integer (10**400) must not reach float() (OverflowError)
+        if isinstance(v, int) and not isinstance(v, bool) and abs(v) > MAX_EVENT_VALUE:
+            raise ValueError(f"value must lie in [-{MAX_EVENT_VALUE:g}, {MAX_EVENT_VALUE:g}]")
+        return v
 
     @field_validator("value")
     @classmethod

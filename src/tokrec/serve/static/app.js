@@ -46,9 +46,11 @@ function renderLiked() {
   $("go").disabled = liked.size === 0;
 }
 
-function reasonText(b) {
+// one reason as text; ofUser: the list is for a user id (their history), not the items picked here
+function reasonText(b, ofUser) {
   if (b.kind === "similar_item") return "like " + b.label + " (" + b.similarity.toFixed(2) + ")";
-  if (b.kind === "attribute") return b.attribute + ": " + b.value + " (" + b.count + " of your picks)";
+  if (b.kind === "attribute") return b.attribute + ": " + b.value + " (" + b.count + (ofUser ? " of the user's items)" : " of your picks)");
+  if (b.kind === "explore") return b.label || "exploration";
   return b.kind;
 }
 
@@ -75,12 +77,13 @@ async function recommend(query) {
   $("message").className = "muted";
   $("message").textContent = "…";
   try {
-    const rerank = readRerank();
+    const rerank = readRerank(); // named: the server gives it without exploration (the request's choice wins)
+    const ofUser = "user_id" in query;
     const body = Object.assign({ k: readK() }, query, rerank ? { rerank } : {});
     const data = await api("/recommend", body);
     $("recs").replaceChildren(...data.items.map((it) => el("li", { class: "rec", "data-item-id": it.item_id },
       el("span", { class: "title" }, it.label), el("span", { class: "score" }, "score " + it.score.toFixed(3)),
-      el("div", { class: "because" }, "because: ", ...(it.because.length ? it.because.map((b) => el("span", { class: "tag" }, reasonText(b))) : ["popular"])))));
+      el("div", { class: "because" }, "because: ", ...(it.because.length ? it.because.map((b) => el("span", { class: "tag" }, reasonText(b, ofUser))) : ["popular"])))));
     $("message").textContent = (data.items.length ? data.items.length + " recommendations" : "nothing to recommend")
       + (rerank ? ", re-ranked by " + rerank : "");
   } catch (err) { $("recs").replaceChildren(); showError(err); } // never a stale list beside an error
