@@ -232,3 +232,21 @@ def test_fit_with_new_candidate_items_tunes_on_pseudo_new_items(files, tmp_path,
         main([*fit, "--tune-budget", "5", "--candidates", str(cand), "--output", str(tmp_path / "cold")]) == 0
     )
     assert "; cold-item, " in capsys.readouterr().err
+
+
+def test_a_log_too_small_to_validate_on_says_how_to_go_on(files, tmp_path, capsys) -> None:
+    one = tmp_path / "one.csv"
+    one.write_text("user_id,item_id,timestamp\nu0,i0,100\nu1,i1,100\n")  # one event per user
+    argv = ["recommend", "--items", str(files["items"]), "--interactions", str(one), "--model", "ease"]
+    assert main([*argv, "--output", str(tmp_path / "r.csv")]) == 2
+    assert "--no-tune fits the shipped configuration" in capsys.readouterr().err
+    assert main([*argv, "--no-tune", "--output", str(tmp_path / "r.csv")]) == 0
+
+
+def test_evaluate_users_file_with_a_repeated_user_is_named(files, tmp_path, capsys) -> None:
+    users = tmp_path / "users.csv"
+    users.write_text("user_id,gender\nu0,F\nu1,M\nu0,M\n")
+    argv = _evaluate(files, tmp_path / "ev", "--models", "popularity", "--users", str(users))
+    assert main(argv) == 2
+    err = capsys.readouterr().err
+    assert f"{users}, row 4, column 'user_id': duplicate user 'u0' (first at row 2" in err

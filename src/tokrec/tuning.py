@@ -69,7 +69,7 @@ import numpy as np
 import scipy.sparse as sp
 
 from tokrec.data.dataset import Dataset, ids_in
-from tokrec.errors import ConfigError
+from tokrec.errors import ConfigError, DataError
 from tokrec.evaluation.metrics import ndcg_from_scores
 from tokrec.evaluation.splits import Split, cold_item_split, leave_last_out
 from tokrec.models import registry
@@ -213,7 +213,13 @@ def make_validation(
         except ConfigError:  # none of them (or all) in this log: the seeded draw, as the summary then says
             split = None
     if split is None:
-        split = cold_item_split(train, fraction=0.2, seed=seed) if cold else leave_last_out(train)
+        try:
+            split = cold_item_split(train, fraction=0.2, seed=seed) if cold else leave_last_out(train)
+        except DataError as e:  # e.g. one event per user: nothing to validate on
+            raise DataError(
+                f"the tuning step cuts a validation split from the training log, and cannot here: {e}; "
+                "--no-tune fits the shipped configuration without one"
+            ) from None
     vt = split.train
     u = vt.user_vocab.encode(split.test.interactions["user_id"])
     i = vt.item_vocab.encode(split.test.interactions["item_id"])

@@ -213,20 +213,25 @@ def _users_table(path: str | None) -> Any:
     """The --users file: MovieLens' pipe-separated ``u.user`` by name, else any table with ``user_id``."""
     if not path:
         return None
+    import numpy as np
     import pandas as pd
 
-    from tokrec.data.loaders import read_table
+    from tokrec.data.loaders import check_unique, id_strings, read_table
     from tokrec.errors import DataError
 
     if Path(path).name == "u.user":
         names = ["user_id", "age", "gender", "occupation", "zip_code"]
         try:
-            return pd.read_csv(path, sep="|", names=names, dtype=str, encoding="latin-1")
+            table = pd.read_csv(path, sep="|", names=names, dtype=str, encoding="latin-1")
         except (OSError, pd.errors.ParserError) as e:
             raise DataError(f"cannot read: {e}", file=path) from e
-    table, _ = read_table(path)
+        rows = np.arange(1, len(table) + 1)  # no header line
+    else:
+        table, rows = read_table(path)
     if "user_id" not in table.columns:
         raise DataError("missing column", file=path, column="user_id")
+    table["user_id"] = id_strings(table["user_id"]).str.strip()
+    check_unique(table["user_id"], rows, "user", file=path, column="user_id")
     return table
 
 
