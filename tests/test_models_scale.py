@@ -66,11 +66,15 @@ def test_fit_checks_its_output_before_any_work(tmp_path, capsys):
     (tmp_path / "existing.csv").write_text("a,b\n")
     (tmp_path / "notes").mkdir()
     (tmp_path / "notes" / "keep.txt").write_text("mine")
-    for out, why in (("existing.csv", "is a file"), ("notes", "not a tokrec model directory")):
-        argv = ["fit", "--items", str(files["items"]), "--interactions", str(files["interactions"])]
-        assert main([*argv, "--output", str(tmp_path / out)]) == 2
-        err = capsys.readouterr().err.strip().splitlines()
-        assert len(err) == 1 and why in err[0] and out in err[0]
+    argv = ["fit", "--items", str(files["items"]), "--interactions", str(files["interactions"])]
+    with pytest.raises(SystemExit) as e:  # a file: refused when the arguments are parsed
+        main([*argv, "--output", str(tmp_path / "existing.csv")])
+    assert e.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert "existing.csv is a file; give a folder" in err[-1]
+    assert main([*argv, "--output", str(tmp_path / "notes")]) == 2  # a folder that is not a model's
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "not a tokrec model directory" in err[0] and "notes" in err[0]
     assert (tmp_path / "notes" / "keep.txt").read_text() == "mine"
 
 
