@@ -232,3 +232,22 @@ def test_device_and_dtype_rules() -> None:
         with pytest.raises(ConfigError, match="my-model: device 'cuda'"):
             resolve_device("cuda", what="my-model")
         assert resolve_device("auto") == cpu
+
+
+def test_when_no_epoch_beats_the_start_the_start_is_kept() -> None:
+    """validate_first + restore_best: the start is epoch 0; an encoder that training made worse by its own
+    validation is written back as it was (tokrec finetune / distill report epoch 0 then)."""
+    trainer, batches, loss = regression(
+        monitor="score", mode="max", patience=2, epochs=3, validate_first=True
+    )
+    start = weights(trainer.module)
+    result = trainer.fit(batches, loss, scripted([0.9, 0.5, 0.4, 0.3]))
+    assert result.best_epoch == 0 and result.epochs_run == 2  # stopped by patience after two worse epochs
+    after = weights(trainer.module)
+    assert all(np.array_equal(start[k], after[k]) for k in start)
+    # the same run without the start as a mark keeps the best trained epoch (1), which differs from the start
+    trainer, batches, loss = regression(monitor="score", mode="max", patience=2, epochs=3)
+    start = weights(trainer.module)
+    result = trainer.fit(batches, loss, scripted([0.5, 0.4, 0.3]))
+    assert result.best_epoch == 1
+    assert not all(np.array_equal(start[k], v) for k, v in weights(trainer.module).items())

@@ -79,7 +79,9 @@ class TrainerConfig(BaseModel):
     min_delta: float = Field(0.0, ge=0, description="a gain smaller than this is no gain")
     restore_best: bool = Field(True, description="end with the best epoch's weights (with validation)")
     validate_first: bool = Field(
-        False, description="validate before training: the start is epoch 0, the mark to beat"
+        False,
+        description="validate before training: the start is epoch 0, the mark to beat (with restore_best, "
+        "kept when no epoch beats it)",
     )
     max_seconds: float | None = Field(
         None, gt=0, description="time budget from `started`: the epoch running when it is spent is the last"
@@ -388,6 +390,8 @@ class Trainer:
         if validate is not None and c.validate_first:
             initial = self._metrics(validate(self.evaluated_module()), monitor)
             best = initial[monitor]
+            if c.restore_best:  # the start is epoch 0: when no epoch beats it, the start is what is kept
+                best_state = _cpu_state(self.evaluated_module())
             log.info("%s before training: %s", c.desc, _describe(initial))
         history: list[dict[str, Any]] = []
         stopped = "epochs"
