@@ -250,3 +250,22 @@ def test_evaluate_users_file_with_a_repeated_user_is_named(files, tmp_path, caps
     assert main(argv) == 2
     err = capsys.readouterr().err
     assert f"{users}, row 4, column 'user_id': duplicate user 'u0' (first at row 2" in err
+
+
+def test_training_commands_refuse_bad_settings_and_folders_before_training(files, tmp_path, capsys) -> None:
+    data = ["--items", str(files["items"]), "--interactions", str(files["train"])]
+    assert main(["finetune", *data, "--output", str(tmp_path / "ft"), "--epochs", "0"]) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert err == [
+        "tokrec finetune: error: finetune: invalid config: epochs: Input should be greater than or equal to 1 (got 0)"
+    ]
+    notmodel = tmp_path / "notmodel"
+    notmodel.mkdir()
+    (notmodel / "a.txt").write_text("x")
+    classify = ["classify", *data, "--test", str(files["train"])]
+    assert main([*classify, "--model", str(notmodel)]) == 2
+    assert f"{notmodel}: not a Hugging Face model folder (no config.json)" in capsys.readouterr().err
+    assert main([*classify, "--save", str(notmodel)]) == 2  # a folder of other files: refused before training
+    assert "the folder holds other files" in capsys.readouterr().err
+    assert (notmodel / "a.txt").read_text() == "x"
+    assert "positive integer" in _parse_error([*classify, "--top-n", "0"], capsys)

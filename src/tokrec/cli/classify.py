@@ -13,7 +13,14 @@ import sys
 import time
 from pathlib import Path
 
-from tokrec.cli._args import add_template_arg, add_torch_args, output_file, same_named
+from tokrec.cli._args import (
+    add_template_arg,
+    add_torch_args,
+    output_file,
+    output_folder,
+    positive_int,
+    same_named,
+)
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 
 
@@ -39,7 +46,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         type=output_file(".csv"),
         help="where to write the re-ranked recommendations (with --rerank)",
     )
-    p.add_argument("--top-n", type=int, default=20, help="re-rank each user's top N rows (default 20)")
+    p.add_argument(
+        "--top-n", type=positive_int, default=20, help="re-rank each user's top N rows (default 20)"
+    )
     p.add_argument(
         "--blend-weight",
         type=_blend_weight,
@@ -101,7 +110,9 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--lr", type=float, default=None, help="default 3e-4 (LoRA) / 3e-5 (full)")
     p.add_argument("--seed", type=int, default=42)
     add_torch_args(p, ("float32", "bfloat16", "float16"), 2, "torch CPU threads (default 2)")
-    p.add_argument("--save", metavar="DIR", help="save the fine-tuned model (safetensors) here")
+    p.add_argument(
+        "--save", metavar="DIR", type=output_folder, help="save the fine-tuned model (safetensors) here"
+    )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
     add_loading_options(p)
     p.set_defaults(func=run)
@@ -114,6 +125,10 @@ def run(args: argparse.Namespace) -> int:
 
     if (args.rerank is None) != (args.output is None):
         raise ConfigError("--rerank and --output go together")
+    save = Path(args.save) if args.save else None
+    if save and save.is_dir() and any(save.iterdir()) and not (save / "tokrec_classifier.json").is_file():
+        # checked before the training, not after it
+        raise ConfigError(f"--save {args.save}: the folder holds other files; refusing to replace it")
     if not 0 < args.heldout_fraction < 1:
         raise ConfigError("--heldout-fraction must be between 0 and 1")
     clf = CrossEncoderClassifier(

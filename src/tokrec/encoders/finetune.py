@@ -45,7 +45,7 @@ from pathlib import Path
 from typing import Any, Literal, Self
 
 import numpy as np
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from tokrec.data.dataset import Dataset
 from tokrec.encoders import FINETUNE_FILE
@@ -87,11 +87,10 @@ class EncoderRunConfig(BaseModel):
         Raises:
             ConfigError: unknown keys or bad values.
         """
+        from tokrec.config import validate_config
+
         base = config.model_dump() if isinstance(config, cls) else dict(config or {})
-        try:
-            return cls.model_validate({**base, **kwargs})
-        except ValidationError as e:
-            raise ConfigError(f"{what}: invalid config: {e}") from e
+        return validate_config(cls, {**base, **kwargs}, what=what)
 
 
 class FinetuneConfig(EncoderRunConfig):

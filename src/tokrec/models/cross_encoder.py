@@ -45,7 +45,7 @@ import pandas as pd
 from pydantic import BaseModel, ConfigDict, Field
 
 from tokrec.data.dataset import Dataset
-from tokrec.errors import ConfigError, DataError
+from tokrec.errors import ConfigError, DataError, printable
 
 log = logging.getLogger(__name__)
 
@@ -361,9 +361,19 @@ class CrossEncoderClassifier:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
         path = self._base_path()
-        self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+        local = Path(path).expanduser()
+        if not local.is_dir() and (
+            os.sep in str(path) and str(path).count("/") != 1 or str(path).startswith((".", "~"))
+        ):
+            raise ConfigError(f"model folder not found: {path}")
+        if local.is_dir() and not (local / "config.json").is_file():
+            raise ConfigError(f"{path}: not a Hugging Face model folder (no config.json)")
+        try:
+            self.tokenizer_ = AutoTokenizer.from_pretrained(path)
+            model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
+        except (OSError, ValueError) as e:
+            raise ConfigError(f"cannot load model {str(path)!r}: {printable(e, 300)}") from e
         self.tokenizer_.truncation_side = "left"  # keep the most recent history
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=2)
         if self.config.lora:
             from peft import LoraConfig, TaskType, get_peft_model
 
