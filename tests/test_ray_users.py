@@ -58,7 +58,7 @@ def test_user_vectors_on_ray_equal_the_single_machine(ray_cluster, tmp_path):
     assert again["shards_reused"] == again["shards"] == s["shards"] and again["cache_misses"] == 0
 
 
-def test_cli_features_engine_ray_equals_local(ray_cluster, tmp_path):
+def test_cli_features_engine_ray_equals_local(ray_cluster, tmp_path, capsys):
     """`tokrec features --engine ray` writes the same Z_I and Z_U (history text) as the local engine."""
     from tokrec.cli.main import main
     from tokrec.encoders.testing import make_tiny_bert
@@ -92,3 +92,20 @@ def test_cli_features_engine_ray_equals_local(ray_cluster, tmp_path):
         assert ids_l == ids_r
         cos = (v_l * v_r).sum(1) / np.linalg.norm(v_l, axis=1) / np.linalg.norm(v_r, axis=1)
         assert cos.min() > 0.9999, (name, cos.min())
+    # the workers' cache counts reach the closing line: a fresh cache misses every text, the next run hits them
+    import re
+
+    cached = [a for a in common if a != "--no-cache"] + [
+        "--cache",
+        str(tmp_path / "cache"),
+        "--engine",
+        "ray",
+    ]
+    counts = []
+    for run in ("r1", "r2"):
+        assert main([*cached, "--num-workers", "1", "--output-dir", str(tmp_path / run)]) == 0
+        line = capsys.readouterr().err.strip().splitlines()[-1]
+        hits, misses = map(int, re.search(r"cache hits (\d+) misses (\d+)", line).groups())
+        counts.append((hits, misses))
+    assert counts[0][0] == 0 and counts[0][1] > 25  # the 25 item texts and the users' history texts
+    assert counts[1] == (counts[0][1], 0)

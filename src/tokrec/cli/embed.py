@@ -89,13 +89,22 @@ def encoder_from_args(args: argparse.Namespace) -> Any:
 
 
 def summary_line(
-    what: str, *, rows: int, texts: list[str], enc: Any, encode_s: float, elapsed: float, out: Path | str
+    what: str,
+    *,
+    rows: int,
+    texts: list[str],
+    enc: Any,
+    encode_s: float,
+    elapsed: float,
+    out: Path | str,
+    stats: dict[str, Any] | None = None,
 ) -> str:
-    """The closing line: rows, tokens, texts/s, cache hits/misses, encoding-stage and total time."""
+    """The closing line: rows, tokens, texts/s, cache hits/misses (``stats``, else the encoder's own: a Ray job's
+    workers count theirs), encoding-stage and total time."""
     tokens = (
         sum(min(n, int(getattr(enc, "max_length", n) or n)) for n in enc.count_tokens(texts)) if texts else 0
     )
-    stats = getattr(enc, "stats", {})
+    stats = stats if stats is not None else getattr(enc, "stats", {})
     cache = (
         f"cache hits {int(stats['hits'])} misses {int(stats['misses'])}" if "hits" in stats else "cache off"
     )

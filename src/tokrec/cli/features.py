@@ -120,8 +120,9 @@ def run(args: argparse.Namespace) -> int:
     tpl = UserTemplate(args.user_template, budget=args.budget or enc.max_length)
     u_texts = user_texts(ds, encoder=enc, template=tpl)
     t1 = time.perf_counter()
+    ray_stats = None
     if args.engine == "ray":
-        z_i, z_u = _encode_ray(args, ds, out, enc.dim)
+        z_i, z_u, ray_stats = _encode_ray(args, ds, out, enc.dim)
     else:
         z_i = enc.encode(i_texts, progress=progress)
         has = np.array([bool(t) for t in u_texts], dtype=bool)
@@ -179,6 +180,7 @@ def run(args: argparse.Namespace) -> int:
         encode_s=encode_s,
         elapsed=time.perf_counter() - t0,
         out=out,
+        stats=ray_stats,
     )
     print(
         f"{line}; {ds.n_items} items, {ds.n_users} users"
@@ -188,8 +190,11 @@ def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def _encode_ray(args: argparse.Namespace, ds: Any, out: Path, dim: int) -> tuple[np.ndarray, np.ndarray]:
-    """Z_I and Z_U (history text) computed on a Ray cluster, aligned to the dataset's vocabularies."""
+def _encode_ray(
+    args: argparse.Namespace, ds: Any, out: Path, dim: int
+) -> tuple[np.ndarray, np.ndarray, dict[str, Any] | None]:
+    """Z_I and Z_U (history text) computed on a Ray cluster, aligned to the dataset's vocabularies, and the
+    workers' cache hits / misses summed over both jobs (None without a cache)."""
     import shutil
     import tempfile
 
@@ -209,8 +214,12 @@ def _encode_ray(args: argparse.Namespace, ds: Any, out: Path, dim: int) -> tuple
     out.mkdir(parents=True, exist_ok=True)
     work = Path(tempfile.mkdtemp(prefix=".features-ray.", dir=out))
     try:
-        embed_items_ray(args.items, work / "items.parquet", template=args.template, **common)
-        embed_users_ray(args.interactions, args.items, work / "users.parquet", budget=args.budget, **common)
+        jobs = [
+            embed_items_ray(args.items, work / "items.parquet", template=args.template, **common),
+            embed_users_ray(
+                args.interactions, args.items, work / "users.parquet", budget=args.budget, **common
+            ),
+        ]
         item_ids, item_vecs = read_vectors(work / "items.parquet")
         user_ids, user_vecs = read_vectors(work / "users.parquet")
     finally:
@@ -219,4 +228,7 @@ def _encode_ray(args: argparse.Namespace, ds: Any, out: Path, dim: int) -> tuple
     z_i[ds.item_vocab.encode(item_ids)] = item_vecs
     z_u = np.zeros((ds.n_users, dim), dtype=np.float32)
     z_u[ds.user_vocab.encode(user_ids)] = user_vecs
-    return z_i, z_u
+    if cache is False:
+        return z_i, z_u, None
+    stats = {k: sum(int((j or {}).get(f"cache_{k}", 0)) for j in jobs) for k in ("hits", "misses")}
+    return z_i, z_u, stats
