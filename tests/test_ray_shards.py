@@ -169,3 +169,18 @@ def test_every_ray_job_checks_its_cluster_options_the_same_way():
     assert cluster_options({"ray_address": "auto", "num_workers": 3}) == ("auto", 3)
     with pytest.raises(ConfigError, match="num_workers must be >= 1, not 0"):
         cluster_options({"num_workers": 0})  # recommend_ray / embed_users_ray used to take 0 as "default"
+
+
+@pytest.mark.timeout(120)  # without the check, ray.init would retry for minutes
+def test_an_unreachable_cluster_address_fails_at_once_in_one_line() -> None:
+    """ray.init retries an address nobody listens on for minutes; the job refuses it before (a closed port)."""
+    import socket
+
+    from tokrec.distributed._ray import ray_session
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]  # free once the socket closes: nothing listens there
+    session = ray_session(f"127.0.0.1:{port}")
+    with pytest.raises(ConfigError, match=f"cannot reach the Ray cluster at '127.0.0.1:{port}'"):
+        session.__enter__()

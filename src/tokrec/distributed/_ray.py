@@ -97,6 +97,7 @@ def ray_session(ray_address: str | None, *, num_cpus: int | None = None) -> Iter
             "logging_level": logging.WARNING,
         }
         if ray_address:
+            _check_reachable(ray_address)
             kwargs["address"] = ray_address
         else:
             kwargs.update(num_cpus=num_cpus, object_store_memory=LOCAL_OBJECT_STORE)
@@ -115,6 +116,22 @@ def ray_session(ray_address: str | None, *, num_cpus: int | None = None) -> Iter
     finally:
         if started:
             ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """Fails at once (ConfigError) when a ``host:port`` or ``ray://host:port`` address refuses a TCP connection:
+    ``ray.init`` would otherwise retry an unreachable cluster for minutes. ``auto`` is left to Ray."""
+    import socket
+
+    hostport = address.split("://", 1)[1] if "://" in address else address
+    host, _, port = hostport.rpartition(":")
+    if address == "auto" or not host or not port.isdigit():
+        return
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout):
+            pass
+    except OSError as e:
+        raise ConfigError(f"cannot reach the Ray cluster at {address!r}: {e.strerror or e}") from None
 
 
 # ---- input files --------------------------------------------------------------------------------
