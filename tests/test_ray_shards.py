@@ -184,3 +184,24 @@ def test_an_unreachable_cluster_address_fails_at_once_in_one_line() -> None:
     session = ray_session(f"127.0.0.1:{port}")
     with pytest.raises(ConfigError, match=f"cannot reach the Ray cluster at '127.0.0.1:{port}'"):
         session.__enter__()
+
+
+def test_a_folder_of_other_files_is_refused_as_a_job_output(tmp_path) -> None:
+    """A job deletes the part-*.parquet files it does not keep: a folder of another tool's Parquet parts (Spark
+    writes part-00000-....parquet) must be refused, not emptied; tokrec's own shards and an empty folder are fine."""
+    spark = tmp_path / "spark"
+    spark.mkdir()
+    pq.write_table(pa.table({"x": [1, 2]}), spark / "part-00000-abc.parquet")
+    with pytest.raises(ConfigError, match="holds 'part-00000-abc.parquet', which no tokrec job wrote"):
+        sh.check_output_folder(spark)
+    assert (spark / "part-00000-abc.parquet").exists()
+    (tmp_path / "empty").mkdir()
+    sh.check_output_folder(tmp_path / "empty")
+    sh.check_output_folder(tmp_path / "absent")
+    ours = tmp_path / "ours"
+    ours.mkdir()
+    name = sh.shard_name(["a"])
+    table = pa.table({"item_id": ["a"]}).replace_schema_metadata({sh._META_JOB: b"job"})
+    pq.write_table(table, ours / name)
+    (ours / "manifest.json").write_text("{}")
+    sh.check_output_folder(ours)

@@ -105,6 +105,7 @@ def embed_items_ray(
     parts = out.with_name(f".{out.name}.parts") if single else out
     if not single and out.exists() and not out.is_dir():
         raise ConfigError(f"output {out} is a file: give a folder, or a path ending in .parquet")
+    sh.check_output_folder(parts)
     cache_path = _cache_path(cache_dir)
     t_start = time.perf_counter()
     cores = os.cpu_count() or 1

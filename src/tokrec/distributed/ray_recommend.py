@@ -75,6 +75,7 @@ def recommend_ray(
     out = Path(output).expanduser().absolute()
     single = out.suffix.lower() in (".csv", ".parquet")
     parts = out.with_name(f".{out.name}.parts") if single else out
+    sh.check_output_folder(parts)
     cands = None if candidates is None else [str(c) for c in candidates]
     src = str(users_path)
     t0 = time.perf_counter()

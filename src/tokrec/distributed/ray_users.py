@@ -80,6 +80,7 @@ def embed_users_ray(
     out = Path(output).expanduser().absolute()
     single = out.suffix.lower() == ".parquet"
     parts = out.with_name(f".{out.name}.parts") if single else out
+    sh.check_output_folder(parts)
     items = load_items(items_path)
     cache_path = _cache_path(cache_dir)
     src = str(interactions_path)

@@ -28,7 +28,7 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from tokrec.errors import DataError
+from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write, write_text_atomic
 
 FORMAT = "tokrec-embeddings/1"
@@ -111,6 +111,30 @@ def scan_shards(folder: Path, job_key: str) -> list[ShardInfo]:
         if meta.get(_META_JOB) == job_key.encode():
             found.append(ShardInfo(p.name, rows, meta.get(_META_FP, b"").decode()))
     return found
+
+
+def check_output_folder(folder: Path) -> None:
+    """Refuses (ConfigError) an existing folder holding files no tokrec job wrote: a job writes its shards among
+    them and deletes the ``part-*.parquet`` files it does not keep (:func:`remove_stale`), which in a folder of
+    another tool's Parquet parts would be the user's data. Absent, empty, or holding only tokrec shards (of an
+    earlier or interrupted run: they carry a job key), a manifest and temporaries is fine."""
+    if not folder.exists():
+        return
+    if not folder.is_dir():
+        raise ConfigError(f"output {folder} is a file: give a folder, or a single-file output path")
+    for p in sorted(folder.iterdir()):
+        if p.name == "manifest.json" or (p.name.startswith(".part-") and p.name.endswith(".tmp")):
+            continue
+        if p.name.startswith("part-") and p.suffix == ".parquet":
+            try:
+                meta = pq.read_schema(p).metadata or {}
+            except (OSError, pa.ArrowInvalid):
+                meta = {}
+            if _META_JOB in meta:
+                continue
+        raise ConfigError(
+            f"output folder {folder} holds {p.name!r}, which no tokrec job wrote; give a new or empty folder"
+        )
 
 
 def remove_stale(folder: Path, keep: set[str]) -> int:
