@@ -269,3 +269,9 @@ def test_training_commands_refuse_bad_settings_and_folders_before_training(files
     assert "the folder holds other files" in capsys.readouterr().err
     assert (notmodel / "a.txt").read_text() == "x"
     assert "positive integer" in _parse_error([*classify, "--top-n", "0"], capsys)
+
+
+def test_ray_options_without_the_ray_engine_are_refused(files, tmp_path, capsys) -> None:
+    argv = _recommend(files, "--model", "popularity", "--no-tune", "--output", str(tmp_path / "r.csv"))
+    assert main([*argv, "--num-workers", "2"]) == 2
+    assert "--num-workers only apply with --engine ray" in capsys.readouterr().err

@@ -111,3 +111,21 @@ def positive_seconds(value: str) -> float:
     if not math.isfinite(x) or x <= 0:
         raise argparse.ArgumentTypeError(f"expected seconds (a number above 0), got {value!r}")
     return x
+
+
+def add_ray_args(p: argparse.ArgumentParser, engine_help: str, workers_help: str) -> None:
+    """``--engine`` (local / ray), ``--ray-address`` and ``--num-workers`` (the last two only with ``--engine ray``:
+    :func:`check_ray_args`) in a "scale-out" group, for the commands that can run on a Ray cluster."""
+    g = p.add_argument_group("scale-out")
+    g.add_argument("--engine", choices=("local", "ray"), default="local", help=engine_help)
+    g.add_argument("--ray-address", default=None, help="a Ray cluster to join (default: start a local one)")
+    g.add_argument("--num-workers", type=positive_int, default=None, help=workers_help)
+
+
+def check_ray_args(args: argparse.Namespace) -> None:
+    """Refuses Ray options without ``--engine ray`` (they would be silently ignored)."""
+    from tokrec.errors import ConfigError
+
+    given = [f for f, v in (("--ray-address", args.ray_address), ("--num-workers", args.num_workers)) if v]
+    if given and args.engine != "ray":
+        raise ConfigError(f"{' and '.join(given)} only apply with --engine ray")

@@ -12,7 +12,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from tokrec.cli._args import add_template_arg, output_file, positive_int, same_named
+from tokrec.cli._args import (
+    add_ray_args,
+    add_template_arg,
+    check_ray_args,
+    output_file,
+    positive_int,
+    same_named,
+)
 from tokrec.cli._data import add_loading_options
 from tokrec.errors import ConfigError
 
@@ -148,11 +155,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     add_encoder_args(p)
     add_loading_options(p, events=False)
-    p.add_argument(
-        "--engine", default="local", choices=["local", "ray"], help="local (default) or a Ray cluster"
-    )
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
-    p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
+    add_ray_args(p, "encode here (default) or on a Ray cluster", "Ray encoder workers")
     p.add_argument("--no-progress", action="store_true", help="no progress bar")
     from tokrec.cli._fusion import add_item_vectors_args
 
@@ -241,6 +244,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.cli._fusion import check_no_learning, fuse_from_args
 
     check_no_learning(args, "embed")
+    check_ray_args(args)
     if args.image_column or args.image_model:
         return _run_images(args)
     if args.engine == "ray":

@@ -11,7 +11,7 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
-from tokrec.cli._args import output_folder, positive_int
+from tokrec.cli._args import add_ray_args, check_ray_args, output_folder, positive_int
 from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
 from tokrec.cli.embed import add_encoder_args, encoder_from_args
 from tokrec.errors import ConfigError, DataError
@@ -57,14 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="which Z_U the pairs use (default text)",
     )
     p.add_argument("--no-progress", action="store_true", help="no progress bars")
-    p.add_argument(
-        "--engine",
-        default="local",
-        choices=["local", "ray"],
-        help="encode item and user texts here (default) or on a Ray cluster",
-    )
-    p.add_argument("--ray-address", default=None, help="Ray cluster address (with --engine ray)")
-    p.add_argument("--num-workers", type=int, default=None, help="Ray encoder workers (with --engine ray)")
+    add_ray_args(p, "encode item and user texts here (default) or on a Ray cluster", "Ray encoder workers")
     add_encoder_args(p)
     from tokrec.cli._fusion import add_item_vectors_args
 
@@ -110,6 +103,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.fileio import staged_dir
     from tokrec.text import UserTemplate
 
+    check_ray_args(args)
     t0 = time.perf_counter()
     ds = load_from_args(args, args.items, args.interactions)
     pairs = _load_pairs(args.pairs, ds, args.encoding) if args.pairs else None

@@ -18,7 +18,14 @@ from typing import Any
 
 import pandas as pd
 
-from tokrec.cli._args import add_template_arg, cache_arg, output_file, positive_int
+from tokrec.cli._args import (
+    add_ray_args,
+    add_template_arg,
+    cache_arg,
+    check_ray_args,
+    output_file,
+    positive_int,
+)
 from tokrec.cli._data import add_loading_options, load_from_args
 from tokrec.errors import ConfigError, DataError
 from tokrec.fileio import atomic_write
@@ -85,15 +92,11 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tokrec.cli.tune import add_tune_args
 
     add_tune_args(p)
-    ray = p.add_argument_group("scale-out")
-    ray.add_argument(
-        "--engine",
-        choices=("local", "ray"),
-        default="local",
-        help="where users are scored: this process, or a Ray actor pool (fit stays local; default local)",
+    add_ray_args(
+        p,
+        "where users are scored: this process, or a Ray actor pool (fit stays local; default local)",
+        "Ray scoring actors (default: one per 2 CPUs)",
     )
-    ray.add_argument("--ray-address", help="a Ray cluster to join (default: start a local one)")
-    ray.add_argument("--num-workers", type=int, help="Ray scoring actors (default: one per 2 CPUs)")
     from tokrec.cli._fusion import add_item_vectors_args
 
     add_item_vectors_args(p)
@@ -150,6 +153,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.features import item_vectors_for
     from tokrec.models.registry import create_model
 
+    check_ray_args(args)
     if args.k < 1:
         raise ConfigError("--k must be at least 1")
     if args.rerank and args.engine == "ray":
