@@ -275,3 +275,12 @@ def test_ray_options_without_the_ray_engine_are_refused(files, tmp_path, capsys)
     argv = _recommend(files, "--model", "popularity", "--no-tune", "--output", str(tmp_path / "r.csv"))
     assert main([*argv, "--num-workers", "2"]) == 2
     assert "--num-workers only apply with --engine ray" in capsys.readouterr().err
+
+
+def test_a_fitted_model_directory_given_as_the_encoder_is_named(files, tmp_path, capsys) -> None:
+    bundle = tmp_path / "model"
+    bundle.mkdir()
+    (bundle / "bundle.json").write_text("{}")
+    argv = _recommend(files, "--no-tune", "--model-path", str(bundle), "--output", str(tmp_path / "r.csv"))
+    assert main(argv) == 2
+    assert f"{bundle} is a model directory written by `tokrec fit`" in capsys.readouterr().err

@@ -237,6 +237,11 @@ class HFEncoder:
             os.sep in model and not model.count("/") == 1 or model.startswith((".", "~"))
         ):
             raise ConfigError(f"model folder not found: {model}")
+        if self._local is not None and (self._local / "bundle.json").is_file():
+            raise ConfigError(
+                f"{model} is a model directory written by `tokrec fit` (serve it with `tokrec serve --model`), "
+                "not an encoder: give an encoder folder or id (default: the bundled all-MiniLM-L6-v2)"
+            )
         try:
             self.config_ = AutoConfig.from_pretrained(model, revision=revision)
             self.tokenizer_ = AutoTokenizer.from_pretrained(model, revision=revision)
