@@ -57,3 +57,11 @@ def require_columns(
     for col in needed:
         if col not in present:
             raise DataError(message, file=file, row=1, column=col)
+
+
+class UnknownIdError(DataError, KeyError):
+    """An id that the model or vocabulary does not know (a user or item id passed to ``recommend`` /
+    ``score``). Also a ``KeyError``, so that callers written against the older bare ``KeyError`` still
+    catch it."""
+
+    __str__ = DataError.__str__  # the message as given (KeyError would print it quoted)

@@ -21,7 +21,7 @@ import scipy.sparse as sp
 
 from tokrec.cache import CachedEncoder, EmbeddingCache
 from tokrec.data.dataset import Dataset, Vocab
-from tokrec.errors import DataError
+from tokrec.errors import ConfigError, DataError, printable
 from tokrec.fileio import atomic_write
 from tokrec.text import ItemTemplate, UserTemplate
 
@@ -206,21 +206,60 @@ def user_profiles(
 
     Returns:
         float32 ``(len(histories), d)``; all-zero rows for empty histories.
+
+    Raises:
+        ConfigError: ``n_last`` < 1, ``half_life`` NaN or <= 0, ``item_vecs`` not 2-D, a history row outside
+            ``item_vecs``, or NaN / inf in the vectors the histories use.
     """
+    if n_last is not None and (
+        isinstance(n_last, bool) or not isinstance(n_last, int | np.integer) or n_last < 1
+    ):
+        raise ConfigError(
+            f"n_last must be a whole number >= 1 (or None: every event), got {printable(repr(n_last))}"
+        )
+    _check_half_life(half_life)
+    if not isinstance(item_vecs, np.ndarray):
+        item_vecs = np.asarray(item_vecs)
+    if item_vecs.ndim != 2:
+        raise ConfigError(f"item_vecs must be 2-D (n_items, d), got shape {item_vecs.shape}")
     recent = [np.asarray(h if n_last is None else h[-n_last:], dtype=np.int64) for h in histories]
     if len(recent) == 1:
         # one query (the service's case): the history's row without building sparse matrices; the same
         # products, summed in the same order (item by item, sorted), as the sparse product below
         items, w = history_weights(recent[0], half_life)
+        if len(items) and (items[0] < 0 or items[-1] >= len(item_vecs)):  # sorted: the ends are the extremes
+            _bad_rows(items, len(item_vecs))
         x = np.add.reduce(w[:, None] * np.asarray(item_vecs[items], dtype=np.float64), axis=0, keepdims=True)
     else:
+        flat = np.concatenate(recent) if recent else np.empty(0, dtype=np.int64)
+        if len(flat) and (flat.min() < 0 or flat.max() >= len(item_vecs)):
+            _bad_rows(flat, len(item_vecs))
         rows = user_rows(recent, len(item_vecs), half_life)
         # only the items in the histories, in float64 (the same sums, in the same order, as over the whole
         # catalog: a query never copies the whole item matrix)
         cols = np.unique(rows.indices)
         x = np.asarray(rows[:, cols] @ np.asarray(item_vecs[cols], dtype=np.float64))
+    if not np.isfinite(x).all():  # the sums are finite exactly when every vector they read is
+        raise ConfigError("item_vecs: the vectors of the histories' items contain NaN or inf")
     n = np.linalg.norm(x, axis=1, keepdims=True)
     return (x / np.where(n > 0, n, 1.0)).astype(np.float32)
+
+
+def _check_half_life(half_life: float | None) -> None:
+    """ConfigError unless ``half_life`` is None or a number > 0 (inf: every event weighs 1, like None)."""
+    if half_life is None:
+        return
+    if isinstance(half_life, bool) or not isinstance(half_life, int | float | np.integer | np.floating):
+        raise ConfigError(f"half_life must be a number > 0 or None, got {printable(repr(half_life))}")
+    if not half_life > 0:  # also refuses NaN
+        raise ConfigError(f"half_life must be > 0 (or None: every event weighs 1), got {half_life}")
+
+
+def _bad_rows(rows: np.ndarray, n: int) -> None:
+    bad = rows[(rows < 0) | (rows >= n)]
+    raise ConfigError(
+        f"history item row {int(bad[0])} is outside item_vecs (rows 0..{n - 1}; {len(bad)} such rows)"
+    )
 
 
 def user_aggregate_vectors(
@@ -237,10 +276,12 @@ def user_aggregate_vectors(
     Returns:
         float32 ``(n_users, d)`` in user-vocab order; all-zero rows for users without events.
     """
+    _check_half_life(half_life)
+    item_vecs = _matrix(item_vecs, "item_vecs")
     if item_vecs.shape[0] != dataset.n_items:
         raise DataError(f"item_vecs has {item_vecs.shape[0]} rows for {dataset.n_items} items")
-    if half_life is not None and half_life <= 0:
-        raise DataError(f"half_life must be > 0, got {half_life}")
+    if not _all_finite(item_vecs):
+        raise ConfigError("item_vecs contain NaN or inf")
     return np.ascontiguousarray(user_profiles(dataset.sequences(), item_vecs, half_life=half_life))
 
 
@@ -267,14 +308,61 @@ class PairFeatures:
         return np.hstack([self.score[:, None], self.user_vectors, self.item_vectors]).astype(np.float32)
 
 
-def _rows(ids: Sequence[object], index: Vocab | Sequence[str] | None, what: str) -> np.ndarray:
+def _matrix(z: Any, name: str) -> np.ndarray:
+    """``z`` as a 2-D numeric array (no copy for an array), else ConfigError naming ``name``."""
+    try:
+        arr = z if isinstance(z, np.ndarray) else np.asarray(z)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{name} is not an array of numbers: {printable(e)}") from None
+    if arr.ndim != 2:
+        raise ConfigError(f"{name} must be 2-D (rows, d), got shape {arr.shape}")
+    if arr.dtype.kind not in "fiu":
+        raise ConfigError(f"{name} must hold numbers, got dtype {arr.dtype}")
+    return arr
+
+
+def _all_finite(z: np.ndarray, block: int = 1 << 16) -> bool:
+    """Whether every entry is finite, in row blocks (no full-size temporary mask)."""
+    return all(bool(np.isfinite(z[i : i + block]).all()) for i in range(0, len(z), block))
+
+
+def _rows(
+    ids: Sequence[object], index: Vocab | Sequence[str] | None, what: str, z: np.ndarray, name: str
+) -> np.ndarray:
+    """Rows of ``z`` (``name``: Z_U or Z_I) for ``ids``: through ``index``, which must have one entry per row
+    of ``z``, else row numbers in ``0..len(z)-1``."""
+    if isinstance(ids, str | bytes):
+        raise ConfigError(f"{what}_ids must be a list of ids, not a string ({printable(repr(ids))})")
     if index is None:
-        return np.asarray(ids, dtype=np.int64)
+        try:
+            raw = np.asarray(ids)
+            rows = raw.astype(np.int64)
+        except (TypeError, ValueError):
+            raise ConfigError(
+                f"{what}_ids must be row numbers of {name} when no {what}_index is given"
+            ) from None
+        if raw.dtype.kind == "f" and not (rows == raw).all():
+            raise ConfigError(f"{what}_ids must be whole row numbers of {name} when no {what}_index is given")
+        bad = (rows < 0) | (rows >= len(z))
+        if bad.any():
+            raise ConfigError(
+                f"{what} row {int(rows[bad][0])} is outside {name} (rows 0..{len(z) - 1}; {int(bad.sum())} such rows)"
+            )
+        return rows
     vocab = index if isinstance(index, Vocab) else Vocab(index)
+    if not isinstance(index, Vocab) and len(vocab) != len(index):
+        raise ConfigError(
+            f"{what}_index has duplicate ids: its entries must name the rows of {name} one to one"
+        )
+    if len(vocab) != len(z):
+        raise ConfigError(
+            f"{name} has {len(z)} rows but {what}_index has {len(vocab)} {what}s: one row per {what} of the index"
+            + (" (are Z_U and Z_I swapped?)" if len(z) else "")
+        )
     rows = vocab.encode(ids, missing="mask")
     if (rows < 0).any():
-        bad = [ids[i] for i in np.flatnonzero(rows < 0)[:3]]
-        raise DataError(f"{int((rows < 0).sum())} unknown {what} ids (first: {bad})", column=f"{what}_id")
+        bad_ids = [ids[i] for i in np.flatnonzero(rows < 0)[:3]]
+        raise DataError(f"{int((rows < 0).sum())} unknown {what} ids (first: {bad_ids})", column=f"{what}_id")
     return rows
 
 
@@ -296,13 +384,19 @@ def pair_features(
 
     Returns:
         A :class:`PairFeatures`; R_ij is 0 where either vector is zero.
+
+    Raises:
+        ConfigError: Z_U / Z_I not 2-D numbers, an index without one entry per row of its matrix (or with
+            duplicate ids), ids given as one string, or row numbers outside the matrix.
+        DataError: unknown ids, id lists of different lengths, or different vector dims.
     """
     if len(user_ids) != len(item_ids):
         raise DataError(f"{len(user_ids)} user ids but {len(item_ids)} item ids")
-    u = _rows(user_ids, user_index, "user")
-    i = _rows(item_ids, item_index, "item")
-    zu = np.asarray(Z_U, dtype=np.float32)[u]
-    zi = np.asarray(Z_I, dtype=np.float32)[i]
+    z_u, z_i = _matrix(Z_U, "Z_U"), _matrix(Z_I, "Z_I")
+    u = _rows(user_ids, user_index, "user", z_u, "Z_U")
+    i = _rows(item_ids, item_index, "item", z_i, "Z_I")
+    zu = np.asarray(z_u[u], dtype=np.float32)
+    zi = np.asarray(z_i[i], dtype=np.float32)
     if zu.shape[1] != zi.shape[1]:
         raise DataError(f"Z_U has dim {zu.shape[1]} but Z_I has dim {zi.shape[1]}: no cosine")
     nu = np.linalg.norm(zu, axis=1)

@@ -12,7 +12,7 @@ from functools import cached_property
 import numpy as np
 import pandas as pd
 
-from tokrec.errors import DataError
+from tokrec.errors import DataError, UnknownIdError, printable
 
 INTERACTION_COLUMNS = ("user_id", "item_id", "timestamp", "event", "value")
 
@@ -84,12 +84,13 @@ class Vocab:
         return row if 0 <= row < self._n else default
 
     def encode(self, external_ids: Iterable[object], *, missing: str = "raise") -> np.ndarray:
-        """Maps ids to rows. ``missing='raise'`` raises KeyError naming the id; ``'mask'`` gives -1."""
+        """Maps ids to rows. ``missing='raise'`` raises :class:`~tokrec.errors.UnknownIdError` (a DataError
+        and a KeyError) naming the id; ``'mask'`` gives -1."""
         out = []
         for e in external_ids:
             row = self.get(str(e))
             if row < 0 and missing == "raise":
-                raise KeyError(f"unknown id: {e!r}")
+                raise UnknownIdError(f"unknown id: {printable(repr(e))}")
             out.append(row)
         return np.asarray(out, dtype=np.int64)
 
@@ -161,14 +162,18 @@ class Dataset:
     item_vocab: Vocab = field(init=False)
 
     def __post_init__(self) -> None:
+        for what in ("interactions", "items", "users"):
+            frame = getattr(self, what)
+            if not isinstance(frame, pd.DataFrame) and (what != "users" or frame is not None):
+                raise DataError(f"{what} must be a pandas DataFrame, not {type(frame).__name__}")
         inter = self.interactions.copy()
         for col in ("user_id", "item_id"):
             if col not in inter.columns:
                 raise DataError("missing column", column=col)
-            inter[col] = inter[col].astype(str)
+            inter[col] = _id_strings(inter[col], col, "interactions")
         if "timestamp" not in inter.columns:
             inter["timestamp"] = np.arange(len(inter), dtype=np.int64)
-        inter["timestamp"] = inter["timestamp"].astype(np.int64)
+        inter["timestamp"] = _cast(inter["timestamp"], np.int64, "timestamp", "whole numbers (epoch seconds)")
         if "event" not in inter.columns:
             inter["event"] = (
                 np.where(inter["value"].notna(), "rating", "interaction")
@@ -178,12 +183,13 @@ class Dataset:
         inter["event"] = inter["event"].astype(str)
         if "value" not in inter.columns:
             inter["value"] = 1.0
-        inter["value"] = inter["value"].astype(np.float64)
+        inter["value"] = _cast(inter["value"], np.float64, "value", "numbers")
         items = self.items.copy()
         if "item_id" not in items.columns:
             raise DataError("missing column", column="item_id")
-        items["item_id"] = items["item_id"].astype(str)
+        items["item_id"] = _id_strings(items["item_id"], "item_id", "items")
         items = items.reset_index(drop=True)
+        _check_unique(items["item_id"], "item_id", "items")
         self.item_vocab = Vocab.from_list(items["item_id"].tolist())
         # hash lookup against the (unique) catalog ids: vectorised, unlike isin(dict keys)
         unknown = pd.Index(items["item_id"]).get_indexer(inter["item_id"]) < 0
@@ -198,7 +204,10 @@ class Dataset:
         self.user_vocab = Vocab(pd.unique(inter["user_id"]))
         if self.users is not None:
             users = self.users.copy()
-            users["user_id"] = users["user_id"].astype(str)
+            if "user_id" not in users.columns:
+                raise DataError("users: missing column", column="user_id")
+            users["user_id"] = _id_strings(users["user_id"], "user_id", "users")
+            _check_unique(users["user_id"], "user_id", "users")
             for u in users["user_id"]:
                 self.user_vocab.add(u)
             self.users = users
@@ -276,6 +285,40 @@ class Dataset:
     def item_text_columns(self) -> list[str]:
         """Attribute columns of the catalog (every column but the id)."""
         return [c for c in self.items.columns if c != "item_id"]
+
+
+def _id_strings(ids: pd.Series, column: str, what: str) -> pd.Series:
+    """``ids`` as strings; a missing id (NaN / None) raises DataError naming the column instead of becoming
+    the id ``"nan"``."""
+    missing = ids.isna().to_numpy()
+    if missing.any():
+        first = int(np.flatnonzero(missing)[0])
+        raise DataError(
+            f"{what}: {int(missing.sum())} rows have no {column} (missing or NaN)",
+            row=first + 2,
+            column=column,
+        )
+    return ids.astype(str)
+
+
+def _check_unique(ids: pd.Series, column: str, what: str) -> None:
+    """DataError naming the first id that occurs more than once in ``ids``, and the column."""
+    dup = ids.duplicated().to_numpy()
+    if dup.any():
+        first = ids.iloc[int(np.flatnonzero(dup)[0])]
+        raise DataError(
+            f"{what}: duplicate {column} {printable(repr(first))} ({int(dup.sum())} duplicate rows in all)",
+            column=column,
+        )
+
+
+def _cast(values: pd.Series, dtype: type, column: str, expected: str) -> pd.Series:
+    """``values`` as ``dtype``; values that do not convert (text, NaN in an integer column) raise DataError
+    naming the column."""
+    try:
+        return values.astype(dtype)
+    except (TypeError, ValueError) as e:
+        raise DataError(f"expected {expected}: {printable(e)}", column=column) from None
 
 
 IMPRESSION_COLUMNS = ("impression_id", "user_id", "timestamp", "item_id", "label", "position")

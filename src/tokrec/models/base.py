@@ -15,7 +15,7 @@ import copy
 import functools
 import os
 from abc import ABC, abstractmethod
-from collections.abc import Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Generic, cast, get_args, get_origin
 
@@ -26,7 +26,7 @@ from typing_extensions import Self, TypeVar
 
 from tokrec.config import validate_config, with_overrides
 from tokrec.data.dataset import Dataset, Vocab
-from tokrec.errors import ConfigError
+from tokrec.errors import ConfigError, UnknownIdError, printable
 
 
 class ModelConfig(BaseModel):
@@ -115,6 +115,12 @@ class Recommender(ABC, Generic[C, R]):
         """``config`` (and ``kwargs``, which override it) are validated into ``self.Config``; keys that
         name runtime options (``self.Runtime``'s fields) go to ``self.runtime`` instead, as does
         ``runtime``. An invalid value or an unknown key raises ConfigError naming the field."""
+        for what, value in (("config", config), ("runtime", runtime)):
+            if value is not None and not isinstance(value, BaseModel | Mapping):
+                raise ConfigError(
+                    f"{self.name}: {what} must be a dict of settings, not {type(value).__name__} "
+                    f"({printable(repr(value))})"
+                )
         data = config.model_dump() if isinstance(config, BaseModel) else dict(config or {})
         data.update(kwargs)
         options = {k: data.pop(k) for k in list(data) if k in self.Runtime.model_fields}
@@ -194,10 +200,22 @@ class Recommender(ABC, Generic[C, R]):
 
     # ---- public API ----------------------------------------------------------------------------
     def fit(self, dataset: Dataset, item_vectors: np.ndarray | None = None) -> Self:
+        """Learns from ``dataset`` (a :class:`~tokrec.data.Dataset`) and, where the model reads them,
+        ``item_vectors``: ``(n_items, d)`` finite numbers, row ``i`` for item row ``i``.
+
+        Raises:
+            ConfigError: ``dataset`` is not a Dataset, or ``item_vectors`` is missing where needed, not 2-D,
+                without columns, not numeric, not finite, or not one row per catalog item.
+        """
+        if not isinstance(dataset, Dataset):
+            raise ConfigError(
+                f"{self.name}.fit expects a tokrec Dataset (tokrec.data.Dataset or load_dataset), "
+                f"not {type(dataset).__name__}"
+            )
         if self.needs_item_vectors and item_vectors is None:
             raise ConfigError(f"{self.name} needs item vectors: pass item_vectors (n_items, d)")
-        if item_vectors is not None and len(item_vectors) != dataset.n_items:
-            raise ConfigError(f"item_vectors has {len(item_vectors)} rows, the catalog has {dataset.n_items}")
+        if item_vectors is not None:
+            item_vectors = check_item_vectors(item_vectors, dataset.n_items, what=f"{self.name}.fit")
         self.item_vocab_ = dataset.item_vocab
         self.user_vocab_ = dataset.user_vocab
         self.seen_ = {u: s for u, s in enumerate(dataset.sequences()) if len(s)}
@@ -221,10 +239,10 @@ class Recommender(ABC, Generic[C, R]):
         """
         self._check_fitted()
         assert self.user_vocab_ is not None and self.item_vocab_ is not None
-        rows = self.user_vocab_.encode(user_ids, missing="mask")
+        rows = self.user_vocab_.encode(id_list(user_ids, "user_ids"), missing="mask")
         out = np.full((len(rows), self.n_items), np.nan, dtype=np.float32)
         known = rows >= 0
-        cols = None if item_ids is None else self.item_vocab_.encode(item_ids)
+        cols = None if item_ids is None else self._item_rows(id_list(item_ids, "item_ids"))
         if known.any():
             out[known] = self._pad(self._score_users(rows[known], **self._candidate_kw(cols)), np.nan)
         if cols is not None:
@@ -241,21 +259,36 @@ class Recommender(ABC, Generic[C, R]):
         exclude: Sequence[str] | None = None,
         exclude_seen: bool = True,
     ) -> list[tuple[str, float]]:
-        """Top-``k`` ``(item_id, score)`` for a known user or an anonymous ``history`` of item ids."""
+        """Top-``k`` ``(item_id, score)`` for a known user or an anonymous ``history`` of item ids.
+
+        ``k`` is a whole number >= 0 (0: an empty list). Unknown ids in ``history``, ``candidates`` and
+        ``exclude`` are ignored.
+
+        Raises:
+            UnknownIdError: ``user_id`` is not a user the model was fitted on (also a KeyError).
+            ConfigError: both or neither of ``user_id`` / ``history``, a bad ``k``, or an id list that is a
+                string instead of a list.
+        """
         self._check_fitted()
         assert self.user_vocab_ is not None and self.item_vocab_ is not None
         if (user_id is None) == (history is None):
             raise ConfigError("give exactly one of user_id or history")
+        k = check_k(k)
         if user_id is not None:
             row = self.user_vocab_.get(user_id)
             if row < 0:
-                raise KeyError(f"unknown user: {user_id!r}")
+                raise UnknownIdError(
+                    f"unknown user id {printable(repr(user_id))}: not a user of the fitted data "
+                    "(pass history= to recommend for a visitor)"
+                )
             extra = np.empty(0, dtype=np.int64)
         else:
             assert history is not None
             row = -1
-            extra = self.item_vocab_.encode(history, missing="mask")
+            extra = self.item_vocab_.encode(id_list(history, "history"), missing="mask")
             extra = extra[extra >= 0]
+        if exclude is not None:
+            exclude = id_list(exclude, "exclude")
         allowed = self._candidate_mask(candidates)
         scores = self.score_rows(row, extra, candidates=None if allowed is None else np.flatnonzero(allowed))
         seen = self.history_rows(row, extra) if exclude_seen else None
@@ -376,8 +409,10 @@ class Recommender(ABC, Generic[C, R]):
         """Top-``k`` for many users: a frame ``user_id, item_id, score, rank`` (rank 1 = best)."""
         self._check_fitted()
         assert self.user_vocab_ is not None and self.item_vocab_ is not None
+        k = check_k(k)
         if user_ids is None:
             user_ids = [u for r, u in enumerate(self.user_vocab_) if r in self.seen_]
+        user_ids = id_list(user_ids, "user_ids")
         rows = self.user_vocab_.encode(user_ids, missing="mask")
         allowed = self._candidate_mask(candidates)
         owner: list[np.ndarray] = []  # per listed user: the position of the user in user_ids, once per row
@@ -419,10 +454,23 @@ class Recommender(ABC, Generic[C, R]):
         if candidates is None:
             return None
         assert self.item_vocab_ is not None
-        rows = self.item_vocab_.encode(candidates, missing="mask")
+        rows = self.item_vocab_.encode(id_list(candidates, "candidates"), missing="mask")
         mask = np.zeros(self.n_items, dtype=bool)
         mask[rows[rows >= 0]] = True
         return mask
+
+    def _item_rows(self, item_ids: Sequence[object]) -> np.ndarray:
+        """Rows of ``item_ids``; an unknown id raises UnknownIdError naming it."""
+        assert self.item_vocab_ is not None
+        rows = self.item_vocab_.encode(item_ids, missing="mask")
+        bad = np.flatnonzero(rows < 0)
+        if len(bad):
+            first = list(item_ids)[int(bad[0])]
+            raise UnknownIdError(
+                f"unknown item id {printable(repr(first))}: not in the model's catalog"
+                + (f" ({len(bad)} unknown item ids in all)" if len(bad) > 1 else "")
+            )
+        return rows
 
     # ---- persistence -------------------------------------------------------------------------
     def save(self, path: str | os.PathLike[str]) -> Path:
@@ -480,6 +528,60 @@ def wants_item_vectors(model: Recommender | type[Recommender]) -> bool:
 
 
 _NO_ROWS = np.empty(0, dtype=np.int64)
+_Id = TypeVar("_Id")
+
+
+def check_k(k: object) -> int:
+    """``k`` (how many items to recommend) as an int: a whole number >= 0 (0 gives no items), else ConfigError."""
+    if isinstance(k, bool) or not isinstance(k, int | np.integer) or k < 0:
+        raise ConfigError(f"k must be a whole number >= 0, got {printable(repr(k))}")
+    return int(k)
+
+
+def id_list(ids: Iterable[_Id], what: str) -> Sequence[_Id]:
+    """``ids`` as a sized sequence of ids: a string (which would be read character by character) or a
+    value that is not a collection raises ConfigError naming ``what``; an iterator is read into a list."""
+    if isinstance(ids, str | bytes):
+        raise ConfigError(f"{what} must be a list of ids, not a string ({printable(repr(ids))})")
+    if isinstance(ids, Sequence | np.ndarray | pd.Series | pd.Index):
+        return cast(Sequence[_Id], ids)
+    try:
+        return list(ids)
+    except TypeError:
+        raise ConfigError(f"{what} must be a list of ids, not {type(ids).__name__}") from None
+
+
+#: rows per block when checking a large array (bounds the temporary mask's memory)
+_CHECK_BLOCK = 1 << 16
+
+
+def all_finite(values: np.ndarray) -> bool:
+    """Whether every entry of a numeric array is finite, checked in row blocks (no full-size mask)."""
+    return all(
+        bool(np.isfinite(values[i : i + _CHECK_BLOCK]).all()) for i in range(0, len(values), _CHECK_BLOCK)
+    )
+
+
+def check_item_vectors(item_vectors: Any, n_items: int, *, what: str) -> np.ndarray:
+    """``item_vectors`` checked as ``(n_items, d)`` finite numbers with ``d >= 1``: a float array is returned
+    as it is, integers as float32; anything else raises ConfigError naming ``what`` and the problem."""
+    try:
+        z = np.asarray(item_vectors)
+    except (TypeError, ValueError) as e:
+        raise ConfigError(f"{what}: item_vectors is not an array of numbers: {printable(e)}") from None
+    if z.dtype.kind in "iu":
+        z = z.astype(np.float32)
+    elif z.dtype.kind != "f":
+        raise ConfigError(f"{what}: item_vectors must be numbers (floats), got dtype {z.dtype}")
+    if z.ndim != 2:
+        raise ConfigError(f"{what}: item_vectors must be 2-D (n_items, d), got shape {z.shape}")
+    if z.shape[1] == 0:
+        raise ConfigError(f"{what}: item_vectors has no columns (shape {z.shape})")
+    if len(z) != n_items:
+        raise ConfigError(f"item_vectors has {len(z)} rows, the catalog has {n_items}")
+    if not all_finite(z):
+        raise ConfigError(f"{what}: item_vectors contain NaN or inf")
+    return z
 
 
 @functools.lru_cache(maxsize=8)

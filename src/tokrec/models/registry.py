@@ -32,6 +32,10 @@ def available_models() -> list[str]:
 
 
 def model_class(name: str) -> type[Any]:
+    if not isinstance(name, str):
+        raise ConfigError(
+            f"a model name is a string (one of {', '.join(available_models())}), not {type(name).__name__}"
+        )
     try:
         target = _MODELS[name]
     except KeyError:
@@ -41,7 +45,9 @@ def model_class(name: str) -> type[Any]:
 
 
 def create_model(name: str, config: dict[str, Any] | None = None) -> Any:
-    return model_class(name)(config or {})
+    """A new model ``name`` with ``config`` (a dict of its settings; None: the defaults). An unknown name,
+    a config that is not a dict, or an invalid setting raises ConfigError."""
+    return model_class(name)(config)
 
 
 def load_model(path: str | Path) -> Any:
