@@ -304,7 +304,10 @@ def _frames() -> tuple[pd.DataFrame, pd.DataFrame]:
 
 def test_dataset_refuses_missing_and_duplicate_ids_naming_the_column() -> None:
     inter, items = _frames()
-    with pytest.raises(DataError, match=r"row 3, column 'user_id': interactions: 1 rows have no user_id"):
+    with pytest.raises(
+        DataError,
+        match=r"column 'user_id': interactions: 1 rows have no user_id \(missing or NaN; the first at position 1 of the frame\)",
+    ):
         Dataset(inter.assign(user_id=["a", None, "b"]), items)
     with pytest.raises(DataError, match="column 'item_id'.*no item_id"):
         Dataset(inter, items.assign(item_id=["x", np.nan, "z"]))

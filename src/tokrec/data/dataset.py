@@ -294,8 +294,8 @@ def _id_strings(ids: pd.Series, column: str, what: str) -> pd.Series:
     if missing.any():
         first = int(np.flatnonzero(missing)[0])
         raise DataError(
-            f"{what}: {int(missing.sum())} rows have no {column} (missing or NaN)",
-            row=first + 2,
+            f"{what}: {int(missing.sum())} rows have no {column} (missing or NaN; the first at position {first} "
+            "of the frame)",
             column=column,
         )
     return ids.astype(str)
