@@ -88,6 +88,21 @@ def checkerboard(
     return Dataset(inter, items, name="checkerboard"), vecs.astype(np.float32)
 
 
+def write_checkerboard_files(folder: Path) -> dict[str, Path]:
+    """The checkerboard (with 4 items without events, ``n0``..``n3``) as the files a command reads:
+    ``items.csv``, ``train.csv`` (user_id, item_id, rating, timestamp) and ``candidates.csv`` (the new items and
+    the probe item), plus ``dir``."""
+    ds, _ = checkerboard(extra_items=4)
+    items = folder / "items.csv"
+    ds.items.to_csv(items, index=False)
+    inter = ds.interactions.rename(columns={"value": "rating"})[["user_id", "item_id", "rating", "timestamp"]]
+    train = folder / "train.csv"
+    inter.to_csv(train, index=False)
+    cands = folder / "candidates.csv"
+    pd.DataFrame({"item_id": ["n0", "n1", "n2", "n3", PROBE_ITEM]}).to_csv(cands, index=False)
+    return {"items": items, "train": train, "candidates": cands, "dir": folder}
+
+
 class RecommenderConformance:
     """Base class of the conformance tests: subclasses define ``make_model(**config)``."""
 

@@ -8,21 +8,13 @@ from pathlib import Path
 import pandas as pd
 import pytest
 
-from conformance import PROBE_ITEM, PROBE_USER, checkerboard
+from conformance import PROBE_ITEM, PROBE_USER, write_checkerboard_files
 from tokrec.cli.main import main
 
 
 @pytest.fixture()
 def files(tmp_path: Path) -> dict[str, Path]:
-    ds, _ = checkerboard(extra_items=4)
-    items = tmp_path / "items.csv"
-    ds.items.to_csv(items, index=False)
-    inter = ds.interactions.rename(columns={"value": "rating"})[["user_id", "item_id", "rating", "timestamp"]]
-    train = tmp_path / "train.csv"
-    inter.to_csv(train, index=False)
-    cands = tmp_path / "candidates.csv"
-    pd.DataFrame({"item_id": ["n0", "n1", "n2", "n3", PROBE_ITEM]}).to_csv(cands, index=False)
-    return {"items": items, "train": train, "candidates": cands, "dir": tmp_path}
+    return write_checkerboard_files(tmp_path)
 
 
 def _run(files: dict[str, Path], *extra: str) -> pd.DataFrame:

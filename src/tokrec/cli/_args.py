@@ -89,28 +89,27 @@ def output_folder(value: str) -> str:
     return value
 
 
+def _positive(value: str, cast: Callable[[str], Any], what: str) -> Any:
+    """``cast(value)`` when it is a finite number above 0, else argparse's error naming ``what``."""
+    import math
+
+    try:
+        x = cast(value)
+    except ValueError:
+        x = None
+    if x is None or not math.isfinite(x) or x <= 0:
+        raise argparse.ArgumentTypeError(f"expected {what}, got {value!r}")
+    return x
+
+
 def positive_int(value: str) -> int:
     """argparse ``type`` of a count that must be at least 1 (threads, budgets, batch sizes)."""
-    try:
-        n = int(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}") from None
-    if n < 1:
-        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value!r}")
-    return n
+    return int(_positive(value, int, "a positive integer"))
 
 
 def positive_seconds(value: str) -> float:
     """argparse ``type`` of a time budget: a finite number of seconds above 0."""
-    import math
-
-    try:
-        x = float(value)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected seconds (a number above 0), got {value!r}") from None
-    if not math.isfinite(x) or x <= 0:
-        raise argparse.ArgumentTypeError(f"expected seconds (a number above 0), got {value!r}")
-    return x
+    return float(_positive(value, float, "seconds (a number above 0)"))
 
 
 def add_ray_args(p: argparse.ArgumentParser, engine_help: str, workers_help: str) -> None:
