@@ -78,7 +78,9 @@ def _load(args: argparse.Namespace) -> tuple[Any, str]:
     n_items, n_users = getattr(args, "n_items", 2000), getattr(args, "n_users", 800)
     if domain in ("news", "music", "ecommerce"):
         ds = make_synthetic(n_items=n_items, n_users=n_users, seed=0, domain=domain)
-        extra = " with impressions (each click shown among 4 non-clicked items)" if domain == "news" else ""
+        extra = (
+            " with impressions (each click shown among up to 4 non-clicked items)" if domain == "news" else ""
+        )
         return ds, f"a synthetic {domain} catalog ({n_items:,} items, {n_users:,} users){extra}"
     if not args.synthetic:
         path = find_movielens_100k(args.data)
@@ -128,8 +130,9 @@ def run(args: argparse.Namespace) -> int:
     encoder: Any = CachedEncoder(load_encoder(getattr(args, "model", None)), None)
     _say(f"encoder: {encoder.describe() if hasattr(encoder, 'describe') else encoder.fingerprint}")
     texts = item_texts(ds)
-    tokens, _ = encoder.tokenize(texts[0])
-    _say(f"item {ds.item_vocab.ids[0]}: {texts[0]!r}  ({len(tokens)} tokens)")
+    n_item = encoder.count_tokens([texts[0]])[0]
+    cut = f"; the encoder reads the first {encoder.max_length}" if n_item > encoder.max_length else ""
+    _say(f"item {ds.item_vocab.ids[0]}: {texts[0]!r}  ({n_item} tokens{cut})")
     tpl = UserTemplate(budget=args.user_budget)
     u_texts = user_texts(ds, encoder=encoder, template=tpl)
     first_user = next(u for u, t in enumerate(u_texts) if t)
@@ -145,8 +148,8 @@ def run(args: argparse.Namespace) -> int:
     dt = time.perf_counter() - t0
     s = encoder.stats
     _say(
-        f"Z_I: {z_i.shape} in {dt:.1f}s; cache hits {int(s['hits'])}, misses {int(s['misses'])} "
-        f"(run the demo again: everything is served from the cache)"
+        f"Z_I: {z_i.shape} in {dt:.1f}s; cache hits {int(s['hits'])}, misses {int(s['misses'])} over "
+        f"{len(set(texts))} distinct texts (run the demo again: everything is served from the cache)"
     )
     t0 = time.perf_counter()
     z_u_text = user_text_vectors(ds, encoder=encoder, template=tpl, progress=True)
@@ -202,7 +205,9 @@ def run(args: argparse.Namespace) -> int:
     files = write_report([warm, cold], out / "report", dataset=source)
     _say("report: " + ", ".join(str(p) for p in files.values() if Path(p).suffix in (".md", ".json", ".png")))
 
-    _say("\n== 6. a user's latest history and their recommendations (recommended model, warm split)")
+    _say(
+        "\n== 6. a user's latest history and their recommendations (recommended model, fitted on every event)"
+    )
     _show_user(ds, z_i, models)
     _say(f"\ndone in {time.perf_counter() - t_start:.0f}s; outputs in {out}/")
     return 0
