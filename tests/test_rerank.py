@@ -321,6 +321,13 @@ def test_user_groups_and_group_accuracy() -> None:
     rows = {(r["grouping"], r["group"]): r for r in group_accuracy(per_user, g, "ndcg@10", n_boot=50)}
     assert rows[("gender", "F")]["ndcg@10"] == pytest.approx(0.75) and rows[("gender", "F")]["users"] == 2
     assert rows[("gender", "M")]["ci_low"] == rows[("gender", "M")]["ci_high"] == 0.0
+    # a new user (cold-user protocol: no training events) keeps the attributes the users file gives
+    users4 = pd.concat(
+        [users, pd.DataFrame({"user_id": [4], "age": [40], "gender": ["M"], "occupation": ["c"]})]
+    )
+    g4 = user_groups(train, users4).set_index("user_id")
+    assert g4.loc["4", ["activity", "gender", "age", "occupation"]].tolist() == ["none", "M", "35-44", "c"]
+    assert g4.loc["1", "activity"] == "light"
 
 
 def test_evaluate_split_reports_responsibility_and_reranks() -> None:

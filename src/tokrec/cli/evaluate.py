@@ -90,7 +90,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rerank",
         help="re-rank every model's lists before scoring: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, "
-        "tail:W (a long-tail share of at least W), optionally @N (the N best candidates only), chained with +; "
+        "tail:W (a long-tail share of at least W where the candidates hold enough), optionally @N (the N best candidates only), chained with + (the first step chooses the k items, later ones only reorder them); "
         "the list re-ranked is the main cut-off's (10 when evaluated), deeper positions keep the model's order; "
         "W = auto: chosen on a validation split cut from each split's training part (--rerank-loss)",
     )

@@ -77,8 +77,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--rerank",
         help="re-rank each list for diversity / calibration / long tail: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, "
-        "propensity:W, tail:W (a long-tail share of at least W) (W in [0, 1]; @N after W: the N best candidates only), "
-        "chained with + (tokrec.rerank); W = auto: chosen on a validation split of the log (--rerank-loss)",
+        "propensity:W, tail:W (a long-tail share of at least W where the candidates hold enough) (W in [0, 1]; @N after W: the N best candidates only), "
+        "chained with + (the first step chooses the k items, later ones only reorder them; tokrec.rerank); W = auto: chosen on a validation split of the log (--rerank-loss)",
     )
     p.add_argument(
         "--rerank-loss",

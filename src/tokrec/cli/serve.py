@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--rerank",
         default=None,
         help="re-rank every list: mmr:W, dpp:W, sdpp:W, calibration:W, popularity:W, propensity:W, "
-        "tail:W (a long-tail share of at least W)[@N], chained with + "
+        "tail:W (a long-tail share of at least W where the candidates hold enough)[@N], chained with + "
         "(per request: rerank; with --policy it needs --explore-share 0)",
     )
     p.add_argument("--max-k", type=int, default=None, help="largest k a request may ask for (default 1000)")

@@ -484,7 +484,7 @@ def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, st
                     "p",
                     f"Each re-ranker (`tokrec.rerank`) turns the model's own lists (its best candidates per user, "
                     f"before any --rerank) into a top {k} at each weight (0: the model's list; for tail, the "
-                    "weight is the long-tail share it guarantees); NDCG and the re-ranker's goal are read on this "
+                    "weight is the long-tail share it asks of each list, reached where the user's candidates hold enough long-tail items); NDCG and the re-ranker's goal are read on this "
                     "split's test events, so the curve describes the trade-off and a weight is chosen on a "
                     "validation split (for example this command on the training file with --protocol "
                     "leave-last-out), not here. Plot: tradeoffs.png.",

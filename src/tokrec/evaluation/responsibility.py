@@ -215,12 +215,16 @@ def age_band(age: float) -> str:
 
 def user_groups(train: pd.DataFrame, users: pd.DataFrame | None = None) -> pd.DataFrame:
     """``user_id`` plus one column per grouping: ``activity`` (terciles of training events: light,
-    medium, heavy) for any dataset, and ``gender``, ``age`` (bands), ``occupation`` when ``users`` has them."""
+    medium, heavy; ``none`` for a user of ``users`` without training events, a new user) for any dataset, and
+    ``gender``, ``age`` (bands), ``occupation`` when ``users`` has them (for every user it lists, with training
+    events or not)."""
     counts = train.groupby(train["user_id"].astype(str)).size()
     ranks = counts.rank(method="first")
     band = pd.qcut(ranks, 3, labels=["light", "medium", "heavy"]) if len(counts) >= 3 else "all"
     out = pd.DataFrame({"user_id": counts.index, "activity": np.asarray(band, dtype=object)})
     if users is not None and "user_id" in users.columns:
+        new = pd.Index(users["user_id"].astype(str).unique()).difference(out["user_id"])
+        out = pd.concat([out, pd.DataFrame({"user_id": new, "activity": "none"})], ignore_index=True)
         u = users.copy()
         u["user_id"] = u["user_id"].astype(str)
         cols = {}
