@@ -353,7 +353,7 @@ def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) 
         axes[0].plot(deciles, run.popularity_deciles, marker="o", label=run.model, color=colors[run.model])
     axes[0].axhline(0.1, color="grey", linestyle="--", linewidth=1, label="uniform (10%)")
     axes[0].set_xticks(deciles, ["1\n(most\npopular)"] + [str(d) for d in deciles[1:-1]] + ["10\n(least)"])
-    axes[0].set_xlabel("catalog popularity decile (training events)")
+    axes[0].set_xlabel("catalog popularity decile (training users)")
     axes[0].set_ylabel(f"share of top-{k} recommendations")
     axes[0].set_title(f"{first.name}: where recommendations fall")
     axes[0].legend(fontsize=8)
@@ -379,7 +379,11 @@ def plot_popularity_bias(results: Sequence[ProtocolResult], k: int, path: Path) 
     axes[1].set_ylim(bottom=0)
     axes[1].set_xlabel(f"ARP@{k}: mean share of training users who had the recommended item")
     axes[1].set_ylabel(f"NDCG@{k}")
-    axes[1].set_title("accuracy against popularity of what is recommended")
+    left_out = [r.name for r in results if not any(r is x for x in shown)]
+    axes[1].set_title(
+        "accuracy against popularity of what is recommended"
+        + (f"\n({', '.join(left_out)} left out: new items only, ARP 0)" if left_out else "")
+    )
     axes[1].grid(alpha=0.3)
     return _save(fig, path)
 
