@@ -434,6 +434,10 @@ def test_tradeoff_curves_follow_each_reranker() -> None:
     assert auto.runs[0].rerank == "tail:0.9" and auto.runs[0].rerank_asked == "tail:auto"
     assert auto.runs[0].metrics["long_tail@10"] == pytest.approx(tail[-1]["long_tail"])
     assert auto.runs[0].metrics["ndcg@10"] == pytest.approx(tail[-1]["ndcg"])
+    # the evidence of the choice travels with the run (metrics.json, the report): the validation figures
+    line = auto.runs[0].rerank_validation
+    assert line is not None and line.startswith("rerank tail:auto -> tail:0.9, chosen on validation")
+    assert "long_tail" in line
 
 
 def test_parse_auto_and_resolve_it_on_validation() -> None:

@@ -72,6 +72,8 @@ class ModelRun:
     rerank: str | None = None
     #: the spec asked for when its weight was chosen on validation (``"tail:auto"``; ``rerank`` is the choice)
     rerank_asked: str | None = None
+    #: with ``rerank_asked``: what the choice did on its validation split (:meth:`tokrec.tuning.RerankSpecChoice.line`)
+    rerank_validation: str | None = None
     #: re-rankers' trade-off curves over the model's own lists (:func:`tokrec.evaluation.responsibility.tradeoff_curves`)
     tradeoffs: list[dict[str, Any]] = field(default_factory=list)
 
@@ -224,9 +226,11 @@ def run_model(
     t0 = time.perf_counter()
     model = fit(split.train, vecs) if fit is not None else model.fit(split.train, vecs)
     fit_s = time.perf_counter() - t0
-    asked = rerank
+    asked, validation = rerank, None
     if rerank:
-        rerank = _resolve_auto(rerank, name, split, config, vecs, vectors, fit, main_k(ks), rerank_loss)
+        rerank, validation = _resolve_auto(
+            rerank, name, split, config, vecs, vectors, fit, main_k(ks), rerank_loss
+        )
     t0 = time.perf_counter()
     recs = model.recommend_batch(split.test_users, k=n_recs, candidates=split.candidates)
     rec_s = time.perf_counter() - t0
@@ -281,6 +285,7 @@ def run_model(
         groups=groups,
         rerank=rerank or None,
         rerank_asked=asked if asked != rerank else None,
+        rerank_validation=validation,
         tradeoffs=curves,
     )
 
@@ -295,15 +300,16 @@ def _resolve_auto(
     fit: Callable[[Dataset, np.ndarray | None], Recommender] | None,
     k: int,
     loss: float,
-) -> str:
+) -> tuple[str, str | None]:
     """``rerank`` with an ``auto`` weight chosen on a validation split of ``split.train`` (the model refitted
-    there the way it was fitted here); other specs unchanged."""
+    there the way it was fitted here), and one line of what the choice did there; other specs unchanged
+    (no line)."""
     from tokrec.errors import ConfigError
     from tokrec.rerank import parse_rerank
     from tokrec.tuning import choose_rerank
 
     if not any(s.auto for s in parse_rerank(rerank)):
-        return rerank
+        return rerank, None
     if split.candidates is not None:
         raise ConfigError(
             f"--rerank {rerank}: auto chooses on each user's last event; on candidate items give the weight"
@@ -315,7 +321,7 @@ def _resolve_auto(
     choice = choose_rerank(rerank, refit, split.train, vectors.get(), k=k, loss=loss)
     assert choice is not None
     log.info("%s on %s: %s", name, split.protocol, choice.line())
-    return choice.spec
+    return choice.spec, choice.line()
 
 
 def _responsibility_context(split: Split, vectors: _Vectors) -> Any:

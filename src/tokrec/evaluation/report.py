@@ -98,6 +98,7 @@ def results_to_json(results: Sequence[ProtocolResult], *, dataset: str, **extra:
                 "groups": [{k: _nan_to_none(v) for k, v in g.items()} for g in run.groups],
                 "rerank": run.rerank,
                 "rerank_asked": run.rerank_asked,
+                "rerank_validation": run.rerank_validation,
                 "tradeoffs": [{k: _nan_to_none(v) for k, v in row.items()} for row in run.tradeoffs],
                 "recs_file": None if run.recs is None else f"recs/{r.name}/{run.model}.csv",
                 "error": run.error,
@@ -470,6 +471,9 @@ def _blocks(results: Sequence[ProtocolResult], dataset: str, plots: dict[str, st
             )
         )
         out.append(("table", main_table(r, k)))
+        chosen = [f"{run.model}: {run.rerank_validation}." for run in r.runs if run.rerank_validation]
+        if chosen:  # NAME:auto: the evidence the weight was chosen on (test is read once, above)
+            out.append(("p", "Re-ranking weights chosen on validation. " + " ".join(chosen)))
         out.append(("h3", f"{r.name}: diversity, calibration and exposure"))
         out.append(
             (
