@@ -272,3 +272,15 @@ def test_ragged_row_after_a_multiline_field_names_its_line(tmp_path):
     with pytest.raises(DataError) as e:
         load_interactions(p)
     assert str(e.value) == f"{p}, row 5: malformed CSV: expected 2 fields (as in the header), saw 3"
+
+
+def test_a_split_part_is_named_by_its_folders(tmp_path) -> None:
+    from tokrec.data.loaders import load_dataset
+
+    folder = tmp_path / "beauty-splits" / "warm"
+    folder.mkdir(parents=True)
+    (tmp_path / "items.csv").write_text("item_id,title\n1,a\n2,b\n")
+    (folder / "train.csv").write_text("user_id,item_id\nu,1\nu,2\n")
+    (tmp_path / "clicks.csv").write_text("user_id,item_id\nu,1\n")
+    assert load_dataset(tmp_path / "items.csv", folder / "train.csv").name == "beauty-splits/warm/train"
+    assert load_dataset(tmp_path / "items.csv", tmp_path / "clicks.csv").name == "clicks"

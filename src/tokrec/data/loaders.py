@@ -1041,4 +1041,18 @@ def load_dataset(
         if absent.any():  # kept (they get vocabulary rows), but said
             report.notes.append(f"{int(absent.sum())} interaction users are not in the user table")
     inter.attrs.clear()
-    return Dataset(inter, items_df, users_df, name=name or Path(interactions).stem, report=report)
+    return Dataset(inter, items_df, users_df, name=name or _dataset_name(interactions), report=report)
+
+
+#: file stems that say which part of a split a file is, not which data: the folder above names the data
+_SPLIT_STEMS = {"train", "test", "valid", "validation", "events", "interactions", "ratings"}
+
+
+def _dataset_name(path: PathLike) -> str:
+    """A label for the data in ``path``: its stem, with the folders above for a split's part
+    (``ml-100k-splits/warm/train.csv`` -> ``ml-100k-splits/warm/train``)."""
+    p = Path(path)
+    if p.stem.lower() not in _SPLIT_STEMS:
+        return p.stem
+    parts = [x for x in p.absolute().parent.parts[-2:] if x not in ("/", "")]
+    return "/".join([*parts, p.stem])
