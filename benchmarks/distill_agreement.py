@@ -25,14 +25,15 @@ def main() -> None:
     import numpy as np
     import torch
 
-    from tokrec.cli.recommend import read_id_column
     from tokrec.data import load_dataset
+    from tokrec.data.loaders import id_strings, read_table
     from tokrec.encoders.distill import agreement
     from tokrec.features import item_vectors_for
 
     s = args.splits
     ds = load_dataset(items=s / "items.csv", interactions=s / "cold" / "train.csv")
-    rows = ds.item_vocab.encode(read_id_column(str(s / "cold" / "candidates.csv"), "item_id"), missing="mask")
+    cands, _ = read_table(s / "cold" / "candidates.csv")
+    rows = ds.item_vocab.encode(id_strings(cands["item_id"]).str.strip(), missing="mask")
     rows = torch.from_numpy(np.asarray(rows)[np.asarray(rows) >= 0])
 
     def unit(model: str | None) -> torch.Tensor:

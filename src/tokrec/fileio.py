@@ -81,10 +81,21 @@ def atomic_dir(
         path: the folder to create or replace.
         replaceable: called with an existing ``path``; False refuses to replace it (ConfigError), so that a
             folder that is not ours is never deleted.
+
+    Raises:
+        ConfigError: before anything is written (so no work is spent on it), when ``path`` is a file, lies
+            under a file, or is a folder ``replaceable`` refuses; the last is checked again at the end.
     """
     from tokrec.errors import ConfigError
 
     path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{path} exists and is not a folder; a model is saved as a folder")
+    above = next((p for p in path.parents if p.exists()), None)
+    if above is not None and not above.is_dir():
+        raise ConfigError(f"{above} is not a folder; cannot save a model under it ({path})")
+    if path.is_dir() and replaceable is not None and not replaceable(path):
+        raise ConfigError(f"{path} exists and is not what this writes; refusing to replace it")
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}.", dir=path.parent))
     try:

@@ -49,3 +49,48 @@ def load_from_args(args: argparse.Namespace, items: Any, interactions: Any) -> A
         unknown_items=args.unknown_items,
         empty_ids=args.empty_ids,
     )
+
+
+def read_id_column(path: str, column: str, encoding: str = "utf-8") -> list[str]:
+    """The ids in ``column`` of a table (CSV, TSV, Parquet or JSON Lines by extension, as every input), stripped,
+    first occurrence kept; errors name the file, and the row of an empty id.
+
+    Raises:
+        DataError: the file is missing or unreadable, lacks the column, has an empty id or no rows.
+    """
+    from tokrec.data.loaders import id_strings, read_table
+    from tokrec.errors import DataError
+
+    table, rows = read_table(path, encoding=encoding)
+    if column not in table.columns:
+        raise DataError(
+            f"missing column (found: {', '.join(map(str, table.columns))})", file=path, column=column
+        )
+    ids = id_strings(table[column], file=path, rows=rows)
+    empty = (ids.isna() | (ids.fillna("").str.strip() == "")).to_numpy()
+    if empty.any():
+        raise DataError("empty id", file=path, row=int(rows[empty.argmax()]), column=column)
+    if not len(ids):
+        raise DataError("no ids: the file has no rows", file=path, column=column)
+    return list(dict.fromkeys(ids.str.strip().tolist()))
+
+
+def read_candidates(args: argparse.Namespace, dataset: Any) -> tuple[list[str] | None, str | None]:
+    """``--candidates`` (read as :func:`read_id_column`, with ``--encoding``) checked against ``dataset``'s
+    catalog: ``(ids or None, a note counting the unknown ones or None)``.
+
+    Raises:
+        DataError: as :func:`read_id_column`, or none of the ids is in the catalog.
+    """
+    if not args.candidates:
+        return None, None
+    path = args.candidates
+    candidates = read_id_column(path, "item_id", getattr(args, "encoding", "utf-8"))
+    unknown = sum(c not in dataset.item_vocab for c in candidates)
+    if unknown == len(candidates):
+        from tokrec.errors import DataError
+
+        raise DataError(
+            f"none of the {len(candidates)} candidate ids is in the catalog", file=path, column="item_id"
+        )
+    return candidates, f"{unknown} candidate ids not in the catalog ignored" if unknown else None

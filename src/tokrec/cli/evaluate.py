@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from tokrec.cli._args import add_template_arg, output_folder
-from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
+from tokrec.cli._data import add_data_args, add_loading_options, load_from_args, read_candidates
 
 log = logging.getLogger(__name__)
 
@@ -170,10 +170,7 @@ def _splits(args: argparse.Namespace, dataset: Any) -> list[Any]:
         test = check_known_items(test, dataset.items, unknown_items=args.unknown_items, file=args.test)
         cands = None
         if args.candidates:
-            from tokrec.cli.recommend import check_candidates, read_id_column
-
-            cands = read_id_column(args.candidates, "item_id", args.encoding)
-            check_candidates(cands, dataset, args.candidates)
+            cands, _ = read_candidates(args, dataset)
         splits = [given_split(dataset, test, candidates=cands, source=args.test)]
     else:
         if args.candidates:
@@ -230,7 +227,7 @@ def _users_table(path: str | None) -> Any:
         table, rows = read_table(path)
     if "user_id" not in table.columns:
         raise DataError("missing column", file=path, column="user_id")
-    table["user_id"] = id_strings(table["user_id"]).str.strip()
+    table["user_id"] = id_strings(table["user_id"], file=path, rows=rows).str.strip()
     check_unique(table["user_id"], rows, "user", file=path, column="user_id")
     return table
 

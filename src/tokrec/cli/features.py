@@ -78,7 +78,7 @@ def _load_pairs(path: str, ds: Any, encoding: str = "utf-8") -> pd.DataFrame:
     for col, vocab, what in (("user_id", ds.user_vocab, "user"), ("item_id", ds.item_vocab, "item")):
         if col not in df.columns:
             raise DataError("missing column", file=path, column=col)
-        ids = id_strings(df[col]).fillna("").str.strip()
+        ids = id_strings(df[col], file=path, rows=rows).fillna("").str.strip()
         known = np.array([i in vocab for i in ids], dtype=bool)
         if not known.all():
             at = int(np.argmin(known))

@@ -8,7 +8,7 @@ import sys
 import time
 
 from tokrec.cli._args import add_template_arg, output_folder
-from tokrec.cli._data import add_data_args, add_loading_options, load_from_args
+from tokrec.cli._data import add_data_args, add_loading_options, load_from_args, read_candidates
 
 log = logging.getLogger(__name__)
 
@@ -72,12 +72,7 @@ def run(args: argparse.Namespace) -> int:
     name = args.model or registry.DEFAULT_MODEL
     model = registry.create_model(name, read_json_config(args.config))  # a bad config fails before loading
     dataset = load_from_args(args, args.items, args.interactions)
-    candidates = None
-    if args.candidates:
-        from tokrec.cli.recommend import check_candidates, read_id_column
-
-        candidates = read_id_column(args.candidates, "item_id", args.encoding)
-        check_candidates(candidates, dataset, args.candidates)
+    candidates, _ = read_candidates(args, dataset)
     print(
         f"loaded {dataset.n_items} items, {dataset.n_users} users, {len(dataset)} interactions ({dataset.report.summary()})",
         file=sys.stderr,

@@ -26,8 +26,8 @@ from tokrec.cli._args import (
     output_file,
     positive_int,
 )
-from tokrec.cli._data import add_loading_options, load_from_args
-from tokrec.errors import ConfigError, DataError
+from tokrec.cli._data import add_loading_options, load_from_args, read_candidates, read_id_column
+from tokrec.errors import ConfigError
 from tokrec.fileio import atomic_write
 
 
@@ -104,39 +104,6 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.set_defaults(func=run)
 
 
-def read_id_column(path: str, column: str, encoding: str = "utf-8") -> list[str]:
-    """The ids in ``column`` of a table (CSV, TSV, Parquet or JSON Lines by extension, as every input), stripped,
-    first occurrence kept; errors name the file, and the row of an empty id.
-
-    Raises:
-        DataError: the file is missing or unreadable, lacks the column, has an empty id or no rows.
-    """
-    from tokrec.data.loaders import id_strings, read_table
-
-    table, rows = read_table(path, encoding=encoding)
-    if column not in table.columns:
-        raise DataError(
-            f"missing column (found: {', '.join(map(str, table.columns))})", file=path, column=column
-        )
-    ids = id_strings(table[column])
-    empty = (ids.isna() | (ids.fillna("").str.strip() == "")).to_numpy()
-    if empty.any():
-        raise DataError("empty id", file=path, row=int(rows[empty.argmax()]), column=column)
-    if not len(ids):
-        raise DataError("no ids: the file has no rows", file=path, column=column)
-    return list(dict.fromkeys(ids.str.strip().tolist()))
-
-
-def check_candidates(candidates: list[str], dataset: Any, path: str) -> str | None:
-    """Refuses candidates none of which is in the catalog; returns a note counting the unknown ones (or None)."""
-    unknown = sum(c not in dataset.item_vocab for c in candidates)
-    if unknown == len(candidates):
-        raise DataError(
-            f"none of the {len(candidates)} candidate ids is in the catalog", file=path, column="item_id"
-        )
-    return f"{unknown} candidate ids not in the catalog ignored" if unknown else None
-
-
 def _users(arg: str | None) -> list[str] | None:
     if arg is None:
         return None
@@ -174,14 +141,12 @@ def run(args: argparse.Namespace) -> int:
     times: dict[str, float] = {}
     t = time.perf_counter()
     ds = load_from_args(args, args.items, args.interactions)
-    candidates = read_id_column(args.candidates, "item_id", args.encoding) if args.candidates else None
+    candidates, candidates_note = read_candidates(args, ds)
     users = _users(args.users)
     times["load"] = time.perf_counter() - t
     notes = []
-    if candidates is not None:
-        note = check_candidates(candidates, ds, args.candidates)
-        if note:
-            notes.append(note)
+    if candidates_note:
+        notes.append(candidates_note)
     vectors = None
     from tokrec.models.base import wants_item_vectors
 

@@ -18,7 +18,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from tokrec.cli._args import add_template_arg, cache_arg, output_folder, positive_seconds
-from tokrec.cli._data import add_data_args, add_loading_options
+from tokrec.cli._data import add_data_args, add_loading_options, read_candidates
 
 #: default seconds of tuning inside fit / recommend / evaluate
 DEFAULT_BUDGET = 120.0
@@ -160,7 +160,6 @@ def held_out_by_encoder(args: argparse.Namespace) -> list[str] | None:
 
 def run(args: argparse.Namespace) -> int:
     from tokrec.cli._data import load_from_args
-    from tokrec.cli.recommend import check_candidates, read_id_column
     from tokrec.errors import ConfigError
     from tokrec.evaluation.report import atomic_write
     from tokrec.models.base import wants_item_vectors
@@ -172,12 +171,9 @@ def run(args: argparse.Namespace) -> int:
             f"--model {args.model!r} has no tuner; tunable: tokrec, ease, ease-recency, itemknn, als, bpr"
         )
     ds = load_from_args(args, args.items, args.interactions)
-    candidates = None
-    if args.candidates:
-        candidates = read_id_column(args.candidates, "item_id", args.encoding)
-        note = check_candidates(candidates, ds, args.candidates)
-        if note:
-            print(f"tokrec tune: {note}", file=sys.stderr)
+    candidates, note = read_candidates(args, ds)
+    if note:
+        print(f"tokrec tune: {note}", file=sys.stderr)
     vectors = None
     if wants_item_vectors(model_class(baseline_model(args.model))):
         from tokrec.features import item_vectors_for

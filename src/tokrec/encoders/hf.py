@@ -189,6 +189,23 @@ def _is_decoder_only(config: Any) -> bool:
     return mt in MODEL_FOR_CAUSAL_LM_MAPPING_NAMES and mt not in MODEL_FOR_MASKED_LM_MAPPING_NAMES
 
 
+def local_model_folder(model: str) -> Path | None:
+    """The local folder ``model`` names, or None for a hub id; ConfigError for a path that does not exist (a
+    hub id has at most one ``/`` and no leading ``.`` / ``~``) and for a ``tokrec fit`` directory, which is a
+    recommender, not a language model. Every loader of a Hugging Face model checks its argument through it."""
+    local = Path(model).expanduser()
+    if not local.is_dir():
+        if os.sep in model and not model.count("/") == 1 or model.startswith((".", "~")):
+            raise ConfigError(f"model folder not found: {model}")
+        return None
+    if (local / "bundle.json").is_file():
+        raise ConfigError(
+            f"{model} is a model directory written by `tokrec fit` (serve it with `tokrec serve --model`), "
+            "not an encoder: give an encoder folder or id (default: the bundled all-MiniLM-L6-v2)"
+        )
+    return local
+
+
 class HFEncoder:
     """Encodes texts with a Hugging Face transformers model.
 
@@ -231,17 +248,7 @@ class HFEncoder:
         self.revision = revision
         self.normalize = normalize
         self.prompt = prompt
-        local = Path(model).expanduser()
-        self._local = local if local.is_dir() else None
-        if self._local is None and (
-            os.sep in model and not model.count("/") == 1 or model.startswith((".", "~"))
-        ):
-            raise ConfigError(f"model folder not found: {model}")
-        if self._local is not None and (self._local / "bundle.json").is_file():
-            raise ConfigError(
-                f"{model} is a model directory written by `tokrec fit` (serve it with `tokrec serve --model`), "
-                "not an encoder: give an encoder folder or id (default: the bundled all-MiniLM-L6-v2)"
-            )
+        self._local = local_model_folder(model)
         try:
             self.config_ = AutoConfig.from_pretrained(model, revision=revision)
             self.tokenizer_ = AutoTokenizer.from_pretrained(model, revision=revision)

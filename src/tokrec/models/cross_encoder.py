@@ -360,13 +360,11 @@ class CrossEncoderClassifier:
     def _build(self) -> None:
         from transformers import AutoModelForSequenceClassification, AutoTokenizer
 
+        from tokrec.encoders.hf import local_model_folder
+
         path = self._base_path()
-        local = Path(path).expanduser()
-        if not local.is_dir() and (
-            os.sep in str(path) and str(path).count("/") != 1 or str(path).startswith((".", "~"))
-        ):
-            raise ConfigError(f"model folder not found: {path}")
-        if local.is_dir() and not (local / "config.json").is_file():
+        local = local_model_folder(str(path))
+        if local is not None and not (local / "config.json").is_file():
             raise ConfigError(f"{path}: not a Hugging Face model folder (no config.json)")
         try:
             self.tokenizer_ = AutoTokenizer.from_pretrained(path)

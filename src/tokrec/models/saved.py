@@ -204,18 +204,7 @@ def save_model(model: Recommender, path: str | os.PathLike[str]) -> Path:
     into place (an existing model directory is replaced; any other existing folder is refused)."""
     model._check_fitted()
     path = Path(path)
-    if path.exists() and not path.is_dir():
-        raise ConfigError(f"{path} exists and is not a folder; a model is saved as a folder")
-    above = next((p for p in path.parents if p.exists()), None)
-    if above is not None and not above.is_dir():
-        raise ConfigError(f"{above} is not a folder; cannot save a model under it ({path})")
-
-    def replaceable(p: Path) -> bool:
-        return (p / "config.json").is_file() or not any(p.iterdir())
-
-    if path.is_dir() and not replaceable(path):  # refused before the work of writing, not after
-        raise ConfigError(f"{path} exists and is not what this writes; refusing to replace it")
-    with atomic_dir(path, replaceable=replaceable) as tmp:
+    with atomic_dir(path, replaceable=lambda p: (p / "config.json").is_file() or not any(p.iterdir())) as tmp:
         _write(model, tmp)
     return path
 
