@@ -18,7 +18,7 @@ from tokrec.errors import ConfigError  # noqa: E402
 from tokrec.evaluation.splits import given_split, leave_last_out  # noqa: E402
 from tokrec.models.recommended import SIGNALS, TokrecConfig, TokrecHybrid  # noqa: E402
 from tokrec.models.registry import load_model  # noqa: E402
-from tokrec.tuning import make_validation, tune_baseline, tune_tokrec  # noqa: E402
+from tokrec.tuning import make_validation, new_user_config, tune_baseline, tune_tokrec  # noqa: E402
 
 #: a short grid (two values per hyperparameter) keeps these tests fast; the search is the same
 GRID = {
@@ -492,7 +492,9 @@ def test_a_step_that_outlasts_the_budget_is_the_only_overrun_and_is_reported(dat
     fitted = _costly_ease(monkeypatch, clock, 150.0)
     r = tune_tokrec(ds, vecs, **{**FAST, "budget_s": 100.0}, clock=clock)
     assert fitted == [1000.0] and clock() == 150.0
-    assert r.choice == "defaults" and r.config == TokrecConfig().model_dump()
+    # the shipped configuration, with the new-user blend chosen first (one cheap fit, before the budget ran out)
+    assert r.choice == "defaults" and r.new_users
+    assert r.config == {**TokrecConfig().model_dump(), **new_user_config(r.new_users)}
     assert r.overrun == "ease with its defaults"
     table = r.table()
     assert "over by 50s in one step: ease with its defaults" in table
@@ -708,12 +710,13 @@ def test_prop_is_rescored_as_soon_as_a_new_ease_lambda_wins(data, monkeypatch):
     monkeypatch.setattr(sig, "content_ridge", lambda *a, **k: (clock.advance(30.0), ridge(*a, **k))[1])
     _costly_prop(monkeypatch, clock, 15.0)
     grid = {"ease": [("ease_lambda", [100.0])], "map": [("map_lambda", [1.0])]}
-    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 165.0}, clock=clock)
+    r = tune_tokrec(ds, vecs, **{**FAST, "grid": grid, "budget_s": 195.0}, clock=clock)
     assert r.config["ease_lambda"] == 100.0  # the lambda won on this data (what the test is about)
     prop = next(s for s in r.signals if s.signal == "prop")
     assert prop.available and not any("left out" in x for x in r.skipped)
-    # ridge 30, EASE 40, prop 15; lambda 40 + prop 15 = 140; map's ridge (30) no longer fits
-    assert clock() == 140.0 and "map map_lambda=1" in r.skipped
+    # the new-user blend's ridge 30; ridge 30, EASE 40, prop 15; lambda 40 + prop 15 = 170; map's ridge (30)
+    # no longer fits
+    assert clock() == 170.0 and "map map_lambda=1" in r.skipped
 
 
 def test_new_item_validation_holds_out_the_items_the_encoder_was_fine_tuned_without(data, tmp_path):

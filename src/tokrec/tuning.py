@@ -27,6 +27,11 @@ same validation split, so that comparisons between them are fair:
    if it were, the best single signal is chosen.
 5. The caller refits on the whole log with the chosen configuration (:func:`fit_tuned`).
 
+Before all of these, **the new-user blend** (:func:`tune_new_users`): a user without events has none of the
+history signals, and is ranked by its own blend of time-aware popularity, item age and the content prior
+(``new_user_*``). Its weights and the time signal's bandwidth are chosen on a second split of the same log,
+20% of the users held out whole (the ``cold-user`` protocol) and ranked from an empty history; one cheap fit.
+
 Registered models may join the blend as parts (``parts``), each fitted on the same validation split and
 weighed like a signal. The sequential model ``text-sasrec`` is time-bounded (:data:`TIME_BOUNDED_PARTS`):
 one network trained for a share of the budget on the validation split's training events, then reused by
@@ -71,13 +76,14 @@ import scipy.sparse as sp
 from tokrec.data.dataset import Dataset, ids_in
 from tokrec.errors import ConfigError, DataError
 from tokrec.evaluation.metrics import ndcg_from_scores
-from tokrec.evaluation.splits import Split, cold_item_split, leave_last_out
+from tokrec.evaluation.splits import Split, cold_item_split, cold_user_split, leave_last_out
 from tokrec.models import registry
 from tokrec.models.base import wants_item_vectors
 from tokrec.models.cross_encoder import BLEND_WEIGHTS
 from tokrec.models.recommended import (
     COLLAB_SIGNALS,
     LM_SIGNALS,
+    NEW_USER_SIGNALS,
     ORDER_SIGNALS,
     PIECE_PARAMS,
     SCORING_PARAMS,
@@ -238,6 +244,112 @@ def make_validation(
     return Validation(split, users, seen, rel_all[users].tocsr(), cols, train)
 
 
+# ---- new users ---------------------------------------------------------------------------------------
+#: the share of the log's users held out whole as pseudo-new users (as ``evaluate --protocol cold-user``)
+NEW_USER_SHARE = 0.2
+#: the new-user blend's search: the time signal's bandwidths (time bins; NO_RECENCY: the whole log, plain
+#: popularity), then the weights of age and prior beside time's 1 or 0
+NEW_USER_BANDWIDTHS = (1.0, 3.0, 10.0, 30.0, 100.0, NO_RECENCY)
+NEW_USER_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+
+
+def tune_new_users(
+    log: Dataset,
+    item_vectors: np.ndarray,
+    params: dict[str, Any],
+    *,
+    seed: int = 0,
+    max_users: int = MAX_USERS,
+) -> dict[str, Any] | None:
+    """Chooses the blend a user without events gets (``new_user_*``) on pseudo-new users.
+
+    :data:`NEW_USER_SHARE` of the users of ``log`` (a seeded draw, the ``cold-user`` split of
+    :func:`~tokrec.evaluation.splits.cold_user_split`) are held out with all their events (at most
+    ``max_users`` of them scored); the pieces the new-user blend reads (time statistics, item ages, the content
+    prior, with ``params``) are fitted on the other users' events, and each held-out user ranks the catalog
+    from an empty history at the last time of that log, as the fitted model ranks a user without events
+    (:meth:`~tokrec.models.recommended.TokrecHybrid.new_user_scores`). The search: the time signal's bandwidth
+    alone (:data:`NEW_USER_BANDWIDTHS`), then every weight of age and prior in :data:`NEW_USER_WEIGHTS` beside
+    time at 1 or 0. Each signal alone is a point of that grid, so the choice is never below the best single
+    signal on this split; of equal scores the first in the grid's order (fewest signals) is kept.
+
+    Returns:
+        The report (``"weights"``, ``"bandwidth_bins"``, ``"ndcg"``, ``"alone"``, ``"shipped"``, ...), or None
+        when the log cannot be split so (too few users).
+    """
+    t0 = time.perf_counter()
+    try:
+        split = cold_user_split(log, fraction=NEW_USER_SHARE, seed=seed)
+    except (ConfigError, DataError):
+        return None
+    train = split.train
+    u = train.user_vocab.encode(split.test.interactions["user_id"])
+    i = train.item_vocab.encode(split.test.interactions["item_id"])
+    rel = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(train.n_users, train.n_items))
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    if not len(users) or not len(train):
+        return None
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    rel = rel[users].tocsr()
+    rel.data[:] = 1.0
+    only_time = {**params, **{f"w_{s}": 0.0 for s in SIGNALS}, "w_time": 1.0, "parts": []}
+    model = TokrecHybrid(TokrecConfig.model_validate(only_time)).fit(train, item_vectors)
+    t = int(model.user_time_.max())
+
+    def ndcg(raw: dict[str, np.ndarray], w: dict[str, float]) -> float:
+        return ndcg_from_scores(model.blend(raw, w), rel)
+
+    raw = model.new_user_signals(t, NO_RECENCY)
+    by_bandwidth = {}
+    for b in NEW_USER_BANDWIDTHS:
+        time_b = model.new_user_signals(t, b)["time"]
+        by_bandwidth[b] = (ndcg({"time": time_b}, {"time": 1.0}), time_b)
+    # of equal scores the widest (the last: plain popularity), which assumes least about the query time
+    bandwidth = max(NEW_USER_BANDWIDTHS, key=lambda b: (by_bandwidth[b][0], NEW_USER_BANDWIDTHS.index(b)))
+    raw["time"] = by_bandwidth[bandwidth][1]
+    usable = [s for s in NEW_USER_SIGNALS if np.ptp(raw[s]) > 1e-12]
+    alone = {s: ndcg({s: raw[s]}, {s: 1.0}) if s in usable else None for s in NEW_USER_SIGNALS}
+    grid = [
+        {"time": wt, "age": wa, "prior": wp}
+        for wt in (1.0, 0.0)
+        for wa in NEW_USER_WEIGHTS
+        for wp in NEW_USER_WEIGHTS
+        if wt + wa + wp > 0
+    ]
+    grid = [w for w in grid if all(w[s] == 0 or s in usable for s in NEW_USER_SIGNALS)] or [
+        {"time": 1.0, "age": 0.0, "prior": 0.0}
+    ]
+    grid.sort(key=lambda w: sum(v > 0 for v in w.values()))  # stable: fewest signals first
+    best_w, best = grid[0], -1.0
+    for w in grid:
+        score = ndcg(raw, w)
+        if score > best + 1e-9:
+            best_w, best = w, score
+    shipped = TokrecConfig.model_validate(params)
+    shipped_w = {s: float(getattr(shipped, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
+    shipped_raw = {**raw, "time": model.new_user_signals(t, shipped.new_user_bandwidth_bins)["time"]}
+    return {
+        "protocol": f"cold-user: {NEW_USER_SHARE:.0%} of the users held out whole, ranked with no history",
+        "users_scored": int(len(users)),
+        "train_events": int(len(train)),
+        "weights": best_w,
+        "bandwidth_bins": bandwidth,
+        "ndcg": best,
+        "alone": {**alone, "popularity": by_bandwidth[NO_RECENCY][0]},
+        "shipped": ndcg(shipped_raw, shipped_w),
+        "seconds": round(time.perf_counter() - t0, 2),
+    }
+
+
+def new_user_config(report: dict[str, Any]) -> dict[str, Any]:
+    """The ``new_user_*`` config fields of a :func:`tune_new_users` report."""
+    return {
+        **{f"new_user_w_{s}": float(report["weights"][s]) for s in NEW_USER_SIGNALS},
+        "new_user_bandwidth_bins": float(report["bandwidth_bins"]),
+    }
+
+
 # ---- what the data supports ----------------------------------------------------------------------
 def data_checks(train: Dataset, item_vectors: np.ndarray | None) -> dict[str, Any]:
     """What the log can support: timestamps, text, users with more than one event (for the report)."""
@@ -295,6 +407,8 @@ class TuneResult:
     skipped: list[str] = field(default_factory=list)
     #: the step during which the budget ran out (the one step that may overrun it), None: it never did
     overrun: str | None = None
+    #: the new-user blend's choice (:func:`tune_new_users`'s report; empty: not tuned)
+    new_users: dict[str, Any] = field(default_factory=dict)
     #: the models the tuner fitted on its validation split for the weighted parts of ``config["parts"]``, in
     #: order, and the log that split was cut from (None: unknown); :func:`fit_tuned` reuses them; not saved
     fitted_parts: list[Any] = field(default_factory=list, repr=False, compare=False)
@@ -331,6 +445,8 @@ class TuneResult:
                 lines.append(f"  {s.signal:8s} {alone:>7s} {s.weight:7.3f}  {params}")
         for name, v in self.ablation.items():
             lines.append(f"  {name}: {v:.4f}")
+        if self.new_users:
+            lines.append(_new_users_line(self.new_users))
         if self.skipped:
             lines.append(f"  skipped (budget): {_grouped(self.skipped)}")
         for note in self.data.get("notes", []):
@@ -339,6 +455,21 @@ class TuneResult:
 
 
 _NOT_SAVED = ("fitted_parts", "fitted_on")
+
+
+def _new_users_line(nu: dict[str, Any]) -> str:
+    """The table's line for the new-user blend: its validation NDCG@10, weights, and each signal alone."""
+    w = ", ".join(f"{s} {v:g}" for s, v in nu["weights"].items())
+    alone = ", ".join(f"{s} {'n/a' if v is None else f'{v:.4f}'}" for s, v in nu["alone"].items())
+    return (
+        f"  new users (no history; {nu['users_scored']} held out whole): NDCG@10 {nu['ndcg']:.4f} "
+        f"(shipped {nu['shipped']:.4f}) with {w}, time bandwidth {_bandwidth(float(nu['bandwidth_bins']))}; "
+        f"alone: {alone}"
+    )
+
+
+def _bandwidth(bins: float) -> str:
+    return "the whole log" if bins >= NO_RECENCY else f"{bins:g} bins"
 
 
 def _grouped(steps: list[str]) -> str:
@@ -523,6 +654,7 @@ def tune_tokrec(
     clk = _Clock(budget_s, clock)
     grid_all = SIGNAL_GRID if grid is None else grid
     start = TokrecConfig.model_validate(base or {}).model_dump()
+    new_users: dict[str, Any] = {}
 
     def defaults(note: str, vsum: dict[str, Any], checks: dict[str, Any]) -> TuneResult:
         checks["notes"].append(note)
@@ -539,6 +671,7 @@ def tune_tokrec(
             data=checks,
             budget_hit=hit,
             overrun=clk.crossed,
+            new_users=new_users,
         )
 
     if budget_s <= 0:
@@ -552,6 +685,16 @@ def tune_tokrec(
     vsum = val.summary()
     if len(val.users) == 0:
         return defaults("no validation user: the shipped defaults are kept", vsum, checks)
+    # 0. the new-user blend, on users held out whole from the log (cheap: one fit of three pieces)
+    source = train if isinstance(train, Dataset) else train.source
+    if source is not None:
+        with clk.step("the new-user blend"):
+            new_users = tune_new_users(source, item_vectors, start, seed=seed, max_users=max_users) or {}
+        if new_users:
+            start = {**start, **new_user_config(new_users)}
+            log.info(
+                "tune: new users %.4f %s (%.0fs)", new_users["ndcg"], new_users["weights"], clk.elapsed()
+            )
     if isinstance(parts, str):  # "auto"
         parts = auto_parts(val, budget_s)
     # the parts first: a time-bounded one trains for its share of the budget, the signals get the rest
@@ -740,6 +883,7 @@ def tune_tokrec(
         bool(skipped) or clk.left() <= 0,
         skipped=list(dict.fromkeys(skipped)),
         overrun=clk.crossed,
+        new_users=new_users,
         fitted_parts=[part_models[k] for k in entered],
         fitted_on=train.source if isinstance(train, Validation) else train,
     )
@@ -895,8 +1039,11 @@ def _search_weights(
     study.enqueue_trial({f"w_{s}": 1.0 for s in names})
     for s in names:
         study.enqueue_trial({f"w_{t}": float(t == s) for t in names})
-    while len(study.trials) < max(n_trials, 1) and (not study.trials or affordable()):
+    # enqueued starting points count as trials only once run (``study.trials`` lists them while they wait)
+    done = 0
+    while done < max(n_trials, 1) and (not done or affordable()):
         study.optimize(objective, n_trials=1)
+        done += 1
     best = {s: float(study.best_params[f"w_{s}"]) for s in names}
     best_score = score(best)
     changed = True
@@ -910,7 +1057,7 @@ def _search_weights(
                 best, best_score, changed = trial, score(trial), True
     top = max(best.values()) or 1.0
     best = {s: round(w / top, 4) for s, w in best.items()}  # largest weight 1 (scale-free blend)
-    return best, score(best), len(study.trials)
+    return best, score(best), done
 
 
 # ---- tuning the baselines --------------------------------------------------------------------------

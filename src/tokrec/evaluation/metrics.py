@@ -433,7 +433,8 @@ def ndcg_from_scores(
     """Mean NDCG@k straight from a score matrix (for tuning loops; the same rules as the scorer).
 
     Args:
-        scores: ``(n_users, n_items)`` float; ``-inf`` = never recommended.
+        scores: ``(n_users, n_items)`` float; ``-inf`` = never recommended. ``(1, n_items)`` with more
+            users in ``rel`` and no ``seen``: one ranking shared by every user (new users), ranked once.
         rel: ``(n_users, n_items)`` sparse, non-zero = a held-out item of that user.
         seen: ``(n_users, n_items)`` sparse, non-zero = a training item (dropped before the cut).
         k: the cut-off.
@@ -441,18 +442,25 @@ def ndcg_from_scores(
     Returns:
         NDCG@k averaged over users with at least one relevant item (0.0 when there are none).
     """
+    rel = sp.csr_matrix(rel)
+    shared = len(scores) == 1 and rel.shape[0] > 1
+    if shared and seen is not None:
+        raise ValueError("ndcg_from_scores: a shared ranking (one row of scores) takes no seen items")
     s = np.array(scores, dtype=np.float32, copy=True)
     if seen is not None:
         s[sp.csr_matrix(seen).nonzero()] = -np.inf
-    rel = sp.csr_matrix(rel)
     users = np.flatnonzero(np.diff(rel.indptr) > 0)
     if len(users) == 0:
         return 0.0
-    s = s[users]
+    if not shared:
+        s = s[users]
     k = min(k, s.shape[1])
     top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k), (len(s), 1))
     order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
     top = np.take_along_axis(top, order, axis=1)
+    if shared:  # ranked once, the same list for every user
+        s = np.broadcast_to(s, (len(users), s.shape[1]))
+        top = np.repeat(top, len(users), axis=0)
     r = rel[users]
     gains = np.asarray(r[np.repeat(np.arange(len(users)), k), top.ravel()]).reshape(len(users), k) != 0
     gains &= np.isfinite(np.take_along_axis(s, top, axis=1))

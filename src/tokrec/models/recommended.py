@@ -28,6 +28,12 @@ the ones that do not (ease, trans, time) give it the z-score of a raw 0, that of
 collaborative evidence for this user. One default model serves
 warm ranking (the whole catalog) and cold ranking (candidates with no training events).
 
+A user without events (a new user, an empty history) has none of the history signals: they are ranked by
+the new-user blend instead (``new_user_*``: time-aware popularity at the query time, item age, the content
+prior; :meth:`TokrecHybrid.new_user_scores`), on every scoring path, chosen by the tuner on users held out
+whole. Before it, such a user got the warm blend's weights on those three signals, where the text-predicted
+prior outweighed the observed popularity (NDCG@10 0.37 against popularity's 0.53 for new MovieLens users).
+
 Fitting computes only what the signals with a positive weight need (``needed_parts``); the ``ease``
 signal is the registered :class:`~tokrec.models.ease.EASE` model (its weights also feed ``prop``).
 :func:`tokrec.tuning.tune_tokrec` chooses the signals, weights and hyperparameters on a validation
@@ -74,7 +80,13 @@ SCORING_PARAMS = (
     "cold_offset",
     "fresh_slot",
     "fresh_match",
+    "new_user_w_time",
+    "new_user_w_age",
+    "new_user_w_prior",
+    "new_user_bandwidth_bins",
 )
+#: the signals that exist for a history without events (a new user): the others are all 0 for it
+NEW_USER_SIGNALS = ("time", "age", "prior")
 #: fitted state each signal needs (``ease_`` also serves ``prop``)
 SIGNAL_PIECES: dict[str, tuple[str, ...]] = {
     "ease": ("ease",),
@@ -99,8 +111,9 @@ PIECE_PARAMS: dict[str, tuple[str, ...]] = {
     "parts": ("parts",),
 }
 #: pieces fitted whatever the weights (the cold path of items added online needs the time statistics and
-#: the content features; the registered parts follow ``parts``)
-_ALWAYS = frozenset({"time", "features", "parts"})
+#: the content features, a new user's blend the time statistics, item ages and the prior; the registered
+#: parts follow ``parts``)
+_ALWAYS = frozenset({"time", "age", "features", "parts"})
 DAY = 86400.0
 
 
@@ -164,6 +177,17 @@ class TokrecConfig(ModelConfig):
     w_prop: float = Field(0.25, ge=0)
     w_prior: float = Field(1.0, ge=0)
     w_profile: float = Field(0.5, ge=0)
+    #: a user with no events (a new user, an empty history) has none of the history signals (ease, trans,
+    #: map, prop and profile are all 0 for them, and the blend's parts are left out) and is ranked by this
+    #: blend of the signals that exist without a history instead: time-aware popularity at the query time
+    #: (with its own bandwidth: ``new_user_bandwidth_bins``, 1e9 = popularity over the whole log), item
+    #: age and the content prior (which also places items without events). :mod:`tokrec.tuning` chooses
+    #: them on pseudo-new users, a share of the log's users held out whole; the defaults are its choice on
+    #: MovieLens 100K's training file
+    new_user_w_time: float = Field(1.0, ge=0)
+    new_user_w_age: float = Field(0.0, ge=0)
+    new_user_w_prior: float = Field(0.0, ge=0)
+    new_user_bandwidth_bins: float = Field(1e9, gt=0)
     #: registered models added to the blend (``tokrec tune --parts``; none by default)
     parts: tuple[BlendPart, ...] = ()
     #: catalogs of at least this many items are scored by candidate retrieval and the exact blend over the
@@ -178,6 +202,8 @@ class TokrecConfig(ModelConfig):
             p.weight > 0 for p in self.parts
         ):
             raise ValueError("at least one signal weight (w_*) must be positive")
+        if not any(getattr(self, f"new_user_w_{s}") > 0 for s in NEW_USER_SIGNALS):
+            raise ValueError("at least one new-user weight (new_user_w_*) must be positive")
         return self
 
 
@@ -281,7 +307,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         config = with_overrides(self.config, overrides, what=self.name)
         clone = copy.copy(self)
         clone.config = config
-        for cache in ("_catalog", "_attr_cache"):
+        for cache in ("_catalog", "_attr_cache", "_new_user_cache"):
             clone.__dict__.pop(cache, None)
         clone._fit_pieces(dataset, item_vectors, self.refit_pieces(config))
         return clone
@@ -538,6 +564,14 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         Retrieval searches the items closest to the history's profile vector anyway: the slot's close items
         are read from the candidates' cosines; a given candidate list asks the text search itself."""
         seq = np.asarray(seq, dtype=np.int64)
+        if not len(seq):  # a new user: one vector for every such query at this time, no retrieval
+            full = self.new_user_scores(t)
+            if candidates is None:
+                return full
+            out = np.full(self.n_items, -np.inf, dtype=np.float32)
+            rows = np.asarray(candidates, dtype=np.int64)
+            out[rows] = full[rows]
+            return out
         slot = self._slot_applies()
         index = self.catalog_index()
         if candidates is None:
@@ -569,6 +603,21 @@ class TokrecHybrid(Recommender[TokrecConfig]):
                     for s, r in zip(seqs, user_rows, strict=True)
                 ]
             return np.vstack(out).reshape(len(user_rows), self.n_items)
+        known = np.array([len(s) > 0 for s in seqs], dtype=bool)
+        if known.all():
+            return self._histories_score(user_rows, seqs, candidates)
+        scores = np.empty((len(user_rows), self.n_items), dtype=np.float32)
+        if known.any():
+            at = np.flatnonzero(known)
+            scores[at] = self._histories_score(user_rows[at], [seqs[i] for i in at], candidates)
+        for i in np.flatnonzero(~known):  # users without events: the new-user blend
+            scores[i] = self.new_user_scores(int(self.user_time_[user_rows[i]]))
+        return scores
+
+    def _histories_score(
+        self, user_rows: np.ndarray, seqs: list[np.ndarray], candidates: np.ndarray | None
+    ) -> np.ndarray:
+        """Known users' scores from their (non-empty) training histories: the signals, the parts, the slot."""
         parts = self._parts_score([p._score_users(user_rows) for p in self.parts_])
         return self.fresh_slot(
             self._signals_score(seqs, self.user_time_[user_rows]) + parts, seqs, candidates
@@ -586,7 +635,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         if timestamps is not None and len(timestamps):
             t = int(timestamps[-1])
         seq = np.asarray(item_rows, dtype=np.int64)
-        if self.uses_retrieval():
+        if self.uses_retrieval() or not len(seq):  # _retrieved scores an empty history as a new user
             return self._retrieved(seq, t, candidates)
         parts = self._parts_score([_part_history(p, seq, timestamps)[None, :] for p in self.parts_])
         scores = self._signals_score([seq], np.array([t], dtype=np.int64)) + parts
@@ -686,6 +735,42 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             return np.zeros((len(seqs), self.n_items), dtype=np.float32)
         return self.blend(self.signals(seqs, user_times, active))
 
+    # ---- new users -------------------------------------------------------------------------------
+    def new_user_weights(self) -> dict[str, float]:
+        """The new-user blend's weights, ``{signal: new_user_w_<signal>}`` over :data:`NEW_USER_SIGNALS`."""
+        return {s: float(getattr(self.config, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
+
+    def new_user_signals(self, t: int, bandwidth_bins: float | None = None) -> dict[str, np.ndarray]:
+        """The raw signals of a history without events at time ``t`` (epoch seconds), each ``(1, n_items)``
+        float32: ``time`` (time-aware popularity, with ``bandwidth_bins``, default ``new_user_bandwidth_bins``),
+        ``age`` and ``prior``, as :meth:`signals` computes them for any history."""
+        times = np.array([t], dtype=np.int64)
+        bins = np.clip((times - self.t0_) // self.bin_seconds_, 0, self.time_counts_.shape[1] - 1)
+        bw = self.config.new_user_bandwidth_bins if bandwidth_bins is None else bandwidth_bins
+        age = sig.age_bins(times, self.release_)
+        return {
+            "time": _pad(sig.time_kernel_scores(self.time_counts_, bins, bw), self.n_items),
+            "age": self.age_rates_[np.where(age >= 0, age, len(self.age_rates_) - 1)].astype(np.float32),
+            "prior": np.asarray(self.prior_, dtype=np.float32)[None, :],
+        }
+
+    def new_user_scores(self, t: int) -> np.ndarray:
+        """The scores of a user without events at time ``t``: ``(n_items,)`` float32, the blend (:meth:`blend`:
+        z-normalised, items without events placed by their content) of :meth:`new_user_signals` with
+        :meth:`new_user_weights`. Every history without events at the same time gets the same vector, so a
+        few are kept (a copy is returned). The registered parts and the fresh slot do not apply."""
+        w = self.new_user_weights()
+        key = (int(t), self.n_items, self.config.new_user_bandwidth_bins, *w.values())
+        cache = self.__dict__.setdefault("_new_user_cache", {})
+        scores = cache.get(key)
+        if scores is None:
+            raw = {s: v for s, v in self.new_user_signals(t).items() if w[s]}
+            scores = self.blend(raw, w)[0]
+            if len(cache) >= 16:
+                cache.clear()
+            cache[key] = scores
+        return scores.copy()
+
     # ---- new items -------------------------------------------------------------------------------
     def add_items(
         self, item_ids: Sequence[str], item_vectors: np.ndarray, *, items: pd.DataFrame | None = None
@@ -724,6 +809,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             np.where(rows < nf, rows, -1),
         )
         cached = self.__dict__.get("_catalog")
+        self.__dict__.pop("_new_user_cache", None)  # the catalog changes: a new user's vector too
         old_features = self.features_
         self.vectors_ = grown(self.vectors_, n_new, rows, z)
         self.features_ = grown(self.features_, n_new, rows, f)
@@ -792,7 +878,9 @@ class TokrecHybrid(Recommender[TokrecConfig]):
     def _reset_caches(self) -> None:
         """Fills what a model saved by an older version lacks (format 1: no prior weights, warm mask or EASE
         item list; before this version: the content map's ``(n_items, p)`` operator instead of its ``p x p``
-        ridge inverse): each follows exactly from the rest."""
+        ridge inverse): each follows exactly from the rest. A new user's kept vectors are dropped (a copy made
+        by ``with_scoring`` may score them with other weights)."""
+        self.__dict__.pop("_new_user_cache", None)
         if getattr(self, "ease_items_", None) is None and getattr(self, "ease_", None) is not None:
             self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
         if getattr(self, "warm_", None) is None and getattr(self, "features_", None) is not None:
