@@ -149,3 +149,29 @@ def test_a_saved_model_keeps_its_new_user_blend(fitted, tmp_path):
     assert loaded.config.new_user_w_prior == 0.5 and loaded.config.new_user_bandwidth_bins == 3.0
     empty = np.empty(0, dtype=np.int64)
     np.testing.assert_allclose(loaded.score_rows(-1, empty), tuned.score_rows(-1, empty), atol=1e-6)
+
+
+def test_the_tuner_keeps_the_shipped_new_user_blend_where_its_step_would_cost_too_much(data, monkeypatch):
+    pytest.importorskip("optuna", reason="the tuner needs optuna (tokrec[recs])")
+    import tokrec.tuning as tuning
+    from tokrec.models.recommended import TokrecConfig
+
+    ds, vecs = data
+    monkeypatch.setattr(tuning, "NEW_USER_SECONDS_PER_EVENT", 1.0)  # a log far too large for its share
+    r = tuning.tune_tokrec(ds, vecs, budget_s=600.0, weight_trials=5, grid={})
+    assert not r.new_users
+    assert {k: r.config[k] for k in r.config if k.startswith("new_user_")} == {
+        k: v for k, v in TokrecConfig().model_dump().items() if k.startswith("new_user_")
+    }
+    assert "the new-user blend (about" in r.table()
+
+
+def test_the_weight_search_runs_fewer_trials_than_its_starting_points(data):
+    """The starting points (shipped, equal, each signal alone) are queued as trials; a smaller trial count
+    runs that many of them instead of none (it crashed: queued trials counted as run)."""
+    pytest.importorskip("optuna", reason="the tuner needs optuna (tokrec[recs])")
+    from tokrec.tuning import tune_tokrec
+
+    ds, vecs = data
+    r = tune_tokrec(ds, vecs, budget_s=600.0, weight_trials=3, grid={})
+    assert r.trials == 3 and r.val_ndcg > 0
