@@ -175,3 +175,20 @@ def test_the_weight_search_runs_fewer_trials_than_its_starting_points(data):
     ds, vecs = data
     r = tune_tokrec(ds, vecs, budget_s=600.0, weight_trials=3, grid={})
     assert r.trials == 3 and r.val_ndcg > 0
+
+
+def test_on_new_items_the_new_user_blend_is_chosen_on_the_new_items(data):
+    """A task that ranks new items: popularity cannot order them (no events), so the new-user blend is chosen on
+    the validation's pseudo-new items, where only age and the prior can rank."""
+    pytest.importorskip("optuna", reason="the tuner needs optuna (tokrec[recs])")
+    from tokrec.tuning import tune_tokrec
+
+    ds, vecs = data
+    r = tune_tokrec(ds, vecs, cold=True, budget_s=600.0, weight_trials=5, grid={})
+    nu = r.new_users
+    assert nu["protocol"].startswith("cold-item") and "ranking the new items" in r.table()
+    # popularity is constant on the new items: neither it nor the shipped blend (popularity) is a figure
+    assert nu["alone"]["time"] is None and nu["alone"]["popularity"] is None and nu["shipped"] is None
+    assert "shipped: ties every item" in r.table()
+    assert nu["weights"]["time"] == 0.0 and nu["weights"]["prior"] + nu["weights"]["age"] > 0
+    assert nu["ndcg"] >= max(v for v in nu["alone"].values() if v is not None) - 1e-12

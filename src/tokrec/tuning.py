@@ -264,6 +264,7 @@ def tune_new_users(
     *,
     seed: int = 0,
     max_users: int = MAX_USERS,
+    new_items: Validation | None = None,
 ) -> dict[str, Any] | None:
     """Chooses the blend a user without events gets (``new_user_*``) on pseudo-new users.
 
@@ -277,32 +278,44 @@ def tune_new_users(
     time at 1 or 0. Each signal alone is a point of that grid, so the choice is never below the best single
     signal on this split; of equal scores the first in the grid's order (fewest signals) is kept.
 
+    ``new_items``: the task ranks new items (the tuner's cold-item validation split): the split is that one
+    instead, its pseudo-new items ranked for its users as if they had no history (the time signal, 0 for
+    items without events, cannot order them; age and the prior can).
+
     Returns:
         The report (``"weights"``, ``"bandwidth_bins"``, ``"ndcg"``, ``"alone"``, ``"shipped"``, ...), or None
         when the log cannot be split so (too few users).
     """
     t0 = time.perf_counter()
-    try:
-        split = cold_user_split(log, fraction=NEW_USER_SHARE, seed=seed)
-    except (ConfigError, DataError):
-        return None
-    train = split.train
-    u = train.user_vocab.encode(split.test.interactions["user_id"])
-    i = train.item_vocab.encode(split.test.interactions["item_id"])
-    rel = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(train.n_users, train.n_items))
-    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    cols: np.ndarray | None = None
+    if new_items is not None and new_items.cols is not None:
+        train, users, rel, cols = new_items.train, new_items.users, new_items.rel, new_items.cols
+        rel = rel[:, cols].tocsr()
+        protocol = "cold-item: the validation's new items ranked for its users as if they had no history"
+    else:
+        try:
+            split = cold_user_split(log, fraction=NEW_USER_SHARE, seed=seed)
+        except (ConfigError, DataError):
+            return None
+        train = split.train
+        u = train.user_vocab.encode(split.test.interactions["user_id"])
+        i = train.item_vocab.encode(split.test.interactions["item_id"])
+        rel = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(train.n_users, train.n_items))
+        users = np.flatnonzero(np.diff(rel.indptr) > 0)
+        if len(users) > max_users:
+            users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+        rel = rel[users].tocsr()
+        rel.data[:] = 1.0
+        protocol = f"cold-user: {NEW_USER_SHARE:.0%} of the users held out whole, ranked with no history"
     if not len(users) or not len(train):
         return None
-    if len(users) > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
-    rel = rel[users].tocsr()
-    rel.data[:] = 1.0
     only_time = {**params, **{f"w_{s}": 0.0 for s in SIGNALS}, "w_time": 1.0, "parts": []}
     model = TokrecHybrid(TokrecConfig.model_validate(only_time)).fit(train, item_vectors)
     t = int(model.user_time_.max())
 
     def ndcg(raw: dict[str, np.ndarray], w: dict[str, float]) -> float:
-        return ndcg_from_scores(model.blend(raw, w), rel)
+        scores = model.blend(raw, w)
+        return ndcg_from_scores(scores if cols is None else scores[:, cols], rel)
 
     raw = model.new_user_signals(t, NO_RECENCY)
     by_bandwidth = {}
@@ -312,7 +325,7 @@ def tune_new_users(
     # of equal scores the widest (the last: plain popularity), which assumes least about the query time
     bandwidth = max(NEW_USER_BANDWIDTHS, key=lambda b: (by_bandwidth[b][0], NEW_USER_BANDWIDTHS.index(b)))
     raw["time"] = by_bandwidth[bandwidth][1]
-    usable = [s for s in NEW_USER_SIGNALS if np.ptp(raw[s]) > 1e-12]
+    usable = [s for s in NEW_USER_SIGNALS if np.ptp(raw[s] if cols is None else raw[s][:, cols]) > 1e-12]
     alone = {s: ndcg({s: raw[s]}, {s: 1.0}) if s in usable else None for s in NEW_USER_SIGNALS}
     grid = [
         {"time": wt, "age": wa, "prior": wp}
@@ -334,14 +347,15 @@ def tune_new_users(
     shipped_w = {s: float(getattr(shipped, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
     shipped_raw = {**raw, "time": model.new_user_signals(t, shipped.new_user_bandwidth_bins)["time"]}
     return {
-        "protocol": f"cold-user: {NEW_USER_SHARE:.0%} of the users held out whole, ranked with no history",
+        "protocol": protocol,
         "users_scored": int(len(users)),
         "train_events": int(len(train)),
         "weights": best_w,
         "bandwidth_bins": bandwidth,
         "ndcg": best,
-        "alone": {**alone, "popularity": by_bandwidth[NO_RECENCY][0]},
-        "shipped": ndcg(shipped_raw, shipped_w),
+        # a blend of signals that are constant on the ranked items only ties them (its figure is the tie-break's)
+        "alone": {**alone, "popularity": by_bandwidth[NO_RECENCY][0] if "time" in usable else None},
+        "shipped": ndcg(shipped_raw, shipped_w) if any(shipped_w[s] for s in usable) else None,
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -464,12 +478,17 @@ _NOT_SAVED = ("fitted_parts", "fitted_on")
 def _new_users_line(nu: dict[str, Any]) -> str:
     """The table's line for the new-user blend: its validation NDCG@10, weights, and each signal alone."""
     w = ", ".join(f"{s} {v:g}" for s, v in nu["weights"].items())
+    shipped = "shipped: ties every item" if nu["shipped"] is None else f"shipped {nu['shipped']:.4f}"
     alone = ", ".join(f"{s} {'n/a' if v is None else f'{v:.4f}'}" for s, v in nu["alone"].items())
     return (
-        f"  new users (no history; {nu['users_scored']} held out whole): NDCG@10 {nu['ndcg']:.4f} "
-        f"(shipped {nu['shipped']:.4f}) with {w}, time bandwidth {_bandwidth(float(nu['bandwidth_bins']))}; "
+        f"  new users (no history; {nu['users_scored']} {_NEW_USER_WHO[nu['protocol'].split(':')[0]]}): "
+        f"NDCG@10 {nu['ndcg']:.4f} "
+        f"({shipped}) with {w}, time bandwidth {_bandwidth(float(nu['bandwidth_bins']))}; "
         f"alone: {alone}"
     )
+
+
+_NEW_USER_WHO = {"cold-user": "held out whole", "cold-item": "ranking the new items"}
 
 
 def _bandwidth(bins: float) -> str:
@@ -699,7 +718,17 @@ def tune_tokrec(
         skipped.append(f"the new-user blend (about {cost:.0f}s on this log: the shipped one is kept)")
     elif source is not None:
         with clk.step("the new-user blend"):
-            new_users = tune_new_users(source, item_vectors, start, seed=seed, max_users=max_users) or {}
+            new_users = (
+                tune_new_users(
+                    source,
+                    item_vectors,
+                    start,
+                    seed=seed,
+                    max_users=max_users,
+                    new_items=val if val.cols is not None else None,
+                )
+                or {}
+            )
         if new_users:
             start = {**start, **new_user_config(new_users)}
             log.info(
