@@ -30,7 +30,9 @@ same validation split, so that comparisons between them are fair:
 Before all of these, **the new-user blend** (:func:`tune_new_users`): a user without events has none of the
 history signals, and is ranked by its own blend of time-aware popularity, item age and the content prior
 (``new_user_*``). Its weights and the time signal's bandwidth are chosen on a second split of the same log,
-20% of the users held out whole (the ``cold-user`` protocol) and ranked from an empty history; one cheap fit.
+20% of the users held out whole (the ``cold-user`` protocol) and ranked from an empty history (on a new-item task,
+the new-item split's pseudo-new items, which popularity cannot order); one cheap fit, skipped on logs where its
+estimate exceeds a tenth of the budget.
 
 Registered models may join the blend as parts (``parts``), each fitted on the same validation split and
 weighed like a signal. The sequential model ``text-sasrec`` is time-bounded (:data:`TIME_BOUNDED_PARTS`):

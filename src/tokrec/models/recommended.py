@@ -32,7 +32,7 @@ A user without events (a new user, an empty history) has none of the history sig
 the new-user blend instead (``new_user_*``: time-aware popularity at the query time, item age, the content
 prior; :meth:`TokrecHybrid.new_user_scores`), on every scoring path, chosen by the tuner on users held out
 whole. Before it, such a user got the warm blend's weights on those three signals, where the text-predicted
-prior outweighed the observed popularity (NDCG@10 0.37 against popularity's 0.53 for new MovieLens users).
+prior outweighed the observed popularity (NDCG@10 0.36 against popularity's 0.53 for new MovieLens users).
 
 Fitting computes only what the signals with a positive weight need (``needed_parts``); the ``ease``
 signal is the registered :class:`~tokrec.models.ease.EASE` model (its weights also feed ``prop``).
