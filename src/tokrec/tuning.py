@@ -229,21 +229,29 @@ def make_validation(
                 "--no-tune fits the shipped configuration without one"
             ) from None
     vt = split.train
-    u = vt.user_vocab.encode(split.test.interactions["user_id"])
-    i = vt.item_vocab.encode(split.test.interactions["item_id"])
-    rel_all = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(vt.n_users, vt.n_items))
-    rel_all.data[:] = 1.0
-    users = np.flatnonzero(np.diff(rel_all.indptr) > 0)
     # the search keeps a (users x items) float32 matrix per signal: bound them together by MATRIX_BYTES
     max_users = min(max_users, max(MIN_USERS, MATRIX_BYTES // (4 * (len(SIGNALS) + 2) * max(vt.n_items, 1))))
-    if len(users) > max_users:
-        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    rel_all, users = _held_out(split, max_users, seed)
     seen = vt.interaction_matrix()[users].tocsr()
     cols = None
     if cold:
         assert split.candidates is not None
         cols = vt.item_vocab.encode(split.candidates)
     return Validation(split, users, seen, rel_all[users].tocsr(), cols, train)
+
+
+def _held_out(split: Split, max_users: int, seed: int) -> tuple[sp.csr_matrix, np.ndarray]:
+    """A split's held-out events as a ``(users, items)`` 0/1 matrix over its training vocabularies, and the user
+    rows with some (a seeded draw of ``max_users`` when there are more), sorted."""
+    vt = split.train
+    u = vt.user_vocab.encode(split.test.interactions["user_id"])
+    i = vt.item_vocab.encode(split.test.interactions["item_id"])
+    rel = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(vt.n_users, vt.n_items))
+    rel.data[:] = 1.0
+    users = np.flatnonzero(np.diff(rel.indptr) > 0)
+    if len(users) > max_users:
+        users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
+    return rel, users
 
 
 # ---- new users ---------------------------------------------------------------------------------------
@@ -300,14 +308,8 @@ def tune_new_users(
         except (ConfigError, DataError):
             return None
         train = split.train
-        u = train.user_vocab.encode(split.test.interactions["user_id"])
-        i = train.item_vocab.encode(split.test.interactions["item_id"])
-        rel = sp.csr_matrix((np.ones(len(u), dtype=np.float32), (u, i)), shape=(train.n_users, train.n_items))
-        users = np.flatnonzero(np.diff(rel.indptr) > 0)
-        if len(users) > max_users:
-            users = np.sort(np.random.default_rng(seed).choice(users, size=max_users, replace=False))
-        rel = rel[users].tocsr()
-        rel.data[:] = 1.0
+        rel_all, users = _held_out(split, max_users, seed)
+        rel = rel_all[users].tocsr()
         protocol = f"cold-user: {NEW_USER_SHARE:.0%} of the users held out whole, ranked with no history"
     if not len(users) or not len(train):
         return None
