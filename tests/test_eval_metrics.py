@@ -276,6 +276,45 @@ def test_top_k_rows_is_the_ranking_rule_on_sparse_and_tied_scores() -> None:
         np.testing.assert_array_equal(top_k_rows(scores, k, allowed=allowed, drop=[drop]), want)
 
 
+def test_score_matrix_figures_equal_the_scorer_on_the_lists_the_model_would_write() -> None:
+    # heavily tied scores and several relevant items a user: a matrix metric that let ties share a position
+    # (the old rule: count the strictly higher scores) put several hits at position 0 and could pass NDCG 1
+    import scipy.sparse as sp
+
+    from tokrec.evaluation.metrics import ndcg_from_scores, score_matrix_metrics
+    from tokrec.models.base import top_k_rows
+
+    rng = np.random.default_rng(0)
+    n_users, n_items, k = 60, 40, 10
+    scores = rng.integers(0, 3, (n_users, n_items)).astype(np.float64)
+    scores[rng.random(scores.shape) < 0.05] = -np.inf
+    rel = (rng.random((n_users, n_items)) < 0.25).astype(float)
+    seen = ((rng.random((n_users, n_items)) < 0.1) & (rel == 0)).astype(float)
+    rel_m, seen_m = sp.csr_matrix(rel), sp.csr_matrix(seen)
+    lists = [top_k_rows(scores[u], k, drop=[np.flatnonzero(seen[u])]) for u in range(n_users)]
+    recs = pd.DataFrame(
+        [(str(u), str(i), r + 1) for u in range(n_users) for r, i in enumerate(lists[u])],
+        columns=["user_id", "item_id", "rank"],
+    )
+    test, train = (
+        pd.DataFrame({"user_id": np.nonzero(m)[0].astype(str), "item_id": np.nonzero(m)[1].astype(str)})
+        for m in (rel, seen)
+    )
+    want = score_recommendations(recs, test, train, k=k)
+    got = score_matrix_metrics(scores, rel_m, exclude=seen_m, k=k)
+    for name in ("ndcg", "hr", "recall"):
+        assert got[f"{name}@{k}"] == pytest.approx(want[f"{name}@{k}"], abs=1e-12)
+    assert ndcg_from_scores(scores, rel_m, seen_m, k=k) == pytest.approx(want[f"ndcg@{k}"], abs=1e-12)
+    assert 0 < want[f"ndcg@{k}"] < 1
+    # one shared row (new users) ranks the same as the row repeated for everyone
+    assert ndcg_from_scores(scores[:1], rel_m, k=k) == pytest.approx(
+        ndcg_from_scores(np.repeat(scores[:1], n_users, axis=0), rel_m, k=k), abs=1e-12
+    )
+    # every score tied: the catalog's tie order decides, not each hit's own luck
+    flat = np.zeros((n_users, n_items))
+    assert score_matrix_metrics(flat, rel_m, k=k)["ndcg@10"] < 0.5
+
+
 def test_the_clean_frame_returned_is_the_one_scored() -> None:
     recs, test, train = _frames()
     m = score_recommendations(recs, test, train, k=3, with_clean=True, candidates=list("abcd"))

@@ -49,6 +49,8 @@ ACCURACY_METRICS = ("ndcg", "recall", "hr", "mrr", "map")
 #: beyond-accuracy metrics, in the order reports list them
 BEYOND_METRICS = ("coverage", "novelty", "arp", "long_tail")
 
+#: the position of an item a list never holds (a non-finite score): beyond any cut-off
+_NOT_LISTED = 2**40
 #: one cut-off K or several
 Cutoffs: TypeAlias = int | Sequence[int]
 #: item ids as any iterable (strings, numbers: compared as strings)
@@ -194,8 +196,8 @@ def score_matrix_metrics(
     loops that score every item for every row.
 
     The definitions are those of :func:`score_recommendations` (``idcg`` over ``min(n_relevant, k)``,
-    recall over the same). A relevant item's position is the number of items scored strictly higher after
-    masking (ties do not push it down; equal to its position in the sorted list when scores differ).
+    recall over the same). A relevant item's position is its position in the list the model would write
+    (:func:`tokrec.models.base.top_k_rows`: exact ties broken by the catalog's fixed order, as in every list).
 
     Args:
         scores: ``(n_rows, n_items)``.
@@ -209,9 +211,7 @@ def score_matrix_metrics(
     Returns:
         ``{"ndcg@k", "hr@k", "recall@k"}`` means over the rows with a relevant item (0.0 for none).
     """
-    import scipy.sparse as sp
-
-    s = np.array(scores, dtype=np.float64, copy=True)
+    s = np.array(scores, dtype=np.float32, copy=True)
     if exclude is not None:
         if sp.issparse(exclude):
             s[sp.csr_matrix(exclude).nonzero()] = -np.inf
@@ -226,11 +226,8 @@ def score_matrix_metrics(
     else:
         items = np.asarray(relevant, dtype=np.int64)
         rows = np.arange(len(items))
-    target = s[rows, items]
-    pos = np.empty(len(rows), dtype=np.int64)
-    for a in range(0, len(rows), 1024):  # (entries, n_items) comparisons, a block at a time
-        pos[a : a + 1024] = (s[rows[a : a + 1024]] > target[a : a + 1024, None]).sum(1)
-    hit = (pos < k) & np.isfinite(target)
+    pos = _list_positions(s, rows, items)
+    hit = pos < k
     users, codes = np.unique(rows, return_inverse=True)
     if not len(users):
         return {f"ndcg@{k}": 0.0, f"hr@{k}": 0.0, f"recall@{k}": 0.0}
@@ -244,6 +241,27 @@ def score_matrix_metrics(
         f"hr@{k}": float(np.mean(hits > 0)),
         f"recall@{k}": float(np.mean(hits / denom)),
     }
+
+
+def _list_positions(s: np.ndarray, rows: np.ndarray, items: np.ndarray) -> np.ndarray:
+    """0-based position of ``items[j]`` in the list that row ``rows[j]`` of ``s`` ranks, under the one ranking rule.
+
+    The rule is :func:`tokrec.models.base.top_k_rows`'s (float32 scores, best first, exact ties by the
+    catalog's fixed pseudo-random :func:`~tokrec.models.base.tie_order`), so a figure from a score matrix
+    equals the scorer's on the list the model would write. A non-finite score is never in the list:
+    its position is :data:`_NOT_LISTED` (never a hit). ``s`` is float32, already masked with ``-inf``.
+    """
+    from tokrec.models.base import tie_order  # the ranking rule; models import this module lazily too
+
+    tie = tie_order(s.shape[1])
+    target = s[rows, items]
+    pos = np.empty(len(rows), dtype=np.int64)
+    for a in range(0, len(rows), 1024):  # (entries, n_items) comparisons, a block at a time
+        block, t = s[rows[a : a + 1024]], target[a : a + 1024, None]
+        ahead = (block > t) | ((block == t) & (tie[None, :] < tie[items[a : a + 1024], None]))
+        pos[a : a + 1024] = ahead.sum(1)
+    pos[~np.isfinite(target)] = _NOT_LISTED
+    return pos
 
 
 def _beyond(
@@ -449,22 +467,27 @@ def ndcg_from_scores(
     s = np.array(scores, dtype=np.float32, copy=True)
     if seen is not None:
         s[sp.csr_matrix(seen).nonzero()] = -np.inf
-    users = np.flatnonzero(np.diff(rel.indptr) > 0)
-    if len(users) == 0:
+    if shared:  # ranked once, the same list for every user: each relevant entry reads its item's position
+        from tokrec.models.base import tie_order
+
+        order = np.lexsort((tie_order(s.shape[1]), -s[0]))
+        rank = np.empty(s.shape[1], dtype=np.int64)
+        rank[order] = np.arange(s.shape[1])
+        rank[~np.isfinite(s[0])] = _NOT_LISTED
+        coo = rel.tocoo()
+        rows, items = coo.row.astype(np.int64), coo.col.astype(np.int64)
+        keep = coo.data != 0
+        rows, items, pos = rows[keep], items[keep], rank[items[keep]]
+    else:
+        coo = rel.tocoo()
+        keep = coo.data != 0
+        rows, items = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
+        pos = _list_positions(s, rows, items)
+    if len(rows) == 0:
         return 0.0
-    if not shared:
-        s = s[users]
-    k = min(k, s.shape[1])
-    top = np.argpartition(-s, k - 1, axis=1)[:, :k] if k < s.shape[1] else np.tile(np.arange(k), (len(s), 1))
-    order = np.argsort(-np.take_along_axis(s, top, axis=1), axis=1, kind="stable")
-    top = np.take_along_axis(top, order, axis=1)
-    if shared:  # ranked once, the same list for every user
-        s = np.broadcast_to(s, (len(users), s.shape[1]))
-        top = np.repeat(top, len(users), axis=0)
-    r = rel[users]
-    gains = np.asarray(r[np.repeat(np.arange(len(users)), k), top.ravel()]).reshape(len(users), k) != 0
-    gains &= np.isfinite(np.take_along_axis(s, top, axis=1))
-    disc = 1.0 / np.log2(np.arange(2, k + 2))
-    n_rel = np.minimum(np.diff(r.indptr), k)
-    idcg = np.cumsum(disc)[n_rel - 1]
-    return float(np.mean((gains * disc).sum(axis=1) / idcg))
+    users, codes = np.unique(rows, return_inverse=True)
+    disc = np.where(pos < k, 1.0 / np.log2(pos + 2.0), 0.0)
+    dcg = np.bincount(codes, weights=disc, minlength=len(users))
+    n_rel = np.minimum(np.bincount(codes, minlength=len(users)), k)
+    idcg = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))[n_rel - 1]
+    return float(np.mean(dcg / idcg))
