@@ -243,7 +243,7 @@ def test_evaluate_users_file_with_a_repeated_user_is_named(files, tmp_path, caps
     argv = _evaluate(files, tmp_path / "ev", "--models", "popularity", "--users", str(users))
     assert main(argv) == 2
     err = capsys.readouterr().err
-    assert f"{users}, row 4, column 'user_id': duplicate user 'u0' (first at row 2" in err
+    assert f"{users}, row 4, column 'user_id': duplicate user id 'u0' (first at row 2" in err
 
 
 def test_training_commands_refuse_bad_settings_and_folders_before_training(files, tmp_path, capsys) -> None:

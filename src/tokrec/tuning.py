@@ -261,6 +261,9 @@ NEW_USER_SHARE = 0.2
 #: popularity), then the weights of age and prior beside time's 1 or 0
 NEW_USER_BANDWIDTHS = (1.0, 3.0, 10.0, 30.0, 100.0, NO_RECENCY)
 NEW_USER_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
+#: the peers signal (a user table's attributes): the neighbour counts tried, then its weight beside the rest
+PEER_NEIGHBOURS = (25, 50, 100, 200, 400)
+PEER_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
 #: the tuner runs :func:`tune_new_users` when its cost, estimated at NEW_USER_SECONDS_PER_EVENT per event of the
 #: log (measured: 4 us on ml-100k, 7 us at 2.25M events on 2 cores), is at most this share of the budget
 NEW_USER_BUDGET_SHARE = 0.1
@@ -286,7 +289,11 @@ def tune_new_users(
     (:meth:`~tokrec.models.recommended.TokrecHybrid.new_user_scores`). The search: the time signal's bandwidth
     alone (:data:`NEW_USER_BANDWIDTHS`), then every weight of age and prior in :data:`NEW_USER_WEIGHTS` beside
     time at 1 or 0. Each signal alone is a point of that grid, so the choice is never below the best single
-    signal on this split; of equal scores the first in the grid's order (fewest signals) is kept.
+    signal on this split; of equal scores the first in the grid's order (fewest signals) is kept. When the log
+    comes with a user table (``Dataset.users``) that describes the held-out users, the ``peers`` signal
+    (:meth:`~tokrec.models.recommended.TokrecHybrid.peer_scores`) is then added: its neighbour count alone
+    (:data:`PEER_NEIGHBOURS`), then its weight beside the chosen blend (:data:`PEER_WEIGHTS`, up to 8, where it
+    all but decides the order: the signal alone), kept only where it raises validation NDCG.
 
     ``new_items``: the task ranks new items (the tuner's cold-item validation split): the split is that one
     instead, its pseudo-new items ranked for its users as if they had no history (the time signal, 0 for
@@ -329,17 +336,23 @@ def tune_new_users(
     # of equal scores the widest (the last: plain popularity), which assumes least about the query time
     bandwidth = max(NEW_USER_BANDWIDTHS, key=lambda b: (by_bandwidth[b][0], NEW_USER_BANDWIDTHS.index(b)))
     raw["time"] = by_bandwidth[bandwidth][1]
-    usable = [s for s in NEW_USER_SIGNALS if np.ptp(raw[s] if cols is None else raw[s][:, cols]) > 1e-12]
-    alone = {s: ndcg({s: raw[s]}, {s: 1.0}) if s in usable else None for s in NEW_USER_SIGNALS}
+    usable = [
+        s
+        for s in NEW_USER_SIGNALS
+        if s in raw and np.ptp(raw[s] if cols is None else raw[s][:, cols]) > 1e-12
+    ]
+    alone = {
+        s: ndcg({s: raw[s]}, {s: 1.0}) if s in usable else None for s in NEW_USER_SIGNALS if s != "peers"
+    }
     grid = [
-        {"time": wt, "age": wa, "prior": wp}
+        {"time": wt, "age": wa, "prior": wp, "peers": 0.0}
         for wt in (1.0, 0.0)
         for wa in NEW_USER_WEIGHTS
         for wp in NEW_USER_WEIGHTS
         if wt + wa + wp > 0
     ]
     grid = [w for w in grid if all(w[s] == 0 or s in usable for s in NEW_USER_SIGNALS)] or [
-        {"time": 1.0, "age": 0.0, "prior": 0.0}
+        {"time": 1.0, "age": 0.0, "prior": 0.0, "peers": 0.0}
     ]
     grid.sort(key=lambda w: sum(v > 0 for v in w.values()))  # stable: fewest signals first
     best_w, best = grid[0], -1.0
@@ -347,6 +360,22 @@ def tune_new_users(
         score = ndcg(raw, w)
         if score > best + 1e-9:
             best_w, best = w, score
+    neighbours = int(TokrecConfig.model_validate(params).peer_neighbours)
+    has = model.has_attributes(users) if cols is None else np.zeros(0, dtype=bool)
+    if has.any():  # the user table describes held-out users: their peers, alone, then beside the blend
+        shared = {s: np.repeat(v, len(users), axis=0) for s, v in raw.items()}
+        by_k = {}
+        for n in PEER_NEIGHBOURS:
+            peers = model.peer_scores(users, n)
+            by_k[n] = (ndcg({"peers": peers}, {"peers": 1.0}), peers)
+        neighbours = max(PEER_NEIGHBOURS, key=lambda n: (by_k[n][0], -PEER_NEIGHBOURS.index(n)))
+        alone["peers"], shared["peers"] = by_k[neighbours]
+        base = best_w
+        for wp in PEER_WEIGHTS:
+            w = {**base, "peers": wp}
+            score = ndcg(shared, w)
+            if score > best + 1e-9:
+                best_w, best = w, score
     shipped = TokrecConfig.model_validate(params)
     shipped_w = {s: float(getattr(shipped, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
     shipped_raw = {**raw, "time": model.new_user_signals(t, shipped.new_user_bandwidth_bins)["time"]}
@@ -356,6 +385,7 @@ def tune_new_users(
         "train_events": int(len(train)),
         "weights": best_w,
         "bandwidth_bins": bandwidth,
+        "peer_neighbours": neighbours,
         "ndcg": best,
         # a blend of signals that are constant on the ranked items only ties them (its figure is the tie-break's)
         "alone": {**alone, "popularity": by_bandwidth[NO_RECENCY][0] if "time" in usable else None},
@@ -367,8 +397,9 @@ def tune_new_users(
 def new_user_config(report: dict[str, Any]) -> dict[str, Any]:
     """The ``new_user_*`` config fields of a :func:`tune_new_users` report."""
     return {
-        **{f"new_user_w_{s}": float(report["weights"][s]) for s in NEW_USER_SIGNALS},
+        **{f"new_user_w_{s}": float(report["weights"].get(s, 0.0)) for s in NEW_USER_SIGNALS},
         "new_user_bandwidth_bins": float(report["bandwidth_bins"]),
+        **({"peer_neighbours": int(report["peer_neighbours"])} if "peer_neighbours" in report else {}),
     }
 
 
@@ -481,7 +512,9 @@ _NOT_SAVED = ("fitted_parts", "fitted_on")
 
 def _new_users_line(nu: dict[str, Any]) -> str:
     """The table's line for the new-user blend: its validation NDCG@10, weights, and each signal alone."""
-    w = ", ".join(f"{s} {v:g}" for s, v in nu["weights"].items())
+    w = ", ".join(f"{s} {v:g}" for s, v in nu["weights"].items() if s != "peers" or "peers" in nu["alone"])
+    if "peers" in nu["alone"]:
+        w += f" ({nu['peer_neighbours']} peers)"
     shipped = "shipped: ties every item" if nu["shipped"] is None else f"shipped {nu['shipped']:.4f}"
     alone = ", ".join(f"{s} {'n/a' if v is None else f'{v:.4f}'}" for s, v in nu["alone"].items())
     return (

@@ -20,10 +20,21 @@ def add_data_args(p: argparse.ArgumentParser, interactions: str) -> None:
     p.add_argument("--interactions", required=True, help=interactions)
 
 
-def add_loading_options(p: argparse.ArgumentParser, *, events: bool = True) -> None:
+def add_loading_options(p: argparse.ArgumentParser, *, events: bool = True, users: bool = False) -> None:
     """``--encoding``, ``--unknown-items``, ``--empty-ids`` (the loaders' ``encoding``, ``unknown_items``,
-    ``empty_ids``); ``events=False`` for a command that reads only the catalog (no ``--unknown-items``)."""
+    ``empty_ids``); ``events=False`` for a command that reads only the catalog (no ``--unknown-items``);
+    ``users=True`` for a command whose model reads a user table (``--user-attributes``)."""
     g = p.add_argument_group("reading the data")
+    if users:
+        g.add_argument(
+            "--user-attributes",
+            metavar="FILE",
+            help=(
+                "a user table: user_id plus attributes such as age, gender, country (CSV / Parquet / JSONL; "
+                "MovieLens' u.user by name). A new user it lists (no events) is ranked by the events of the users "
+                "with the closest attributes as well as by popularity; the tuner weighs the two"
+            ),
+        )
     g.add_argument("--encoding", default="utf-8", help="text encoding of the input files (default utf-8)")
     flags = [("--unknown-items", "events on items missing from the catalog")] if events else []
     for flag, rows in (
@@ -45,6 +56,7 @@ def load_from_args(args: argparse.Namespace, items: Any, interactions: Any) -> A
     return load_dataset(
         items,
         interactions,
+        users=getattr(args, "user_attributes", None),
         encoding=args.encoding,
         unknown_items=args.unknown_items,
         empty_ids=args.empty_ids,

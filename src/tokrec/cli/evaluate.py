@@ -109,7 +109,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         "--users",
         help="user attributes for per-group accuracy (CSV/Parquet/JSONL with user_id, or MovieLens' u.user)",
     )
-    add_loading_options(p)
+    add_loading_options(p, users=True)
     from tokrec.cli.tune import add_tune_args
 
     add_tune_args(p)
@@ -207,29 +207,13 @@ def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
 
 
 def _users_table(path: str | None) -> Any:
-    """The --users file: MovieLens' pipe-separated ``u.user`` by name, else any table with ``user_id``."""
+    """The --users file (:func:`tokrec.data.loaders.load_users`: MovieLens' ``u.user`` by name, else any table
+    with ``user_id``)."""
     if not path:
         return None
-    import numpy as np
-    import pandas as pd
+    from tokrec.data.loaders import load_users
 
-    from tokrec.data.loaders import check_unique, id_strings, read_table
-    from tokrec.errors import DataError
-
-    if Path(path).name == "u.user":
-        names = ["user_id", "age", "gender", "occupation", "zip_code"]
-        try:
-            table = pd.read_csv(path, sep="|", names=names, dtype=str, encoding="latin-1")
-        except (OSError, pd.errors.ParserError) as e:
-            raise DataError(f"cannot read: {e}", file=path) from e
-        rows = np.arange(1, len(table) + 1)  # no header line
-    else:
-        table, rows = read_table(path)
-    if "user_id" not in table.columns:
-        raise DataError("missing column", file=path, column="user_id")
-    table["user_id"] = id_strings(table["user_id"], file=path, rows=rows).str.strip()
-    check_unique(table["user_id"], rows, "user", file=path, column="user_id")
-    return table
+    return load_users(path)
 
 
 def run(args: argparse.Namespace) -> int:

@@ -57,7 +57,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tokrec.cli.tune import add_tune_args
 
     add_item_vectors_args(p)
-    add_loading_options(p)
+    add_loading_options(p, users=True)
     add_tune_args(p)
     p.set_defaults(func=run)
 

@@ -56,7 +56,13 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help=f"registry name (default: {DEFAULT_MODEL}, the recommended model)",
     )
     p.add_argument("--candidates", help="rank only these items: a one-column CSV with header item_id")
-    p.add_argument("--users", help="only these users: a CSV with a user_id column, or comma-separated ids")
+    p.add_argument(
+        "--users",
+        help=(
+            "only these users: a CSV with a user_id column, or comma-separated ids (default: every user with "
+            "events, and with --user-attributes every user the table lists too)"
+        ),
+    )
     p.add_argument("--k", type=int, default=10, help="recommendations per user (default 10)")
     p.add_argument(
         "--output",
@@ -100,7 +106,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     from tokrec.cli._fusion import add_item_vectors_args
 
     add_item_vectors_args(p)
-    add_loading_options(p)
+    add_loading_options(p, users=True)
     p.set_defaults(func=run)
 
 
@@ -143,6 +149,8 @@ def run(args: argparse.Namespace) -> int:
     ds = load_from_args(args, args.items, args.interactions)
     candidates, candidates_note = read_candidates(args, ds)
     users = _users(args.users)
+    if users is None and ds.users is not None:  # the table's users without events are ranked too (new users)
+        users = list(ds.user_vocab)
     times["load"] = time.perf_counter() - t
     notes = []
     if candidates_note:

@@ -68,7 +68,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument(
         "--cache", help="embedding cache folder (default $TOKREC_CACHE_DIR or ~/.cache/tokrec; 'none' = off)"
     )
-    add_loading_options(p)
+    add_loading_options(p, users=True)
     p.set_defaults(func=run)
 
 

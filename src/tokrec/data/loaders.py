@@ -758,8 +758,16 @@ def load_users(
     **read: Unpack[ReadOptions],
 ) -> pd.DataFrame:
     """Loads a user table (``user_id`` plus attributes); same rules as :func:`load_items` (an empty id is
-    an error)."""
-    df, rows = read_table(path, **read)
+    an error). A file named ``u.user`` is read as MovieLens 100K's (pipe-separated, no header:
+    ``user_id, age, gender, occupation, zip_code``)."""
+    header: int | None = None
+    if Path(path).name == "u.user":
+        from tokrec.data.movielens import read_ml100k_users  # it reads the other files through this module
+
+        df, rows = read_ml100k_users(path)
+    else:
+        df, rows = read_table(path, **read)
+        header = _header_row(path, read.get("format"))
     return _id_table(
         df,
         rows,
@@ -768,7 +776,7 @@ def load_users(
         id_column=id_column,
         empty_ids="error",
         report=report,
-        header_row=_header_row(path, read.get("format")),
+        header_row=header,
     )
 
 

@@ -160,6 +160,16 @@ def _ratings(path: Path, sep: str, items: pd.DataFrame, report: LoadReport) -> p
     return check_known_items(inter, items, report=report)
 
 
+#: the columns of MovieLens 100K's ``u.user``, which has no header line
+ML100K_USER_COLUMNS = ["user_id", "age", "gender", "occupation", "zip_code"]
+
+
+def read_ml100k_users(path: PathLike) -> tuple[pd.DataFrame, np.ndarray]:
+    """MovieLens 100K's ``u.user`` (pipe-separated, no header, latin-1) as text cells with
+    :data:`ML100K_USER_COLUMNS`, and each row's line number."""
+    return _read_delimited(Path(path), ML100K_USER_COLUMNS, "|", "latin-1")
+
+
 def load_ml100k(folder: PathLike) -> Dataset:
     """MovieLens 100K: ``u.data`` ratings, ``u.item`` movies, ``u.user`` users (when present).
 
@@ -173,9 +183,7 @@ def load_ml100k(folder: PathLike) -> Dataset:
     inter = _ratings(folder / "u.data", "\t", items, report)
     users = None
     if (folder / "u.user").is_file():
-        users, _ = _read_delimited(
-            folder / "u.user", ["user_id", "age", "gender", "occupation", "zip_code"], "|", "latin-1"
-        )
+        users, _ = read_ml100k_users(folder / "u.user")
         report.rows_read["users"] = len(users)
     inter.attrs.clear()
     return Dataset(inter, items, users, name="ml-100k", report=report)

@@ -30,7 +30,8 @@ warm ranking (the whole catalog) and cold ranking (candidates with no training e
 
 A user without events (a new user, an empty history) has none of the history signals: they are ranked by
 the new-user blend instead (``new_user_*``: time-aware popularity at the query time, item age, the content
-prior; :meth:`TokrecHybrid.new_user_scores`), on every scoring path, chosen by the tuner on users held out
+prior and, for a user the user table describes, the events of the users with the closest attributes;
+:meth:`TokrecHybrid.new_user_scores`), on every scoring path, chosen by the tuner on users held out
 whole. Before it, such a user got the warm blend's weights on those three signals, where the text-predicted
 prior outweighed the observed popularity (NDCG@10 0.36 against popularity's 0.53 for new MovieLens users).
 
@@ -84,9 +85,12 @@ SCORING_PARAMS = (
     "new_user_w_age",
     "new_user_w_prior",
     "new_user_bandwidth_bins",
+    "new_user_w_peers",
+    "peer_neighbours",
 )
-#: the signals that exist for a history without events (a new user): the others are all 0 for it
-NEW_USER_SIGNALS = ("time", "age", "prior")
+#: the signals that exist for a history without events (a new user): the others are all 0 for it; ``peers``
+#: only for a user the user table describes (the events of the users whose attributes are closest)
+NEW_USER_SIGNALS = ("time", "age", "prior", "peers")
 #: fitted state each signal needs (``ease_`` also serves ``prop``)
 SIGNAL_PIECES: dict[str, tuple[str, ...]] = {
     "ease": ("ease",),
@@ -109,11 +113,12 @@ PIECE_PARAMS: dict[str, tuple[str, ...]] = {
     "neighbours": ("prop_neighbours",),
     "vectors": (),
     "parts": ("parts",),
+    "users": (),
 }
 #: pieces fitted whatever the weights (the cold path of items added online needs the time statistics and
 #: the content features, a new user's blend the time statistics, item ages and the prior; the registered
 #: parts follow ``parts``)
-_ALWAYS = frozenset({"time", "age", "features", "parts"})
+_ALWAYS = frozenset({"time", "age", "features", "parts", "users"})
 DAY = 86400.0
 
 
@@ -188,6 +193,12 @@ class TokrecConfig(ModelConfig):
     new_user_w_age: float = Field(0.0, ge=0)
     new_user_w_prior: float = Field(0.0, ge=0)
     new_user_bandwidth_bins: float = Field(1e9, gt=0)
+    #: a new user the user table describes (``Dataset.users``: age, gender, country, ...) can also be ranked
+    #: by their peers, the ``peer_neighbours`` users with events whose attributes are closest (numeric
+    #: columns standardised, categorical ones one-hot, squared distance): the share of those peers that had
+    #: each item. Off by default; the tuner weighs it on pseudo-new users when the log comes with a user table
+    new_user_w_peers: float = Field(0.0, ge=0)
+    peer_neighbours: int = Field(100, ge=1)
     #: registered models added to the blend (``tokrec tune --parts``; none by default)
     parts: tuple[BlendPart, ...] = ()
     #: catalogs of at least this many items are scored by candidate retrieval and the exact blend over the
@@ -202,8 +213,11 @@ class TokrecConfig(ModelConfig):
             p.weight > 0 for p in self.parts
         ):
             raise ValueError("at least one signal weight (w_*) must be positive")
-        if not any(getattr(self, f"new_user_w_{s}") > 0 for s in NEW_USER_SIGNALS):
-            raise ValueError("at least one new-user weight (new_user_w_*) must be positive")
+        if not any(getattr(self, f"new_user_w_{s}") > 0 for s in NEW_USER_SIGNALS if s != "peers"):
+            # the blend of a new user the user table does not describe (no peers)
+            raise ValueError(
+                "at least one of new_user_w_time, new_user_w_age, new_user_w_prior must be positive"
+            )
         return self
 
 
@@ -284,6 +298,13 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         if "neighbours" in pieces:
             z = self.vectors_
             self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
+        if "users" in pieces:
+            self.user_attr_ = (
+                sig.user_attribute_features(dataset.users, dataset.user_vocab.to_list())
+                if dataset.users is not None
+                else np.zeros((dataset.n_users, 0), dtype=np.float32)
+            )
+            self.__dict__.pop("_peer_pool", None)
         if "parts" in pieces:
             given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
             self.parts_ = [
@@ -307,7 +328,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         config = with_overrides(self.config, overrides, what=self.name)
         clone = copy.copy(self)
         clone.config = config
-        for cache in ("_catalog", "_attr_cache", "_new_user_cache"):
+        for cache in ("_catalog", "_attr_cache", "_new_user_cache", "_peer_pool"):
             clone.__dict__.pop(cache, None)
         clone._fit_pieces(dataset, item_vectors, self.refit_pieces(config))
         return clone
@@ -559,13 +580,19 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         if self.uses_retrieval():
             self.catalog_index().warm_time(self)
 
-    def _retrieved(self, seq: np.ndarray, t: int, candidates: np.ndarray | None) -> np.ndarray:
+    def _retrieved(
+        self, seq: np.ndarray, t: int, candidates: np.ndarray | None, user_row: int | None = None
+    ) -> np.ndarray:
         """Scores of the retrieved (or given) candidates, -inf elsewhere, the fresh slot applied among them.
         Retrieval searches the items closest to the history's profile vector anyway: the slot's close items
         are read from the candidates' cosines; a given candidate list asks the text search itself."""
         seq = np.asarray(seq, dtype=np.int64)
-        if not len(seq):  # a new user: one vector for every such query at this time, no retrieval
-            full = self.new_user_scores(t)
+        if not len(seq):  # a new user: the new-user blend over every item, no retrieval
+            full = (
+                self.new_user_scores(t)
+                if user_row is None
+                else self._new_users_score(np.array([user_row], dtype=np.int64))[0]
+            )
             if candidates is None:
                 return full
             out = np.full(self.n_items, -np.inf, dtype=np.float32)
@@ -599,7 +626,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             # under the process's own limit: `tokrec serve --threads`)
             with threadpool_limits(limits=1) if len(user_rows) > 1 else nullcontext():
                 out = [
-                    self._retrieved(s, int(self.user_time_[r]), candidates)
+                    self._retrieved(s, int(self.user_time_[r]), candidates, user_row=int(r))
                     for s, r in zip(seqs, user_rows, strict=True)
                 ]
             return np.vstack(out).reshape(len(user_rows), self.n_items)
@@ -610,8 +637,8 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         if known.any():
             at = np.flatnonzero(known)
             scores[at] = self._histories_score(user_rows[at], [seqs[i] for i in at], candidates)
-        for i in np.flatnonzero(~known):  # users without events: the new-user blend
-            scores[i] = self.new_user_scores(int(self.user_time_[user_rows[i]]))
+        new = np.flatnonzero(~known)  # users without events: the new-user blend
+        scores[new] = self._new_users_score(np.asarray(user_rows)[new])
         return scores
 
     def _histories_score(
@@ -754,12 +781,19 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             "prior": np.asarray(self.prior_, dtype=np.float32)[None, :],
         }
 
-    def new_user_scores(self, t: int) -> np.ndarray:
+    def new_user_scores(self, t: int, peers: np.ndarray | None = None) -> np.ndarray:
         """The scores of a user without events at time ``t``: ``(n_items,)`` float32, the blend (:meth:`blend`:
         z-normalised, items without events placed by their content) of :meth:`new_user_signals` with
         :meth:`new_user_weights`. Every history without events at the same time gets the same vector, so a
-        few are kept (a copy is returned). The registered parts and the fresh slot do not apply."""
+        few are kept (a copy is returned). ``peers``: this user's :meth:`peer_scores` row (a user the user
+        table describes), blended in with ``new_user_w_peers``. The registered parts and the fresh slot do not
+        apply."""
         w = self.new_user_weights()
+        if peers is not None and w["peers"] > 0:
+            raw = {s: v for s, v in self.new_user_signals(t).items() if w[s]}
+            raw = {s: np.asarray(v, dtype=np.float32) for s, v in raw.items()}
+            raw["peers"] = np.asarray(peers, dtype=np.float32).reshape(1, -1)
+            return self.blend(raw, w)[0]
         key = (int(t), self.n_items, self.config.new_user_bandwidth_bins, *w.values())
         cache = self.__dict__.setdefault("_new_user_cache", {})
         scores = cache.get(key)
@@ -770,6 +804,74 @@ class TokrecHybrid(Recommender[TokrecConfig]):
                 cache.clear()
             cache[key] = scores
         return scores.copy()
+
+    def has_attributes(self, user_rows: np.ndarray) -> np.ndarray:
+        """Whether the user table described each user (bool per row; False for users added since the fit)."""
+        rows = np.asarray(user_rows, dtype=np.int64)
+        attr = getattr(self, "user_attr_", None)
+        if attr is None or attr.shape[1] == 0:
+            return np.zeros(len(rows), dtype=bool)
+        inside = rows < len(attr)
+        out = np.zeros(len(rows), dtype=bool)
+        out[inside] = attr[rows[inside], -1] > 0  # the table's users carry a constant last column
+        return out
+
+    def peer_scores(self, user_rows: np.ndarray, neighbours: int | None = None) -> np.ndarray:
+        """The ``peers`` signal of users the user table describes: ``(len(user_rows), n_items)`` float32, the
+        share of their ``neighbours`` (default ``peer_neighbours``) closest users by attributes (squared
+        distance between :func:`~tokrec.models.signals.user_attribute_features` rows; users with training
+        events only, never the user itself) who had each item. Rows of users without attributes are 0."""
+        rows = np.asarray(user_rows, dtype=np.int64)
+        out = np.zeros((len(rows), self.n_items), dtype=np.float32)
+        has = self.has_attributes(rows)
+        pool = self.__dict__.get("_peer_pool")
+        if pool is None:
+            with_events = np.array(sorted(self.seen_), dtype=np.int64)
+            pool = with_events[self.has_attributes(with_events)]
+            self.__dict__["_peer_pool"] = pool
+        if not has.any() or not len(pool):
+            return out
+        k = min(neighbours or self.config.peer_neighbours, len(pool))
+        attr = self.user_attr_
+        p = attr[pool]
+        p_sq = (p * p).sum(axis=1)
+        at = np.flatnonzero(has)
+        for a in range(0, len(at), 256):
+            block = at[a : a + 256]
+            d2 = p_sq[None, :] - 2.0 * (attr[rows[block]] @ p.T)  # + |q|^2, the same for every peer
+            d2[rows[block][:, None] == pool[None, :]] = np.inf
+            near = (
+                np.argpartition(d2, k - 1, axis=1)[:, :k]
+                if k < len(pool)
+                else np.tile(np.arange(k), (len(block), 1))
+            )
+            for i, peers in zip(block, near, strict=True):
+                items = np.concatenate(
+                    [np.unique(self.seen_[int(u)]) for u in pool[peers]]
+                )  # a peer once an item
+                out[i] = np.bincount(items, minlength=self.n_items)[: self.n_items] / np.float32(k)
+        return out
+
+    def _new_users_score(self, user_rows: np.ndarray) -> np.ndarray:
+        """Scores of users without events (rows of the vocabulary): the new-user blend at each one's time,
+        with their peers where the user table describes them and ``new_user_w_peers`` is positive."""
+        rows = np.asarray(user_rows, dtype=np.int64)
+        t_max = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
+        times = [int(self.user_time_[r]) if r < len(self.user_time_) else t_max for r in rows]
+        has = (
+            self.has_attributes(rows) if self.config.new_user_w_peers > 0 else np.zeros(len(rows), dtype=bool)
+        )
+        peers = self.peer_scores(rows[has]) if has.any() else None
+        out = np.empty((len(rows), self.n_items), dtype=np.float32)
+        j = 0
+        for i, t in enumerate(times):
+            if has[i]:
+                assert peers is not None
+                out[i] = self.new_user_scores(t, peers[j])
+                j += 1
+            else:
+                out[i] = self.new_user_scores(t)
+        return out
 
     # ---- new items -------------------------------------------------------------------------------
     def add_items(
@@ -847,13 +949,14 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         "t0_",
         "bin_seconds_",
         "layout_",
+        "user_attr_",
         "parts_",
     )
     #: hyperparameters used only when scoring: ``with_scoring`` changes them on a fitted model, no refit
     scoring_options = frozenset(SCORING_PARAMS)
 
     #: saved by an older version without them: derived on load (``_reset_caches``)
-    optional_state = frozenset({"map_inv_"})
+    optional_state = frozenset({"map_inv_", "user_attr_"})
 
     def _encode_state(self, field: str, value: Any) -> Any:
         if field == "layout_":
@@ -881,6 +984,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         ridge inverse): each follows exactly from the rest. A new user's kept vectors are dropped (a copy made
         by ``with_scoring`` may score them with other weights)."""
         self.__dict__.pop("_new_user_cache", None)
+        self.__dict__.pop("_peer_pool", None)
         if getattr(self, "ease_items_", None) is None and getattr(self, "ease_", None) is not None:
             self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
         if getattr(self, "warm_", None) is None and getattr(self, "features_", None) is not None:

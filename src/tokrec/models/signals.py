@@ -541,6 +541,33 @@ def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.nd
     return AttributeLayout.fit(items, max_tokens).transform(items)
 
 
+def user_attribute_features(users: pd.DataFrame, user_ids: Sequence[str], max_tokens: int = 64) -> np.ndarray:
+    """A user table's attributes as features for ``user_ids`` (a vocabulary's ids, in row order).
+
+    The columns other than ``user_id`` go through :class:`AttributeLayout` as a catalog's do (numeric
+    columns standardised, categorical ones one-hot, free text and ids with too many values left out); a text
+    column whose every value reads as a number (MovieLens' ages read as text) counts as numeric. A last
+    column is 1 for every user the table lists, so a user it does not list (a zero row) is told apart.
+
+    Returns:
+        ``(len(user_ids), width + 1)`` float32; ``(len(user_ids), 0)`` when no column gives a feature.
+    """
+    table = users.drop(columns=["user_id"]).copy()
+    for col in table.columns:
+        if not pd.api.types.is_numeric_dtype(table[col]):
+            numbers = pd.to_numeric(table[col], errors="coerce")
+            if numbers.notna().sum() > 0 and numbers.notna().sum() == table[col].notna().sum():
+                table[col] = numbers
+    layout = AttributeLayout.fit(table, max_tokens)
+    if layout.width == 0:
+        return np.zeros((len(user_ids), 0), dtype=np.float32)
+    feats = np.hstack([layout.transform(table)[0], np.ones((len(table), 1), dtype=np.float32)])
+    out = np.zeros((len(user_ids), feats.shape[1]), dtype=np.float32)
+    at = pd.Index(users["user_id"].astype(str)).get_indexer(pd.Index([str(u) for u in user_ids]))
+    out[at >= 0] = feats[at[at >= 0]]
+    return out
+
+
 def csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:
     """A CSR matrix as three named arrays (for safetensors)."""
     m = sp.csr_matrix(m)
