@@ -57,6 +57,8 @@ def data():
 
 
 def test_user_features_read_numbers_one_hot_categories_and_skip_ids() -> None:
+    from tokrec.models.signals import user_attribute_rows
+
     users = pd.DataFrame(
         {
             "user_id": ["x", "y", "z"],
@@ -65,12 +67,17 @@ def test_user_features_read_numbers_one_hot_categories_and_skip_ids() -> None:
             "zip": ["1", "2", "A3"],
         }
     )
-    f = user_attribute_features(users, ["z", "x", "w"])  # vocabulary order; w is not in the table
-    # age standardised (mean 40, sd 16.33), gender one-hot F, M, then the table's constant column; zip left out
+    f, layout = user_attribute_features(users, ["z", "x", "w"])  # vocabulary order; w is not in the table
+    # age standardised (mean 40), gender one-hot F, M, then the table's constant column; zip left out
     sd = np.std([20.0, 40.0, 60.0])
     np.testing.assert_allclose(f[0], [20 / sd, 1, 0, 1], rtol=1e-6)
     np.testing.assert_allclose(f[1], [-20 / sd, 1, 0, 1], rtol=1e-6)
     np.testing.assert_array_equal(f[2], [0, 0, 0, 0])
+    # the layout places a user described later the same way (a number given as a number, an unknown category)
+    later = user_attribute_rows(
+        layout, pd.DataFrame([{"age": 60, "gender": "F"}, {"gender": "X", "zip": "9"}])
+    )
+    np.testing.assert_allclose(later, [[20 / sd, 1, 0, 1], [0, 0, 0, 1]], rtol=1e-6)
 
 
 def test_a_described_new_user_gets_their_peers_items_and_others_keep_popularity(data) -> None:
@@ -117,6 +124,11 @@ def test_a_saved_model_keeps_its_user_table(data, tmp_path) -> None:
     loaded = load_model(tmp_path / "m")
     rows = loaded.user_vocab_.encode(sorted(set(split.test.interactions["user_id"]))[:5])
     np.testing.assert_array_equal(loaded.user_attr_, m.user_attr_)
+    assert loaded.user_layout_.to_json() == m.user_layout_.to_json() and m.user_layout_.width > 0
+    visitor = {"segment": "b", "age": "50"}
+    np.testing.assert_allclose(
+        loaded.attribute_peer_scores(visitor), m.attribute_peer_scores(visitor), atol=1e-7
+    )
     np.testing.assert_allclose(loaded._score_users(rows), m._score_users(rows), atol=1e-6)
 
 
@@ -188,3 +200,35 @@ def test_recommend_ranks_the_tables_new_users_by_their_peers(data, tmp_path, cap
     assert main([*cmd, "--user-attributes", str(bad), "--output", str(out2)]) == 2
     err = capsys.readouterr().err
     assert "bad.csv" in err and "user_id" in err and not out2.exists()
+
+
+def test_the_service_ranks_a_new_visitor_by_the_attributes_they_give(data) -> None:
+    from pydantic import ValidationError
+
+    from tokrec.serve.engine import Engine, EngineOptions
+    from tokrec.serve.index import VectorIndex
+    from tokrec.serve.schemas import RecommendRequest as Q
+    from tokrec.serve.store import MemoryStore
+
+    ds, vecs = data
+    m = create_model("tokrec", {"new_user_w_peers": 4.0, "peer_neighbours": 20}).fit(ds, vecs)
+    engine = Engine(m, ds.items, vecs, MemoryStore(), EngineOptions(), index=VectorIndex(vecs, ann=False))
+
+    def top(**query) -> list[int]:
+        return [int(it.item_id[1:]) for it in engine.recommend(Q(k=10, explain=False, **query)).items]
+
+    visitor = top(history=[])
+    assert sum(i < 60 for i in visitor) >= 9  # popularity: the 'a' half
+    b = top(history=[], attributes={"segment": "b", "age": 50})
+    assert sum(i >= 60 for i in b) >= 8  # their peers: the 'b' half
+    assert sum(i < 60 for i in top(history=[], attributes={"segment": "a", "age": 25})) >= 9
+    # attributes the table never had change nothing; a user with events, or one the table describes, keeps theirs
+    assert top(history=[], attributes={"planet": "mars"}) == visitor
+    assert top(history=["i70"], attributes={"segment": "a"}) == top(history=["i70"])
+    assert top(user_id="u1", attributes={"segment": "b" if ds.users.segment[1] == "a" else "a"}) == top(
+        user_id="u1"
+    )
+    with pytest.raises(ValidationError):
+        Q(history=[], attributes={"segment": {"nested": 1}})
+    with pytest.raises(ValidationError):
+        Q(history=[], attributes={"segment": "x" * 201})

@@ -311,6 +311,7 @@ class Recommender(ABC, Generic[C, R]):
         extra_rows: np.ndarray | None = None,
         extra_times: np.ndarray | None = None,
         candidates: np.ndarray | None = None,
+        attributes: Mapping[str, object] | None = None,
     ) -> np.ndarray:
         """Scores of every catalog item ``(n_items,)`` float32 for one query: a known user (``user_row`` >= 0,
         their training history), followed by ``extra_rows`` (item rows, oldest first) with their times
@@ -327,10 +328,19 @@ class Recommender(ABC, Generic[C, R]):
         ``candidates`` (item rows) says which items the caller will rank: a model that retrieves its own
         candidates on large catalogs (``scores_candidates``, e.g. ``tokrec``) then scores exactly those and
         gives every other item -inf; other models score the whole catalog as always.
+
+        ``attributes`` (user-table column -> value) describe a query without any event that the model's own
+        user table does not describe (a new visitor who gave their age or country): a model with a path for
+        such a user (``tokrec``: the peers of :meth:`_score_described`) ranks by it; for any other query, and
+        for other models, they change nothing.
         """
         self._check_fitted()
         extra = _NO_ROWS if extra_rows is None else np.asarray(extra_rows, dtype=np.int64)
         kw = self._candidate_kw(candidates)
+        if attributes and not len(self.history_rows(user_row, extra)):
+            described = self._score_described(attributes, user_row)
+            if described is not None:
+                return self._pad(np.asarray(described, dtype=np.float32))
         if user_row >= 0 and len(extra) == 0:
             return self._pad(self._score_users(np.array([user_row]), **kw)[0])
         history = self.history_rows(user_row, extra)
@@ -348,6 +358,11 @@ class Recommender(ABC, Generic[C, R]):
             if user_row >= 0:
                 return self._pad(self._score_users(np.array([user_row]), **kw)[0])
             raise ConfigError(f"{self.name} cannot score an anonymous history") from None
+
+    def _score_described(self, attributes: Mapping[str, object], user_row: int) -> np.ndarray | None:
+        """Scores ``(n_items,)`` of a user without events described by ``attributes`` (:meth:`score_rows`), or
+        None where the model has no use for them (the default)."""
+        return None
 
     def _candidate_kw(self, candidates: np.ndarray | None) -> dict[str, Any]:
         """``{"candidates": rows}`` for a model that scores given candidates only (``scores_candidates``)."""

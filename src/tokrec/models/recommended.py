@@ -44,7 +44,7 @@ split cut from the user's own log; the defaults below are what it falls back to 
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 import numpy as np
@@ -299,11 +299,13 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             z = self.vectors_
             self.neighbours_ = sig.neighbours_among(z, z, warm, c.prop_neighbours, np.arange(len(z)))
         if "users" in pieces:
-            self.user_attr_ = (
-                sig.user_attribute_features(dataset.users, dataset.user_vocab.to_list())
-                if dataset.users is not None
-                else np.zeros((dataset.n_users, 0), dtype=np.float32)
-            )
+            if dataset.users is not None:
+                self.user_attr_, self.user_layout_ = sig.user_attribute_features(
+                    dataset.users, dataset.user_vocab.to_list()
+                )
+            else:
+                self.user_attr_ = np.zeros((dataset.n_users, 0), dtype=np.float32)
+                self.user_layout_ = sig.AttributeLayout()
             self.__dict__.pop("_peer_pool", None)
         if "parts" in pieces:
             given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
@@ -824,33 +826,67 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         rows = np.asarray(user_rows, dtype=np.int64)
         out = np.zeros((len(rows), self.n_items), dtype=np.float32)
         has = self.has_attributes(rows)
+        if has.any():
+            out[has] = self._peers_of(self.user_attr_[rows[has]], rows[has], neighbours)
+        return out
+
+    def attribute_peer_scores(self, attributes: Mapping[str, object]) -> np.ndarray | None:
+        """The ``peers`` signal of a user described only now (a service request's ``attributes``, column ->
+        value, in the user table's columns): ``(n_items,)`` float32, or None when no attribute given is one
+        the table's layout knows (no column, or a value it never had)."""
+        layout = getattr(self, "user_layout_", None)
+        if layout is None or layout.width == 0:
+            return None
+        known = {c["name"] for c in layout.columns}
+        row = pd.DataFrame([{k: v for k, v in attributes.items() if k in known}])
+        feats = sig.user_attribute_rows(layout, row)
+        if not feats[0, :-1].any():
+            return None
+        return self._peers_of(feats, np.array([-1], dtype=np.int64), None)[0]
+
+    def _peers_of(self, feats: np.ndarray, rows: np.ndarray, neighbours: int | None) -> np.ndarray:
+        """The peers signal of attribute rows ``feats`` (``rows``: their user rows, each left out of its own
+        peers; -1 for none): ``(len(feats), n_items)`` float32."""
+        out = np.zeros((len(feats), self.n_items), dtype=np.float32)
         pool = self.__dict__.get("_peer_pool")
         if pool is None:
             with_events = np.array(sorted(self.seen_), dtype=np.int64)
             pool = with_events[self.has_attributes(with_events)]
             self.__dict__["_peer_pool"] = pool
-        if not has.any() or not len(pool):
+        if not len(pool):
             return out
         k = min(neighbours or self.config.peer_neighbours, len(pool))
-        attr = self.user_attr_
-        p = attr[pool]
+        p = self.user_attr_[pool]
         p_sq = (p * p).sum(axis=1)
-        at = np.flatnonzero(has)
-        for a in range(0, len(at), 256):
-            block = at[a : a + 256]
-            d2 = p_sq[None, :] - 2.0 * (attr[rows[block]] @ p.T)  # + |q|^2, the same for every peer
-            d2[rows[block][:, None] == pool[None, :]] = np.inf
+        for a in range(0, len(feats), 256):
+            d2 = p_sq[None, :] - 2.0 * (feats[a : a + 256] @ p.T)  # + |q|^2, the same for every peer
+            d2[rows[a : a + 256][:, None] == pool[None, :]] = np.inf
             near = (
                 np.argpartition(d2, k - 1, axis=1)[:, :k]
                 if k < len(pool)
-                else np.tile(np.arange(k), (len(block), 1))
+                else np.tile(np.arange(k), (len(d2), 1))
             )
-            for i, peers in zip(block, near, strict=True):
+            for i, peers in enumerate(near, start=a):
                 items = np.concatenate(
                     [np.unique(self.seen_[int(u)]) for u in pool[peers]]
                 )  # a peer once an item
                 out[i] = np.bincount(items, minlength=self.n_items)[: self.n_items] / np.float32(k)
         return out
+
+    def _score_described(self, attributes: Mapping[str, object], user_row: int) -> np.ndarray | None:
+        """A user without events described by a request's ``attributes``: the new-user blend with the peers
+        those attributes find; None (the usual path) without a peers weight, for a user the user table
+        already describes, or when no attribute given is one the table's layout knows."""
+        if self.config.new_user_w_peers <= 0 or (
+            user_row >= 0 and self.has_attributes(np.array([user_row]))[0]
+        ):
+            return None
+        peers = self.attribute_peer_scores(dict(attributes))
+        if peers is None:
+            return None
+        last = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
+        t = int(self.user_time_[user_row]) if 0 <= user_row < len(self.user_time_) else last
+        return self.new_user_scores(t, peers)
 
     def _new_users_score(self, user_rows: np.ndarray) -> np.ndarray:
         """Scores of users without events (rows of the vocabulary): the new-user blend at each one's time,
@@ -950,16 +986,17 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         "bin_seconds_",
         "layout_",
         "user_attr_",
+        "user_layout_",
         "parts_",
     )
     #: hyperparameters used only when scoring: ``with_scoring`` changes them on a fitted model, no refit
     scoring_options = frozenset(SCORING_PARAMS)
 
     #: saved by an older version without them: derived on load (``_reset_caches``)
-    optional_state = frozenset({"map_inv_", "user_attr_"})
+    optional_state = frozenset({"map_inv_", "user_attr_", "user_layout_"})
 
     def _encode_state(self, field: str, value: Any) -> Any:
-        if field == "layout_":
+        if field in ("layout_", "user_layout_"):
             return value.to_json()
         if field == "warm_":
             return np.asarray(value, dtype=np.uint8)
@@ -970,7 +1007,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             return with_headroom(value)
         if field == "neighbours_" and value is not None:  # the same for the text-neighbour lists' arrays
             return csr_with_headroom(value)
-        if field == "layout_":  # None: saved before the layout was kept (new items get text only)
+        if field in ("layout_", "user_layout_"):  # None: saved before it was kept (no attributes)
             return sig.AttributeLayout(value or [])
         if field == "warm_" and value is not None:
             return np.asarray(value, dtype=bool)

@@ -541,31 +541,41 @@ def attribute_features(items: pd.DataFrame, max_tokens: int = 64) -> tuple[np.nd
     return AttributeLayout.fit(items, max_tokens).transform(items)
 
 
-def user_attribute_features(users: pd.DataFrame, user_ids: Sequence[str], max_tokens: int = 64) -> np.ndarray:
-    """A user table's attributes as features for ``user_ids`` (a vocabulary's ids, in row order).
-
-    The columns other than ``user_id`` go through :class:`AttributeLayout` as a catalog's do (numeric
-    columns standardised, categorical ones one-hot, free text and ids with too many values left out); a text
-    column whose every value reads as a number (MovieLens' ages read as text) counts as numeric. A last
-    column is 1 for every user the table lists, so a user it does not list (a zero row) is told apart.
-
-    Returns:
-        ``(len(user_ids), width + 1)`` float32; ``(len(user_ids), 0)`` when no column gives a feature.
-    """
-    table = users.drop(columns=["user_id"]).copy()
+def user_attribute_layout(users: pd.DataFrame, max_tokens: int = 64) -> AttributeLayout:
+    """The :class:`AttributeLayout` of a user table's columns other than ``user_id`` (numeric columns
+    standardised, categorical ones one-hot, free text and ids with too many values left out); a text column
+    whose every value reads as a number (MovieLens' ages read as text) counts as numeric."""
+    table = users.drop(columns=["user_id"], errors="ignore").copy()
     for col in table.columns:
         if not pd.api.types.is_numeric_dtype(table[col]):
             numbers = pd.to_numeric(table[col], errors="coerce")
             if numbers.notna().sum() > 0 and numbers.notna().sum() == table[col].notna().sum():
                 table[col] = numbers
-    layout = AttributeLayout.fit(table, max_tokens)
+    return AttributeLayout.fit(table, max_tokens)
+
+
+def user_attribute_rows(layout: AttributeLayout, users: pd.DataFrame) -> np.ndarray:
+    """``users``' rows under ``layout`` (:func:`user_attribute_layout`), with a last column of 1 that tells a
+    described user from a zero row: ``(len(users), width + 1)`` float32, or ``(len(users), 0)`` for a layout
+    without columns. A value the table never had (a new category) gets no column."""
     if layout.width == 0:
-        return np.zeros((len(user_ids), 0), dtype=np.float32)
-    feats = np.hstack([layout.transform(table)[0], np.ones((len(table), 1), dtype=np.float32)])
+        return np.zeros((len(users), 0), dtype=np.float32)
+    feats = layout.transform(users)[0]
+    return np.hstack([feats, np.ones((len(users), 1), dtype=np.float32)]).astype(np.float32)
+
+
+def user_attribute_features(
+    users: pd.DataFrame, user_ids: Sequence[str], max_tokens: int = 64
+) -> tuple[np.ndarray, AttributeLayout]:
+    """A user table's attributes as features for ``user_ids`` (a vocabulary's ids, in row order): the rows of
+    :func:`user_attribute_rows` under :func:`user_attribute_layout`, zero rows for users the table does not
+    list, and the layout (to place a user described later, such as a service request's attributes)."""
+    layout = user_attribute_layout(users, max_tokens)
+    feats = user_attribute_rows(layout, users)
     out = np.zeros((len(user_ids), feats.shape[1]), dtype=np.float32)
     at = pd.Index(users["user_id"].astype(str)).get_indexer(pd.Index([str(u) for u in user_ids]))
     out[at >= 0] = feats[at[at >= 0]]
-    return out
+    return out, layout
 
 
 def csr_to_arrays(prefix: str, m: sp.csr_matrix) -> dict[str, np.ndarray]:

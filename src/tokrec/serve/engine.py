@@ -355,7 +355,7 @@ class Engine:
         if req.candidates is not None:
             cand_rows, unknown = self.resolve(req.candidates)
             ignored += unknown
-        scores = model.score_rows(mrow, extra, times, candidates=cand_rows)
+        scores = model.score_rows(mrow, extra, times, candidates=cand_rows, attributes=req.attributes)
         finite = scores[np.isfinite(scores)]
         if finite.size == 0 or finite.min() == finite.max():
             mode = "exact" if cand_rows is None else "candidates"

@@ -77,6 +77,24 @@ class RecommendRequest(_Strict):
         "both, a share above 0 and a re-ranker, gets 422. Above 0 on a server without a policy: 422",
     )
 
+    attributes: (
+        dict[Annotated[StrictStr, Field(min_length=1, max_length=64)], Annotated[AttrScalar, Field()]] | None
+    ) = Field(
+        None,
+        max_length=50,
+        description='a new user\'s attributes (user-table column -> value, e.g. {"age": 24, "country": '
+        '"DE"}): for a query without events that the model\'s user table does not describe, a model '
+        "fitted with --user-attributes ranks by the peers they find; otherwise they change nothing",
+    )
+
+    @field_validator("attributes")
+    @classmethod
+    def _short_values(cls, v: dict[str, Any] | None) -> dict[str, Any] | None:
+        for key, value in (v or {}).items():
+            if isinstance(value, str) and len(value) > 200:
+                raise ValueError(f"attribute {key!r}: at most 200 characters")
+        return v
+
     @model_validator(mode="after")
     def _one_of(self) -> RecommendRequest:
         if (self.user_id is None) == (self.history is None):
