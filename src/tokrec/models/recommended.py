@@ -848,16 +848,16 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         """The peers signal of attribute rows ``feats`` (``rows``: their user rows, each left out of its own
         peers; -1 for none): ``(len(feats), n_items)`` float32."""
         out = np.zeros((len(feats), self.n_items), dtype=np.float32)
-        pool = self.__dict__.get("_peer_pool")
-        if pool is None:
+        cached = self.__dict__.get("_peer_pool")
+        if cached is None:  # the users with events the table describes, their rows and squared norms: kept
             with_events = np.array(sorted(self.seen_), dtype=np.int64)
             pool = with_events[self.has_attributes(with_events)]
-            self.__dict__["_peer_pool"] = pool
+            p = self.user_attr_[pool]
+            cached = self.__dict__["_peer_pool"] = (pool, p, (p * p).sum(axis=1))
+        pool, p, p_sq = cached
         if not len(pool):
             return out
         k = min(neighbours or self.config.peer_neighbours, len(pool))
-        p = self.user_attr_[pool]
-        p_sq = (p * p).sum(axis=1)
         for a in range(0, len(feats), 256):
             d2 = p_sq[None, :] - 2.0 * (feats[a : a + 256] @ p.T)  # + |q|^2, the same for every peer
             d2[rows[a : a + 256][:, None] == pool[None, :]] = np.inf
