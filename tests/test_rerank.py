@@ -504,6 +504,10 @@ def test_cli_evaluate_and_recommend_with_rerank(tmp_path, monkeypatch) -> None:
     assert pop["rerank"] == "popularity:0.9" and base["rerank"] is None
     assert pop["metrics"]["long_tail@5"] > base["metrics"]["long_tail@5"]
     assert {g["grouping"] for g in base["groups"]} == {"activity", "gender", "age"}
+    # the models' user table (--user-attributes) groups the accuracy the same way when --users is not given
+    assert main([*argv, "--output-dir", str(out / "attr"), "--user-attributes", users]) == 0
+    attr = json.loads((out / "attr" / "metrics.json").read_text())["protocols"]["leave-last-out"]["models"]
+    assert attr["popularity"]["groups"] == base["groups"]
     report = (out / "base" / "report.md").read_text()
     assert "accuracy per user group" in report and "ILD@5" in report
     recs_path = tmp_path / "recs.csv"

@@ -107,7 +107,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     )
     p.add_argument(
         "--users",
-        help="user attributes for per-group accuracy (CSV/Parquet/JSONL with user_id, or MovieLens' u.user)",
+        help=(
+            "user attributes for per-group accuracy only (CSV/Parquet/JSONL with user_id, or MovieLens' u.user; "
+            "default: the --user-attributes table, which the models read too)"
+        ),
     )
     add_loading_options(p, users=True)
     from tokrec.cli.tune import add_tune_args
@@ -242,6 +245,8 @@ def run(args: argparse.Namespace) -> int:
     tradeoffs = parse_controls(args.tradeoffs)
     users = _users_table(args.users)
     dataset = load_from_args(args, args.items, args.interactions)
+    if users is None:  # the models' user table also groups the accuracy (gender, age band, ...)
+        users = dataset.users
     if dataset.impressions is not None and not args.protocol:
         if args.rerank or tradeoffs:
             raise ConfigError(
