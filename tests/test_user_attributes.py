@@ -228,6 +228,16 @@ def test_the_service_ranks_a_new_visitor_by_the_attributes_they_give(data) -> No
     assert top(user_id="u1", attributes={"segment": "b" if ds.users.segment[1] == "a" else "a"}) == top(
         user_id="u1"
     )
+    # the explanation says how many of the peers had each item; a plain visitor's list has none
+    answer = engine.recommend(Q(k=3, history=[], attributes={"segment": "b", "age": 50}))
+    share = m.attribute_peer_scores({"segment": "b", "age": 50})
+    for it in answer.items:
+        (reason,) = [b for b in it.because if b["kind"] == "peers"]
+        assert reason["count"] == round(float(share[m.item_vocab_.get(it.item_id)]) * 20) > 0
+        assert reason["label"] == f"had by {reason['count']} of the 20 users most like you"
+    assert not any(
+        b["kind"] == "peers" for it in engine.recommend(Q(k=3, history=[])).items for b in it.because
+    )
     with pytest.raises(ValidationError):
         Q(history=[], attributes={"segment": {"nested": 1}})
     with pytest.raises(ValidationError):

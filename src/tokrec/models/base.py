@@ -364,6 +364,14 @@ class Recommender(ABC, Generic[C, R]):
         None where the model has no use for them (the default)."""
         return None
 
+    def query_peers(
+        self, user_row: int, attributes: Mapping[str, object] | None
+    ) -> tuple[np.ndarray, int] | None:
+        """For a query without events ranked by the users most like it (``tokrec``'s peers): ``(share of those
+        users who had each item (n_items,), how many they are)``, for explanations; None otherwise (the
+        default)."""
+        return None
+
     def _candidate_kw(self, candidates: np.ndarray | None) -> dict[str, Any]:
         """``{"candidates": rows}`` for a model that scores given candidates only (``scores_candidates``)."""
         if candidates is None or not self.scores_candidates:

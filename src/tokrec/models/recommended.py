@@ -888,6 +888,25 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         t = int(self.user_time_[user_row]) if 0 <= user_row < len(self.user_time_) else last
         return self.new_user_scores(t, peers)
 
+    def query_peers(
+        self, user_row: int, attributes: Mapping[str, object] | None
+    ) -> tuple[np.ndarray, int] | None:
+        """The peers behind a query without events (:meth:`Recommender.query_peers`): a user the table
+        describes, else the request's ``attributes``; None without a peers weight or a description."""
+        if self.config.new_user_w_peers <= 0 or (user_row >= 0 and user_row in self.seen_):
+            return None
+        if user_row >= 0 and self.has_attributes(np.array([user_row]))[0]:
+            share = self.peer_scores(np.array([user_row]))[0]
+        elif attributes:
+            found = self.attribute_peer_scores(attributes)
+            if found is None:
+                return None
+            share = found
+        else:
+            return None
+        pool = self.__dict__["_peer_pool"][0]
+        return share, min(self.config.peer_neighbours, len(pool))
+
     def _new_users_score(self, user_rows: np.ndarray) -> np.ndarray:
         """Scores of users without events (rows of the vocabulary): the new-user blend at each one's time,
         with their peers where the user table describes them and ``new_user_w_peers`` is positive."""

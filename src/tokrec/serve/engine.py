@@ -381,6 +381,21 @@ class Engine:
             top = top_k_rows(scores, req.k, allowed=allowed, drop=drop)
             explored = np.zeros(len(top), dtype=bool)
         reasons = self.explain_many(top, positive) if req.explain else [[] for _ in top]
+        peers = model.query_peers(mrow, req.attributes) if req.explain and not len(positive) else None
+        if (
+            peers is not None
+        ):  # a new user ranked by the users most like them: how many of those had each item
+            share, n_peers = peers
+            for r, because in zip(top.tolist(), reasons, strict=True):
+                had = int(round(float(share[r]) * n_peers))
+                if had:
+                    because.append(
+                        {
+                            "kind": "peers",
+                            "count": had,
+                            "label": f"had by {had} of the {n_peers} users most like you",
+                        }
+                    )
         recs = []
         for r, because, ex in zip(top, reasons, explored, strict=True):
             if ex:

@@ -105,7 +105,7 @@ class RecommendRequest(_Strict):
 class Reason(BaseModel):
     """One reason for a recommendation."""
 
-    kind: Literal["similar_item", "attribute", "explore"]
+    kind: Literal["similar_item", "attribute", "explore", "peers"]
     item_id: str | None = None
     label: str | None = None
     similarity: float | None = None

@@ -51,6 +51,7 @@ function reasonText(b, ofUser) {
   if (b.kind === "similar_item") return "like " + b.label + " (" + b.similarity.toFixed(2) + ")";
   if (b.kind === "attribute") return b.attribute + ": " + b.value + " (" + b.count + (ofUser ? " of the user's items)" : " of your picks)");
   if (b.kind === "explore") return b.label || "exploration";
+  if (b.kind === "peers") return b.label;
   return b.kind;
 }
 
