@@ -129,6 +129,20 @@ def test_pick_items_and_see_explained_recommendations(tmp_path, toy_registry):  
             driver.find_element(By.ID, "go").click()
             wait.until(EC.text_to_be_present_in_element((By.ID, "message"), "from 1 to 1000"))
             assert driver.execute_script(rec_ids_js) == []
+            # a new visitor described by attributes (this toy model has no user table: its popular items)
+            k.clear()
+            k.send_keys("4")
+            about = driver.find_element(By.ID, "about")
+            about.send_keys("age=30, country=DE")
+            driver.find_element(By.ID, "go-about").click()
+            wait.until(lambda d: len(d.execute_script(rec_ids_js)) == 4)
+            about.clear()
+            about.send_keys("thirty")
+            driver.find_element(By.ID, "go-about").click()
+            wait.until(
+                EC.text_to_be_present_in_element((By.ID, "message"), "describe the visitor as name=value")
+            )
+            assert driver.execute_script(rec_ids_js) == []
             shot = tmp_path / "page.png"
             driver.save_screenshot(str(shot))
             assert shot.stat().st_size > 10_000

@@ -98,10 +98,31 @@ function recommendForUser() {
   recommend({ user_id: user });
 }
 
+// "age=22, gender=F" -> {age: 22, gender: "F"} (numbers as numbers), the request's attributes of a new visitor
+function readAbout() {
+  const out = {};
+  for (const part of $("about").value.split(",")) {
+    if (!part.trim()) continue;
+    const eq = part.indexOf("=");
+    if (eq < 1) throw new Error("describe the visitor as name=value, separated by commas");
+    const key = part.slice(0, eq).trim(), raw = part.slice(eq + 1).trim();
+    out[key] = raw !== "" && Number.isFinite(Number(raw)) ? Number(raw) : raw;
+  }
+  return out;
+}
+
+function recommendForVisitor() {
+  let attributes;
+  try { attributes = readAbout(); } catch (err) { $("recs").replaceChildren(); showError(err); return; }
+  recommend({ history: [], attributes });
+}
+
 let timer = null;
 $("search").addEventListener("input", () => { clearTimeout(timer); timer = setTimeout(search, 150); });
 $("go").addEventListener("click", () => recommend({ history: [...liked.keys()] }));
 $("go-user").addEventListener("click", recommendForUser);
+$("go-about").addEventListener("click", recommendForVisitor);
+$("about").addEventListener("keydown", (e) => { if (e.key === "Enter") recommendForVisitor(); });
 $("user").addEventListener("keydown", (e) => { if (e.key === "Enter") recommendForUser(); });
 $("clear").addEventListener("click", () => { liked.clear(); renderLiked(); $("recs").replaceChildren(); $("message").textContent = "Pick at least one item."; search(); });
 api("/health").then((h) => {
