@@ -660,7 +660,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
     ) -> np.ndarray:
         """Scores for an anonymous history; without timestamps the history is taken to end at the
         training data's last event."""
-        t = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
+        t = self._log_end()
         if timestamps is not None and len(timestamps):
             t = int(timestamps[-1])
         seq = np.asarray(item_rows, dtype=np.int64)
@@ -807,6 +807,15 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             cache[key] = scores
         return scores.copy()
 
+    def _log_end(self) -> int:
+        """The training log's last time (epoch seconds): the query time of a history given without times."""
+        return int(self.user_time_.max()) if len(self.user_time_) else self.t0_
+
+    def _user_time(self, user_row: int) -> int:
+        """A user's query time: their last training event's (the log's last for a user without one, and for
+        -1 or a user added since the fit)."""
+        return int(self.user_time_[user_row]) if 0 <= user_row < len(self.user_time_) else self._log_end()
+
     def has_attributes(self, user_rows: np.ndarray) -> np.ndarray:
         """Whether the user table described each user (bool per row; False for users added since the fit)."""
         rows = np.asarray(user_rows, dtype=np.int64)
@@ -884,9 +893,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         peers = self.attribute_peer_scores(dict(attributes))
         if peers is None:
             return None
-        last = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
-        t = int(self.user_time_[user_row]) if 0 <= user_row < len(self.user_time_) else last
-        return self.new_user_scores(t, peers)
+        return self.new_user_scores(self._user_time(user_row), peers)
 
     def query_peers(
         self, user_row: int, attributes: Mapping[str, object] | None
@@ -911,8 +918,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         """Scores of users without events (rows of the vocabulary): the new-user blend at each one's time,
         with their peers where the user table describes them and ``new_user_w_peers`` is positive."""
         rows = np.asarray(user_rows, dtype=np.int64)
-        t_max = int(self.user_time_.max()) if len(self.user_time_) else self.t0_
-        times = [int(self.user_time_[r]) if r < len(self.user_time_) else t_max for r in rows]
+        times = [self._user_time(int(r)) for r in rows]
         has = (
             self.has_attributes(rows) if self.config.new_user_w_peers > 0 else np.zeros(len(rows), dtype=bool)
         )
