@@ -381,10 +381,9 @@ class Engine:
             top = top_k_rows(scores, req.k, allowed=allowed, drop=drop)
             explored = np.zeros(len(top), dtype=bool)
         reasons = self.explain_many(top, positive) if req.explain else [[] for _ in top]
+        # a new user ranked by the users most like them: how many of those had each item
         peers = model.query_peers(mrow, req.attributes) if req.explain and not len(positive) else None
-        if (
-            peers is not None
-        ):  # a new user ranked by the users most like them: how many of those had each item
+        if peers is not None:
             share, n_peers = peers
             for r, because in zip(top.tolist(), reasons, strict=True):
                 had = int(round(float(share[r]) * n_peers))
