@@ -209,6 +209,8 @@ def run(args: argparse.Namespace) -> int:
         "\n== 6. a user's latest history and their recommendations (recommended model, fitted on every event)"
     )
     _show_user(ds, z_i, models)
+    if ds.users is not None and "tokrec" in models:
+        _show_new_users(ds, z_i)
     _say(f"\ndone in {time.perf_counter() - t_start:.0f}s; outputs in {out}/")
     return 0
 
@@ -255,6 +257,40 @@ def _show_user(ds: Any, z_i: np.ndarray, models: list[str]) -> None:
     _say(f"top 5 by '{name}':")
     for item, score in model.recommend(uid, k=5):
         _say(f"   {score:7.3f}  {titles[item]}")
+
+
+#: two new visitors described by MovieLens' user table (age, gender, occupation)
+_VISITORS = (
+    {"age": 22, "gender": "F", "occupation": "student"},
+    {"age": 62, "gender": "M", "occupation": "retired"},
+)
+
+
+def _show_new_users(ds: Any, z_i: np.ndarray) -> None:
+    """Users without events described by the user table: the tuner's new-user step on 20% of the users held out
+    whole, then two visitors who give only their attributes."""
+    from tokrec.models.base import top_k_rows
+    from tokrec.models.registry import create_model
+    from tokrec.tuning import new_user_config, tune_new_users
+
+    _say("\n== 7. new users (no events) described by the user table: ranked by their peers")
+    report = tune_new_users(ds, z_i, {}, seed=0)
+    if report is None or not report["weights"].get("peers"):
+        _say("validation on users held out whole kept popularity alone (the table's attributes did not help)")
+        return
+    _say(
+        f"validation, {report['users_scored']} users held out whole: NDCG@10 {report['ndcg']:.4f} with "
+        f"{report['peer_neighbours']} peers at weight {report['weights']['peers']:g}, popularity alone "
+        f"{report['alone']['popularity']:.4f}"
+    )
+    model = create_model("tokrec", new_user_config(report)).fit(ds, z_i)
+    title_col = next((c for c in ("title", "name") if c in ds.items.columns), ds.item_text_columns()[0])
+    titles = dict(zip(ds.items["item_id"], ds.items[title_col].astype(str), strict=True))
+    empty = np.empty(0, dtype=np.int64)
+    for who in ({}, *_VISITORS):
+        top = top_k_rows(model.score_rows(-1, empty, attributes=who), 5)
+        label = ", ".join(f"{k} {v}" for k, v in who.items()) or "no attributes (popularity)"
+        _say(f"a new visitor, {label}: " + "; ".join(titles[i] for i in model.item_vocab_.decode(top)))
 
 
 if __name__ == "__main__":  # pragma: no cover
