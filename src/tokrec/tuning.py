@@ -364,10 +364,10 @@ def tune_new_users(
     has = model.has_attributes(users) if cols is None else np.zeros(0, dtype=bool)
     if has.any():  # the user table describes held-out users: their peers, alone, then beside the blend
         shared = {s: np.repeat(v, len(users), axis=0) for s, v in raw.items()}
-        by_k = {}
-        for n in PEER_NEIGHBOURS:
-            peers = model.peer_scores(users, n)
-            by_k[n] = (ndcg({"peers": peers}, {"peers": 1.0}), peers)
+        by_k = {
+            n: (ndcg({"peers": peers}, {"peers": 1.0}), peers)
+            for n, peers in model.peer_scores_by_count(users, PEER_NEIGHBOURS).items()
+        }
         neighbours = max(PEER_NEIGHBOURS, key=lambda n: (by_k[n][0], -PEER_NEIGHBOURS.index(n)))
         alone["peers"], shared["peers"] = by_k[neighbours]
         base = best_w

@@ -306,7 +306,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             else:
                 self.user_attr_ = np.zeros((dataset.n_users, 0), dtype=np.float32)
                 self.user_layout_ = sig.AttributeLayout()
-            self.__dict__.pop("_peer_pool", None)
+            self.__dict__.pop("_peers_cache", None)
         if "parts" in pieces:
             given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
             self.parts_ = [
@@ -330,7 +330,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         config = with_overrides(self.config, overrides, what=self.name)
         clone = copy.copy(self)
         clone.config = config
-        for cache in ("_catalog", "_attr_cache", "_new_user_cache", "_peer_pool"):
+        for cache in ("_catalog", "_attr_cache", "_new_user_cache", "_peers_cache"):
             clone.__dict__.pop(cache, None)
         clone._fit_pieces(dataset, item_vectors, self.refit_pieces(config))
         return clone
@@ -832,11 +832,17 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         share of their ``neighbours`` (default ``peer_neighbours``) closest users by attributes (squared
         distance between :func:`~tokrec.models.signals.user_attribute_features` rows; users with training
         events only, never the user itself) who had each item. Rows of users without attributes are 0."""
+        k = neighbours or self.config.peer_neighbours
+        return self.peer_scores_by_count(user_rows, (k,))[k]
+
+    def peer_scores_by_count(self, user_rows: np.ndarray, counts: Sequence[int]) -> dict[int, np.ndarray]:
+        """:meth:`peer_scores` at several neighbour counts, the neighbours searched once (the tuner's grid)."""
         rows = np.asarray(user_rows, dtype=np.int64)
-        out = np.zeros((len(rows), self.n_items), dtype=np.float32)
+        out = {int(k): np.zeros((len(rows), self.n_items), dtype=np.float32) for k in counts}
         has = self.has_attributes(rows)
         if has.any():
-            out[has] = self._peers_of(self.user_attr_[rows[has]], rows[has], neighbours)
+            for k, v in self._peers_of(self.user_attr_[rows[has]], rows[has], counts).items():
+                out[k][has] = v
         return out
 
     def attribute_peer_scores(self, attributes: Mapping[str, object]) -> np.ndarray | None:
@@ -851,35 +857,49 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         feats = sig.user_attribute_rows(layout, row)
         if not feats[0, :-1].any():
             return None
-        return self._peers_of(feats, np.array([-1], dtype=np.int64), None)[0]
+        k = self.config.peer_neighbours
+        return self._peers_of(feats, np.array([-1], dtype=np.int64), (k,))[k][0]
 
-    def _peers_of(self, feats: np.ndarray, rows: np.ndarray, neighbours: int | None) -> np.ndarray:
-        """The peers signal of attribute rows ``feats`` (``rows``: their user rows, each left out of its own
-        peers; -1 for none): ``(len(feats), n_items)`` float32."""
-        out = np.zeros((len(feats), self.n_items), dtype=np.float32)
-        cached = self.__dict__.get("_peer_pool")
-        if cached is None:  # the users with events the table describes, their rows and squared norms: kept
+    def _peer_pool(self) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """The users with events the table describes (sorted rows), their attribute rows and squared norms:
+        built once, kept."""
+        cached = self.__dict__.get("_peers_cache")
+        if cached is None:
             with_events = np.array(sorted(self.seen_), dtype=np.int64)
             pool = with_events[self.has_attributes(with_events)]
             p = self.user_attr_[pool]
-            cached = self.__dict__["_peer_pool"] = (pool, p, (p * p).sum(axis=1))
-        pool, p, p_sq = cached
+            cached = self.__dict__["_peers_cache"] = (pool, p, (p * p).sum(axis=1))
+        return cached
+
+    def _peers_of(self, feats: np.ndarray, rows: np.ndarray, counts: Sequence[int]) -> dict[int, np.ndarray]:
+        """The peers signal of attribute rows ``feats`` at each neighbour count of ``counts`` (``rows``: their
+        user rows, each left out of its own peers; -1 for none): ``{k: (len(feats), n_items) float32}``. The
+        nearest ``max(counts)`` are found once, in blocks of at most 2^25 distances."""
+        out = {int(k): np.zeros((len(feats), self.n_items), dtype=np.float32) for k in counts}
+        pool, p, p_sq = self._peer_pool()
         if not len(pool):
             return out
-        k = min(neighbours or self.config.peer_neighbours, len(pool))
-        for a in range(0, len(feats), 256):
-            d2 = p_sq[None, :] - 2.0 * (feats[a : a + 256] @ p.T)  # + |q|^2, the same for every peer
-            d2[rows[a : a + 256][:, None] == pool[None, :]] = np.inf
+        k_max = min(max(out), len(pool))
+        step = max(1, min(256, 2**25 // len(pool)))
+        for a in range(0, len(feats), step):
+            d2 = p_sq[None, :] - 2.0 * (feats[a : a + step] @ p.T)  # + |q|^2, the same for every peer
+            own = rows[a : a + step]
+            at = np.minimum(np.searchsorted(pool, own), len(pool) - 1)
+            hit = (own >= 0) & (pool[at] == own)
+            d2[np.flatnonzero(hit), at[hit]] = np.inf  # never a user's own peer
             near = (
-                np.argpartition(d2, k - 1, axis=1)[:, :k]
-                if k < len(pool)
-                else np.tile(np.arange(k), (len(d2), 1))
+                np.argpartition(d2, k_max - 1, axis=1)[:, :k_max]
+                if k_max < len(pool)
+                else np.tile(np.arange(len(pool)), (len(d2), 1))
             )
+            order = np.argsort(np.take_along_axis(d2, near, axis=1), axis=1, kind="stable")
+            near = np.take_along_axis(near, order, axis=1)  # nearest first
             for i, peers in enumerate(near, start=a):
-                items = np.concatenate(
-                    [np.unique(self.seen_[int(u)]) for u in pool[peers]]
-                )  # a peer once an item
-                out[i] = np.bincount(items, minlength=self.n_items)[: self.n_items] / np.float32(k)
+                sets = [np.unique(self.seen_[int(u)]) for u in pool[peers]]  # a peer once an item
+                for k, share in out.items():
+                    kk = min(k, len(sets))
+                    items = np.concatenate(sets[:kk])
+                    share[i] = np.bincount(items, minlength=self.n_items)[: self.n_items] / np.float32(kk)
         return out
 
     def _score_described(self, attributes: Mapping[str, object], user_row: int) -> np.ndarray | None:
@@ -911,8 +931,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             share = found
         else:
             return None
-        pool = self.__dict__["_peer_pool"][0]
-        return share, min(self.config.peer_neighbours, len(pool))
+        return share, min(self.config.peer_neighbours, len(self._peer_pool()[0]))
 
     def _new_users_score(self, user_rows: np.ndarray) -> np.ndarray:
         """Scores of users without events (rows of the vocabulary): the new-user blend at each one's time,
@@ -1046,7 +1065,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         ridge inverse): each follows exactly from the rest. A new user's kept vectors are dropped (a copy made
         by ``with_scoring`` may score them with other weights)."""
         self.__dict__.pop("_new_user_cache", None)
-        self.__dict__.pop("_peer_pool", None)
+        self.__dict__.pop("_peers_cache", None)
         if getattr(self, "ease_items_", None) is None and getattr(self, "ease_", None) is not None:
             self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
         if getattr(self, "warm_", None) is None and getattr(self, "features_", None) is not None:
