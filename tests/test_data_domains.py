@@ -179,6 +179,39 @@ def test_listening_log_lastfm_1k_and_generic(tmp_path):
     assert ds.items["artist_name"].tolist() == ["Deep Dish", "坂本龍一"]
     assert ds.interactions["timestamp"].tolist() == [1241478537, 1241445250, 1241517600]
     assert ds.sequences()[0].tolist() == [1, 0]  # time order
+    assert ds.users is None  # no profile file beside the log
+    # Last.fm 1K's profile file next to the log: the user table (a user without plays is a new user)
+    prof = tmp_path / "userid-profile.tsv"
+    prof.write_text(
+        "#id\tgender\tage\tcountry\tregistered\n"
+        "user_000001\tm\t\tJapan\tAug 13, 2006\n"
+        "user_000002\tf\t25\tPeru\tFeb 24, 2006\n"
+        "user_000003\t\t31\tUnited States\tOct 30, 2005\n"
+    )
+    ds = load_dataset(p, p)
+    assert ds.users is not None and ds.users.columns.tolist() == [
+        "user_id",
+        "gender",
+        "age",
+        "country",
+        "registered",
+    ]
+    assert ds.users["country"].tolist() == ["Japan", "Peru", "United States"] and ds.users[
+        "age"
+    ].isna().tolist() == [
+        True,
+        False,
+        False,
+    ]
+    assert ds.n_users == 3 and len(ds.sequences()[2]) == 0  # user_000003: described, no plays
+    assert "users: userid-profile.tsv (3 users)" in ds.report.notes
+    prof.write_text(
+        "#id\tgender\tage\tcountry\tregistered\nuser_000001\tm\t\tJapan\t\nuser_000001\tf\t\t\t\n"
+    )
+    with pytest.raises(DataError) as e:
+        load_dataset(p, p)
+    assert (e.value.row, e.value.column) == (3, "#id") and "userid-profile.tsv" in str(e.value)
+    prof.unlink()
     g = tmp_path / "plays.csv"
     g.write_text("user,track_id,timestamp,track_name\nu1,t1,2020-01-01,Song A\nu1,t2,2020-01-02,Song B\n")
     ds = load_dataset(g, g)

@@ -21,7 +21,10 @@ Listening-event logs (:func:`load_listening_events`): one row per play. The Last
 header with ``user_id`` (or ``user``), ``item_id`` (or ``track_id``, ``track``), ``timestamp`` and
 optionally ``track_name`` / ``artist_name`` columns. The catalog comes from the log itself (each track's
 first row): ``item_id``, ``track_name``, ``artist_name``. A track without an id (Last.fm 1K leaves many
-MBIDs empty) is identified as ``artist name - track name``.
+MBIDs empty) is identified as ``artist name - track name``. Last.fm 1K's user file, ``userid-profile.tsv``
+next to the log (a header line ``#id, gender, age, country, registered``; empty cells where a user gave
+nothing), becomes the user table: ``user_id, gender, age, country, registered``, the attributes the recommended
+model ranks a new user's peers by.
 """
 
 from __future__ import annotations
@@ -202,7 +205,8 @@ def load_listening_events(path: str | Path, *, name: str | None = None) -> Datas
     report = LoadReport()
     from tokrec.data._formats import first_line
 
-    if looks_like_lastfm_1k(first_line(path)):
+    one_k = looks_like_lastfm_1k(first_line(path))
+    if one_k:
         df, rows = read_delimited(path, LASTFM_1K_COLUMNS)
         df = df.apply(lambda s: s.str.strip())
         track = df["track_mbid"].where(df["track_mbid"].ne(""), df["artist_name"] + " - " + df["track_name"])
@@ -224,5 +228,37 @@ def load_listening_events(path: str | Path, *, name: str | None = None) -> Datas
         items[c] = df[c].to_numpy()
     items = items.drop_duplicates("item_id").reset_index(drop=True)
     report.rows_read["items (from the log)"] = len(items)
+    users = (
+        _lastfm_1k_profiles(Path(file).parent / LASTFM_1K_PROFILE, report)
+        if "Last.fm 1K layout" in report.notes
+        else None
+    )
     inter.attrs.clear()
-    return Dataset(inter, items, None, name=name or Path(file).stem, report=report)
+    return Dataset(inter, items, users, name=name or Path(file).stem, report=report)
+
+
+#: Last.fm 1K's user file, next to its listening log
+LASTFM_1K_PROFILE = "userid-profile.tsv"
+LASTFM_1K_PROFILE_COLUMNS = ("#id", "gender", "age", "country", "registered")
+
+
+def _lastfm_1k_profiles(path: Path, report: LoadReport) -> pd.DataFrame | None:
+    """``userid-profile.tsv`` as a user table (None where the file is absent); errors name its row and column."""
+    if not path.is_file():
+        return None
+    df, rows = read_table(path, format="tsv")
+    require_columns(
+        df.columns,
+        LASTFM_1K_PROFILE_COLUMNS,
+        f"a Last.fm 1K profile file has the header {', '.join(LASTFM_1K_PROFILE_COLUMNS)}",
+        file=str(path),
+    )
+    df = df[list(LASTFM_1K_PROFILE_COLUMNS)].rename(columns={"#id": "user_id"})
+    df = df.apply(lambda s: s.str.strip()).replace("", np.nan)
+    empty = df["user_id"].isna().to_numpy()
+    if empty.any():
+        raise DataError("empty user id", file=str(path), row=int(rows[first_error(empty)]), column="#id")
+    check_unique(df["user_id"], rows, "user id", file=str(path), column="#id")
+    report.rows_read["users"] = len(df)
+    report.notes.append(f"users: {LASTFM_1K_PROFILE} ({len(df)} users)")
+    return df.reset_index(drop=True)
