@@ -152,6 +152,15 @@ def test_the_tuner_weighs_the_peers_on_users_held_out_whole(data) -> None:
         m.recommend_batch(users, k=10), split.test.interactions, split.train.interactions
     )
     assert got["ndcg@10"] == pytest.approx(report["ndcg"], abs=1e-9)
+    # a configuration given with peers is scored as its own lists score (its "shipped" figure)
+    given = {**TokrecConfig().model_dump(), "new_user_w_peers": 1.0, "peer_neighbours": 20}
+    again = tune_new_users(ds, vecs, given, seed=0)
+    assert again is not None
+    m = create_model("tokrec", given).fit(split.train, vecs)
+    got = score_recommendations(
+        m.recommend_batch(users, k=10), split.test.interactions, split.train.interactions
+    )
+    assert got["ndcg@10"] == pytest.approx(again["shipped"], abs=1e-9)
     # without a user table the step is the one it was: no peers line, no peers weight
     bare = Dataset(ds.interactions, ds.items)
     plain = tune_new_users(bare, vecs, TokrecConfig().model_dump(), seed=0)

@@ -263,7 +263,9 @@ NEW_USER_BANDWIDTHS = (1.0, 3.0, 10.0, 30.0, 100.0, NO_RECENCY)
 NEW_USER_WEIGHTS = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0)
 #: the peers signal (a user table's attributes): the neighbour counts tried, then its weight beside the rest
 PEER_NEIGHBOURS = (25, 50, 100, 200, 400)
-PEER_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0)
+#: a peers weight that ranks by the peers alone, the rest breaking their ties (z-scores differ by far less)
+PEERS_FIRST = 1000.0
+PEER_WEIGHTS = (0.25, 0.5, 1.0, 2.0, 4.0, 8.0, PEERS_FIRST)
 #: the tuner runs :func:`tune_new_users` when its cost, estimated at NEW_USER_SECONDS_PER_EVENT per event of the
 #: log (measured: 4 us on ml-100k, 7 us at 2.25M events on 2 cores), is at most this share of the budget
 NEW_USER_BUDGET_SHARE = 0.1
@@ -292,8 +294,9 @@ def tune_new_users(
     signal on this split; of equal scores the first in the grid's order (fewest signals) is kept. When the log
     comes with a user table (``Dataset.users``) that describes the held-out users, the ``peers`` signal
     (:meth:`~tokrec.models.recommended.TokrecHybrid.peer_scores`) is then added: its neighbour count alone
-    (:data:`PEER_NEIGHBOURS`), then its weight beside the chosen blend (:data:`PEER_WEIGHTS`, up to 8, where it
-    all but decides the order: the signal alone), kept only where it raises validation NDCG.
+    (:data:`PEER_NEIGHBOURS`), then its weight beside the chosen blend (:data:`PEER_WEIGHTS`; the last,
+    ``PEERS_FIRST``, ranks by the peers and breaks their ties by the rest: the signal alone, up to its ties), kept
+    only where it raises validation NDCG.
 
     ``new_items``: the task ranks new items (the tuner's cold-item validation split): the split is that one
     instead, its pseudo-new items ranked for its users as if they had no history (the time signal, 0 for
@@ -379,6 +382,9 @@ def tune_new_users(
     shipped = TokrecConfig.model_validate(params)
     shipped_w = {s: float(getattr(shipped, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
     shipped_raw = {**raw, "time": model.new_user_signals(t, shipped.new_user_bandwidth_bins)["time"]}
+    if has.any() and shipped_w["peers"] > 0:  # a configuration given with peers: scored with its own count
+        shipped_raw = {s: np.repeat(v, len(users), axis=0) for s, v in shipped_raw.items()}
+        shipped_raw["peers"] = model.peer_scores(users, shipped.peer_neighbours)
     return {
         "protocol": protocol,
         "users_scored": int(len(users)),
