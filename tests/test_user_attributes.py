@@ -111,6 +111,15 @@ def test_a_described_new_user_gets_their_peers_items_and_others_keep_popularity(
     np.testing.assert_allclose(
         peers.with_scoring(retrieval_min_items=1).score_rows(row), peers.score_rows(row), atol=1e-6
     )
+    # the peers alone: a described user ranked by them, a visitor (no description) by popularity
+    only = create_model(
+        "tokrec",
+        {"retrieval_min_items": 10**9, "new_user_w_time": 0, "new_user_w_peers": 1, "peer_neighbours": 20},
+    ).fit(split.train, vecs)
+    np.testing.assert_array_equal(only.score_rows(-1, empty), plain.score_rows(-1, empty))
+    share = only.peer_scores(np.array([row]))[0]
+    top = only.recommend_batch([new_b[0]], k=5)["item_id"].tolist()
+    assert sorted(share[only.item_vocab_.encode(top)], reverse=True) == sorted(share, reverse=True)[:5]
     # the peers' items are those of the closest users with events, never the user's own (they have none)
     p = peers.peer_scores(np.array([row]), neighbours=5)[0]
     assert p.max() <= 1.0 and p[:60].sum() == 0 and p.sum() > 0

@@ -295,8 +295,9 @@ def tune_new_users(
     comes with a user table (``Dataset.users``) that describes the held-out users, the ``peers`` signal
     (:meth:`~tokrec.models.recommended.TokrecHybrid.peer_scores`) is then added: its neighbour count alone
     (:data:`PEER_NEIGHBOURS`), then its weight beside the chosen blend (:data:`PEER_WEIGHTS`; the last,
-    ``PEERS_FIRST``, ranks by the peers and breaks their ties by the rest: the signal alone, up to its ties), kept
-    only where it raises validation NDCG.
+    ``PEERS_FIRST``, ranks by the peers and breaks their ties by the rest), then the peers alone (users the table
+    does not describe then get popularity), kept only where it raises validation NDCG: the guarantee holds for the
+    peers too.
 
     ``new_items``: the task ranks new items (the tuner's cold-item validation split): the split is that one
     instead, its pseudo-new items ranked for its users as if they had no history (the time signal, 0 for
@@ -374,8 +375,13 @@ def tune_new_users(
         neighbours = max(PEER_NEIGHBOURS, key=lambda n: (by_k[n][0], -PEER_NEIGHBOURS.index(n)))
         alone["peers"], shared["peers"] = by_k[neighbours]
         base = best_w
-        for wp in PEER_WEIGHTS:
-            w = {**base, "peers": wp}
+        alone_w = {
+            "time": 0.0,
+            "age": 0.0,
+            "prior": 0.0,
+            "peers": 1.0,
+        }  # last: of equal scores, a blend is kept
+        for w in [{**base, "peers": wp} for wp in PEER_WEIGHTS] + [alone_w]:
             score = ndcg(shared, w)
             if score > best + 1e-9:
                 best_w, best = w, score

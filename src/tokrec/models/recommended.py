@@ -196,7 +196,8 @@ class TokrecConfig(ModelConfig):
     #: a new user the user table describes (``Dataset.users``: age, gender, country, ...) can also be ranked
     #: by their peers, the ``peer_neighbours`` users with events whose attributes are closest (numeric
     #: columns standardised, categorical ones one-hot, squared distance): the share of those peers that had
-    #: each item. Off by default; the tuner weighs it on pseudo-new users when the log comes with a user table
+    #: each item. Off by default; the tuner weighs it on pseudo-new users when the log comes with a user table.
+    #: With the peers alone (the other new-user weights 0), a new user the table does not describe gets popularity
     new_user_w_peers: float = Field(0.0, ge=0)
     peer_neighbours: int = Field(100, ge=1)
     #: registered models added to the blend (``tokrec tune --parts``; none by default)
@@ -213,11 +214,8 @@ class TokrecConfig(ModelConfig):
             p.weight > 0 for p in self.parts
         ):
             raise ValueError("at least one signal weight (w_*) must be positive")
-        if not any(getattr(self, f"new_user_w_{s}") > 0 for s in NEW_USER_SIGNALS if s != "peers"):
-            # the blend of a new user the user table does not describe (no peers)
-            raise ValueError(
-                "at least one of new_user_w_time, new_user_w_age, new_user_w_prior must be positive"
-            )
+        if not any(getattr(self, f"new_user_w_{s}") > 0 for s in NEW_USER_SIGNALS):
+            raise ValueError("at least one new-user weight (new_user_w_*) must be positive")
         return self
 
 
@@ -788,14 +786,17 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         z-normalised, items without events placed by their content) of :meth:`new_user_signals` with
         :meth:`new_user_weights`. Every history without events at the same time gets the same vector, so a
         few are kept (a copy is returned). ``peers``: this user's :meth:`peer_scores` row (a user the user
-        table describes), blended in with ``new_user_w_peers``. The registered parts and the fresh slot do not
-        apply."""
+        table describes), blended in with ``new_user_w_peers``; a blend of the peers alone ranks a user the table
+        does not describe by popularity (the time signal at ``new_user_bandwidth_bins``). The registered parts
+        and the fresh slot do not apply."""
         w = self.new_user_weights()
         if peers is not None and w["peers"] > 0:
             raw = {s: v for s, v in self.new_user_signals(t).items() if w[s]}
             raw = {s: np.asarray(v, dtype=np.float32) for s, v in raw.items()}
             raw["peers"] = np.asarray(peers, dtype=np.float32).reshape(1, -1)
             return self.blend(raw, w)[0]
+        if not any(v for s, v in w.items() if s != "peers"):  # the peers alone, and no peers here
+            w = {**w, "time": 1.0}
         key = (int(t), self.n_items, self.config.new_user_bandwidth_bins, *w.values())
         cache = self.__dict__.setdefault("_new_user_cache", {})
         scores = cache.get(key)
