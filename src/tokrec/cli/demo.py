@@ -278,10 +278,13 @@ def _show_new_users(ds: Any, z_i: np.ndarray) -> None:
     if report is None or not report["weights"].get("peers"):
         _say("validation on users held out whole kept popularity alone (the table's attributes did not help)")
         return
+    w = report["weights"]
+    beside = (
+        "alone" if not (w["time"] or w["age"] or w["prior"]) else f"at weight {w['peers']:g} beside the rest"
+    )
     _say(
         f"validation, {report['users_scored']} users held out whole: NDCG@10 {report['ndcg']:.4f} with "
-        f"{report['peer_neighbours']} peers at weight {report['weights']['peers']:g}, popularity alone "
-        f"{report['alone']['popularity']:.4f}"
+        f"{report['peer_neighbours']} peers {beside}; popularity alone {report['alone']['popularity']:.4f}"
     )
     model = create_model("tokrec", new_user_config(report)).fit(ds, z_i)
     title_col = next((c for c in ("title", "name") if c in ds.items.columns), ds.item_text_columns()[0])
