@@ -228,11 +228,7 @@ def load_listening_events(path: str | Path, *, name: str | None = None) -> Datas
         items[c] = df[c].to_numpy()
     items = items.drop_duplicates("item_id").reset_index(drop=True)
     report.rows_read["items (from the log)"] = len(items)
-    users = (
-        _lastfm_1k_profiles(Path(file).parent / LASTFM_1K_PROFILE, report)
-        if "Last.fm 1K layout" in report.notes
-        else None
-    )
+    users = _lastfm_1k_profiles(Path(file).parent / LASTFM_1K_PROFILE, report) if one_k else None
     inter.attrs.clear()
     return Dataset(inter, items, users, name=name or Path(file).stem, report=report)
 
