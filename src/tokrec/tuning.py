@@ -364,7 +364,8 @@ def tune_new_users(
         score = ndcg(raw, w)
         if score > best + 1e-9:
             best_w, best = w, score
-    neighbours = int(TokrecConfig.model_validate(params).peer_neighbours)
+    shipped = TokrecConfig.model_validate(params)
+    neighbours = shipped.peer_neighbours
     has = model.has_attributes(users) if cols is None else np.zeros(0, dtype=bool)
     if has.any():  # the user table describes held-out users: their peers, alone, then beside the blend
         shared = {s: np.repeat(v, len(users), axis=0) for s, v in raw.items()}
@@ -385,7 +386,6 @@ def tune_new_users(
             score = ndcg(shared, w)
             if score > best + 1e-9:
                 best_w, best = w, score
-    shipped = TokrecConfig.model_validate(params)
     shipped_w = {s: float(getattr(shipped, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
     shipped_raw = {**raw, "time": model.new_user_signals(t, shipped.new_user_bandwidth_bins)["time"]}
     if has.any() and shipped_w["peers"] > 0:  # a configuration given with peers: scored with its own count

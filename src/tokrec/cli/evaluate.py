@@ -209,16 +209,6 @@ def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
     return compute
 
 
-def _users_table(path: str | None) -> Any:
-    """The --users file (:func:`tokrec.data.loaders.load_users`: MovieLens' ``u.user`` by name, else any table
-    with ``user_id``)."""
-    if not path:
-        return None
-    from tokrec.data.loaders import load_users
-
-    return load_users(path)
-
-
 def run(args: argparse.Namespace) -> int:
     from tokrec.evaluation.protocol import evaluate_split, main_k
     from tokrec.evaluation.report import main_table, write_report
@@ -243,7 +233,11 @@ def run(args: argparse.Namespace) -> int:
 
     steps = parse_rerank(args.rerank)  # a bad spec fails before any work
     tradeoffs = parse_controls(args.tradeoffs)
-    users = _users_table(args.users)
+    from tokrec.data.loaders import load_users
+
+    users = (
+        load_users(args.users) if args.users else None
+    )  # MovieLens' u.user by name, else a table with user_id
     dataset = load_from_args(args, args.items, args.interactions)
     if users is None:  # the models' user table also groups the accuracy (gender, age band, ...)
         users = dataset.users

@@ -219,6 +219,9 @@ class TokrecConfig(ModelConfig):
         return self
 
 
+#: what the peers signal keeps: the pool of users with events the table describes, a few queries' peers
+_PEER_CACHES = ("_peers_cache", "_query_peers")
+
 #: the per-item arrays :meth:`TokrecHybrid.add_items` grows (see :func:`tokrec.models.growth.grown`)
 GROWN_ONLINE = ("vectors_", "features_", "prior_", "release_")
 
@@ -304,7 +307,8 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             else:
                 self.user_attr_ = np.zeros((dataset.n_users, 0), dtype=np.float32)
                 self.user_layout_ = sig.AttributeLayout()
-            self.__dict__.pop("_peers_cache", None)
+            for cache in _PEER_CACHES:
+                self.__dict__.pop(cache, None)
         if "parts" in pieces:
             given = self._given_parts or [None] * sum(p.weight > 0 for p in c.parts)
             self.parts_ = [
@@ -328,7 +332,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         config = with_overrides(self.config, overrides, what=self.name)
         clone = copy.copy(self)
         clone.config = config
-        for cache in ("_catalog", "_attr_cache", "_new_user_cache", "_peers_cache"):
+        for cache in ("_catalog", "_attr_cache", "_new_user_cache", *_PEER_CACHES):
             clone.__dict__.pop(cache, None)
         clone._fit_pieces(dataset, item_vectors, self.refit_pieces(config))
         return clone
@@ -792,7 +796,6 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         w = self.new_user_weights()
         if peers is not None and w["peers"] > 0:
             raw = {s: v for s, v in self.new_user_signals(t).items() if w[s]}
-            raw = {s: np.asarray(v, dtype=np.float32) for s, v in raw.items()}
             raw["peers"] = np.asarray(peers, dtype=np.float32).reshape(1, -1)
             return self.blend(raw, w)[0]
         if not any(v for s, v in w.items() if s != "peers"):  # the peers alone, and no peers here
@@ -897,61 +900,71 @@ class TokrecHybrid(Recommender[TokrecConfig]):
             near = np.take_along_axis(near, order, axis=1)  # nearest first
             for i, peers in enumerate(near, start=a):
                 sets = [np.unique(self.seen_[int(u)]) for u in pool[peers]]  # a peer once an item
+                items, ends = np.concatenate(sets), np.cumsum([len(s) for s in sets])  # nearest first
                 for k, share in out.items():
                     kk = min(k, len(sets))
-                    items = np.concatenate(sets[:kk])
-                    share[i] = np.bincount(items, minlength=self.n_items)[: self.n_items] / np.float32(kk)
+                    share[i] = np.bincount(items[: ends[kk - 1]], minlength=self.n_items)[
+                        : self.n_items
+                    ] / np.float32(kk)
         return out
 
     def _score_described(self, attributes: Mapping[str, object], user_row: int) -> np.ndarray | None:
         """A user without events described by a request's ``attributes``: the new-user blend with the peers
-        those attributes find; None (the usual path) without a peers weight, for a user the user table
-        already describes, or when no attribute given is one the table's layout knows."""
-        if self.config.new_user_w_peers <= 0 or (
-            user_row >= 0 and self.has_attributes(np.array([user_row]))[0]
-        ):
+        those attributes find; None (the usual path) for a user the user table already describes, or without
+        peers for these attributes (:meth:`query_peers`)."""
+        if user_row >= 0 and self.has_attributes(np.array([user_row]))[0]:
             return None
-        peers = self.attribute_peer_scores(dict(attributes))
-        if peers is None:
-            return None
-        return self.new_user_scores(self._user_time(user_row), peers)
+        found = self.query_peers(user_row, attributes)
+        return None if found is None else self.new_user_scores(self._user_time(user_row), found[0])
 
     def query_peers(
         self, user_row: int, attributes: Mapping[str, object] | None
     ) -> tuple[np.ndarray, int] | None:
         """The peers behind a query without events (:meth:`Recommender.query_peers`): a user the table
-        describes, else the request's ``attributes``; None without a peers weight or a description."""
+        describes, else the request's ``attributes``; None without a peers weight or a description. A few
+        queries' shares are kept, so that scoring a query and explaining it search its peers once."""
         if self.config.new_user_w_peers <= 0 or (user_row >= 0 and user_row in self.seen_):
             return None
-        if user_row >= 0 and self.has_attributes(np.array([user_row]))[0]:
-            share = self.peer_scores(np.array([user_row]))[0]
-        elif attributes:
-            found = self.attribute_peer_scores(attributes)
-            if found is None:
-                return None
-            share = found
-        else:
+        described = user_row >= 0 and bool(self.has_attributes(np.array([user_row]))[0])
+        if not described and not attributes:
             return None
-        return share, min(self.config.peer_neighbours, len(self._peer_pool()[0]))
+        key = (
+            ("row", user_row)
+            if described
+            else tuple(sorted((str(k), repr(v)) for k, v in (attributes or {}).items()))
+        )
+        memo = self.__dict__.setdefault("_query_peers", {})
+        if key not in memo:
+            share = (
+                self.peer_scores(np.array([user_row]))[0]
+                if described
+                else self.attribute_peer_scores(attributes or {})
+            )
+            if len(memo) >= 64:
+                memo.clear()
+            memo[key] = share
+        share = memo[key]
+        return None if share is None else (share, min(self.config.peer_neighbours, len(self._peer_pool()[0])))
 
     def _new_users_score(self, user_rows: np.ndarray) -> np.ndarray:
         """Scores of users without events (rows of the vocabulary): the new-user blend at each one's time,
-        with their peers where the user table describes them and ``new_user_w_peers`` is positive."""
+        with their peers where the user table describes them and ``new_user_w_peers`` is positive (one query:
+        through :meth:`query_peers`, which its explanation reads again; a batch: searched together)."""
         rows = np.asarray(user_rows, dtype=np.int64)
-        times = [self._user_time(int(r)) for r in rows]
         has = (
             self.has_attributes(rows) if self.config.new_user_w_peers > 0 else np.zeros(len(rows), dtype=bool)
         )
-        peers = self.peer_scores(rows[has]) if has.any() else None
+        if len(rows) == 1 and has[0]:
+            found = self.query_peers(int(rows[0]), None)
+            peers = None if found is None else found[0][None, :]
+        else:
+            peers = self.peer_scores(rows) if has.any() else None  # rows without attributes: 0, unused
         out = np.empty((len(rows), self.n_items), dtype=np.float32)
-        j = 0
-        for i, t in enumerate(times):
-            if has[i]:
-                assert peers is not None
-                out[i] = self.new_user_scores(t, peers[j])
-                j += 1
-            else:
-                out[i] = self.new_user_scores(t)
+        for i, r in enumerate(rows):
+            t = self._user_time(int(r))
+            out[i] = (
+                self.new_user_scores(t, peers[i]) if has[i] and peers is not None else self.new_user_scores(t)
+            )
         return out
 
     # ---- new items -------------------------------------------------------------------------------
@@ -993,6 +1006,7 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         )
         cached = self.__dict__.get("_catalog")
         self.__dict__.pop("_new_user_cache", None)  # the catalog changes: a new user's vector too
+        self.__dict__.pop("_query_peers", None)  # and a query's peers' shares
         old_features = self.features_
         self.vectors_ = grown(self.vectors_, n_new, rows, z)
         self.features_ = grown(self.features_, n_new, rows, f)
@@ -1066,7 +1080,8 @@ class TokrecHybrid(Recommender[TokrecConfig]):
         ridge inverse): each follows exactly from the rest. A new user's kept vectors are dropped (a copy made
         by ``with_scoring`` may score them with other weights)."""
         self.__dict__.pop("_new_user_cache", None)
-        self.__dict__.pop("_peers_cache", None)
+        for cache in _PEER_CACHES:
+            self.__dict__.pop(cache, None)
         if getattr(self, "ease_items_", None) is None and getattr(self, "ease_", None) is not None:
             self.ease_items_ = np.arange(len(self.ease_), dtype=np.int64)
         if getattr(self, "warm_", None) is None and getattr(self, "features_", None) is not None:
