@@ -351,6 +351,36 @@ def test_a_time_bounded_part_is_reused_with_whole_histories_not_retrained(data, 
     assert other.parts_[0].net_ is not trained.net_
 
 
+def test_on_new_items_a_time_bounded_part_trains_for_that_task(data, monkeypatch):
+    """On a new-item task text-sasrec joins with the options chosen for new items ("what fits anywhere in
+    the history": trained on one of the next 10 events, scored by the uniform mixture over prefixes, no ID
+    dropout) on top of its time-bounded ones; on a next-item task without them. Validation weighs it on the
+    pseudo-new items, and the chosen model is fitted anew on the whole log (the validation network never
+    saw the pseudo-new items' events), where it scores the real new items."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    monkeypatch.setattr(
+        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
+    )
+    new_item = {"target_window": 10, "score_half_life": 1e9, "id_dropout": 0.0}
+    cold = tuning.tune_tokrec(ds, vecs, cold=True, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
+    (part,) = cold.config["parts"]
+    assert {k: part["config"][k] for k in new_item} == new_item
+    assert part["config"]["refit"] == "none" and part["config"]["max_seconds"] == 70.0
+    assert part["weight"] == 1.0
+    warm = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
+    assert not set(new_item) & set(warm.config["parts"][0]["config"])
+
+    model = tuning.fit_tuned(cold, ds, vecs)
+    assert model.parts_[0].net_ is not cold.fitted_parts[0].net_  # fitted anew on the whole log
+    assert model.parts_[0].config.score_half_life == 1e9
+    assert sum(map(len, model.parts_[0].seen_.values())) == len(ds)
+
+
 def sig_z(scores):
     from tokrec.models import signals as sig
 

@@ -39,7 +39,9 @@ weighed like a signal. The sequential model ``text-sasrec`` is time-bounded (:da
 one network trained for a share of the budget on the validation split's training events, then reused by
 :func:`fit_tuned` with each user's whole history as input instead of trained again; with ``parts="auto"``
 (the commands' default) it joins on leave-last-out tasks when the budget is large enough (120 s) and the log
-small enough (:func:`auto_parts`).
+small enough (:func:`auto_parts`). Asked for on a new-item task, it trains with the options chosen for new
+items (:data:`NEW_ITEM_PART_CONFIG`) and is fitted again on the whole log, since the validation network never
+saw the pseudo-new items' events.
 
 The baselines (``ease`` with or without recency weighting, ``als``, ``bpr``, ``itemknn``) are tuned by
 Optuna over a small search space each (:data:`BASELINE_SPACES`), their registry defaults enqueued first.
@@ -142,6 +144,13 @@ SIGNAL_GRID: dict[str, list[tuple[str, list[Any]]]] = {
 #: ``max_seconds`` is PART_SHARE of the tuning budget; :func:`fit_tuned` reuses the network it trained.
 TIME_BOUNDED_PARTS: dict[str, dict[str, Any]] = {
     "text-sasrec": {"refit": "none", "refit_seeds": 1, "lr": 5e-3, "batch_size": 64, "patience": 3},
+}
+#: on a new-item task (``--candidates`` of items without events) a time-bounded part is trained for that task
+#: instead: text-sasrec with the options chosen on ml-100k's cold-item validation split (BENCHMARKS.md, "Cold"):
+#: each position trained on one of its next 10 events and new items scored by the uniform mixture over every
+#: prefix of the history ("what fits anywhere", not "what comes next"), no ID dropout
+NEW_ITEM_PART_CONFIG: dict[str, dict[str, Any]] = {
+    "text-sasrec": {"target_window": 10, "score_half_life": 1e9, "id_dropout": 0.0},
 }
 #: the share of the tuning budget a time-bounded part may train for; the signals' search gets the rest
 #: (on ml-100k it needs about 30 s of the default 120 s)
@@ -1006,7 +1015,8 @@ def _fit_parts(
     """Each registered part fitted on the validation split's training events: its z-normalised validation
     matrix, NDCG@10 alone, ``(model, config)`` and the fitted model, keyed ``"i:name"`` (a part whose
     scores are constant is left out). A baseline is tuned first (a fifth of the budget); a time-bounded
-    part (:data:`TIME_BOUNDED_PARTS`) trains for :data:`PART_SHARE` of it."""
+    part (:data:`TIME_BOUNDED_PARTS`) trains for :data:`PART_SHARE` of it, on a new-item task with
+    :data:`NEW_ITEM_PART_CONFIG` on top."""
     from tokrec.models import signals as sig
     from tokrec.models.recommended import BlendPart, fit_part, part_scores
 
@@ -1020,7 +1030,8 @@ def _fit_parts(
         if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
             cfg = tune_baseline(name, val, budget_s=budget_s / 5, seed=seed).config
         elif name in TIME_BOUNDED_PARTS:
-            cfg = {**TIME_BOUNDED_PARTS[name], "max_seconds": round(PART_SHARE * budget_s, 1)}
+            task = NEW_ITEM_PART_CONFIG.get(name, {}) if val.cols is not None else {}
+            cfg = {**TIME_BOUNDED_PARTS[name], **task, "max_seconds": round(PART_SHARE * budget_s, 1)}
         part = BlendPart.model_validate({"model": name, "config": cfg})
         model = fit_part(part, val.train, item_vectors)
         z = val.restrict(sig.znorm_rows(part_scores(model.score(val.user_ids), val.train.n_items)))
