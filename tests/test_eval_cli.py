@@ -262,6 +262,54 @@ def test_the_responsibility_inputs_are_built_once_per_split_and_not_timed_as_the
     assert all(run.metrics["ild@10"] > 0 for run in result.runs)  # the shared context measured both
 
 
+def test_each_model_is_compared_with_the_reference_user_by_user(
+    toys: None, tmp_path: Path, capsys: pytest.CaptureFixture
+) -> None:
+    """The report and metrics.json give each model's NDCG@10 minus the reference's over the same test users,
+    with a paired interval; the figures are those of the per-user NDCG of the written lists."""
+    from tokrec.evaluation.metrics import paired_difference, score_recommendations
+
+    ip, ep = _synthetic(tmp_path, n_users=60)
+    out = tmp_path / "r"
+    args = ["evaluate", "--items", str(ip), "--interactions", str(ep), "--models", "toy-pop,toy-vec"]
+    assert main(args + ["--k", "10", "--output-dir", str(out), "--reference", "toy-vec"]) == 0
+    data = json.loads((out / "metrics.json").read_text())
+    paired = data["protocols"]["leave-last-out"]["paired"]
+    assert paired["reference"] == "toy-vec" and list(paired["models"]) == ["toy-pop"]
+    got = paired["models"]["toy-pop"]
+    # recomputed from the written recommendation files and the split's test events
+    events = pd.read_csv(ep, dtype={"user_id": str, "item_id": str}).sort_values(["user_id", "timestamp"])
+    test = events.groupby("user_id").tail(1)
+    train = events.drop(test.index)
+    per = {}
+    for m in ("toy-pop", "toy-vec"):
+        recs = pd.read_csv(out / data["protocols"]["leave-last-out"]["models"][m]["recs_file"], dtype=str)
+        each = score_recommendations(recs, test, train, k=10, per_user=True)["per_user"]
+        per[m] = each.set_index("user_id")["ndcg@10"]
+    users = sorted(per["toy-vec"].index)  # users in id order
+    want = paired_difference(per["toy-pop"][users].to_numpy(), per["toy-vec"][users].to_numpy())
+    assert got["diff"] == pytest.approx(want["diff"]) and got["users"] == 60
+    assert got["diff"] == pytest.approx(
+        data["protocols"]["leave-last-out"]["models"]["toy-pop"]["metrics"]["ndcg@10"]
+        - data["protocols"]["leave-last-out"]["models"]["toy-vec"]["metrics"]["ndcg@10"]
+    )
+    assert (got["ci_low"], got["ci_high"]) == pytest.approx((want["ci_low"], want["ci_high"]))
+    row = _table_rows((out / "report.md").read_text(), "each model against toy-vec")["toy-pop"]
+    assert row["minus toy-vec"] == f"{got['diff']:+.4f}"
+    assert row["resolved"] == ("yes" if got["ci_low"] > 0 or got["ci_high"] < 0 else "no")
+    assert "each model minus toy-vec" in capsys.readouterr().out
+    # without --reference: the first model (tokrec when it is evaluated); a reference not evaluated: an error
+    assert main(args + ["--k", "10", "--output-dir", str(tmp_path / "d")]) == 0
+    assert (
+        json.loads((tmp_path / "d" / "metrics.json").read_text())["protocols"]["leave-last-out"]["paired"][
+            "reference"
+        ]
+        == "toy-pop"
+    )
+    assert main(args + ["--output-dir", str(tmp_path / "e"), "--reference", "ease"]) == 2
+    assert "--reference ease: not among --models" in capsys.readouterr().err
+
+
 def test_errors_are_one_line_and_exit_2(toys: None, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     ip, ep = _synthetic(tmp_path)
     base = ["evaluate", "--items", str(ip), "--interactions", str(ep), "--output-dir", str(tmp_path / "e")]

@@ -16,6 +16,9 @@ from tokrec.errors import DataError
 from tokrec.evaluation.metrics import (
     bootstrap_ci,
     clean_recommendations,
+    ndcg_from_scores,
+    ndcg_per_user_from_scores,
+    paired_difference,
     popularity_deciles,
     score_recommendations,
     tied_share,
@@ -166,6 +169,35 @@ def test_bootstrap_ci_brackets_the_mean_and_is_deterministic() -> None:
     # binomial standard error sqrt(.3 * .7 / 100) = 0.046: the 95% interval is about +-0.09 wide
     assert 0.15 < hi - lo < 0.22
     assert bootstrap_ci(np.full(10, 0.5)) == (0.5, 0.5)
+
+
+def test_paired_difference_counts_each_user_once_with_both_figures() -> None:
+    a = np.array([1.0, 0.5, 0.0, 0.2, 0.2])
+    b = np.array([0.0, 0.5, 0.5, 0.2, 0.0])
+    c = paired_difference(a, b, seed=3)
+    assert c["users"] == 5 and c["diff"] == pytest.approx(0.14) and (c["higher"], c["lower"]) == (2, 1)
+    assert c["ci_low"] < 0.14 < c["ci_high"]
+    # a constant gap is resolved exactly, however spread the figures themselves are
+    x = np.linspace(0, 1, 50)
+    same = paired_difference(x + 0.01, x)
+    assert same["ci_low"] == pytest.approx(0.01) and same["ci_high"] == pytest.approx(0.01)
+    lo, hi = bootstrap_ci(x + 0.01)  # the model's own interval is wide: the overlap test would not resolve it
+    assert hi - lo > 0.1
+    with pytest.raises(ValueError, match="figures against"):
+        paired_difference(a, b[:4])
+
+
+def test_ndcg_per_user_from_scores_are_the_terms_of_the_mean() -> None:
+    import scipy.sparse as sp
+
+    scores = np.array([[0.9, 0.8, 0.1, 0.0], [0.1, 0.2, 0.3, 0.4], [0.6, 0.4, 0.3, 0.1]], dtype=np.float32)
+    rel = sp.csr_matrix(np.array([[0, 1, 0, 0], [0, 0, 0, 0], [1, 0, 0, 1]]))  # user 1 has nothing held out
+    seen = sp.csr_matrix(np.array([[1, 0, 0, 0], [0, 0, 0, 0], [0, 0, 0, 0]]))
+    each = ndcg_per_user_from_scores(scores, rel, seen, k=2)
+    # user 0: item 1 first once item 0 (seen) is dropped; user 2: items 0 and 1 listed, item 0 a hit at
+    # rank 1, item 3 (relevant) not in the top 2
+    assert each.tolist() == pytest.approx([1.0, (1 / L2) / (1 / L2 + 1 / L3)])
+    assert ndcg_from_scores(scores, rel, seen, k=2) == pytest.approx(each.mean())
 
 
 def test_bad_input_is_a_clear_error() -> None:

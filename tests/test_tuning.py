@@ -111,6 +111,19 @@ def test_blend_never_below_best_single_signal_and_config_is_valid(tuned):
     assert "ease" in r.table()
 
 
+def test_each_ablation_is_compared_with_the_blend_user_by_user(tuned):
+    """What the language-model (and the order) signals add on the user's own validation split, with a paired
+    interval: the mean difference is the blend's figure minus the ablation's, over the same users."""
+    r = tuned
+    for label, v in r.ablation.items():
+        c = r.ablation_paired[label]
+        assert c["diff"] == pytest.approx(r.val_ndcg - v, abs=1e-6)
+        assert c["ci_low"] <= c["diff"] <= c["ci_high"] and c["users"] == r.validation["users_scored"]
+        assert f"{v:.4f} (the blend {c['diff']:+.4f} over it, 95% interval {c['ci_low']:+.4f}" in r.table()
+    saved = json.loads(json.dumps(r.to_json()))
+    assert saved["ablation_paired"].keys() == r.ablation.keys()
+
+
 def test_guarantee_holds_when_the_blend_loses(data, monkeypatch):
     """If the weight search returned something worse than the best signal alone, the single signal wins."""
     import tokrec.tuning as tuning

@@ -79,7 +79,7 @@ import scipy.sparse as sp
 
 from tokrec.data.dataset import Dataset, ids_in
 from tokrec.errors import ConfigError, DataError
-from tokrec.evaluation.metrics import ndcg_from_scores
+from tokrec.evaluation.metrics import ndcg_from_scores, ndcg_per_user_from_scores, paired_difference
 from tokrec.evaluation.splits import Split, cold_item_split, cold_user_split, leave_last_out
 from tokrec.models import registry
 from tokrec.models.base import wants_item_vectors
@@ -197,6 +197,13 @@ class Validation:
         if self.cols is not None:
             seen, rel = seen[:, self.cols], rel[:, self.cols]
         return ndcg_from_scores(scores, rel, seen, k=k)
+
+    def ndcg_users(self, scores: np.ndarray, k: int = 10) -> np.ndarray:
+        """NDCG@k of each validation user with a held-out item (in row order): :meth:`ndcg`'s terms."""
+        seen, rel = self.seen, self.rel
+        if self.cols is not None:
+            seen, rel = seen[:, self.cols], rel[:, self.cols]
+        return ndcg_per_user_from_scores(scores, rel, seen, k=k)
 
     def summary(self) -> dict[str, Any]:
         given = self.split.params.get("items")  # cold_item_split(items=...): the encoder's held-out items
@@ -474,6 +481,9 @@ class TuneResult:
     choice: str = "blend"
     signals: list[SignalReport] = field(default_factory=list)
     ablation: dict[str, float] = field(default_factory=dict)
+    #: per ablation: the blend minus it over the same validation users, with the paired 95% bootstrap interval
+    #: (:func:`tokrec.evaluation.metrics.paired_difference`): whether those signals' help is resolved on this log
+    ablation_paired: dict[str, dict[str, Any]] = field(default_factory=dict)
     data: dict[str, Any] = field(default_factory=dict)
     trials: int = 0
     budget_hit: bool = False
@@ -518,7 +528,15 @@ class TuneResult:
                     params = "unavailable on this data"
                 lines.append(f"  {s.signal:8s} {alone:>7s} {s.weight:7.3f}  {params}")
         for name, v in self.ablation.items():
-            lines.append(f"  {name}: {v:.4f}")
+            c = self.ablation_paired.get(name)
+            if c is None:
+                lines.append(f"  {name}: {v:.4f}")
+                continue
+            resolved = c["ci_low"] > 0 or c["ci_high"] < 0
+            lines.append(
+                f"  {name}: {v:.4f} (the blend {c['diff']:+.4f} over it, 95% interval {c['ci_low']:+.4f} to "
+                f"{c['ci_high']:+.4f}: {'resolved' if resolved else 'not resolved'})"
+            )
         if self.new_users:
             lines.append(_new_users_line(self.new_users))
         if self.skipped:
@@ -933,8 +951,23 @@ def tune_tokrec(
         {"model": part_cfgs[k][0], "config": part_cfgs[k][1], "weight": float(weights[k])} for k in entered
     ]
     config = TokrecConfig.model_validate(config).model_dump()
-    # 4. the ablation (for the report), as far as the budget goes
-    ablation = {}
+    # 4. the ablation (for the report), as far as the budget goes: each against the chosen blend, user by user
+    ablation: dict[str, float] = {}
+    paired: dict[str, dict[str, Any]] = {}
+    chosen_users: np.ndarray | None = None
+
+    def ablate(label: str, ms: dict[str, np.ndarray], w: dict[str, float]) -> None:
+        nonlocal chosen_users
+        if not any(w.values()):
+            ablation[label] = 0.0
+            return
+        each = _blend_users(ms, w, val)
+        ablation[label] = float(np.mean(each)) if len(each) else 0.0
+        if chosen_users is None:
+            chosen_users = _blend_users(mats, weights, val)
+        if len(each):
+            paired[label] = paired_difference(chosen_users, each, seed=seed)
+
     # a blend part counts as what it reads: text vectors (LM), the order of events (order)
     lm_group = (
         *LM_SIGNALS,
@@ -947,7 +980,7 @@ def tune_tokrec(
             skipped.append(f"ablation {label}")
             continue
         with clk.step(f"ablation {label}"):
-            ablation[label] = _blend_ndcg(mats, w, val) if any(w.values()) else 0.0
+            ablate(label, mats, w)
     if "ease" in mats and chosen["ease"].get("ease_half_life", NO_RECENCY) < NO_RECENCY:
         label = "without order signals or recency"
         if full_s + cache.score_s.get("ease", 0.0) > clk.left():
@@ -956,7 +989,7 @@ def tune_tokrec(
             with clk.step(f"ablation {label}"):
                 z = cache.matrix("ease", {**params, "ease_half_life": NO_RECENCY})[0]
                 w = {s: (0.0 if s in order_group else weights.get(s, 0.0)) for s in mats}
-                ablation[label] = _blend_ndcg({**mats, "ease": z}, w, val) if any(w.values()) else 0.0
+                ablate(label, {**mats, "ease": z}, w)
     reports = [
         SignalReport(s, s in mats, alone.get(s), float(weights.get(s, 0.0)), chosen.get(s, {}))
         for s in [*SIGNALS, *part_cfgs]
@@ -974,6 +1007,7 @@ def tune_tokrec(
         choice,
         reports,
         ablation,
+        paired,
         checks,
         trials,
         bool(skipped) or clk.left() <= 0,
@@ -1063,13 +1097,21 @@ def fit_tuned(result: TuneResult, dataset: Dataset, item_vectors: np.ndarray | N
     return model.fit_with_parts(dataset, vecs, given)
 
 
-def _blend_ndcg(mats: dict[str, np.ndarray], w: dict[str, float], val: Validation) -> float:
+def _blend(mats: dict[str, np.ndarray], w: dict[str, float]) -> np.ndarray:
     first = next(iter(mats.values()))
     total = np.zeros(first.shape, dtype=np.float32)
     for s, m in mats.items():
         if w.get(s):
             total += np.float32(w[s]) * m
-    return val.ndcg(total)
+    return total
+
+
+def _blend_ndcg(mats: dict[str, np.ndarray], w: dict[str, float], val: Validation) -> float:
+    return val.ndcg(_blend(mats, w))
+
+
+def _blend_users(mats: dict[str, np.ndarray], w: dict[str, float], val: Validation) -> np.ndarray:
+    return val.ndcg_users(_blend(mats, w))
 
 
 def _stacked_ndcg(stack: np.ndarray, w: np.ndarray, buf: np.ndarray, val: Validation) -> float:

@@ -57,6 +57,12 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         metavar="N",
         help="ALSO evaluate against N sampled negatives per user (labelled sampled-N; full ranking is always reported)",
     )
+    p.add_argument(
+        "--reference",
+        metavar="MODEL",
+        help="the model every other is compared with, user by user (paired difference in NDCG with its 95%% "
+        "bootstrap interval; default tokrec when evaluated, else the first of --models)",
+    )
     p.add_argument("--seed", type=int, default=0, help="seed of the random splits and negative sampling")
     p.add_argument(
         "--fraction", type=float, default=0.2, help="cold-item / cold-user: share held out (default 0.2)"
@@ -211,7 +217,7 @@ def _vector_source(args: argparse.Namespace, dataset: Any) -> Any:
 
 def run(args: argparse.Namespace) -> int:
     from tokrec.evaluation.protocol import evaluate_split, main_k
-    from tokrec.evaluation.report import main_table, write_report
+    from tokrec.evaluation.report import main_table, paired_summary, write_report
     from tokrec.fileio import staged_dir
     from tokrec.models.registry import model_class
 
@@ -222,6 +228,8 @@ def run(args: argparse.Namespace) -> int:
     configs = _configs(args.config, models)
     from tokrec.errors import ConfigError
 
+    if args.reference is not None and args.reference not in models:
+        raise ConfigError(f"--reference {args.reference}: not among --models ({', '.join(models)})")
     if args.n_recs is not None and args.n_recs < ks[-1]:
         raise ConfigError(
             f"--n-recs {args.n_recs} is below the largest K ({ks[-1]}): metrics at K need lists of at least K"
@@ -286,6 +294,7 @@ def run(args: argparse.Namespace) -> int:
                 tradeoffs=tradeoffs,
                 rerank_loss=args.rerank_loss,
                 tune_seconds={r.model: r.seconds for r in tuned[split.protocol]},
+                reference=args.reference,
             )
         )
     with staged_dir(args.output_dir) as stage:  # a failure leaves the last run's report folder as it was
@@ -305,6 +314,8 @@ def run(args: argparse.Namespace) -> int:
         print("  ".join(f"{h:>12s}" for h in head[:6] + head[-3:]))
         for row in rows:
             print("  ".join(f"{c:>12s}" for c in row[:6] + row[-3:]))
+        if r.paired:
+            print(paired_summary(r, k))
     print(f"\nreport: {written['report']}\nmetrics: {written['metrics']}")
     return 0
 

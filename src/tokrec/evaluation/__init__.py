@@ -3,6 +3,7 @@
 from tokrec.evaluation.metrics import (
     bootstrap_ci,
     clean_recommendations,
+    paired_difference,
     popularity_deciles,
     score_recommendations,
     tied_share,
@@ -29,6 +30,7 @@ __all__ = [
     "bootstrap_ci",
     "clean_recommendations",
     "evaluate_split",
+    "paired_difference",
     "run_model",
     "tied_share",
     "write_report",

@@ -381,6 +381,32 @@ def bootstrap_ci(
     return float(lo), float(hi)
 
 
+def paired_difference(
+    a: np.ndarray, b: np.ndarray, *, n_boot: int = 1000, level: float = 0.95, seed: int = 0
+) -> dict[str, Any]:
+    """Two figures of the same users compared: the mean of ``a - b``, the percentile bootstrap interval of that
+    mean (users resampled with replacement, a user's two figures together, as :func:`bootstrap_ci`), and how
+    many users ``a`` scores higher and lower than ``b``. Paired, so much narrower than the gap between two
+    separate intervals: an interval that excludes 0 is a difference these users resolve.
+
+    Returns:
+        ``users``, ``diff``, ``ci_low``, ``ci_high``, ``higher``, ``lower`` (NaN figures for no users).
+    """
+    x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
+    if x.shape != y.shape:
+        raise ValueError(f"paired_difference: {x.shape} figures against {y.shape}")
+    d = x - y
+    lo, hi = bootstrap_ci(d, n_boot=n_boot, level=level, seed=seed)
+    return {
+        "users": len(d),
+        "diff": float(d.mean()) if len(d) else float("nan"),
+        "ci_low": lo,
+        "ci_high": hi,
+        "higher": int((d > 0).sum()),
+        "lower": int((d < 0).sum()),
+    }
+
+
 def score_recommendations(
     recs: pd.DataFrame,
     test: pd.DataFrame,
@@ -448,7 +474,16 @@ def score_recommendations(
 def ndcg_from_scores(
     scores: np.ndarray, rel: sp.csr_matrix, seen: sp.csr_matrix | None = None, *, k: int = 10
 ) -> float:
-    """Mean NDCG@k straight from a score matrix (for tuning loops; the same rules as the scorer).
+    """Mean NDCG@k straight from a score matrix (for tuning loops; the same rules as the scorer): the mean of
+    :func:`ndcg_per_user_from_scores` (0.0 when no user has a relevant item)."""
+    each = ndcg_per_user_from_scores(scores, rel, seen, k=k)
+    return float(np.mean(each)) if len(each) else 0.0
+
+
+def ndcg_per_user_from_scores(
+    scores: np.ndarray, rel: sp.csr_matrix, seen: sp.csr_matrix | None = None, *, k: int = 10
+) -> np.ndarray:
+    """NDCG@k of each user with a relevant item, straight from a score matrix (the same rules as the scorer).
 
     Args:
         scores: ``(n_users, n_items)`` float; ``-inf`` = never recommended. ``(1, n_items)`` with more
@@ -458,7 +493,7 @@ def ndcg_from_scores(
         k: the cut-off.
 
     Returns:
-        NDCG@k averaged over users with at least one relevant item (0.0 when there are none).
+        ``(n,)`` float64: NDCG@k of each user (row of ``rel``) with at least one relevant item, in row order.
     """
     rel = sp.csr_matrix(rel)
     shared = len(scores) == 1 and rel.shape[0] > 1
@@ -484,10 +519,10 @@ def ndcg_from_scores(
         rows, items = coo.row[keep].astype(np.int64), coo.col[keep].astype(np.int64)
         pos = _list_positions(s, rows, items)
     if len(rows) == 0:
-        return 0.0
+        return np.zeros(0)
     users, codes = np.unique(rows, return_inverse=True)
     disc = np.where(pos < k, 1.0 / np.log2(pos + 2.0), 0.0)
     dcg = np.bincount(codes, weights=disc, minlength=len(users))
     n_rel = np.minimum(np.bincount(codes, minlength=len(users)), k)
     idcg = np.cumsum(1.0 / np.log2(np.arange(k) + 2.0))[n_rel - 1]
-    return float(np.mean(dcg / idcg))
+    return np.asarray(dcg / idcg, dtype=np.float64)

@@ -76,6 +76,8 @@ class ModelRun:
     rerank_validation: str | None = None
     #: re-rankers' trade-off curves over the model's own lists (:func:`tokrec.evaluation.responsibility.tradeoff_curves`)
     tradeoffs: list[dict[str, Any]] = field(default_factory=list)
+    #: NDCG at the main cut-off of each test user (index ``user_id``): the paired comparisons read it; not saved
+    per_user: pd.Series | None = field(default=None, repr=False, compare=False)
 
 
 @dataclass
@@ -86,6 +88,11 @@ class ProtocolResult:
     runs: list[ModelRun]
     ks: list[int]
     sampled_negatives: int | None = None
+    #: the model every other is compared with, user by user (:func:`paired_comparisons`); None: fewer than two ran
+    reference: str | None = None
+    #: per compared model: :func:`tokrec.evaluation.metrics.paired_difference` of its NDCG at the main cut-off
+    #: minus the reference's, over the same test users
+    paired: dict[str, dict[str, Any]] = field(default_factory=dict)
 
     @property
     def name(self) -> str:
@@ -267,6 +274,7 @@ def run_model(
     deciles = em.popularity_deciles(clean, train, catalog, k=main_k(ks))
     metrics.update(responsibility_metrics(clean, ctx, split.candidates or catalog, k0))
     groups = group_accuracy(per_user, user_groups(train, users), f"ndcg@{k0}", seed=seed)
+    each = per_user.set_index("user_id")[f"ndcg@{k0}"]
     sampled = None
     if srecs is not None:
         sampled = em.score_recommendations(
@@ -287,6 +295,7 @@ def run_model(
         rerank_asked=asked if asked != rerank else None,
         rerank_validation=validation,
         tradeoffs=curves,
+        per_user=each,
     )
 
 
@@ -348,8 +357,10 @@ def evaluate_split(
     tradeoffs: Sequence[str] = (),
     rerank_loss: float = 0.05,
     tune_seconds: Mapping[str, float] | None = None,
+    reference: str | None = None,
 ) -> ProtocolResult:
-    """Runs every model in ``models`` on ``split`` (see :func:`run_model`).
+    """Runs every model in ``models`` on ``split`` (see :func:`run_model`), then compares each with
+    ``reference`` user by user (:func:`paired_comparisons`).
 
     Args:
         on_error: ``"raise"`` stops at the first failing model; ``"record"`` keeps its error in the
@@ -392,7 +403,42 @@ def evaluate_split(
             run = ModelRun(model=name, error=f"{type(e).__name__}: {e}")
         run.tune_seconds = (tune_seconds or {}).get(name, float("nan"))
         runs.append(run)
-    return ProtocolResult(split, runs, sorted(set(ks)), sampled_negatives)
+    ref, paired = paired_comparisons(runs, reference, seed=seed)
+    return ProtocolResult(split, runs, sorted(set(ks)), sampled_negatives, ref, paired)
+
+
+def paired_comparisons(
+    runs: Sequence[ModelRun], reference: str | None = None, *, seed: int = 0
+) -> tuple[str | None, dict[str, dict[str, Any]]]:
+    """Every model that ran against one reference, user by user: the mean difference of their NDCG at the
+    main cut-off (model minus reference) over the same test users, with its paired bootstrap interval
+    (:func:`tokrec.evaluation.metrics.paired_difference`).
+
+    ``reference``: a model among ``runs``; default the recommended model ``tokrec`` when it ran, else the first
+    model that ran. Returns ``(reference, {model: comparison})``; ``(None, {})`` with fewer than two models.
+    """
+    from tokrec.errors import ConfigError
+
+    done = [r for r in runs if not r.error and r.per_user is not None]
+    names = [r.model for r in done]
+    if reference is not None and reference not in [r.model for r in runs]:
+        raise ConfigError(f"reference {reference!r} is not among the models evaluated ({', '.join(names)})")
+    if len(done) < 2:
+        return None, {}
+    ref = reference if reference is not None else ("tokrec" if "tokrec" in names else names[0])
+    if ref not in names:  # asked for, but it failed
+        return None, {}
+    base = next(r for r in done if r.model == ref).per_user
+    assert base is not None
+    base = base.sort_index()  # users in id order: the interval does not depend on the test file's row order
+    out = {}
+    for r in done:
+        if r.model == ref:
+            continue
+        assert r.per_user is not None
+        mine = r.per_user.reindex(base.index)  # every test user is scored, so the same users
+        out[r.model] = em.paired_difference(mine.to_numpy(), base.to_numpy(), seed=seed)
+    return ref, out
 
 
 def _needs_vectors(name: str) -> bool:
