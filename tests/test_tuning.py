@@ -124,6 +124,20 @@ def test_each_ablation_is_compared_with_the_blend_user_by_user(tuned):
     assert saved["ablation_paired"].keys() == r.ablation.keys()
 
 
+def test_an_ablation_that_leaves_nothing_weighted_scores_zero_for_every_user(data, monkeypatch):
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setattr(  # validation gives map alone weight: without the LM signals nothing is left
+        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(s == "map") for s in mats}, 1.0, 1)
+    )
+    r = tuning.tune_tokrec(ds, vecs, cold=True, **FAST)
+    c = r.ablation_paired["without LM signals"]
+    map_alone = next(x.alone_ndcg for x in r.signals if x.signal == "map")  # the blend is map alone
+    assert r.ablation["without LM signals"] == 0.0 and c["diff"] == pytest.approx(map_alone)
+    assert c["lower"] == 0 and c["higher"] > 0
+
+
 def test_guarantee_holds_when_the_blend_loses(data, monkeypatch):
     """If the weight search returned something worse than the best signal alone, the single signal wins."""
     import tokrec.tuning as tuning

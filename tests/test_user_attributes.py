@@ -151,6 +151,13 @@ def test_the_tuner_weighs_the_peers_on_users_held_out_whole(data) -> None:
     assert report is not None and report["weights"]["peers"] > 0
     assert report["ndcg"] > report["alone"]["popularity"] + 0.05
     assert report["ndcg"] >= max(v for v in report["alone"].values() if v is not None) - 1e-12
+    # against popularity on the same held-out users, with its paired interval (printed in the table's line)
+    vs = report["vs_popularity"]
+    assert vs["diff"] == pytest.approx(report["ndcg"] - report["alone"]["popularity"], abs=1e-9)
+    assert vs["ci_low"] > 0 and vs["users"] == report["users_scored"]
+    from tokrec.tuning import _new_users_line
+
+    assert f"against popularity {vs['diff']:+.4f}, 95% interval" in _new_users_line(report)
     # its figure is the public scorer's on the chosen blend's lists for the same held-out users
     split = cold_user_split(ds, fraction=0.2, seed=0)
     m = create_model("tokrec", {**TokrecConfig().model_dump(), **new_user_config(report)}).fit(

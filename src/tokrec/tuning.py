@@ -348,6 +348,10 @@ def tune_new_users(
         scores = model.blend(raw, w)
         return ndcg_from_scores(scores if cols is None else scores[:, cols], rel)
 
+    def ndcg_users(raw: dict[str, np.ndarray], w: dict[str, float]) -> np.ndarray:
+        scores = model.blend(raw, w)
+        return ndcg_per_user_from_scores(scores if cols is None else scores[:, cols], rel)
+
     raw = model.new_user_signals(t, NO_RECENCY)
     by_bandwidth = {}
     for b in NEW_USER_BANDWIDTHS:
@@ -402,6 +406,14 @@ def tune_new_users(
             score = ndcg(shared, w)
             if score > best + 1e-9:
                 best_w, best = w, score
+    # the choice against plain popularity on the same held-out users (where popularity can rank them)
+    vs_popularity = None
+    if cols is None and "time" in usable:
+        chosen_raw = shared if has.any() else raw
+        popular = {"time": by_bandwidth[NO_RECENCY][1]}
+        vs_popularity = paired_difference(
+            ndcg_users(chosen_raw, best_w), ndcg_users(popular, {"time": 1.0}), seed=seed
+        )
     shipped_w = {s: float(getattr(shipped, f"new_user_w_{s}")) for s in NEW_USER_SIGNALS}
     shipped_raw = {**raw, "time": model.new_user_signals(t, shipped.new_user_bandwidth_bins)["time"]}
     if has.any() and shipped_w["peers"] > 0:  # a configuration given with peers: scored with its own count
@@ -418,6 +430,8 @@ def tune_new_users(
         # a blend of signals that are constant on the ranked items only ties them (its figure is the tie-break's)
         "alone": {**alone, "popularity": by_bandwidth[NO_RECENCY][0] if "time" in usable else None},
         "shipped": ndcg(shipped_raw, shipped_w) if any(shipped_w[s] for s in usable) else None,
+        # the chosen blend minus plain popularity, user by user (metrics.paired_difference); None: not rankable
+        "vs_popularity": vs_popularity,
         "seconds": round(time.perf_counter() - t0, 2),
     }
 
@@ -556,11 +570,20 @@ def _new_users_line(nu: dict[str, Any]) -> str:
         w += f" ({nu['peer_neighbours']} peers)"
     shipped = "shipped: ties every item" if nu["shipped"] is None else f"shipped {nu['shipped']:.4f}"
     alone = ", ".join(f"{s} {'n/a' if v is None else f'{v:.4f}'}" for s, v in nu["alone"].items())
+    vs = nu.get("vs_popularity")
+    if vs is not None and not np.isnan(vs["diff"]):
+        resolved = vs["ci_low"] > 0 or vs["ci_high"] < 0
+        vs_text = (
+            f"; against popularity {vs['diff']:+.4f}, 95% interval {vs['ci_low']:+.4f} to {vs['ci_high']:+.4f}: "
+            f"{'resolved' if resolved else 'not resolved'}"
+        )
+    else:
+        vs_text = ""
     return (
         f"  new users (no history; {nu['users_scored']} {_NEW_USER_WHO[nu['protocol'].split(':')[0]]}): "
         f"NDCG@10 {nu['ndcg']:.4f} "
         f"({shipped}) with {w}, time bandwidth {_bandwidth(float(nu['bandwidth_bins']))}; "
-        f"alone: {alone}"
+        f"alone: {alone}{vs_text}"
     )
 
 
@@ -958,13 +981,11 @@ def tune_tokrec(
 
     def ablate(label: str, ms: dict[str, np.ndarray], w: dict[str, float]) -> None:
         nonlocal chosen_users
-        if not any(w.values()):
-            ablation[label] = 0.0
-            return
-        each = _blend_users(ms, w, val)
-        ablation[label] = float(np.mean(each)) if len(each) else 0.0
         if chosen_users is None:
             chosen_users = _blend_users(mats, weights, val)
+        # nothing weighted left: the ablated blend ranks nothing, every user scores 0
+        each = _blend_users(ms, w, val) if any(w.values()) else np.zeros(len(chosen_users))
+        ablation[label] = float(np.mean(each)) if len(each) else 0.0
         if len(each):
             paired[label] = paired_difference(chosen_users, each, seed=seed)
 
