@@ -104,7 +104,7 @@ def run(args: argparse.Namespace) -> int:
     from tokrec.cache import CachedEncoder
     from tokrec.encoders import load_encoder
     from tokrec.evaluation.protocol import evaluate_split, main_k
-    from tokrec.evaluation.report import write_report
+    from tokrec.evaluation.report import paired_summary, write_report
     from tokrec.evaluation.splits import cold_item_split, leave_last_out
     from tokrec.features import (
         item_texts,
@@ -200,6 +200,9 @@ def run(args: argparse.Namespace) -> int:
         _say(
             f"{w.model:14s} {w.metrics[f'ndcg@{k}']:14.4f} {c.metrics[f'ndcg@{k}']:14.4f} {w.fit_seconds:8.1f}"
         )
+    for name, result in (("warm", warm), ("cold", cold)):
+        if result.paired:
+            _say(f"{name}: " + paired_summary(result, k))
     if ds.impressions is not None:
         _impressions(ds, z_i, models)
     files = write_report([warm, cold], out / "report", dataset=source)
