@@ -423,6 +423,11 @@ def test_tradeoff_curves_follow_each_reranker() -> None:
     assert {k: v for k, v in tail[0].items() if k not in ("control", "goal")} == {
         k: v for k, v in mmr_rows[0].items() if k not in ("control", "goal")
     }
+    # the NDCG change against the model's own list, user by user: its mean is the difference of the figures
+    assert tail[0]["ndcg_diff"] == 0.0 and tail[0]["ndcg_diff_low"] == tail[0]["ndcg_diff_high"] == 0.0
+    for r in tail + mmr_rows:
+        assert r["ndcg_diff"] == pytest.approx(r["ndcg"] - tail[0]["ndcg"], abs=1e-12)
+        assert r["ndcg_diff_low"] <= r["ndcg_diff"] <= r["ndcg_diff_high"]
     # the quota holds at every weight (every user has more than 9 tail candidates here)
     for r in tail:
         assert r["long_tail"] >= r["weight"] - 1e-9

@@ -169,7 +169,9 @@ def tradeoff_curves(
 ) -> list[dict[str, Any]]:
     """Each re-ranker in ``controls`` applied to a model's lists ``recs`` (its best candidates per test user of
     ``split``) at each of ``weights``, scored on ``split``'s test events: one row per (control, weight) with
-    ``ndcg``, the control's ``goal`` (:data:`tokrec.rerank.GOALS`) and the beyond-accuracy figures at ``k``
+    ``ndcg``, its change against the model's own list over the same users with a paired 95% bootstrap interval
+    (``ndcg_diff``, ``ndcg_diff_low``, ``ndcg_diff_high``), the control's ``goal`` (:data:`tokrec.rerank.GOALS`)
+    and the beyond-accuracy figures at ``k``
     named in ``figures`` (default all of :data:`TRADEOFF_FIGURES`; the goal is always measured; weight 0 =
     the model's own list; ``pool``: each re-ranker within the user's ``pool`` best candidates, ``@pool``).
     Descriptive: read on test events, so a weight is chosen on a validation split
@@ -182,24 +184,38 @@ def tradeoff_curves(
         raise ValueError(f"unknown trade-off figures {unknown}; known: {', '.join(TRADEOFF_FIGURES)}")
     train, test = split.train.interactions, split.test.interactions
     catalog = split.train.item_vocab.ids
+
+    def scored(r: pd.DataFrame) -> tuple[dict[str, Any], np.ndarray]:
+        m = em.score_recommendations(
+            r, test, train, k=k, candidates=split.candidates, catalog=catalog, per_user=True, with_clean=True
+        )
+        each = m.pop("per_user").sort_values("user_id")[f"ndcg@{k}"].to_numpy()
+        return m, each
+
+    base_m, base_each = scored(recs)
     rows = []
     for control in controls:
         wanted = [g for g in TRADEOFF_FIGURES if g in figures or g == GOALS[control]]
         for w in weights:
             at = "" if pool is None else f"@{pool}"
-            r = rerank_frame(recs, context, f"{control}:{w:g}{at}", k) if w > 0 else recs
-            m = em.score_recommendations(
-                r, test, train, k=k, candidates=split.candidates, catalog=catalog, with_clean=True
-            )
+            if w > 0:
+                m, each = scored(rerank_frame(recs, context, f"{control}:{w:g}{at}", k))
+            else:
+                m, each = dict(base_m), base_each
             clean = m.pop("clean")
             if any(g in RESPONSIBILITY_METRICS for g in wanted):
                 m.update(responsibility_metrics(clean, context, split.candidates or catalog, k, wanted))
+            # the NDCG change against the model's own list, user by user, with its paired 95% interval
+            diff = em.paired_difference(each, base_each)
             rows.append(
                 {
                     "control": control,
                     "weight": float(w),
                     "goal": GOALS[control],
                     "ndcg": m[f"ndcg@{k}"],
+                    "ndcg_diff": diff["diff"],
+                    "ndcg_diff_low": diff["ci_low"],
+                    "ndcg_diff_high": diff["ci_high"],
                     **{g: m[f"{g}@{k}"] for g in wanted},
                 }
             )
