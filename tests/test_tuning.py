@@ -541,6 +541,42 @@ def test_the_search_skips_what_the_time_left_cannot_pay_for(data, monkeypatch):
     assert r.val_ndcg >= max(alone) - 1e-9  # the guarantee still holds
 
 
+def test_a_part_trains_after_the_signals_within_what_they_leave(data, monkeypatch):
+    """Every signal is scored once before a part trains (the blend's guarantee needs them; a part is an
+    extra), and a time-bounded part gets its share of the budget only as far as the time left beside the
+    weight search's share allows; with too little left it is not fitted, and the table says so."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    monkeypatch.setattr(
+        tuning,
+        "_search_weights",
+        lambda mats, *a, **k: ({s: float(":" in s or s == "ease") for s in mats}, 1.0, 1),
+    )
+    grid = {s: [] for s in GRID}  # no coordinate search: only the first fit of EASE costs time
+    clock = FakeClock()
+    _costly_ease(monkeypatch, clock, 40.0)
+    r = tuning.tune_tokrec(
+        ds, vecs, parts=("text-sasrec",), **{**FAST, "grid": grid, "budget_s": 100.0}, clock=clock
+    )
+    (part,) = r.config["parts"]
+    # 100 s - 40 s of signals - 25 s kept for the weights (WEIGHT_SHARE): 35 s, below its 70 s share
+    assert part["config"]["max_seconds"] == pytest.approx(35.0, abs=0.5)
+    assert all(s.available for s in r.signals if s.signal in ("ease", "map", "profile"))
+
+    clock = FakeClock()
+    _costly_ease(monkeypatch, clock, 72.0)
+    r = tuning.tune_tokrec(
+        ds, vecs, parts=("text-sasrec",), **{**FAST, "grid": grid, "budget_s": 100.0}, clock=clock
+    )
+    assert not r.config["parts"] and "the blend part text-sasrec (no time left for it)" in r.skipped
+    assert "the blend part text-sasrec (no time left for it)" in r.table()
+    assert r.choice != "defaults"  # the signals were all scored: the blend is tuned without the part
+
+
 def test_a_step_that_outlasts_the_budget_is_the_only_overrun_and_is_reported(data, monkeypatch):
     """The first EASE fit takes longer than the whole budget: it is the one step that overruns; nothing
     starts after it, and without every signal scored once the shipped defaults are kept."""

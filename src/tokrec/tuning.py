@@ -34,9 +34,11 @@ history signals, and is ranked by its own blend of time-aware popularity, item a
 the new-item split's pseudo-new items, which popularity cannot order); one cheap fit, skipped on logs where its
 estimate exceeds a tenth of the budget.
 
-Registered models may join the blend as parts (``parts``), each fitted on the same validation split and
-weighed like a signal. The sequential model ``text-sasrec`` is time-bounded (:data:`TIME_BOUNDED_PARTS`):
-one network trained for a share of the budget on the validation split's training events, then reused by
+Registered models may join the blend as parts (``parts``), each fitted on the same validation split once every
+signal has its validation score (the guarantee needs those; a part is an extra, and a part the time left cannot
+pay for is skipped and listed) and weighed like a signal. The sequential model ``text-sasrec`` is time-bounded
+(:data:`TIME_BOUNDED_PARTS`): one network trained for a share of the budget (at most what is left beside the
+weight search's share) on the validation split's training events, then reused by
 :func:`fit_tuned` with each user's whole history as input instead of trained again; with ``parts="auto"``
 (the commands' default) it joins on leave-last-out tasks when the budget is large enough (120 s) and the log
 small enough (:func:`auto_parts`). Asked for on a new-item task, it trains with the options chosen for new
@@ -141,7 +143,8 @@ SIGNAL_GRID: dict[str, list[tuple[str, list[Any]]]] = {
 #: training events (each user's last event held out) with early stopping on its own last training event
 #: and no refit, at a higher learning rate and smaller batches than its defaults so that it converges in
 #: tens of epochs instead of hundreds (chosen on ml-100k's validation split: BENCHMARKS.md). Its
-#: ``max_seconds`` is PART_SHARE of the tuning budget; :func:`fit_tuned` reuses the network it trained.
+#: ``max_seconds`` is PART_SHARE of the tuning budget, at most what is left once every signal is scored (less the
+#: weight search's WEIGHT_SHARE); :func:`fit_tuned` reuses the network it trained.
 TIME_BOUNDED_PARTS: dict[str, dict[str, Any]] = {
     "text-sasrec": {"refit": "none", "refit_seeds": 1, "lr": 5e-3, "batch_size": 64, "patience": 3},
 }
@@ -155,6 +158,8 @@ NEW_ITEM_PART_CONFIG: dict[str, dict[str, Any]] = {
 #: the share of the tuning budget a time-bounded part may train for; the signals' search gets the rest
 #: (on ml-100k it needs about 30 s of the default 120 s)
 PART_SHARE = 0.7
+#: a part the time left would give fewer seconds than this is not fitted (and the table says so)
+MIN_PART_SECONDS = 5.0
 #: ``parts="auto"`` (the commands' default): text-sasrec joins on a leave-last-out task when the budget is
 #: at least AUTO_MIN_BUDGET seconds (the default 120 s: at 70% it gets 84 s, in which it reached its early stop on
 #: ml-100k on a 2-core CPU, 0.1178 on test in 92 s end to end; on a slower or busy machine it gets fewer epochs and
@@ -835,11 +840,6 @@ def tune_tokrec(
             )
     if isinstance(parts, str):  # "auto"
         parts = auto_parts(val, budget_s)
-    # the parts first: a time-bounded one trains for its share of the budget, the signals get the rest
-    with clk.step("the blend parts"):
-        part_mats, part_alone, part_cfgs, part_models = _fit_parts(parts, val, item_vectors, budget_s, seed)
-    for key in part_mats:
-        log.info("tune: part %s alone %.4f (%.0fs)", key, part_alone[key], clk.elapsed())
     cache = _SignalScores(val, item_vectors, start, clk)
     params = dict(start)
     mats: dict[str, np.ndarray] = {}
@@ -871,6 +871,16 @@ def tune_tokrec(
             log.info("tune: %s is constant on this data: off", s)
             continue
         mats[s], alone[s], scored_with[s] = z, score, dict(params)
+    # the parts once every signal has a score (the blend's guarantee needs those, a part is an extra): each
+    # trains for its share of the budget, at most what is left beside the weight search's share
+    with clk.step("the blend parts"):
+        room = clk.left() - WEIGHT_SHARE * budget_s
+        part_mats, part_alone, part_cfgs, part_models, too_late = _fit_parts(
+            parts, val, item_vectors, budget_s, seed, room
+        )
+    skipped += too_late
+    for key in part_mats:
+        log.info("tune: part %s alone %.4f (%.0fs)", key, part_alone[key], clk.elapsed())
     # the weight search's users (fewer on a large catalog: WEIGHT_CELLS) and what a trial costs there
     wval, wrows = _weight_users(val, seed)
     wmats = {k: m[wrows] for k, m in {**mats, **part_mats}.items()} if wrows is not None else None
@@ -1065,13 +1075,22 @@ def auto_parts(val: Validation, budget_s: float) -> list[str]:
 
 
 def _fit_parts(
-    parts: Sequence[str], val: Validation, item_vectors: np.ndarray, budget_s: float, seed: int
-) -> tuple[dict[str, np.ndarray], dict[str, float], dict[str, tuple[str, dict[str, Any]]], dict[str, Any]]:
+    parts: Sequence[str],
+    val: Validation,
+    item_vectors: np.ndarray,
+    budget_s: float,
+    seed: int,
+    room: float = float("inf"),
+) -> tuple[
+    dict[str, np.ndarray], dict[str, float], dict[str, tuple[str, dict[str, Any]]], dict[str, Any], list[str]
+]:
     """Each registered part fitted on the validation split's training events: its z-normalised validation
     matrix, NDCG@10 alone, ``(model, config)`` and the fitted model, keyed ``"i:name"`` (a part whose
-    scores are constant is left out). A baseline is tuned first (a fifth of the budget); a time-bounded
-    part (:data:`TIME_BOUNDED_PARTS`) trains for :data:`PART_SHARE` of it, on a new-item task with
-    :data:`NEW_ITEM_PART_CONFIG` on top."""
+    scores are constant is left out), and the parts left out for want of time. A baseline is tuned first (a
+    fifth of the budget); a time-bounded part (:data:`TIME_BOUNDED_PARTS`) trains for :data:`PART_SHARE` of
+    it, on a new-item task with :data:`NEW_ITEM_PART_CONFIG` on top. ``room``: the seconds the parts may
+    take in all; each takes at most what is left of it, and one that would get under
+    :data:`MIN_PART_SECONDS` is not fitted."""
     from tokrec.models import signals as sig
     from tokrec.models.recommended import BlendPart, fit_part, part_scores
 
@@ -1079,21 +1098,32 @@ def _fit_parts(
     alone: dict[str, float] = {}
     cfgs: dict[str, tuple[str, dict[str, Any]]] = {}
     models: dict[str, Any] = {}
+    too_late: list[str] = []
+    t0 = time.perf_counter()
     for i, name in enumerate(parts):
         key = f"{i}:{name}"
+        left = room - (time.perf_counter() - t0)
         cfg: dict[str, Any] = {}
         if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
-            cfg = tune_baseline(name, val, budget_s=budget_s / 5, seed=seed).config
+            seconds = min(budget_s / 5, left)
+            if seconds < MIN_PART_SECONDS:
+                too_late.append(f"the blend part {name} (no time left for it)")
+                continue
+            cfg = tune_baseline(name, val, budget_s=seconds, seed=seed).config
         elif name in TIME_BOUNDED_PARTS:
+            seconds = min(PART_SHARE * budget_s, left)
+            if seconds < MIN_PART_SECONDS:
+                too_late.append(f"the blend part {name} (no time left for it)")
+                continue
             task = NEW_ITEM_PART_CONFIG.get(name, {}) if val.cols is not None else {}
-            cfg = {**TIME_BOUNDED_PARTS[name], **task, "max_seconds": round(PART_SHARE * budget_s, 1)}
+            cfg = {**TIME_BOUNDED_PARTS[name], **task, "max_seconds": round(seconds, 1)}
         part = BlendPart.model_validate({"model": name, "config": cfg})
         model = fit_part(part, val.train, item_vectors)
         z = val.restrict(sig.znorm_rows(part_scores(model.score(val.user_ids), val.train.n_items)))
         if _constant(z):
             continue
         mats[key], alone[key], cfgs[key], models[key] = z, val.ndcg(z), (name, part.config), model
-    return mats, alone, cfgs, models
+    return mats, alone, cfgs, models, too_late
 
 
 def fit_tuned(result: TuneResult, dataset: Dataset, item_vectors: np.ndarray | None) -> Any:

@@ -98,8 +98,8 @@ def _parts_arg(p: Any) -> None:
         metavar="NAMES",
         help=(
             "tokrec: comma-separated registered models validation may add to the blend (e.g. "
-            "text-sasrec,als); 'none': no part; 'auto' (default): text-sasrec, trained within 70%% of the "
-            "budget, on next-item tasks (no new-item --candidates) when the budget is at least 120 s (the default) and "
+            "text-sasrec,als); 'none': no part; 'auto' (default): text-sasrec, trained for up to 70%% of the "
+            "budget (what the signals leave), on next-item tasks (no new-item --candidates) when the budget is at least 120 s (the default) and "
             "the log is small (events x items <= 5e8); named on a new-item task, text-sasrec trains for new "
             "items (what fits anywhere in a history)"
         ),

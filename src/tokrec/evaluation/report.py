@@ -231,7 +231,14 @@ GOAL_LABELS = {
 def tradeoffs_table(result: ProtocolResult, k: int) -> Table:
     """One row per model, re-ranker and weight: NDCG@k and the re-ranker's goal, each with its change against
     the model's own list (weight 0)."""
-    head = ["model", "re-ranker", "weight", f"NDCG@{k}", "NDCG change", "NDCG difference, 95% paired interval"]
+    head = [
+        "model",
+        "re-ranker",
+        "weight",
+        f"NDCG@{k}",
+        "NDCG change",
+        "NDCG difference, 95% paired interval",
+    ]
     head += ["goal", "value", "goal change", f"Coverage@{k}"]
     rows = []
     for run in result.runs:
@@ -240,7 +247,9 @@ def tradeoffs_table(result: ProtocolResult, k: int) -> Table:
             b, goal = base.setdefault(row["control"], row), row["goal"]
             paired = "—"
             if row.get("ndcg_diff_low") is not None and row["weight"] > 0:
-                paired = f"{row['ndcg_diff']:+.4f} ({row['ndcg_diff_low']:+.4f} to {row['ndcg_diff_high']:+.4f})"
+                paired = (
+                    f"{row['ndcg_diff']:+.4f} ({row['ndcg_diff_low']:+.4f} to {row['ndcg_diff_high']:+.4f})"
+                )
             rows.append(
                 [run.model, row["control"], f"{row['weight']:g}", fmt_metric(row["ndcg"])]
                 + [_change(row["ndcg"], b["ndcg"]), paired, GOAL_LABELS[goal], fmt_metric(row[goal])]
