@@ -551,10 +551,9 @@ class TuneResult:
             if c is None:
                 lines.append(f"  {name}: {v:.4f}")
                 continue
-            resolved = c["ci_low"] > 0 or c["ci_high"] < 0
             lines.append(
                 f"  {name}: {v:.4f} (the blend {c['diff']:+.4f} over it, 95% interval {c['ci_low']:+.4f} to "
-                f"{c['ci_high']:+.4f}: {'resolved' if resolved else 'not resolved'})"
+                f"{c['ci_high']:+.4f}: {'resolved' if c['resolved'] else 'not resolved'})"
             )
         if self.new_users:
             lines.append(_new_users_line(self.new_users))
@@ -577,10 +576,9 @@ def _new_users_line(nu: dict[str, Any]) -> str:
     alone = ", ".join(f"{s} {'n/a' if v is None else f'{v:.4f}'}" for s, v in nu["alone"].items())
     vs = nu.get("vs_popularity")
     if vs is not None and not np.isnan(vs["diff"]):
-        resolved = vs["ci_low"] > 0 or vs["ci_high"] < 0
         vs_text = (
             f"; against popularity {vs['diff']:+.4f}, 95% interval {vs['ci_low']:+.4f} to {vs['ci_high']:+.4f}: "
-            f"{'resolved' if resolved else 'not resolved'}"
+            f"{'resolved' if vs['resolved'] else 'not resolved'}"
         )
     else:
         vs_text = ""

@@ -390,7 +390,8 @@ def paired_difference(
     separate intervals: an interval that excludes 0 is a difference these users resolve.
 
     Returns:
-        ``users``, ``diff``, ``ci_low``, ``ci_high``, ``higher``, ``lower`` (NaN figures for no users).
+        ``users``, ``diff``, ``ci_low``, ``ci_high``, ``higher``, ``lower`` (NaN figures for no users) and
+        ``resolved`` (the interval excludes 0).
     """
     x, y = np.asarray(a, dtype=float), np.asarray(b, dtype=float)
     if x.shape != y.shape:
@@ -404,6 +405,7 @@ def paired_difference(
         "ci_high": hi,
         "higher": int((d > 0).sum()),
         "lower": int((d < 0).sum()),
+        "resolved": bool(lo > 0 or hi < 0),
     }
 
 

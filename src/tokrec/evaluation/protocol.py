@@ -369,6 +369,10 @@ def evaluate_split(
         fits: per model name, the ``fit`` of :func:`run_model` (default: none).
         tune_seconds: per tuned model name, the seconds its tuning took (recorded as ``ModelRun.tune_seconds``).
     """
+    if reference is not None and reference not in models:
+        from tokrec.errors import ConfigError
+
+        raise ConfigError(f"reference {reference!r} is not among the models ({', '.join(models)})")
     vectors = _Vectors(item_vectors)
     runs = []
     context = functools.cache(
@@ -422,7 +426,9 @@ def paired_comparisons(
     done = [r for r in runs if not r.error and r.per_user is not None]
     names = [r.model for r in done]
     if reference is not None and reference not in [r.model for r in runs]:
-        raise ConfigError(f"reference {reference!r} is not among the models evaluated ({', '.join(names)})")
+        raise ConfigError(
+            f"reference {reference!r} is not among the models ({', '.join(r.model for r in runs)})"
+        )
     if len(done) < 2:
         return None, {}
     ref = reference if reference is not None else ("tokrec" if "tokrec" in names else names[0])

@@ -178,10 +178,9 @@ def paired_table(result: ProtocolResult, k: int) -> Table:
     rows = []
     for name, c in result.paired.items():
         lo, hi = c["ci_low"], c["ci_high"]
-        resolved = "yes" if lo > 0 or hi < 0 else "no"
         rows.append(
-            [name, fmt_metric(ndcg.get(name)), f"{c['diff']:+.4f}", f"{lo:+.4f} to {hi:+.4f}", resolved]
-            + [f"{c['higher']} / {c['lower']}"]
+            [name, fmt_metric(ndcg.get(name)), f"{c['diff']:+.4f}", f"{lo:+.4f} to {hi:+.4f}"]
+            + ["yes" if c["resolved"] else "no", f"{c['higher']} / {c['lower']}"]
         )
     return head, rows
 
@@ -192,7 +191,7 @@ def paired_summary(result: ProtocolResult, k: int) -> str:
         f"each model minus {result.reference}, NDCG@{k} over the same test users (95% paired bootstrap):"
     ]
     for name, c in result.paired.items():
-        verdict = "resolved" if c["ci_low"] > 0 or c["ci_high"] < 0 else "not resolved (the interval holds 0)"
+        verdict = "resolved" if c["resolved"] else "not resolved (the interval holds 0)"
         lines.append(f"  {name}: {c['diff']:+.4f} ({c['ci_low']:+.4f} to {c['ci_high']:+.4f}), {verdict}")
     return "\n".join(lines)
 
