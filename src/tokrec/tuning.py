@@ -198,17 +198,17 @@ class Validation:
 
     def ndcg(self, scores: np.ndarray, k: int = 10) -> float:
         """Mean NDCG@k of restricted scores (seen items and non-candidates never count)."""
-        seen, rel = self.seen, self.rel
-        if self.cols is not None:
-            seen, rel = seen[:, self.cols], rel[:, self.cols]
-        return ndcg_from_scores(scores, rel, seen, k=k)
+        return ndcg_from_scores(scores, *self._ranked(), k=k)
 
     def ndcg_users(self, scores: np.ndarray, k: int = 10) -> np.ndarray:
         """NDCG@k of each validation user with a held-out item (in row order): :meth:`ndcg`'s terms."""
-        seen, rel = self.seen, self.rel
-        if self.cols is not None:
-            seen, rel = seen[:, self.cols], rel[:, self.cols]
-        return ndcg_per_user_from_scores(scores, rel, seen, k=k)
+        return ndcg_per_user_from_scores(scores, *self._ranked(), k=k)
+
+    def _ranked(self) -> tuple[sp.csr_matrix, sp.csr_matrix]:
+        """``(rel, seen)`` over the columns ranked (candidates when cold)."""
+        if self.cols is None:
+            return self.rel, self.seen
+        return self.rel[:, self.cols], self.seen[:, self.cols]
 
     def summary(self) -> dict[str, Any]:
         given = self.split.params.get("items")  # cold_item_split(items=...): the encoder's held-out items
