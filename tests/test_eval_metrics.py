@@ -180,7 +180,9 @@ def test_paired_difference_counts_each_user_once_with_both_figures() -> None:
     # a constant gap is resolved exactly, however spread the figures themselves are
     x = np.linspace(0, 1, 50)
     same = paired_difference(x + 0.01, x)
-    assert same["ci_low"] == pytest.approx(0.01) and same["ci_high"] == pytest.approx(0.01) and same["resolved"]
+    assert (
+        same["ci_low"] == pytest.approx(0.01) and same["ci_high"] == pytest.approx(0.01) and same["resolved"]
+    )
     assert not paired_difference(x, x)["resolved"]  # no difference: the interval is [0, 0]
     lo, hi = bootstrap_ci(x + 0.01)  # the model's own interval is wide: the overlap test would not resolve it
     assert hi - lo > 0.1
