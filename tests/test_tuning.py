@@ -317,21 +317,27 @@ def test_evaluate_tunes_baselines_on_one_validation_split_and_reports_it(tmp_pat
 SASREC_TINY = {"hidden": 16, "n_blocks": 1, "n_heads": 2, "inner": 32, "max_len": 10, "epochs": 3}
 
 
+def _tiny_sasrec_part(monkeypatch, weigh) -> None:
+    """text-sasrec as a blend part at toy size, and a weight search that gives each signal or part
+    ``weigh(name)`` (parts are named "i:model")."""
+    import tokrec.tuning as tuning
+
+    monkeypatch.setitem(
+        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
+    )
+    monkeypatch.setattr(
+        tuning, "_search_weights", lambda mats, *a, **k: ({s: weigh(s) for s in mats}, 1.0, 1)
+    )
+
+
 def test_the_ablation_leaves_a_sequential_text_part_out_of_both_groups(data, monkeypatch):
     """text-sasrec reads the order of events and text vectors: "without order signals" and "without LM
     signals" drop it with the signals of each group (it used to stay in both)."""
     import tokrec.tuning as tuning
 
     ds, vecs = data
-    monkeypatch.setitem(
-        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
-    )
     # validation gives the part and EASE weight 1 each, every other signal 0
-    monkeypatch.setattr(
-        tuning,
-        "_search_weights",
-        lambda mats, *a, **k: ({s: float(":" in s or s == "ease") for s in mats}, 1.0, 1),
-    )
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s or s == "ease"))
     r = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
     ease_alone = next(s.alone_ndcg for s in r.signals if s.signal == "ease")
     assert r.ablation["without order signals"] == pytest.approx(ease_alone)
@@ -345,13 +351,8 @@ def test_a_time_bounded_part_is_reused_with_whole_histories_not_retrained(data, 
     import tokrec.tuning as tuning
 
     ds, vecs = data
-    monkeypatch.setitem(
-        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
-    )
     # validation gives the part weight 1 (whatever it scores on this small log)
-    monkeypatch.setattr(
-        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
-    )
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s))
     r = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
     (part,) = r.config["parts"]
     assert part["model"] == "text-sasrec" and part["config"]["max_seconds"] == 70.0  # PART_SHARE of 100 s
@@ -387,12 +388,7 @@ def test_on_new_items_a_time_bounded_part_trains_for_that_task(data, monkeypatch
     import tokrec.tuning as tuning
 
     ds, vecs = data
-    monkeypatch.setitem(
-        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
-    )
-    monkeypatch.setattr(
-        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
-    )
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s))
     new_item = {"target_window": 10, "score_half_life": 1e9, "id_dropout": 0.0}
     cold = tuning.tune_tokrec(ds, vecs, cold=True, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
     (part,) = cold.config["parts"]
@@ -548,14 +544,7 @@ def test_a_part_trains_after_the_signals_within_what_they_leave(data, monkeypatc
     import tokrec.tuning as tuning
 
     ds, vecs = data
-    monkeypatch.setitem(
-        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
-    )
-    monkeypatch.setattr(
-        tuning,
-        "_search_weights",
-        lambda mats, *a, **k: ({s: float(":" in s or s == "ease") for s in mats}, 1.0, 1),
-    )
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s or s == "ease"))
     grid = {s: [] for s in GRID}  # no coordinate search: only the first fit of EASE costs time
     clock = FakeClock()
     _costly_ease(monkeypatch, clock, 40.0)
@@ -672,19 +661,13 @@ def test_refitted_fits_only_the_changed_pieces_and_equals_a_fresh_fit(data):
 def test_fit_and_evaluate_reuse_the_part_the_tuner_trained(tmp_path, monkeypatch):
     """`tokrec fit` and `tokrec evaluate` fit the tuned blend through fit_tuned, as `recommend` does: the
     text-sasrec part trained within the tuning budget is reused, not trained a second time."""
-    import tokrec.tuning as tuning
     from tokrec.cli.main import main
     from tokrec.data.synthetic import write_synthetic
     from tokrec.encoders.testing import make_tiny_bert
     from tokrec.models.sequential import TextSASRec
     from tokrec.serve.bundle import load_bundle
 
-    monkeypatch.setitem(
-        tuning.TIME_BOUNDED_PARTS, "text-sasrec", {**tuning.TIME_BOUNDED_PARTS["text-sasrec"], **SASREC_TINY}
-    )
-    monkeypatch.setattr(  # validation gives the part weight 1
-        tuning, "_search_weights", lambda mats, *a, **k: ({s: float(":" in s) for s in mats}, 1.0, 1)
-    )
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s))  # validation gives the part weight 1
     trained = []
     real = TextSASRec._fit
 
