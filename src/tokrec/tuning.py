@@ -872,9 +872,8 @@ def tune_tokrec(
     # the parts once every signal has a score (the blend's guarantee needs those, a part is an extra): each
     # trains for its share of the budget, at most what is left beside the weight search's share
     with clk.step("the blend parts"):
-        room = clk.left() - WEIGHT_SHARE * budget_s
         part_mats, part_alone, part_cfgs, part_models, too_late = _fit_parts(
-            parts, val, item_vectors, budget_s, seed, room
+            parts, val, item_vectors, budget_s, seed, lambda: clk.left() - WEIGHT_SHARE * budget_s
         )
     skipped += too_late
     for key in part_mats:
@@ -1078,7 +1077,7 @@ def _fit_parts(
     item_vectors: np.ndarray,
     budget_s: float,
     seed: int,
-    room: float = float("inf"),
+    room: Callable[[], float] = lambda: float("inf"),
 ) -> tuple[
     dict[str, np.ndarray], dict[str, float], dict[str, tuple[str, dict[str, Any]]], dict[str, Any], list[str]
 ]:
@@ -1086,9 +1085,9 @@ def _fit_parts(
     matrix, NDCG@10 alone, ``(model, config)`` and the fitted model, keyed ``"i:name"`` (a part whose
     scores are constant is left out), and the parts left out for want of time. A baseline is tuned first (a
     fifth of the budget); a time-bounded part (:data:`TIME_BOUNDED_PARTS`) trains for :data:`PART_SHARE` of
-    it, on a new-item task with :data:`NEW_ITEM_PART_CONFIG` on top. ``room``: the seconds the parts may
-    take in all; each takes at most what is left of it, and one that would get under
-    :data:`MIN_PART_SECONDS` is not fitted."""
+    it, on a new-item task with :data:`NEW_ITEM_PART_CONFIG` on top. ``room()``: the seconds the parts may
+    still take, read on the tuner's clock before each part; a part takes at most that, and one that would get
+    under :data:`MIN_PART_SECONDS` is not fitted."""
     from tokrec.models import signals as sig
     from tokrec.models.recommended import BlendPart, fit_part, part_scores
 
@@ -1097,10 +1096,9 @@ def _fit_parts(
     cfgs: dict[str, tuple[str, dict[str, Any]]] = {}
     models: dict[str, Any] = {}
     too_late: list[str] = []
-    t0 = time.perf_counter()
     for i, name in enumerate(parts):
         key = f"{i}:{name}"
-        left = room - (time.perf_counter() - t0)
+        left = room()
         cfg: dict[str, Any] = {}
         if name in BASELINE_SPACES and BASELINE_SPACES[name][0] == name:
             seconds = min(budget_s / 5, left)
