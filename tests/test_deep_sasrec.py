@@ -79,20 +79,40 @@ def cycle_model() -> tuple[TextSASRec, Dataset, np.ndarray]:
 
 def test_learns_a_deterministic_next_item_rule(cycle_model) -> None:
     model, ds, _ = cycle_model
+    assert next_item_hit_rate(model, ds) > 0.5  # chance is 1/30
+
+
+def test_learns_the_rule_with_earlier_items_out_of_the_softmax(tmp_path) -> None:
+    ds, vecs = cycle_data()
+    config = {**TINY, "epochs": 60, "patience": 60, "lr": 5e-3, "dropout": 0.0, "id_dropout": 0.0}
+    model = TextSASRec({**config, "refit": "none", "seed": 3, "mask_history": True}).fit(ds, vecs)
+    # the ranking the mask is for leaves the history out (seen items' scores were never trained down)
+    assert next_item_hit_rate(model, ds, exclude_seen=True) > 0.5
+    loaded = load_model(model.save(tmp_path / "masked"))
+    assert loaded.config.mask_history is True
+
+
+def next_item_hit_rate(model: TextSASRec, ds: Dataset, exclude_seen: bool = False) -> float:
+    """Share of 50 random walks of 1-5 steps on the cycle whose top item is the cycle's next one (with
+    ``exclude_seen``, among the walks whose next item is not in the walk: short cycles come back)."""
     perm = {}
     for s in ds.sequences():
         for a, b in zip(s[:-1], s[1:], strict=True):
             perm[int(a)] = int(b)
-    hits = 0
+    hits = walks = 0
     rng = np.random.default_rng(1)
     for _ in range(50):
         start = int(rng.integers(ds.n_items))
         hist = [start]
         for _ in range(int(rng.integers(1, 5))):
             hist.append(perm[hist[-1]])
-        top = model.recommend(history=ds.item_vocab.decode(hist), k=1, exclude_seen=False)[0][0]
+        if exclude_seen and perm[hist[-1]] in hist:
+            continue
+        walks += 1
+        top = model.recommend(history=ds.item_vocab.decode(hist), k=1, exclude_seen=exclude_seen)[0][0]
         hits += top == ds.item_vocab.decode([perm[hist[-1]]])[0]
-    assert hits / 50 > 0.5, hits  # chance is 1/30
+    assert walks >= 25
+    return hits / walks
 
 
 def test_validation_history_and_chosen_epoch(cycle_model) -> None:
@@ -604,3 +624,58 @@ def test_with_histories_scores_from_the_whole_history_without_retraining() -> No
     other, _ = cycle_data(n_items=31, n_users=40, length=9)
     with pytest.raises(ConfigError, match="catalog"):
         model.with_histories(other)
+
+
+def test_earlier_items_and_the_seen_mask_of_each_trained_position() -> None:
+    import torch
+
+    from tokrec.models._sasrec_impl import earlier_items, seen_mask, training_windows
+
+    s = np.array([10, 11, 12, 13, 14])  # inputs 10 11 12 13 -> windows [11 12 13] and [-1 -1 10]
+    inputs, targets = training_windows([s, np.array([7])], max_len=3)
+    before = earlier_items([s, np.array([7])], max_len=3)
+    assert [b.tolist() for b in before] == [[10], []]  # the second window starts the history
+    columns = torch.full((20,), -1, dtype=torch.int64)
+    columns[10:15] = torch.arange(5)  # softmax columns 0..4 = items 10..14
+    has = torch.from_numpy(targets[:, :, 0] != -100)
+    mask = seen_mask(torch.from_numpy(inputs), before, columns, 5, has).int()
+    # trained positions in order: (window 0: after 11, 12, 13) and (window 1: after 10)
+    np.testing.assert_array_equal(
+        mask.numpy(), [[1, 1, 0, 0, 0], [1, 1, 1, 0, 0], [1, 1, 1, 1, 0], [1, 0, 0, 0, 0]]
+    )
+
+
+def test_mask_history_leaves_the_users_earlier_items_out_of_the_softmax() -> None:
+    import torch
+
+    from tokrec.models._sasrec_impl import NextItemLoss, earlier_items, training_windows
+
+    ds, vecs = cycle_data(n_users=6, length=8)
+    model = TextSASRec(TINY)
+    model.item_vectors_ = vecs
+    model._fit_text_norm(vecs)
+    net = model._build_net(vecs.shape[1], 0).eval()
+    seqs = ds.sequences()
+    inputs, targets = training_windows(seqs, max_len=4)
+    z = torch.from_numpy(model._normalise(vecs))
+    ids = torch.zeros(len(vecs), dtype=torch.long)
+    common = {"batch_size": 64, "id_dropout": 0.0, "device": torch.device("cpu"), "dtype": "float32"}
+    rows = np.arange(len(inputs))
+    plain = NextItemLoss(net, z, ids, inputs, targets, rng=np.random.default_rng(0), **common)(rows)
+    masked = NextItemLoss(
+        net, z, ids, inputs, targets, rng=np.random.default_rng(0), earlier=earlier_items(seqs, 4), **common
+    )(rows)
+    assert plain is not None and masked is not None
+    # by hand: each trained position's cross-entropy over the items its user has not had yet
+    with torch.no_grad():
+        table = net.table(z, ids)
+        logits = (net.encode(torch.from_numpy(inputs), table) @ table.T * net.logit_scale).numpy()
+    terms = []
+    for w, (inp, tgt) in enumerate(zip(inputs, targets[:, :, 0], strict=True)):
+        for pos in np.flatnonzero(tgt != -100):
+            had = set(earlier_items(seqs, 4)[w].tolist()) | set(inp[: pos + 1][inp[: pos + 1] >= 0].tolist())
+            keep = [i for i in range(len(vecs)) if i not in had or i == tgt[pos]]  # a repeat stays
+            row = logits[w, pos, keep]
+            terms.append(np.log(np.exp(row - row.max()).sum()) + row.max() - logits[w, pos, tgt[pos]])
+    assert masked[0].item() == pytest.approx(float(np.mean(terms)), rel=1e-5)
+    assert masked[0].item() < plain[0].item()  # fewer competitors: the target's share can only grow

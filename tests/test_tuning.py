@@ -404,6 +404,24 @@ def test_on_new_items_a_time_bounded_part_trains_for_that_task(data, monkeypatch
     assert sum(map(len, model.parts_[0].seen_.values())) == len(ds)
 
 
+def test_a_sequential_part_leaves_earlier_items_out_of_its_softmax_unless_users_repeat(data, monkeypatch):
+    """On a log where no user has an item twice the ranking leaves each user's items out, and so does the
+    part's training softmax (mask_history); where users come back to items, it stays off."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s))
+    assert not tuning.has_repeats(ds)
+    once = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
+    assert once.config["parts"][0]["config"]["mask_history"] is True
+    inter = ds.interactions[["user_id", "item_id", "timestamp"]]
+    again = inter.iloc[[0]].assign(timestamp=inter["timestamp"].max() + 1)  # user 0 comes back to an item
+    repeats = ds.__class__(pd.concat([inter, again], ignore_index=True), ds.items)
+    assert tuning.has_repeats(repeats)
+    r = tuning.tune_tokrec(repeats, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": 100.0})
+    assert "mask_history" not in r.config["parts"][0]["config"]
+
+
 def sig_z(scores):
     from tokrec.models import signals as sig
 

@@ -324,6 +324,48 @@ def training_windows(
     return left_pad(ins, max_len, -1), targets
 
 
+def earlier_items(
+    seqs: Sequence[np.ndarray], max_len: int, shifts: np.ndarray | None = None
+) -> list[np.ndarray]:
+    """Per window of :func:`training_windows` (same order), the items of the history before the
+    window's first input: with them and the window's own inputs, every position knows all the items
+    its user had before its target."""
+    return [
+        s[:start]
+        for i, s in enumerate(seqs)
+        if len(s) >= 2
+        for start, _, _ in _windows(len(s) - 1, max_len, 0 if shifts is None else int(shifts[i]))
+    ]
+
+
+def seen_mask(
+    inputs: torch.Tensor,
+    earlier: Sequence[np.ndarray],
+    columns: torch.Tensor,
+    n_out: int,
+    positions: torch.Tensor,
+) -> torch.Tensor:
+    """``(P, n_out)`` bool at the ``positions`` ``(B, L)`` bool of the windows: True where the softmax
+    column's item is among the user's items up to and including that position (the window's inputs
+    ``(B, L)``, -1 = pad, and ``earlier``: its items before the window); ``columns`` ``(N,)`` maps
+    catalog rows to softmax columns (-1: not in the softmax)."""
+    b, length = inputs.shape
+    device = inputs.device
+    col = torch.where(inputs >= 0, columns[inputs.clamp_min(0)], -1) + 1  # 0 = pad / not in the softmax
+    longest = max((len(e) for e in earlier), default=0)
+    before = np.zeros((b, max(longest, 1)), dtype=np.int64)  # -> column 0 after the shift below
+    for j, items in enumerate(earlier):
+        before[j, : len(items)] = np.asarray(items, dtype=np.int64) + 1
+    rows = torch.from_numpy(before).to(device)
+    before_cols = torch.where(rows > 0, columns[(rows - 1).clamp_min(0)], -1) + 1
+    prior = torch.zeros(b, n_out + 1, dtype=torch.bool, device=device).scatter_(1, before_cols, True)
+    causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=device))  # [l, k]: k <= l
+    prefix = torch.where(causal.unsqueeze(0), col.unsqueeze(1), 0)  # (B, L, L): inputs up to each position
+    owner = torch.arange(b, device=device).unsqueeze(1).expand(b, length)[positions]
+    seen = prior[owner].scatter_(1, prefix[positions], True)
+    return seen[:, 1:]
+
+
 def side_windows(
     values: Sequence[np.ndarray],
     max_len: int,
@@ -364,12 +406,14 @@ def batches(n: int, size: int, rng: np.random.Generator | None) -> Iterator[np.n
 
 
 class EpochWindows(NamedTuple):
-    """One epoch's training windows: inputs, targets and the inputs' side values (None: not used)."""
+    """One epoch's training windows: inputs, targets, the inputs' side values and each window's earlier
+    items (None: not used)."""
 
     inputs: np.ndarray
     targets: np.ndarray
     gap_inputs: np.ndarray | None
     day_inputs: np.ndarray | None
+    earlier: list[np.ndarray] | None = None
 
 
 class NextItemLoss:
@@ -381,8 +425,10 @@ class NextItemLoss:
     ``gap_inputs`` ``(W, L)``: the inputs' gap buckets; each is set to "unknown" with probability
     ``gap_dropout``, so that histories without timestamps (online events) stay in distribution.
     ``day_inputs`` ``(W, L)`` (days since the epoch, NaN = pad) and ``release`` ``(N,)`` (days, NaN =
-    unknown): the inputs' times and the items' release dates for the age bias. ``resample(rng)``, where
-    given, re-cuts ``(inputs, targets, gap_inputs, day_inputs)`` at the start of every epoch (ties put in a
+    unknown): the inputs' times and the items' release dates for the age bias. ``earlier``: each
+    window's items before it (:func:`earlier_items`); given, each position's softmax leaves out the items
+    its user already had (all but its target), as the ranking does. ``resample(rng)``, where
+    given, re-cuts the windows at the start of every epoch (ties put in a
     fresh order, windows moved). Random draws: the order, targets, gap dropout and re-cuts from ``rng``,
     ID dropout from the network's own generator.
     """
@@ -406,6 +452,7 @@ class NextItemLoss:
         day_inputs: np.ndarray | None = None,
         release: torch.Tensor | None = None,
         resample: Callable[[np.random.Generator], EpochWindows] | None = None,
+        earlier: list[np.ndarray] | None = None,
     ) -> None:
         self.net, self.z, self.id_index = net, z, id_index
         self.inputs, self.targets = inputs, targets
@@ -416,10 +463,22 @@ class NextItemLoss:
         self.day_inputs = day_inputs
         self.release = release if release is None or out_items is None else release[out_items]
         self.resample = resample
+        self.earlier = earlier
+        self.columns: torch.Tensor | None = None
+        if earlier is not None:
+            n = len(id_index)
+            cols = torch.arange(n, device=device)
+            if out_items is not None:
+                cols = torch.full((n,), -1, dtype=torch.int64, device=device)
+                cols[out_items] = torch.arange(len(out_items), device=device)
+            self.columns = cols
 
     def batches(self, epoch: int = 0) -> Iterator[np.ndarray]:
         if self.resample is not None:
-            self.inputs, self.targets, self.gap_inputs, self.day_inputs = self.resample(self.rng)
+            w = self.resample(self.rng)
+            self.inputs, self.targets, self.gap_inputs, self.day_inputs = w[:4]
+            if self.earlier is not None:
+                self.earlier = w.earlier
         return batches(len(self.inputs), self.batch_size, self.rng)
 
     def __call__(self, idx: np.ndarray) -> tuple[torch.Tensor, int] | None:
@@ -448,6 +507,12 @@ class NextItemLoss:
             if self.day_inputs is not None:
                 days = torch.from_numpy(self.day_inputs[idx]).to(device)[has]
                 logits = net.add_age(logits, days, self.release)
+        if self.earlier is not None and self.columns is not None:
+            seen = seen_mask(inp, [self.earlier[j] for j in idx], self.columns, logits.shape[1], has)
+            seen[torch.arange(len(seen), device=device), tgt[has].clamp_min(0)] = (
+                False  # a repeat stays a target
+            )
+            logits = logits.masked_fill(seen, float("-inf"))
         loss = nn.functional.cross_entropy(logits.float(), tgt[has], ignore_index=-100)
         return loss, len(idx)
 

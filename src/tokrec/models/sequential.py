@@ -129,6 +129,16 @@ class TextSASRecConfig(ModelConfig):
         ),
     )
     new_item_lambda: float = Field(3.0, gt=0, description="with new_items='content-map': the ridge penalty")
+    mask_history: bool = Field(
+        False,
+        description=(
+            "leave the items a user already had out of each training position's softmax (its target "
+            "excepted): the ranking leaves them out (exclude_seen, the default), so training spends nothing on "
+            "pushing them down; their scores are then untrained, so keep it off where seen items are ranked "
+            "(--include-seen, exclude_seen=false) or users come back to items. The tuner turns it on for its "
+            "blend part on logs without repeated (user, item) pairs"
+        ),
+    )
     id_embeddings: bool = True
     id_dropout: float = Field(
         0.3, ge=0, le=1, description="probability of dropping an item's ID part per step"
@@ -465,6 +475,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
         from tokrec.models._sasrec_impl import (
             EpochWindows,
             NextItemLoss,
+            earlier_items,
             gap_windows,
             shuffle_ties,
             side_windows,
@@ -482,6 +493,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
                 remap(targets),
                 None if gaps is None else gap_windows(gaps, c.max_len, shifts),
                 None if days is None else side_windows(days, c.max_len, np.nan, np.float32, shifts),
+                earlier_items(seqs, c.max_len, shifts) if c.mask_history else None,
             )
 
         def resample(r: np.random.Generator) -> EpochWindows:
@@ -508,6 +520,7 @@ class TextSASRec(Recommender[TextSASRecConfig, TorchOptions]):
             day_inputs=first.day_inputs,
             release=release,
             resample=resample if varies else None,
+            earlier=first.earlier,
         )
 
     def _side_by_side(self, jobs: list[Callable[[], _T]], device: Any) -> list[_T]:
