@@ -422,6 +422,27 @@ def test_a_sequential_part_leaves_earlier_items_out_of_its_softmax_unless_users_
     assert "mask_history" not in r.config["parts"][0]["config"]
 
 
+def test_a_budget_that_pays_for_it_gives_the_sequential_part_two_networks(data, monkeypatch):
+    """With at least ENSEMBLE_PART_SECONDS for it, text-sasrec joins as a two-network ensemble (each
+    network its own validation run) and fit_tuned reuses both; on less, and on new-item tasks, one."""
+    import tokrec.tuning as tuning
+
+    ds, vecs = data
+    _tiny_sasrec_part(monkeypatch, lambda s: float(":" in s))
+    budget = tuning.ENSEMBLE_PART_SECONDS / tuning.PART_SHARE + 1.0
+    r = tuning.tune_tokrec(ds, vecs, parts=("text-sasrec",), **{**FAST, "budget_s": budget})
+    (part,) = r.config["parts"]
+    assert (
+        part["config"]["refit_seeds"] == 2 and part["config"]["max_seconds"] >= tuning.ENSEMBLE_PART_SECONDS
+    )
+    (trained,) = r.fitted_parts
+    assert len(trained.extra_nets_) == 1 and trained.extra_nets_[0] is not trained.net_
+    reused = tuning.fit_tuned(r, ds, vecs).parts_[0]
+    assert reused.net_ is trained.net_ and reused.extra_nets_[0] is trained.extra_nets_[0]
+    cold = tuning.tune_tokrec(ds, vecs, cold=True, parts=("text-sasrec",), **{**FAST, "budget_s": budget})
+    assert cold.config["parts"][0]["config"]["refit_seeds"] == 1
+
+
 def sig_z(scores):
     from tokrec.models import signals as sig
 

@@ -153,6 +153,13 @@ TIME_BOUNDED_PARTS: dict[str, dict[str, Any]] = {
 #: command's test NDCG@10 0.1120 -> 0.1200; BENCHMARKS.md, "Earlier items out of the softmax"); where users
 #: come back to items, their earlier items are what may come next, and the option stays off
 NO_REPEAT_PART_CONFIG: dict[str, dict[str, Any]] = {"text-sasrec": {"mask_history": True}}
+#: on a next-item task whose budget gives a time-bounded part at least this many seconds, it also takes
+#: ENSEMBLE_PART_CONFIG: text-sasrec as two networks (seeds s, s+1; each its own validation run, side by side on
+#: CPU, their scores averaged). On ml-100k two networks need about 120 s to reach their early stops on 2 cores;
+#: given only the default budget's 84 s they stop short and score below one network (test 0.1191 against
+#: 0.1200), given 280 s (`--tune-budget 400`) they score 0.1245 in 148 s end to end (BENCHMARKS.md)
+ENSEMBLE_PART_SECONDS = 150.0
+ENSEMBLE_PART_CONFIG: dict[str, dict[str, Any]] = {"text-sasrec": {"refit_seeds": 2}}
 #: on a new-item task (``--candidates`` of items without events) a time-bounded part is trained for that task
 #: instead: text-sasrec with the options chosen on ml-100k's cold-item validation split (BENCHMARKS.md, "Cold"):
 #: each position trained on one of its next 10 events and new items scored by the uniform mixture over every
@@ -1125,7 +1132,8 @@ def _fit_parts(
             task = NEW_ITEM_PART_CONFIG.get(name, {}) if val.cols is not None else {}
             log = val.source if val.source is not None else val.train  # the held-out events count too
             once = NO_REPEAT_PART_CONFIG.get(name, {}) if not has_repeats(log) else {}
-            cfg = {**TIME_BOUNDED_PARTS[name], **once, **task, "max_seconds": round(seconds, 1)}
+            long = ENSEMBLE_PART_CONFIG.get(name, {}) if seconds >= ENSEMBLE_PART_SECONDS and not task else {}
+            cfg = {**TIME_BOUNDED_PARTS[name], **once, **long, **task, "max_seconds": round(seconds, 1)}
         part = BlendPart.model_validate({"model": name, "config": cfg})
         model = fit_part(part, val.train, item_vectors)
         z = val.restrict(sig.znorm_rows(part_scores(model.score(val.user_ids), val.train.n_items)))
