@@ -329,7 +329,7 @@ def earlier_items(
 ) -> list[np.ndarray]:
     """Per window of :func:`training_windows` (same order), the items of the history before the
     window's first input: with them and the window's own inputs, every position knows all the items
-    its user had before its target."""
+    its user had before its target. Views into ``seqs``, not copies."""
     return [
         s[:start]
         for i, s in enumerate(seqs)
@@ -509,9 +509,8 @@ class NextItemLoss:
                 logits = net.add_age(logits, days, self.release)
         if self.earlier is not None and self.columns is not None:
             seen = seen_mask(inp, [self.earlier[j] for j in idx], self.columns, logits.shape[1], has)
-            seen[torch.arange(len(seen), device=device), tgt[has].clamp_min(0)] = (
-                False  # a repeat stays a target
-            )
+            target = tgt[has].clamp_min(0)
+            seen[torch.arange(len(seen), device=device), target] = False  # a repeated item stays a target
             logits = logits.masked_fill(seen, float("-inf"))
         loss = nn.functional.cross_entropy(logits.float(), tgt[has], ignore_index=-100)
         return loss, len(idx)
