@@ -101,7 +101,9 @@ def _parts_arg(p: Any) -> None:
             "text-sasrec,als); 'none': no part; 'auto' (default): text-sasrec, trained for up to 70%% of the "
             "budget (what the signals leave), on next-item tasks (no new-item --candidates) when the budget is at least 120 s (the default) and "
             "the log is small (events x items <= 5e8); named on a new-item task, text-sasrec trains for new "
-            "items (what fits anywhere in a history)"
+            "items (what fits anywhere in a history); on a log without repeated (user, item) pairs it leaves "
+            "each user's earlier items out of its softmax, and as two networks once it gets 150 s or more "
+            "(ml-100k: --tune-budget 300)"
         ),
     )
 
