@@ -351,16 +351,18 @@ def seen_mask(
     catalog rows to softmax columns (-1: not in the softmax)."""
     b, length = inputs.shape
     device = inputs.device
-    col = torch.where(inputs >= 0, columns[inputs.clamp_min(0)], -1) + 1  # 0 = pad / not in the softmax
-    longest = max((len(e) for e in earlier), default=0)
-    before = np.zeros((b, max(longest, 1)), dtype=np.int64)  # -> column 0 after the shift below
+
+    def cols(rows: torch.Tensor) -> torch.Tensor:  # catalog rows (-1 = pad) -> 1 + softmax column, 0 = none
+        return torch.where(rows >= 0, columns[rows.clamp_min(0)], -1) + 1
+
+    before = np.full((b, max([1, *map(len, earlier)])), -1, dtype=np.int64)
     for j, items in enumerate(earlier):
-        before[j, : len(items)] = np.asarray(items, dtype=np.int64) + 1
-    rows = torch.from_numpy(before).to(device)
-    before_cols = torch.where(rows > 0, columns[(rows - 1).clamp_min(0)], -1) + 1
-    prior = torch.zeros(b, n_out + 1, dtype=torch.bool, device=device).scatter_(1, before_cols, True)
+        before[j, : len(items)] = items
+    prior = torch.zeros(b, n_out + 1, dtype=torch.bool, device=device)
+    prior.scatter_(1, cols(torch.from_numpy(before).to(device)), True)
     causal = torch.tril(torch.ones(length, length, dtype=torch.bool, device=device))  # [l, k]: k <= l
-    prefix = torch.where(causal.unsqueeze(0), col.unsqueeze(1), 0)  # (B, L, L): inputs up to each position
+    # (B, L, L): each position's inputs up to and including it
+    prefix = torch.where(causal.unsqueeze(0), cols(inputs).unsqueeze(1), 0)
     owner = torch.arange(b, device=device).unsqueeze(1).expand(b, length)[positions]
     seen = prior[owner].scatter_(1, prefix[positions], True)
     return seen[:, 1:]
@@ -507,7 +509,8 @@ class NextItemLoss:
             if self.day_inputs is not None:
                 days = torch.from_numpy(self.day_inputs[idx]).to(device)[has]
                 logits = net.add_age(logits, days, self.release)
-        if self.earlier is not None and self.columns is not None:
+        if self.earlier is not None:
+            assert self.columns is not None
             seen = seen_mask(inp, [self.earlier[j] for j in idx], self.columns, logits.shape[1], has)
             target = tgt[has].clamp_min(0)
             seen[torch.arange(len(seen), device=device), target] = False  # a repeated item stays a target
